@@ -1,0 +1,1 @@
+"""synth_opt: GEPA prompt optimization as an asyncio actor pipeline."""

@@ -1,0 +1,120 @@
+"""The synth_opt error tree.
+
+Every error synth_opt raises on purpose derives from one root, so callers can catch at the level they care
+about. Each class carries a stable ``error_code`` (used in CLI output, service responses and events) and an
+``exit_code`` for the command line::
+
+    SynthOptimizerError                 synth_opt_error        exit 1
+    ├── ConfigError                     config_error           exit 2   (bad TOML, bad key, missing file)
+    ├── UsageError                      usage_error            exit 2   (bad command-line use)
+    ├── ContainerContractError          container_contract     exit 1   (a container broke the wire contract)
+    ├── ProposerError                   proposer_error         exit 1   (no usable proposal, proposer died)
+    ├── CacheMissError                  cache_miss             exit 1   (readonly run asked for an absent entry)
+    ├── CacheCorruptError               cache_corrupt          exit 1
+    ├── BudgetExceededError             budget_exceeded        exit 1
+    ├── RunCancelledError               run_cancelled          exit 130
+    ├── EventCompareError               event_compare          exit 1   (two feeds differ)
+    ├── InvariantError                  invariant_error        exit 1
+    ├── LeaseLostError                  lease_lost             exit 1
+    ├── RunStateError                   run_state              exit 2   (run directory in a state that needs --fresh)
+    └── RunFailedError                  run_failed             exit 1   (a bug or an unexpected failure in a run)
+
+Messages name the field, file, URL or key involved and say what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BudgetExceededError",
+    "CacheCorruptError",
+    "CacheMissError",
+    "ConfigError",
+    "ContainerContractError",
+    "EventCompareError",
+    "InvariantError",
+    "LeaseLostError",
+    "ProposerError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunStateError",
+    "SynthOptimizerError",
+    "UsageError",
+]
+
+
+class SynthOptimizerError(Exception):
+    """Root of every error synth_opt raises on purpose."""
+
+    error_code: ClassVar[str] = "synth_opt_error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail: dict[str, Any] = detail
+
+    def one_line(self) -> str:
+        """The single line the CLI prints: ``error[<code>]: <message>``."""
+        text = " ".join(self.message.split())
+        return f"error[{self.error_code}]: {text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.error_code, "message": self.message, "detail": self.detail}
+
+
+class ConfigError(SynthOptimizerError):
+    error_code = "config_error"
+    exit_code = 2
+
+
+class UsageError(SynthOptimizerError):
+    error_code = "usage_error"
+    exit_code = 2
+
+
+class ContainerContractError(SynthOptimizerError):
+    error_code = "container_contract"
+
+
+class ProposerError(SynthOptimizerError):
+    error_code = "proposer_error"
+
+
+class CacheMissError(SynthOptimizerError):
+    error_code = "cache_miss"
+
+
+class CacheCorruptError(SynthOptimizerError):
+    error_code = "cache_corrupt"
+
+
+class BudgetExceededError(SynthOptimizerError):
+    error_code = "budget_exceeded"
+
+
+class RunCancelledError(SynthOptimizerError):
+    error_code = "run_cancelled"
+    exit_code = 130
+
+
+class EventCompareError(SynthOptimizerError):
+    error_code = "event_compare"
+
+
+class InvariantError(SynthOptimizerError):
+    error_code = "invariant_error"
+
+
+class LeaseLostError(SynthOptimizerError):
+    error_code = "lease_lost"
+
+
+class RunStateError(SynthOptimizerError):
+    error_code = "run_state"
+    exit_code = 2
+
+
+class RunFailedError(SynthOptimizerError):
+    error_code = "run_failed"

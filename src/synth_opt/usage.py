@@ -1,0 +1,85 @@
+"""Token and cost usage: one small value type shared by rollouts, proposer calls and the budget ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Usage of one or more external calls.
+
+    ``cost_usd`` is None when the cost is unknown (a proposer with no configured prices); adding an unknown cost
+    to a known one keeps the known part.
+    """
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        if self.cost_usd is None and other.cost_usd is None:
+            cost: float | None = None
+        else:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+        return Usage(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cost_usd=cost,
+        )
+
+    @property
+    def known_cost_usd(self) -> float:
+        return self.cost_usd or 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        cost = data.get("cost_usd")
+        return cls(
+            calls=int(data.get("calls", 0)),
+            prompt_tokens=int(data.get("prompt_tokens", 0)),
+            completion_tokens=int(data.get("completion_tokens", 0)),
+            total_tokens=int(data.get("total_tokens", 0)),
+            cost_usd=None if cost is None else float(cost),
+        )
+
+    @classmethod
+    def from_reply(cls, data: Any, *, calls: int = 1) -> Usage:
+        """Read the usage block of a container or LLM reply, tolerating the common spellings."""
+        if not isinstance(data, dict):
+            return cls(calls=calls)
+        prompt = _int(data, "prompt_tokens", "input_tokens")
+        completion = _int(data, "completion_tokens", "output_tokens")
+        total = _int(data, "total_tokens") or prompt + completion
+        cost = data.get("cost_usd", data.get("cost"))
+        return cls(
+            calls=calls,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            cost_usd=float(cost) if isinstance(cost, int | float) else 0.0,
+        )
+
+
+def _int(data: dict[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return 0
