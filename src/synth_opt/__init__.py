@@ -1,1 +1,52 @@
-"""synth_opt: GEPA prompt optimization as an asyncio actor pipeline."""
+"""synth_opt: GEPA prompt optimization as an asyncio actor pipeline against task containers.
+
+::
+
+    from synth_opt import GepaRun
+    result = GepaRun.from_toml("gepa.toml").execute()
+    result.best_candidate
+"""
+
+from synth_opt.config import GepaConfig, load_config
+from synth_opt.errors import (
+    BudgetExceededError,
+    CacheCorruptError,
+    CacheMissError,
+    ConfigError,
+    ContainerContractError,
+    EventCompareError,
+    InvariantError,
+    LeaseLostError,
+    ProposerError,
+    RunCancelledError,
+    RunFailedError,
+    RunStateError,
+    SynthOptimizerError,
+    UsageError,
+)
+from synth_opt.result import GepaResult
+from synth_opt.run import GepaRun
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetExceededError",
+    "CacheCorruptError",
+    "CacheMissError",
+    "ConfigError",
+    "ContainerContractError",
+    "EventCompareError",
+    "GepaConfig",
+    "GepaResult",
+    "GepaRun",
+    "InvariantError",
+    "LeaseLostError",
+    "ProposerError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunStateError",
+    "SynthOptimizerError",
+    "UsageError",
+    "__version__",
+    "load_config",
+]

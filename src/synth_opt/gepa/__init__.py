@@ -1,0 +1,32 @@
+"""The GEPA algorithm, pure: no I/O, no clock, no global randomness (a test enforces the imports)."""
+
+from synth_opt.gepa.acceptance import ACCEPTANCE_RULES, Decision, decide
+from synth_opt.gepa.budget import Amount, BudgetLedger, Estimates, Limits
+from synth_opt.gepa.candidates import CandidateRecord, candidate_id, mean_score
+from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
+from synth_opt.gepa.sampler import EpochSampler
+from synth_opt.gepa.selection import SELECTORS, best_candidate, select_parent
+from synth_opt.gepa.state import GepaState, ProposalPlan, SearchSettings
+
+__all__ = [
+    "ACCEPTANCE_RULES",
+    "SELECTORS",
+    "Amount",
+    "BudgetLedger",
+    "CandidateRecord",
+    "Decision",
+    "EpochSampler",
+    "Estimates",
+    "GepaState",
+    "Limits",
+    "ProposalPlan",
+    "SearchSettings",
+    "best_candidate",
+    "candidate_id",
+    "decide",
+    "instance_fronts",
+    "lead_counts",
+    "mean_score",
+    "prune_dominated",
+    "select_parent",
+]

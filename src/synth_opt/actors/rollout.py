@@ -1,0 +1,64 @@
+"""The rollout actor: runs one candidate on one row through the container client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from synth_opt.actors.messages import RolloutDone, RolloutJob
+from synth_opt.container.wire import RolloutReply, RolloutRequest
+from synth_opt.errors import ContainerContractError
+from synth_opt.events import EventBus
+
+__all__ = ["RolloutRunner", "rollout_handler"]
+
+RolloutRunner = Callable[[RolloutRequest], Awaitable[RolloutReply]]
+
+
+def rollout_handler(
+    run_rollout: RolloutRunner,
+    *,
+    bus: EventBus,
+    policy: dict[str, Any],
+    submission_mode: str,
+    run_id: str,
+) -> Callable[[RolloutJob], Awaitable[RolloutDone]]:
+    """A handler for the rollout lane. A rollout that fails after the client's retries comes back as a
+    *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance."""
+
+    async def handle(job: RolloutJob) -> RolloutDone:
+        request = RolloutRequest(
+            rollout_id=job.rollout_id,
+            submission_mode=submission_mode,
+            task_id=job.task_id,
+            candidate_id=job.candidate_id,
+            candidate=job.candidate,
+            policy=policy,
+            task=job.task,
+            metadata={"run_id": run_id, "stage": job.stage},
+        )
+        started = time.perf_counter()
+        reply: RolloutReply | None = None
+        error: str | None = None
+        try:
+            reply = await run_rollout(request)
+        except ContainerContractError as exc:
+            error = exc.message
+        duration = time.perf_counter() - started
+        bus.emit(
+            "rollout.completed" if reply is not None else "rollout.degraded",
+            f"{job.stage} {job.candidate_id} on {job.task_id}",
+            lane="rollout",
+            rollout_id=job.rollout_id,
+            candidate_id=job.candidate_id,
+            task_id=job.task_id,
+            stage=job.stage,
+            reward=None if reply is None else reply.reward,
+            error=error,
+            duration_seconds=round(duration, 6),
+            usage=None if reply is None else reply.usage.to_dict(),
+        )
+        return RolloutDone(job, reply, error, duration)
+
+    return handle

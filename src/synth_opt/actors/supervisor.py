@@ -1,0 +1,581 @@
+"""The supervisor: the single writer of the GEPA state.
+
+It plans proposals, dispatches their rollout batches and proposer calls to the lanes, and commits outcomes to the
+state strictly in proposal order (a reorder buffer), so a run's decisions never depend on timing:
+
+- proposal *k* is planned right after commit *k - max_in_flight* (the first ones right after the seed), so it
+  always sees the same pool version;
+- every budget change happens at plan time (a worst-case reservation) or at commit time (settlement), both in a
+  fixed order, so whether work fits never depends on which lane finished first;
+- decision events are emitted at commit time, in commit order; transport events are emitted as they happen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutJob, SupervisorMessage
+from synth_opt.errors import BudgetExceededError, ContainerContractError
+from synth_opt.events import EventBus
+from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, Decision, GepaState, ProposalPlan
+from synth_opt.gepa.candidates import candidate_id, mean_score
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
+from synth_opt.usage import Usage
+
+__all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
+
+MIN_ROLLOUTS_FOR_FAILURE_RATE = 20
+
+
+def rollout_id_for(run_id: str, candidate: str, stage: str, task_id: str) -> str:
+    """Deterministic: a hash of run, candidate, stage and row."""
+    digest = hashlib.sha256(f"{run_id}\x1f{candidate}\x1f{stage}\x1f{task_id}".encode()).hexdigest()
+    return "ro-" + digest[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    run_id: str
+    max_in_flight: int
+    heldout_ids: tuple[str, ...]
+    rows: dict[str, dict[str, Any]]
+    task_info: str | None = None
+    proposals_per_call: int = 1
+    failure_tolerance: float = 0.25
+    no_improvement_iterations: int | None = None
+    score_threshold: float | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    kind: str
+    candidate_id: str
+    proposal_index: int | None = None
+
+
+@dataclass(slots=True)
+class _Slot:
+    plan: ProposalPlan
+    reserved: Amount
+    frontier_summary: dict[str, Any]
+    parent_batch: BatchDone | None = None
+    proposal: ProposerResult | None = None
+    child: dict[str, str] | None = None
+    child_id: str | None = None
+    child_batch: BatchDone | None = None
+    unchanged: bool = False
+    decision: Decision | None = None
+    needs_pareto: bool = False
+    pareto_batch: BatchDone | None = None
+
+    @property
+    def ready_to_decide(self) -> bool:
+        return self.unchanged or self.child_batch is not None
+
+    @property
+    def ready_to_commit(self) -> bool:
+        return self.decision is not None and (not self.needs_pareto or self.pareto_batch is not None)
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    seed: CandidateRecord
+    best: CandidateRecord
+    stop_reason: str
+    heldout_scores: dict[str, dict[str, float]]
+    rollouts_train: int
+    rollouts_heldout: int
+    rollout_usage: Usage
+    proposer_usage: Usage
+    registry: dict[str, dict[str, Any]]
+    proposals: int
+    accepted: int
+
+
+@dataclass(slots=True)
+class _Counters:
+    rollouts_train: int = 0
+    rollouts_heldout: int = 0
+    degraded: int = 0
+    last_error: str | None = None
+    accepted: int = 0
+    rejected: int = 0
+    commits_since_improvement: int = 0
+    rollout_usage: Usage = field(default_factory=Usage)
+    proposer_usage: Usage = field(default_factory=Usage)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        state: GepaState,
+        ledger: BudgetLedger,
+        bus: EventBus,
+        settings: SupervisorSettings,
+        seed: dict[str, str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.ledger = ledger
+        self.bus = bus
+        self.settings = settings
+        self._seed_payload = seed
+        self._clock = clock
+        self._started = clock()
+        self._batches: dict[int, _Batch] = {}
+        self._next_batch = 0
+        self._slots: dict[int, _Slot] = {}
+        self._next_decide = 0
+        self._next_commit = 0
+        self._pending_children: set[str] = set()
+        self._stop_reason: str | None = None
+        self._heldout: dict[str, dict[str, float]] = {}
+        self._heldout_waiting = 0
+        self._finished = False
+        self.counters = _Counters()
+        self.registry: dict[str, dict[str, Any]] = {}
+        self._tg: TaskGroup | None = None
+        self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
+        self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        inbox: MemoryObjectReceiveStream[SupervisorMessage],
+        rollout_out: MemoryObjectSendStream[RolloutJob],
+        propose_out: MemoryObjectSendStream[ProposeJob],
+    ) -> SearchOutcome:
+        async with inbox, rollout_out, propose_out, anyio.create_task_group() as tg:
+            self._tg, self._rollout_out, self._propose_out = tg, rollout_out, propose_out
+            self._score_seed()
+            async for message in inbox:
+                if isinstance(message, BatchDone):
+                    await self._on_batch(message)
+                else:
+                    await self._on_proposal(message)
+                if self._finished:
+                    break
+        return self._outcome()
+
+    def _elapsed(self) -> float:
+        return self._clock() - self._started
+
+    # -- dispatch -------------------------------------------------------------------------------------------
+
+    def _dispatch(
+        self, kind: str, candidate: dict[str, str], rows: list[str], stage: str, proposal: int | None
+    ) -> None:
+        assert self._tg is not None
+        cid = candidate_id(candidate)
+        batch_id = self._next_batch
+        self._next_batch += 1
+        self._batches[batch_id] = _Batch(kind, cid, proposal)
+        jobs = [
+            RolloutJob(
+                batch_id=batch_id,
+                batch_size=len(rows),
+                position=position,
+                rollout_id=rollout_id_for(self.settings.run_id, cid, stage, row),
+                stage=stage,
+                candidate_id=cid,
+                candidate=candidate,
+                task_id=row,
+                task=self.settings.rows[row],
+            )
+            for position, row in enumerate(rows)
+        ]
+        self._tg.start_soon(self._send_jobs, jobs)
+
+    async def _send_jobs(self, jobs: list[RolloutJob]) -> None:
+        assert self._rollout_out is not None
+        for job in jobs:
+            await self._rollout_out.send(job)
+
+    # -- seed -----------------------------------------------------------------------------------------------
+
+    def _score_seed(self) -> None:
+        pareto = list(self.state.pareto_ids)
+        refused = self.ledger.reserve(self.ledger.estimate(train=len(pareto)))
+        if refused is not None:
+            raise BudgetExceededError(
+                f"the budget cannot cover scoring the seed on {len(pareto)} pareto rows ({refused}); "
+                "raise the limit or use fewer pareto_ids"
+            )
+        self._set_state("scoring_seed")
+        self._dispatch("seed", self._seed_payload, pareto, "seed.pareto", None)
+
+    def _on_seed(self, batch: BatchDone) -> None:
+        self.ledger.settle(self.ledger.estimate(train=len(batch.results)), self._actual(batch))
+        record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
+        self.registry[record.candidate_id] = {**record.to_json(), "status": "seed"}
+        self.bus.emit(
+            "seed.scored",
+            f"seed {record.candidate_id}: mean {record.mean:.4f} on {len(record.scores)} pareto rows",
+            candidate_id=record.candidate_id,
+            scores=record.scores,
+            mean_score=record.mean,
+        )
+        self._emit_frontier(changed=list(self.state.pareto_ids))
+        self._set_state("searching")
+        self._fill()
+
+    # -- planning -------------------------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        while self._stop_reason is None and len(self._slots) < self.settings.max_in_flight:
+            amount = self.ledger.estimate(
+                train=2 * self.state.sampler.batch_size + len(self.state.pareto_ids), proposer_calls=1
+            )
+            refused = self.ledger.reserve(amount, elapsed_seconds=self._elapsed())
+            if refused is not None:
+                self._stop(refused, f"the next proposal does not fit in the budget ({refused})")
+                break
+            plan = self.state.plan()
+            parent = self.state.by_id[plan.parent_id]
+            summary = {
+                "pool_size": len(self.state.pool),
+                "pool_version": plan.pool_version,
+                "best_mean_score": self.state.best().mean,
+                "parent_mean_score": parent.mean,
+            }
+            self._slots[plan.index] = _Slot(plan, amount, summary)
+            self.bus.emit(
+                "proposal.planned",
+                f"proposal {plan.index}: parent {plan.parent_id}, module {plan.module}",
+                **plan.to_json(),
+            )
+            self._dispatch("parent", parent.payload, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
+        self._maybe_finish_search()
+
+    def _stop(self, reason: str, message: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            self.bus.emit("search.stopped", message, stop_reason=reason)
+
+    # -- messages -------------------------------------------------------------------------------------------
+
+    async def _on_batch(self, batch: BatchDone) -> None:
+        info = self._batches.pop(batch.batch_id)
+        self._account(batch, heldout=info.kind == "heldout")
+        if info.kind == "seed":
+            self._on_seed(batch)
+            return
+        if info.kind == "heldout":
+            n = len(batch.results)
+            self.ledger.settle(self.ledger.estimate(heldout=n), self._actual(batch, heldout=True))
+            self._heldout[info.candidate_id] = batch.scores
+            self._heldout_waiting -= 1
+            if self._heldout_waiting == 0:
+                self._finish()
+            return
+        assert info.proposal_index is not None
+        slot = self._slots[info.proposal_index]
+        if info.kind == "parent":
+            slot.parent_batch = batch
+            assert self._propose_out is not None
+            await self._propose_out.send(ProposeJob(slot.plan.index, self._reflection(slot, batch)))
+        elif info.kind == "child":
+            slot.child_batch = batch
+            self._advance()
+        elif info.kind == "pareto":
+            slot.pareto_batch = batch
+            self._advance()
+
+    async def _on_proposal(self, done: ProposeDone) -> None:
+        if done.error is not None:
+            raise done.error
+        assert done.result is not None
+        slot = self._slots[done.proposal_index]
+        self.counters.proposer_usage += done.result.usage
+        slot.proposal = done.result
+        slot.child = self.state.child_payload(slot.plan, done.result.texts[0])
+        slot.child_id = candidate_id(slot.child)
+        if slot.child_id == slot.plan.parent_id:
+            slot.unchanged = True
+            self._advance()
+            return
+        plan = slot.plan
+        self._dispatch("child", slot.child, list(plan.minibatch), f"p{plan.index}.child", plan.index)
+
+    def _reflection(self, slot: _Slot, batch: BatchDone) -> ReflectionRequest:
+        parent = self.state.by_id[slot.plan.parent_id]
+        records = tuple(
+            ReflectiveRecord(
+                task_id=done.job.task_id,
+                task=done.job.task,
+                output=None if done.reply is None else done.reply.trace,
+                reward=done.reward,
+                feedback=done.error if done.reply is None else done.reply.feedback,
+            )
+            for done in batch.results
+        )
+        return ReflectionRequest(
+            candidate_id=parent.candidate_id,
+            candidate=parent.payload,
+            target_module=slot.plan.module,
+            records=records,
+            task_info=self.settings.task_info,
+            frontier_summary=slot.frontier_summary,
+            proposals=self.settings.proposals_per_call,
+        )
+
+    def _account(self, batch: BatchDone, *, heldout: bool) -> None:
+        c = self.counters
+        if heldout:
+            c.rollouts_heldout += len(batch.results)
+        else:
+            c.rollouts_train += len(batch.results)
+        for done in batch.results:
+            if done.reply is not None:
+                c.rollout_usage += done.reply.usage
+            else:
+                c.degraded += 1
+                c.last_error = done.error
+        total = c.rollouts_train + c.rollouts_heldout
+        allowed = self.settings.failure_tolerance * max(total, MIN_ROLLOUTS_FOR_FAILURE_RATE)
+        if c.degraded > allowed:
+            raise ContainerContractError(
+                f"{c.degraded} of {total} rollouts failed after retries, more than "
+                f"rollout_failure_rate_tolerance = {self.settings.failure_tolerance} allows; "
+                f"last error: {c.last_error}"
+            )
+
+    @staticmethod
+    def _actual(*batches: BatchDone | None, proposer: ProposerResult | None = None, heldout: bool = False) -> Amount:
+        usage = Usage()
+        rollouts = 0
+        for batch in batches:
+            if batch is None:
+                continue
+            rollouts += len(batch.results)
+            for done in batch.results:
+                if done.reply is not None:
+                    usage += done.reply.usage
+        if proposer is not None:
+            usage += proposer.usage
+        return Amount(
+            train_rollouts=0 if heldout else rollouts,
+            heldout_rollouts=rollouts if heldout else 0,
+            proposer_calls=0 if proposer is None else 1,
+            tokens=usage.total_tokens,
+            cost_usd=usage.known_cost_usd,
+        )
+
+    # -- the reorder buffer ---------------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while (slot := self._slots.get(self._next_decide)) is not None and slot.ready_to_decide:
+            self._decide(slot)
+            self._next_decide += 1
+        while (slot := self._slots.get(self._next_commit)) is not None and slot.ready_to_commit:
+            self._commit(slot)
+            del self._slots[self._next_commit]
+            self._next_commit += 1
+            self._fill()
+
+    def _decide(self, slot: _Slot) -> None:
+        assert slot.parent_batch is not None and slot.child_id is not None and slot.child is not None
+        parent_sum = sum(slot.parent_batch.scores.values())
+        if slot.unchanged:
+            slot.decision = Decision(False, "unchanged", parent_sum, parent_sum)
+            return
+        assert slot.child_batch is not None
+        slot.decision = self.state.decide(parent_sum, sum(slot.child_batch.scores.values()))
+        known = slot.child_id in self.state.by_id or slot.child_id in self._pending_children
+        if slot.decision.accepted and not known:
+            slot.needs_pareto = True
+            self._pending_children.add(slot.child_id)
+            plan = slot.plan
+            self._dispatch("pareto", slot.child, list(self.state.pareto_ids), f"p{plan.index}.pareto", plan.index)
+
+    def _commit(self, slot: _Slot) -> None:
+        plan, decision = slot.plan, slot.decision
+        assert decision is not None and slot.parent_batch is not None and slot.child_id is not None
+        self.ledger.settle(
+            slot.reserved,
+            self._actual(slot.parent_batch, slot.child_batch, slot.pareto_batch, proposer=slot.proposal),
+        )
+        staleness = self.state.staleness(plan)
+        self.bus.emit(
+            "proposal.created",
+            f"proposal {plan.index}: {slot.child_id} from {plan.parent_id} ({plan.module})",
+            proposal_index=plan.index,
+            candidate_id=slot.child_id,
+            parent_id=plan.parent_id,
+            module=plan.module,
+            pool_version=plan.pool_version,
+            staleness=staleness,
+        )
+        self._emit_scores(plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
+        if slot.child_batch is not None:
+            self._emit_scores(slot.child_id, f"p{plan.index}.child", slot.child_batch)
+        self.bus.emit(
+            "acceptance.decided",
+            f"proposal {plan.index}: {'accepted' if decision.accepted else 'rejected'} ({decision.reason}, "
+            f"{decision.child_sum:g} vs {decision.parent_sum:g})",
+            proposal_index=plan.index,
+            candidate_id=slot.child_id,
+            accepted=decision.accepted,
+            reason=decision.reason,
+            parent_sum=decision.parent_sum,
+            child_sum=decision.child_sum,
+        )
+        previous_best = self.state.best()
+        record: CandidateRecord | None = None
+        if slot.pareto_batch is not None:
+            self._pending_children.discard(slot.child_id)
+            self._emit_scores(slot.child_id, f"p{plan.index}.pareto", slot.pareto_batch)
+            record = self.state.commit(plan, slot.child, slot.pareto_batch.scores, slot.pareto_batch.objective_scores)
+        else:
+            self.state.commit(plan)
+        self._register(slot, record)
+        if decision.accepted:
+            self.counters.accepted += 1
+        else:
+            self.counters.rejected += 1
+        if record is not None:
+            changed = [row for row, front in self.state.fronts().items() if record.candidate_id in front]
+            self._emit_frontier(changed)
+        best = self.state.best()
+        if best.mean > previous_best.mean:
+            self.counters.commits_since_improvement = 0
+        else:
+            self.counters.commits_since_improvement += 1
+        self._check_rules(best)
+        self._emit_stopper(plan.index)
+
+    def _register(self, slot: _Slot, record: CandidateRecord | None) -> None:
+        assert slot.child_id is not None and slot.child is not None and slot.decision is not None
+        if record is not None:
+            self.registry[slot.child_id] = {**record.to_json(), "status": "accepted"}
+            return
+        if slot.child_id in self.registry:
+            return
+        self.registry[slot.child_id] = {
+            "candidate_id": slot.child_id,
+            "payload": slot.child,
+            "parent_ids": [slot.plan.parent_id],
+            "module_changed": slot.plan.module,
+            "proposal_index": slot.plan.index,
+            "status": "accepted_duplicate" if slot.decision.accepted else "rejected",
+            "minibatch_scores": None if slot.child_batch is None else slot.child_batch.scores,
+            "reason": slot.decision.reason,
+        }
+
+    def _check_rules(self, best: CandidateRecord) -> None:
+        s = self.settings
+        if s.score_threshold is not None and best.mean >= s.score_threshold:
+            self._stop("score_threshold", f"best mean {best.mean:.4f} reached score_threshold {s.score_threshold}")
+        limit = s.no_improvement_iterations
+        if limit is not None and self.counters.commits_since_improvement >= limit:
+            self._stop("no_improvement_iterations", f"no improvement in {limit} proposals")
+
+    def _emit_scores(self, cid: str, stage: str, batch: BatchDone) -> None:
+        scores = batch.scores
+        self.bus.emit(
+            "candidate.scored",
+            f"{cid} {stage}: sum {sum(scores.values()):g} over {len(scores)} rows",
+            candidate_id=cid,
+            stage=stage,
+            scores=scores,
+            mean_score=mean_score(scores),
+        )
+
+    def _emit_frontier(self, changed: list[str]) -> None:
+        fronts = self.state.fronts()
+        members = sorted({cid for front in fronts.values() for cid in front})
+        best = self.state.best()
+        self.bus.emit(
+            "frontier.updated",
+            f"frontier: {len(members)} candidate(s); best {best.candidate_id} mean {best.mean:.4f}",
+            pool_version=self.state.pool_version,
+            pool_size=len(self.state.pool),
+            members=members,
+            rows_changed=changed,
+            best_candidate_id=best.candidate_id,
+            best_mean_score=best.mean,
+        )
+
+    def _emit_stopper(self, proposal_index: int) -> None:
+        used = self.ledger.used
+        self.bus.emit(
+            "budget.updated",
+            f"rollouts used {used.rollouts}; train remaining {self.ledger.remaining_train()}",
+            lane="supervisor",
+            proposal_index=proposal_index,
+            used=used.to_json(),
+            reserved=self.ledger.reserved.to_json(),
+            train_cap=self.ledger.limits.train_rollouts,
+            accepted=self.counters.accepted,
+            rejected=self.counters.rejected,
+        )
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    def _maybe_finish_search(self) -> None:
+        if self._stop_reason is None or self._slots or self._heldout_waiting or self._finished:
+            return
+        if self.state.pool and not self._heldout and self.settings.heldout_ids:
+            self._start_heldout()
+        elif not self._heldout_waiting:
+            self._finish()
+
+    def _start_heldout(self) -> None:
+        seed, best = self.state.pool[0], self.state.best()
+        targets = [seed] if best.candidate_id == seed.candidate_id else [seed, best]
+        ids = list(self.settings.heldout_ids)
+        per_candidate = min(len(ids), self.ledger.limits.heldout_rollouts // len(targets))
+        if per_candidate <= 0:
+            self._finish()
+            return
+        rows = ids[:per_candidate]
+        self._set_state("evaluating_heldout")
+        for record in targets:
+            refused = self.ledger.reserve(self.ledger.estimate(heldout=len(rows)))
+            if refused is not None:
+                break
+            self._heldout_waiting += 1
+            self._dispatch("heldout", record.payload, rows, "heldout", None)
+        if not self._heldout_waiting:
+            self._finish()
+
+    def _finish(self) -> None:
+        for cid, scores in self._heldout.items():
+            self.bus.emit(
+                "heldout.scored",
+                f"{cid}: heldout mean {mean_score(scores):.4f} on {len(scores)} rows",
+                candidate_id=cid,
+                scores=scores,
+                mean_score=mean_score(scores),
+            )
+        self._finished = True
+
+    def _set_state(self, name: str) -> None:
+        self.bus.emit("run.state", f"state: {name}", lane="supervisor", state=name)
+
+    def _outcome(self) -> SearchOutcome:
+        seed, best = self.state.pool[0], self.state.best()
+        return SearchOutcome(
+            seed=seed,
+            best=best,
+            stop_reason=self._stop_reason or "max_total_rollouts",
+            heldout_scores=dict(self._heldout),
+            rollouts_train=self.counters.rollouts_train,
+            rollouts_heldout=self.counters.rollouts_heldout,
+            rollout_usage=self.counters.rollout_usage,
+            proposer_usage=self.counters.proposer_usage,
+            registry=self.registry,
+            proposals=self._next_commit,
+            accepted=self.counters.accepted,
+        )

@@ -1,0 +1,102 @@
+"""The ``synth-opt`` command line (also installed as ``synth-optimizers``).
+
+Exit codes: 0 success, 1 a run that failed, 2 a usage or config error, 130 after Ctrl-C. Errors print one line,
+``error[<code>]: <message>``, never a bare traceback. Logs go to stderr; the summary and command output to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError
+from synth_opt.result import GepaResult
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="synth-opt", description="GEPA prompt optimization against task containers.")
+    commands = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
+
+    gepa = commands.add_parser("gepa", help="run GEPA optimizations")
+    gepa_commands = gepa.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = gepa_commands.add_parser("run", help="run one optimization from a TOML config")
+    run.add_argument("--config", required=True, help="path to the gepa.toml config")
+    run.add_argument("--fresh", action="store_true", help="replace an existing run directory")
+    run.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
+    run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.group == "gepa" and args.command == "run":
+            return _gepa_run(args)
+        raise UsageError(f"unknown command {args.group} {args.command}")
+    except SystemExit as exit_:  # --help and friends
+        return int(exit_.code or 0)
+    except KeyboardInterrupt:
+        print("error[run_cancelled]: interrupted by Ctrl-C; committed results are kept", file=sys.stderr)
+        return 130
+    except SynthOptimizerError as error:
+        print(error.one_line(), file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # a bug: still one line, with the way to get details
+        failed = RunFailedError(f"unexpected {type(error).__name__}: {error}; re-run with --log-level debug")
+        print(failed.one_line(), file=sys.stderr)
+        return failed.exit_code
+
+
+def _gepa_run(args: argparse.Namespace) -> int:
+    from synth_opt.config import load_config
+    from synth_opt.progress import choose_observer
+    from synth_opt.run import GepaRun
+
+    config = load_config(args.config)
+    observer = choose_observer(
+        live=not args.no_progress and sys.stderr.isatty(),
+        log_format=args.log_format,
+        log_level=args.log_level,
+    )
+    result = GepaRun(config, fresh=args.fresh, observer=observer).execute()
+    print(render_summary(result))
+    return 0
+
+
+def render_summary(result: GepaResult) -> str:
+    def score(value: float | None) -> str:
+        return "not evaluated" if value is None else f"{value:.4f}"
+
+    rollouts = result.rollouts_used
+    lines = []
+    if result.from_stored_result:
+        lines.append(f"run {result.run_id} had already finished: stored result shown, nothing was called")
+    lines += [
+        f"run {result.run_id}: {result.status} (stop reason: {result.stop_reason})",
+        f"  train   (pareto rows)   seed {score(result.seed_train_score)}   best {score(result.best_train_score)}",
+        f"  heldout                 seed {score(result.seed_heldout_score)}   best {score(result.best_heldout_score)}",
+        f"  rollouts used: {rollouts['train']} train + {rollouts['heldout']} heldout = {rollouts['total']}",
+        f"  proposals: {result.proposals}, accepted: {result.accepted}",
+        f"  best candidate: {result.best_candidate_id}",
+        f"  cost: {'unknown' if result.cost_usd is None else f'${result.cost_usd:.4f}'}, "
+        f"tokens: {result.usage['total']['total_tokens']}",
+        f"  manifest: {result.manifest_path}",
+        f"  events:   {result.event_feed_path}",
+        f"  registry: {result.candidate_registry_path}",
+        f"  frontier: {result.frontier_path}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

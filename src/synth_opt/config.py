@@ -1,0 +1,536 @@
+"""The frozen V1 TOML config (SPEC section 3): models, validation and ``load_config``.
+
+``load_config`` is the only code that reads a config file or the ``SYNTH_OPTIMIZERS_*`` environment overrides.
+It returns a frozen ``GepaConfig``; every problem becomes one ``ConfigError`` whose message names the file and
+the dotted key and says what to do.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+import hashlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from synth_opt.errors import ConfigError
+
+__all__ = [
+    "CacheSection",
+    "CandidateSection",
+    "ContainerSection",
+    "CountSelection",
+    "DatasetSection",
+    "GepaConfig",
+    "GepaSection",
+    "IdSelection",
+    "PipelineSection",
+    "PolicySection",
+    "ProposerSection",
+    "RunSection",
+    "WorkersSection",
+    "load_config",
+]
+
+_N = TypeVar("_N", int, float)
+
+
+def _positive(value: _N) -> _N:
+    if value <= 0:
+        raise ValueError(f"must be positive (got {value}); set a value greater than 0 or remove the key")
+    return value
+
+
+def _non_negative(value: _N) -> _N:
+    if value < 0:
+        raise ValueError(f"must not be negative (got {value}); set 0 or a positive value")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be between 0 and 1 (got {value}); set a fraction such as 0.25")
+    return value
+
+
+def _safe_run_id(value: str) -> str:
+    if not value or value in {".", ".."} or "/" in value or "\\" in value:
+        raise ValueError(f"{value!r} is not a usable directory name; use letters, digits, '-', '_' or '.'")
+    return value
+
+
+PosInt = Annotated[int, AfterValidator(_positive)]
+PosFloat = Annotated[float, AfterValidator(_positive)]
+NonNegInt = Annotated[int, AfterValidator(_non_negative)]
+NonNegFloat = Annotated[float, AfterValidator(_non_negative)]
+LoosePath = Annotated[Path, Strict(False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class CountSelection(_Section):
+    """``{count = N}``: the first N ids of the split as the container's ``/taskset`` lists them."""
+
+    count: PosInt
+
+
+IdSelection = list[str] | CountSelection
+
+
+def _coerce_ids(value: object) -> object:
+    """Accept a list of ids (ints become strings) or ``{count = N}``; anything else is one clear error."""
+    if isinstance(value, CountSelection):
+        return value
+    if isinstance(value, dict):
+        count = value.get("count")
+        if set(value) != {"count"} or isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            raise ValueError("a count selection must be exactly {count = N} with N a positive integer")
+        return CountSelection(count=count)
+    if isinstance(value, list):
+        bad = [item for item in value if isinstance(item, bool) or not isinstance(item, str | int)]
+        if bad:
+            raise ValueError(f"ids must be strings or integers (got {bad[0]!r})")
+        ids = [str(item) for item in value]
+        twice = [i for i, count in collections.Counter(ids).items() if count > 1]
+        if twice:
+            raise ValueError(f"id {twice[0]!r} is listed twice; list each id once")
+        return ids
+    raise ValueError("must be a list of ids or a table {count = N}")
+
+
+Ids = Annotated[IdSelection, BeforeValidator(_coerce_ids)]
+
+
+class RunSection(_Section):
+    run_id: Annotated[str, AfterValidator(_safe_run_id)] | None = None
+    output_dir: LoosePath = Path("runs")
+    seed: int = 0
+
+
+class ContainerSection(_Section):
+    url: str | None = None
+    command: list[str] | None = None
+    cwd: LoosePath | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    startup_timeout_seconds: PosFloat = 30.0
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth_bearer_env: str | None = None
+    request_timeout_seconds: PosFloat = 120.0
+
+
+class DatasetSection(_Section):
+    train_split: str = "train"
+    heldout_split: str = "test"
+    train_ids: Ids
+    heldout_ids: Ids = Field(default_factory=list)
+    pareto_ids: Ids | None = None
+    minibatch_ids: Ids | None = None
+
+
+class CandidateSection(_Section):
+    target_modules: list[str] = Field(default_factory=list)
+
+
+class PolicySection(_Section):
+    type: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_tokens: PosInt | None = None
+    temperature: NonNegFloat | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProposerSection(_Section):
+    backend: Literal["codex_app_server", "openai_compatible"]
+    command: list[str] = Field(default_factory=lambda: ["codex", "app-server"])
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    codex_home: LoosePath | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    timeout_seconds: PosFloat = 300.0
+    message_stall_timeout_seconds: PosFloat = 120.0
+    proposals_per_call: PosInt = 1
+    cost_per_million_input_tokens: NonNegFloat = 0.0
+    cost_per_million_output_tokens: NonNegFloat = 0.0
+
+
+class WorkersSection(_Section):
+    propose: PosInt = 1
+    rollout: PosInt = 8
+    evaluate: PosInt = 1
+
+
+class PipelineSection(_Section):
+    mode: Literal["sync_serial", "async_pipelined"] = "sync_serial"
+    staleness_policy: Literal["full", "guarded"] = "full"
+    delta_max: PosInt = 2
+    max_in_flight_candidates: PosInt = 8
+    workers: WorkersSection = Field(default_factory=WorkersSection)
+
+
+class GepaSection(_Section):
+    max_total_rollouts: PosInt = 256
+    max_train_rollouts: PosInt | None = None
+    max_heldout_rollouts: PosInt | None = None
+    max_cost_usd: NonNegFloat = 0.0
+    max_total_tokens: PosInt | None = None
+    max_time_seconds: PosFloat | None = None
+    proposer_estimated_cost_usd: PosFloat | None = None
+    proposer_estimated_tokens: PosInt | None = None
+    proposer_estimated_seconds: PosFloat | None = None
+    rollout_estimated_cost_usd: PosFloat | None = None
+    rollout_estimated_tokens: PosInt | None = None
+    rollout_estimated_seconds: PosFloat | None = None
+    minibatch_size: PosInt = 3
+    candidate_selector: Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"] = "pareto"
+    frontier_type: Literal["instance", "objective", "hybrid"] = "instance"
+    acceptance: Literal["strict_improvement", "improvement_or_equal"] = "strict_improvement"
+    use_merge: bool = False
+    max_merge_invocations: NonNegInt = 5
+    rollout_submission_mode: Literal["sync", "async"] = "sync"
+    rollout_poll_interval_ms: PosInt = 250
+    rollout_async_timeout_seconds: PosFloat = 600.0
+    rollout_failure_rate_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.25
+    no_improvement_iterations: PosInt | None = None
+    score_threshold: float | None = None
+    pipeline: PipelineSection = Field(default_factory=PipelineSection)
+
+
+class CacheSection(_Section):
+    mode: Literal["off", "readwrite", "readonly"] = "readwrite"
+    path: LoosePath | None = None
+    namespace: str | None = None
+
+
+# [gepa] keys that change timing or transport, never decisions.
+_NON_DECISION_GEPA_KEYS = {
+    "pipeline",
+    "rollout_submission_mode",
+    "rollout_poll_interval_ms",
+    "rollout_async_timeout_seconds",
+    "max_time_seconds",
+}
+_PROPOSER_DECISION_KEYS = {
+    "backend",
+    "model",
+    "proposals_per_call",
+    "config",
+    "cost_per_million_input_tokens",
+    "cost_per_million_output_tokens",
+}
+
+
+class GepaConfig(_Section):
+    """A validated V1 config; paths are absolute, environment overrides already applied."""
+
+    run: RunSection = Field(default_factory=RunSection)
+    container: ContainerSection = Field(default_factory=ContainerSection)
+    dataset: DatasetSection
+    candidate: CandidateSection = Field(default_factory=CandidateSection)
+    seed_candidate: dict[str, str] = Field(default_factory=dict)
+    policy: PolicySection = Field(default_factory=PolicySection)
+    proposer: ProposerSection
+    gepa: GepaSection = Field(default_factory=GepaSection)
+    cache: CacheSection = Field(default_factory=CacheSection)
+    source_path: Path
+    overrides_applied: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.run.output_dir
+
+    def effective_max_in_flight(self) -> int:
+        pipeline = self.gepa.pipeline
+        return 1 if pipeline.mode == "sync_serial" else pipeline.max_in_flight_candidates
+
+    def effective_workers(self) -> dict[str, int]:
+        if self.gepa.pipeline.mode == "sync_serial":
+            return {"propose": 1, "rollout": 1, "evaluate": 1}
+        return self.gepa.pipeline.workers.model_dump()
+
+    def decision_config(self) -> dict[str, Any]:
+        """Decision-relevant config: no pipeline mode, workers, URLs, paths, run id, overrides or cache."""
+        pipeline: dict[str, Any] = {"max_in_flight_candidates": self.effective_max_in_flight()}
+        if pipeline["max_in_flight_candidates"] > 1:  # staleness needs several candidates in flight
+            pipeline["staleness_policy"] = self.gepa.pipeline.staleness_policy
+            pipeline["delta_max"] = self.gepa.pipeline.delta_max
+        return {
+            "seed": self.run.seed,
+            "dataset": self.dataset.model_dump(mode="json"),
+            "seed_candidate": dict(self.seed_candidate),
+            "target_modules": list(self.candidate.target_modules),
+            "policy": self.policy.model_dump(mode="json", exclude={"base_url", "api_key_env"}),
+            "proposer": self.proposer.model_dump(mode="json", include=_PROPOSER_DECISION_KEYS),
+            "gepa": self.gepa.model_dump(mode="json", exclude=_NON_DECISION_GEPA_KEYS),
+            "pipeline": pipeline,
+        }
+
+    def decision_digest(self) -> str:
+        canonical = json.dumps(self.decision_config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def effective_run_id(self) -> str:
+        return self.run.run_id or f"{self.source_path.stem}-{self.decision_digest()[:8]}"
+
+    def run_dir(self) -> Path:
+        return self.output_dir / self.effective_run_id()
+
+    def cache_path(self) -> Path:
+        return self.cache.path or self.output_dir / "cache.sqlite"
+
+    def cache_namespace(self) -> str:
+        return self.cache.namespace or f"{self.source_path.stem}-{self.decision_digest()}"
+
+    def heldout_cap(self, n_heldout_ids: int) -> int:
+        cap = self.gepa.max_heldout_rollouts
+        return cap if cap is not None else 2 * n_heldout_ids
+
+    def train_cap(self, n_heldout_ids: int) -> int:
+        if self.gepa.max_train_rollouts is not None:
+            return self.gepa.max_train_rollouts
+        cap = self.gepa.max_total_rollouts - self.heldout_cap(n_heldout_ids)
+        if cap <= 0:
+            raise ConfigError(
+                f"{self.source_path}: gepa.max_total_rollouts: {_no_train_budget(self, n_heldout_ids)}",
+                file=str(self.source_path),
+                keys=["gepa.max_total_rollouts"],
+            )
+        return cap
+
+    def total_cap(self) -> int | None:
+        """``max_total_rollouts`` when the TOML set it explicitly (it then also caps train plus heldout)."""
+        return self.gepa.max_total_rollouts if "max_total_rollouts" in self.gepa.model_fields_set else None
+
+
+def _no_train_budget(cfg: GepaConfig, n_heldout: int) -> str:
+    return (
+        f"leaves no train rollouts ({cfg.gepa.max_total_rollouts} total minus a heldout cap of "
+        f"{cfg.heldout_cap(n_heldout)}); raise it or set max_train_rollouts / max_heldout_rollouts"
+    )
+
+
+class _EnvOverrides(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNTH_OPTIMIZERS_", env_ignore_empty=True, extra="ignore")
+
+    run_id: str | None = None
+    cache_mode: str | None = None
+    proposer_backend: str | None = None
+
+
+# settings field -> (environment variable, TOML location it overrides)
+_OVERRIDES: dict[str, tuple[str, tuple[str, str]]] = {
+    "run_id": ("SYNTH_OPTIMIZERS_RUN_ID", ("run", "run_id")),
+    "cache_mode": ("SYNTH_OPTIMIZERS_CACHE_MODE", ("cache", "mode")),
+    "proposer_backend": ("SYNTH_OPTIMIZERS_PROPOSER_BACKEND", ("proposer", "backend")),
+}
+_SECTIONS = [name for name in GepaConfig.model_fields if name not in {"source_path", "overrides_applied"}]
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials"}
+_SECRET_ADVICE = (
+    "looks like an inline secret; never write secrets in the config: put it in an environment variable and "
+    "name that variable instead (api_key_env in [policy]/[proposer], auth_bearer_env in [container])"
+)
+
+
+def _looks_secret(text: str) -> bool:
+    value = text.strip()
+    if value.startswith("sk-") or value.lower().startswith("bearer "):
+        return True
+    if len(value) < 32 or not re.fullmatch(r"[A-Za-z0-9+/=_\-]+", value):
+        return False
+    if re.fullmatch(r"[0-9a-fA-F]+", value):
+        return True
+    runs = re.findall(r"[A-Za-z0-9+=]{20,}", value)  # model names split into short words; tokens do not
+    return any(re.search(r"\d", run) and re.search(r"[A-Za-z]", run) for run in runs)
+
+
+def _secret_name(name: str) -> bool:
+    return not name.lower().endswith("_env") and bool(_SECRET_WORDS & set(re.split(r"[_\-.]", name.lower())))
+
+
+def _find_secrets(value: object, key: str) -> list[str]:
+    """Dotted keys under ``key`` whose name or string value looks like a secret."""
+    if isinstance(value, dict):
+        found: list[str] = []
+        for name, item in value.items():
+            if isinstance(item, str) and item and _secret_name(name):
+                found.append(f"{key}.{name}")
+            else:
+                found.extend(_find_secrets(item, f"{key}.{name}"))
+        return found
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _find_secrets(item, f"{key}[{i}]")]
+    return [key] if isinstance(value, str) and _looks_secret(value) else []
+
+
+def _raw_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Checks on the raw TOML: unknown sections and inline secrets (never echoing the secret)."""
+    problems = [
+        (name, f"unknown section; remove it or fix its spelling (sections: {', '.join(_SECTIONS)})")
+        for name in data
+        if name not in _SECTIONS
+    ]
+    for section in ("policy", "proposer"):
+        problems += [(key, _SECRET_ADVICE) for key in _find_secrets(data.get(section), section)]
+    headers = data.get("container", {}).get("headers") if isinstance(data.get("container"), dict) else None
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            auth = name.lower() in {"authorization", "proxy-authorization"} or _secret_name(name)
+            if isinstance(value, str) and (auth or _looks_secret(value)):
+                problems.append((f"container.headers.{name}", _SECRET_ADVICE))
+    return problems
+
+
+def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
+    """Checks that span several keys, run on the validated model."""
+    problems: list[tuple[str, str]] = []
+    container, dataset, gepa = cfg.container, cfg.dataset, cfg.gepa
+    if container.url is None and not container.command:
+        problems.append(("container.url", "no container; set container.url or container.command (argv list)"))
+    if container.url is not None and not container.url.startswith(("http://", "https://")):
+        problems.append(("container.url", f"must start with http:// or https:// (got {container.url!r})"))
+    if container.command is not None and not container.command:
+        problems.append(("container.command", "is empty; give the argv list that starts the container"))
+    for name in ("train_ids", "pareto_ids", "minibatch_ids"):
+        if getattr(dataset, name) == []:
+            problems.append((f"dataset.{name}", "is empty; list at least one id or use {count = N}"))
+    if isinstance(dataset.train_ids, list):
+        for name in ("pareto_ids", "minibatch_ids"):
+            selected = getattr(dataset, name)
+            outside = [i for i in selected or [] if i not in dataset.train_ids]
+            if isinstance(selected, list) and outside:
+                message = f"id {outside[0]!r} is not in dataset.train_ids; use a subset of train_ids"
+                problems.append((f"dataset.{name}", message))
+    limits = (
+        ("max_cost_usd", "cost_usd", gepa.max_cost_usd > 0),
+        ("max_total_tokens", "tokens", gepa.max_total_tokens is not None),
+        ("max_time_seconds", "seconds", gepa.max_time_seconds is not None),
+    )
+    for limit, unit, active in limits:
+        for key in (f"proposer_estimated_{unit}", f"rollout_estimated_{unit}") if active else ():
+            if getattr(gepa, key) is None:
+                problems.append((f"gepa.{key}", f"is required when gepa.{limit} is set; set a positive estimate"))
+    heldout = dataset.heldout_ids
+    n_heldout = heldout.count if isinstance(heldout, CountSelection) else len(heldout)
+    if gepa.max_train_rollouts is None and gepa.max_total_rollouts <= cfg.heldout_cap(n_heldout):
+        problems.append(("gepa.max_total_rollouts", _no_train_budget(cfg, n_heldout)))
+    return problems
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return text
+
+
+def _unknown_key_hint(loc: tuple[int | str, ...]) -> str:
+    """``did you mean ...`` for a misspelt key, else the keys its table allows."""
+    model: type[BaseModel] = GepaConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    allowed = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (allowed: {', '.join(allowed)})"
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key; remove it or fix its spelling{_unknown_key_hint(error['loc'])}"
+    if kind == "missing":
+        return "required key is missing; add it"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected} (got {value!r}); use one of those values"
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    shown = repr(value) if isinstance(value, str | int | float | bool) and len(repr(value)) <= 60 else "that"
+    return f"{error['msg']} (got {shown}); fix the value's type"
+
+
+def _config_error(shown: str, problems: list[tuple[str, str]]) -> ConfigError:
+    lines = [f"{shown}: {key}: {message}" for key, message in problems]
+    return ConfigError("\n".join(lines), file=shown, keys=[key for key, _ in problems])
+
+
+def _absolute(base: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
+    container, cache, proposer = cfg.container, cfg.cache, cfg.proposer
+    command = container.command
+    if command and command[0].startswith(("./", "../")):
+        command = [str(_absolute(base, Path(command[0]))), *command[1:]]
+    cwd = _absolute(base, container.cwd) if container.cwd else None
+    home = _absolute(base, proposer.codex_home) if proposer.codex_home else None
+    return cfg.model_copy(
+        update={
+            "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir)}),
+            "container": container.model_copy(update={"command": command, "cwd": cwd}),
+            "cache": cache.model_copy(update={"path": _absolute(base, cache.path) if cache.path else None}),
+            "proposer": proposer.model_copy(update={"codex_home": home}),
+        }
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> GepaConfig:
+    """Read, override from the environment, validate and resolve one V1 TOML config."""
+    shown = os.fspath(path)
+    file = Path(shown).expanduser()
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: config file not found; check the path", file=shown) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read config file ({exc.strerror}); check it", file=shown) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError (with line and column) or bad UTF-8
+        raise ConfigError(f"{shown}: invalid TOML: {exc}; fix the syntax there", file=shown) from None
+    problems = _raw_problems(data)
+    if problems:
+        raise _config_error(shown, problems)
+
+    overrides: dict[str, str] = {}
+    from_env: dict[tuple[str, ...], str] = {}
+    for field, value in _EnvOverrides().model_dump().items():
+        variable, (section, key) = _OVERRIDES[field]
+        if value is not None and isinstance(data.setdefault(section, {}), dict):
+            data[section][key] = value
+            overrides[variable] = value
+            from_env[(section, key)] = variable
+
+    source = file.resolve()
+    try:
+        cfg = GepaConfig.model_validate({**data, "source_path": source, "overrides_applied": overrides})
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = _describe(error)
+            env_name = from_env.get(tuple(str(part) for part in error["loc"]))
+            if env_name:
+                message += f" (value from environment variable {env_name}; fix or unset it)"
+            problems.append((_loc(error["loc"]), message))
+        raise _config_error(shown, problems) from None
+    cfg = _with_absolute_paths(cfg, source.parent)
+    problems = _cross_problems(cfg)
+    if problems:
+        raise _config_error(shown, problems)
+    return cfg

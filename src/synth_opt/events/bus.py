@@ -1,0 +1,86 @@
+"""The event bus: numbers events, appends them to ``events.jsonl`` and fans them out to observers.
+
+``emit`` is synchronous and never waits on an observer: each subscriber has its own bounded stream, and a
+subscriber that falls behind loses events (counted in ``dropped``) instead of slowing the pipeline. The JSONL
+feed is written and flushed line by line, so a crash loses at most the line being written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from synth_opt.events.model import Event
+
+__all__ = ["EventBus", "utc_now"]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventBus:
+    def __init__(self, feed_path: Path | None = None, *, clock: Callable[[], str] = utc_now) -> None:
+        self._clock = clock
+        self._file: IO[str] | None = feed_path.open("a", encoding="utf-8") if feed_path else None
+        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._callbacks: list[Callable[[Event], None]] = []
+        self.sequence_number = 0
+        self.dropped = 0
+
+    def subscribe(self, capacity: int = 1024) -> MemoryObjectReceiveStream[Event]:
+        send, receive = anyio.create_memory_object_stream[Event](capacity)
+        self._subscribers.append(send)
+        return receive
+
+    def on_event(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` synchronously for every event (it must be quick and must not raise)."""
+        self._callbacks.append(callback)
+
+    def emit(self, type: str, message: str, *, lane: str | None = None, **fields: Any) -> Event:
+        self.sequence_number += 1
+        event = Event(self.sequence_number, self._clock(), type, message, _jsonable(fields), lane)
+        if self._file is not None:
+            self._file.write(json.dumps(event.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
+            self._file.flush()
+        for callback in self._callbacks:
+            callback(event)
+        for stream in self._subscribers:
+            try:
+                stream.send_nowait(event)
+            except anyio.WouldBlock:
+                self.dropped += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        return event
+
+    def close_subscribers(self) -> None:
+        """End every observer's stream; the feed file stays open."""
+        for stream in self._subscribers:
+            stream.close()
+        self._subscribers.clear()
+
+    def close(self) -> None:
+        self.close_subscribers()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

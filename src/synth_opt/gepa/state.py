@@ -1,0 +1,170 @@
+"""The GEPA algorithm state: pool, frontier, generator, sampler and counters.
+
+Pure: no I/O, no clock, no global randomness. The supervisor drives it with three calls, always in the same order
+for the same run: :meth:`GepaState.plan` (choose parent, minibatch and module for the next proposal),
+:meth:`GepaState.decide` (acceptance on the shared minibatch) and :meth:`GepaState.commit` (apply a proposal's
+outcome; bumps the pool version). Everything random comes from one generator seeded by ``[run].seed``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from synth_opt.gepa.acceptance import Decision, decide
+from synth_opt.gepa.candidates import CandidateRecord, candidate_id
+from synth_opt.gepa.frontier import instance_fronts
+from synth_opt.gepa.sampler import EpochSampler
+from synth_opt.gepa.selection import best_candidate, select_parent
+
+__all__ = ["GepaState", "ProposalPlan", "SearchSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    seed: int
+    modules: tuple[str, ...]
+    minibatch_size: int = 3
+    selector: str = "pareto"
+    acceptance: str = "strict_improvement"
+    frontier_type: str = "instance"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalPlan:
+    """What proposal ``index`` will do, fixed from the pool at ``pool_version``."""
+
+    index: int
+    parent_id: str
+    minibatch: tuple[str, ...]
+    module: str
+    pool_version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "parent_id": self.parent_id,
+            "minibatch": list(self.minibatch),
+            "module": self.module,
+            "pool_version": self.pool_version,
+        }
+
+
+class GepaState:
+    def __init__(self, settings: SearchSettings, pareto_ids: Sequence[str], minibatch_ids: Sequence[str]) -> None:
+        if not settings.modules:
+            raise ValueError("GEPA needs at least one target module")
+        if not pareto_ids:
+            raise ValueError("GEPA needs at least one pareto row")
+        self.settings = settings
+        self.pareto_ids = tuple(pareto_ids)
+        self.rng = random.Random(settings.seed)
+        self.sampler = EpochSampler(tuple(minibatch_ids), settings.minibatch_size)
+        self.pool: list[CandidateRecord] = []
+        self.by_id: dict[str, CandidateRecord] = {}
+        self.pool_version = 0
+        self.proposals_planned = 0
+        self.module_cursor = 0
+
+    # -- pool ---------------------------------------------------------------------------------------------
+
+    def add_seed(
+        self,
+        payload: dict[str, str],
+        scores: dict[str, float],
+        objective_scores: dict[str, dict[str, float]] | None = None,
+    ) -> CandidateRecord:
+        if self.pool:
+            raise ValueError("the seed is already in the pool")
+        return self._add(payload, (), None, None, scores, objective_scores or {})
+
+    def _add(
+        self,
+        payload: dict[str, str],
+        parents: tuple[str, ...],
+        module: str | None,
+        proposal: int | None,
+        scores: dict[str, float],
+        objective_scores: dict[str, dict[str, float]],
+    ) -> CandidateRecord:
+        missing = [row for row in self.pareto_ids if row not in scores]
+        if missing:
+            raise ValueError(f"a pool candidate needs a score on every pareto row; missing {missing[:3]}")
+        record = CandidateRecord(
+            candidate_id=candidate_id(payload),
+            payload=dict(payload),
+            parent_ids=parents,
+            pool_index=len(self.pool),
+            module_changed=module,
+            proposal_index=proposal,
+            scores={row: scores[row] for row in self.pareto_ids},
+            objective_scores=objective_scores,
+        )
+        self.pool.append(record)
+        self.by_id[record.candidate_id] = record
+        return record
+
+    @property
+    def order(self) -> list[str]:
+        return [record.candidate_id for record in self.pool]
+
+    def means(self) -> dict[str, float]:
+        return {record.candidate_id: record.mean for record in self.pool}
+
+    def best(self) -> CandidateRecord:
+        return self.by_id[best_candidate(self.order, self.means())]
+
+    def fronts(self) -> dict[str, tuple[str, ...]]:
+        scores = {record.candidate_id: record.scores for record in self.pool}
+        return instance_fronts(self.pareto_ids, scores, self.order)
+
+    # -- the three steps ----------------------------------------------------------------------------------
+
+    def plan(self) -> ProposalPlan:
+        """Choose the parent, minibatch and module of the next proposal from the current pool."""
+        if not self.pool:
+            raise ValueError("score the seed before planning proposals")
+        parent = select_parent(
+            self.settings.selector,
+            order=self.order,
+            row_ids=self.pareto_ids,
+            scores={record.candidate_id: record.scores for record in self.pool},
+            means=self.means(),
+            rng=self.rng,
+        )
+        minibatch = tuple(self.sampler.next_batch(self.rng))
+        modules = self.settings.modules
+        module = modules[self.module_cursor % len(modules)]
+        self.module_cursor += 1
+        plan = ProposalPlan(self.proposals_planned, parent, minibatch, module, self.pool_version)
+        self.proposals_planned += 1
+        return plan
+
+    def child_payload(self, plan: ProposalPlan, text: str) -> dict[str, str]:
+        payload = dict(self.by_id[plan.parent_id].payload)
+        payload[plan.module] = text
+        return payload
+
+    def decide(self, parent_sum: float, child_sum: float) -> Decision:
+        return decide(self.settings.acceptance, parent_sum, child_sum)
+
+    def commit(
+        self,
+        plan: ProposalPlan,
+        child: dict[str, str] | None = None,
+        scores: dict[str, float] | None = None,
+        objective_scores: dict[str, dict[str, float]] | None = None,
+    ) -> CandidateRecord | None:
+        """Apply proposal ``plan``'s outcome: an accepted new child joins the pool. Bumps the pool version."""
+        self.pool_version += 1
+        if child is None or scores is None:
+            return None
+        if candidate_id(child) in self.by_id:
+            return None
+        return self._add(child, (plan.parent_id,), plan.module, plan.index, scores, objective_scores or {})
+
+    def staleness(self, plan: ProposalPlan) -> int:
+        """How many commits happened between the plan's pool version and now."""
+        return self.pool_version - plan.pool_version

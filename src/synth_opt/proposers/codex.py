@@ -1,0 +1,519 @@
+"""The ``codex_app_server`` proposer: one ``codex app-server`` process per call, spoken to over stdio.
+
+Why a process per call rather than one long-lived server: a call owns its process, so a server that crashed
+or hung never poisons the next call (proposer calls are not retried), cancelling a call kills exactly one
+process group, and concurrent calls (``workers.propose`` > 1) need no message demultiplexer. The price is
+codex's start-up time per call, small next to a model turn.
+
+Wire protocol (see SPEC section 5): one JSON object per line, JSON-RPC without the ``"jsonrpc"`` member.
+``initialize`` -> ``initialized`` -> ``thread/start`` -> ``turn/start``, then notifications until
+``turn/completed``. Requests the server sends us (approvals and the like) are answered with a decline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from synth_opt.errors import ConfigError, ProposerError
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.pricing import TokenPrices
+from synth_opt.proposers.reflection import (
+    BASE_INSTRUCTIONS,
+    REPLY_SCHEMA,
+    ReflectionRequest,
+    parse_reply,
+    render_prompt,
+)
+
+__all__ = ["CLIENT_INFO", "DEFAULT_COMMAND", "CodexAppServerProposer", "config_override_argv"]
+
+DEFAULT_COMMAND: tuple[str, ...] = ("codex", "app-server")
+CLIENT_INFO: dict[str, str] = {"name": "synth_opt", "title": "synth_opt", "version": "0.1.0"}
+SOURCE = "codex app-server"
+
+_MAX_LINE_BYTES = 64 * 1024 * 1024
+_STDERR_TAIL_BYTES = 16 * 1024
+_STDERR_TAIL_LINES = 20
+_EOF_GRACE_SECONDS = 0.5  # after closing stdin: the server exits on EOF when healthy
+_TERM_GRACE_SECONDS = 2.0  # after SIGTERM to the group, before SIGKILL
+_EXIT_WAIT_SECONDS = 2.0  # after stdout EOF, how long to wait for an exit code
+_INTERRUPT_SEND_SECONDS = 1.0
+# Legacy (v1) approval requests take ReviewDecision values; the v2 ones take accept/decline.
+_LEGACY_APPROVALS = frozenset({"execCommandApproval", "applyPatchApproval"})
+
+JsonObject = dict[str, Any]
+
+
+class CodexAppServerProposer:
+    """Proposer backed by ``codex app-server``, or any program speaking its protocol such as the fake."""
+
+    backend = "codex_app_server"
+
+    def __init__(
+        self,
+        command: Sequence[str] = DEFAULT_COMMAND,
+        *,
+        codex_home: Path,
+        workdir: Path,
+        model: str | None,
+        config_overrides: Mapping[str, Any],
+        timeout_seconds: float,
+        message_stall_timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        cost_per_million_input_tokens: float = 0.0,
+        cost_per_million_output_tokens: float = 0.0,
+    ) -> None:
+        """``env`` adds to (and overrides) the inherited environment; ``CODEX_HOME`` is ``codex_home``."""
+        if not command:
+            raise ConfigError("[proposer] command is empty; give the argv of codex app-server")
+        self.argv: tuple[str, ...] = (*command, *config_override_argv(config_overrides))
+        self.codex_home = Path(codex_home)
+        self.workdir = Path(workdir)
+        self.codex_home.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self.timeout_seconds = timeout_seconds
+        self.message_stall_timeout_seconds = message_stall_timeout_seconds
+        self.prices = TokenPrices(cost_per_million_input_tokens, cost_per_million_output_tokens)
+        self._extra_env = dict(env or {})
+        self._live: set[anyio.abc.Process] = set()
+        self._closed = False
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        if self._closed:
+            raise ProposerError("the codex app-server proposer is closed; build a new one")
+        started = time.monotonic()
+        process = await self._launch()
+        self._live.add(process)
+        stderr = _StderrTail()
+        answer: _Answer | None = None
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(stderr.drain, process.stderr)
+                try:
+                    answer = await self._call(process, stderr, request)
+                except Exception as exc:  # re-raised below, outside the task group, so it is not wrapped
+                    failure = exc
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await _stop(process)
+                    tasks.cancel_scope.cancel()
+        finally:
+            self._live.discard(process)
+            with anyio.CancelScope(shield=True):
+                await process.aclose()
+        if failure is not None:
+            if self._closed:
+                raise ProposerError("codex app-server call stopped: the proposer was closed") from failure
+            raise failure
+        assert answer is not None
+        return ProposerResult(
+            texts=tuple(parse_reply(answer.text, wanted=request.proposals, source=SOURCE)),
+            usage=self.prices.usage(
+                prompt_tokens=answer.tokens.input,
+                completion_tokens=answer.tokens.output,
+                total_tokens=answer.tokens.total,
+            ),
+            raw_text=answer.text,
+            duration_seconds=time.monotonic() - started,
+        )
+
+    async def aclose(self) -> None:
+        """Stop every running server (their calls fail with a ProposerError) and refuse new calls."""
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for process in list(self._live):
+                await _stop(process)
+
+    async def _launch(self) -> anyio.abc.Process:
+        env = {**os.environ, **self._extra_env, "CODEX_HOME": str(self.codex_home)}
+        try:
+            return await anyio.open_process(list(self.argv), cwd=self.workdir, env=env, start_new_session=True)
+        except OSError as exc:
+            raise ProposerError(
+                f"could not start the proposer command {self.argv[0]!r}: {exc}. Install codex "
+                "(npm install -g @openai/codex) or point [proposer] command at a codex app-server.",
+                command=list(self.argv),
+            ) from exc
+
+    async def _call(self, process: anyio.abc.Process, stderr: _StderrTail, request: ReflectionRequest) -> _Answer:
+        session = _Session(process, stderr, stall_seconds=self.message_stall_timeout_seconds)
+        with anyio.move_on_after(self.timeout_seconds) as deadline:
+            return await self._converse(session, request)
+        assert deadline.cancelled_caught
+        raise ProposerError(
+            f"codex app-server call exceeded timeout_seconds={self.timeout_seconds:g} "
+            f"(while waiting for {session.phase}); raise [proposer] timeout_seconds if turns are slow",
+            timeout="timeout_seconds",
+        )
+
+    async def _converse(self, session: _Session, request: ReflectionRequest) -> _Answer:
+        await session.request("initialize", {"clientInfo": CLIENT_INFO})
+        await session.notify("initialized")
+        thread_params: JsonObject = {
+            "cwd": str(self.workdir),
+            "approvalPolicy": "never",
+            "sandbox": "read-only",
+            "baseInstructions": BASE_INSTRUCTIONS,
+        }
+        if self.model:
+            thread_params["model"] = self.model
+        thread_id = _thread_id(await session.request("thread/start", thread_params))
+        turn_params: JsonObject = {
+            "threadId": thread_id,
+            "input": [{"type": "text", "text": render_prompt(request), "text_elements": []}],
+            "outputSchema": REPLY_SCHEMA,
+        }
+        try:
+            session.turn.note_turn_id(await session.request("turn/start", turn_params))
+            turn = await session.wait_turn_completed()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await session.interrupt(thread_id)
+            raise
+        return _answer(turn, session.turn)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tokens:
+    input: int = 0
+    output: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    text: str
+    tokens: _Tokens
+
+
+@dataclass(slots=True)
+class _TurnState:
+    """What the notifications of one turn told us so far."""
+
+    turn_id: str | None = None
+    agent_text: str | None = None
+    tokens: _Tokens | None = None
+    error: str | None = None
+    completed: JsonObject | None = None
+
+    def note_turn_id(self, holder: Any) -> None:
+        """Take the turn id from a ``{turn: {id}}`` or ``{turnId}`` object, unless already known."""
+        if self.turn_id is not None or not isinstance(holder, dict):
+            return
+        turn = holder.get("turn")
+        if isinstance(turn, dict) and isinstance(turn.get("id"), str):
+            self.turn_id = turn["id"]
+        elif isinstance(holder.get("turnId"), str):
+            self.turn_id = holder["turnId"]
+
+    def observe(self, method: str, params: JsonObject) -> None:
+        if method == "turn/started":
+            self.note_turn_id(params)
+        elif method == "item/completed":
+            item = params.get("item")
+            if isinstance(item, dict) and item.get("type") == "agentMessage":
+                if isinstance(item.get("text"), str):
+                    self.agent_text = item["text"]
+        elif method == "thread/tokenUsage/updated":
+            self.tokens = _read_tokens(params) or self.tokens
+        elif method == "error":
+            self.error = _error_text(params.get("error", params)) or self.error
+        elif method == "turn/completed":
+            turn = params.get("turn")
+            self.completed = turn if isinstance(turn, dict) else {}
+            self.tokens = _read_tokens(params) or _read_tokens(self.completed) or self.tokens
+
+
+class _Session:
+    """The client side of one app-server connection: send, receive with a stall limit, answer requests."""
+
+    def __init__(self, process: anyio.abc.Process, stderr: _StderrTail, *, stall_seconds: float) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self._process = process
+        self._stdin = process.stdin
+        self._stdout = BufferedByteReceiveStream(process.stdout)
+        self._stderr = stderr
+        self._stall_seconds = stall_seconds
+        self._next_id = 0
+        self._exited = False
+        self.phase = "start-up"
+        self.turn = _TurnState()
+
+    async def request(self, method: str, params: JsonObject) -> Any:
+        request_id = self._next_id
+        self._next_id += 1
+        self.phase = f"the {method} reply"
+        await self._send({"id": request_id, "method": method, "params": params})
+        while True:
+            message = await self._receive()
+            if "method" not in message and message.get("id") == request_id:
+                if "error" in message:
+                    raise ProposerError(
+                        f"codex app-server refused {method}: {_error_text(message['error'])}",
+                        method=method,
+                        error=message["error"],
+                    )
+                return message.get("result")
+            await self._dispatch(message)
+
+    async def notify(self, method: str, params: JsonObject | None = None) -> None:
+        message: JsonObject = {"method": method}
+        if params is not None:
+            message["params"] = params
+        await self._send(message)
+
+    async def wait_turn_completed(self) -> JsonObject:
+        self.phase = "turn/completed"
+        while self.turn.completed is None:
+            await self._dispatch(await self._receive())
+        return self.turn.completed
+
+    async def interrupt(self, thread_id: str) -> None:
+        """Best effort: ask the server to stop the running turn before its process group is killed."""
+        if self._exited or self.turn.turn_id is None or self.turn.completed is not None:
+            return
+        message = {
+            "id": self._next_id,
+            "method": "turn/interrupt",
+            "params": {"threadId": thread_id, "turnId": self.turn.turn_id},
+        }
+        self._next_id += 1
+        with anyio.move_on_after(_INTERRUPT_SEND_SECONDS):
+            try:
+                await self._stdin.send(_encode(message))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                pass
+
+    async def _dispatch(self, message: JsonObject) -> None:
+        method = message.get("method")
+        if not isinstance(method, str):
+            return  # a reply to a request we no longer wait for (e.g. turn/interrupt)
+        if "id" in message:
+            decision = "denied" if method in _LEGACY_APPROVALS else "decline"
+            await self._send({"id": message["id"], "result": {"decision": decision}})
+            return
+        params = message.get("params")
+        self.turn.observe(method, params if isinstance(params, dict) else {})
+
+    async def _send(self, message: JsonObject) -> None:
+        with anyio.move_on_after(self._stall_seconds) as stall:
+            try:
+                await self._stdin.send(_encode(message))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                raise await self._exit_error() from None
+        if stall.cancelled_caught:
+            raise self._stall_error("writing to its stdin")
+
+    async def _receive(self) -> JsonObject:
+        while True:
+            with anyio.move_on_after(self._stall_seconds) as stall:
+                try:
+                    line = await self._stdout.receive_until(b"\n", _MAX_LINE_BYTES)
+                except (anyio.IncompleteRead, anyio.EndOfStream, anyio.ClosedResourceError):
+                    raise await self._exit_error() from None
+                except anyio.DelimiterNotFound:
+                    raise ProposerError(f"codex app-server sent a line longer than {_MAX_LINE_BYTES} bytes") from None
+            if stall.cancelled_caught:
+                raise self._stall_error("a message")
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # not protocol: a stray log line on stdout
+            if isinstance(message, dict):
+                return message
+
+    def _stall_error(self, what: str) -> ProposerError:
+        return ProposerError(
+            f"codex app-server sent no message for {self._stall_seconds:g} s "
+            f"(message_stall_timeout_seconds) while waiting for {what} ({self.phase})",
+            timeout="message_stall_timeout_seconds",
+        )
+
+    async def _exit_error(self) -> ProposerError:
+        self._exited = True
+        with anyio.move_on_after(_EXIT_WAIT_SECONDS):
+            await self._process.wait()
+        await self._stderr.settle(1.0)
+        code = self._process.returncode
+        if code is None:
+            how = "closed its stdout"
+        elif code < 0:
+            how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        tail = self._stderr.lines()
+        shown = "\n".join(tail) if tail else "(empty)"
+        return ProposerError(
+            f"codex app-server {how} while we waited for {self.phase}; last stderr lines:\n{shown}",
+            exit_code=code,
+            stderr_tail=tail,
+        )
+
+
+class _StderrTail:
+    """Drains the server's stderr so it never blocks on a full pipe, keeping the end for error messages."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._done = anyio.Event()
+
+    async def drain(self, stream: anyio.abc.ByteReceiveStream | None) -> None:
+        try:
+            if stream is not None:
+                async for chunk in stream:
+                    self._buffer += chunk
+                    del self._buffer[:-_STDERR_TAIL_BYTES]
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            self._done.set()
+
+    async def settle(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._done.wait()
+
+    def lines(self) -> list[str]:
+        text = self._buffer.decode("utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()][-_STDERR_TAIL_LINES:]
+
+
+async def _stop(process: anyio.abc.Process) -> None:
+    """Close stdin (a healthy server exits on EOF), then SIGTERM the process group, then SIGKILL it."""
+    if process.returncode is None and process.stdin is not None:
+        try:
+            await process.stdin.aclose()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        with anyio.move_on_after(_EOF_GRACE_SECONDS):
+            await process.wait()
+    if process.returncode is None:
+        _signal_group(process.pid, signal.SIGTERM)
+        with anyio.move_on_after(_TERM_GRACE_SECONDS):
+            await process.wait()
+        # The leader's group id stays reserved while any member lives, so this reaches only its stragglers.
+        _signal_group(process.pid, signal.SIGKILL)
+    await process.wait()
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _encode(message: JsonObject) -> bytes:
+    return (json.dumps(message, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _thread_id(result: Any) -> str:
+    if isinstance(result, dict):
+        thread = result.get("thread")
+        if isinstance(thread, dict) and isinstance(thread_id := thread.get("id"), str):
+            return thread_id
+        if isinstance(thread_id := result.get("threadId"), str):
+            return thread_id
+    raise ProposerError(f"codex app-server thread/start reply has no thread id: {str(result)[:200]!r}")
+
+
+def _answer(turn: JsonObject, state: _TurnState) -> _Answer:
+    status = turn.get("status")
+    if status != "completed":
+        reason = _error_text(turn.get("error")) or state.error or "no error given"
+        raise ProposerError(f"codex app-server turn ended with status {status!r}: {reason}", status=status)
+    text = state.agent_text
+    if text is None:
+        items = turn.get("items")
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("type") == "agentMessage":
+                text = item["text"] if isinstance(item.get("text"), str) else text
+    if text is None:
+        raise ProposerError("codex app-server turn completed without an agent message; nothing to parse")
+    return _Answer(text=text, tokens=state.tokens or _Tokens())
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        message = error.get("message")
+        return str(message) if message is not None else json.dumps(error)[:300]
+    return "" if error is None else str(error)
+
+
+def _read_tokens(params: Any) -> _Tokens | None:
+    """Token counts from a usage notification, tolerating the spellings codex versions have used."""
+    if not isinstance(params, dict):
+        return None
+    usage = params.get("tokenUsage", params.get("usage"))
+    if not isinstance(usage, dict):
+        return None
+    block = usage.get("total") or usage.get("last") or usage
+    if not isinstance(block, dict):
+        return None
+    tokens = _Tokens(
+        input=_first_int(block, "inputTokens", "input_tokens", "promptTokens", "prompt_tokens"),
+        output=_first_int(block, "outputTokens", "output_tokens", "completionTokens", "completion_tokens"),
+        total=_first_int(block, "totalTokens", "total_tokens"),
+    )
+    return tokens if tokens != _Tokens() else None
+
+
+def _first_int(data: Mapping[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return 0
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def config_override_argv(overrides: Mapping[str, Any]) -> list[str]:
+    """``-c key=<TOML value>`` pairs for codex; dotted keys pass through (codex splits them itself)."""
+    argv: list[str] = []
+    for key, value in overrides.items():
+        argv += ["-c", f"{key}={_toml_value(value, key)}"]
+    return argv
+
+
+def _toml_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, Mapping):
+        body = ", ".join(f"{_toml_key(k)} = {_toml_value(v, f'{where}.{k}')}" for k, v in value.items())
+        return "{" + body + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item, where) for item in value) + "]"
+    raise ConfigError(
+        f"[proposer] config.{where}: {type(value).__name__} has no TOML spelling for a codex -c override",
+        key=where,
+    )
+
+
+def _toml_key(key: Any) -> str:
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text, ensure_ascii=False)

@@ -1,0 +1,68 @@
+"""GepaResult: what a run returns, and what ``result_manifest.json`` holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GepaResult", "artifact_ref"]
+
+
+def artifact_ref(path: Path, kind: str) -> dict[str, Any]:
+    data = path.read_bytes()
+    return {"path": str(path), "kind": kind, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+@dataclass(frozen=True, slots=True)
+class GepaResult:
+    """The outcome of one run.
+
+    Scores are mean rewards on the container's own scale: ``*_train_score`` over the pareto rows,
+    ``*_heldout_score`` over the heldout rows evaluated (None where not evaluated).
+
+    ``workspace_db_path`` is None until the per-run workspace database exists (it is written by the workspace
+    read model); ``normalized_event_feed_path`` and ``cache_profile_path`` are None until the run writes a
+    normalized event feed and a cache profile.
+    """
+
+    run_id: str
+    status: str
+    best_candidate: dict[str, str]
+    best_candidate_id: str
+    seed_candidate_id: str
+    manifest_path: str
+    event_feed_path: str
+    normalized_event_feed_path: str | None
+    cache_profile_path: str | None
+    candidate_registry_path: str
+    frontier_path: str
+    run_registry_path: str
+    workspace_db_path: str | None
+    artifact_refs: list[dict[str, Any]]
+    cost_usd: float | None
+    usage: dict[str, dict[str, Any]]
+    state_history: list[dict[str, str]]
+    seed_train_score: float | None
+    seed_heldout_score: float | None
+    best_train_score: float | None
+    best_heldout_score: float | None
+    rollouts_used: dict[str, int]
+    stop_reason: str
+    proposals: int = 0
+    accepted: int = 0
+    overrides_applied: dict[str, str] = field(default_factory=dict)
+    from_stored_result: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("from_stored_result")
+        return data
+
+    @classmethod
+    def from_manifest(cls, path: Path) -> GepaResult:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known and k != "from_stored_result"})

@@ -1,0 +1,196 @@
+"""The client and the launcher against a real container process written with ``synth_containers``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from synth_opt.container.client import ContainerClient, RetryPolicy
+from synth_opt.container.launch import (
+    LaunchedContainer,
+    launched_container,
+    process_group_alive,
+    stop_process_group,
+)
+from synth_opt.container.wire import RolloutRequest
+from synth_opt.errors import ContainerContractError
+
+TINY = Path(__file__).with_name("tiny_container.py")
+COMMAND = [sys.executable, str(TINY), "{port}"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def launch(*extra: str, stop_grace_seconds: float = 5.0) -> AbstractAsyncContextManager[LaunchedContainer]:
+    return launched_container(
+        [*COMMAND, *extra],
+        cwd=TINY.parent,
+        env={},
+        startup_timeout_seconds=20.0,
+        stop_grace_seconds=stop_grace_seconds,
+    )
+
+
+def rollout_request(
+    rollout_id: str, task: dict[str, object], mode: str, **metadata: object
+) -> RolloutRequest:
+    return RolloutRequest(
+        rollout_id=rollout_id,
+        submission_mode=mode,
+        task_id=str(task["task_id"]),
+        candidate_id="cand-1",
+        candidate={"instruction": f"always say {task['answer']}"},
+        policy={"type": "offline"},
+        task=dict(task),
+        metadata=dict(metadata),
+    )
+
+
+def assert_group_gone(pid: int) -> None:
+    assert not process_group_alive(pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.anyio
+async def test_every_client_method_against_a_real_container() -> None:
+    async with launch() as container:
+        async with ContainerClient(container.url, headers={"x-test": "1"}) as client:
+            assert (await client.health())["status"] == "ok"
+            metadata = await client.metadata()
+            assert metadata is not None and metadata["runtime"]["name"] == "tiny"
+            program = await client.program()
+            assert program.seed_candidate == {"instruction": "Say hello."}
+            assert program.target_modules == ("instruction",)
+            assert await client.task_info() == "Reply with the answer word."
+            taskset = await client.taskset()
+            assert taskset.first_ids("train", 3) == ["t0", "t1", "t2"]
+            assert taskset.first_ids("test", 10) == ["0", "1", "2", "3"]
+            rows = await client.tasks("train", ["t3", "t1"])
+            assert [row["task_id"] for row in rows] == ["t3", "t1"]
+            heldout = await client.tasks("test", taskset.first_ids("test", 2))
+            assert [row["answer"] for row in heldout] == ["w0", "w1"]
+
+            sync = await client.rollout(rollout_request("roll-sync", rows[0], "sync"))
+            assert sync.reward == 1.0
+            assert sync.usage.total_tokens == 10
+            assert sync.feedback == "expected 'w3'"
+            assert sync.objectives == {"outcome_reward": 1.0}
+            assert client.stats.polls == 0
+
+            request = rollout_request("roll-async", rows[1], "async", delay_seconds=0.3)
+            reply = await client.rollout(request, poll_interval_seconds=0.05)
+            assert reply.reward == 1.0
+            assert reply.trace == {"turns": [{"role": "user", "content": "say word 1"}]}
+            assert client.stats.polls >= 2
+
+            failing = rollout_request("roll-fail", rows[1], "async", explode=True)
+            with pytest.raises(ContainerContractError, match="rollout roll-fail failed"):
+                await client.rollout(failing, poll_interval_seconds=0.05)
+
+            slow = rollout_request("roll-slow", rows[1], "async", delay_seconds=30)
+            with pytest.raises(ContainerContractError, match="did not finish"):
+                await client.rollout(slow, poll_interval_seconds=0.05, async_timeout_seconds=0.3)
+            assert client.stats.terminations == 1
+        pid = container.pid
+    assert_group_gone(pid)
+
+
+@pytest.mark.anyio
+async def test_killed_container_fails_the_next_rollout_quickly() -> None:
+    async with launch() as container:
+        retry = RetryPolicy(max_attempts=3, base_delay_seconds=0.05)
+        async with ContainerClient(container.url, retry=retry, request_timeout_seconds=5) as client:
+            row = (await client.tasks("train", ["t0"]))[0]
+            assert (await client.rollout(rollout_request("before", row, "sync"))).reward == 1.0
+            os.kill(container.pid, signal.SIGKILL)
+            started = time.monotonic()
+            with anyio.fail_after(10), pytest.raises(ContainerContractError) as caught:
+                await client.rollout(rollout_request("after", row, "sync"))
+            assert time.monotonic() - started < 5
+        message = caught.value.message
+        assert container.url in message and "POST /rollout" in message
+        pid = container.pid
+    assert_group_gone(pid)
+
+
+@pytest.mark.anyio
+async def test_command_that_exits_immediately_fails_fast() -> None:
+    command = [sys.executable, "-c", "import sys; print('no config here'); sys.exit(3)"]
+    started = time.monotonic()
+    with anyio.fail_after(10), pytest.raises(ContainerContractError) as caught:
+        async with launched_container(command, cwd=None, env={}, startup_timeout_seconds=30):
+            pytest.fail("a command that exits must not yield")
+    assert time.monotonic() - started < 5
+    assert "exited with code 3" in caught.value.message
+    assert "no config here" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_missing_executable_is_a_contract_error() -> None:
+    with pytest.raises(ContainerContractError, match="could not start"):
+        async with launched_container(
+            ["/nonexistent/container-binary"], cwd=None, env={}, startup_timeout_seconds=5
+        ):
+            pass
+
+
+@pytest.mark.anyio
+async def test_startup_timeout_names_command_and_url() -> None:
+    command = [sys.executable, "-c", "import time; time.sleep(30)"]
+    with anyio.fail_after(10), pytest.raises(ContainerContractError) as caught:
+        async with launched_container(command, cwd=None, env={}, startup_timeout_seconds=0.5):
+            pass
+    assert "within 0.5 s" in caught.value.message
+    assert "http://127.0.0.1:" in caught.value.message
+    assert "time.sleep(30)" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_cancellation_kills_the_process_group() -> None:
+    launched: list[LaunchedContainer] = []
+    with anyio.CancelScope() as scope:
+        async with launch("--spawn-child") as container:
+            launched.append(container)
+            assert process_group_alive(container.pid)
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert_group_gone(launched[0].pid)
+
+
+@pytest.mark.anyio
+async def test_stubborn_container_is_killed_after_the_grace_period() -> None:
+    started = time.monotonic()
+    async with launch("--ignore-sigterm", stop_grace_seconds=0.5) as container:
+        pid = container.pid
+    assert time.monotonic() - started < 8
+    assert_group_gone(pid)
+
+
+def test_stop_process_group_sync_helper() -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True
+    ) as child:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        assert stop_process_group(child.pid, grace_seconds=0.3) is True
+        child.wait(timeout=5)
+    assert not process_group_alive(child.pid)
+    assert stop_process_group(child.pid, grace_seconds=0.3) is False

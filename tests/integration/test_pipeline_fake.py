@@ -1,0 +1,217 @@
+"""The whole actor graph through GepaRun, against the fake container transport and an in-process proposer."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from synth_opt import GepaRun, ProposerError, load_config
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.testing.fake_container import FakeContainer
+from synth_opt.usage import Usage
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def keyword_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
+    """Reward 1 when the row's answer word appears in the instruction."""
+    return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0
+
+
+def rows(split: str, n: int) -> list[dict[str, Any]]:
+    return [{"task_id": f"{split}-{i}", "question": f"q{i}", "answer": f"w{i % 7}"} for i in range(n)]
+
+
+class LearningProposer:
+    """Adds the answer words of failed records to the text: a pure function of the request."""
+
+    backend = "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        text = request.candidate[request.target_module]
+        words = text.split()
+        for record in request.records:
+            if record.reward < 1.0 and record.task["answer"] not in words:
+                words.append(record.task["answer"])
+        return ProposerResult(texts=(" ".join(words),), usage=Usage(calls=1, total_tokens=5, cost_usd=None))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class EchoProposer(LearningProposer):
+    """Returns its input unchanged."""
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        return ProposerResult(texts=(request.candidate[request.target_module],))
+
+
+class BrokenProposer(LearningProposer):
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        raise ProposerError("the proposer died")
+
+
+def write_config(tmp_path: Path, name: str, *, mode: str, rollout_workers: int = 1, budget: int = 120) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "{name}"
+output_dir = "runs"
+seed = 3
+
+[container]
+url = "http://fake-container.test"
+
+[dataset]
+train_ids = {{count = 12}}
+heldout_ids = {{count = 10}}
+pareto_ids = {{count = 8}}
+
+[proposer]
+backend = "codex_app_server"
+
+[gepa]
+max_train_rollouts = {budget}
+minibatch_size = 3
+
+[gepa.pipeline]
+mode = "{mode}"
+max_in_flight_candidates = 1
+
+[gepa.pipeline.workers]
+rollout = {rollout_workers}
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+def jittery(fake: FakeContainer, seed: int) -> httpx.MockTransport:
+    jitter = random.Random(seed)
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(jitter.uniform(0.0, 0.004))
+        return await fake.handle(request)
+
+    return httpx.MockTransport(handle)
+
+
+def new_fake() -> FakeContainer:
+    return FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+    )
+
+
+def decisions(feed: str) -> list[dict[str, Any]]:
+    keep = {"proposal.planned", "proposal.created", "candidate.scored", "acceptance.decided", "frontier.updated"}
+    out = []
+    for line in Path(feed).read_text().splitlines():
+        event = json.loads(line)
+        if event["type"] in keep:
+            out.append({"type": event["type"], "fields": event["fields"]})
+    return out
+
+
+@pytest.mark.anyio
+async def test_three_rollout_workers_with_jitter_make_the_same_decisions_as_one(tmp_path: Path) -> None:
+    serial_fake, piped_fake = new_fake(), new_fake()
+    serial = await GepaRun(
+        load_config(write_config(tmp_path, "serial", mode="sync_serial")),
+        container_transport=jittery(serial_fake, 1),
+        proposer=LearningProposer(),
+    ).execute_async()
+    piped = await GepaRun(
+        load_config(write_config(tmp_path, "piped", mode="async_pipelined", rollout_workers=3)),
+        container_transport=jittery(piped_fake, 2),
+        proposer=LearningProposer(),
+    ).execute_async()
+
+    assert serial.accepted >= 1, "the learning proposer should get at least one child accepted"
+    assert serial.best_train_score is not None and serial.seed_train_score is not None
+    assert serial.best_train_score > serial.seed_train_score
+    registry = json.loads(Path(serial.candidate_registry_path).read_text())["candidates"]
+    assert registry == json.loads(Path(piped.candidate_registry_path).read_text())["candidates"]
+    assert decisions(serial.event_feed_path) == decisions(piped.event_feed_path)
+    assert (serial.best_candidate_id, serial.stop_reason) == (piped.best_candidate_id, piped.stop_reason)
+    assert serial.rollouts_used == piped.rollouts_used
+
+
+@pytest.mark.anyio
+async def test_an_unchanged_proposal_keeps_exactly_the_seed(tmp_path: Path) -> None:
+    fake = new_fake()
+    proposer = EchoProposer()
+    result = await GepaRun(
+        load_config(write_config(tmp_path, "echo", mode="sync_serial")),
+        container_transport=fake.transport(),
+        proposer=proposer,
+    ).execute_async()
+    assert proposer.calls > 0
+    assert result.best_candidate_id == result.seed_candidate_id
+    assert result.best_heldout_score == result.seed_heldout_score
+    assert result.best_train_score == result.seed_train_score
+    assert result.accepted == 0
+
+
+@pytest.mark.anyio
+async def test_the_container_never_serves_more_rollouts_than_the_budget(tmp_path: Path) -> None:
+    fake = new_fake()
+    result = await GepaRun(
+        load_config(write_config(tmp_path, "budget", mode="sync_serial", budget=50)),
+        container_transport=fake.transport(),
+        proposer=LearningProposer(),
+    ).execute_async()
+    assert result.stop_reason == "max_train_rollouts"
+    assert result.rollouts_used["train"] <= 50
+    assert result.rollouts_used["heldout"] <= 20
+    assert fake.rollouts_served == result.rollouts_used["total"]
+    manifest = json.loads(Path(result.manifest_path).read_text())
+    assert manifest["rollouts_used"] == result.rollouts_used
+    assert manifest["seed_heldout_score"] == result.seed_heldout_score
+
+
+@pytest.mark.anyio
+async def test_a_proposer_error_fails_the_run_and_records_it(tmp_path: Path) -> None:
+    fake = new_fake()
+    run = GepaRun(
+        load_config(write_config(tmp_path, "broken", mode="sync_serial")),
+        container_transport=fake.transport(),
+        proposer=BrokenProposer(),
+    )
+    with pytest.raises(ProposerError, match="the proposer died"):
+        await run.execute_async()
+    status = json.loads((run.run_dir / "run_status.json").read_text())
+    assert status["status"] == "failed"
+    assert "proposer_error" in status["error"]
+
+
+@pytest.mark.anyio
+async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "again", mode="sync_serial"))
+    first = await GepaRun(config, container_transport=new_fake().transport(), proposer=LearningProposer()).execute_async()
+    silent = new_fake()
+    second = await GepaRun(config, container_transport=silent.transport(), proposer=BrokenProposer()).execute_async()
+    assert second.from_stored_result
+    assert second.best_candidate_id == first.best_candidate_id
+    assert silent.rollouts_served == 0
+    latest = Path(config.output_dir) / "latest"
+    assert latest.resolve() == Path(first.manifest_path).parent.resolve()

@@ -1,0 +1,274 @@
+"""CodexAppServerProposer against a real subprocess of the fake app-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from synth_opt.errors import ConfigError, ProposerError
+from synth_opt.proposers.codex import CodexAppServerProposer, config_override_argv
+from synth_opt.proposers.factory import CODEX_WORKDIR_NAME, build_proposer
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, render_prompt
+from synth_opt.testing.fake_app_server import LOG_NAME, MARKER
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _request(proposals: int = 1) -> ReflectionRequest:
+    return ReflectionRequest(
+        candidate_id="cand-0",
+        candidate={"system_prompt": "You are a careful classifier."},
+        target_module="system_prompt",
+        records=(
+            ReflectiveRecord(
+                task_id="t1", task={"text": "great"}, output="negative", reward=0.0, feedback="wrong label"
+            ),
+        ),
+        task_info="Classify sentiment.",
+        proposals=proposals,
+    )
+
+
+def _proposer(
+    tmp_path: Path, mode: str, *, stall: float = 5.0, timeout: float = 20.0, **kwargs: Any
+) -> CodexAppServerProposer:
+    return CodexAppServerProposer(
+        [sys.executable, "-m", "synth_opt.testing.fake_app_server", "--mode", mode],
+        codex_home=tmp_path / "codex_home",
+        workdir=tmp_path / "work",
+        model=kwargs.pop("model", None),
+        config_overrides=kwargs.pop("config_overrides", {}),
+        timeout_seconds=timeout,
+        message_stall_timeout_seconds=stall,
+        **kwargs,
+    )
+
+
+def _log(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "codex_home" / LOG_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def _wait_for_logged(tmp_path: Path, method: str) -> None:
+    """Poll the fake's log: it is written by another process, so there is no in-process event to wait on."""
+    for _ in range(250):
+        if method in [m.get("method") for m in _log(tmp_path)]:
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"the fake app-server never logged {method}")
+
+
+@pytest.mark.anyio
+async def test_ok_turn_parses_the_proposal_and_usage(tmp_path: Path) -> None:
+    proposer = _proposer(
+        tmp_path,
+        "ok",
+        model="fake-model",
+        cost_per_million_input_tokens=2.0,
+        cost_per_million_output_tokens=8.0,
+    )
+    request = _request()
+    result = await proposer.propose(request)
+    await proposer.aclose()
+
+    assert result.texts == (f"You are a careful classifier.\n{MARKER}",)
+    prompt_words = len(render_prompt(request).split())
+    reply_words = len(result.raw_text.split())
+    assert result.usage.calls == 1
+    assert result.usage.prompt_tokens == prompt_words
+    assert result.usage.completion_tokens == reply_words
+    assert result.usage.total_tokens == prompt_words + reply_words
+    assert result.usage.cost_usd == pytest.approx((prompt_words * 2.0 + reply_words * 8.0) / 1e6)
+    assert result.duration_seconds > 0
+
+    log = _log(tmp_path)
+    assert log[0]["event"] == "started"
+    sent = log[1:]
+    assert [m.get("method") for m in sent] == ["initialize", "initialized", "thread/start", "turn/start"]
+    assert all("jsonrpc" not in m for m in sent)
+    assert "id" not in sent[1]
+    assert sent[0]["params"]["clientInfo"]["name"] == "synth_opt"
+    thread = sent[2]["params"]
+    assert thread["approvalPolicy"] == "never" and thread["sandbox"] == "read-only"
+    assert thread["model"] == "fake-model" and thread["cwd"] == str(tmp_path / "work")
+    turn = sent[3]["params"]
+    assert turn["input"] == [{"type": "text", "text": render_prompt(request), "text_elements": []}]
+    assert turn["outputSchema"]["required"] == ["proposals"]
+
+
+@pytest.mark.anyio
+async def test_several_proposals_and_unknown_cost(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "ok")
+    result = await proposer.propose(_request(proposals=2))
+    await proposer.aclose()
+    assert len(result.texts) == 2
+    assert result.usage.cost_usd is None
+
+
+@pytest.mark.anyio
+async def test_exit_right_after_initialize_fails_fast_naming_the_exit(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "exit-after-initialize", stall=30.0, timeout=60.0)
+    started = time.monotonic()
+    with pytest.raises(ProposerError) as caught:
+        await proposer.propose(_request())
+    await proposer.aclose()
+    assert time.monotonic() - started < 5.0
+    assert "exited with code 3" in caught.value.message
+    assert "unknown variant `chat`" in caught.value.message
+    assert caught.value.detail["exit_code"] == 3
+
+
+@pytest.mark.anyio
+async def test_silent_server_hits_the_stall_timeout(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "never-answer", stall=1.0, timeout=60.0)
+    started = time.monotonic()
+    with pytest.raises(ProposerError, match="message_stall_timeout_seconds"):
+        await proposer.propose(_request())
+    await proposer.aclose()
+    assert time.monotonic() - started < 6.0
+    assert "turn/interrupt" in [m.get("method") for m in _log(tmp_path)]
+
+
+@pytest.mark.anyio
+async def test_trickling_server_hits_the_whole_call_timeout(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "trickle", stall=1.0, timeout=2.0)
+    with pytest.raises(ProposerError, match="timeout_seconds=2"):
+        await proposer.propose(_request())
+    await proposer.aclose()
+
+
+@pytest.mark.anyio
+async def test_reply_without_proposals_is_an_error(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "bad-reply")
+    with pytest.raises(ProposerError, match="no parseable proposal"):
+        await proposer.propose(_request())
+    await proposer.aclose()
+
+
+@pytest.mark.anyio
+async def test_failed_turn_is_an_error_with_the_turn_error(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "turn-failed")
+    with pytest.raises(ProposerError, match="'failed': fake upstream error"):
+        await proposer.propose(_request())
+    await proposer.aclose()
+
+
+@pytest.mark.anyio
+async def test_server_request_is_declined_and_the_turn_completes(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "server-request", stall=5.0)
+    result = await proposer.propose(_request())
+    await proposer.aclose()
+    assert result.texts == (f"You are a careful classifier.\n{MARKER}",)
+    answers = [m for m in _log(tmp_path) if m.get("id") == "srv_approval_1"]
+    assert answers == [{"id": "srv_approval_1", "result": {"decision": "decline"}}]
+
+
+@pytest.mark.anyio
+async def test_cancellation_interrupts_and_kills_the_process(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "never-answer", stall=30.0, timeout=60.0)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(proposer.propose, _request())
+        await _wait_for_logged(tmp_path, "turn/start")
+        tasks.cancel_scope.cancel()
+    await proposer.aclose()
+    log = _log(tmp_path)
+    pid = log[0]["pid"]
+    assert "turn/interrupt" in [m.get("method") for m in log]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.anyio
+async def test_aclose_refuses_new_calls(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "ok")
+    await proposer.aclose()
+    with pytest.raises(ProposerError, match="closed"):
+        await proposer.propose(_request())
+
+
+@pytest.mark.anyio
+async def test_missing_command_is_a_proposer_error(tmp_path: Path) -> None:
+    proposer = CodexAppServerProposer(
+        [str(tmp_path / "no-such-codex")],
+        codex_home=tmp_path / "home",
+        workdir=tmp_path / "work",
+        model=None,
+        config_overrides={},
+        timeout_seconds=5,
+        message_stall_timeout_seconds=5,
+    )
+    with pytest.raises(ProposerError, match="could not start"):
+        await proposer.propose(_request())
+    await proposer.aclose()
+
+
+def test_codex_home_and_config_overrides(tmp_path: Path) -> None:
+    overrides = {
+        "model_provider": "fake",
+        "model_providers.fake": {
+            "base_url": "http://127.0.0.1:1/v1",
+            "env_key": "K",
+            "wire_api": "responses",
+        },
+        "model_reasoning_effort": "low",
+        "retries": 0,
+        "flags": [True, 1.5, 'a"b\x7f'],
+        "odd key": {"dotted.key": "x"},
+    }
+    proposer = _proposer(tmp_path, "ok", config_overrides=overrides)
+    assert (tmp_path / "codex_home").is_dir() and (tmp_path / "work").is_dir()
+    argv = config_override_argv(overrides)
+    assert proposer.argv[-len(argv) :] == tuple(argv)
+    assert argv[0::2] == ["-c"] * len(overrides)
+    for pair, (key, value) in zip(argv[1::2], overrides.items(), strict=True):
+        name, _, text = pair.partition("=")
+        assert name == key
+        assert tomllib.loads(f"x = {text}")["x"] == value
+    with pytest.raises(ConfigError, match=r"config\.bad"):
+        config_override_argv({"bad": None})
+
+
+@dataclass
+class _Section:
+    command: list[str] | None
+    backend: str = "codex_app_server"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    codex_home: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 30.0
+    message_stall_timeout_seconds: float = 10.0
+    proposals_per_call: int = 1
+    cost_per_million_input_tokens: float = 0.0
+    cost_per_million_output_tokens: float = 0.5
+
+
+@pytest.mark.anyio
+async def test_factory_builds_codex_with_run_local_state(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "synth_opt.testing.fake_app_server"]
+    proposer = build_proposer(_Section(command=command, config={"model_reasoning_effort": "low"}), run_dir=tmp_path)
+    assert isinstance(proposer, CodexAppServerProposer) and proposer.backend == "codex_app_server"
+    assert proposer.codex_home == tmp_path / "codex_home" and proposer.codex_home.is_dir()
+    assert proposer.workdir == tmp_path / CODEX_WORKDIR_NAME
+    assert proposer.argv == (*command, "-c", 'model_reasoning_effort="low"')
+    result = await proposer.propose(_request())
+    await proposer.aclose()
+    assert result.usage.cost_usd is not None and result.usage.cost_usd > 0
+    default = build_proposer(_Section(command=None, codex_home=tmp_path / "elsewhere"), run_dir=tmp_path)
+    assert isinstance(default, CodexAppServerProposer)
+    assert default.argv == ("codex", "app-server") and default.codex_home == tmp_path / "elsewhere"

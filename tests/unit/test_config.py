@@ -1,0 +1,451 @@
+"""Tests for synth_opt.config: the V1 TOML shape, its errors, overrides, digests and budget caps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth_opt.config import CountSelection, GepaConfig, load_config
+from synth_opt.errors import ConfigError
+
+BASE = """
+[container]
+url = "http://127.0.0.1:8102"
+
+[dataset]
+train_ids = ["a", "b", "c", "d"]
+heldout_ids = ["h1", "h2"]
+
+[proposer]
+backend = "codex_app_server"
+"""
+
+ENV_VARS = ("SYNTH_OPTIMIZERS_RUN_ID", "SYNTH_OPTIMIZERS_CACHE_MODE", "SYNTH_OPTIMIZERS_PROPOSER_BACKEND")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "gepa.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, extra: str = "", base: str = BASE, name: str = "gepa.toml") -> GepaConfig:
+    return load_config(write(tmp_path, base + "\n" + extra, name))
+
+
+def with_dataset(lines: str, base: str = BASE) -> str:
+    """BASE with extra lines inside its [dataset] table."""
+    return base.replace("[dataset]\n", f"[dataset]\n{lines}\n")
+
+
+def config_error(tmp_path: Path, extra: str = "", base: str = BASE) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, extra, base)
+    assert "gepa.toml" in info.value.message
+    assert info.value.exit_code == 2
+    return info.value.message
+
+
+# ---------------------------------------------------------------- defaults, paths, ids
+
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    assert cfg.run.run_id is None and cfg.run.seed == 0
+    assert cfg.output_dir == (tmp_path / "runs").resolve()
+    assert cfg.container.startup_timeout_seconds == 30 and cfg.container.request_timeout_seconds == 120
+    assert cfg.container.headers == {} and cfg.container.env == {}
+    assert cfg.dataset.train_split == "train" and cfg.dataset.heldout_split == "test"
+    assert cfg.dataset.pareto_ids is None and cfg.dataset.minibatch_ids is None
+    assert cfg.candidate.target_modules == [] and cfg.seed_candidate == {}
+    assert cfg.proposer.command == ["codex", "app-server"]
+    assert cfg.proposer.timeout_seconds == 300 and cfg.proposer.message_stall_timeout_seconds == 120
+    assert cfg.proposer.proposals_per_call == 1 and cfg.proposer.cost_per_million_input_tokens == 0.0
+    g = cfg.gepa
+    assert g.max_total_rollouts == 256 and g.max_cost_usd == 0.0 and g.minibatch_size == 3
+    assert (g.candidate_selector, g.frontier_type, g.acceptance) == (
+        "pareto",
+        "instance",
+        "strict_improvement",
+    )
+    assert g.use_merge is False and g.max_merge_invocations == 5
+    assert (g.rollout_submission_mode, g.rollout_poll_interval_ms) == ("sync", 250)
+    assert g.rollout_async_timeout_seconds == 600 and g.rollout_failure_rate_tolerance == 0.25
+    assert g.pipeline.mode == "sync_serial" and g.pipeline.staleness_policy == "full"
+    assert g.pipeline.delta_max == 2 and g.pipeline.max_in_flight_candidates == 8
+    assert g.pipeline.workers.model_dump() == {"propose": 1, "rollout": 8, "evaluate": 1}
+    assert cfg.cache.mode == "readwrite"
+    assert cfg.cache_path() == cfg.output_dir / "cache.sqlite"
+    assert cfg.source_path == (tmp_path / "gepa.toml").resolve()
+    assert cfg.overrides_applied == {}
+
+
+def test_models_are_frozen(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    with pytest.raises(ValueError):
+        cfg.gepa.minibatch_size = 5  # type: ignore[misc]
+
+
+def test_relative_paths_resolve_against_toml_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    base = BASE.replace(
+        'url = "http://127.0.0.1:8102"', 'command = ["./serve.sh", "--port", "./x"]\ncwd = "app"'
+    )
+    text = base.replace('backend = "codex_app_server"', 'backend = "codex_app_server"\ncodex_home = ".codex"')
+    text += '\n[run]\noutput_dir = "out"\n[cache]\npath = "../cache/c.sqlite"\n'
+    cfg = load_config(write(sub, text))
+    assert cfg.output_dir == sub / "out"
+    assert cfg.container.cwd == sub / "app"
+    assert cfg.container.command == [str(sub / "serve.sh"), "--port", "./x"]
+    assert cfg.cache_path() == tmp_path / "cache" / "c.sqlite"
+    assert cfg.proposer.codex_home == sub / ".codex"
+
+
+def test_bare_command_and_absolute_paths_untouched(tmp_path: Path) -> None:
+    base = BASE.replace('url = "http://127.0.0.1:8102"', 'command = ["python", "-m", "app"]')
+    cfg = load(tmp_path, '[run]\noutput_dir = "/abs/runs"', base=base)
+    assert cfg.container.command == ["python", "-m", "app"]
+    assert cfg.output_dir == Path("/abs/runs")
+
+
+def test_int_ids_become_strings_and_count_selection(tmp_path: Path) -> None:
+    base = BASE.replace('["a", "b", "c", "d"]', "[0, 1, 2, 3]").replace('["h1", "h2"]', "{count = 50}")
+    cfg = load(tmp_path, base=with_dataset("pareto_ids = [1, 2]\nminibatch_ids = {count = 3}", base))
+    assert cfg.dataset.train_ids == ["0", "1", "2", "3"]
+    assert cfg.dataset.heldout_ids == CountSelection(count=50)
+    assert cfg.dataset.pareto_ids == ["1", "2"]
+    assert cfg.dataset.minibatch_ids == CountSelection(count=3)
+    assert cfg.decision_config()["dataset"]["heldout_ids"] == {"count": 50}
+
+
+def test_duplicate_ids_rejected(tmp_path: Path) -> None:
+    message = config_error(tmp_path, base=BASE.replace('["a", "b", "c", "d"]', '["a", 1, "1"]'))
+    assert "dataset.train_ids" in message and "'1'" in message
+
+
+def test_empty_heldout_ids_allowed(tmp_path: Path) -> None:
+    cfg = load(tmp_path, base=BASE.replace('["h1", "h2"]', "[]"))
+    assert cfg.dataset.heldout_ids == []
+
+
+# ---------------------------------------------------------------- one ConfigError per case
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[gepa]\nmax_rolouts = 3")
+    assert "gepa.max_rolouts" in message and "unknown key" in message
+    assert "did you mean max_" in message
+
+
+def test_unknown_nested_key(tmp_path: Path) -> None:
+    assert "gepa.pipeline.workers.rollouts" in config_error(tmp_path, "[gepa.pipeline.workers]\nrollouts = 3")
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[optimizer]\nx = 1")
+    assert "optimizer" in message and "unknown section" in message
+
+
+def test_non_toml_attribute_is_not_a_section(tmp_path: Path) -> None:
+    assert "source_path" in config_error(tmp_path, 'source_path = "/etc/passwd"')
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[gepa]\nminibatch_size = "three"')
+    assert "gepa.minibatch_size" in message and "integer" in message
+
+
+def test_bool_is_not_an_int(tmp_path: Path) -> None:
+    assert "gepa.max_total_rollouts" in config_error(tmp_path, "[gepa]\nmax_total_rollouts = true")
+
+
+def test_bad_enum_lists_allowed_values(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[gepa]\ncandidate_selector = "best"')
+    assert "gepa.candidate_selector" in message
+    for allowed in ("pareto", "current_best", "epsilon_greedy", "top_k_pareto"):
+        assert allowed in message
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "max_total_rollouts",
+        "max_train_rollouts",
+        "max_heldout_rollouts",
+        "max_total_tokens",
+        "max_time_seconds",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_non_positive_limit(tmp_path: Path, key: str, value: str) -> None:
+    message = config_error(tmp_path, f"[gepa]\n{key} = {value}")
+    assert f"gepa.{key}" in message and f"must be positive (got {value}" in message
+
+
+def test_negative_cost_limit(tmp_path: Path) -> None:
+    assert "gepa.max_cost_usd" in config_error(tmp_path, "[gepa]\nmax_cost_usd = -1.0")
+
+
+def test_zero_cost_limit_means_no_limit(tmp_path: Path) -> None:
+    assert load(tmp_path, "[gepa]\nmax_cost_usd = 0.0").gepa.max_cost_usd == 0.0
+
+
+@pytest.mark.parametrize(
+    ("limit", "unit"),
+    [
+        ("max_cost_usd = 5.0", "cost_usd"),
+        ("max_total_tokens = 1000", "tokens"),
+        ("max_time_seconds = 60", "seconds"),
+    ],
+)
+def test_limit_requires_estimates(tmp_path: Path, limit: str, unit: str) -> None:
+    message = config_error(tmp_path, f"[gepa]\n{limit}")
+    assert f"gepa.proposer_estimated_{unit}" in message and f"gepa.rollout_estimated_{unit}" in message
+    partial = config_error(tmp_path, f"[gepa]\n{limit}\nproposer_estimated_{unit} = 2")
+    assert f"gepa.rollout_estimated_{unit}" in partial and "proposer_estimated" not in partial
+    cfg = load(tmp_path, f"[gepa]\n{limit}\nproposer_estimated_{unit} = 2\nrollout_estimated_{unit} = 1")
+    assert getattr(cfg.gepa, f"rollout_estimated_{unit}") == 1
+
+
+def test_estimate_set_but_not_positive(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[gepa]\nrollout_estimated_tokens = 0")
+    assert "gepa.rollout_estimated_tokens" in message and "must be positive" in message
+
+
+def test_unsupported_proposer_backend(tmp_path: Path) -> None:
+    base = BASE.replace('"codex_app_server"', '"claude"')
+    message = config_error(tmp_path, base=base)
+    assert "proposer.backend" in message and "openai_compatible" in message
+
+
+def test_missing_proposer_backend(tmp_path: Path) -> None:
+    assert "proposer.backend" in config_error(tmp_path, base=BASE.replace('backend = "codex_app_server"', ""))
+
+
+def test_no_container_url_or_command(tmp_path: Path) -> None:
+    message = config_error(tmp_path, base=BASE.replace('url = "http://127.0.0.1:8102"', ""))
+    assert "container.url" in message and "container.command" in message
+
+
+def test_container_url_needs_scheme(tmp_path: Path) -> None:
+    assert "container.url" in config_error(tmp_path, base=BASE.replace("http://", ""))
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[policy]\napi_key = "abc"', "policy.api_key"),
+        ('[proposer.config]\naccess_token = "abc"', "proposer.config.access_token"),
+        ('[policy]\nmodel = "sk-proj-abc"', "policy.model"),
+        ('[policy.config]\nextra = "0123456789abcdef0123456789abcdef"', "policy.config.extra"),
+        ('[policy.config]\nextra = "AbCdEf0123456789GhIjKl0123456789xyz"', "policy.config.extra"),
+        ('[container.headers]\nAuthorization = "Bearer abc"', "container.headers.Authorization"),
+        ('[container.headers]\nX-Thing = "Bearer abc"', "container.headers.X-Thing"),
+        ('[container.headers]\nX-Api-Key = "short"', "container.headers.X-Api-Key"),
+    ],
+)
+def test_inline_secret(tmp_path: Path, extra: str, key: str) -> None:
+    message = config_error(tmp_path, extra)
+    assert key in message and "environment variable" in message
+    assert "sk-proj-abc" not in message and "0123456789abcdef0123456789abcdef" not in message
+
+
+def test_env_var_names_and_model_names_are_not_secrets(tmp_path: Path) -> None:
+    text = (
+        '[policy]\nmodel = "meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo"\napi_key_env = "OPENAI_API_KEY"\n'
+        'max_tokens = 512\nbase_url = "https://api.example.com/v1/chat/completions/with/a/long/path"\n'
+        '[container.headers]\nX-Trace = "enabled"\n'
+    )
+    cfg = load(tmp_path, text)
+    assert cfg.policy.api_key_env == "OPENAI_API_KEY" and cfg.policy.max_tokens == 512
+
+
+@pytest.mark.parametrize("key", ["pareto_ids", "minibatch_ids"])
+def test_subset_of_train_ids(tmp_path: Path, key: str) -> None:
+    message = config_error(tmp_path, base=with_dataset(f'{key} = ["a", "zz", "yy"]'))
+    assert f"dataset.{key}" in message and "'zz'" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in info.value.message and "not found" in info.value.message
+
+
+def test_invalid_toml_names_line(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[gepa\nminibatch_size = 3")
+    assert "invalid TOML" in message and "line" in message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "[gepa.pipeline.workers]\npropose = 0",
+        "[gepa.pipeline.workers]\nrollout = 0",
+        "[gepa.pipeline.workers]\nevaluate = 0",
+        "[gepa.pipeline]\nmax_in_flight_candidates = 0",
+        "[gepa.pipeline]\ndelta_max = 0",
+        "[gepa]\nminibatch_size = 0",
+    ],
+)
+def test_at_least_one(tmp_path: Path, extra: str) -> None:
+    section = extra.split("]")[0].lstrip("[")
+    key = extra.split("\n")[1].split(" =")[0]
+    assert f"{section}.{key}" in config_error(tmp_path, extra)
+
+
+def test_proposals_per_call_at_least_one(tmp_path: Path) -> None:
+    base = BASE.replace(
+        'backend = "codex_app_server"', 'backend = "codex_app_server"\nproposals_per_call = 0'
+    )
+    assert "proposer.proposals_per_call" in config_error(tmp_path, base=base)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_failure_rate_tolerance_is_a_fraction(tmp_path: Path, value: str) -> None:
+    message = config_error(tmp_path, f"[gepa]\nrollout_failure_rate_tolerance = {value}")
+    assert "gepa.rollout_failure_rate_tolerance" in message
+
+
+def test_bad_count_selection(tmp_path: Path) -> None:
+    base = BASE.replace('["h1", "h2"]', "{count = 0}")
+    assert "dataset.heldout_ids" in config_error(tmp_path, base=base)
+
+
+def test_several_errors_in_one_message(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[gepa]\nminibatch_size = 0\nfrontier_type = "x"')
+    assert message.count("gepa.toml: ") == 2
+
+
+# ---------------------------------------------------------------- environment overrides
+
+
+def test_env_overrides_applied_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_RUN_ID", "acceptance-1")
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_CACHE_MODE", "readonly")
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_PROPOSER_BACKEND", "openai_compatible")
+    cfg = load(tmp_path)
+    assert cfg.run.run_id == "acceptance-1" and cfg.effective_run_id() == "acceptance-1"
+    assert cfg.cache.mode == "readonly" and cfg.proposer.backend == "openai_compatible"
+    assert cfg.overrides_applied == {
+        "SYNTH_OPTIMIZERS_RUN_ID": "acceptance-1",
+        "SYNTH_OPTIMIZERS_CACHE_MODE": "readonly",
+        "SYNTH_OPTIMIZERS_PROPOSER_BACKEND": "openai_compatible",
+    }
+
+
+def test_bad_env_override_names_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_CACHE_MODE", "bogus")
+    message = config_error(tmp_path)
+    assert "SYNTH_OPTIMIZERS_CACHE_MODE" in message and "cache.mode" in message and "readonly" in message
+
+
+def test_bad_backend_override_names_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_PROPOSER_BACKEND", "claude")
+    assert "SYNTH_OPTIMIZERS_PROPOSER_BACKEND" in config_error(tmp_path)
+
+
+# ---------------------------------------------------------------- digest, run id, namespace
+
+
+def test_digest_ignores_non_decision_settings(tmp_path: Path) -> None:
+    first = load(tmp_path, name="a.toml")
+    other = BASE.replace("127.0.0.1:8102", "10.0.0.5:9000")
+    changed = load(
+        tmp_path,
+        '[run]\nrun_id = "x"\noutput_dir = "elsewhere"\n[cache]\nmode = "off"\nnamespace = "n"\n'
+        "[gepa]\nrollout_poll_interval_ms = 10\nrollout_submission_mode = 'async'\n"
+        "[gepa.pipeline]\nmode = 'async_pipelined'\nmax_in_flight_candidates = 1\n"
+        "staleness_policy = 'guarded'\n"
+        "[gepa.pipeline.workers]\nrollout = 32\npropose = 4\n",
+        base=other,
+        name="a.toml",
+    )
+    assert len(first.decision_digest()) == 16
+    assert first.decision_digest() == changed.decision_digest()
+    assert first.decision_config() == changed.decision_config()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "[run]\nseed = 1",
+        "[gepa]\nminibatch_size = 4",
+        '[seed_candidate]\nsystem = "You classify."',
+        "[gepa.pipeline]\nmode = 'async_pipelined'",
+        '[policy]\nmodel = "gpt-4.1-mini"',
+    ],
+)
+def test_digest_changes_with_decisions(tmp_path: Path, extra: str) -> None:
+    assert load(tmp_path).decision_digest() != load(tmp_path, extra).decision_digest()
+
+
+def test_effective_run_id_and_namespace(tmp_path: Path) -> None:
+    cfg = load(tmp_path, name="banking.toml")
+    digest = cfg.decision_digest()
+    assert cfg.effective_run_id() == f"banking-{digest[:8]}"
+    assert cfg.cache_namespace() == f"banking-{digest}"
+    assert cfg.run_dir() == cfg.output_dir / cfg.effective_run_id()
+    named = load(tmp_path, '[run]\nrun_id = "r1"\n[cache]\nnamespace = "shared"', name="banking.toml")
+    assert named.effective_run_id() == "r1" and named.cache_namespace() == "shared"
+    assert (
+        load(tmp_path, '[run]\nrun_id = "r2"', name="banking.toml").cache_namespace() == cfg.cache_namespace()
+    )
+
+
+def test_run_id_must_be_a_directory_name(tmp_path: Path) -> None:
+    assert "run.run_id" in config_error(tmp_path, '[run]\nrun_id = "a/b"')
+
+
+def test_sync_serial_effective_values(tmp_path: Path) -> None:
+    workers = (
+        "[gepa.pipeline]\nmax_in_flight_candidates = 4\n[gepa.pipeline.workers]\nrollout = 16\npropose = 2"
+    )
+    serial = load(tmp_path, workers)
+    assert serial.effective_max_in_flight() == 1
+    assert serial.effective_workers() == {"propose": 1, "rollout": 1, "evaluate": 1}
+    piped = load(
+        tmp_path, workers.replace("[gepa.pipeline]\n", "[gepa.pipeline]\nmode = 'async_pipelined'\n")
+    )
+    assert piped.effective_max_in_flight() == 4
+    assert piped.effective_workers() == {"propose": 2, "rollout": 16, "evaluate": 1}
+
+
+# ---------------------------------------------------------------- budget caps
+
+
+def test_budget_caps_defaults(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    assert cfg.heldout_cap(2) == 4
+    assert cfg.train_cap(2) == 252
+    assert cfg.total_cap() is None
+
+
+def test_budget_caps_explicit(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path, "[gepa]\nmax_total_rollouts = 100\nmax_train_rollouts = 60\nmax_heldout_rollouts = 10"
+    )
+    assert (cfg.heldout_cap(2), cfg.train_cap(2), cfg.total_cap()) == (10, 60, 100)
+    only_total = load(tmp_path, "[gepa]\nmax_total_rollouts = 100")
+    assert only_total.train_cap(5) == 90 and only_total.total_cap() == 100
+
+
+def test_train_cap_without_room_is_a_config_error(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "[gepa]\nmax_total_rollouts = 10")
+    with pytest.raises(ConfigError) as info:
+        cfg.train_cap(5)
+    assert "gepa.max_total_rollouts" in info.value.message and "gepa.toml" in info.value.message
+
+
+def test_no_train_budget_at_load(tmp_path: Path) -> None:
+    message = config_error(tmp_path, "[gepa]\nmax_total_rollouts = 4")
+    assert "gepa.max_total_rollouts" in message and "max_train_rollouts" in message

@@ -1,0 +1,503 @@
+"""ContainerClient against in-memory transports: retries, validation, async polling, discovery routes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from synth_opt.container.client import ContainerClient, RetryPolicy, validate_rollout_reply
+from synth_opt.container.wire import GEPA_CONTRACT_VERSION, RolloutRequest
+from synth_opt.errors import ContainerContractError
+from synth_opt.testing.fake_container import FakeContainer
+
+URL = "http://container.test"
+TRAIN = [{"task_id": f"t{i}", "question": f"q{i}", "answer": f"a{i}"} for i in range(5)]
+TEST = [{"task_id": str(i), "question": f"h{i}", "answer": f"b{i}"} for i in range(3)]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingSleep:
+    """Records requested delays instead of sleeping, so retry tests are instant and exact."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def fake(**kwargs: Any) -> FakeContainer:
+    return FakeContainer(rows={"train": TRAIN, "test": TEST}, **kwargs)
+
+
+def client_for(
+    transport: httpx.AsyncBaseTransport, sleep: RecordingSleep | None = None, **kwargs: Any
+) -> ContainerClient:
+    return ContainerClient(URL, transport=transport, sleep=sleep or RecordingSleep(), **kwargs)
+
+
+def handler_client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> ContainerClient:
+    return client_for(httpx.MockTransport(handler), **kwargs)
+
+
+def request(rollout_id: str = "r-1", task_id: str = "t1", mode: str = "sync") -> RolloutRequest:
+    return RolloutRequest(
+        rollout_id=rollout_id,
+        submission_mode=mode,
+        task_id=task_id,
+        candidate_id="c-1",
+        candidate={"instruction": "answer a1"},
+        policy={"model": "m"},
+        task={"task_id": task_id, "answer": "a1"},
+        metadata={},
+    )
+
+
+def rollout_reply(**overrides: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "rollout_id": "r-1",
+        "status": "completed",
+        "success_status": "succeeded",
+        "reward_info": {"outcome_reward": 0.5},
+    }
+    reply.update(overrides)
+    return reply
+
+
+def replying(payload: dict[str, Any], status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _request: httpx.Response(status, json=payload)
+
+
+# ------------------------------------------------------------------------------------------------ retries
+
+
+@pytest.mark.anyio
+async def test_retries_503_then_succeeds_with_deterministic_backoff() -> None:
+    container = fake()
+    container.fail_first("GET /health", 2, status=503)
+    sleep = RecordingSleep()
+    async with client_for(container.transport(), sleep) as client:
+        assert (await client.health())["status"] == "ok"
+        assert client.stats.requests == 3
+        assert client.stats.retries == 2
+    assert sleep.delays == [0.1, 0.2]
+
+
+@pytest.mark.anyio
+async def test_retries_connect_errors_and_429() -> None:
+    container = fake()
+    container.fail_first("POST /rollout", 1, status=None)
+    container.fail_first("GET /taskset", 1, status=429)
+    async with client_for(container.transport()) as client:
+        assert (await client.rollout(request())).reward == 1.0
+        assert (await client.taskset()).counts["train"] == 5
+        assert client.stats.retries == 2
+
+
+def test_backoff_is_capped() -> None:
+    assert [RetryPolicy(max_attempts=8).delay_before_retry(n) for n in range(1, 7)] == [
+        0.1,
+        0.2,
+        0.4,
+        0.8,
+        1.6,
+        2.0,
+    ]
+
+
+@pytest.mark.anyio
+async def test_400_is_not_retried() -> None:
+    async with handler_client(replying({"detail": "bad field"}, status=400)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.health()
+        assert client.stats.requests == 1
+        assert client.stats.retries == 0
+    assert "HTTP 400" in caught.value.message
+    assert "bad field" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_exhausted_retries_name_url_route_and_status() -> None:
+    container = fake()
+    container.fail_first("POST /rollout", 10, status=503)
+    async with client_for(container.transport(), retry=RetryPolicy(max_attempts=3)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+    message = caught.value.message
+    assert URL in message and "POST /rollout" in message and "HTTP 503" in message
+    assert "3 attempts" in message
+    assert caught.value.detail["status"] == 503
+    assert caught.value.detail["route"] == "/rollout"
+    assert container.requests["POST /rollout"] == 3
+
+
+@pytest.mark.anyio
+async def test_malformed_body_is_retried() -> None:
+    calls = 0
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(200, content=b"<html>oops")
+        return httpx.Response(200, json={"status": "ok"})
+
+    async with handler_client(handler) as client:
+        assert await client.health() == {"status": "ok"}
+        assert client.stats.retries == 1
+
+
+@pytest.mark.anyio
+async def test_transport_failure_after_retries_names_the_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    async with handler_client(handler) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.program()
+    assert "ReadTimeout" in caught.value.message
+    assert "GET /program" in caught.value.message
+    assert "request_timeout_seconds" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_headers_and_bearer_token_are_sent_and_never_shown() -> None:
+    container = fake()
+    container.fail_first("GET /health", 10, status=500)
+    async with client_for(
+        container.transport(),
+        headers={"X-Team": "opt"},
+        bearer_token="sekrit-token",
+        retry=RetryPolicy(max_attempts=2),
+    ) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.health()
+    assert all(r.headers["authorization"] == "Bearer sekrit-token" for r in container.request_log)
+    assert all(r.headers["x-team"] == "opt" for r in container.request_log)
+    assert "sekrit" not in caught.value.message
+    assert "sekrit" not in json.dumps(caught.value.to_dict(), default=str)
+
+
+@pytest.mark.anyio
+async def test_url_credentials_are_not_shown() -> None:
+    client = ContainerClient(
+        "http://user:pw@container.test/?token=abc",
+        transport=httpx.MockTransport(replying({}, status=400)),
+    )
+    async with client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.health()
+    assert "pw" not in caught.value.message and "abc" not in caught.value.message
+
+
+# ------------------------------------------------------------------------------------------------ rollouts
+
+
+@pytest.mark.anyio
+async def test_sync_rollout_through_fake_container() -> None:
+    container = fake(feedback=lambda _c, row, reward: f"wanted {row['answer']}")
+    async with client_for(container.transport()) as client:
+        reply = await client.rollout(request())
+    assert reply.reward == 1.0
+    assert reply.objectives == {"outcome_reward": 1.0}
+    assert reply.usage.total_tokens == 12
+    assert reply.feedback == "wanted a1"
+    assert reply.trace == {"task_id": "t1", "candidate_fields": ["instruction"]}
+    assert json.loads(container.request_log[0].content)["submission_mode"] == "sync"
+    assert container.rollouts_served == 1
+
+
+@pytest.mark.anyio
+async def test_rollout_id_mismatch() -> None:
+    async with handler_client(replying(rollout_reply(rollout_id="other"))) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+    assert "'other'" in caught.value.message and "'r-1'" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_missing_reward() -> None:
+    async with handler_client(replying(rollout_reply(reward_info={"metrics": {}}))) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+    assert "no numeric reward" in caught.value.message
+    assert URL in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_non_numeric_reward() -> None:
+    async with handler_client(replying(rollout_reply(reward_info={"outcome_reward": "high"}))) as client:
+        with pytest.raises(ContainerContractError):
+            await client.rollout(request())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"reward_info": {"outcome_reward": 0.25, "score": 0.9}, "reward": 0.1}, 0.25),
+        ({"reward_info": {"score": 0.75}, "reward": 0.1}, 0.75),
+        ({"reward_info": None, "reward": 1}, 1.0),
+        ({"reward_info": {"outcome_reward": 0}}, 0.0),
+    ],
+)
+def test_reward_fallbacks(overrides: dict[str, Any], expected: float) -> None:
+    reply = validate_rollout_reply(rollout_reply(**overrides), "r-1", url=URL, route="/rollout")
+    assert reply.reward == expected
+
+
+def test_objectives_from_list_and_dict() -> None:
+    reply = validate_rollout_reply(
+        rollout_reply(
+            objective_scores=[{"objective": "accuracy", "value": 1.0}],
+            reward_info={"outcome_reward": 1.0, "objectives": {"latency": 0.5, "accuracy": 0.0}},
+        ),
+        "r-1",
+        url=URL,
+        route="/rollout",
+    )
+    assert reply.objectives == {"accuracy": 1.0, "latency": 0.5}
+    with pytest.raises(ContainerContractError, match="objective 'x'"):
+        validate_rollout_reply(
+            rollout_reply(objective_scores=[{"objective": "x", "value": None}]), "r-1", url=URL, route="/r"
+        )
+
+
+def test_feedback_trace_and_usage_sources() -> None:
+    reply = validate_rollout_reply(
+        rollout_reply(
+            trace={},
+            turns=[{"role": "user"}],
+            metadata={"feedback": {"hint": "x"}},
+            usage={"input_tokens": 3, "output_tokens": 4, "cost_usd": 0.5},
+        ),
+        "r-1",
+        url=URL,
+        route="/rollout",
+    )
+    assert reply.trace == [{"role": "user"}]
+    assert reply.feedback == '{"hint":"x"}'
+    assert (reply.usage.total_tokens, reply.usage.cost_usd) == (7, 0.5)
+    reply = validate_rollout_reply(
+        rollout_reply(reward_info={"outcome_reward": 1.0, "feedback": "from reward_info"}),
+        "r-1",
+        url=URL,
+        route="/rollout",
+    )
+    assert reply.feedback == "from reward_info"
+
+
+def test_failed_and_unknown_statuses() -> None:
+    with pytest.raises(ContainerContractError, match="failed"):
+        validate_rollout_reply(
+            rollout_reply(status="completed", success_status="FAILED"), "r-1", url=URL, route="/rollout"
+        )
+    with pytest.raises(ContainerContractError, match="no terminal success status"):
+        validate_rollout_reply(rollout_reply(status="weird", success_status=None), "r-1", url=URL, route="/r")
+    assert validate_rollout_reply(rollout_reply(status="Done"), "r-1", url=URL, route="/r").reward == 0.5
+
+
+@pytest.mark.anyio
+async def test_async_rollout_polls_until_complete() -> None:
+    container = fake(async_mode=True, polls_to_finish=3)
+    sleep = RecordingSleep()
+    async with client_for(container.transport(), sleep) as client:
+        reply = await client.rollout(request(mode="async"), poll_interval_seconds=0.01)
+        assert client.stats.polls == 3
+    assert reply.reward == 1.0
+    assert sleep.delays == [0.01, 0.01, 0.01]
+    assert container.requests["GET /rollouts/{id}/state"] == 3
+    assert container.requests["GET /rollouts/{id}"] == 1
+    assert container.rollouts_served == 1
+
+
+@pytest.mark.anyio
+async def test_non_terminal_reply_to_a_sync_request_is_polled() -> None:
+    container = fake(async_mode=True)
+
+    async def handle(request_: httpx.Request) -> httpx.Response:
+        if request_.url.path == "/rollout":
+            body = json.loads(request_.content)
+            body["submission_mode"] = "async"
+            request_ = httpx.Request("POST", request_.url, json=body)
+        return await container.handle(request_)
+
+    async with client_for(httpx.MockTransport(handle)) as client:
+        assert (await client.rollout(request(mode="sync"), poll_interval_seconds=0)).reward == 1.0
+
+
+@pytest.mark.anyio
+async def test_async_timeout_sends_terminate() -> None:
+    container = fake(async_mode=True, polls_to_finish=None)
+    async with ContainerClient(URL, transport=container.transport()) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request(mode="async"), poll_interval_seconds=0.01, async_timeout_seconds=0.1)
+        assert client.stats.terminations == 1
+    assert container.terminated == {"r-1"}
+    assert "did not finish within 0.1 s" in caught.value.message
+    assert URL in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_async_failure_status_raises() -> None:
+    def handler(request_: httpx.Request) -> httpx.Response:
+        if request_.method == "POST":
+            return httpx.Response(200, json={"rollout_id": "r-1", "status": "queued"})
+        return httpx.Response(
+            200,
+            json={
+                "rollout_id": "r-1",
+                "status": "failed",
+                "success_status": "error",
+                "status_detail": "boom",
+            },
+        )
+
+    async with handler_client(handler) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request(), poll_interval_seconds=0)
+    assert "rollout r-1 failed" in caught.value.message
+    assert "boom" in caught.value.message
+    assert "/rollouts/r-1/state" in caught.value.message
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+
+@pytest.mark.anyio
+async def test_metadata_version_ok_and_mismatch() -> None:
+    async with client_for(fake().transport()) as client:
+        metadata = await client.metadata()
+    assert metadata is not None
+    async with client_for(fake(metadata_version="synth_optimizers.gepa.v1").transport()) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.metadata()
+    assert "synth_optimizers.gepa.v1" in caught.value.message
+    assert GEPA_CONTRACT_VERSION in caught.value.message
+    assert URL in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_metadata_top_level_contract_and_missing_block() -> None:
+    top_level = {"optimizer_contracts": {"gepa": {"version": "other.v9"}}}
+    async with handler_client(replying(top_level)) as client:
+        with pytest.raises(ContainerContractError, match=r"other\.v9"):
+            await client.metadata()
+    async with handler_client(replying({"runtime": {}})) as client:
+        assert await client.metadata() == {"runtime": {}}
+
+
+@pytest.mark.anyio
+async def test_metadata_404_on_both_routes_is_none() -> None:
+    container = fake(serve_metadata=False)
+    async with client_for(container.transport()) as client:
+        assert await client.metadata() is None
+    assert container.requests["GET /metadata"] == 1
+    assert container.requests["GET /info"] == 1
+
+
+@pytest.mark.anyio
+async def test_metadata_falls_back_to_info() -> None:
+    def handler(request_: httpx.Request) -> httpx.Response:
+        if request_.url.path == "/metadata":
+            return httpx.Response(404)
+        return httpx.Response(200, json={"source": "info"})
+
+    async with handler_client(handler) as client:
+        assert await client.metadata() == {"source": "info"}
+
+
+@pytest.mark.anyio
+async def test_program_seed_and_targets() -> None:
+    async with client_for(fake(seed_candidate={"a": "A", "b": "B"}).transport()) as client:
+        program = await client.program()
+    assert program.seed_candidate == {"a": "A", "b": "B"}
+    assert program.target_modules == ("a", "b")
+
+    derived = {
+        "program_id": "p",
+        "modules": [
+            {"module_id": "sys", "content": "S", "mutable": True, "candidate_field": "system_prompt"},
+            {"module_id": "fixed", "content": "F", "mutable": False},
+        ],
+    }
+    async with handler_client(replying(derived)) as client:
+        program = await client.program()
+    assert program.seed_candidate == {"system_prompt": "S"}
+    assert program.target_modules == ("system_prompt",)
+    assert program.modules[1].candidate_field == "fixed"
+
+    bad = {"modules": [{"module_id": "m", "mutable": True}], "target_modules": ["nope"]}
+    async with handler_client(replying(bad)) as client:
+        with pytest.raises(ContainerContractError, match="nope"):
+            await client.program()
+
+
+@pytest.mark.anyio
+async def test_task_info() -> None:
+    async with client_for(fake(task_description="Classify intents.").transport()) as client:
+        assert await client.task_info() == "Classify intents."
+    async with client_for(fake(task_description=None).transport()) as client:
+        assert await client.task_info() is None
+    async with handler_client(replying({"task": {"name": "x"}})) as client:
+        assert await client.task_info() == '{"task":{"name":"x"}}'
+
+
+@pytest.mark.anyio
+async def test_taskset_with_ids_and_with_counts() -> None:
+    async with client_for(fake().transport()) as client:
+        listed = await client.taskset()
+    assert listed.task_ids["train"] == ("t0", "t1", "t2", "t3", "t4")
+    assert listed.first_ids("train", 2) == ["t0", "t1"]
+    async with client_for(fake(list_task_ids=False).transport()) as client:
+        counted = await client.taskset()
+    assert counted.task_ids == {}
+    assert counted.counts == {"train": 5, "test": 3}
+    assert counted.first_ids("test", 2) == ["0", "1"]
+
+    shapes = {"splits": {"a": 4, "b": {"size": 2}, "c": {"task_ids": [1, 2]}}, "labels": ["x"]}
+    async with handler_client(replying(shapes)) as client:
+        info = await client.taskset()
+    assert info.counts == {"a": 4, "b": 2, "c": 2}
+    assert info.task_ids == {"c": ("1", "2")}
+    assert info.labels == ("x",)
+    async with handler_client(replying({"splits": {"a": {"nothing": True}}})) as client:
+        with pytest.raises(ContainerContractError, match="'a'"):
+            await client.taskset()
+
+
+@pytest.mark.anyio
+async def test_tasks_in_request_order_and_chunked() -> None:
+    rows = [{"example_id": i, "x": i} for i in range(1203)]
+    container = FakeContainer(rows={"train": rows})
+    ids = [str(i) for i in reversed(range(1203))]
+    async with client_for(container.transport()) as client:
+        got = await client.tasks("train", ids)
+    assert [row["x"] for row in got] == list(reversed(range(1203)))
+    assert container.requests["POST /taskset/tasks"] == 3
+    sizes = [len(json.loads(r.content)["task_ids"]) for r in container.request_log]
+    assert sizes == [500, 500, 203]
+
+
+@pytest.mark.anyio
+async def test_tasks_mismatch_names_missing_and_extra_ids() -> None:
+    async with client_for(fake().transport()) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.tasks("train", ["t1", "zz"])
+    assert "'zz'" in caught.value.message
+    assert caught.value.detail["missing_ids"] == ["zz"]
+
+    reply = {"tasks": [{"task_id": "t1"}, {"task_id": "t9"}]}
+    async with handler_client(replying(reply)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.tasks("train", ["t1", "t2"])
+    assert caught.value.detail["missing_ids"] == ["t2"]
+    assert caught.value.detail["extra_ids"] == ["t9"]
+    assert "POST /taskset/tasks" in caught.value.message
