@@ -44,9 +44,7 @@ def launch(*extra: str, stop_grace_seconds: float = 5.0) -> AbstractAsyncContext
     )
 
 
-def rollout_request(
-    rollout_id: str, task: dict[str, object], mode: str, **metadata: object
-) -> RolloutRequest:
+def rollout_request(rollout_id: str, task: dict[str, object], mode: str, **metadata: object) -> RolloutRequest:
     return RolloutRequest(
         rollout_id=rollout_id,
         submission_mode=mode,
@@ -142,9 +140,7 @@ async def test_command_that_exits_immediately_fails_fast() -> None:
 @pytest.mark.anyio
 async def test_missing_executable_is_a_contract_error() -> None:
     with pytest.raises(ContainerContractError, match="could not start"):
-        async with launched_container(
-            ["/nonexistent/container-binary"], cwd=None, env={}, startup_timeout_seconds=5
-        ):
+        async with launched_container(["/nonexistent/container-binary"], cwd=None, env={}, startup_timeout_seconds=5):
             pass
 
 
@@ -183,12 +179,9 @@ async def test_stubborn_container_is_killed_after_the_grace_period() -> None:
 
 def test_stop_process_group_sync_helper() -> None:
     stubborn = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('ready', flush=True); time.sleep(30)"
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True
-    ) as child:
+    with subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True) as child:
         assert child.stdout is not None and child.stdout.readline() == b"ready\n"
         assert stop_process_group(child.pid, grace_seconds=0.3) is True
         child.wait(timeout=5)

@@ -193,6 +193,26 @@ async def test_cancellation_interrupts_and_kills_the_process(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
+async def test_aclose_stops_a_call_in_flight(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "never-answer", stall=30.0, timeout=60.0)
+    failures: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await proposer.propose(_request())
+        except ProposerError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(call)
+        await _wait_for_logged(tmp_path, "turn/start")
+        await proposer.aclose()
+    assert len(failures) == 1 and "closed" in str(failures[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(_log(tmp_path)[0]["pid"], 0)
+
+
+@pytest.mark.anyio
 async def test_aclose_refuses_new_calls(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "ok")
     await proposer.aclose()

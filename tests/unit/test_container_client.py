@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -343,6 +344,24 @@ async def test_async_timeout_sends_terminate() -> None:
     assert container.terminated == {"r-1"}
     assert "did not finish within 0.1 s" in caught.value.message
     assert URL in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_cancelled_async_rollout_is_terminated() -> None:
+    container = fake(async_mode=True, polls_to_finish=None)
+    async with ContainerClient(URL, transport=container.transport()) as client:
+        with anyio.move_on_after(0.1) as scope:
+            await client.rollout(request(mode="async"), poll_interval_seconds=0.01)
+    assert scope.cancelled_caught
+    assert container.terminated == {"r-1"}
+
+
+@pytest.mark.anyio
+async def test_fake_reply_rewrite_reaches_validation() -> None:
+    container = fake(rewrite_reply=lambda reply: {**reply, "rollout_id": "someone-else"})
+    async with client_for(container.transport()) as client:
+        with pytest.raises(ContainerContractError, match="someone-else"):
+            await client.rollout(request())
 
 
 @pytest.mark.anyio

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from synth_opt.errors import ConfigError, ProposerError
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.pricing import TokenPrices
+from synth_opt.proposers.process_group import StderrTail, stop_process_group
 from synth_opt.proposers.reflection import (
     BASE_INSTRUCTIONS,
     REPLY_SCHEMA,
@@ -44,10 +44,6 @@ CLIENT_INFO: dict[str, str] = {"name": "synth_opt", "title": "synth_opt", "versi
 SOURCE = "codex app-server"
 
 _MAX_LINE_BYTES = 64 * 1024 * 1024
-_STDERR_TAIL_BYTES = 16 * 1024
-_STDERR_TAIL_LINES = 20
-_EOF_GRACE_SECONDS = 0.5  # after closing stdin: the server exits on EOF when healthy
-_TERM_GRACE_SECONDS = 2.0  # after SIGTERM to the group, before SIGKILL
 _EXIT_WAIT_SECONDS = 2.0  # after stdout EOF, how long to wait for an exit code
 _INTERRUPT_SEND_SECONDS = 1.0
 # Legacy (v1) approval requests take ReviewDecision values; the v2 ones take accept/decline.
@@ -97,19 +93,21 @@ class CodexAppServerProposer:
         started = time.monotonic()
         process = await self._launch()
         self._live.add(process)
-        stderr = _StderrTail()
+        stderr = StderrTail()
         answer: _Answer | None = None
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(stderr.drain, process.stderr)
                 try:
+                    if self._closed:  # aclose() ran while the process was starting
+                        raise ProposerError("the codex app-server proposer was closed")
                     answer = await self._call(process, stderr, request)
                 except Exception as exc:  # re-raised below, outside the task group, so it is not wrapped
                     failure = exc
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await _stop(process)
+                        await stop_process_group(process)
                     tasks.cancel_scope.cancel()
         finally:
             self._live.discard(process)
@@ -136,7 +134,7 @@ class CodexAppServerProposer:
         self._closed = True
         with anyio.CancelScope(shield=True):
             for process in list(self._live):
-                await _stop(process)
+                await stop_process_group(process)
 
     async def _launch(self) -> anyio.abc.Process:
         env = {**os.environ, **self._extra_env, "CODEX_HOME": str(self.codex_home)}
@@ -149,7 +147,7 @@ class CodexAppServerProposer:
                 command=list(self.argv),
             ) from exc
 
-    async def _call(self, process: anyio.abc.Process, stderr: _StderrTail, request: ReflectionRequest) -> _Answer:
+    async def _call(self, process: anyio.abc.Process, stderr: StderrTail, request: ReflectionRequest) -> _Answer:
         session = _Session(process, stderr, stall_seconds=self.message_stall_timeout_seconds)
         with anyio.move_on_after(self.timeout_seconds) as deadline:
             return await self._converse(session, request)
@@ -241,7 +239,7 @@ class _TurnState:
 class _Session:
     """The client side of one app-server connection: send, receive with a stall limit, answer requests."""
 
-    def __init__(self, process: anyio.abc.Process, stderr: _StderrTail, *, stall_seconds: float) -> None:
+    def __init__(self, process: anyio.abc.Process, stderr: StderrTail, *, stall_seconds: float) -> None:
         assert process.stdin is not None and process.stdout is not None
         self._process = process
         self._stdin = process.stdin
@@ -362,58 +360,6 @@ class _Session:
             exit_code=code,
             stderr_tail=tail,
         )
-
-
-class _StderrTail:
-    """Drains the server's stderr so it never blocks on a full pipe, keeping the end for error messages."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._done = anyio.Event()
-
-    async def drain(self, stream: anyio.abc.ByteReceiveStream | None) -> None:
-        try:
-            if stream is not None:
-                async for chunk in stream:
-                    self._buffer += chunk
-                    del self._buffer[:-_STDERR_TAIL_BYTES]
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-        finally:
-            self._done.set()
-
-    async def settle(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self._done.wait()
-
-    def lines(self) -> list[str]:
-        text = self._buffer.decode("utf-8", errors="replace")
-        return [line for line in text.splitlines() if line.strip()][-_STDERR_TAIL_LINES:]
-
-
-async def _stop(process: anyio.abc.Process) -> None:
-    """Close stdin (a healthy server exits on EOF), then SIGTERM the process group, then SIGKILL it."""
-    if process.returncode is None and process.stdin is not None:
-        try:
-            await process.stdin.aclose()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-        with anyio.move_on_after(_EOF_GRACE_SECONDS):
-            await process.wait()
-    if process.returncode is None:
-        _signal_group(process.pid, signal.SIGTERM)
-        with anyio.move_on_after(_TERM_GRACE_SECONDS):
-            await process.wait()
-        # The leader's group id stays reserved while any member lives, so this reaches only its stragglers.
-        _signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _encode(message: JsonObject) -> bytes:

@@ -59,7 +59,7 @@ class FakeOpenAI:
     responder: Responder
     api_key: str | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
-    _counter: int = 0
+    _counter: int = field(default=0, init=False, repr=False)
 
     def app(self) -> Starlette:
         routes = [Route(f"{prefix}/chat/completions", self._chat, methods=["POST"]) for prefix in ("", "/v1")] + [

@@ -1,0 +1,11 @@
+"""Fakes that ship with the library, for tests of synth_opt and of code built on it.
+
+- :class:`FakeContainer`: an in-memory task container behind an ``httpx.MockTransport``;
+- :class:`FakeOpenAI` and :func:`serve_fake_openai`: a fake OpenAI-compatible server on loopback;
+- ``python -m synth_opt.testing.fake_app_server``: a fake codex app-server speaking the protocol over stdio.
+"""
+
+from synth_opt.testing.fake_container import FakeContainer, exact_match_score
+from synth_opt.testing.fake_openai import FakeOpenAI, FakeOpenAIError, serve_fake_openai
+
+__all__ = ["FakeContainer", "FakeOpenAI", "FakeOpenAIError", "exact_match_score", "serve_fake_openai"]
