@@ -207,7 +207,9 @@ async def test_a_proposer_error_fails_the_run_and_records_it(tmp_path: Path) -> 
 @pytest.mark.anyio
 async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, "again", mode="sync_serial"))
-    first = await GepaRun(config, container_transport=new_fake().transport(), proposer=LearningProposer()).execute_async()
+    first = await GepaRun(
+        config, container_transport=new_fake().transport(), proposer=LearningProposer()
+    ).execute_async()
     silent = new_fake()
     second = await GepaRun(config, container_transport=silent.transport(), proposer=BrokenProposer()).execute_async()
     assert second.from_stored_result

@@ -96,9 +96,7 @@ def test_models_are_frozen(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_toml_folder(tmp_path: Path) -> None:
     sub = tmp_path / "conf"
     sub.mkdir()
-    base = BASE.replace(
-        'url = "http://127.0.0.1:8102"', 'command = ["./serve.sh", "--port", "./x"]\ncwd = "app"'
-    )
+    base = BASE.replace('url = "http://127.0.0.1:8102"', 'command = ["./serve.sh", "--port", "./x"]\ncwd = "app"')
     text = base.replace('backend = "codex_app_server"', 'backend = "codex_app_server"\ncodex_home = ".codex"')
     text += '\n[run]\noutput_dir = "out"\n[cache]\npath = "../cache/c.sqlite"\n'
     cfg = load_config(write(sub, text))
@@ -304,9 +302,7 @@ def test_at_least_one(tmp_path: Path, extra: str) -> None:
 
 
 def test_proposals_per_call_at_least_one(tmp_path: Path) -> None:
-    base = BASE.replace(
-        'backend = "codex_app_server"', 'backend = "codex_app_server"\nproposals_per_call = 0'
-    )
+    base = BASE.replace('backend = "codex_app_server"', 'backend = "codex_app_server"\nproposals_per_call = 0')
     assert "proposer.proposals_per_call" in config_error(tmp_path, base=base)
 
 
@@ -397,9 +393,7 @@ def test_effective_run_id_and_namespace(tmp_path: Path) -> None:
     assert cfg.run_dir() == cfg.output_dir / cfg.effective_run_id()
     named = load(tmp_path, '[run]\nrun_id = "r1"\n[cache]\nnamespace = "shared"', name="banking.toml")
     assert named.effective_run_id() == "r1" and named.cache_namespace() == "shared"
-    assert (
-        load(tmp_path, '[run]\nrun_id = "r2"', name="banking.toml").cache_namespace() == cfg.cache_namespace()
-    )
+    assert load(tmp_path, '[run]\nrun_id = "r2"', name="banking.toml").cache_namespace() == cfg.cache_namespace()
 
 
 def test_run_id_must_be_a_directory_name(tmp_path: Path) -> None:
@@ -407,15 +401,11 @@ def test_run_id_must_be_a_directory_name(tmp_path: Path) -> None:
 
 
 def test_sync_serial_effective_values(tmp_path: Path) -> None:
-    workers = (
-        "[gepa.pipeline]\nmax_in_flight_candidates = 4\n[gepa.pipeline.workers]\nrollout = 16\npropose = 2"
-    )
+    workers = "[gepa.pipeline]\nmax_in_flight_candidates = 4\n[gepa.pipeline.workers]\nrollout = 16\npropose = 2"
     serial = load(tmp_path, workers)
     assert serial.effective_max_in_flight() == 1
     assert serial.effective_workers() == {"propose": 1, "rollout": 1, "evaluate": 1}
-    piped = load(
-        tmp_path, workers.replace("[gepa.pipeline]\n", "[gepa.pipeline]\nmode = 'async_pipelined'\n")
-    )
+    piped = load(tmp_path, workers.replace("[gepa.pipeline]\n", "[gepa.pipeline]\nmode = 'async_pipelined'\n"))
     assert piped.effective_max_in_flight() == 4
     assert piped.effective_workers() == {"propose": 2, "rollout": 16, "evaluate": 1}
 
@@ -431,9 +421,7 @@ def test_budget_caps_defaults(tmp_path: Path) -> None:
 
 
 def test_budget_caps_explicit(tmp_path: Path) -> None:
-    cfg = load(
-        tmp_path, "[gepa]\nmax_total_rollouts = 100\nmax_train_rollouts = 60\nmax_heldout_rollouts = 10"
-    )
+    cfg = load(tmp_path, "[gepa]\nmax_total_rollouts = 100\nmax_train_rollouts = 60\nmax_heldout_rollouts = 10")
     assert (cfg.heldout_cap(2), cfg.train_cap(2), cfg.total_cap()) == (10, 60, 100)
     only_total = load(tmp_path, "[gepa]\nmax_total_rollouts = 100")
     assert only_total.train_cap(5) == 90 and only_total.total_cap() == 100
