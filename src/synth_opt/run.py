@@ -301,6 +301,13 @@ class _Execution:
                 url=section.url,
                 log_path=self.run_dir / "container.log",
             ) as launched:
+                self.bus.emit(
+                    "container.launched",
+                    f"container started at {launched.url} (pid {launched.pid})",
+                    lane="rollout",
+                    url=launched.url,
+                    pid=launched.pid,
+                )
                 yield launched.url
         else:
             if section.url is None:

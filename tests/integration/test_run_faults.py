@@ -1,0 +1,100 @@
+"""Fault tests through real processes: a container that dies mid-run, proposers that die or stall."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from synth_opt import ContainerContractError, GepaRun, ProposerError, load_config
+from synth_opt.container.launch import process_group_alive
+from synth_opt.events import Event
+from synth_opt.run import RunView
+
+TINY = Path(__file__).with_name("tiny_container.py")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def config(tmp_path: Path, *, proposer_mode: str = "ok", stall: float = 120.0, timeout: float = 300.0) -> Path:
+    path = tmp_path / "gepa.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "faults"
+
+[container]
+command = [{sys.executable!r}, {str(TINY)!r}, "{{port}}"]
+startup_timeout_seconds = 20
+
+[dataset]
+train_ids = {{count = 6}}
+heldout_ids = {{count = 4}}
+
+[proposer]
+backend = "codex_app_server"
+command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "{proposer_mode}"]
+timeout_seconds = {timeout}
+message_stall_timeout_seconds = {stall}
+
+[gepa]
+max_train_rollouts = 200
+minibatch_size = 2
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+@pytest.mark.anyio
+async def test_a_container_that_dies_mid_run_fails_with_a_contract_error_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
+    launched: list[int] = []
+
+    async def kill_after_seed(events: MemoryObjectReceiveStream[Event], view: RunView) -> None:
+        async with events:
+            async for event in events:
+                if event.type == "container.launched":
+                    launched.append(int(event.fields["pid"]))
+                if event.type == "proposal.planned" and len(launched) == 1:
+                    os.killpg(launched[0], signal.SIGKILL)
+                    launched.append(0)
+
+    run = GepaRun(load_config(config(tmp_path)), observer=kill_after_seed)
+    started = time.monotonic()
+    with pytest.raises(ContainerContractError) as caught:
+        await run.execute_async()
+    assert time.monotonic() - started < 60
+    message = caught.value.message
+    assert "http://127.0.0.1:" in message and "/rollout" in message
+    assert launched and not process_group_alive(launched[0])
+    assert "failed" in (run.run_dir / "run_status.json").read_text()
+
+
+@pytest.mark.anyio
+async def test_a_proposer_that_exits_after_initialize_fails_the_run_quickly(tmp_path: Path) -> None:
+    run = GepaRun(load_config(config(tmp_path, proposer_mode="exit-after-initialize")))
+    started = time.monotonic()
+    with pytest.raises(ProposerError):
+        await run.execute_async()
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.anyio
+async def test_a_proposer_that_never_answers_fails_within_the_stall_timeout(tmp_path: Path) -> None:
+    run = GepaRun(load_config(config(tmp_path, proposer_mode="never-answer", stall=1.0)))
+    started = time.monotonic()
+    with pytest.raises(ProposerError, match="stall|message"):
+        await run.execute_async()
+    assert time.monotonic() - started < 30
