@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,3 +100,27 @@ async def test_a_proposer_that_never_answers_fails_within_the_stall_timeout(tmp_
     with pytest.raises(ProposerError, match="stall|message"):
         await run.execute_async()
     assert time.monotonic() - started < 30
+
+
+def test_ctrl_c_exits_130_and_stops_the_container(tmp_path: Path) -> None:
+    path = config(tmp_path)
+    path.write_text(path.read_text().replace("max_train_rollouts = 200", "max_train_rollouts = 1000000"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path), "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    feed = tmp_path / "runs" / "faults" / "events.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "proposal.planned" not in (feed.read_text() if feed.exists() else ""):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("error[run_cancelled]")
+    events = [json.loads(line) for line in feed.read_text().splitlines()]
+    pid = next(e["fields"]["pid"] for e in events if e["type"] == "container.launched")
+    assert not process_group_alive(pid)
+    assert events[-1]["type"] == "run.state" and events[-1]["fields"]["state"] == "cancelled"
