@@ -97,7 +97,7 @@ async def test_a_proposer_that_exits_after_initialize_fails_the_run_quickly(tmp_
 async def test_a_proposer_that_never_answers_fails_within_the_stall_timeout(tmp_path: Path) -> None:
     run = GepaRun(load_config(config(tmp_path, proposer_mode="never-answer", stall=1.0)))
     started = time.monotonic()
-    with pytest.raises(ProposerError, match="stall|message"):
+    with pytest.raises(ProposerError, match=r"stall|message"):
         await run.execute_async()
     assert time.monotonic() - started < 30
 
