@@ -12,6 +12,12 @@ from typing import Any
 
 __all__ = ["Amount", "BudgetLedger", "Estimates", "Limits"]
 
+COST_DECIMALS = 9  # costs are kept to the nano-dollar, so reserving and settling never drift
+
+
+def _cost(value: float) -> float:
+    return round(value, COST_DECIMALS)
+
 
 @dataclass(frozen=True, slots=True)
 class Amount:
@@ -27,7 +33,7 @@ class Amount:
             self.heldout_rollouts + other.heldout_rollouts,
             self.proposer_calls + other.proposer_calls,
             self.tokens + other.tokens,
-            self.cost_usd + other.cost_usd,
+            _cost(self.cost_usd + other.cost_usd),
         )
 
     def __sub__(self, other: Amount) -> Amount:
@@ -36,7 +42,7 @@ class Amount:
             self.heldout_rollouts - other.heldout_rollouts,
             self.proposer_calls - other.proposer_calls,
             self.tokens - other.tokens,
-            self.cost_usd - other.cost_usd,
+            _cost(self.cost_usd - other.cost_usd),
         )
 
     @property
@@ -95,7 +101,7 @@ class BudgetLedger:
             heldout_rollouts=heldout,
             proposer_calls=proposer_calls,
             tokens=rollouts * est.rollout_tokens + proposer_calls * est.proposer_tokens,
-            cost_usd=rollouts * est.rollout_cost_usd + proposer_calls * est.proposer_cost_usd,
+            cost_usd=_cost(rollouts * est.rollout_cost_usd + proposer_calls * est.proposer_cost_usd),
         )
 
     def refusal(self, amount: Amount, *, elapsed_seconds: float = 0.0) -> str | None:

@@ -158,12 +158,11 @@ class GepaState:
         objective_scores: dict[str, dict[str, float]] | None = None,
     ) -> CandidateRecord | None:
         """Apply proposal ``plan``'s outcome: an accepted new child joins the pool. Bumps the pool version."""
+        record = None
+        if child is not None and scores is not None and candidate_id(child) not in self.by_id:
+            record = self._add(child, (plan.parent_id,), plan.module, plan.index, scores, objective_scores or {})
         self.pool_version += 1
-        if child is None or scores is None:
-            return None
-        if candidate_id(child) in self.by_id:
-            return None
-        return self._add(child, (plan.parent_id,), plan.module, plan.index, scores, objective_scores or {})
+        return record
 
     def staleness(self, plan: ProposalPlan) -> int:
         """How many commits happened between the plan's pool version and now."""

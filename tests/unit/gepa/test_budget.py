@@ -241,11 +241,6 @@ def test_ledger_json_round_trip() -> None:
     assert Amount.from_json(ledger.used.to_json()) == ledger.used
 
 
-@pytest.mark.xfail(
-    reason="float drift: BudgetLedger.settle subtracts float cost_usd from the running reservation, so "
-    "reserving 0.1 then 0.2 and settling both leaves reserved.cost_usd == 5.55e-17 instead of 0.0",
-    strict=True,
-)
 def test_settling_every_reservation_leaves_exactly_nothing_reserved_with_decimal_costs() -> None:
     ledger = BudgetLedger(Limits(train_rollouts=10, heldout_rollouts=0, cost_usd=1.0))
     first, second = Amount(proposer_calls=1, cost_usd=0.1), Amount(proposer_calls=1, cost_usd=0.2)
@@ -256,11 +251,6 @@ def test_settling_every_reservation_leaves_exactly_nothing_reserved_with_decimal
     assert ledger.reserved == Amount()
 
 
-@pytest.mark.xfail(
-    reason="float drift: with max_cost_usd=0.6, reserve 0.2, reserve 0.3, settle the 0.2, reserve 0.1 is "
-    "accepted ((0.2+0.3)+0.1 == 0.6) but then used+reserved == 0.2+0.4 == 0.6000000000000001 > 0.6",
-    strict=True,
-)
 def test_cost_limit_holds_exactly_with_decimal_costs() -> None:
     ledger = BudgetLedger(Limits(train_rollouts=10, heldout_rollouts=0, cost_usd=0.6))
     a, b, c = (Amount(proposer_calls=1, cost_usd=v) for v in (0.2, 0.3, 0.1))
@@ -268,4 +258,4 @@ def test_cost_limit_holds_exactly_with_decimal_costs() -> None:
     assert ledger.reserve(b) is None
     ledger.settle(a, a)
     assert ledger.reserve(c) is None
-    assert ledger.used.cost_usd + ledger.reserved.cost_usd <= 0.6
+    assert (ledger.used + ledger.reserved).cost_usd <= 0.6
