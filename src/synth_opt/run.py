@@ -267,6 +267,8 @@ class _Execution:
                     failure_tolerance=config.gepa.rollout_failure_rate_tolerance,
                     no_improvement_iterations=config.gepa.no_improvement_iterations,
                     score_threshold=config.gepa.score_threshold,
+                    staleness_policy=config.gepa.pipeline.staleness_policy,
+                    delta_max=config.gepa.pipeline.delta_max,
                 ),
                 seed=seed,
             )

@@ -53,6 +53,8 @@ class SupervisorSettings:
     failure_tolerance: float = 0.25
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
+    staleness_policy: str = "full"
+    delta_max: int = 2
 
 
 @dataclass(slots=True)
@@ -60,6 +62,19 @@ class _Batch:
     kind: str
     candidate_id: str
     proposal_index: int | None = None
+    child_index: int = 0
+
+
+@dataclass(slots=True)
+class _Child:
+    payload: dict[str, str]
+    candidate_id: str
+    batch: BatchDone | None = None
+
+    @property
+    def minibatch_sum(self) -> float:
+        assert self.batch is not None
+        return sum(self.batch.scores.values())
 
 
 @dataclass(slots=True)
@@ -69,17 +84,21 @@ class _Slot:
     frontier_summary: dict[str, Any]
     parent_batch: BatchDone | None = None
     proposal: ProposerResult | None = None
-    child: dict[str, str] | None = None
-    child_id: str | None = None
-    child_batch: BatchDone | None = None
-    unchanged: bool = False
+    children: list[_Child] = field(default_factory=list)
+    chosen: _Child | None = None
+    staleness: int = 0
     decision: Decision | None = None
     needs_pareto: bool = False
     pareto_batch: BatchDone | None = None
 
     @property
     def ready_to_decide(self) -> bool:
-        return self.unchanged or self.child_batch is not None
+        return self.proposal is not None and all(child.batch is not None for child in self.children)
+
+    @property
+    def unchanged(self) -> bool:
+        """Every proposed text equals the parent's."""
+        return self.proposal is not None and not self.children
 
     @property
     def ready_to_commit(self) -> bool:
@@ -138,6 +157,7 @@ class Supervisor:
         self._next_decide = 0
         self._next_commit = 0
         self._pending_children: set[str] = set()
+        self._added: dict[int, bool] = {}
         self._stop_reason: str | None = None
         self._heldout: dict[str, dict[str, float]] = {}
         self._heldout_waiting = 0
@@ -174,13 +194,19 @@ class Supervisor:
     # -- dispatch -------------------------------------------------------------------------------------------
 
     def _dispatch(
-        self, kind: str, candidate: dict[str, str], rows: list[str], stage: str, proposal: int | None
+        self,
+        kind: str,
+        candidate: dict[str, str],
+        rows: list[str],
+        stage: str,
+        proposal: int | None,
+        child_index: int = 0,
     ) -> None:
         assert self._tg is not None
         cid = candidate_id(candidate)
         batch_id = self._next_batch
         self._next_batch += 1
-        self._batches[batch_id] = _Batch(kind, cid, proposal)
+        self._batches[batch_id] = _Batch(kind, cid, proposal, child_index)
         jobs = [
             RolloutJob(
                 batch_id=batch_id,
@@ -234,8 +260,9 @@ class Supervisor:
 
     def _fill(self) -> None:
         while self._stop_reason is None and len(self._slots) < self.settings.max_in_flight:
+            minibatches = 1 + self.settings.proposals_per_call
             amount = self.ledger.estimate(
-                train=2 * self.state.sampler.batch_size + len(self.state.pareto_ids), proposer_calls=1
+                train=minibatches * self.state.sampler.batch_size + len(self.state.pareto_ids), proposer_calls=1
             )
             refused = self.ledger.reserve(amount, elapsed_seconds=self._elapsed())
             if refused is not None:
@@ -286,7 +313,7 @@ class Supervisor:
             assert self._propose_out is not None
             await self._propose_out.send(ProposeJob(slot.plan.index, self._reflection(slot, batch)))
         elif info.kind == "child":
-            slot.child_batch = batch
+            slot.children[info.child_index].batch = batch
             self._advance()
         elif info.kind == "pareto":
             slot.pareto_batch = batch
@@ -298,15 +325,18 @@ class Supervisor:
         assert done.result is not None
         slot = self._slots[done.proposal_index]
         self.counters.proposer_usage += done.result.usage
+        plan = slot.plan
+        for text in done.result.texts[: self.settings.proposals_per_call]:
+            payload = self.state.child_payload(plan, text)
+            cid = candidate_id(payload)
+            if cid != plan.parent_id and all(child.candidate_id != cid for child in slot.children):
+                slot.children.append(_Child(payload, cid))
         slot.proposal = done.result
-        slot.child = self.state.child_payload(slot.plan, done.result.texts[0])
-        slot.child_id = candidate_id(slot.child)
-        if slot.child_id == slot.plan.parent_id:
-            slot.unchanged = True
+        if slot.unchanged:
             self._advance()
             return
-        plan = slot.plan
-        self._dispatch("child", slot.child, list(plan.minibatch), f"p{plan.index}.child", plan.index)
+        for index, child in enumerate(slot.children):
+            self._dispatch("child", child.payload, list(plan.minibatch), f"p{plan.index}.child", plan.index, index)
 
     def _reflection(self, slot: _Slot, batch: BatchDone) -> ReflectionRequest:
         parent = self.state.by_id[slot.plan.parent_id]
@@ -385,47 +415,63 @@ class Supervisor:
             self._fill()
 
     def _decide(self, slot: _Slot) -> None:
-        assert slot.parent_batch is not None and slot.child_id is not None and slot.child is not None
+        """Decisions are made in proposal order, so everything they read is fixed: the parent's and the
+        children's minibatch scores, and which earlier proposals added a candidate (the staleness gap)."""
+        assert slot.parent_batch is not None
+        plan = slot.plan
         parent_sum = sum(slot.parent_batch.scores.values())
+        first_unseen = max(0, plan.index - self.settings.max_in_flight + 1)
+        slot.staleness = sum(self._added.get(j, False) for j in range(first_unseen, plan.index))
+        self._added[plan.index] = False
+        self._added.pop(first_unseen - 1, None)
         if slot.unchanged:
             slot.decision = Decision(False, "unchanged", parent_sum, parent_sum)
             return
-        assert slot.child_batch is not None
-        slot.decision = self.state.decide(parent_sum, sum(slot.child_batch.scores.values()))
-        known = slot.child_id in self.state.by_id or slot.child_id in self._pending_children
+        slot.chosen = max(slot.children, key=lambda child: child.minibatch_sum)
+        if self.settings.staleness_policy == "guarded" and slot.staleness > self.settings.delta_max:
+            slot.decision = Decision(False, "stale", parent_sum, slot.chosen.minibatch_sum)
+            return
+        slot.decision = self.state.decide(parent_sum, slot.chosen.minibatch_sum)
+        cid = slot.chosen.candidate_id
+        known = cid in self.state.by_id or cid in self._pending_children
         if slot.decision.accepted and not known:
             slot.needs_pareto = True
-            self._pending_children.add(slot.child_id)
-            plan = slot.plan
-            self._dispatch("pareto", slot.child, list(self.state.pareto_ids), f"p{plan.index}.pareto", plan.index)
+            self._added[plan.index] = True
+            self._pending_children.add(cid)
+            self._dispatch(
+                "pareto", slot.chosen.payload, list(self.state.pareto_ids), f"p{plan.index}.pareto", plan.index
+            )
 
     def _commit(self, slot: _Slot) -> None:
-        plan, decision = slot.plan, slot.decision
-        assert decision is not None and slot.parent_batch is not None and slot.child_id is not None
+        plan, decision, chosen = slot.plan, slot.decision, slot.chosen
+        assert decision is not None and slot.parent_batch is not None
+        child_batches = [child.batch for child in slot.children]
         self.ledger.settle(
             slot.reserved,
-            self._actual(slot.parent_batch, slot.child_batch, slot.pareto_batch, proposer=slot.proposal),
+            self._actual(slot.parent_batch, *child_batches, slot.pareto_batch, proposer=slot.proposal),
         )
-        staleness = self.state.staleness(plan)
+        chosen_id = plan.parent_id if chosen is None else chosen.candidate_id
         self.bus.emit(
             "proposal.created",
-            f"proposal {plan.index}: {slot.child_id} from {plan.parent_id} ({plan.module})",
+            f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module})",
             proposal_index=plan.index,
-            candidate_id=slot.child_id,
+            candidate_id=chosen_id,
+            candidate_ids=[child.candidate_id for child in slot.children],
             parent_id=plan.parent_id,
             module=plan.module,
             pool_version=plan.pool_version,
-            staleness=staleness,
+            staleness=slot.staleness,
         )
         self._emit_scores(plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
-        if slot.child_batch is not None:
-            self._emit_scores(slot.child_id, f"p{plan.index}.child", slot.child_batch)
+        for child in slot.children:
+            assert child.batch is not None
+            self._emit_scores(child.candidate_id, f"p{plan.index}.child", child.batch)
         self.bus.emit(
             "acceptance.decided",
             f"proposal {plan.index}: {'accepted' if decision.accepted else 'rejected'} ({decision.reason}, "
             f"{decision.child_sum:g} vs {decision.parent_sum:g})",
             proposal_index=plan.index,
-            candidate_id=slot.child_id,
+            candidate_id=chosen_id,
             accepted=decision.accepted,
             reason=decision.reason,
             parent_sum=decision.parent_sum,
@@ -433,10 +479,11 @@ class Supervisor:
         )
         previous_best = self.state.best()
         record: CandidateRecord | None = None
-        if slot.pareto_batch is not None:
-            self._pending_children.discard(slot.child_id)
-            self._emit_scores(slot.child_id, f"p{plan.index}.pareto", slot.pareto_batch)
-            record = self.state.commit(plan, slot.child, slot.pareto_batch.scores, slot.pareto_batch.objective_scores)
+        if slot.pareto_batch is not None and chosen is not None:
+            self._pending_children.discard(chosen.candidate_id)
+            self._emit_scores(chosen.candidate_id, f"p{plan.index}.pareto", slot.pareto_batch)
+            batch = slot.pareto_batch
+            record = self.state.commit(plan, chosen.payload, batch.scores, batch.objective_scores)
         else:
             self.state.commit(plan)
         self._register(slot, record)
@@ -456,22 +503,27 @@ class Supervisor:
         self._emit_stopper(plan.index)
 
     def _register(self, slot: _Slot, record: CandidateRecord | None) -> None:
-        assert slot.child_id is not None and slot.child is not None and slot.decision is not None
+        assert slot.decision is not None
         if record is not None:
-            self.registry[slot.child_id] = {**record.to_json(), "status": "accepted"}
-            return
-        if slot.child_id in self.registry:
-            return
-        self.registry[slot.child_id] = {
-            "candidate_id": slot.child_id,
-            "payload": slot.child,
-            "parent_ids": [slot.plan.parent_id],
-            "module_changed": slot.plan.module,
-            "proposal_index": slot.plan.index,
-            "status": "accepted_duplicate" if slot.decision.accepted else "rejected",
-            "minibatch_scores": None if slot.child_batch is None else slot.child_batch.scores,
-            "reason": slot.decision.reason,
-        }
+            self.registry[record.candidate_id] = {**record.to_json(), "status": "accepted"}
+        for child in slot.children:
+            if child.candidate_id in self.registry:
+                continue
+            if child is slot.chosen:
+                status = "accepted_duplicate" if slot.decision.accepted else "rejected"
+                reason = slot.decision.reason
+            else:
+                status, reason = "rejected", "outscored_by_sibling"
+            self.registry[child.candidate_id] = {
+                "candidate_id": child.candidate_id,
+                "payload": child.payload,
+                "parent_ids": [slot.plan.parent_id],
+                "module_changed": slot.plan.module,
+                "proposal_index": slot.plan.index,
+                "status": status,
+                "minibatch_scores": None if child.batch is None else child.batch.scores,
+                "reason": reason,
+            }
 
     def _check_rules(self, best: CandidateRecord) -> None:
         s = self.settings

@@ -3,7 +3,8 @@
 Pure: no I/O, no clock, no global randomness. The supervisor drives it with three calls, always in the same order
 for the same run: :meth:`GepaState.plan` (choose parent, minibatch and module for the next proposal),
 :meth:`GepaState.decide` (acceptance on the shared minibatch) and :meth:`GepaState.commit` (apply a proposal's
-outcome; bumps the pool version). Everything random comes from one generator seeded by ``[run].seed``.
+outcome; an accepted new candidate bumps the pool version). Everything random comes from one generator seeded
+by ``[run].seed``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class SearchSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProposalPlan:
-    """What proposal ``index`` will do, fixed from the pool at ``pool_version``."""
+    """What proposal ``index`` will do, fixed from the pool at ``pool_version`` (candidates added since the
+    seed when it was planned)."""
 
     index: int
     parent_id: str
@@ -64,7 +66,8 @@ class GepaState:
         self.sampler = EpochSampler(tuple(minibatch_ids), settings.minibatch_size)
         self.pool: list[CandidateRecord] = []
         self.by_id: dict[str, CandidateRecord] = {}
-        self.pool_version = 0
+        self.pool_version = 0  # candidates added after the seed: the pool's version
+        self.commits = 0  # proposals committed, accepted or not
         self.proposals_planned = 0
         self.module_cursor = 0
 
@@ -157,13 +160,14 @@ class GepaState:
         scores: dict[str, float] | None = None,
         objective_scores: dict[str, dict[str, float]] | None = None,
     ) -> CandidateRecord | None:
-        """Apply proposal ``plan``'s outcome: an accepted new child joins the pool. Bumps the pool version."""
+        """Apply proposal ``plan``'s outcome: an accepted new child joins the pool and bumps the pool version."""
         record = None
         if child is not None and scores is not None and candidate_id(child) not in self.by_id:
             record = self._add(child, (plan.parent_id,), plan.module, plan.index, scores, objective_scores or {})
-        self.pool_version += 1
+            self.pool_version += 1
+        self.commits += 1
         return record
 
     def staleness(self, plan: ProposalPlan) -> int:
-        """How many commits happened between the plan's pool version and now."""
+        """How many candidates joined the pool between the plan and now (the staleness gap)."""
         return self.pool_version - plan.pool_version

@@ -165,20 +165,20 @@ def test_child_payload_changes_only_the_planned_module() -> None:
     assert state.pool[0].payload == SEED_PAYLOAD  # the parent is not mutated
 
 
-def test_commit_bumps_the_pool_version_every_time() -> None:
+def test_the_pool_version_counts_added_candidates_and_commits_count_every_proposal() -> None:
     state = seeded()
     seed_id = state.order[0]
 
     plan = state.plan()
     assert state.commit(plan) is None  # rejected
-    assert state.pool_version == 1
+    assert (state.pool_version, state.commits) == (0, 1)
 
     plan = state.plan()
-    assert plan.pool_version == 1
+    assert plan.pool_version == 0
     child = state.child_payload(plan, "better")
     record = state.commit(plan, child, row_scores(0.75))
     assert record is not None
-    assert state.pool_version == 2
+    assert (state.pool_version, state.commits) == (1, 2)
     assert record.candidate_id == candidate_id(child)
     assert record.parent_ids == (seed_id,)
     assert record.module_changed == plan.module
@@ -188,17 +188,17 @@ def test_commit_bumps_the_pool_version_every_time() -> None:
     assert state.by_id[record.candidate_id] is record
 
     plan = state.plan()
-    assert plan.pool_version == 2
+    assert plan.pool_version == 1
     # a duplicate payload (same content, other key order) collapses: the pool does not grow
     assert state.commit(plan, dict(reversed(list(child.items()))), row_scores(1.0)) is None
-    assert state.pool_version == 3
+    assert (state.pool_version, state.commits) == (1, 3)
     assert len(state.pool) == 2
     assert state.by_id[record.candidate_id].scores == row_scores(0.75)
 
     plan = state.plan()
     # a child identical to the seed is a duplicate too
     assert state.commit(plan, dict(SEED_PAYLOAD), row_scores(1.0)) is None
-    assert state.pool_version == 4
+    assert (state.pool_version, state.commits) == (1, 4)
     assert len(state.pool) == 2
 
 
@@ -207,7 +207,7 @@ def test_commit_with_child_but_no_scores_adds_nothing() -> None:
     plan = state.plan()
     assert state.commit(plan, state.child_payload(plan, "x"), None) is None
     assert len(state.pool) == 1
-    assert state.pool_version == 1
+    assert (state.pool_version, state.commits) == (0, 1)
 
 
 def test_committed_child_needs_every_pareto_score() -> None:
@@ -220,19 +220,20 @@ def test_committed_child_needs_every_pareto_score() -> None:
     assert len(state.pool) == 1
 
 
-def test_staleness_counts_commits_since_the_plan() -> None:
+def test_staleness_counts_candidates_added_since_the_plan() -> None:
     state = seeded()
     plans = [state.plan() for _ in range(4)]
     assert [state.staleness(p) for p in plans] == [0, 0, 0, 0]
-    state.commit(plans[0])
-    assert [state.staleness(p) for p in plans] == [1, 1, 1, 1]
+    state.commit(plans[0])  # rejected: the pool is unchanged
+    assert [state.staleness(p) for p in plans] == [0, 0, 0, 0]
     state.commit(plans[1], state.child_payload(plans[1], "y"), row_scores(0.9))
-    state.commit(plans[2])
+    assert [state.staleness(p) for p in plans] == [1, 1, 1, 1]
+    state.commit(plans[2], state.child_payload(plans[2], "z"), row_scores(0.8))
     later = state.plan()
-    assert later.pool_version == 3
-    assert state.staleness(plans[3]) == 3
+    assert later.pool_version == 2
+    assert state.staleness(plans[3]) == 2
     assert state.staleness(later) == 0
-    state.commit(plans[3])
+    state.commit(plans[3], state.child_payload(plans[3], "w"), row_scores(0.7))
     assert state.staleness(later) == 1
 
 
@@ -414,6 +415,11 @@ def test_the_state_owns_its_randomness() -> None:
 def test_pipelined_plans_are_based_on_older_pool_versions() -> None:
     state = seed_state(2, "pareto", ("a", "b"))
     log = drive(state, 12, in_flight=3)
-    assert [entry["staleness"] for entry in log] == [0, 1, 2] * 4
-    assert [entry["plan"]["pool_version"] for entry in log] == [0, 0, 0, 3, 3, 3, 6, 6, 6, 9, 9, 9]
-    assert state.pool_version == 12
+    added = [entry["added"] is not None for entry in log]
+    assert any(added) and not all(added)
+    for round_start in range(0, 12, 3):
+        round_ = log[round_start : round_start + 3]
+        base = sum(added[:round_start])
+        assert [entry["plan"]["pool_version"] for entry in round_] == [base] * 3
+        assert [entry["staleness"] for entry in round_] == [sum(added[round_start : round_start + i]) for i in range(3)]
+    assert state.pool_version == sum(added) and state.commits == 12
