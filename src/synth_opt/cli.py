@@ -7,12 +7,19 @@ Exit codes: 0 success, 1 a run that failed, 2 a usage or config error, 130 after
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError
+import anyio
+
+from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError, collapse_exception_group
 from synth_opt.result import GepaResult
+
+if TYPE_CHECKING:
+    from synth_opt.run import GepaRun
 
 __all__ = ["main"]
 
@@ -68,9 +75,33 @@ def _gepa_run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         log_level=args.log_level,
     )
-    result = GepaRun(config, fresh=args.fresh, observer=observer).execute()
+    run = GepaRun(config, fresh=args.fresh, observer=observer)
+    result = anyio.run(_execute_with_signals, run)
     print(render_summary(result))
     return 0
+
+
+async def _execute_with_signals(run: GepaRun) -> GepaResult:
+    """Run with SIGINT and SIGTERM turned into a graceful cancel; a second signal aborts at once."""
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_signals, run)
+            result = await run.execute_async()
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise collapse_exception_group(group) from None
+    return result
+
+
+async def _cancel_on_signals(run: GepaRun) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for received in signals:
+            name = signal.Signals(received).name
+            if run.cancel_handle.requested:
+                print(f"error[run_cancelled]: second {name}: aborting at once", file=sys.stderr)
+                os._exit(130)
+            print(f"{name} received: stopping the run (again to abort at once)", file=sys.stderr)
+            run.cancel(f"{name} received")
 
 
 def render_summary(result: GepaResult) -> str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from anyio import get_cancelled_exc_class
+
 __all__ = [
     "BudgetExceededError",
     "CacheCorruptError",
@@ -41,6 +43,7 @@ __all__ = [
     "RunStateError",
     "SynthOptimizerError",
     "UsageError",
+    "collapse_exception_group",
 ]
 
 
@@ -118,3 +121,32 @@ class RunStateError(SynthOptimizerError):
 
 class RunFailedError(SynthOptimizerError):
     error_code = "run_failed"
+
+
+def collapse_exception_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The run boundary: a deliberate synth_opt error or a cancellation passes through as itself; anything else
+    (a bug) becomes one RunFailedError that keeps the original as its cause."""
+    leaves = list(_leaves(group))
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt | SystemExit):
+            return leaf
+    for leaf in leaves:
+        if isinstance(leaf, SynthOptimizerError):
+            return leaf
+    cancelled = get_cancelled_exc_class()
+    if all(isinstance(leaf, cancelled) for leaf in leaves):
+        return leaves[0]
+    bug = next(leaf for leaf in leaves if not isinstance(leaf, cancelled))
+    error = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
+    error.__cause__ = bug
+    return error
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

@@ -27,7 +27,7 @@ from synth_opt.actors import (
     Supervisor,
     batch_collector,
 )
-from synth_opt.errors import RunFailedError, SynthOptimizerError
+from synth_opt.errors import collapse_exception_group
 from synth_opt.lanes import Channel, LanePlan, LaneStats, open_channel, start_worker_pool
 
 __all__ = ["PipelineStats", "run_pipeline"]
@@ -81,35 +81,6 @@ async def run_pipeline(
             results.send.close()
             outcome = await supervisor.run(results.receive, jobs.send, proposals.send)
     except BaseExceptionGroup as group:
-        raise _one_error(group) from None
+        raise collapse_exception_group(group) from None
     assert outcome is not None
     return outcome
-
-
-def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The run boundary: a deliberate synth_opt error or a cancellation passes through as itself; anything else
-    (a bug) becomes one RunFailedError that keeps the original as its cause."""
-    leaves = list(_leaves(group))
-    for leaf in leaves:
-        if isinstance(leaf, KeyboardInterrupt | SystemExit):
-            return leaf
-    for leaf in leaves:
-        if isinstance(leaf, SynthOptimizerError):
-            return leaf
-    cancelled = anyio.get_cancelled_exc_class()
-    if all(isinstance(leaf, cancelled) for leaf in leaves):
-        return leaves[0]
-    bug = next(leaf for leaf in leaves if not isinstance(leaf, cancelled))
-    error = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
-    error.__cause__ = bug
-    return error
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out

@@ -22,11 +22,18 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.actors import SearchOutcome, Supervisor, SupervisorSettings, propose_handler, rollout_handler
+from synth_opt.cancel import CancelHandle
 from synth_opt.config import CountSelection, GepaConfig, IdSelection, load_config
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.launch import launched_container
 from synth_opt.container.wire import TasksetInfo
-from synth_opt.errors import ConfigError, RunCancelledError, RunStateError, SynthOptimizerError
+from synth_opt.errors import (
+    ConfigError,
+    RunCancelledError,
+    RunStateError,
+    SynthOptimizerError,
+    collapse_exception_group,
+)
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings, mean_score
 from synth_opt.lanes import lane_plan
@@ -91,6 +98,11 @@ class GepaRun:
         self.fresh = fresh
         self.observer = observer
         self.seams = _Seams(container_transport, proposer)
+        self.cancel_handle = CancelHandle()
+
+    def cancel(self, reason: str = "cancelled by the caller") -> None:
+        """Stop the run from the event loop it runs in; it raises RunCancelledError after cleaning up."""
+        self.cancel_handle.cancel(reason)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, fresh: bool = False) -> GepaRun:
@@ -111,7 +123,7 @@ class GepaRun:
         stored = self._prepare_run_dir()
         if stored is not None:
             return stored
-        return await _Execution(self.config, self.observer, self.seams).run()
+        return await _Execution(self.config, self.observer, self.seams, self.cancel_handle).run()
 
     def _prepare_run_dir(self) -> GepaResult | None:
         run_dir = self.run_dir
@@ -140,10 +152,12 @@ def _replace_flag(result: GepaResult) -> GepaResult:
 class _Execution:
     """Everything one fresh execution holds; its ``run`` is the whole lifecycle."""
 
-    def __init__(self, config: GepaConfig, observer: RunObserver | None, seams: _Seams) -> None:
+    def __init__(self, config: GepaConfig, observer: RunObserver | None, seams: _Seams, cancel: CancelHandle) -> None:
         self.config = config
         self.observer = observer
         self.seams = seams
+        self.cancel = cancel
+        self.supervisor: Supervisor | None = None
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
         self.output_dir = config.output_dir
@@ -172,16 +186,25 @@ class _Execution:
             decision_config=self.config.decision_config(),
         )
         observing = self.bus.subscribe(4096) if self.observer is not None else None
+        result: GepaResult | None = None
         try:
             async with anyio.create_task_group() as tg:
+                self.cancel.attach(tg.cancel_scope)
                 if observing is not None and self.observer is not None:
                     tg.start_soon(self.observer, observing, self.view)
                 try:
-                    result = self._write_result(await self._search())
+                    result = self._write_result(await self._search(), status="completed")
                 finally:
                     self.bus.close_subscribers()
+                    self.cancel.detach()
+            if result is None:
+                raise RunCancelledError(
+                    f"run {self.run_id} was cancelled ({self.cancel.reason}); committed results are kept in "
+                    f"{self.run_dir}",
+                    run_dir=str(self.run_dir),
+                )
         except BaseExceptionGroup as group:
-            raise self._failed(group.exceptions[0]) from None
+            raise self._failed(collapse_exception_group(group)) from None
         except BaseException as error:
             raise self._failed(error) from None
         finally:
@@ -189,11 +212,17 @@ class _Execution:
         return result
 
     def _failed(self, error: BaseException) -> BaseException:
+        """Record why the run ended early, keep everything committed so far, and hand the error back."""
         cancelled = isinstance(error, KeyboardInterrupt | anyio.get_cancelled_exc_class() | RunCancelledError)
         status = "cancelled" if cancelled else "failed"
         reason = error.one_line() if isinstance(error, SynthOptimizerError) else f"{type(error).__name__}: {error}"
-        self._state(status, error=reason)
-        self._registry_line(status, error=reason)
+        if self.supervisor is not None and self.supervisor.state.pool:
+            self.supervisor.release_reservations()
+            outcome = self.supervisor.outcome(stop_reason="cancelled" if cancelled else "failed")
+            self._write_result(outcome, status=status, error=reason)
+        else:
+            self._state(status, error=reason)
+            self._registry_line(status, error=reason)
         (self.run_dir / "run_status.json").write_text(
             json.dumps({"status": status, "error": reason, "state_history": self.history}, indent=2) + "\n"
         )
@@ -273,7 +302,7 @@ class _Execution:
                 seed=seed,
             )
             self.plan_json = plan.to_json()
-            self.state = state
+            self.supervisor = supervisor
             policy = config.policy.model_dump(exclude_none=True)
             return await run_pipeline(
                 plan=plan,
@@ -381,14 +410,15 @@ class _Execution:
 
     # -- artifacts ------------------------------------------------------------------------------------------
 
-    def _write_result(self, outcome: SearchOutcome) -> GepaResult:
+    def _write_result(self, outcome: SearchOutcome, *, status: str, error: str | None = None) -> GepaResult:
         seed, best = outcome.seed, outcome.best
         heldout = outcome.heldout_scores
         registry_path = self.run_dir / "candidate_registry.json"
         frontier_path = self.run_dir / "frontier.json"
         manifest_path = self.run_dir / "result_manifest.json"
         _write_json(registry_path, {"run_id": self.run_id, "candidates": outcome.registry})
-        state = self.state
+        assert self.supervisor is not None
+        state = self.supervisor.state
         fronts = state.fronts()
         _write_json(
             frontier_path,
@@ -402,7 +432,7 @@ class _Execution:
                 "mean_scores": state.means(),
             },
         )
-        self._emit_finished(outcome)
+        self._emit_finished(outcome, status=status, error=error)
         usage_total = outcome.rollout_usage + outcome.proposer_usage
         refs = [
             artifact_ref(path, kind)
@@ -414,7 +444,7 @@ class _Execution:
         ]
         result = GepaResult(
             run_id=self.run_id,
-            status="completed",
+            status=status,
             best_candidate=best.payload,
             best_candidate_id=best.candidate_id,
             seed_candidate_id=seed.candidate_id,
@@ -450,14 +480,15 @@ class _Execution:
         )
         manifest = {
             **result.to_json(),
+            "error": error,
             "pipeline": self.plan_json,
             "config_path": str(self.config.source_path),
         }
         _write_json(manifest_path, manifest)
-        self._registry_line("completed", stop_reason=outcome.stop_reason, best_candidate_id=best.candidate_id)
+        self._registry_line(status, stop_reason=outcome.stop_reason, best_candidate_id=best.candidate_id, error=error)
         return result
 
-    def _emit_finished(self, outcome: SearchOutcome) -> None:
+    def _emit_finished(self, outcome: SearchOutcome, *, status: str, error: str | None) -> None:
         self.bus.emit(
             "run.finished",
             f"stop reason {outcome.stop_reason}; best {outcome.best.candidate_id}",
@@ -467,7 +498,7 @@ class _Execution:
             best_train_score=outcome.best.mean,
             seed_train_score=outcome.seed.mean,
         )
-        self._state("completed", stop_reason=outcome.stop_reason)
+        self._state(status, stop_reason=outcome.stop_reason, error=error)
 
     def _registry_line(self, status: str, **fields: Any) -> None:
         line = {

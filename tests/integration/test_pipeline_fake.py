@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from synth_opt import GepaRun, ProposerError, load_config
+from synth_opt import GepaRun, ProposerError, RunCancelledError, load_config
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.testing.fake_container import FakeContainer
@@ -217,3 +217,70 @@ async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: P
     assert silent.rollouts_served == 0
     latest = Path(config.output_dir) / "latest"
     assert latest.resolve() == Path(first.manifest_path).parent.resolve()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("staleness", ["full", "guarded"])
+async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, staleness: str) -> None:
+    results = []
+    for name, jitter_seed in (("a", 11), ("b", 12)):
+        (tmp_path / name).mkdir()
+        path = write_config(tmp_path / name, name, mode="async_pipelined", rollout_workers=4, budget=400)
+        text = path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 4")
+        text = text.replace("[gepa.pipeline]\n", f'[gepa.pipeline]\nstaleness_policy = "{staleness}"\ndelta_max = 1\n')
+        text = text.replace("[gepa.pipeline.workers]\n", "[gepa.pipeline.workers]\npropose = 3\n")
+        path.write_text(text)
+        fake = new_fake()
+        results.append(
+            await GepaRun(
+                load_config(path), container_transport=jittery(fake, jitter_seed), proposer=LearningProposer()
+            ).execute_async()
+        )
+    first, second = results
+    assert first.accepted >= 2
+    assert decisions(first.event_feed_path) == decisions(second.event_feed_path)
+    assert first.rollouts_used == second.rollouts_used
+    created = [e for e in decisions(first.event_feed_path) if e["type"] == "proposal.created"]
+    assert max(e["fields"]["staleness"] for e in created) >= 1
+    reasons = [e["fields"]["reason"] for e in decisions(first.event_feed_path) if e["type"] == "acceptance.decided"]
+    for reason, proposal in zip(reasons, created, strict=True):
+        too_stale = proposal["fields"]["staleness"] > 1 and reason != "unchanged"
+        assert (reason == "stale") == (staleness == "guarded" and too_stale)
+    assert ("stale" in reasons) == (staleness == "guarded")
+
+
+@pytest.mark.anyio
+async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(tmp_path: Path) -> None:
+    fake = FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+        latency_seconds=0.01,
+    )
+    run = GepaRun(
+        load_config(write_config(tmp_path, "cancel", mode="sync_serial", budget=100000)),
+        container_transport=fake.transport(),
+        proposer=LearningProposer(),
+    )
+    cancelled_at: list[float] = []
+
+    async def cancel_after_two_commits(events: Any, view: Any) -> None:
+        commits = 0
+        async with events:
+            async for event in events:
+                if event.type == "acceptance.decided":
+                    commits += 1
+                    if commits == 2:
+                        cancelled_at.append(anyio.current_time())
+                        run.cancel("test cancel")
+
+    run.observer = cancel_after_two_commits
+    with pytest.raises(RunCancelledError, match="test cancel"):
+        await run.execute_async()
+    assert anyio.current_time() - cancelled_at[0] < 2.0
+    manifest = json.loads((run.run_dir / "result_manifest.json").read_text())
+    assert manifest["status"] == "cancelled" and manifest["stop_reason"] == "cancelled"
+    assert manifest["proposals"] >= 2
+    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
+    assert feed[-1]["type"] == "run.state" and feed[-1]["fields"]["state"] == "cancelled"
+    assert sum(e["type"] == "acceptance.decided" for e in feed) >= 2

@@ -186,7 +186,7 @@ class Supervisor:
                     await self._on_proposal(message)
                 if self._finished:
                     break
-        return self._outcome()
+        return self.outcome()
 
     def _elapsed(self) -> float:
         return self._clock() - self._started
@@ -616,12 +616,19 @@ class Supervisor:
     def _set_state(self, name: str) -> None:
         self.bus.emit("run.state", f"state: {name}", lane="supervisor", state=name)
 
-    def _outcome(self) -> SearchOutcome:
+    def release_reservations(self) -> None:
+        """On a cancel: give back everything reserved for work that will not finish."""
+        for slot in self._slots.values():
+            self.ledger.settle(slot.reserved, Amount())
+        self._slots.clear()
+
+    def outcome(self, *, stop_reason: str | None = None) -> SearchOutcome:
+        """What the search has committed so far (the whole result once ``run`` returns)."""
         seed, best = self.state.pool[0], self.state.best()
         return SearchOutcome(
             seed=seed,
             best=best,
-            stop_reason=self._stop_reason or "max_total_rollouts",
+            stop_reason=stop_reason or self._stop_reason or "max_total_rollouts",
             heldout_scores=dict(self._heldout),
             rollouts_train=self.counters.rollouts_train,
             rollouts_heldout=self.counters.rollouts_heldout,
