@@ -7,6 +7,7 @@ run starts and one when it ends, and ``<output_dir>/latest`` points at the newes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -275,6 +276,8 @@ class _Execution:
                     selector=config.gepa.candidate_selector,
                     acceptance=config.gepa.acceptance,
                     frontier_type=config.gepa.frontier_type,
+                    use_merge=config.gepa.use_merge,
+                    max_merge_invocations=config.gepa.max_merge_invocations,
                 ),
                 dataset.pareto_ids,
                 dataset.minibatch_ids,
@@ -308,7 +311,11 @@ class _Execution:
                 plan=plan,
                 supervisor=supervisor,
                 rollout=rollout_handler(
-                    client.rollout,
+                    functools.partial(
+                        client.rollout,
+                        poll_interval_seconds=config.gepa.rollout_poll_interval_ms / 1000,
+                        async_timeout_seconds=config.gepa.rollout_async_timeout_seconds,
+                    ),
                     bus=self.bus,
                     policy=policy,
                     submission_mode=config.gepa.rollout_submission_mode,

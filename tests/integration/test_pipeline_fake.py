@@ -284,3 +284,54 @@ async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(t
     feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
     assert feed[-1]["type"] == "run.state" and feed[-1]["fields"]["state"] == "cancelled"
     assert sum(e["type"] == "acceptance.decided" for e in feed) >= 2
+
+
+def two_module_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
+    """Even rows need their word in module ``a``, odd rows in module ``b``."""
+    module = "a" if int(row["task_id"].split("-")[1]) % 2 == 0 else "b"
+    return 1.0 if row["answer"] in candidate[module].split() else 0.0
+
+
+class ModuleProposer(LearningProposer):
+    """Adds failed answers to the target module, but only those of rows that module serves."""
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        module = request.target_module
+        words = request.candidate[module].split()
+        for record in request.records:
+            serves = "a" if int(record.task_id.split("-")[1]) % 2 == 0 else "b"
+            if record.reward < 1.0 and serves == module and record.task["answer"] not in words:
+                words.append(record.task["answer"])
+                break
+        return ProposerResult(texts=(" ".join(words),))
+
+
+@pytest.mark.anyio
+async def test_merge_combines_two_lineages_and_is_timing_independent(tmp_path: Path) -> None:
+    outcomes = []
+    for name in ("m1", "m2"):
+        (tmp_path / name).mkdir()
+        path = write_config(tmp_path / name, name, mode="async_pipelined", rollout_workers=3, budget=600)
+        text = path.read_text().replace("minibatch_size = 3", "minibatch_size = 4\nuse_merge = true")
+        path.write_text(text.replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 2"))
+        fake = FakeContainer(
+            rows={"train": rows("train", 12), "test": rows("test", 10)},
+            score=two_module_score,
+            seed_candidate={"a": "w0", "b": "w1"},
+        )
+        outcomes.append(
+            await GepaRun(
+                load_config(path), container_transport=jittery(fake, len(outcomes)), proposer=ModuleProposer()
+            ).execute_async()
+        )
+    first, second = outcomes
+    events = decisions(first.event_feed_path)
+    merges = [e for e in events if e["type"] == "proposal.planned" and e["fields"]["kind"] == "merge"]
+    assert merges, "a merge should have been planned"
+    decided = {e["fields"]["proposal_index"]: e["fields"] for e in events if e["type"] == "acceptance.decided"}
+    assert any(decided[m["fields"]["index"]]["accepted"] for m in merges)
+    registry = json.loads(Path(first.candidate_registry_path).read_text())["candidates"]
+    merged = [c for c in registry.values() if len(c["parent_ids"]) == 2 and c["status"] == "accepted"]
+    assert merged and all(c["module_changed"] == "*merge*" for c in merged)
+    assert events == decisions(second.event_feed_path)

@@ -93,7 +93,8 @@ class _Slot:
 
     @property
     def ready_to_decide(self) -> bool:
-        return self.proposal is not None and all(child.batch is not None for child in self.children)
+        proposed = self.proposal is not None or self.plan.merge is not None
+        return proposed and all(child.batch is not None for child in self.children)
 
     @property
     def unchanged(self) -> bool:
@@ -260,15 +261,16 @@ class Supervisor:
 
     def _fill(self) -> None:
         while self._stop_reason is None and len(self._slots) < self.settings.max_in_flight:
-            minibatches = 1 + self.settings.proposals_per_call
-            amount = self.ledger.estimate(
-                train=minibatches * self.state.sampler.batch_size + len(self.state.pareto_ids), proposer_calls=1
-            )
+            plan = self.state.plan_next()
+            if plan.merge is not None:
+                amount = self.ledger.estimate(train=len(plan.minibatch) + len(self.state.pareto_ids))
+            else:
+                minibatches = (1 + self.settings.proposals_per_call) * len(plan.minibatch)
+                amount = self.ledger.estimate(train=minibatches + len(self.state.pareto_ids), proposer_calls=1)
             refused = self.ledger.reserve(amount, elapsed_seconds=self._elapsed())
             if refused is not None:
                 self._stop(refused, f"the next proposal does not fit in the budget ({refused})")
                 break
-            plan = self.state.plan()
             parent = self.state.by_id[plan.parent_id]
             summary = {
                 "pool_size": len(self.state.pool),
@@ -276,7 +278,17 @@ class Supervisor:
                 "best_mean_score": self.state.best().mean,
                 "parent_mean_score": parent.mean,
             }
-            self._slots[plan.index] = _Slot(plan, amount, summary)
+            slot = self._slots[plan.index] = _Slot(plan, amount, summary)
+            if plan.merge is not None:
+                self.bus.emit(
+                    "proposal.planned",
+                    f"proposal {plan.index}: merge of {' and '.join(plan.parent_ids)}",
+                    **plan.to_json(),
+                )
+                merged = _Child(plan.merge.payload, plan.merge.candidate_id)
+                slot.children.append(merged)
+                self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
+                continue
             self.bus.emit(
                 "proposal.planned",
                 f"proposal {plan.index}: parent {plan.parent_id}, module {plan.module}",
@@ -417,9 +429,12 @@ class Supervisor:
     def _decide(self, slot: _Slot) -> None:
         """Decisions are made in proposal order, so everything they read is fixed: the parent's and the
         children's minibatch scores, and which earlier proposals added a candidate (the staleness gap)."""
-        assert slot.parent_batch is not None
         plan = slot.plan
-        parent_sum = sum(slot.parent_batch.scores.values())
+        if plan.merge is not None:
+            parent_sum = max(sum(self.state.by_id[p].scores[row] for row in plan.minibatch) for p in plan.parent_ids)
+        else:
+            assert slot.parent_batch is not None
+            parent_sum = sum(slot.parent_batch.scores.values())
         first_unseen = max(0, plan.index - self.settings.max_in_flight + 1)
         slot.staleness = sum(self._added.get(j, False) for j in range(first_unseen, plan.index))
         self._added[plan.index] = False
@@ -431,7 +446,12 @@ class Supervisor:
         if self.settings.staleness_policy == "guarded" and slot.staleness > self.settings.delta_max:
             slot.decision = Decision(False, "stale", parent_sum, slot.chosen.minibatch_sum)
             return
-        slot.decision = self.state.decide(parent_sum, slot.chosen.minibatch_sum)
+        if plan.merge is not None:
+            accepted = slot.chosen.minibatch_sum >= parent_sum
+            reason = "merge_as_good_as_parents" if accepted else "merge_worse_than_parent"
+            slot.decision = Decision(accepted, reason, parent_sum, slot.chosen.minibatch_sum)
+        else:
+            slot.decision = self.state.decide(parent_sum, slot.chosen.minibatch_sum)
         cid = slot.chosen.candidate_id
         known = cid in self.state.by_id or cid in self._pending_children
         if slot.decision.accepted and not known:
@@ -444,7 +464,7 @@ class Supervisor:
 
     def _commit(self, slot: _Slot) -> None:
         plan, decision, chosen = slot.plan, slot.decision, slot.chosen
-        assert decision is not None and slot.parent_batch is not None
+        assert decision is not None
         child_batches = [child.batch for child in slot.children]
         self.ledger.settle(
             slot.reserved,
@@ -458,14 +478,18 @@ class Supervisor:
             candidate_id=chosen_id,
             candidate_ids=[child.candidate_id for child in slot.children],
             parent_id=plan.parent_id,
+            parent_ids=list(plan.parent_ids),
+            kind="merge" if plan.merge is not None else "reflection",
             module=plan.module,
             pool_version=plan.pool_version,
             staleness=slot.staleness,
         )
-        self._emit_scores(plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
+        if slot.parent_batch is not None:
+            self._emit_scores(plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
         for child in slot.children:
             assert child.batch is not None
-            self._emit_scores(child.candidate_id, f"p{plan.index}.child", child.batch)
+            stage = "merge" if plan.merge is not None else "child"
+            self._emit_scores(child.candidate_id, f"p{plan.index}.{stage}", child.batch)
         self.bus.emit(
             "acceptance.decided",
             f"proposal {plan.index}: {'accepted' if decision.accepted else 'rejected'} ({decision.reason}, "
@@ -517,7 +541,7 @@ class Supervisor:
             self.registry[child.candidate_id] = {
                 "candidate_id": child.candidate_id,
                 "payload": child.payload,
-                "parent_ids": [slot.plan.parent_id],
+                "parent_ids": list(slot.plan.parent_ids),
                 "module_changed": slot.plan.module,
                 "proposal_index": slot.plan.index,
                 "status": status,

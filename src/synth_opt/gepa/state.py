@@ -16,7 +16,8 @@ from typing import Any
 
 from synth_opt.gepa.acceptance import Decision, decide
 from synth_opt.gepa.candidates import CandidateRecord, candidate_id
-from synth_opt.gepa.frontier import instance_fronts
+from synth_opt.gepa.frontier import instance_fronts, prune_dominated
+from synth_opt.gepa.merge import MergePlan, plan_merge
 from synth_opt.gepa.sampler import EpochSampler
 from synth_opt.gepa.selection import best_candidate, select_parent
 
@@ -31,27 +32,43 @@ class SearchSettings:
     selector: str = "pareto"
     acceptance: str = "strict_improvement"
     frontier_type: str = "instance"
+    use_merge: bool = False
+    max_merge_invocations: int = 5
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalPlan:
     """What proposal ``index`` will do, fixed from the pool at ``pool_version`` (candidates added since the
-    seed when it was planned)."""
+    seed when it was planned). A merge proposal carries its :class:`MergePlan`; its ``minibatch`` is the
+    merge's stratified subsample and ``module`` is ``MERGE_MODULE``."""
 
     index: int
     parent_id: str
     minibatch: tuple[str, ...]
     module: str
     pool_version: int
+    merge: MergePlan | None = None
+
+    @property
+    def parent_ids(self) -> tuple[str, ...]:
+        return self.merge.parent_ids if self.merge is not None else (self.parent_id,)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "index": self.index,
+            "kind": "merge" if self.merge is not None else "reflection",
             "parent_id": self.parent_id,
+            "parent_ids": list(self.parent_ids),
             "minibatch": list(self.minibatch),
             "module": self.module,
             "pool_version": self.pool_version,
         }
+        if self.merge is not None:
+            data["ancestor_id"] = self.merge.ancestor_id
+        return data
+
+
+MERGE_MODULE = "*merge*"
 
 
 class GepaState:
@@ -70,6 +87,9 @@ class GepaState:
         self.commits = 0  # proposals committed, accepted or not
         self.proposals_planned = 0
         self.module_cursor = 0
+        self.merges_due = 0
+        self.merges_done = 0
+        self.tried_merges: set[str] = set()
 
     # -- pool ---------------------------------------------------------------------------------------------
 
@@ -145,6 +165,32 @@ class GepaState:
         self.proposals_planned += 1
         return plan
 
+    def plan_next(self) -> ProposalPlan:
+        """A merge when one is due (after an accepted child, while invocations are left), else a reflection."""
+        s = self.settings
+        if s.use_merge and self.merges_due > 0 and self.merges_done < s.max_merge_invocations:
+            self.merges_due -= 1
+            fronts = prune_dominated(self.fronts(), self.means(), self.order)
+            frontier = [cid for cid in self.order if any(cid in front for front in fronts.values())]
+            merge = plan_merge(
+                index=self.proposals_planned,
+                frontier=frontier,
+                by_id=self.by_id,
+                row_ids=self.pareto_ids,
+                tried=self.tried_merges,
+                pool_version=self.pool_version,
+                rng=self.rng,
+            )
+            if merge is not None:
+                self.merges_done += 1
+                self.tried_merges.add(merge.candidate_id)
+                plan = ProposalPlan(
+                    self.proposals_planned, merge.parent_ids[0], merge.rows, MERGE_MODULE, self.pool_version, merge
+                )
+                self.proposals_planned += 1
+                return plan
+        return self.plan()
+
     def child_payload(self, plan: ProposalPlan, text: str) -> dict[str, str]:
         payload = dict(self.by_id[plan.parent_id].payload)
         payload[plan.module] = text
@@ -163,8 +209,10 @@ class GepaState:
         """Apply proposal ``plan``'s outcome: an accepted new child joins the pool and bumps the pool version."""
         record = None
         if child is not None and scores is not None and candidate_id(child) not in self.by_id:
-            record = self._add(child, (plan.parent_id,), plan.module, plan.index, scores, objective_scores or {})
+            record = self._add(child, plan.parent_ids, plan.module, plan.index, scores, objective_scores or {})
             self.pool_version += 1
+            if plan.merge is None and self.settings.use_merge:
+                self.merges_due += 1
         self.commits += 1
         return record
 

@@ -261,7 +261,9 @@ def test_plan_json() -> None:
     plan = ProposalPlan(3, "cand-x", ("a", "b"), "system", 2)
     assert json.loads(json.dumps(plan.to_json())) == {
         "index": 3,
+        "kind": "reflection",
         "parent_id": "cand-x",
+        "parent_ids": ["cand-x"],
         "minibatch": ["a", "b"],
         "module": "system",
         "pool_version": 2,
