@@ -139,9 +139,35 @@ class GepaState:
     def best(self) -> CandidateRecord:
         return self.by_id[best_candidate(self.order, self.means())]
 
+    def frontier_table(self) -> tuple[list[str], dict[str, dict[str, float]]]:
+        """The keys the frontier is built over, and each candidate's score per key.
+
+        ``instance``: one key per pareto row. ``objective``: one key per objective the container reports
+        (``objective:<name>``, the candidate's mean over the pareto rows; the reward itself when none is
+        reported). ``hybrid``: both.
+        """
+        instance = {record.candidate_id: dict(record.scores) for record in self.pool}
+        if self.settings.frontier_type == "instance":
+            return list(self.pareto_ids), instance
+        names = sorted({name for r in self.pool for row in r.objective_scores.values() for name in row})
+        objective: dict[str, dict[str, float]] = {}
+        for record in self.pool:
+            if not names:
+                objective[record.candidate_id] = {"objective:reward": record.mean}
+                continue
+            means: dict[str, float] = {}
+            for name in names:
+                values = [row[name] for row in record.objective_scores.values() if name in row]
+                means[f"objective:{name}"] = sum(values) / len(values) if values else 0.0
+            objective[record.candidate_id] = means
+        keys = [f"objective:{name}" for name in names] or ["objective:reward"]
+        if self.settings.frontier_type == "objective":
+            return keys, objective
+        return list(self.pareto_ids) + keys, {cid: {**instance[cid], **objective[cid]} for cid in instance}
+
     def fronts(self) -> dict[str, tuple[str, ...]]:
-        scores = {record.candidate_id: record.scores for record in self.pool}
-        return instance_fronts(self.pareto_ids, scores, self.order)
+        keys, scores = self.frontier_table()
+        return instance_fronts(keys, scores, self.order)
 
     # -- the three steps ----------------------------------------------------------------------------------
 
@@ -149,13 +175,9 @@ class GepaState:
         """Choose the parent, minibatch and module of the next proposal from the current pool."""
         if not self.pool:
             raise ValueError("score the seed before planning proposals")
+        keys, scores = self.frontier_table()
         parent = select_parent(
-            self.settings.selector,
-            order=self.order,
-            row_ids=self.pareto_ids,
-            scores={record.candidate_id: record.scores for record in self.pool},
-            means=self.means(),
-            rng=self.rng,
+            self.settings.selector, order=self.order, row_ids=keys, scores=scores, means=self.means(), rng=self.rng
         )
         minibatch = tuple(self.sampler.next_batch(self.rng))
         modules = self.settings.modules

@@ -425,3 +425,55 @@ def test_pipelined_plans_are_based_on_older_pool_versions() -> None:
         assert [entry["plan"]["pool_version"] for entry in round_] == [base] * 3
         assert [entry["staleness"] for entry in round_] == [sum(added[round_start : round_start + i]) for i in range(3)]
     assert state.pool_version == sum(added) and state.commits == 12
+
+
+# -- frontier types ----------------------------------------------------------------------------------------
+
+
+def two_objective_pool(frontier_type: str) -> tuple[GepaState, str, str, str]:
+    """seed: accurate on p0 only and brief; child: accurate on p1..p4 and verbose; third: dominated."""
+    state = new_state(frontier_type=frontier_type)
+    seed_scores = {row: 1.0 if row == "p0" else 0.0 for row in ROWS}
+    brief = {row: {"accuracy": seed_scores[row], "brevity": 1.0} for row in ROWS}
+    seed = state.add_seed(SEED_PAYLOAD, seed_scores, brief)
+    child_scores = {row: 0.0 if row == "p0" else 1.0 for row in ROWS}
+    verbose = {row: {"accuracy": child_scores[row], "brevity": 0.2} for row in ROWS}
+    plan = state.plan()
+    child = state.commit(plan, state.child_payload(plan, "child"), child_scores, verbose)
+    plan = state.plan()
+    worse = {row: {"accuracy": 0.0, "brevity": 0.1} for row in ROWS}
+    third = state.commit(plan, state.child_payload(plan, "third"), row_scores(0.0), worse)
+    assert child is not None and third is not None
+    return state, seed.candidate_id, child.candidate_id, third.candidate_id
+
+
+def test_instance_frontier_is_one_front_per_pareto_row() -> None:
+    state, seed, child, _ = two_objective_pool("instance")
+    fronts = state.fronts()
+    assert set(fronts) == set(ROWS)
+    assert fronts["p0"] == (seed,) and all(fronts[row] == (child,) for row in ROWS[1:])
+
+
+def test_objective_frontier_is_one_front_per_reported_objective() -> None:
+    state, seed, child, third = two_objective_pool("objective")
+    fronts = state.fronts()
+    assert fronts == {"objective:accuracy": (child,), "objective:brevity": (seed,)}
+    assert third not in {cid for front in fronts.values() for cid in front}
+    assert {state.plan().parent_id for _ in range(30)} == {seed, child}
+
+
+def test_hybrid_frontier_has_rows_and_objectives() -> None:
+    state, seed, child, _ = two_objective_pool("hybrid")
+    fronts = state.fronts()
+    assert set(fronts) == {*ROWS, "objective:accuracy", "objective:brevity"}
+    assert fronts["objective:brevity"] == (seed,) and fronts["p1"] == (child,)
+
+
+def test_objective_frontier_without_reported_objectives_uses_the_reward() -> None:
+    state = new_state(frontier_type="objective")
+    seed = state.add_seed(SEED_PAYLOAD, row_scores(0.5))
+    plan = state.plan()
+    child = state.commit(plan, state.child_payload(plan, "x"), row_scores(0.75))
+    assert child is not None
+    assert state.fronts() == {"objective:reward": (child.candidate_id,)}
+    assert seed.candidate_id not in state.fronts()["objective:reward"]
