@@ -104,11 +104,11 @@ mode = "off"
     return path
 
 
-def jittery(fake: FakeContainer, seed: int) -> httpx.MockTransport:
+def jittery(fake: FakeContainer, seed: int, *, base: float = 0.0, spread: float = 0.004) -> httpx.MockTransport:
     jitter = random.Random(seed)
 
     async def handle(request: httpx.Request) -> httpx.Response:
-        await anyio.sleep(jitter.uniform(0.0, 0.004))
+        await anyio.sleep(base + jitter.uniform(0.0, spread))
         return await fake.handle(request)
 
     return httpx.MockTransport(handle)
@@ -223,17 +223,19 @@ async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: P
 @pytest.mark.parametrize("staleness", ["full", "guarded"])
 async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, staleness: str) -> None:
     results = []
-    for name, jitter_seed in (("a", 11), ("b", 12)):
+    for name, jitter_seed, base, spread in (("a", 11, 0.0, 0.004), ("b", 12, 0.003, 0.0005)):
         (tmp_path / name).mkdir()
         path = write_config(tmp_path / name, name, mode="async_pipelined", rollout_workers=4, budget=400)
-        text = path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 4")
+        text = path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 8")
         text = text.replace("[gepa.pipeline]\n", f'[gepa.pipeline]\nstaleness_policy = "{staleness}"\ndelta_max = 1\n')
         text = text.replace("[gepa.pipeline.workers]\n", "[gepa.pipeline.workers]\npropose = 3\n")
         path.write_text(text)
         fake = new_fake()
         results.append(
             await GepaRun(
-                load_config(path), container_transport=jittery(fake, jitter_seed), proposer=LearningProposer()
+                load_config(path),
+                container_transport=jittery(fake, jitter_seed, base=base, spread=spread),
+                proposer=LearningProposer(),
             ).execute_async()
         )
     first, second = results
@@ -335,3 +337,16 @@ async def test_merge_combines_two_lineages_and_is_timing_independent(tmp_path: P
     merged = [c for c in registry.values() if len(c["parent_ids"]) == 2 and c["status"] == "accepted"]
     assert merged and all(c["module_changed"] == "*merge*" for c in merged)
     assert events == decisions(second.event_feed_path)
+
+
+@pytest.mark.anyio
+async def test_sixteen_rollout_workers_never_overshoot_the_budget(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "wide", mode="async_pipelined", rollout_workers=16, budget=157)
+    path.write_text(path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 8"))
+    fake = new_fake()
+    result = await GepaRun(
+        load_config(path), container_transport=jittery(fake, 5), proposer=LearningProposer()
+    ).execute_async()
+    assert result.stop_reason == "max_train_rollouts"
+    assert result.rollouts_used["train"] <= 157
+    assert fake.rollouts_served == result.rollouts_used["total"] <= 157 + 20
