@@ -350,3 +350,39 @@ async def test_sixteen_rollout_workers_never_overshoot_the_budget(tmp_path: Path
     assert result.stop_reason == "max_train_rollouts"
     assert result.rollouts_used["train"] <= 157
     assert fake.rollouts_served == result.rollouts_used["total"] <= 157 + 20
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("limit", "extra", "key"),
+    [
+        (
+            "max_cost_usd = 0.05",
+            "rollout_estimated_cost_usd = 0.001\nproposer_estimated_cost_usd = 0.002",
+            "max_cost_usd",
+        ),
+        ("max_total_tokens = 900", "rollout_estimated_tokens = 12\nproposer_estimated_tokens = 5", "max_total_tokens"),
+    ],
+)
+async def test_cost_and_token_limits_stop_the_search_without_overshoot(
+    tmp_path: Path, limit: str, extra: str, key: str
+) -> None:
+    path = write_config(tmp_path, "limits", mode="async_pipelined", rollout_workers=4, budget=100000)
+    text = path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 4")
+    path.write_text(text.replace("minibatch_size = 3", f"minibatch_size = 3\n{limit}\n{extra}"))
+    fake = FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+        usage={"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost_usd": 0.001},
+    )
+    result = await GepaRun(
+        load_config(path), container_transport=fake.transport(), proposer=LearningProposer()
+    ).execute_async()
+    assert result.stop_reason == key
+    proposer_cost = 0.002 * result.usage["proposer"]["calls"]
+    if key == "max_cost_usd":
+        assert result.usage["rollout"]["cost_usd"] + proposer_cost <= 0.05 + 1e-9
+    else:
+        assert result.usage["total"]["total_tokens"] <= 900
+    assert result.rollouts_used["train"] > 0 and result.best_heldout_score is not None

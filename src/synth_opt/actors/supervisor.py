@@ -159,6 +159,7 @@ class Supervisor:
         self._next_commit = 0
         self._pending_children: set[str] = set()
         self._added: dict[int, bool] = {}
+        self._heldout_reserved = Amount()
         self._stop_reason: str | None = None
         self._heldout: dict[str, dict[str, float]] = {}
         self._heldout_waiting = 0
@@ -239,8 +240,26 @@ class Supervisor:
                 f"the budget cannot cover scoring the seed on {len(pareto)} pareto rows ({refused}); "
                 "raise the limit or use fewer pareto_ids"
             )
+        self._reserve_heldout()
         self._set_state("scoring_seed")
         self._dispatch("seed", self._seed_payload, pareto, "seed.pareto", None)
+
+    def _reserve_heldout(self) -> None:
+        """Hold the final heldout evaluation's cost and tokens from the start, so the search cannot spend them."""
+        rows = min(2 * len(self.settings.heldout_ids), self.ledger.limits.heldout_rollouts)
+        if not rows:
+            return
+        amount = self.ledger.estimate(heldout=rows)
+        refused = self.ledger.reserve(amount)
+        if refused is None:
+            self._heldout_reserved = amount
+        else:
+            self.bus.emit(
+                "budget.warning",
+                f"{refused} leaves no room for the heldout evaluation of {rows} rollouts; it gets what is left",
+                lane="supervisor",
+                limit=refused,
+            )
 
     def _on_seed(self, batch: BatchDone) -> None:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), self._actual(batch))
@@ -393,8 +412,11 @@ class Supervisor:
                 f"last error: {c.last_error}"
             )
 
-    @staticmethod
-    def _actual(*batches: BatchDone | None, proposer: ProposerResult | None = None, heldout: bool = False) -> Amount:
+    def _actual(
+        self, *batches: BatchDone | None, proposer: ProposerResult | None = None, heldout: bool = False
+    ) -> Amount:
+        """What the work really used. A proposer call of unknown cost is charged at its estimate, so a cost
+        limit still binds when the proposer reports no prices."""
         usage = Usage()
         rollouts = 0
         for batch in batches:
@@ -404,14 +426,18 @@ class Supervisor:
             for done in batch.results:
                 if done.reply is not None:
                     usage += done.reply.usage
+        cost = usage.known_cost_usd
         if proposer is not None:
             usage += proposer.usage
+            cost += (
+                self.ledger.estimates.proposer_cost_usd if proposer.usage.cost_usd is None else proposer.usage.cost_usd
+            )
         return Amount(
             train_rollouts=0 if heldout else rollouts,
             heldout_rollouts=rollouts if heldout else 0,
             proposer_calls=0 if proposer is None else 1,
             tokens=usage.total_tokens,
-            cost_usd=usage.known_cost_usd,
+            cost_usd=cost,
         )
 
     # -- the reorder buffer ---------------------------------------------------------------------------------
@@ -612,6 +638,8 @@ class Supervisor:
         targets = [seed] if best.candidate_id == seed.candidate_id else [seed, best]
         ids = list(self.settings.heldout_ids)
         per_candidate = min(len(ids), self.ledger.limits.heldout_rollouts // len(targets))
+        self.ledger.settle(self._heldout_reserved, Amount())
+        self._heldout_reserved = Amount()
         if per_candidate <= 0:
             self._finish()
             return
@@ -645,6 +673,8 @@ class Supervisor:
         for slot in self._slots.values():
             self.ledger.settle(slot.reserved, Amount())
         self._slots.clear()
+        self.ledger.settle(self._heldout_reserved, Amount())
+        self._heldout_reserved = Amount()
 
     def outcome(self, *, stop_reason: str | None = None) -> SearchOutcome:
         """What the search has committed so far (the whole result once ``run`` returns)."""
