@@ -1,9 +1,8 @@
 """The per-instance Pareto frontier and dominance pruning (GEPA, arXiv 2507.19457).
 
 For each pareto row the frontier holds the candidates tied for the best score on it. A candidate is dominated
-when every row it leads is also led by another surviving candidate; dominated candidates are removed one at a time,
-lowest mean score first, until none is left. Every iteration order is fixed (pool order), so the result is a pure
-function of the scores.
+when every row it leads is also led by another surviving candidate; dominated candidates are removed lowest mean
+score first. Every iteration order is fixed (pool order), so the result is a pure function of the scores.
 """
 
 from __future__ import annotations
@@ -34,30 +33,27 @@ def instance_fronts(row_ids: Sequence[str], scores: Mapping[str, Mapping[str, fl
 
 
 def prune_dominated(fronts: Fronts, mean_scores: Mapping[str, float], order: Sequence[str]) -> Fronts:
-    """Remove dominated candidates from every front (the reference algorithm, with a fixed order)."""
-    members = [cid for cid in order if any(cid in front for front in fronts.values())]
+    """Remove dominated candidates from every front (the reference algorithm, with a fixed order).
+
+    Candidates are visited lowest mean first (ties in pool order); one is removed when every front it is in still
+    has another surviving member. Removing a candidate never makes another one dominated, so one pass gives the
+    reference's fixed point, in time linear in the number of front memberships.
+    """
     rank = {cid: i for i, cid in enumerate(order)}
-    members.sort(key=lambda cid: (mean_scores[cid], rank[cid]))
+    fronts_of: dict[str, list[str]] = {}
+    alive: dict[str, int] = {}
+    for key, front in fronts.items():
+        alive[key] = len(front)
+        for cid in front:
+            fronts_of.setdefault(cid, []).append(key)
     dominated: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for cid in members:
-            if cid in dominated:
-                continue
-            others = {m for m in members if m != cid and m not in dominated}
-            if _is_dominated(cid, others, fronts):
-                dominated.add(cid)
-                changed = True
-                break
-    return {row: tuple(c for c in front if c not in dominated) for row, front in fronts.items()}
-
-
-def _is_dominated(cid: str, others: set[str], fronts: Fronts) -> bool:
-    led = [front for front in fronts.values() if cid in front]
-    if not led:
-        return False
-    return all(any(other in others for other in front) for front in led)
+    for cid in sorted(fronts_of, key=lambda c: (mean_scores[c], rank[c])):
+        keys = fronts_of[cid]
+        if all(alive[key] >= 2 for key in keys):
+            dominated.add(cid)
+            for key in keys:
+                alive[key] -= 1
+    return {key: tuple(c for c in front if c not in dominated) for key, front in fronts.items()}
 
 
 def lead_counts(fronts: Fronts, order: Sequence[str]) -> dict[str, int]:

@@ -31,7 +31,10 @@ def select_parent(
     scores: Mapping[str, Mapping[str, float]],
     means: Mapping[str, float],
     rng: random.Random,
+    pruned_fronts: Mapping[str, tuple[str, ...]] | None = None,
 ) -> str:
+    """``pruned_fronts``, when given, are the dominance-pruned fronts of the whole pool (a cache the state keeps);
+    they are used as they are by ``pareto`` selection."""
     if selector == "current_best":
         return best_candidate(order, means)
     if selector == "epsilon_greedy":
@@ -43,19 +46,17 @@ def select_parent(
         order = [cid for cid in order if cid in ranked]
     elif selector != "pareto":
         raise ValueError(f"unknown candidate_selector {selector!r}; use one of {', '.join(SELECTORS)}")
-    return _pareto_sample(order=order, row_ids=row_ids, scores=scores, means=means, rng=rng)
-
-
-def _pareto_sample(
-    *,
-    order: Sequence[str],
-    row_ids: Sequence[str],
-    scores: Mapping[str, Mapping[str, float]],
-    means: Mapping[str, float],
-    rng: random.Random,
-) -> str:
+    elif pruned_fronts is not None:
+        return _sample_by_leads(pruned_fronts, order=order, means=means, rng=rng)
     fronts = prune_dominated(instance_fronts(row_ids, scores, order), means, order)
-    counts = lead_counts(fronts, order)
+    return _sample_by_leads(fronts, order=order, means=means, rng=rng)
+
+
+def _sample_by_leads(
+    fronts: Mapping[str, tuple[str, ...]], *, order: Sequence[str], means: Mapping[str, float], rng: random.Random
+) -> str:
+    """Sample a candidate with weight = the number of fronts it is in."""
+    counts = lead_counts(dict(fronts), order)
     if not counts:
         return best_candidate(order, means)
     pick = rng.randrange(sum(counts.values()))

@@ -10,9 +10,9 @@ by ``[run].seed``.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from synth_opt.gepa.acceptance import Decision, decide
 from synth_opt.gepa.candidates import CandidateRecord, candidate_id
@@ -22,6 +22,8 @@ from synth_opt.gepa.sampler import EpochSampler
 from synth_opt.gepa.selection import best_candidate, select_parent
 
 __all__ = ["GepaState", "ProposalPlan", "SearchSettings"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class GepaState:
         self.commits = 0  # proposals committed, accepted or not
         self.proposals_planned = 0
         self.module_cursor = 0
+        self._cache: dict[str, Any] = {}  # derived from the pool; cleared whenever the pool changes
         self.merges_due = 0
         self.merges_done = 0
         self.tried_merges: set[str] = set()
@@ -127,19 +130,32 @@ class GepaState:
         )
         self.pool.append(record)
         self.by_id[record.candidate_id] = record
+        self._cache.clear()
         return record
+
+    def _cached(self, key: str, build: Callable[[], _T]) -> _T:
+        if key not in self._cache:
+            self._cache[key] = build()
+        value: _T = self._cache[key]
+        return value
 
     @property
     def order(self) -> list[str]:
-        return [record.candidate_id for record in self.pool]
+        return self._cached("order", lambda: [record.candidate_id for record in self.pool])
 
     def means(self) -> dict[str, float]:
-        return {record.candidate_id: record.mean for record in self.pool}
+        return self._cached("means", lambda: {record.candidate_id: record.mean for record in self.pool})
 
     def best(self) -> CandidateRecord:
-        return self.by_id[best_candidate(self.order, self.means())]
+        return self.by_id[self._cached("best", lambda: best_candidate(self.order, self.means()))]
+
+    def pruned_fronts(self) -> dict[str, tuple[str, ...]]:
+        return self._cached("pruned", lambda: prune_dominated(self.fronts(), self.means(), self.order))
 
     def frontier_table(self) -> tuple[list[str], dict[str, dict[str, float]]]:
+        return self._cached("table", self._frontier_table)
+
+    def _frontier_table(self) -> tuple[list[str], dict[str, dict[str, float]]]:
         """The keys the frontier is built over, and each candidate's score per key.
 
         ``instance``: one key per pareto row. ``objective``: one key per objective the container reports
@@ -166,8 +182,11 @@ class GepaState:
         return list(self.pareto_ids) + keys, {cid: {**instance[cid], **objective[cid]} for cid in instance}
 
     def fronts(self) -> dict[str, tuple[str, ...]]:
-        keys, scores = self.frontier_table()
-        return instance_fronts(keys, scores, self.order)
+        def build() -> dict[str, tuple[str, ...]]:
+            keys, scores = self.frontier_table()
+            return instance_fronts(keys, scores, self.order)
+
+        return dict(self._cached("fronts", build))
 
     # -- the three steps ----------------------------------------------------------------------------------
 
@@ -177,7 +196,13 @@ class GepaState:
             raise ValueError("score the seed before planning proposals")
         keys, scores = self.frontier_table()
         parent = select_parent(
-            self.settings.selector, order=self.order, row_ids=keys, scores=scores, means=self.means(), rng=self.rng
+            self.settings.selector,
+            order=self.order,
+            row_ids=keys,
+            scores=scores,
+            means=self.means(),
+            rng=self.rng,
+            pruned_fronts=self.pruned_fronts() if self.settings.selector == "pareto" else None,
         )
         minibatch = tuple(self.sampler.next_batch(self.rng))
         modules = self.settings.modules
@@ -192,7 +217,7 @@ class GepaState:
         s = self.settings
         if s.use_merge and self.merges_due > 0 and self.merges_done < s.max_merge_invocations:
             self.merges_due -= 1
-            fronts = prune_dominated(self.fronts(), self.means(), self.order)
+            fronts = self.pruned_fronts()
             frontier = [cid for cid in self.order if any(cid in front for front in fronts.values())]
             merge = plan_merge(
                 index=self.proposals_planned,

@@ -84,6 +84,7 @@ class FakeContainer:
         rewrite_reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.rows = {split: [dict(row) for row in split_rows] for split, split_rows in rows.items()}
+        self._by_id = {_row_id(row): row for split_rows in reversed(self.rows.values()) for row in split_rows}
         self.score = score
         self.seed_candidate = dict(seed_candidate or {"instruction": "Answer the question."})
         self.metadata_version = metadata_version
@@ -116,11 +117,7 @@ class FakeContainer:
         return httpx.MockTransport(self.handle)
 
     def row(self, task_id: str) -> dict[str, Any] | None:
-        for split_rows in self.rows.values():
-            for row in split_rows:
-                if _row_id(row) == task_id:
-                    return row
-        return None
+        return self._by_id.get(task_id)
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         """The MockTransport handler: route, inject latency and failures, answer."""

@@ -1,0 +1,112 @@
+"""Shared pieces of the benchmark scripts: configs, an in-process proposer with latency, a standing container."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+
+from synth_opt.container.launch import launched_container
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.usage import Usage
+
+HERE = Path(__file__).resolve().parent
+
+
+class LatencyProposer:
+    """Adds the expected answers of failed rows to the text after a fixed delay: a pure function of the request.
+
+    It plugs into ``GepaRun(proposer=...)``, the seam that replaces the configured proposer."""
+
+    backend = "benchmark"
+
+    def __init__(self, latency_seconds: float) -> None:
+        self.latency_seconds = latency_seconds
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        started = time.perf_counter()
+        await anyio.sleep(self.latency_seconds)
+        words = request.candidate[request.target_module].split()
+        for record in request.records:
+            answer = str(record.task.get("answer", ""))
+            if record.reward < 1.0 and answer and answer not in words:
+                words.append(answer)
+                break
+        return ProposerResult(
+            texts=(" ".join(words),),
+            usage=Usage(calls=1, cost_usd=None),
+            duration_seconds=time.perf_counter() - started,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def write_config(
+    folder: Path,
+    name: str,
+    *,
+    url: str,
+    mode: str,
+    rollout_workers: int,
+    in_flight: int,
+    train_budget: int,
+    pareto: int = 20,
+    propose_workers: int = 4,
+    heldout: int = 0,
+) -> Path:
+    path = folder / f"{name}.toml"
+    heldout_ids = f"{{count = {heldout}}}" if heldout else "[]"
+    path.write_text(
+        f"""
+[run]
+run_id = "{name}"
+output_dir = "{folder / "runs"}"
+
+[container]
+url = "{url}"
+
+[dataset]
+train_ids = {{count = 200}}
+pareto_ids = {{count = {pareto}}}
+heldout_ids = {heldout_ids}
+
+[proposer]
+backend = "codex_app_server"
+
+[gepa]
+max_train_rollouts = {train_budget}
+max_heldout_rollouts = {max(2 * heldout, 1)}
+minibatch_size = 3
+
+[gepa.pipeline]
+mode = "{mode}"
+max_in_flight_candidates = {in_flight}
+
+[gepa.pipeline.workers]
+propose = {propose_workers}
+rollout = {rollout_workers}
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+@asynccontextmanager
+async def standing_container(latency_ms: float) -> AsyncIterator[str]:
+    command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
+    async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:
+        yield launched.url
+
+
+async def served(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"{url}/stats")).json()["served"])

@@ -1,0 +1,92 @@
+"""Engine overhead: rollouts/s and peak memory against a zero-latency in-process container.
+
+The container is :class:`synth_opt.testing.FakeContainer` plugged in through ``GepaRun(container_transport=...)``
+(an ``httpx.MockTransport``: the real client code path, no sockets), with an in-process proposer of zero latency
+(``GepaRun(proposer=...)``). The run writes the events and artifacts it writes by default. Each budget runs in a
+fresh subprocess so its peak RSS is its own.
+
+    .venv/bin/python benchmarks/engine_overhead.py --budgets 2000 10000 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import LatencyProposer, write_config
+from synth_opt import GepaRun, load_config
+from synth_opt.testing import FakeContainer
+
+WORDS = [f"w{i}" for i in range(40)]
+
+
+def score(candidate: dict[str, str], row: dict[str, Any]) -> float:
+    return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0
+
+
+def one(budget: int) -> dict[str, Any]:
+    rows = {
+        "train": [{"task_id": f"train-{i}", "answer": WORDS[i % 40]} for i in range(200)],
+        "test": [{"task_id": f"test-{i}", "answer": WORDS[(i * 7) % 40]} for i in range(50)],
+    }
+    fake = FakeContainer(rows=rows, score=score, seed_candidate={"instruction": "answer w0"})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_config(
+            Path(tmp),
+            "overhead",
+            url="http://in-process.test",
+            mode="sync_serial",
+            rollout_workers=1,
+            in_flight=1,
+            train_budget=budget,
+        )
+        started = time.perf_counter()
+        result = GepaRun(
+            load_config(path), container_transport=fake.transport(), proposer=LatencyProposer(0.0)
+        ).execute()
+        seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "budget": budget,
+        "rollouts": fake.rollouts_served,
+        "proposals": result.proposals,
+        "seconds": seconds,
+        "peak_rss_mb": peak_kib / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[2000, 10000, 20000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one)))
+        return
+    print(
+        f"{'budget':>7} {'rollouts':>8} {'proposals':>9} {'seconds':>8} {'rollouts/s':>10} {'ms/proposal':>11} {'peak RSS MB':>11}"
+    )
+    first = None
+    for budget in args.budgets:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(budget)], capture_output=True, text=True, check=True
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        per_proposal = 1000 * row["seconds"] / max(row["proposals"], 1)
+        first = first or per_proposal
+        print(
+            f"{row['budget']:>7} {row['rollouts']:>8} {row['proposals']:>9} {row['seconds']:>8.2f} "
+            f"{row['rollouts'] / row['seconds']:>10.0f} {per_proposal:>11.2f} {row['peak_rss_mb']:>11.1f}"
+        )
+    print(f"ms/proposal at the largest budget is {per_proposal / first:.2f}x that at the smallest")
+
+
+if __name__ == "__main__":
+    main()
