@@ -71,7 +71,8 @@ def main() -> None:
         print(json.dumps(one(args.one)))
         return
     print(
-        f"{'budget':>7} {'rollouts':>8} {'proposals':>9} {'seconds':>8} {'rollouts/s':>10} {'ms/proposal':>11} {'peak RSS MB':>11}"
+        f"{'budget':>7} {'rollouts':>8} {'proposals':>9} {'seconds':>8} {'rollouts/s':>10} "
+        f"{'ms/proposal':>11} {'peak RSS MB':>11}"
     )
     first = None
     for budget in args.budgets:
