@@ -14,6 +14,16 @@ __all__ = ["propose_handler"]
 
 def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
     async def handle(job: ProposeJob) -> ProposeDone:
+        request = job.request
+        bus.emit(
+            "reflection.requested",
+            f"proposal {job.proposal_index}: reflect on {len(request.records)} rows of {request.candidate_id}",
+            lane="propose",
+            proposal_index=job.proposal_index,
+            candidate_id=request.candidate_id,
+            module=request.target_module,
+            records=[{"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback} for r in request.records],
+        )
         try:
             result = await proposer.propose(job.request)
         except ProposerError as exc:
@@ -23,6 +33,8 @@ def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJo
                 lane="propose",
                 proposal_index=job.proposal_index,
                 backend=proposer.backend,
+                model=getattr(proposer, "model", None),
+                outcome="error",
                 error=exc.message,
             )
             return ProposeDone(job.proposal_index, None, exc)
@@ -32,6 +44,9 @@ def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJo
             lane="propose",
             proposal_index=job.proposal_index,
             backend=proposer.backend,
+            model=getattr(proposer, "model", None),
+            outcome="ok",
+            texts=len(result.texts),
             duration_seconds=round(result.duration_seconds, 6),
             usage=result.usage.to_dict(),
         )

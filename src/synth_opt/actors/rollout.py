@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +13,7 @@ from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus
 
-__all__ = ["RolloutRunner", "rollout_handler"]
+__all__ = ["RolloutRunner", "rollout_handler", "trace_digest"]
 
 RolloutRunner = Callable[[RolloutRequest], Awaitable[RolloutReply]]
 
@@ -46,6 +48,7 @@ def rollout_handler(
         except ContainerContractError as exc:
             error = exc.message
         duration = time.perf_counter() - started
+        verifiers = _verifier_jobs(reply)
         bus.emit(
             "rollout.completed" if reply is not None else "rollout.degraded",
             f"{job.stage} {job.candidate_id} on {job.task_id}",
@@ -55,10 +58,34 @@ def rollout_handler(
             task_id=job.task_id,
             stage=job.stage,
             reward=None if reply is None else reply.reward,
+            status="degraded" if reply is None else reply.status,
+            objectives=None if reply is None else reply.objectives,
             error=error,
+            feedback=None if reply is None else reply.feedback,
+            trace_digest=None if reply is None else trace_digest(reply.trace),
             duration_seconds=round(duration, 6),
             usage=None if reply is None else reply.usage.to_dict(),
+            verifier_jobs=verifiers,
         )
         return RolloutDone(job, reply, error, duration)
 
     return handle
+
+
+def trace_digest(trace: Any) -> str | None:
+    """A short content hash of what the policy saw and did (the trace itself stays in the container's record)."""
+    if trace is None:
+        return None
+    canonical = json.dumps(trace, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _verifier_jobs(reply: RolloutReply | None) -> list[dict[str, Any]]:
+    """Judge or checker calls the container reports (``verifier_jobs`` or ``reward_info.verifier_jobs``)."""
+    if reply is None:
+        return []
+    info = reply.raw.get("reward_info")
+    jobs = reply.raw.get("verifier_jobs") or (info.get("verifier_jobs") if isinstance(info, dict) else None)
+    if not isinstance(jobs, list):
+        return []
+    return [job for job in jobs if isinstance(job, dict)]

@@ -265,6 +265,7 @@ class Supervisor:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), self._actual(batch))
         record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
         self.registry[record.candidate_id] = {**record.to_json(), "status": "seed"}
+        self._emit_candidate(record.candidate_id, record.payload, (), None, None)
         self.bus.emit(
             "seed.scored",
             f"seed {record.candidate_id}: mean {record.mean:.4f} on {len(record.scores)} pareto rows",
@@ -514,6 +515,7 @@ class Supervisor:
             self._emit_scores(plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
         for child in slot.children:
             assert child.batch is not None
+            self._emit_candidate(child.candidate_id, child.payload, plan.parent_ids, plan.module, plan.index)
             stage = "merge" if plan.merge is not None else "child"
             self._emit_scores(child.candidate_id, f"p{plan.index}.{stage}", child.batch)
         self.bus.emit(
@@ -583,6 +585,19 @@ class Supervisor:
         if limit is not None and self.counters.commits_since_improvement >= limit:
             self._stop("no_improvement_iterations", f"no improvement in {limit} proposals")
 
+    def _emit_candidate(
+        self, cid: str, payload: dict[str, str], parents: tuple[str, ...], module: str | None, proposal: int | None
+    ) -> None:
+        self.bus.emit(
+            "candidate.registered",
+            f"candidate {cid}" + (f" from {', '.join(parents)}" if parents else " (seed)"),
+            candidate_id=cid,
+            parent_ids=list(parents),
+            module=module,
+            proposal_index=proposal,
+            payload=payload,
+        )
+
     def _emit_scores(self, cid: str, stage: str, batch: BatchDone) -> None:
         scores = batch.scores
         self.bus.emit(
@@ -591,6 +606,7 @@ class Supervisor:
             candidate_id=cid,
             stage=stage,
             scores=scores,
+            objective_scores=batch.objective_scores,
             mean_score=mean_score(scores),
         )
 
@@ -605,6 +621,7 @@ class Supervisor:
             pool_size=len(self.state.pool),
             members=members,
             rows_changed=changed,
+            fronts={row: list(fronts[row]) for row in changed if row in fronts},
             best_candidate_id=best.candidate_id,
             best_mean_score=best.mean,
         )

@@ -1,0 +1,439 @@
+"""The reference gepa (0.1.4) against synth_opt on the same standing container, with the same proposer.
+
+One standing container in its own process (``latency_container.py``, 5 ms per rollout) serves every run; one
+process runs, one after the other: gepa sequential, gepa with 16 evaluation threads, synth_opt ``sync_serial`` and
+synth_opt ``async_pipelined``. Same data for all: gepa's trainset (minibatches) is synth_opt's ``minibatch_ids``
+(train-0..train-99 by default), gepa's valset is synth_opt's ``pareto_ids`` (the next 20 train rows, disjoint),
+gepa's ``max_metric_calls`` is synth_opt's ``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and
+then apply the same deterministic edit: append the expected answer word of the first failed record of the parent's
+minibatch to the instruction (nothing to change: no new text). gepa's proposer is its adapter's
+``propose_new_texts`` reading the reflective dataset built from the container's replies; synth_opt's is
+``_common.LatencyProposer`` through ``GepaRun(proposer=...)``. Minibatch size 3, ``pareto`` parent selection,
+strict-improvement acceptance, no merge, seed 0 on both sides.
+
+gepa.optimize() has no option for parallel evaluation: it calls ``adapter.evaluate`` (or ``batch_evaluate``) and
+leaves concurrency to the adapter. The "16 evaluation threads" variant is this adapter's ``evaluate`` mapping the
+batch over a ``concurrent.futures.ThreadPoolExecutor(16)``.
+
+Wall time: gepa's ``optimize()`` call; synth_opt's whole ``execute_async()`` (what ``execute()`` runs: connect,
+fetch rows, search, write every artifact). Served = distinct rollouts the container reports (``GET /stats``)
+before and after each run.
+
+    bash benchmarks/setup_bench_env.sh
+    .venv-bench/bin/python benchmarks/vs_gepa.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from _common import LatencyProposer, served, standing_container
+from synth_opt import GepaRun, load_config
+
+try:
+    import gepa
+    from gepa.core.adapter import EvaluationBatch
+except ImportError:  # the project environment has no gepa; the benchmark environment has
+    gepa = None
+
+GEPA_VERSION = "0.1.4"
+NO_GEPA = (
+    "vs_gepa.py needs the reference gepa==0.1.4, which only the benchmark environment has. Create it with\n"
+    "    bash benchmarks/setup_bench_env.sh\n"
+    "and run\n"
+    "    .venv-bench/bin/python benchmarks/vs_gepa.py"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    system: str
+    mode: str
+    workers: str
+    seconds: float
+    metric_calls: int
+    served: int
+    proposer_calls: int
+    proposals: str
+    best_score: float
+
+
+# -- gepa ------------------------------------------------------------------------------------------------------
+
+
+class QuietLogger:
+    """gepa logs every iteration to stdout by default; the benchmark prints only its table."""
+
+    def log(self, message: str) -> None:
+        return None
+
+
+class ContainerAdapter:
+    """A ``GEPAAdapter`` over the standing container: one POST /rollout (sync submission) per example.
+
+    ``threads`` > 1 evaluates a batch on a thread pool of that size (gepa has no parallel evaluation of its own);
+    ``propose_new_texts`` is the 200 ms proposer with ``LatencyProposer``'s edit rule."""
+
+    def __init__(self, url: str, *, threads: int, proposer_seconds: float, label: str) -> None:
+        self.label = label
+        self.proposer_seconds = proposer_seconds
+        connections = max(threads, 1) + 4
+        self.client = httpx.Client(
+            base_url=url,
+            timeout=httpx.Timeout(60.0),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=f"gepa-eval-{label}") if threads > 1 else None
+        self.metric_calls = 0
+        self.proposer_calls = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+        self.client.close()
+
+    def _rollout(self, row: dict[str, Any], candidate: dict[str, str]) -> dict[str, Any]:
+        rollout_id = f"gepa-{self.label}-{uuid.uuid4().hex}"
+        body = {
+            "rollout_id": rollout_id,
+            "submission_mode": "sync",
+            "task_id": row["task_id"],
+            "candidate_id": "gepa",
+            "candidate": candidate,
+            "policy": {},
+            "task": row,
+            "metadata": {},
+        }
+        response = self.client.post("/rollout", json=body)
+        response.raise_for_status()
+        reply = response.json()
+        with self._lock:
+            self.metric_calls += 1
+        side_info = reply.get("actionable_side_info") or {}
+        return {
+            "task": row,
+            "reward": float(reply["reward_info"]["outcome_reward"]),
+            "trace": reply.get("trace") or {},
+            "feedback": side_info.get("feedback"),
+        }
+
+    def evaluate(self, batch: list[dict[str, Any]], candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        if self.pool is not None and len(batch) > 1:
+            replies = list(self.pool.map(lambda row: self._rollout(row, candidate), batch))
+        else:
+            replies = [self._rollout(row, candidate) for row in batch]
+        return EvaluationBatch(
+            outputs=[reply["trace"] for reply in replies],
+            scores=[reply["reward"] for reply in replies],
+            trajectories=replies if capture_traces else None,
+        )
+
+    def make_reflective_dataset(
+        self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        records = [
+            {
+                "Inputs": {"question": reply["task"].get("question")},
+                "Generated Outputs": reply["trace"],
+                "Feedback": reply["feedback"],
+                "score": reply["reward"],
+                "expected": str(reply["trace"].get("answer_expected", "")),
+            }
+            for reply in eval_batch.trajectories or []
+        ]
+        return {name: records for name in components_to_update}
+
+    def propose_new_texts(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+        components_to_update: list[str],
+    ) -> dict[str, str]:
+        """``LatencyProposer``'s rule: after the delay, append the expected word of the first failed record whose
+        word the text lacks. No such record: no new text (gepa then skips the child, as synth_opt skips an
+        unchanged proposal)."""
+        time.sleep(self.proposer_seconds)
+        self.proposer_calls += 1
+        texts: dict[str, str] = {}
+        for name in components_to_update:
+            words = candidate[name].split()
+            for record in reflective_dataset.get(name, []):
+                answer = str(record.get("expected", ""))
+                if float(record["score"]) < 1.0 and answer and answer not in words:
+                    texts[name] = " ".join([*words, answer])
+                    break
+        return texts
+
+
+def run_gepa(
+    url: str,
+    *,
+    label: str,
+    threads: int,
+    seed_candidate: dict[str, str],
+    trainset: list[dict[str, Any]],
+    valset: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> tuple[float, int, int, float, int, int]:
+    """Seconds of ``optimize()``, metric calls, proposer calls, best valset score, candidates, iterations."""
+    adapter = ContainerAdapter(url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label)
+    try:
+        started = time.perf_counter()
+        result = gepa.optimize(
+            seed_candidate=dict(seed_candidate),
+            trainset=trainset,
+            valset=valset,
+            adapter=adapter,
+            candidate_selection_strategy="pareto",
+            frontier_type="instance",
+            max_metric_calls=args.budget,
+            reflection_minibatch_size=args.minibatch_size,
+            perfect_score=1.0,
+            skip_perfect_score=args.gepa_skip_perfect,
+            acceptance_criterion="strict_improvement",
+            use_merge=False,
+            seed=args.seed,
+            logger=QuietLogger(),
+            track_best_outputs=False,
+            display_progress_bar=False,
+            raise_on_exception=True,
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        adapter.close()
+    metric_calls = result.total_metric_calls if result.total_metric_calls is not None else adapter.metric_calls
+    best = float(result.val_aggregate_scores[result.best_idx])
+    return seconds, metric_calls, adapter.proposer_calls, best, result.num_candidates, adapter.metric_calls
+
+
+# -- synth_opt -------------------------------------------------------------------------------------------------
+
+
+def _ids(ids: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in ids) + "]"
+
+
+def write_config(
+    folder: Path,
+    name: str,
+    *,
+    url: str,
+    mode: str,
+    minibatch_ids: list[str],
+    pareto_ids: list[str],
+    args: argparse.Namespace,
+) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "{name}"
+output_dir = "{folder / "runs"}"
+seed = {args.seed}
+
+[container]
+url = "{url}"
+
+[dataset]
+train_ids = {_ids(minibatch_ids + pareto_ids)}
+minibatch_ids = {_ids(minibatch_ids)}
+pareto_ids = {_ids(pareto_ids)}
+heldout_ids = []
+
+[proposer]
+backend = "codex_app_server"
+
+[gepa]
+max_train_rollouts = {args.budget}
+max_heldout_rollouts = 1
+minibatch_size = {args.minibatch_size}
+candidate_selector = "pareto"
+acceptance = "strict_improvement"
+
+[gepa.pipeline]
+mode = "{mode}"
+max_in_flight_candidates = {args.in_flight}
+
+[gepa.pipeline.workers]
+propose = {args.propose_workers}
+rollout = {args.rollout_workers}
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------------
+
+
+async def fetch_data(url: str, args: argparse.Namespace) -> tuple[dict[str, str], list[dict[str, Any]], list[str]]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        program = (await client.get("/program")).json()
+        ids = list((await client.get("/taskset")).json()["splits"]["train"]["task_ids"])
+        wanted = ids[: args.train_rows + args.pareto_rows]
+        if len(wanted) < args.train_rows + args.pareto_rows:
+            raise SystemExit(f"the container lists {len(ids)} train rows; asked for {len(wanted)}")
+        rows = (await client.post("/taskset/tasks", json={"split": "train", "task_ids": wanted})).json()["tasks"]
+    return dict(program["seed_candidate"]), list(rows), wanted
+
+
+async def main(args: argparse.Namespace) -> None:
+    try:
+        installed = version("gepa")
+    except PackageNotFoundError:
+        installed = "?"
+    print(
+        f"gepa {installed} against synth_opt; container latency {args.latency_ms:g} ms per rollout (standing "
+        f"process), proposer {args.proposer_ms:g} ms; {args.train_rows} minibatch rows, {args.pareto_rows} "
+        f"valset/pareto rows, budget {args.budget} metric calls / train rollouts, minibatch {args.minibatch_size}, "
+        f"seed {args.seed}; gepa skip_perfect_score={args.gepa_skip_perfect}"
+    )
+    if installed != GEPA_VERSION:
+        print(f"warning: gepa {installed} is installed; this benchmark was written against {GEPA_VERSION}")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        async with standing_container(args.latency_ms) as url:
+            seed_candidate, data, ids = await fetch_data(url, args)
+            trainset, valset = data[: args.train_rows], data[args.train_rows :]
+            minibatch_ids, pareto_ids = ids[: args.train_rows], ids[args.train_rows :]
+            print(
+                f"trainset {minibatch_ids[0]}..{minibatch_ids[-1]}, valset {pareto_ids[0]}..{pareto_ids[-1]}; "
+                f"seed candidate {seed_candidate}"
+            )
+
+            for label, threads in (("sequential", 1), ("threads", args.gepa_threads)):
+                before = await served(url)
+                seconds, calls, proposer_calls, best, candidates, _ = await anyio.to_thread.run_sync(
+                    lambda threads=threads, label=label: run_gepa(
+                        url,
+                        label=label,
+                        threads=threads,
+                        seed_candidate=seed_candidate,
+                        trainset=trainset,
+                        valset=valset,
+                        args=args,
+                    )
+                )
+                count = await served(url) - before
+                workers = "1 thread" if threads == 1 else f"{threads} eval threads"
+                rows.append(
+                    Row("gepa", label, workers, seconds, calls, count, proposer_calls, f"{candidates} cands", best)
+                )
+
+            modes = [
+                ("sync_serial", "1 / 1 / 1 in flight"),
+                (
+                    "async_pipelined",
+                    f"{args.rollout_workers} rollout / {args.propose_workers} propose / {args.in_flight} in flight",
+                ),
+            ]
+            for index, (mode, workers) in enumerate(modes):
+                path = write_config(
+                    Path(tmp),
+                    f"vs-gepa-{index}-{mode}",
+                    url=url,
+                    mode=mode,
+                    minibatch_ids=minibatch_ids,
+                    pareto_ids=pareto_ids,
+                    args=args,
+                )
+                run = GepaRun(load_config(path), proposer=LatencyProposer(args.proposer_ms / 1000))
+                before = await served(url)
+                started = time.perf_counter()
+                result = await run.execute_async()
+                seconds = time.perf_counter() - started
+                count = await served(url) - before
+                assert result.best_train_score is not None
+                rows.append(
+                    Row(
+                        "synth_opt",
+                        mode,
+                        workers,
+                        seconds,
+                        result.rollouts_used["train"],
+                        count,
+                        int(result.usage["proposer"]["calls"]),
+                        f"{result.proposals} prop / {result.accepted} acc",
+                        result.best_train_score,
+                    )
+                )
+    report(rows)
+
+
+def report(rows: list[Row]) -> None:
+    gepa_rows = [row for row in rows if row.system == "gepa"]
+    fastest = min(gepa_rows, key=lambda row: row.seconds)
+    best_score = max(row.best_score for row in gepa_rows)
+    header = (
+        f"{'system':<10} {'mode':<16} {'workers':<36} {'wall s':>7} {'calls':>6} {'served':>6} {'props':>5} "
+        f"{'candidates':<18} {'best val':>8} {'x gepa best':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.system:<10} {row.mode:<16} {row.workers:<36} {row.seconds:>7.2f} {row.metric_calls:>6} "
+            f"{row.served:>6} {row.proposer_calls:>5} {row.proposals:<18} {row.best_score:>8.4f} "
+            f"{row.seconds / fastest.seconds:>11.2f}"
+        )
+    print(
+        "calls = metric calls (gepa's own count) or train rollouts (synth_opt's); served = distinct rollouts the "
+        "container served; props = proposer calls; best val = best mean score on the valset / pareto rows"
+    )
+    asynchronous = next(row for row in rows if row.mode == "async_pipelined")
+    ratio = asynchronous.seconds / fastest.seconds
+    time_ok = ratio <= 0.4
+    score_ok = asynchronous.best_score >= best_score
+    print(
+        f"synth_opt async_pipelined wall / gepa best wall ({fastest.mode}, {fastest.seconds:.2f} s) = {ratio:.2f} "
+        f"(target <= 0.40: {'met' if time_ok else 'MISSED'}); best pareto score {asynchronous.best_score:.4f} vs "
+        f"gepa best valset score {best_score:.4f} (target >=: {'met' if score_ok else 'MISSED'})"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=float, default=5.0, help="container latency per rollout")
+    parser.add_argument("--proposer-ms", type=float, default=200.0, help="proposer latency per call")
+    parser.add_argument("--budget", type=int, default=600, help="gepa max_metric_calls = synth_opt max_train_rollouts")
+    parser.add_argument("--train-rows", type=int, default=100, help="minibatch rows: train-0 .. train-(N-1)")
+    parser.add_argument("--pareto-rows", type=int, default=20, help="valset / pareto rows: the next N train rows")
+    parser.add_argument("--minibatch-size", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gepa-threads", type=int, default=16, help="evaluation threads of gepa's threaded run")
+    parser.add_argument(
+        "--gepa-skip-perfect",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="gepa's skip_perfect_score (synth_opt has no such skip: off = the same work per proposal)",
+    )
+    parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
+    parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
+    parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if gepa is None:
+        print(NO_GEPA, file=sys.stderr)
+        sys.exit(2)
+    anyio.run(main, arguments)
