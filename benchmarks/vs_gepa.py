@@ -310,6 +310,8 @@ async def main(args: argparse.Namespace) -> None:
         print(f"warning: gepa {installed} is installed; this benchmark was written against {GEPA_VERSION}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.runs_dir) if args.runs_dir else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         async with standing_container(args.latency_ms) as url:
             seed_candidate, data, ids = await fetch_data(url, args)
             trainset, valset = data[: args.train_rows], data[args.train_rows :]
@@ -347,7 +349,7 @@ async def main(args: argparse.Namespace) -> None:
             ]
             for index, (mode, workers) in enumerate(modes):
                 path = write_config(
-                    Path(tmp),
+                    folder,
                     f"vs-gepa-{index}-{mode}",
                     url=url,
                     mode=mode,
@@ -428,6 +430,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
     parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
+    parser.add_argument("--runs-dir", help="keep synth_opt's configs and run directories here (default: a temp dir)")
     return parser.parse_args()
 
 

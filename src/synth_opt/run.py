@@ -23,6 +23,7 @@ import httpx
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.actors import SearchOutcome, Supervisor, SupervisorSettings, propose_handler, rollout_handler
+from synth_opt.cache import CachedContainer, CachedProposer, CacheStore
 from synth_opt.cancel import CancelHandle
 from synth_opt.config import CountSelection, GepaConfig, IdSelection, load_config
 from synth_opt.container.client import ContainerClient
@@ -36,6 +37,7 @@ from synth_opt.errors import (
     collapse_exception_group,
 )
 from synth_opt.events import Event, EventBus, utc_now
+from synth_opt.events.normalize import write_normalized_feed
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings, mean_score
 from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
@@ -159,6 +161,7 @@ class _Execution:
         self.seams = seams
         self.cancel = cancel
         self.supervisor: Supervisor | None = None
+        self.cache: CacheStore | None = None
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
         self.output_dir = config.output_dir
@@ -189,6 +192,12 @@ class _Execution:
         observing = self.bus.subscribe(4096) if self.observer is not None else None
         result: GepaResult | None = None
         try:
+            self.cache = CacheStore(
+                self.config.cache_path(),
+                mode=self.config.cache.mode,
+                namespace=self.config.cache_namespace(),
+                bus=self.bus,
+            )
             async with anyio.create_task_group() as tg:
                 self.cancel.attach(tg.cancel_scope)
                 if observing is not None and self.observer is not None:
@@ -209,6 +218,8 @@ class _Execution:
         except BaseException as error:
             raise self._failed(error) from None
         finally:
+            if self.cache is not None:
+                self.cache.close()
             self.bus.close()
         return result
 
@@ -232,17 +243,25 @@ class _Execution:
     async def _search(self) -> SearchOutcome:
         config = self.config
         async with AsyncExitStack() as stack:
-            url = await stack.enter_async_context(self._container())
-            client = await stack.enter_async_context(
-                ContainerClient(
-                    url,
-                    headers=config.container.headers,
-                    bearer_token=self._bearer_token(),
-                    request_timeout_seconds=config.container.request_timeout_seconds,
-                    transport=self.seams.container_transport,
+            store = self.cache
+            assert store is not None
+            if store.mode == "readonly":
+                url = config.container.url or "readonly-cache://container"
+                client = CachedContainer(store, None, url=url)
+                self._state("replaying_from_cache", cache_path=str(store.path))
+            else:
+                url = await stack.enter_async_context(self._container())
+                live = await stack.enter_async_context(
+                    ContainerClient(
+                        url,
+                        headers=config.container.headers,
+                        bearer_token=self._bearer_token(),
+                        request_timeout_seconds=config.container.request_timeout_seconds,
+                        transport=self.seams.container_transport,
+                    )
                 )
-            )
-            self._state("connecting", container_url=url)
+                client = CachedContainer(store, live, url=url)
+                self._state("connecting", container_url=url)
             await client.health()
             if await client.metadata() is None:
                 self.bus.emit(
@@ -261,7 +280,13 @@ class _Execution:
                     f"{config.source_path}: candidate.target_modules: {missing[0]!r} is not a field of the seed "
                     f"candidate (fields: {', '.join(sorted(seed))}); name an existing field"
                 )
-            proposer = self.seams.proposer or build_proposer(config.proposer, run_dir=self.run_dir)
+            section = config.proposer
+            proposer = CachedProposer(
+                store,
+                section.backend,
+                {"model": section.model, "proposals_per_call": section.proposals_per_call, "config": section.config},
+                lambda: self.seams.proposer or build_proposer(section, run_dir=self.run_dir),
+            )
             stack.push_async_callback(proposer.aclose)
             plan = lane_plan(
                 config.gepa.pipeline.mode,
@@ -364,7 +389,7 @@ class _Execution:
             )
         return token
 
-    async def _dataset(self, client: ContainerClient, taskset: TasksetInfo) -> _Dataset:
+    async def _dataset(self, client: CachedContainer, taskset: TasksetInfo) -> _Dataset:
         ds, source = self.config.dataset, self.config.source_path
         train = _resolve(ds.train_ids, taskset, ds.train_split)
         pareto = _resolve(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
@@ -440,13 +465,21 @@ class _Execution:
             },
         )
         self._emit_finished(outcome, status=status, error=error)
+        normalized_path = self.run_dir / "events.normalized.jsonl"
+        write_normalized_feed(self.feed_path, normalized_path)
+        profile_path = self.run_dir / "cache_profile.json"
+        assert self.cache is not None
+        self.cache.flush()
+        _write_json(profile_path, self.cache.profile())
         usage_total = outcome.rollout_usage + outcome.proposer_usage
         refs = [
             artifact_ref(path, kind)
             for path, kind in (
                 (self.feed_path, "event_feed"),
+                (normalized_path, "normalized_event_feed"),
                 (registry_path, "candidate_registry"),
                 (frontier_path, "frontier"),
+                (profile_path, "cache_profile"),
             )
         ]
         result = GepaResult(
@@ -457,8 +490,8 @@ class _Execution:
             seed_candidate_id=seed.candidate_id,
             manifest_path=str(manifest_path),
             event_feed_path=str(self.feed_path),
-            normalized_event_feed_path=None,
-            cache_profile_path=None,
+            normalized_event_feed_path=str(normalized_path),
+            cache_profile_path=str(profile_path),
             candidate_registry_path=str(registry_path),
             frontier_path=str(frontier_path),
             run_registry_path=str(self.registry_path),

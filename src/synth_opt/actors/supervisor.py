@@ -672,7 +672,8 @@ class Supervisor:
             self._finish()
 
     def _finish(self) -> None:
-        for cid, scores in self._heldout.items():
+        for cid in [cid for cid in self.state.order if cid in self._heldout]:  # pool order, not arrival order
+            scores = self._heldout[cid]
             self.bus.emit(
                 "heldout.scored",
                 f"{cid}: heldout mean {mean_score(scores):.4f} on {len(scores)} rows",

@@ -1,0 +1,181 @@
+"""The cache at the two outside boundaries: the container and the proposer.
+
+Each wrapper answers from the cache when it can and calls the live object otherwise. In ``readonly`` mode the live
+object is never created: the container is not launched and the proposer process is not started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from synth_opt.cache.store import CacheStore
+from synth_opt.container.client import ContainerClient, validate_rollout_reply
+from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
+from synth_opt.errors import CacheCorruptError
+from synth_opt.proposers.base import Proposer, ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.usage import Usage
+
+__all__ = ["CachedContainer", "CachedProposer"]
+
+
+class CachedContainer:
+    """The container routes a run uses, through the cache. ``live`` is None in readonly mode."""
+
+    def __init__(self, store: CacheStore, live: ContainerClient | None, *, url: str) -> None:
+        self.store = store
+        self.live = live
+        self.url = url
+
+    def _client(self) -> ContainerClient:
+        if self.live is None:  # readonly: the store raised CacheMissError before we got here
+            raise AssertionError("a readonly run reached the live container")
+        return self.live
+
+    async def _through(self, boundary: str, request: dict[str, Any], call: Callable[[], Awaitable[Any]]) -> Any:
+        cached = self.store.get(boundary, request)
+        if cached is not None:
+            return cached["value"]
+        value = await call()
+        self.store.put(boundary, request, {"value": value})
+        return value
+
+    async def health(self) -> dict[str, Any]:
+        value: dict[str, Any] = await self._through(
+            "container.metadata", {"route": "GET /health"}, lambda: self._client().health()
+        )
+        return value
+
+    async def metadata(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = await self._through(
+            "container.metadata", {"route": "GET /metadata"}, lambda: self._client().metadata()
+        )
+        return value
+
+    async def task_info(self) -> str | None:
+        value: str | None = await self._through(
+            "container.metadata", {"route": "GET /task_info"}, lambda: self._client().task_info()
+        )
+        return value
+
+    async def taskset(self) -> TasksetInfo:
+        async def live() -> dict[str, Any]:
+            info = await self._client().taskset()
+            return {
+                "task_ids": {k: list(v) for k, v in info.task_ids.items()},
+                "counts": info.counts,
+                "labels": list(info.labels),
+                "metadata": info.metadata,
+            }
+
+        data = await self._through("container.metadata", {"route": "GET /taskset"}, live)
+        try:
+            return TasksetInfo(
+                task_ids={k: tuple(v) for k, v in data["task_ids"].items()},
+                counts=dict(data["counts"]),
+                labels=tuple(data["labels"]),
+                metadata=dict(data["metadata"]),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise _corrupt(self.store, "container.metadata", error) from None
+
+    async def program(self) -> ProgramInfo:
+        async def live() -> dict[str, Any]:
+            info = await self._client().program()
+            return {
+                "program_id": info.program_id,
+                "modules": [
+                    {
+                        "module_id": m.module_id,
+                        "role": m.role,
+                        "content": m.content,
+                        "mutable": m.mutable,
+                        "candidate_field": m.candidate_field,
+                    }
+                    for m in info.modules
+                ],
+                "target_modules": list(info.target_modules),
+                "seed_candidate": info.seed_candidate,
+            }
+
+        data = await self._through("container.program", {"route": "GET /program"}, live)
+        try:
+            return ProgramInfo(
+                program_id=data["program_id"],
+                modules=tuple(ProgramModule(**m) for m in data["modules"]),
+                target_modules=tuple(data["target_modules"]),
+                seed_candidate=dict(data["seed_candidate"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise _corrupt(self.store, "container.program", error) from None
+
+    async def tasks(self, split: str, task_ids: Sequence[str]) -> list[dict[str, Any]]:
+        request = {"route": "POST /taskset/tasks", "split": split, "task_ids": list(task_ids)}
+        rows: list[dict[str, Any]] = await self._through(
+            "container.dataset_rows", request, lambda: self._client().tasks(split, task_ids)
+        )
+        return rows
+
+    async def rollout(self, request: RolloutRequest, **options: Any) -> RolloutReply:
+        """A cached reply is rebound to the current rollout id, then validated like a live one."""
+        key_request = {"route": "POST /rollout", **request.to_json()}
+        key_request.pop("submission_mode", None)
+        cached = self.store.get("container.rollout", key_request)
+        if cached is not None:
+            payload = dict(cached["value"])
+            payload["rollout_id"] = request.rollout_id
+            return validate_rollout_reply(payload, request.rollout_id, url=self.url, route="/rollout (cached)")
+        reply = await self._client().rollout(request, **options)
+        self.store.put("container.rollout", key_request, {"value": reply.raw})
+        return reply
+
+
+class CachedProposer:
+    """A proposer through the cache; the live proposer is built on the first miss only."""
+
+    def __init__(self, store: CacheStore, backend: str, settings: dict[str, Any], build: Callable[[], Proposer]):
+        self.store = store
+        self.backend = backend
+        self.model = settings.get("model")
+        self._settings = settings
+        self._build = build
+        self._live: Proposer | None = None
+
+    @property
+    def boundary(self) -> str:
+        return "proposer.codex" if self.backend == "codex_app_server" else "proposer.openai_compatible"
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        key_request = {"backend": self.backend, "settings": self._settings, "request": request.to_json()}
+        cached = self.store.get(self.boundary, key_request)
+        if cached is not None:
+            try:
+                return ProposerResult(
+                    texts=tuple(cached["texts"]),
+                    usage=Usage.from_dict(cached["usage"]),
+                    raw_text=cached.get("raw_text", ""),
+                )
+            except (KeyError, TypeError) as error:
+                raise _corrupt(self.store, self.boundary, error) from None
+        if self._live is None:
+            self._live = self._build()
+        result = await self._live.propose(request)
+        self.store.put(
+            self.boundary,
+            key_request,
+            {"texts": list(result.texts), "usage": result.usage.to_dict(), "raw_text": result.raw_text},
+        )
+        return result
+
+    async def aclose(self) -> None:
+        if self._live is not None:
+            await self._live.aclose()
+
+
+def _corrupt(store: CacheStore, boundary: str, error: Exception) -> CacheCorruptError:
+    return CacheCorruptError(
+        f"cache file {store.path}: a {boundary} entry has the wrong shape ({error}); delete the file and re-run "
+        "with cache.mode = 'readwrite'",
+        path=str(store.path),
+    )
