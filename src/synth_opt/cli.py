@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import anyio
@@ -41,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
     run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+    events = commands.add_parser("events", help="read event feeds")
+    event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    replay = event_commands.add_parser("replay", help="render a feed as a readable timeline")
+    replay.add_argument("--events", required=True, help="events.jsonl or events.normalized.jsonl")
+    replay.add_argument("--decisions", action="store_true", help="only the decision events")
+    compare = event_commands.add_parser("compare", help="compare two normalized feeds; exit 1 when they differ")
+    compare.add_argument("--left", required=True)
+    compare.add_argument("--right", required=True)
     return parser
 
 
@@ -49,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.group == "gepa" and args.command == "run":
             return _gepa_run(args)
+        if args.group == "events" and args.command == "replay":
+            return _events_replay(args)
+        if args.group == "events" and args.command == "compare":
+            return _events_compare(args)
         raise UsageError(f"unknown command {args.group} {args.command}")
     except SystemExit as exit_:  # --help and friends
         return int(exit_.code or 0)
@@ -102,6 +116,28 @@ async def _cancel_on_signals(run: GepaRun) -> None:
                 os._exit(130)
             print(f"{name} received: stopping the run (again to abort at once)", file=sys.stderr)
             run.cancel(f"{name} received")
+
+
+def _events_replay(args: argparse.Namespace) -> int:
+    from synth_opt.events.replay import render_timeline
+
+    for line in render_timeline(Path(args.events), decisions_only=args.decisions):
+        print(line)
+    return 0
+
+
+def _events_compare(args: argparse.Namespace) -> int:
+    from synth_opt.events.compare import compare_feeds
+
+    result = compare_feeds(Path(args.left), Path(args.right))
+    if result.equal:
+        print(f"equal: {result.left_lines} lines")
+        return 0
+    print(f"differ: {result.differing} differing line(s) ({result.left_lines} vs {result.right_lines} lines)")
+    print(f"first difference at line {result.first_difference}:")
+    print(f"  left:  {result.left_line if result.left_line is not None else '<no line>'}")
+    print(f"  right: {result.right_line if result.right_line is not None else '<no line>'}")
+    return 1
 
 
 def render_summary(result: GepaResult) -> str:

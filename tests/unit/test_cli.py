@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,57 @@ def test_unreachable_container_fails_the_run_with_exit_1(tmp_path: Path) -> None
     assert last.startswith("error[container_contract]: ")
     assert "http://127.0.0.1:9" in last and "/health" in last
     assert "Traceback" not in done.stderr
+
+
+def _feed(path: Path, lines: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+    return path
+
+
+def test_events_compare_exits_0_when_equal_and_1_with_the_first_difference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = [{"n": i, "type": "seed.scored", "message": f"m{i}", "fields": {}} for i in range(1, 5)]
+    b = [dict(line) for line in a]
+    b[2]["message"] = "changed"
+    left, same, right = _feed(tmp_path / "a", a), _feed(tmp_path / "s", a), _feed(tmp_path / "b", b[:3])
+    assert main(["events", "compare", "--left", str(left), "--right", str(same)]) == 0
+    assert "equal: 4 lines" in capsys.readouterr().out
+    assert main(["events", "compare", "--left", str(left), "--right", str(right)]) == 1
+    out = capsys.readouterr().out
+    assert "2 differing line(s)" in out and "first difference at line 3" in out
+    assert '"message": "m3"' in out and '"message": "changed"' in out
+
+
+def test_events_replay_renders_a_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    feed = _feed(
+        tmp_path / "events.jsonl",
+        [
+            {
+                "sequence_number": 1,
+                "ts": "2026-11-26T01:02:03.456Z",
+                "type": "seed.scored",
+                "message": "seed ok",
+                "fields": {},
+                "lane": None,
+            },
+            {
+                "sequence_number": 2,
+                "ts": "2026-11-26T01:02:04.000Z",
+                "type": "acceptance.decided",
+                "message": "proposal 0: rejected",
+                "fields": {"accepted": False},
+                "lane": None,
+            },
+        ],
+    )
+    assert main(["events", "replay", "--events", str(feed)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "seed ok" in lines[0] and "✗" in lines[1] and "01:02:04" in lines[1]
+
+
+def test_events_replay_of_a_missing_file_is_a_usage_level_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["events", "replay", "--events", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl" in capsys.readouterr().err
