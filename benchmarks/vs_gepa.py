@@ -71,6 +71,7 @@ class Row:
     proposer_calls: int
     proposals: str
     best_score: float
+    added_words: int
 
 
 # -- gepa ------------------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def run_gepa(
     valset: list[dict[str, Any]],
     args: argparse.Namespace,
 ) -> tuple[float, int, int, float, int, int]:
-    """Seconds of ``optimize()``, metric calls, proposer calls, best valset score, candidates, iterations."""
+    """Seconds of ``optimize()``, metric calls, proposer calls, best valset score, candidates, added words."""
     adapter = ContainerAdapter(url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label)
     try:
         started = time.perf_counter()
@@ -219,7 +220,19 @@ def run_gepa(
         adapter.close()
     metric_calls = result.total_metric_calls if result.total_metric_calls is not None else adapter.metric_calls
     best = float(result.val_aggregate_scores[result.best_idx])
-    return seconds, metric_calls, adapter.proposer_calls, best, result.num_candidates, adapter.metric_calls
+    return (
+        seconds,
+        metric_calls,
+        adapter.proposer_calls,
+        best,
+        result.num_candidates,
+        added_words(seed_candidate, result.best_candidate),
+    )
+
+
+def added_words(seed: dict[str, str], best: Any) -> int:
+    """Words the best candidate has beyond the seed: the depth of its lineage, since every accepted edit adds one."""
+    return sum(len(str(best[name]).split()) - len(text.split()) for name, text in seed.items())
 
 
 # -- synth_opt -------------------------------------------------------------------------------------------------
@@ -295,6 +308,40 @@ async def fetch_data(url: str, args: argparse.Namespace) -> tuple[dict[str, str]
     return dict(program["seed_candidate"]), list(rows), wanted
 
 
+async def gepa_row(url: str, label: str, threads: int, data: dict[str, Any], args: argparse.Namespace) -> Row:
+    before = await served(url)
+    seconds, calls, proposer_calls, best, candidates, depth = await anyio.to_thread.run_sync(
+        lambda: run_gepa(url, label=label, threads=threads, args=args, **data)
+    )
+    count = await served(url) - before
+    workers = "1 thread" if threads == 1 else f"{threads} eval threads"
+    return Row("gepa", label, workers, seconds, calls, count, proposer_calls, f"{candidates} cands", best, depth)
+
+
+async def synth_opt_row(
+    url: str, path: Path, mode: str, workers: str, seed: dict[str, str], args: argparse.Namespace
+) -> Row:
+    run = GepaRun(load_config(path), fresh=True, proposer=LatencyProposer(args.proposer_ms / 1000))
+    before = await served(url)
+    started = time.perf_counter()
+    result = await run.execute_async()
+    seconds = time.perf_counter() - started
+    count = await served(url) - before
+    assert result.best_train_score is not None
+    return Row(
+        "synth_opt",
+        mode,
+        workers,
+        seconds,
+        result.rollouts_used["train"],
+        count,
+        int(result.usage["proposer"]["calls"]),
+        f"{result.proposals} prop / {result.accepted} acc",
+        result.best_train_score,
+        added_words(seed, result.best_candidate),
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     try:
         installed = version("gepa")
@@ -304,42 +351,22 @@ async def main(args: argparse.Namespace) -> None:
         f"gepa {installed} against synth_opt; container latency {args.latency_ms:g} ms per rollout (standing "
         f"process), proposer {args.proposer_ms:g} ms; {args.train_rows} minibatch rows, {args.pareto_rows} "
         f"valset/pareto rows, budget {args.budget} metric calls / train rollouts, minibatch {args.minibatch_size}, "
-        f"seed {args.seed}; gepa skip_perfect_score={args.gepa_skip_perfect}"
+        f"seed {args.seed}; gepa skip_perfect_score={args.gepa_skip_perfect}; wall = median of {args.repeats}"
     )
     if installed != GEPA_VERSION:
         print(f"warning: gepa {installed} is installed; this benchmark was written against {GEPA_VERSION}")
-    rows: list[Row] = []
+    runs: dict[tuple[str, str], list[Row]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.runs_dir) if args.runs_dir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         async with standing_container(args.latency_ms) as url:
-            seed_candidate, data, ids = await fetch_data(url, args)
-            trainset, valset = data[: args.train_rows], data[args.train_rows :]
+            seed, rows, ids = await fetch_data(url, args)
             minibatch_ids, pareto_ids = ids[: args.train_rows], ids[args.train_rows :]
+            data = {"seed_candidate": seed, "trainset": rows[: args.train_rows], "valset": rows[args.train_rows :]}
             print(
                 f"trainset {minibatch_ids[0]}..{minibatch_ids[-1]}, valset {pareto_ids[0]}..{pareto_ids[-1]}; "
-                f"seed candidate {seed_candidate}"
+                f"seed candidate {seed}"
             )
-
-            for label, threads in (("sequential", 1), ("threads", args.gepa_threads)):
-                before = await served(url)
-                seconds, calls, proposer_calls, best, candidates, _ = await anyio.to_thread.run_sync(
-                    lambda threads=threads, label=label: run_gepa(
-                        url,
-                        label=label,
-                        threads=threads,
-                        seed_candidate=seed_candidate,
-                        trainset=trainset,
-                        valset=valset,
-                        args=args,
-                    )
-                )
-                count = await served(url) - before
-                workers = "1 thread" if threads == 1 else f"{threads} eval threads"
-                rows.append(
-                    Row("gepa", label, workers, seconds, calls, count, proposer_calls, f"{candidates} cands", best)
-                )
-
             modes = [
                 ("sync_serial", "1 / 1 / 1 in flight"),
                 (
@@ -347,37 +374,30 @@ async def main(args: argparse.Namespace) -> None:
                     f"{args.rollout_workers} rollout / {args.propose_workers} propose / {args.in_flight} in flight",
                 ),
             ]
-            for index, (mode, workers) in enumerate(modes):
-                path = write_config(
-                    folder,
-                    f"vs-gepa-{index}-{mode}",
-                    url=url,
-                    mode=mode,
-                    minibatch_ids=minibatch_ids,
-                    pareto_ids=pareto_ids,
-                    args=args,
-                )
-                run = GepaRun(load_config(path), proposer=LatencyProposer(args.proposer_ms / 1000))
-                before = await served(url)
-                started = time.perf_counter()
-                result = await run.execute_async()
-                seconds = time.perf_counter() - started
-                count = await served(url) - before
-                assert result.best_train_score is not None
-                rows.append(
-                    Row(
-                        "synth_opt",
-                        mode,
-                        workers,
-                        seconds,
-                        result.rollouts_used["train"],
-                        count,
-                        int(result.usage["proposer"]["calls"]),
-                        f"{result.proposals} prop / {result.accepted} acc",
-                        result.best_train_score,
+            for repeat in range(args.repeats):
+                for label, threads in (("sequential", 1), ("threads", args.gepa_threads)):
+                    row = await gepa_row(url, label, threads, data, args)
+                    runs.setdefault(("gepa", label), []).append(row)
+                for index, (mode, workers) in enumerate(modes):
+                    name = f"vs-gepa-{index}-{mode}-r{repeat}"
+                    path = write_config(
+                        folder, name, url=url, mode=mode, minibatch_ids=minibatch_ids, pareto_ids=pareto_ids, args=args
                     )
-                )
-    report(rows)
+                    row = await synth_opt_row(url, path, mode, workers, seed, args)
+                    runs.setdefault(("synth_opt", mode), []).append(row)
+    report([median_row(repeats) for repeats in runs.values()])
+
+
+def median_row(repeats: list[Row]) -> Row:
+    """The run with the median wall time; every repeat makes the same decisions, so only the time varies."""
+    ordered = sorted(repeats, key=lambda row: row.seconds)
+    differing = {(row.metric_calls, row.best_score, row.added_words) for row in repeats}
+    if len(differing) > 1:
+        print(f"note: {ordered[0].system} {ordered[0].mode}: repeats differ in calls/score/depth: {sorted(differing)}")
+    if len(repeats) > 1:
+        times = ", ".join(f"{row.seconds:.2f}" for row in repeats)
+        print(f"{ordered[0].system} {ordered[0].mode} wall seconds per repeat: {times}")
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def report(rows: list[Row]) -> None:
@@ -386,19 +406,20 @@ def report(rows: list[Row]) -> None:
     best_score = max(row.best_score for row in gepa_rows)
     header = (
         f"{'system':<10} {'mode':<16} {'workers':<36} {'wall s':>7} {'calls':>6} {'served':>6} {'props':>5} "
-        f"{'candidates':<18} {'best val':>8} {'x gepa best':>11}"
+        f"{'candidates':<18} {'best val':>8} {'+words':>6} {'x gepa best':>11}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
             f"{row.system:<10} {row.mode:<16} {row.workers:<36} {row.seconds:>7.2f} {row.metric_calls:>6} "
-            f"{row.served:>6} {row.proposer_calls:>5} {row.proposals:<18} {row.best_score:>8.4f} "
+            f"{row.served:>6} {row.proposer_calls:>5} {row.proposals:<18} {row.best_score:>8.4f} {row.added_words:>6} "
             f"{row.seconds / fastest.seconds:>11.2f}"
         )
     print(
         "calls = metric calls (gepa's own count) or train rollouts (synth_opt's); served = distinct rollouts the "
-        "container served; props = proposer calls; best val = best mean score on the valset / pareto rows"
+        "container served; props = proposer calls; best val = best mean score on the valset / pareto rows; "
+        "+words = words the best candidate added to the seed (its lineage depth)"
     )
     asynchronous = next(row for row in rows if row.mode == "async_pipelined")
     ratio = asynchronous.seconds / fastest.seconds
@@ -430,6 +451,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
     parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
+    parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")
     parser.add_argument("--runs-dir", help="keep synth_opt's configs and run directories here (default: a temp dir)")
     return parser.parse_args()
 

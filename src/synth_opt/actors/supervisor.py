@@ -264,8 +264,8 @@ class Supervisor:
     def _on_seed(self, batch: BatchDone) -> None:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), self._actual(batch))
         record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
-        self.registry[record.candidate_id] = {**record.to_json(), "status": "seed"}
         self._emit_candidate(record.candidate_id, record.payload, (), None, None)
+        self._record_entry({**record.to_json(), "status": "seed"})
         self.bus.emit(
             "seed.scored",
             f"seed {record.candidate_id}: mean {record.mean:.4f} on {len(record.scores)} pareto rows",
@@ -557,7 +557,7 @@ class Supervisor:
     def _register(self, slot: _Slot, record: CandidateRecord | None) -> None:
         assert slot.decision is not None
         if record is not None:
-            self.registry[record.candidate_id] = {**record.to_json(), "status": "accepted"}
+            self._record_entry({**record.to_json(), "status": "accepted", "reason": slot.decision.reason})
         for child in slot.children:
             if child.candidate_id in self.registry:
                 continue
@@ -566,16 +566,29 @@ class Supervisor:
                 reason = slot.decision.reason
             else:
                 status, reason = "rejected", "outscored_by_sibling"
-            self.registry[child.candidate_id] = {
-                "candidate_id": child.candidate_id,
-                "payload": child.payload,
-                "parent_ids": list(slot.plan.parent_ids),
-                "module_changed": slot.plan.module,
-                "proposal_index": slot.plan.index,
-                "status": status,
-                "minibatch_scores": None if child.batch is None else child.batch.scores,
-                "reason": reason,
-            }
+            self._record_entry(
+                {
+                    "candidate_id": child.candidate_id,
+                    "payload": child.payload,
+                    "parent_ids": list(slot.plan.parent_ids),
+                    "module_changed": slot.plan.module,
+                    "proposal_index": slot.plan.index,
+                    "status": status,
+                    "minibatch_scores": None if child.batch is None else child.batch.scores,
+                    "reason": reason,
+                }
+            )
+
+    def _record_entry(self, entry: dict[str, Any]) -> None:
+        """The candidate registry entry, announced without its payload (``candidate.registered`` carries that),
+        so the registry can be rebuilt from the feed."""
+        cid = entry["candidate_id"]
+        self.registry[cid] = entry
+        self.bus.emit(
+            "candidate.status",
+            f"{cid}: {entry['status']}",
+            **{key: value for key, value in entry.items() if key != "payload"},
+        )
 
     def _check_rules(self, best: CandidateRecord) -> None:
         s = self.settings

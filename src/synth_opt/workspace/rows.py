@@ -1,0 +1,131 @@
+"""The values projections are made of: a row, the event it came from, the context earlier events leave behind,
+and the small conversions every projection uses. Nothing here does I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from synth_opt.events import Event
+
+__all__ = [
+    "BUDGET_STOP_REASONS",
+    "MERGE_MODULE",
+    "EventKey",
+    "ProjectionContext",
+    "Row",
+    "dumps",
+    "float_or_none",
+    "int_or_none",
+    "sha256",
+    "stage_kind",
+    "str_or_none",
+    "usage_columns",
+]
+
+BUDGET_STOP_REASONS = frozenset(
+    {"max_total_rollouts", "max_train_rollouts", "max_cost_usd", "max_total_tokens", "max_time_seconds"}
+)
+MERGE_MODULE = "*merge*"
+_STAGE = re.compile(r"^p(?P<index>\d+)\.(?P<kind>\w+)$")
+
+
+class Row(NamedTuple):
+    """One row for ``table``; columns the dict leaves out are stored as NULL."""
+
+    table: str
+    values: dict[str, Any]
+
+
+class EventKey(NamedTuple):
+    """Which run and event a derived row comes from."""
+
+    run_id: str
+    seq: int
+    ts: str
+
+
+@dataclass(slots=True)
+class ProjectionContext:
+    """What projections of later events need to know about earlier ones. Feed it every event, in order, with
+    :meth:`observe` after projecting the event."""
+
+    payloads: dict[str, dict[str, str]] = field(default_factory=dict)
+    max_cost_usd: float | None = None
+    best_candidate_id: str | None = None
+    used: dict[str, Any] = field(default_factory=dict)
+    reserved: dict[str, Any] = field(default_factory=dict)
+    train_cap: int | None = None
+    generation: int = 0
+    accepted: int = 0
+    rejected: int = 0
+
+    def observe(self, event: Event) -> None:
+        f = event.fields
+        if event.type == "candidate.registered" and isinstance(f.get("payload"), dict):
+            self.payloads.setdefault(str(f["candidate_id"]), {str(k): str(v) for k, v in f["payload"].items()})
+        elif event.type == "run.config":
+            gepa = (f.get("decision_config") or {}).get("gepa") or {}
+            cost = float_or_none(gepa.get("max_cost_usd"))
+            self.max_cost_usd = cost if cost is not None and cost > 0 else None
+        elif event.type == "frontier.updated":
+            self.best_candidate_id = str_or_none(f.get("best_candidate_id")) or self.best_candidate_id
+        elif event.type == "budget.updated":
+            self.used = dict(f.get("used") or {})
+            self.reserved = dict(f.get("reserved") or {})
+            self.train_cap = int_or_none(f.get("train_cap"))
+            self.generation = (int_or_none(f.get("proposal_index")) or 0) + 1
+            self.accepted = int_or_none(f.get("accepted")) or 0
+            self.rejected = int_or_none(f.get("rejected")) or 0
+
+
+def stage_kind(stage: str | None) -> tuple[str, int | None]:
+    """``"p3.child"`` -> ``("child", 3)``, ``"seed.pareto"`` -> ``("seed", None)``, ``"heldout"`` ->
+    ``("heldout", None)``."""
+    if not stage:
+        return "unknown", None
+    match = _STAGE.match(stage)
+    if match:
+        return match["kind"], int(match["index"])
+    return stage.split(".", 1)[0], None
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def usage_columns(data: Any) -> dict[str, Any]:
+    """A usage block as ledger columns; an unknown cost stays NULL (SUM skips it, as ``Usage.__add__`` does)."""
+    d = data if isinstance(data, dict) else {}
+    return {
+        "calls": int_or_none(d.get("calls")) or 0,
+        "prompt_tokens": int_or_none(d.get("prompt_tokens")) or 0,
+        "completion_tokens": int_or_none(d.get("completion_tokens")) or 0,
+        "total_tokens": int_or_none(d.get("total_tokens")) or 0,
+        "cost_usd": float_or_none(d.get("cost_usd")),
+    }
