@@ -133,6 +133,31 @@ class _Counters:
     rollout_usage: Usage = field(default_factory=Usage)
     proposer_usage: Usage = field(default_factory=Usage)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rollouts_train": self.rollouts_train,
+            "rollouts_heldout": self.rollouts_heldout,
+            "degraded": self.degraded,
+            "last_error": self.last_error,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "commits_since_improvement": self.commits_since_improvement,
+            "rollout_usage": self.rollout_usage.to_dict(),
+            "proposer_usage": self.proposer_usage.to_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Counters:
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("rollout_usage", "proposer_usage")},
+            rollout_usage=Usage.from_dict(data["rollout_usage"]),
+            proposer_usage=Usage.from_dict(data["proposer_usage"]),
+        )
+
+
+CheckpointSink = Callable[[dict[str, Any]], None]
+CHECKPOINT_VERSION = 1
+
 
 class Supervisor:
     def __init__(
@@ -144,6 +169,7 @@ class Supervisor:
         settings: SupervisorSettings,
         seed: dict[str, str],
         clock: Callable[[], float] = time.monotonic,
+        checkpoint: CheckpointSink | None = None,
     ) -> None:
         self.state = state
         self.ledger = ledger
@@ -166,6 +192,8 @@ class Supervisor:
         self._finished = False
         self.counters = _Counters()
         self.registry: dict[str, dict[str, Any]] = {}
+        self._checkpoint_sink = checkpoint
+        self._resumed = False
         self._tg: TaskGroup | None = None
         self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
         self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
@@ -180,7 +208,10 @@ class Supervisor:
     ) -> SearchOutcome:
         async with inbox, rollout_out, propose_out, anyio.create_task_group() as tg:
             self._tg, self._rollout_out, self._propose_out = tg, rollout_out, propose_out
-            self._score_seed()
+            if self._resumed:
+                self._continue_after_resume()
+            else:
+                self._score_seed()
             async for message in inbox:
                 if isinstance(message, BatchDone):
                     await self._on_batch(message)
@@ -275,6 +306,7 @@ class Supervisor:
         )
         self._emit_frontier(changed=list(self.state.pareto_ids))
         self._set_state("searching")
+        self._checkpoint()
         self._fill()
 
     # -- planning -------------------------------------------------------------------------------------------
@@ -451,6 +483,7 @@ class Supervisor:
             self._commit(slot)
             del self._slots[self._next_commit]
             self._next_commit += 1
+            self._checkpoint()
             self._fill()
 
     def _decide(self, slot: _Slot) -> None:
@@ -699,6 +732,83 @@ class Supervisor:
     def _set_state(self, name: str) -> None:
         self.bus.emit("run.state", f"state: {name}", lane="supervisor", state=name)
 
+    # -- checkpoints and resume ------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Snapshot everything a resume needs, right after a commit and before the next plan.
+
+        Work in flight is recorded by its plan only: a resume runs it again from the start (served from the cache
+        when there is one), so the counters exclude what in-flight work has received so far."""
+        if self._checkpoint_sink is None:
+            return
+        committed = _Counters.from_json(self.counters.to_json())
+        for slot in self._slots.values():
+            for batch in (slot.parent_batch, *(child.batch for child in slot.children), slot.pareto_batch):
+                if batch is None:
+                    continue
+                committed.rollouts_train -= len(batch.results)
+                committed.degraded -= batch.degraded
+                for done in batch.results:
+                    if done.reply is not None:
+                        committed.rollout_usage = _minus(committed.rollout_usage, done.reply.usage)
+            if slot.proposal is not None:
+                committed.proposer_usage = _minus(committed.proposer_usage, slot.proposal.usage)
+        self._checkpoint_sink(
+            {
+                "version": CHECKPOINT_VERSION,
+                "sequence_number": self.bus.sequence_number,
+                "commits": self._next_commit,
+                "state": self.state.snapshot(),
+                "ledger": self.ledger.to_json(),
+                "counters": committed.to_json(),
+                "added": {str(k): v for k, v in self._added.items() if k < self._next_commit},
+                "in_flight": [
+                    {
+                        "plan": slot.plan.to_checkpoint(),
+                        "reserved": slot.reserved.to_json(),
+                        "summary": slot.frontier_summary,
+                    }
+                    for _, slot in sorted(self._slots.items())
+                ],
+                "stop_reason": self._stop_reason,
+                "heldout_reserved": self._heldout_reserved.to_json(),
+                "best_candidate_id": self.state.best().candidate_id,
+                "pool_size": len(self.state.pool),
+            }
+        )
+
+    def resume(
+        self, snapshot: dict[str, Any], records: dict[str, CandidateRecord], registry: dict[str, dict[str, Any]]
+    ) -> None:
+        """Return to a checkpoint before ``run``: the run then re-dispatches the work that was in flight."""
+        if snapshot.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {snapshot.get('version')} is not {CHECKPOINT_VERSION}")
+        self.state.restore(snapshot["state"], records)
+        self.ledger = self.ledger.restored(snapshot["ledger"])
+        self.counters = _Counters.from_json(snapshot["counters"])
+        self.registry = dict(registry)
+        self._added = {int(k): bool(v) for k, v in snapshot["added"].items()}
+        self._next_commit = self._next_decide = int(snapshot["commits"])
+        self._stop_reason = snapshot["stop_reason"]
+        self._heldout_reserved = Amount.from_json(snapshot["heldout_reserved"])
+        for item in snapshot["in_flight"]:
+            plan = ProposalPlan.from_checkpoint(item["plan"])
+            self._slots[plan.index] = _Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
+        self._resumed = True
+
+    def _continue_after_resume(self) -> None:
+        self._set_state("searching")
+        for _, slot in sorted(self._slots.items()):
+            plan = slot.plan
+            if plan.merge is not None:
+                merged = _Child(plan.merge.payload, plan.merge.candidate_id)
+                slot.children.append(merged)
+                self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
+            else:
+                parent = self.state.by_id[plan.parent_id]
+                self._dispatch("parent", parent.payload, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
+        self._fill()
+
     def release_reservations(self) -> None:
         """On a cancel: give back everything reserved for work that will not finish."""
         for slot in self._slots.values():
@@ -723,3 +833,14 @@ class Supervisor:
             proposals=self._next_commit,
             accepted=self.counters.accepted,
         )
+
+
+def _minus(total: Usage, part: Usage) -> Usage:
+    cost = None if total.cost_usd is None else round(total.cost_usd - (part.cost_usd or 0.0), 9)
+    return Usage(
+        calls=total.calls - part.calls,
+        prompt_tokens=total.prompt_tokens - part.prompt_tokens,
+        completion_tokens=total.completion_tokens - part.completion_tokens,
+        total_tokens=total.total_tokens - part.total_tokens,
+        cost_usd=cost,
+    )

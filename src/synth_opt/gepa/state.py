@@ -55,6 +55,30 @@ class ProposalPlan:
     def parent_ids(self) -> tuple[str, ...]:
         return self.merge.parent_ids if self.merge is not None else (self.parent_id,)
 
+    def to_checkpoint(self) -> dict[str, Any]:
+        """Everything needed to rebuild this plan exactly (``to_json`` plus the merge's payload)."""
+        data = self.to_json()
+        if self.merge is not None:
+            data["merge"] = {**self.merge.to_json(), "payload": self.merge.payload}
+        return data
+
+    @classmethod
+    def from_checkpoint(cls, data: dict[str, Any]) -> ProposalPlan:
+        merge = None
+        if data.get("merge") is not None:
+            m = data["merge"]
+            merge = MergePlan(
+                index=m["index"],
+                parent_ids=(m["parent_ids"][0], m["parent_ids"][1]),
+                ancestor_id=m["ancestor_id"],
+                payload=dict(m["payload"]),
+                rows=tuple(m["rows"]),
+                pool_version=m["pool_version"],
+            )
+        return cls(
+            data["index"], data["parent_id"], tuple(data["minibatch"]), data["module"], data["pool_version"], merge
+        )
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "index": self.index,
@@ -262,6 +286,51 @@ class GepaState:
                 self.merges_due += 1
         self.commits += 1
         return record
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state besides the pool records themselves (those are referenced by id, in pool order)."""
+        version, internal, gauss = self.rng.getstate()
+        position = {cid: i for i, cid in enumerate(self.sampler.ids)}
+        return {
+            "pool_ids": self.order,
+            "pool_version": self.pool_version,
+            "commits": self.commits,
+            "proposals_planned": self.proposals_planned,
+            "module_cursor": self.module_cursor,
+            "merges_due": self.merges_due,
+            "merges_done": self.merges_done,
+            "tried_merges": sorted(self.tried_merges),
+            "rng": [version, list(internal), gauss],
+            "sampler": {
+                "epoch": self.sampler.epoch,
+                "order": [position[cid] for cid in self.sampler.order],
+                "position": self.sampler.position,
+            },
+        }
+
+    def restore(self, snapshot: dict[str, Any], records: dict[str, CandidateRecord]) -> None:
+        """Return to ``snapshot``; ``records`` holds every pool candidate named by ``snapshot["pool_ids"]``."""
+        missing = [cid for cid in snapshot["pool_ids"] if cid not in records]
+        if missing:
+            raise ValueError(f"cannot restore the pool: no record for {missing[:3]}")
+        self.pool = [records[cid] for cid in snapshot["pool_ids"]]
+        self.by_id = {record.candidate_id: record for record in self.pool}
+        self._cache.clear()
+        self.pool_version = snapshot["pool_version"]
+        self.commits = snapshot["commits"]
+        self.proposals_planned = snapshot["proposals_planned"]
+        self.module_cursor = snapshot["module_cursor"]
+        self.merges_due = snapshot["merges_due"]
+        self.merges_done = snapshot["merges_done"]
+        self.tried_merges = set(snapshot["tried_merges"])
+        version, internal, gauss = snapshot["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        sampler = snapshot["sampler"]
+        self.sampler.epoch = sampler["epoch"]
+        self.sampler.order = [self.sampler.ids[i] for i in sampler["order"]]
+        self.sampler.position = sampler["position"]
 
     def staleness(self, plan: ProposalPlan) -> int:
         """How many candidates joined the pool between the plan and now (the staleness gap)."""

@@ -477,3 +477,34 @@ def test_objective_frontier_without_reported_objectives_uses_the_reward() -> Non
     assert child is not None
     assert state.fronts() == {"objective:reward": (child.candidate_id,)}
     assert seed.candidate_id not in state.fronts()["objective:reward"]
+
+
+# -- checkpoints -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("selector", SELECTORS)
+def test_a_restored_snapshot_continues_exactly(selector: str) -> None:
+    original = seed_state(4, selector, ("a", "b"))
+    drive(original, 10)
+    snapshot = json.loads(json.dumps(original.snapshot()))  # it must survive JSON
+    records = {r.candidate_id: CandidateRecord.from_json(json.loads(json.dumps(r.to_json()))) for r in original.pool}
+    restored = seed_state(99, selector, ("a", "b"))  # another seed: everything must come from the snapshot
+    restored.restore(snapshot, records)
+    assert drive(restored, 12) == drive(original, 12)
+    assert restored.snapshot() == original.snapshot()
+
+
+def test_restoring_without_a_pool_record_fails_clearly() -> None:
+    state = seeded()
+    with pytest.raises(ValueError, match="no record"):
+        new_state().restore(state.snapshot(), {})
+
+
+def test_merge_plans_survive_a_checkpoint() -> None:
+    from synth_opt.gepa.merge import MergePlan
+
+    merge = MergePlan(7, ("c1", "c2"), "c0", {"system": "x", "user": "y"}, ("p0", "p1"), 3)
+    plan = ProposalPlan(7, "c1", ("p0", "p1"), "*merge*", 3, merge)
+    assert ProposalPlan.from_checkpoint(json.loads(json.dumps(plan.to_checkpoint()))) == plan
+    plain = ProposalPlan(2, "c1", ("m1",), "system", 1)
+    assert ProposalPlan.from_checkpoint(plain.to_checkpoint()) == plain
