@@ -2,7 +2,8 @@
 
 One standing container in its own process (``latency_container.py``, 5 ms per rollout) serves every run; one
 process runs, one after the other: gepa sequential, gepa with 16 evaluation threads, synth_opt ``sync_serial`` and
-synth_opt ``async_pipelined``. Same data for all: gepa's trainset (minibatches) is synth_opt's ``minibatch_ids``
+synth_opt ``async_pipelined`` (16 rollout workers, as many as gepa's threads; 4 propose workers; 8 candidates in
+flight). Same data for all: gepa's trainset (minibatches) is synth_opt's ``minibatch_ids``
 (train-0..train-99 by default), gepa's valset is synth_opt's ``pareto_ids`` (the next 20 train rows, disjoint),
 gepa's ``max_metric_calls`` is synth_opt's ``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and
 then apply the same deterministic edit: append the expected answer word of the first failed record of the parent's
@@ -17,7 +18,8 @@ batch over a ``concurrent.futures.ThreadPoolExecutor(16)``.
 
 Wall time: gepa's ``optimize()`` call; synth_opt's whole ``execute_async()`` (what ``execute()`` runs: connect,
 fetch rows, search, write every artifact). Served = distinct rollouts the container reports (``GET /stats``)
-before and after each run.
+before and after each run. ``--repeats N`` runs every configuration N times and reports the run with the median
+wall time (the decisions, so calls and scores, are the same in every repeat).
 
     bash benchmarks/setup_bench_env.sh
     .venv-bench/bin/python benchmarks/vs_gepa.py

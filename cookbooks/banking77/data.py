@@ -160,7 +160,9 @@ def _read_split(path: Path, split: str) -> list[dict[str, str]]:
 
 def shuffled_rows(split: str, pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """Rows with ids from their file position, listed in the fixed order ``random.Random(77).shuffle`` gives."""
-    rows = [{"task_id": f"{split}-{index:05d}", "text": text, "label": label} for index, (text, label) in enumerate(pairs)]
+    rows = [
+        {"task_id": f"{split}-{index:05d}", "text": text, "label": label} for index, (text, label) in enumerate(pairs)
+    ]
     random.Random(ORDER_SEED).shuffle(rows)
     return rows
 
@@ -168,12 +170,13 @@ def shuffled_rows(split: str, pairs: Sequence[tuple[str, str]]) -> list[dict[str
 def fetch(directory: Path) -> None:
     """Download the public files into ``directory`` with a progress bar (each file written atomically)."""
     import httpx
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     directory.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with (
-        Progress(*columns, transient=False) as progress,
+        Progress(*columns, console=Console(stderr=True)) as progress,
         httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True) as client,
     ):
         for name, url in SOURCE_URLS.items():

@@ -10,16 +10,16 @@ The reply is a pure function of the turn's text (no data files, no memory across
 answers the same). It reads the request in the fenced ``json synth-opt-reflection`` block and edits the keyword
 lines of ``current_text`` from the minibatch records, the way a careful person reading the failures would:
 
-for each failed record (expected label ``E``, query ``q``), in record order,
-  1. add to ``E``'s line the ``k`` most telling words of ``q`` not already there. A word tells more when fewer
-     other minibatch queries (of other labels) contain it, then when fewer label lines already list it, then when
-     it is longer; one-letter words are skipped;
-  2. if the policy's winning line ``P`` had no more matched keywords than ``E`` needs to beat, take from ``P``'s
-     line the matched keyword that also appears in the most minibatch queries of labels other than ``P`` (a word
-     that misleads more than it helps), unless it is a word of ``P``'s own name.
+for each record the policy got wrong (reward below 1), in record order, it adds to the line of the expected
+label the ``ADD_WORDS`` (4) most telling words of the query that the line does not already list (compared after the
+policy's tokenizer and stemmer). A word tells more when fewer minibatch queries of *other* labels contain it (so
+"my", "how" or "the" lose against "arrived" or "stolen"), then when fewer label lines already list it, then when it
+is longer, then by its place in the query; one-letter words are skipped. Nothing is ever removed: removing the
+keyword that pulled a query to the wrong label was tried and generalised worse (see the cookbook README).
 
-With ``proposals = n`` it returns ``n`` distinct texts: variant ``i`` adds ``k + i`` words per failure. Records
-the policy got right contribute nothing, so a minibatch without failures returns the current text unchanged.
+With ``proposals = n`` it returns ``n`` distinct texts where the records allow: variant ``i`` adds ``ADD_WORDS + i``
+words per failure. Correct records contribute nothing, except when nothing failed: then variant ``i`` adds
+``1 + i`` words of each correct query to its own label's line instead.
 """
 
 from __future__ import annotations
@@ -27,18 +27,19 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``banking77``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policy import classify, label_words, stem  # noqa: E402
+from banking77.policy import stem
 
 __all__ = ["ADD_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
 
-ADD_WORDS = 2
-REMOVE = True
+ADD_WORDS = 4
 _BLOCK = re.compile(r"```json synth-opt-reflection\n(.*?)\n```", re.DOTALL)
 _FEEDBACK = re.compile(r"expected (?P<expected>.+?), predicted (?P<predicted>.+?)\s*$")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -60,26 +61,29 @@ class _Lines:
     def __init__(self, text: str) -> None:
         self.lines: list[str | tuple[str, list[str]]] = []
         self.position: dict[str, int] = {}
+        self.stems: dict[str, set[str]] = {}
+        self.listing: Counter[str] = Counter()
         for line in text.splitlines():
             name, colon, rest = line.partition(":")
             label = name.strip()
             if colon and label and label not in self.position:
-                keywords = [word.strip() for word in rest.split(",") if word.strip()]
                 self.position[label] = len(self.lines)
-                self.lines.append((label, keywords))
+                self.lines.append((label, []))
+                self.stems[label] = set()
+                for word in rest.split(","):
+                    if word.strip():
+                        self.add(label, word.strip())
             else:
                 self.lines.append(line)
 
-    def keywords(self, label: str) -> list[str]:
+    def add(self, label: str, keyword: str) -> None:
         entry = self.lines[self.position[label]]
         assert isinstance(entry, tuple)
-        return entry[1]
-
-    def stems(self, label: str) -> set[str]:
-        return {" ".join(stem(word) for word in _WORD.findall(keyword.lower())) for keyword in self.keywords(label)}
-
-    def lines_listing(self, word_stem: str) -> int:
-        return sum(1 for label in self.position if word_stem in self.stems(label))
+        entry[1].append(keyword)
+        key = _stems(keyword)
+        if key not in self.stems[label]:
+            self.stems[label].add(key)
+            self.listing[key] += 1
 
     def render(self) -> str:
         out = []
@@ -88,78 +92,67 @@ class _Lines:
         return "\n".join(out)
 
 
-def _record_fields(record: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
-    """(query, expected, predicted) from the task row, the policy output and the feedback, whichever has them."""
+def _stems(text: str) -> str:
+    return " ".join(stem(word) for word in _WORD.findall(text.lower()))
+
+
+def _record_fields(record: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(query, expected label) from the task row, the policy output or the feedback, whichever has them."""
     task = record.get("task") if isinstance(record.get("task"), Mapping) else {}
     output = record.get("output") if isinstance(record.get("output"), Mapping) else {}
     query = task.get("text") or output.get("query") or ""
     expected = task.get("label") or output.get("expected")
-    predicted = output.get("predicted")
     feedback = record.get("feedback")
-    if isinstance(feedback, str) and (expected is None or predicted is None):
+    if not expected and isinstance(feedback, str):
         match = _FEEDBACK.search(feedback)
-        if match:
-            expected = expected or match.group("expected")
-            predicted = predicted or match.group("predicted")
-    return str(query), (str(expected) if expected else None), (str(predicted) if predicted else None)
+        expected = match.group("expected") if match else None
+    return str(query), (str(expected) if expected else None)
 
 
-def _edit(request: Mapping[str, Any], add_words: int, remove: bool) -> str:
-    text = str(request["current_text"])
-    lines = _Lines(text)
+def _edit(request: Mapping[str, Any], add_words: int, *, failures: bool = True) -> str:
+    lines = _Lines(str(request["current_text"]))
     records = [record for record in request.get("records") or [] if isinstance(record, Mapping)]
     fields = [_record_fields(record) for record in records]
-    query_stems = [{stem(word) for word in _WORD.findall(query.lower())} for query, _, _ in fields]
-    for index, record in enumerate(records):
-        query, expected, predicted = fields[index]
-        if float(record.get("reward") or 0.0) >= 1.0 or not expected or expected not in lines.position:
+    # per word stem: how many minibatch queries contain it, in total and per expected label
+    with_stem: Counter[str] = Counter()
+    with_stem_label: Counter[tuple[str, str | None]] = Counter()
+    for query, expected in fields:
+        for word_stem in {stem(word) for word in _WORD.findall(query.lower())}:
+            with_stem[word_stem] += 1
+            with_stem_label[word_stem, expected] += 1
+    for record, (query, expected) in zip(records, fields, strict=True):
+        if (_reward(record) < 1.0) != failures or not expected or expected not in lines.position:
             continue
-        prediction = classify(text, query)
-        predicted = prediction.label or predicted
-
-        def others_with(word_stem: str, label: str | None) -> int:
-            return sum(
-                1
-                for other, (_, other_label, _) in enumerate(fields)
-                if other != index and other_label != label and word_stem in query_stems[other]
-            )
-
-        present = lines.stems(expected)
         options: list[tuple[int, int, int, int, str]] = []
         seen: set[str] = set()
         for order, word in enumerate(_WORD.findall(query.lower())):
             word_stem = stem(word)
-            if len(word) < 2 or word_stem in present or word_stem in seen:
+            if len(word) < 2 or word_stem in lines.stems[expected] or word_stem in seen:
                 continue
             seen.add(word_stem)
-            options.append((others_with(word_stem, expected), lines.lines_listing(word_stem), -len(word), order, word))
+            other_labels = with_stem[word_stem] - with_stem_label[word_stem, expected]
+            options.append((other_labels, lines.listing[word_stem], -len(word), order, word))
         for option in sorted(options)[:add_words]:
-            lines.keywords(expected).append(option[-1])
-        if remove and predicted and predicted != expected and predicted in lines.position:
-            own = set(label_words(predicted))
-            own_stems = {stem(word) for word in own}
-            hits = [
-                keyword
-                for keyword in prediction.matched.get(predicted, [])
-                if keyword not in own_stems and keyword.split()[0] not in own_stems
-            ]
-            if hits:
-                worst = max(hits, key=lambda keyword: (others_with(keyword, predicted), keyword))
-                kept = [
-                    word
-                    for word in lines.keywords(predicted)
-                    if " ".join(stem(part) for part in _WORD.findall(word.lower())) != worst
-                ]
-                lines.keywords(predicted)[:] = kept
+            lines.add(expected, option[-1])
     return lines.render()
+
+
+def _reward(record: Mapping[str, Any]) -> float:
+    try:
+        return float(record.get("reward") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def propose(request: Mapping[str, Any]) -> list[str]:
     """The proposals for one reflection request: ``request["proposals"]`` distinct texts where edits allow."""
     wanted = max(1, int(request.get("proposals") or 1))
+    current = str(request["current_text"])
     texts: list[str] = []
     for extra in range(wanted + 8):
-        text = _edit(request, ADD_WORDS + extra, REMOVE)
+        text = _edit(request, ADD_WORDS + extra)
+        if text == current:  # nothing failed: reinforce the correct records instead
+            text = _edit(request, 1 + extra, failures=False)
         if text not in texts:
             texts.append(text)
         if len(texts) == wanted:

@@ -214,14 +214,20 @@ async def predict_llm(
         "temperature": float(policy.get("temperature") or 0.0),
     }
     config = policy.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise LlmPolicyError("policy.config must be a table", status=422)
     try:
         async with httpx.AsyncClient(timeout=float(config.get("timeout_seconds", 60.0)), transport=transport) as client:
             response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
     except httpx.HTTPError as exc:
         raise LlmPolicyError(f"LLM endpoint {base_url} unreachable: {exc}", status=502) from exc
     if response.status_code >= 400:
-        status = response.status_code if response.status_code in {408, 425, 429} else 502
-        raise LlmPolicyError(f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status)
+        # worth retrying (timeouts, rate limits, server errors) or not (a bad key, model or request)
+        retryable = response.status_code in {408, 425, 429} or response.status_code >= 500
+        status = (response.status_code if response.status_code < 500 else 502) if retryable else 400
+        raise LlmPolicyError(
+            f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status
+        )
     try:
         data = response.json()
         text = data["choices"][0]["message"]["content"] or ""

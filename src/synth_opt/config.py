@@ -477,9 +477,14 @@ def _absolute(base: Path, path: Path) -> Path:
 
 def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
     container, cache, proposer = cfg.container, cfg.cache, cfg.proposer
-    command = container.command
-    if command and command[0].startswith(("./", "../")):
-        command = [str(_absolute(base, Path(command[0]))), *command[1:]]
+
+    def argv(command: list[str] | None) -> list[str] | None:
+        """Arguments written as ``./x`` or ``../x`` are files beside the config."""
+        if command is None:
+            return None
+        return [str(_absolute(base, Path(a))) if a.startswith(("./", "../")) else a for a in command]
+
+    command = argv(container.command)
     cwd = _absolute(base, container.cwd) if container.cwd else None
     home = _absolute(base, proposer.codex_home) if proposer.codex_home else None
     return cfg.model_copy(
@@ -487,7 +492,7 @@ def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
             "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir)}),
             "container": container.model_copy(update={"command": command, "cwd": cwd}),
             "cache": cache.model_copy(update={"path": _absolute(base, cache.path) if cache.path else None}),
-            "proposer": proposer.model_copy(update={"codex_home": home}),
+            "proposer": proposer.model_copy(update={"codex_home": home, "command": argv(proposer.command)}),
         }
     )
 

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -285,7 +286,12 @@ class _Execution:
                 store,
                 section.backend,
                 {"model": section.model, "proposals_per_call": section.proposals_per_call, "config": section.config},
-                lambda: self.seams.proposer or build_proposer(section, run_dir=self.run_dir),
+                lambda: (
+                    self.seams.proposer
+                    or build_proposer(
+                        section.model_copy(update={"command": with_python(section.command)}), run_dir=self.run_dir
+                    )
+                ),
             )
             stack.push_async_callback(proposer.aclose)
             plan = lane_plan(
@@ -357,7 +363,7 @@ class _Execution:
         if section.command and self.seams.container_transport is None:
             self._state("launching_container", command=section.command)
             async with launched_container(
-                section.command,
+                with_python(section.command),
                 cwd=section.cwd,
                 env=section.env,
                 startup_timeout_seconds=section.startup_timeout_seconds,
@@ -556,6 +562,11 @@ class _Execution:
         if latest.is_symlink() or latest.exists():
             latest.unlink()
         latest.symlink_to(self.run_id, target_is_directory=True)
+
+
+def with_python(command: list[str]) -> list[str]:
+    """``{python}`` in a command is this interpreter, so cookbook programs run in synth_opt's own environment."""
+    return [sys.executable if part == "{python}" else part for part in command]
 
 
 def _resolve(selection: IdSelection, taskset: TasksetInfo, split: str) -> list[str]:

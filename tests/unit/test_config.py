@@ -102,7 +102,7 @@ def test_relative_paths_resolve_against_toml_folder(tmp_path: Path) -> None:
     cfg = load_config(write(sub, text))
     assert cfg.output_dir == sub / "out"
     assert cfg.container.cwd == sub / "app"
-    assert cfg.container.command == [str(sub / "serve.sh"), "--port", "./x"]
+    assert cfg.container.command == [str(sub / "serve.sh"), "--port", str(sub / "x")]
     assert cfg.cache_path() == tmp_path / "cache" / "c.sqlite"
     assert cfg.proposer.codex_home == sub / ".codex"
 

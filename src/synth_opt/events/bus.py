@@ -19,7 +19,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synth_opt.events.model import Event
 
-__all__ = ["EventBus", "utc_now"]
+__all__ = ["FEED_OMITTED_FIELDS", "EventBus", "utc_now"]
+
+# Bulky fields kept out of events.jsonl (observers such as the workspace writer still get them).
+FEED_OMITTED_FIELDS: dict[str, tuple[str, ...]] = {"checkpoint.written": ("payload",)}
 
 
 def utc_now() -> str:
@@ -48,7 +51,11 @@ class EventBus:
         self.sequence_number += 1
         event = Event(self.sequence_number, self._clock(), type, message, _jsonable(fields), lane)
         if self._file is not None:
-            self._file.write(json.dumps(event.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
+            line = event.to_json()
+            omitted = FEED_OMITTED_FIELDS.get(type)
+            if omitted:
+                line["fields"] = {k: ("<in workspace.sqlite>" if k in omitted else v) for k, v in event.fields.items()}
+            self._file.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
             self._file.flush()
         for callback in self._callbacks:
             callback(event)

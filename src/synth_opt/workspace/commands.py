@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from synth_opt.workspace.repair import repair_workspace
@@ -55,17 +56,20 @@ def repair_command(db: Path, *, as_json: bool = False, console: Console | None =
         console.file.write(json.dumps(summary, indent=2, default=str) + "\n")
         console.file.flush()
     else:
-        console.print(f"repaired {summary['db_path']}: back-filled {summary['backfilled_events']} event(s)")
+        console.print(
+            f"repaired {summary['db_path']}: back-filled {summary['backfilled_events']} event(s)", highlight=False
+        )
         for run_id, run in summary["runs"].items():
             restored = ", ".join(f"{t} +{n}" for t, n in run["restored_rows"].items() if n > 0) or "nothing missing"
-            console.print(f"  {run_id}: {restored}; invariants {run['invariant_status']}: {run['message']}")
+            line = f"  {run_id}: {restored}; invariants {run['invariant_status']}: {run['message']}"
+            console.print(line, highlight=False, markup=False)
     return 0 if summary["status"] == "ok" else 1
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "-" if value is None else str(value)
+    return "-" if value is None else escape(str(value))
 
 
 def render_status(status: dict[str, Any]) -> list[Table]:
@@ -84,14 +88,14 @@ def render_status(status: dict[str, Any]) -> list[Table]:
         usage = run.get("usage") or {}
         summary.add_row("tokens / cost", f"{_cell(usage.get('total_tokens'))} / {_cell(usage.get('cost_usd'))}")
         report = run["invariant_report"]
-        summary.add_row("invariants", f"{report['status']}: {report['message']}")
+        summary.add_row("invariants", escape(f"{report['status']}: {report['message']}"))
         tables.append(summary)
         counts = Table(title="counts")
         counts.add_column("key")
         counts.add_column("counts")
         for key in COUNT_KEYS:
             values = run.get(key) or {}
-            counts.add_row(key, ", ".join(f"{k}={v}" for k, v in values.items()) or "-")
+            counts.add_row(key, escape(", ".join(f"{k}={v}" for k, v in values.items())) or "-")
         tables.append(counts)
         fresh = Table(title="projection freshness")
         for column in ("table", "status", "source rows", "derived rows", "missing"):

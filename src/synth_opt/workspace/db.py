@@ -77,7 +77,7 @@ ON CONFLICT (run_id) DO UPDATE SET
     best_train_score = coalesce(excluded.best_train_score, runs.best_train_score)
 """
 
-_CONTEXT_TYPES = ("run.config", "candidate.registered", "frontier.updated", "budget.updated")
+_CONTEXT_TYPES = ("run.state", "run.config", "candidate.registered", "frontier.updated", "budget.updated")
 
 
 def connect(path: str | Path, *, readonly: bool = False, synchronous: str = "NORMAL") -> sqlite3.Connection:
@@ -156,6 +156,7 @@ def _all_columns() -> dict[str, tuple[str, ...]]:
             for statement in statements:
                 scratch.execute(statement)
         tables = [r[0] for r in scratch.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        # table_info leaves out generated columns, which cannot be inserted
         return {t: tuple(r[1] for r in scratch.execute(f"PRAGMA table_info({t})")) for t in tables}
     finally:
         scratch.close()
@@ -179,12 +180,16 @@ def apply_rows(conn: sqlite3.Connection, rows: Iterable[Row]) -> int:
     """Write rows (inside the caller's transaction): one ``executemany`` per table, parents first. Rows whose
     natural key is already present are ignored, which makes every projection idempotent."""
     grouped: dict[str, list[tuple[Any, ...]]] = {}
+    columns = _all_columns()
     count = 0
     for table, values in rows:
         defaults = _DEFAULTS.get(table)
         if defaults:
             values = {**defaults, **{k: v for k, v in values.items() if v is not None or k not in defaults}}
-        grouped.setdefault(table, []).append(tuple(values.get(c) for c in table_columns(table)))
+        params = grouped.get(table)
+        if params is None:
+            params = grouped[table] = []
+        params.append(tuple(map(values.get, columns[table])))
         count += 1
     order = [t for t in _INSERT_ORDER if t in grouped] + [t for t in grouped if t not in _INSERT_ORDER]
     for table in order:

@@ -55,6 +55,7 @@ COVERAGE: tuple[Coverage, ...] = (
     Coverage("candidates", ("candidate.registered",), "candidate_id"),
     Coverage("candidate_payloads", ("candidate.registered",), "candidate_id"),
     Coverage("candidate_deltas", ("candidate.registered",), "candidate_id"),
+    Coverage("candidate_statuses", ("candidate.status",)),
     Coverage("acceptance_decisions", ("acceptance.decided",), "proposal_index"),
     Coverage("frontier_cells", ("frontier.updated",)),
     Coverage("plan_links", ("proposal.planned", "proposal.created", "candidate.registered")),
@@ -62,7 +63,6 @@ COVERAGE: tuple[Coverage, ...] = (
     Coverage("evidence_frames", _ROLLOUTS, "rollout_id"),
     Coverage("scores", _ROLLOUTS, "rollout_id"),
     Coverage("verifier_jobs", _ROLLOUTS, "rollout_id"),
-    Coverage("candidate_scores", ("seed.scored", "candidate.scored", "heldout.scored")),
     Coverage("trace_annotations", ("reflection.requested",)),
     Coverage("subagent_invocations", _PROPOSER),
     Coverage("usage_ledger", _ROLLOUTS + _PROPOSER),
@@ -127,9 +127,14 @@ def _stream_coverage(conn: sqlite3.Connection, run_id: str, feed_path: Path, onl
     if not feed_path.exists() or (owner != run_id and not (owner is None and only_run)):
         return _entry("events.jsonl (not beside the database)", stored, stored, [], 0)
     lines = _feed_lines(feed_path)
-    have = {r[0] for r in conn.execute("SELECT sequence_number FROM event_stream_events WHERE run_id = ?", (run_id,))}
-    missing = sorted(set(range(1, lines + 1)) - have)
-    return _entry(str(feed_path), lines, stored, [f"event {seq}" for seq in missing], len(missing))
+    covered = conn.execute(
+        "SELECT count(*) FROM event_stream_events WHERE run_id = ? AND sequence_number BETWEEN 1 AND ?", (run_id, lines)
+    ).fetchone()[0]
+    missing: list[int] = []
+    if covered < lines:  # only then list which (the bus numbers the feed's lines 1..N)
+        rows = conn.execute("SELECT sequence_number FROM event_stream_events WHERE run_id = ?", (run_id,))
+        missing = sorted(set(range(1, lines + 1)) - {r[0] for r in rows})
+    return _entry(str(feed_path), lines, stored, [f"event {seq}" for seq in missing], lines - covered)
 
 
 def _profile_coverage(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
@@ -187,6 +192,17 @@ def _checks(conn: sqlite3.Connection, run_id: str, terminal: bool) -> dict[str, 
     ]
     status = "ok" if not undecided else ("violated" if terminal else "pending")
     checks["candidates_have_decisions"] = {"status": status, "candidates": undecided[:SAMPLE]}
+    blind = [
+        f"{cid} <- {parent}"
+        for cid, parent in conn.execute(
+            # a delta written before its parent's payload was known, though the parent had that module
+            "SELECT d.candidate_id, d.parent_id FROM candidate_deltas d JOIN candidate_payloads p "
+            "ON p.run_id = d.run_id AND p.candidate_id = d.parent_id WHERE d.run_id = ? AND d.old_text_sha256 IS NULL "
+            "AND json_type(p.payload_json, '$.' || json_quote(d.module)) IS NOT NULL",
+            (run_id,),
+        )
+    ]
+    checks["deltas_know_their_parent"] = {"status": "violated" if blind else "ok", "deltas": blind[:SAMPLE]}
     checks["usage_matches_manifest"] = _usage_check(conn, run_id)
     return checks
 

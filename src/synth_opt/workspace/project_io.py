@@ -23,6 +23,7 @@ from synth_opt.workspace.rows import (
 __all__ = [
     "ROLLOUT_BOUNDARY",
     "cache_access",
+    "candidate_status",
     "checkpoint_written",
     "proposer_boundary",
     "proposer_call",
@@ -252,10 +253,13 @@ def cache_access(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
 
 
 def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row]:
-    """A checkpoint snapshot; the summary columns are read from the fields or the payload, whichever has them."""
+    """A checkpoint and its whole snapshot payload (``events.jsonl`` leaves the payload out: this row is where a
+    resume finds it). Summary columns come from the fields, else the payload (the supervisor's snapshot: commits,
+    counters, best candidate, pool size), else what earlier events told the context."""
     f = event.fields
     raw = f.get("payload")
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    counters = payload.get("counters") if isinstance(payload.get("counters"), dict) else {}
 
     def pick(*names: str) -> Any:
         for name in names:
@@ -264,27 +268,61 @@ def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> lis
                     return source[name]
         return None
 
-    registry = pick("candidate_registry", "candidates")
-    frontier = pick("frontier")
-    usage = pick("usage")
+    registry, frontier = pick("candidate_registry", "candidates"), pick("frontier")
     rollouts = pick("rollouts", "rollouts_used")
     if isinstance(rollouts, dict):
         rollouts = rollouts.get("total")
+    if rollouts is None and counters:
+        rollouts = (int_or_none(counters.get("rollouts_train")) or 0) + (
+            int_or_none(counters.get("rollouts_heldout")) or 0
+        )
+    usage = pick("usage")
+    if usage is None and counters:
+        usage = {"rollout": counters.get("rollout_usage"), "proposer": counters.get("proposer_usage")}
+    cost = float_or_none(pick("cost_usd"))
+    if cost is None and isinstance(usage, dict):
+        costs = [float_or_none((part or {}).get("cost_usd")) for part in usage.values() if isinstance(part, dict)]
+        cost = None if all(c is None for c in costs) else sum(c or 0.0 for c in costs)
+    state = pick("run_state", "state")
+    commits = int_or_none(pick("commits"))
+    candidates = int_or_none(pick("candidate_count", "pool_size"))
+    if candidates is None and isinstance(registry, dict | list):
+        candidates = len(registry)
+    members = frontier.get("members") if isinstance(frontier, dict) else None
     checkpoint = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
-        "commits": int_or_none(pick("commits")),
-        "state": str_or_none(pick("state", "run_state")),
-        "generation": int_or_none(pick("generation", "commits")),
+        "commits": commits,
+        "state": state if isinstance(state, str) else ctx.run_state,
+        "generation": int_or_none(pick("generation")) or commits,
         "candidate_id": str_or_none(pick("candidate_id")),
         "best_candidate_id": str_or_none(pick("best_candidate_id")) or ctx.best_candidate_id,
-        "candidate_count": int_or_none(pick("candidate_count")) or (len(registry) if registry is not None else None),
+        "candidate_count": candidates,
         "frontier_count": int_or_none(pick("frontier_count"))
-        or (len(frontier.get("members") or []) if isinstance(frontier, dict) else None),
+        or (len(members) if isinstance(members, list) else ctx.frontier_size),
         "rollouts": int_or_none(rollouts),
-        "cost_usd": float_or_none(pick("cost_usd")),
+        "cost_usd": cost,
         "usage_json": None if usage is None else dumps(usage),
         "payload_json": dumps(payload),
         "written_at": k.ts,
     }
     return [Row("checkpoints", checkpoint)]
+
+
+def candidate_status(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
+    """A candidate registry entry (``candidate.status``): its status, the reason, and the scores it was judged on."""
+    f = event.fields
+    scores = f.get("scores") if f.get("scores") is not None else f.get("minibatch_scores")
+    entry = {
+        "run_id": k.run_id,
+        "sequence_number": k.seq,
+        "candidate_id": str(f["candidate_id"]),
+        "status": str(f.get("status") or "unknown"),
+        "reason": str_or_none(f.get("reason")),
+        "proposal_index": int_or_none(f.get("proposal_index")),
+        "pool_index": int_or_none(f.get("pool_index")),
+        "mean_score": float_or_none(f.get("mean_score")),
+        "scores_json": None if scores is None else dumps(scores),
+        "entry_json": dumps(f),
+    }
+    return [Row("candidate_statuses", entry)]

@@ -11,6 +11,7 @@ from synth_opt.workspace.rows import (
     EventKey,
     ProjectionContext,
     Row,
+    canonical,
     dumps,
     float_or_none,
     int_or_none,
@@ -21,7 +22,6 @@ from synth_opt.workspace.rows import (
 __all__ = [
     "acceptance_decided",
     "candidate_registered",
-    "candidate_scores",
     "frontier_updated",
     "proposal_created",
     "proposal_planned",
@@ -62,7 +62,7 @@ def candidate_registered(event: Event, k: EventKey, ctx: ProjectionContext) -> l
     payload = {str(key): str(value) for key, value in (f.get("payload") or {}).items()}
     module = str_or_none(f.get("module"))
     proposal = int_or_none(f.get("proposal_index"))
-    canonical = dumps(payload)
+    text = canonical(payload)
     candidate = {
         "run_id": k.run_id,
         "candidate_id": cid,
@@ -76,8 +76,8 @@ def candidate_registered(event: Event, k: EventKey, ctx: ProjectionContext) -> l
     stored = {
         "run_id": k.run_id,
         "candidate_id": cid,
-        "payload_json": canonical,
-        "payload_sha256": sha256(canonical),
+        "payload_json": text,
+        "payload_sha256": sha256(text),
         "module_count": len(payload),
         "sequence_number": k.seq,
     }
@@ -151,32 +151,10 @@ def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
     return rows
 
 
-def candidate_scores(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    """One row per scored task of ``seed.scored``, ``candidate.scored`` or ``heldout.scored``."""
-    f = event.fields
-    stage = {"seed.scored": "seed.pareto", "heldout.scored": "heldout"}.get(event.type) or str(f.get("stage"))
-    objectives = f.get("objective_scores") or {}
-    return [
-        Row(
-            "candidate_scores",
-            {
-                "run_id": k.run_id,
-                "sequence_number": k.seq,
-                "task_id": str(task_id),
-                "candidate_id": str(f.get("candidate_id")),
-                "stage": stage,
-                "score": float_or_none(score),
-                "objective_scores_json": dumps(objectives[task_id]) if task_id in objectives else None,
-                "event_type": event.type,
-            },
-        )
-        for task_id, score in (f.get("scores") or {}).items()
-    ]
-
-
-def seed_scored(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row]:
+def seed_scored(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
+    """The run's seed (its per-row scores are its ``seed.pareto`` rollouts)."""
     seed = {"run_id": k.run_id, "seed_candidate_id": str_or_none(event.fields.get("candidate_id"))}
-    return [Row("runs", seed), *candidate_scores(event, k, ctx)]
+    return [Row("runs", seed)]
 
 
 def frontier_updated(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:

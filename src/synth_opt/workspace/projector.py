@@ -33,8 +33,6 @@ _HANDLERS: dict[str, Handler] = {
     "run.config": search.run_config,
     "candidate.registered": search.candidate_registered,
     "seed.scored": search.seed_scored,
-    "candidate.scored": search.candidate_scores,
-    "heldout.scored": search.candidate_scores,
     "frontier.updated": search.frontier_updated,
     "proposal.planned": search.proposal_planned,
     "proposal.created": search.proposal_created,
@@ -49,6 +47,7 @@ _HANDLERS: dict[str, Handler] = {
     "run.finished": io.stopper_state,
     "cache.access": io.cache_access,
     "checkpoint.written": io.checkpoint_written,
+    "candidate.status": io.candidate_status,
 }
 HANDLED_TYPES = frozenset(_HANDLERS)
 PROJECTION_ERROR = "projection_error"
@@ -111,7 +110,6 @@ def _stream_row(event: Event, run_id: str, tables: list[str]) -> Row:
             "rollout_id": str_or_none(f.get("rollout_id")),
             "proposal_index": int_or_none(proposal),
             "projected_tables": "," + "".join(f"{table}," for table in tables),
-            "fields_json": dumps(f),
             "payload_json": dumps(event.to_json()),
         },
     )

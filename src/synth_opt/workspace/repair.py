@@ -19,7 +19,7 @@ from synth_opt.workspace.db import apply_rows, open_workspace, refresh_cache_pro
 from synth_opt.workspace.freshness import feed_run_id, refresh_health
 from synth_opt.workspace.projector import ProjectionContext, Row, project_event, touch_run
 from synth_opt.workspace.schema import DERIVED_TABLES
-from synth_opt.workspace.writer import backfill_feed, manifest_row
+from synth_opt.workspace.writer import backfill_feed, manifest_row, stored_manifest
 
 __all__ = ["repair_workspace"]
 
@@ -99,17 +99,8 @@ def _rebuild(conn: sqlite3.Connection, run_id: str, db_path: Path) -> dict[str, 
     if ends:
         apply_rows(conn, [touch_run(run_id, ends)])
     refresh_cache_profiles(conn, run_id)
-    manifest = _manifest(db_path, run_id)
+    manifest = stored_manifest(db_path, run_id)
     if manifest is not None:
         apply_rows(conn, [manifest_row(run_id, manifest)])
     after = _counts(conn, run_id)
     return {t: after[t] - before[t] for t in after if after[t] != before[t]}
-
-
-def _manifest(db_path: Path, run_id: str) -> dict[str, Any] | None:
-    path = db_path.parent / "result_manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("run_id") == run_id else None

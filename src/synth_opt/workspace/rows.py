@@ -17,6 +17,7 @@ __all__ = [
     "EventKey",
     "ProjectionContext",
     "Row",
+    "canonical",
     "dumps",
     "float_or_none",
     "int_or_none",
@@ -56,6 +57,8 @@ class ProjectionContext:
     payloads: dict[str, dict[str, str]] = field(default_factory=dict)
     max_cost_usd: float | None = None
     best_candidate_id: str | None = None
+    frontier_size: int | None = None
+    run_state: str | None = None
     used: dict[str, Any] = field(default_factory=dict)
     reserved: dict[str, Any] = field(default_factory=dict)
     train_cap: int | None = None
@@ -73,6 +76,10 @@ class ProjectionContext:
             self.max_cost_usd = cost if cost is not None and cost > 0 else None
         elif event.type == "frontier.updated":
             self.best_candidate_id = str_or_none(f.get("best_candidate_id")) or self.best_candidate_id
+            members = f.get("members")
+            self.frontier_size = len(members) if isinstance(members, list) else self.frontier_size
+        elif event.type == "run.state":
+            self.run_state = str_or_none(f.get("state"))
         elif event.type == "budget.updated":
             self.used = dict(f.get("used") or {})
             self.reserved = dict(f.get("reserved") or {})
@@ -93,9 +100,19 @@ def stage_kind(stage: str | None) -> tuple[str, int | None]:
     return stage.split(".", 1)[0], None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, sort_keys=True)
+
+
 def dumps(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    """Compact JSON, keys in their given order (one shared encoder: ``json.dumps`` with options builds a new one
+    per call, which the live writer would pay for every row)."""
+    return _ENCODER.encode(value)
+
+
+def canonical(value: Any) -> str:
+    """Compact JSON with sorted keys, for content hashes."""
+    return _CANONICAL.encode(value)
 
 
 def sha256(text: str) -> str:
@@ -107,16 +124,24 @@ def str_or_none(value: Any) -> str | None:
 
 
 def int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
+    """An int from an int, float or numeric string; None otherwise (bools included). Hot: called for most
+    columns of every row, so it tests exact types."""
+    kind = type(value)
+    if kind is int:
         return int(value)
-    except ValueError:
-        return None
+    if kind is float:
+        return int(value)
+    if kind is str:
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
 
 
 def float_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    kind = type(value)
+    return float(value) if kind is float or kind is int else None
 
 
 def usage_columns(data: Any) -> dict[str, Any]:

@@ -44,8 +44,8 @@ _V1: tuple[str, ...] = (
         rollout_id TEXT,
         proposal_index INTEGER,
         projected_tables TEXT NOT NULL DEFAULT ',',
-        fields_json TEXT NOT NULL,
         payload_json TEXT NOT NULL,
+        fields_json TEXT GENERATED ALWAYS AS (json_extract(payload_json, '$.fields')) VIRTUAL,
         PRIMARY KEY (run_id, sequence_number)
     )""",
     "CREATE INDEX event_stream_events_type ON event_stream_events (run_id, type)",
@@ -60,6 +60,13 @@ _V1: tuple[str, ...] = (
         PRIMARY KEY (run_id, candidate_id)
     )""",
     "CREATE INDEX candidates_proposal ON candidates (run_id, proposal_index)",
+    """CREATE TABLE candidate_statuses (
+        run_id TEXT NOT NULL, sequence_number INTEGER NOT NULL, candidate_id TEXT NOT NULL, status TEXT NOT NULL,
+        reason TEXT, proposal_index INTEGER, pool_index INTEGER, mean_score REAL, scores_json TEXT,
+        entry_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, sequence_number)
+    )""",
+    "CREATE INDEX candidate_statuses_candidate ON candidate_statuses (run_id, candidate_id, sequence_number)",
     """CREATE TABLE candidate_payloads (
         run_id TEXT NOT NULL, candidate_id TEXT NOT NULL, payload_json TEXT NOT NULL, payload_sha256 TEXT NOT NULL,
         module_count INTEGER NOT NULL, sequence_number INTEGER NOT NULL,
@@ -105,12 +112,6 @@ _V1: tuple[str, ...] = (
         FOREIGN KEY (run_id, rollout_id) REFERENCES rollouts (run_id, rollout_id) ON DELETE CASCADE
     )""",
     "CREATE INDEX scores_objective ON scores (run_id, objective)",
-    """CREATE TABLE candidate_scores (
-        run_id TEXT NOT NULL, sequence_number INTEGER NOT NULL, task_id TEXT NOT NULL, candidate_id TEXT NOT NULL,
-        stage TEXT NOT NULL, score REAL, objective_scores_json TEXT, event_type TEXT NOT NULL,
-        PRIMARY KEY (run_id, sequence_number, task_id)
-    )""",
-    "CREATE INDEX candidate_scores_candidate ON candidate_scores (run_id, candidate_id, stage)",
     """CREATE TABLE evidence_frames (
         run_id TEXT NOT NULL, rollout_id TEXT NOT NULL, frame_kind TEXT NOT NULL, candidate_id TEXT,
         task_id TEXT, stage TEXT, status TEXT NOT NULL, reward REAL, trace_digest TEXT, feedback TEXT, error TEXT,
@@ -203,6 +204,7 @@ DERIVED_TABLES: tuple[str, ...] = (
     "candidate_payloads",
     "candidate_deltas",
     "candidates",
+    "candidate_statuses",
     "acceptance_decisions",
     "frontier_cells",
     "plan_links",
@@ -210,7 +212,6 @@ DERIVED_TABLES: tuple[str, ...] = (
     "evidence_frames",
     "verifier_jobs",
     "rollouts",
-    "candidate_scores",
     "trace_annotations",
     "subagent_invocations",
     "cache_accesses",

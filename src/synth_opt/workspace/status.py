@@ -75,6 +75,8 @@ def _tables(conn: sqlite3.Connection, path: Path) -> set[str]:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as error:
         raise ConfigError(f"{path} is not a SQLite database ({error}); pass a workspace.sqlite") from None
+    if not tables:
+        raise ConfigError(f"{path} is empty: its writer has not created the workspace tables yet; try again shortly")
     if "event_stream_events" not in tables and not tables & set(SERVICE_TABLES):
         raise ConfigError(f"{path} holds no synth_opt workspace or service tables; pass a workspace.sqlite")
     return tables
@@ -136,6 +138,7 @@ def _run(
                 "AND g.front_key = f.front_key)",
                 run_id,
             ),
+            "candidate_status_counts": _latest_status_counts(conn, tables, run_id),
             "usage": _usage(conn, run_id),
             "stopper": _stopper(conn, run_id),
         }
@@ -150,6 +153,19 @@ def _run(
     }
     run["invariant_report"] = report
     return run
+
+
+def _latest_status_counts(conn: sqlite3.Connection, tables: set[str], run_id: str) -> dict[str, int]:
+    """Candidates by their latest registry status (seed, accepted, rejected, ...)."""
+    if "candidate_statuses" not in tables:
+        return {}
+    rows = conn.execute(
+        "SELECT status, count(*) FROM candidate_statuses s WHERE run_id = ? AND sequence_number = (SELECT "
+        "max(sequence_number) FROM candidate_statuses t WHERE t.run_id = s.run_id AND t.candidate_id = s.candidate_id) "
+        "GROUP BY status ORDER BY status",
+        (run_id,),
+    )
+    return {str(status): n for status, n in rows}
 
 
 def _usage(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:

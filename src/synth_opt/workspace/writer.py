@@ -1,22 +1,28 @@
 """The workspace writer: drains a bus subscription into ``workspace.sqlite`` in batched transactions, and the
 end-of-run finalize that back-fills from ``events.jsonl``.
 
-The writer is the only task that writes a run's workspace while the run goes. It never slows the pipeline: the bus
-hands it events through a bounded stream and drops (and counts) what a full stream cannot take, and each batch is
-written in a worker thread, so the event loop only waits on the stream. A batch that fails to write is logged and
-left to :func:`finalize_workspace`, which back-fills every event of ``events.jsonl`` the tables do not hold.
+The writer is the only task that writes a run's workspace while the run goes, and it never slows the pipeline:
+the bus hands it events through a bounded stream (dropping, and counting, what a full stream cannot take), and the
+batches are projected and committed by a child process (:mod:`synth_opt.workspace.child`), so that work holds
+neither the event loop nor the run's GIL. A batch that is not written is logged and left to
+:func:`finalize_workspace`, which back-fills every event of ``events.jsonl`` that the tables do not hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.events import Event, utc_now
@@ -33,30 +39,41 @@ from synth_opt.workspace.projector import ProjectionContext, project_batch
 from synth_opt.workspace.rows import Row, dumps, float_or_none, str_or_none
 
 __all__ = [
+    "WorkspaceSink",
     "WriterStats",
     "backfill_feed",
     "finalize_workspace",
     "manifest_row",
     "read_feed",
     "run_workspace_writer",
+    "stored_manifest",
 ]
 
 _log = logging.getLogger("synth_opt.workspace")
 _POLL_SECONDS = 0.01
+_CHILD_EXIT_SECONDS = 60.0
 
 
 @dataclass(slots=True)
 class WriterStats:
-    """What a writer did: batches and events written, batches that failed (left for the back-fill)."""
+    """What a writer did: batches and events committed, batches that failed (left for the back-fill), and whether
+    it wrote from a child process."""
 
     batches: int = 0
     events: int = 0
     failed_batches: int = 0
     last_error: str | None = None
+    process: bool = False
+
+    def add(self, other: WriterStats) -> None:
+        self.batches += other.batches
+        self.events += other.events
+        self.failed_batches += other.failed_batches
+        self.last_error = other.last_error or self.last_error
 
 
-class _Sink:
-    """The synchronous side of the writer; every call runs in a worker thread, one at a time."""
+class WorkspaceSink:
+    """One writing connection and the projection context of one run; not thread-safe (one caller at a time)."""
 
     def __init__(self, db_path: Path, run_id: str) -> None:
         self.run_id = run_id
@@ -68,6 +85,7 @@ class _Sink:
             raise
 
     def write(self, events: list[Event], stats: WriterStats) -> None:
+        """Commit one batch; a database error is counted and logged, never raised (the back-fill repairs it)."""
         try:
             store_events(self.conn, self.run_id, events, self.context)
         except sqlite3.Error as error:
@@ -89,34 +107,36 @@ async def run_workspace_writer(
     run_id: str,
     batch_size: int = 500,
     flush_seconds: float = 0.2,
+    process: bool = True,
     stats: WriterStats | None = None,
 ) -> None:
-    """Write every event received to the workspace at ``db_path``, ``batch_size`` events (or what arrived within
+    """Write every event received to the workspace at ``db_path``: ``batch_size`` events (or what arrived within
     ``flush_seconds`` of a batch's first event) per ``BEGIN IMMEDIATE`` transaction. Returns after a final flush
-    once the stream is closed; on cancellation it flushes what it holds (shielded) and re-raises."""
+    once the stream is closed; on cancellation it flushes what it holds (shielded) and re-raises.
+
+    With ``process`` (the default) a child process commits the batches; if it cannot start or dies, the writer
+    goes on from a worker thread of this process (``process=False`` does that from the start)."""
     stats = stats if stats is not None else WriterStats()
-    pending: list[Event] = []
-    sink: _Sink | None = None
-    try:
-        sink = await anyio.to_thread.run_sync(_Sink, db_path, run_id)
-    except (sqlite3.Error, OSError) as error:
-        stats.last_error = f"{type(error).__name__}: {error}"
-        _log.warning("workspace %s cannot be opened (%s); the run goes on without it", db_path, error)
-        await events.aclose()
-        return
-    try:
-        async with events:
+    async with events:
+        child = await _start_child(db_path, run_id) if process else None
+        stats.process = child is not None
+        sink: WorkspaceSink | None = None
+        pending: list[Event] = []
+        try:
             open_ = True
             while open_:
                 open_ = await _fill(events, pending, batch_size, flush_seconds)
                 if pending:
                     batch, pending = pending, []
-                    await anyio.to_thread.run_sync(sink.write, batch, stats)
-    finally:
-        with anyio.CancelScope(shield=True):
-            if pending:
-                await anyio.to_thread.run_sync(sink.write, pending, stats)
-            await anyio.to_thread.run_sync(sink.close)
+                    child, sink = await _write(batch, child, sink, db_path, run_id, stats)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if pending:
+                    child, sink = await _write(pending, child, sink, db_path, run_id, stats)
+                if child is not None:
+                    await _stop_child(child, stats)
+                if sink is not None:
+                    await anyio.to_thread.run_sync(sink.close)
 
 
 async def _fill(
@@ -139,6 +159,68 @@ async def _fill(
     except anyio.EndOfStream:
         return False
     return True
+
+
+async def _start_child(db_path: Path, run_id: str) -> Process | None:
+    command = [sys.executable, "-m", "synth_opt.workspace.child", str(db_path), run_id]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # import what this process does
+    try:
+        return await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
+    except OSError as error:
+        _log.warning("workspace writer process did not start (%s); writing from a thread", error)
+        return None
+
+
+async def _write(
+    batch: list[Event],
+    child: Process | None,
+    sink: WorkspaceSink | None,
+    db_path: Path,
+    run_id: str,
+    stats: WriterStats,
+) -> tuple[Process | None, WorkspaceSink | None]:
+    """Hand one batch to the child process, or write it from a worker thread when there is no (live) child."""
+    if child is not None and child.stdin is not None:
+        try:
+            await child.stdin.send((dumps([e.to_json() for e in batch]) + "\n").encode())
+            return child, sink
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as error:
+            _log.warning("workspace writer process died (%s); writing from a thread", error)
+            await _stop_child(child, stats)
+            child = None
+    if sink is None:
+        try:
+            sink = await anyio.to_thread.run_sync(WorkspaceSink, db_path, run_id)
+        except (sqlite3.Error, OSError) as error:
+            stats.failed_batches += 1
+            stats.last_error = f"{type(error).__name__}: {error}"
+            _log.warning("workspace %s cannot be opened (%s); the back-fill will add these events", db_path, error)
+            return child, None
+    await anyio.to_thread.run_sync(sink.write, batch, stats)
+    return child, sink
+
+
+async def _stop_child(child: Process, stats: WriterStats) -> None:
+    """Close the child's stdin (it commits what it has and exits) and collect its stats; kill it if it hangs."""
+    output = b""
+    with anyio.move_on_after(_CHILD_EXIT_SECONDS):
+        if child.stdin is not None:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await child.stdin.aclose()
+        if child.stdout is not None:
+            async for chunk in child.stdout:
+                output += chunk
+        await child.wait()
+    if child.returncode is None:
+        child.kill()
+        await child.wait()
+    await child.aclose()
+    lines = output.decode(errors="replace").strip().splitlines()
+    try:
+        stats.add(WriterStats(**json.loads(lines[-1])))
+    except (IndexError, ValueError, TypeError):
+        stats.failed_batches += 1
+        stats.last_error = f"workspace writer process exited with {child.returncode} without its stats"
 
 
 def read_feed(feed_path: Path) -> list[Event]:
@@ -197,8 +279,10 @@ def manifest_row(run_id: str, manifest: dict[str, Any], *, written_at: str | Non
 
 
 def finalize_workspace(db_path: Path, feed_path: Path, *, run_id: str, manifest: dict[str, Any] | None) -> None:
-    """At the end of a run (sync; idempotent): back-fill the events the writer missed, store the manifest, and
-    refresh projection freshness and the invariant report."""
+    """At the end of a run (sync; idempotent): back-fill the events the writer missed, store the manifest (or, when
+    None, the ``result_manifest.json`` beside the database if it is this run's), and refresh projection freshness
+    and the invariant report."""
+    manifest = manifest if manifest is not None else stored_manifest(Path(db_path), run_id)
     conn = open_workspace(db_path)
     try:
         backfill_feed(conn, feed_path, run_id)
@@ -208,3 +292,12 @@ def finalize_workspace(db_path: Path, feed_path: Path, *, run_id: str, manifest:
         refresh_health(conn, Path(db_path), run_id)
     finally:
         conn.close()
+
+
+def stored_manifest(db_path: Path, run_id: str) -> dict[str, Any] | None:
+    """The ``result_manifest.json`` beside a workspace, if it belongs to ``run_id``."""
+    try:
+        data = json.loads((db_path.parent / "result_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("run_id") == run_id else None
