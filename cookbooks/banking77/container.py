@@ -43,6 +43,12 @@ CITATION = (
 )
 
 
+SAMPLE_WARNING = (
+    "banking77: NO REAL DATA FOUND; this container uses the tiny sample the project wrote itself, so scores mean "
+    "nothing. Pass --data-dir or set BANKING77_DATA_DIR."
+)
+
+
 def build_container(source: data.DataSource | None = None) -> Container:
     """The container over ``source`` (default: ``data.load()``)."""
     source = source if source is not None else data.load()
@@ -98,6 +104,7 @@ def build_container(source: data.DataSource | None = None) -> Container:
                 "data_path": source.path,
                 "order": f"file order shuffled by random.Random({data.ORDER_SEED}), one generator per split",
                 "license": "CC BY 4.0",
+                **({"warning": SAMPLE_WARNING} if source.kind == "sample" else {}),
                 "citation": CITATION,
             },
         }

@@ -43,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
+    workspace = commands.add_parser("workspace", help="inspect and repair workspace databases")
+    workspace_commands = workspace.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    status = workspace_commands.add_parser("status", help="counts, projection freshness and invariants")
+    status.add_argument("--db", required=True, help="runs/<id>/workspace.sqlite or a service database")
+    status.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    repair = workspace_commands.add_parser("repair", help="rebuild derived tables from their source rows")
+    repair.add_argument("--db", required=True)
+    repair.add_argument("--json", action="store_true")
+
     events = commands.add_parser("events", help="read event feeds")
     event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
     replay = event_commands.add_parser("replay", help="render a feed as a readable timeline")
@@ -59,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.group == "gepa" and args.command == "run":
             return _gepa_run(args)
+        if args.group == "workspace":
+            from synth_opt.workspace import repair_command, status_command
+
+            if args.command == "status":
+                return status_command(Path(args.db), as_json=args.json or not sys.stdout.isatty())
+            return repair_command(Path(args.db), as_json=args.json)
         if args.group == "events" and args.command == "replay":
             return _events_replay(args)
         if args.group == "events" and args.command == "compare":

@@ -23,9 +23,8 @@ class GepaResult:
     Scores are mean rewards on the container's own scale: ``*_train_score`` over the pareto rows,
     ``*_heldout_score`` over the heldout rows evaluated (None where not evaluated).
 
-    ``workspace_db_path`` is None until the per-run workspace database exists (it is written by the workspace
-    read model); ``normalized_event_feed_path`` and ``cache_profile_path`` are None until the run writes a
-    normalized event feed and a cache profile.
+    ``artifact_refs`` lists each artifact with its sha256 and size; the workspace database is listed without them,
+    since it is still written to after the manifest (the workspace keeps its own manifest row).
     """
 
     run_id: str

@@ -45,6 +45,7 @@ from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer
 from synth_opt.result import GepaResult, artifact_ref
+from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]
 
@@ -169,6 +170,8 @@ class _Execution:
         self.feed_path = self.run_dir / "events.jsonl"
         self.registry_path = self.output_dir / "run_registry.jsonl"
         self.bus = EventBus(self.feed_path)
+        self.workspace_db = self.run_dir / "workspace.sqlite"
+        self.workspace_events = self.bus.subscribe(8192)  # before the first event: the writer sees them all
         self.history: list[dict[str, str]] = []
         self.bus.on_event(self._track_state)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
@@ -201,6 +204,11 @@ class _Execution:
             )
             async with anyio.create_task_group() as tg:
                 self.cancel.attach(tg.cancel_scope)
+                tg.start_soon(
+                    functools.partial(
+                        run_workspace_writer, self.workspace_db, self.workspace_events, run_id=self.run_id
+                    )
+                )
                 if observing is not None and self.observer is not None:
                     tg.start_soon(self.observer, observing, self.view)
                 try:
@@ -222,6 +230,12 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
+                    )
+                )
         return result
 
     def _failed(self, error: BaseException) -> BaseException:
@@ -397,10 +411,20 @@ class _Execution:
 
     async def _dataset(self, client: CachedContainer, taskset: TasksetInfo) -> _Dataset:
         ds, source = self.config.dataset, self.config.source_path
+        warning = taskset.metadata.get("warning")
+        if warning:
+            self.bus.emit("container.warning", str(warning), lane="rollout")
         train = _resolve(ds.train_ids, taskset, ds.train_split)
         pareto = _resolve(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
         minibatch = _resolve(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
         heldout = _resolve(ds.heldout_ids, taskset, ds.heldout_split)
+        for key, selection, ids in (("train_ids", ds.train_ids, train), ("heldout_ids", ds.heldout_ids, heldout)):
+            if isinstance(selection, CountSelection) and len(ids) < selection.count:
+                self.bus.emit(
+                    "container.warning",
+                    f"dataset.{key} asks for {selection.count} ids but the container lists only {len(ids)}",
+                    lane="rollout",
+                )
         train_set = set(train)
         for key, ids in (("pareto_ids", pareto), ("minibatch_ids", minibatch)):
             outside = [i for i in ids if i not in train_set]
@@ -417,7 +441,8 @@ class _Execution:
                 rows[row_id] = row
         self.bus.emit(
             "dataset.resolved",
-            f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids",
+            f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids"
+            + (f"; data source: {taskset.metadata['data_source']}" if "data_source" in taskset.metadata else ""),
             train_ids=train,
             pareto_ids=pareto,
             minibatch_ids=minibatch,
@@ -488,6 +513,7 @@ class _Execution:
                 (profile_path, "cache_profile"),
             )
         ]
+        refs.append({"path": str(self.workspace_db), "kind": "workspace_db", "sha256": None, "bytes": None})
         result = GepaResult(
             run_id=self.run_id,
             status=status,
@@ -501,7 +527,7 @@ class _Execution:
             candidate_registry_path=str(registry_path),
             frontier_path=str(frontier_path),
             run_registry_path=str(self.registry_path),
-            workspace_db_path=None,
+            workspace_db_path=str(self.workspace_db),
             artifact_refs=refs,
             cost_usd=usage_total.cost_usd,
             usage={
