@@ -45,9 +45,12 @@ from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer
 from synth_opt.result import GepaResult, artifact_ref
+from synth_opt.resume import ResumePoint, latest_checkpoint, prepare_resume
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]
+
+CHECKPOINT_INTERVAL_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -125,12 +128,13 @@ class GepaRun:
         return anyio.run(self.execute_async)
 
     async def execute_async(self) -> GepaResult:
-        stored = self._prepare_run_dir()
-        if stored is not None:
-            return stored
-        return await _Execution(self.config, self.observer, self.seams, self.cancel_handle).run()
+        prepared = self._prepare_run_dir()
+        if isinstance(prepared, GepaResult):
+            return prepared
+        return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
 
-    def _prepare_run_dir(self) -> GepaResult | None:
+    def _prepare_run_dir(self) -> GepaResult | ResumePoint | None:
+        """A finished run's stored result, the checkpoint to resume an unfinished one from, or None (fresh)."""
         run_dir = self.run_dir
         manifest = run_dir / "result_manifest.json"
         if run_dir.exists() and not self.fresh:
@@ -138,11 +142,15 @@ class GepaRun:
                 stored = GepaResult.from_manifest(manifest)
                 if stored.status == "completed":
                     return _replace_flag(stored)
-            raise RunStateError(
-                f"run directory {run_dir} holds an unfinished run; resuming needs checkpoints, which this "
-                "run does not have. Re-run with --fresh (fresh=True) to replace it.",
-                run_dir=str(run_dir),
-            )
+            checkpoint = latest_checkpoint(run_dir)
+            if checkpoint is None:
+                raise RunStateError(
+                    f"run directory {run_dir} holds an unfinished run with no checkpoint to resume from (it "
+                    "stopped before its seed was scored, or its workspace is gone). Re-run with --fresh "
+                    "(fresh=True) to replace it.",
+                    run_dir=str(run_dir),
+                )
+            return prepare_resume(run_dir, checkpoint)
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
@@ -157,19 +165,31 @@ def _replace_flag(result: GepaResult) -> GepaResult:
 class _Execution:
     """Everything one fresh execution holds; its ``run`` is the whole lifecycle."""
 
-    def __init__(self, config: GepaConfig, observer: RunObserver | None, seams: _Seams, cancel: CancelHandle) -> None:
+    def __init__(
+        self,
+        config: GepaConfig,
+        observer: RunObserver | None,
+        seams: _Seams,
+        cancel: CancelHandle,
+        resume: ResumePoint | None = None,
+    ) -> None:
         self.config = config
+        self.resume = resume
         self.observer = observer
         self.seams = seams
         self.cancel = cancel
         self.supervisor: Supervisor | None = None
         self.cache: CacheStore | None = None
+        self._pending_checkpoint: dict[str, Any] | None = None
+        self._last_checkpoint_at = 0.0
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
         self.output_dir = config.output_dir
         self.feed_path = self.run_dir / "events.jsonl"
         self.registry_path = self.output_dir / "run_registry.jsonl"
         self.bus = EventBus(self.feed_path)
+        if resume is not None:
+            self.bus.sequence_number = resume.sequence_number
         self.workspace_db = self.run_dir / "workspace.sqlite"
         self.workspace_events = self.bus.subscribe(8192)  # before the first event: the writer sees them all
         self.history: list[dict[str, str]] = []
@@ -185,14 +205,24 @@ class _Execution:
 
     async def run(self) -> GepaResult:
         self._point_latest()
-        self._registry_line("started")
-        self._state("created", run_id=self.run_id, config_path=str(self.config.source_path))
-        self.bus.emit(
-            "run.config",
-            f"config digest {self.config.decision_digest()}",
-            digest=self.config.decision_digest(),
-            decision_config=self.config.decision_config(),
-        )
+        if self.resume is None:
+            self._registry_line("started")
+            self._state("created", run_id=self.run_id, config_path=str(self.config.source_path))
+            self.bus.emit(
+                "run.config",
+                f"config digest {self.config.decision_digest()}",
+                digest=self.config.decision_digest(),
+                decision_config=self.config.decision_config(),
+            )
+        else:
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
+                )
+            )
+            self._registry_line("resumed", commits=self.resume.snapshot["commits"])
+            self._state("resumed", commits=self.resume.snapshot["commits"])
+            self._emit_checkpoint(self.resume.snapshot)
         observing = self.bus.subscribe(4096) if self.observer is not None else None
         result: GepaResult | None = None
         try:
@@ -214,6 +244,7 @@ class _Execution:
                 try:
                     result = self._write_result(await self._search(), status="completed")
                 finally:
+                    self._flush_checkpoint()
                     self.bus.close_subscribers()
                     self.cancel.detach()
             if result is None:
@@ -286,7 +317,7 @@ class _Execution:
                 )
             program = await client.program()
             task_info = await client.task_info()
-            dataset = await self._dataset(client, await client.taskset())
+            dataset = await self._dataset(client, await client.taskset(), announce=self.resume is None)
             seed = dict(config.seed_candidate or program.seed_candidate)
             modules = tuple(config.candidate.target_modules or program.target_modules)
             missing = [m for m in modules if m not in seed]
@@ -348,7 +379,10 @@ class _Execution:
                     delta_max=config.gepa.pipeline.delta_max,
                 ),
                 seed=seed,
+                checkpoint=self._offer_checkpoint,
             )
+            if self.resume is not None:
+                supervisor.resume(self.resume.snapshot, self.resume.records, self.resume.registry)
             self.plan_json = plan.to_json()
             self.supervisor = supervisor
             policy = config.policy.model_dump(exclude_none=True)
@@ -409,7 +443,7 @@ class _Execution:
             )
         return token
 
-    async def _dataset(self, client: CachedContainer, taskset: TasksetInfo) -> _Dataset:
+    async def _dataset(self, client: CachedContainer, taskset: TasksetInfo, *, announce: bool) -> _Dataset:
         ds, source = self.config.dataset, self.config.source_path
         warning = taskset.metadata.get("warning")
         if warning:
@@ -439,15 +473,16 @@ class _Execution:
         for split, ids in ((ds.train_split, train), (ds.heldout_split, heldout)):
             for row_id, row in zip(ids, await client.tasks(split, ids), strict=True):
                 rows[row_id] = row
-        self.bus.emit(
-            "dataset.resolved",
-            f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids"
-            + (f"; data source: {taskset.metadata['data_source']}" if "data_source" in taskset.metadata else ""),
-            train_ids=train,
-            pareto_ids=pareto,
-            minibatch_ids=minibatch,
-            heldout_ids=heldout,
-        )
+        if announce:
+            self.bus.emit(
+                "dataset.resolved",
+                f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids"
+                + (f"; data source: {taskset.metadata['data_source']}" if "data_source" in taskset.metadata else ""),
+                train_ids=train,
+                pareto_ids=pareto,
+                minibatch_ids=minibatch,
+                heldout_ids=heldout,
+            )
         return _Dataset(train, pareto, minibatch, heldout, rows)
 
     def _ledger(self, n_heldout: int) -> BudgetLedger:
@@ -571,6 +606,33 @@ class _Execution:
             seed_train_score=outcome.seed.mean,
         )
         self._state(status, stop_reason=outcome.stop_reason, error=error)
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+
+    def _offer_checkpoint(self, snapshot: dict[str, Any]) -> None:
+        """The supervisor snapshots after every commit; the newest one is persisted at most every
+        CHECKPOINT_INTERVAL_SECONDS (and always at the end), since resuming from any of them is exact."""
+        self._pending_checkpoint = snapshot
+        if time.monotonic() - self._last_checkpoint_at >= CHECKPOINT_INTERVAL_SECONDS:
+            self._flush_checkpoint()
+
+    def _flush_checkpoint(self) -> None:
+        if self._pending_checkpoint is not None:
+            self._emit_checkpoint(self._pending_checkpoint)
+            self._pending_checkpoint = None
+            self._last_checkpoint_at = time.monotonic()
+
+    def _emit_checkpoint(self, snapshot: dict[str, Any]) -> None:
+        self.bus.emit(
+            "checkpoint.written",
+            f"checkpoint after {snapshot['commits']} commits",
+            lane="supervisor",
+            commits=snapshot["commits"],
+            generation=snapshot["commits"],
+            best_candidate_id=snapshot.get("best_candidate_id"),
+            candidate_count=snapshot.get("pool_size"),
+            payload=snapshot,
+        )
 
     def _registry_line(self, status: str, **fields: Any) -> None:
         line = {

@@ -1,0 +1,150 @@
+"""`synth-opt gepa run` on the Banking77 cookbook through real processes: the container as a subprocess, the
+offline proposer through the codex app-server client, the CLI itself as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synth_opt.container.launch import process_group_alive
+from synth_opt.events.compare import compare_feeds
+
+COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "banking77"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking77"
+
+pytestmark = pytest.mark.skipif(
+    not (DATA / "train.csv").exists() and not os.environ.get("BANKING77_DATA_DIR"),
+    reason="the Banking77 data is not beside the repository (../shared/data/banking77) nor in BANKING77_DATA_DIR",
+)
+
+
+def small_config(folder: Path, *, budget: int = 1500, cache: str = "readwrite") -> Path:
+    text = (COOKBOOK / "gepa.offline.toml").read_text()
+    replacements = {
+        'output_dir = "../../runs"': 'output_dir = "runs"',
+        '"./container.py"': json.dumps(str(COOKBOOK / "container.py")),
+        '"./offline_proposer.py"': json.dumps(str(COOKBOOK / "offline_proposer.py")),
+        'cwd = "."': f"cwd = {json.dumps(str(COOKBOOK))}",
+        "train_ids = { count = 4000 }": "train_ids = { count = 600 }",
+        "pareto_ids = { count = 150 }": "pareto_ids = { count = 60 }",
+        "heldout_ids = { count = 500 }": "heldout_ids = { count = 100 }",
+        "max_train_rollouts = 10000": f"max_train_rollouts = {budget}",
+        "max_heldout_rollouts = 1000": "max_heldout_rollouts = 200",
+        "max_total_rollouts = 11000": f"max_total_rollouts = {budget + 200}",
+        "minibatch_size = 50": "minibatch_size = 20",
+        'mode = "off"': f'mode = "{cache}"',
+    }
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / "gepa.toml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(
+    config: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(config), "--no-progress", *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=config.parent,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def events(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> None:
+    done = run_cli(small_config(tmp_path, cache="off"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "heldout" in done.stdout and "Traceback" not in done.stderr
+    manifest = json.loads((tmp_path / "runs" / "latest" / "result_manifest.json").read_text())
+    for key in (
+        "best_candidate",
+        "manifest_path",
+        "event_feed_path",
+        "normalized_event_feed_path",
+        "cache_profile_path",
+        "candidate_registry_path",
+        "frontier_path",
+        "run_registry_path",
+        "workspace_db_path",
+        "artifact_refs",
+        "cost_usd",
+        "usage",
+        "state_history",
+        "seed_train_score",
+        "seed_heldout_score",
+        "best_train_score",
+        "best_heldout_score",
+        "rollouts_used",
+        "stop_reason",
+    ):
+        assert key in manifest, key
+    assert manifest["best_heldout_score"] > manifest["seed_heldout_score"]
+    assert manifest["rollouts_used"]["train"] <= 1500 and manifest["rollouts_used"]["heldout"] <= 200
+    assert manifest["stop_reason"] == "max_train_rollouts"
+    assert {entry["state"] for entry in manifest["state_history"]} >= {"created", "searching", "completed"}
+    run_dir = Path(manifest["manifest_path"]).parent
+    launched = [e for e in events(run_dir) if e["type"] == "container.launched"]
+    assert launched and not process_group_alive(launched[0]["fields"]["pid"])
+    assert any(e["type"] == "proposer.called" for e in events(run_dir)), "the offline proposer answered through codex"
+
+
+def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    config = small_config(tmp_path)
+    env = {"SYNTH_OPTIMIZERS_RUN_ID": "interrupted"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(config), "--no-progress"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_dir = tmp_path / "runs" / "interrupted"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        feed = run_dir / "events.jsonl"
+        if feed.exists() and sum(e["type"] == "acceptance.decided" for e in events(run_dir)) >= 4:
+            break
+        time.sleep(0.05)
+    time.sleep(0.7)  # let a throttled checkpoint reach the workspace
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    for event in events(run_dir):  # a SIGKILL leaves the container running: stop it as an operator would
+        if event["type"] == "container.launched":
+            try:
+                os.killpg(event["fields"]["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not (run_dir / "result_manifest.json").exists()
+    decided_before = sum(e["type"] == "acceptance.decided" for e in events(run_dir))
+
+    resumed = run_cli(config, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    states = [e["fields"]["state"] for e in events(run_dir) if e["type"] == "run.state"]
+    assert "resumed" in states and states[-1] == "completed"
+
+    whole = run_cli(config, env={"SYNTH_OPTIMIZERS_RUN_ID": "uninterrupted"})
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    left = tmp_path / "runs" / "uninterrupted"
+    comparison = compare_feeds(left / "events.normalized.jsonl", run_dir / "events.normalized.jsonl")
+    assert comparison.equal, comparison
+    first = json.loads((left / "result_manifest.json").read_text())
+    second = json.loads((run_dir / "result_manifest.json").read_text())
+    assert first["best_candidate_id"] == second["best_candidate_id"]
+    assert first["rollouts_used"] == second["rollouts_used"]
+    assert second["proposals"] > decided_before >= 4
