@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
+    accept = gepa_commands.add_parser("accept", help="fresh, cached and readonly runs of one config, compared")
+    accept.add_argument("--config", required=True)
+
     workspace = commands.add_parser("workspace", help="inspect and repair workspace databases")
     workspace_commands = workspace.add_subparsers(dest="command", required=True, parser_class=_Parser)
     status = workspace_commands.add_parser("status", help="counts, projection freshness and invariants")
@@ -68,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.group == "gepa" and args.command == "run":
             return _gepa_run(args)
+        if args.group == "gepa" and args.command == "accept":
+            return _gepa_accept(args)
         if args.group == "workspace":
             from synth_opt.workspace import repair_command, status_command
 
@@ -131,6 +136,24 @@ async def _cancel_on_signals(run: GepaRun) -> None:
                 os._exit(130)
             print(f"{name} received: stopping the run (again to abort at once)", file=sys.stderr)
             run.cancel(f"{name} received")
+
+
+def _gepa_accept(args: argparse.Namespace) -> int:
+    from synth_opt.acceptance import accept_config
+    from synth_opt.config import load_config
+
+    report = anyio.run(accept_config, load_config(args.config))
+    for label, result in report.results.items():
+        rollouts = result.rollouts_used["total"]
+        print(f"{label:<9} {result.run_id:<40} best {result.best_candidate_id}  rollouts {rollouts}")
+        print(f"          {result.normalized_event_feed_path}")
+    for label, comparison in report.comparisons.items():
+        verdict = "identical" if comparison.equal else f"{comparison.differing} differing line(s)"
+        print(f"fresh vs {label}: {verdict} ({comparison.left_lines} lines)")
+    for problem in report.problems:
+        print(f"FAILED: {problem}")
+    print("acceptance passed" if report.passed else "acceptance failed")
+    return 0 if report.passed else 1
 
 
 def _events_replay(args: argparse.Namespace) -> int:
