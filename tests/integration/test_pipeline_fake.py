@@ -386,3 +386,55 @@ async def test_cost_and_token_limits_stop_the_search_without_overshoot(
     else:
         assert result.usage["total"]["total_tokens"] <= 900
     assert result.rollouts_used["train"] > 0 and result.best_heldout_score is not None
+
+
+class TwoWayProposer(LearningProposer):
+    """Returns two texts: one that changes nothing useful, and the learning one."""
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        learned = await super().propose(request)
+        useless = request.candidate[request.target_module] + " filler"
+        return ProposerResult(texts=(useless, learned.texts[0]), usage=learned.usage)
+
+
+@pytest.mark.anyio
+async def test_several_proposals_per_call_evaluate_each_and_keep_the_best(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "multi", mode="sync_serial", budget=200)
+    path.write_text(
+        path.read_text().replace('backend = "codex_app_server"', 'backend = "codex_app_server"\nproposals_per_call = 2')
+    )
+    result = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=TwoWayProposer()
+    ).execute_async()
+    registry = json.loads(Path(result.candidate_registry_path).read_text())["candidates"]
+    siblings = [c for c in registry.values() if c.get("reason") == "outscored_by_sibling"]
+    accepted = [c for c in registry.values() if c["status"] == "accepted"]
+    assert siblings and accepted
+    assert all("filler" in c["payload"]["instruction"] for c in siblings)
+    assert all("filler" not in c["payload"]["instruction"] for c in accepted)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("rule", "proposer", "key"),
+    [
+        ("score_threshold = 0.5", LearningProposer(), "score_threshold"),
+        ("no_improvement_iterations = 3", EchoProposer(), "no_improvement_iterations"),
+        (
+            "max_time_seconds = 1.5\nrollout_estimated_seconds = 0.05\nproposer_estimated_seconds = 0.05",
+            LearningProposer(),
+            "max_time_seconds",
+        ),
+    ],
+)
+async def test_stopping_rules_name_themselves(tmp_path: Path, rule: str, proposer: LearningProposer, key: str) -> None:
+    path = write_config(tmp_path, "rules", mode="sync_serial", budget=100000)
+    path.write_text(path.read_text().replace("minibatch_size = 3", f"minibatch_size = 3\n{rule}"))
+    result = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=proposer
+    ).execute_async()
+    assert result.stop_reason == key
+    if key == "score_threshold":
+        assert result.best_train_score is not None and result.best_train_score >= 0.5
+    if key == "no_improvement_iterations":
+        assert result.proposals == 3
