@@ -2,8 +2,8 @@
 
 The container is :class:`synth_opt.testing.FakeContainer` plugged in through ``GepaRun(container_transport=...)``
 (an ``httpx.MockTransport``: the real client code path, no sockets), with an in-process proposer of zero latency
-(``GepaRun(proposer=...)``). The run writes the events and artifacts it writes by default. Each budget runs in a
-fresh subprocess so its peak RSS is its own.
+(``GepaRun(proposer=...)``). The run writes the events and artifacts it writes by default, with the workspace
+database on and off (``GepaRun(workspace=False)``). Each run is a fresh subprocess so its peak RSS is its own.
 
     .venv/bin/python benchmarks/engine_overhead.py --budgets 2000 10000 20000
 """
@@ -31,7 +31,7 @@ def score(candidate: dict[str, str], row: dict[str, Any]) -> float:
     return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0
 
 
-def one(budget: int) -> dict[str, Any]:
+def one(budget: int, workspace: bool) -> dict[str, Any]:
     rows = {
         "train": [{"task_id": f"train-{i}", "answer": WORDS[i % 40]} for i in range(200)],
         "test": [{"task_id": f"test-{i}", "answer": WORDS[(i * 7) % 40]} for i in range(50)],
@@ -49,11 +49,12 @@ def one(budget: int) -> dict[str, Any]:
         )
         started = time.perf_counter()
         result = GepaRun(
-            load_config(path), container_transport=fake.transport(), proposer=LatencyProposer(0.0)
+            load_config(path), container_transport=fake.transport(), proposer=LatencyProposer(0.0), workspace=workspace
         ).execute()
         seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
+        "workspace": workspace,
         "budget": budget,
         "rollouts": fake.rollouts_served,
         "proposals": result.proposals,
@@ -65,28 +66,34 @@ def one(budget: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budgets", type=int, nargs="+", default=[2000, 10000, 20000])
+    parser.add_argument("--workspace", choices=("on", "off", "both"), default="both")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one-workspace", choices=("on", "off"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(args.one, args.one_workspace == "on")))
         return
+    modes = ["off", "on"] if args.workspace == "both" else [args.workspace]
     print(
-        f"{'budget':>7} {'rollouts':>8} {'proposals':>9} {'seconds':>8} {'rollouts/s':>10} "
+        f"{'workspace':>9} {'budget':>7} {'rollouts':>8} {'proposals':>9} {'seconds':>8} {'rollouts/s':>10} "
         f"{'ms/proposal':>11} {'peak RSS MB':>11}"
     )
-    first = None
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
     for budget in args.budgets:
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(budget)], capture_output=True, text=True, check=True
-        )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        per_proposal = 1000 * row["seconds"] / max(row["proposals"], 1)
-        first = first or per_proposal
-        print(
-            f"{row['budget']:>7} {row['rollouts']:>8} {row['proposals']:>9} {row['seconds']:>8.2f} "
-            f"{row['rollouts'] / row['seconds']:>10.0f} {per_proposal:>11.2f} {row['peak_rss_mb']:>11.1f}"
-        )
-    print(f"ms/proposal at the largest budget is {per_proposal / first:.2f}x that at the smallest")
+        for mode in modes:  # interleaved, so both see the same machine load
+            command = [sys.executable, __file__, "--one", str(budget), "--one-workspace", mode]
+            row = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split("\n")[-2])
+            per_proposal = 1000 * row["seconds"] / max(row["proposals"], 1)
+            first.setdefault(mode, per_proposal)
+            last[mode] = per_proposal
+            print(
+                f"{mode:>9} {row['budget']:>7} {row['rollouts']:>8} {row['proposals']:>9} {row['seconds']:>8.2f} "
+                f"{row['rollouts'] / row['seconds']:>10.0f} {per_proposal:>11.2f} {row['peak_rss_mb']:>11.1f}"
+            )
+    for mode in modes:
+        ratio = last[mode] / first[mode]
+        print(f"workspace {mode}: ms/proposal at the largest budget is {ratio:.2f}x that at the smallest")
 
 
 if __name__ == "__main__":

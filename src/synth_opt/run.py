@@ -72,6 +72,7 @@ RunObserver = Callable[[MemoryObjectReceiveStream[Event], RunView], Coroutine[An
 class _Seams:
     container_transport: httpx.AsyncBaseTransport | None = None
     proposer: Proposer | None = None
+    workspace: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +100,15 @@ class GepaRun:
         observer: RunObserver | None = None,
         container_transport: httpx.AsyncBaseTransport | None = None,
         proposer: Proposer | None = None,
+        workspace: bool = True,
     ) -> None:
         """``container_transport`` and ``proposer`` are seams for tests and embedding: an httpx transport that
-        answers for ``[container].url`` (nothing is launched), and a proposer used instead of ``[proposer]``."""
+        answers for ``[container].url`` (nothing is launched), and a proposer used instead of ``[proposer]``.
+        ``workspace=False`` writes no ``workspace.sqlite`` (and so keeps no checkpoints: such a run cannot resume)."""
         self.config = config
         self.fresh = fresh
         self.observer = observer
-        self.seams = _Seams(container_transport, proposer)
+        self.seams = _Seams(container_transport, proposer, workspace)
         self.cancel_handle = CancelHandle()
 
     def cancel(self, reason: str = "cancelled by the caller") -> None:
@@ -190,8 +193,9 @@ class _Execution:
         self.bus = EventBus(self.feed_path)
         if resume is not None:
             self.bus.sequence_number = resume.sequence_number
-        self.workspace_db = self.run_dir / "workspace.sqlite"
-        self.workspace_events = self.bus.subscribe(8192)  # before the first event: the writer sees them all
+        self.workspace_db: Path | None = self.run_dir / "workspace.sqlite" if seams.workspace else None
+        # subscribed before the first event, so the writer sees them all
+        self.workspace_events = self.bus.subscribe(8192) if seams.workspace else None
         self.history: list[dict[str, str]] = []
         self.bus.on_event(self._track_state)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
@@ -215,11 +219,7 @@ class _Execution:
                 decision_config=self.config.decision_config(),
             )
         else:
-            await anyio.to_thread.run_sync(
-                functools.partial(
-                    finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
-                )
-            )
+            await self._finalize_workspace()
             self._registry_line("resumed", commits=self.resume.snapshot["commits"])
             self._state("resumed", commits=self.resume.snapshot["commits"])
             self._emit_checkpoint(self.resume.snapshot)
@@ -234,11 +234,12 @@ class _Execution:
             )
             async with anyio.create_task_group() as tg:
                 self.cancel.attach(tg.cancel_scope)
-                tg.start_soon(
-                    functools.partial(
-                        run_workspace_writer, self.workspace_db, self.workspace_events, run_id=self.run_id
+                if self.workspace_db is not None and self.workspace_events is not None:
+                    tg.start_soon(
+                        functools.partial(
+                            run_workspace_writer, self.workspace_db, self.workspace_events, run_id=self.run_id
+                        )
                     )
-                )
                 if observing is not None and self.observer is not None:
                     tg.start_soon(self.observer, observing, self.view)
                 try:
@@ -261,13 +262,19 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(
-                    functools.partial(
-                        finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
-                    )
-                )
+            await self._finalize_workspace()
         return result
+
+    async def _finalize_workspace(self) -> None:
+        """Back-fill whatever the live writer missed from ``events.jsonl`` (shielded: it runs on the way out)."""
+        if self.workspace_db is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                functools.partial(
+                    finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
+                )
+            )
 
     def _failed(self, error: BaseException) -> BaseException:
         """Record why the run ended early, keep everything committed so far, and hand the error back."""
@@ -379,7 +386,7 @@ class _Execution:
                     delta_max=config.gepa.pipeline.delta_max,
                 ),
                 seed=seed,
-                checkpoint=self._offer_checkpoint,
+                checkpoint=self._offer_checkpoint if self.workspace_db is not None else None,
             )
             if self.resume is not None:
                 supervisor.resume(self.resume.snapshot, self.resume.records, self.resume.registry)
@@ -548,7 +555,8 @@ class _Execution:
                 (profile_path, "cache_profile"),
             )
         ]
-        refs.append({"path": str(self.workspace_db), "kind": "workspace_db", "sha256": None, "bytes": None})
+        if self.workspace_db is not None:
+            refs.append({"path": str(self.workspace_db), "kind": "workspace_db", "sha256": None, "bytes": None})
         result = GepaResult(
             run_id=self.run_id,
             status=status,
@@ -562,7 +570,7 @@ class _Execution:
             candidate_registry_path=str(registry_path),
             frontier_path=str(frontier_path),
             run_registry_path=str(self.registry_path),
-            workspace_db_path=str(self.workspace_db),
+            workspace_db_path=None if self.workspace_db is None else str(self.workspace_db),
             artifact_refs=refs,
             cost_usd=usage_total.cost_usd,
             usage={
