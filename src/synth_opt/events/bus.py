@@ -49,13 +49,25 @@ class EventBus:
 
     def emit(self, type: str, message: str, *, lane: str | None = None, **fields: Any) -> Event:
         self.sequence_number += 1
-        event = Event(self.sequence_number, self._clock(), type, message, _jsonable(fields), lane)
+        fields = _jsonable(fields)
+        ts = self._clock()
+        line: dict[str, Any] = {
+            "sequence_number": self.sequence_number,
+            "ts": ts,
+            "type": type,
+            "message": message,
+            "fields": fields,
+            "lane": lane,
+        }
+        omitted = FEED_OMITTED_FIELDS.get(type)
+        if omitted:
+            shown = {k: ("<in workspace.sqlite>" if k in omitted else v) for k, v in fields.items()}
+            text = json.dumps({**line, "fields": shown}, ensure_ascii=False, allow_nan=False)
+        else:
+            text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+        event = Event(self.sequence_number, line["ts"], type, message, fields, lane, encoded=None if omitted else text)
         if self._file is not None:
-            line = event.to_json()
-            omitted = FEED_OMITTED_FIELDS.get(type)
-            if omitted:
-                line["fields"] = {k: ("<in workspace.sqlite>" if k in omitted else v) for k, v in event.fields.items()}
-            self._file.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
+            self._file.write(text + "\n")
             self._file.flush()
         for callback in self._callbacks:
             callback(event)

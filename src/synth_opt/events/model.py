@@ -36,6 +36,9 @@ class Event:
     message: str
     fields: dict[str, Any] = field(default_factory=dict)
     lane: str | None = None
+    encoded: str | None = field(default=None, compare=False, repr=False)
+    """The event's JSON line as ``events.jsonl`` holds it, when that is the whole event (a cache for observers
+    that serialize events again, such as the workspace writer)."""
 
     @property
     def is_decision(self) -> bool:
