@@ -12,10 +12,8 @@ state strictly in proposal order (a reorder buffer), so a run's decisions never 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -23,6 +21,18 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutJob, SupervisorMessage
+from synth_opt.actors.records import (
+    CHECKPOINT_VERSION,
+    Batch,
+    CheckpointSink,
+    Child,
+    Counters,
+    SearchOutcome,
+    Slot,
+    SupervisorSettings,
+    minus_usage,
+    rollout_id_for,
+)
 from synth_opt.errors import BudgetExceededError, ContainerContractError
 from synth_opt.events import EventBus
 from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, Decision, GepaState, ProposalPlan
@@ -34,129 +44,6 @@ from synth_opt.usage import Usage
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
 
 MIN_ROLLOUTS_FOR_FAILURE_RATE = 20
-
-
-def rollout_id_for(run_id: str, candidate: str, stage: str, task_id: str) -> str:
-    """Deterministic: a hash of run, candidate, stage and row."""
-    digest = hashlib.sha256(f"{run_id}\x1f{candidate}\x1f{stage}\x1f{task_id}".encode()).hexdigest()
-    return "ro-" + digest[:24]
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorSettings:
-    run_id: str
-    max_in_flight: int
-    heldout_ids: tuple[str, ...]
-    rows: dict[str, dict[str, Any]]
-    task_info: str | None = None
-    proposals_per_call: int = 1
-    failure_tolerance: float = 0.25
-    no_improvement_iterations: int | None = None
-    score_threshold: float | None = None
-    staleness_policy: str = "full"
-    delta_max: int = 2
-
-
-@dataclass(slots=True)
-class _Batch:
-    kind: str
-    candidate_id: str
-    proposal_index: int | None = None
-    child_index: int = 0
-
-
-@dataclass(slots=True)
-class _Child:
-    payload: dict[str, str]
-    candidate_id: str
-    batch: BatchDone | None = None
-
-    @property
-    def minibatch_sum(self) -> float:
-        assert self.batch is not None
-        return sum(self.batch.scores.values())
-
-
-@dataclass(slots=True)
-class _Slot:
-    plan: ProposalPlan
-    reserved: Amount
-    frontier_summary: dict[str, Any]
-    parent_batch: BatchDone | None = None
-    proposal: ProposerResult | None = None
-    children: list[_Child] = field(default_factory=list)
-    chosen: _Child | None = None
-    staleness: int = 0
-    decision: Decision | None = None
-    needs_pareto: bool = False
-    pareto_batch: BatchDone | None = None
-
-    @property
-    def ready_to_decide(self) -> bool:
-        proposed = self.proposal is not None or self.plan.merge is not None
-        return proposed and all(child.batch is not None for child in self.children)
-
-    @property
-    def unchanged(self) -> bool:
-        """Every proposed text equals the parent's."""
-        return self.proposal is not None and not self.children
-
-    @property
-    def ready_to_commit(self) -> bool:
-        return self.decision is not None and (not self.needs_pareto or self.pareto_batch is not None)
-
-
-@dataclass(slots=True)
-class SearchOutcome:
-    seed: CandidateRecord
-    best: CandidateRecord
-    stop_reason: str
-    heldout_scores: dict[str, dict[str, float]]
-    rollouts_train: int
-    rollouts_heldout: int
-    rollout_usage: Usage
-    proposer_usage: Usage
-    registry: dict[str, dict[str, Any]]
-    proposals: int
-    accepted: int
-
-
-@dataclass(slots=True)
-class _Counters:
-    rollouts_train: int = 0
-    rollouts_heldout: int = 0
-    degraded: int = 0
-    last_error: str | None = None
-    accepted: int = 0
-    rejected: int = 0
-    commits_since_improvement: int = 0
-    rollout_usage: Usage = field(default_factory=Usage)
-    proposer_usage: Usage = field(default_factory=Usage)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rollouts_train": self.rollouts_train,
-            "rollouts_heldout": self.rollouts_heldout,
-            "degraded": self.degraded,
-            "last_error": self.last_error,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "commits_since_improvement": self.commits_since_improvement,
-            "rollout_usage": self.rollout_usage.to_dict(),
-            "proposer_usage": self.proposer_usage.to_dict(),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> _Counters:
-        return cls(
-            **{k: v for k, v in data.items() if k not in ("rollout_usage", "proposer_usage")},
-            rollout_usage=Usage.from_dict(data["rollout_usage"]),
-            proposer_usage=Usage.from_dict(data["proposer_usage"]),
-        )
-
-
-CheckpointSink = Callable[[dict[str, Any]], None]
-CHECKPOINT_VERSION = 1
 
 
 class Supervisor:
@@ -178,9 +65,9 @@ class Supervisor:
         self._seed_payload = seed
         self._clock = clock
         self._started = clock()
-        self._batches: dict[int, _Batch] = {}
+        self._batches: dict[int, Batch] = {}
         self._next_batch = 0
-        self._slots: dict[int, _Slot] = {}
+        self._slots: dict[int, Slot] = {}
         self._next_decide = 0
         self._next_commit = 0
         self._pending_children: set[str] = set()
@@ -190,7 +77,7 @@ class Supervisor:
         self._heldout: dict[str, dict[str, float]] = {}
         self._heldout_waiting = 0
         self._finished = False
-        self.counters = _Counters()
+        self.counters = Counters()
         self.registry: dict[str, dict[str, Any]] = {}
         self._checkpoint_sink = checkpoint
         self._resumed = False
@@ -239,7 +126,7 @@ class Supervisor:
         cid = candidate_id(candidate)
         batch_id = self._next_batch
         self._next_batch += 1
-        self._batches[batch_id] = _Batch(kind, cid, proposal, child_index)
+        self._batches[batch_id] = Batch(kind, cid, proposal, child_index)
         jobs = [
             RolloutJob(
                 batch_id=batch_id,
@@ -330,14 +217,14 @@ class Supervisor:
                 "best_mean_score": self.state.best().mean,
                 "parent_mean_score": parent.mean,
             }
-            slot = self._slots[plan.index] = _Slot(plan, amount, summary)
+            slot = self._slots[plan.index] = Slot(plan, amount, summary)
             if plan.merge is not None:
                 self.bus.emit(
                     "proposal.planned",
                     f"proposal {plan.index}: merge of {' and '.join(plan.parent_ids)}",
                     **plan.to_json(),
                 )
-                merged = _Child(plan.merge.payload, plan.merge.candidate_id)
+                merged = Child(plan.merge.payload, plan.merge.candidate_id)
                 slot.children.append(merged)
                 self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
                 continue
@@ -394,7 +281,7 @@ class Supervisor:
             payload = self.state.child_payload(plan, text)
             cid = candidate_id(payload)
             if cid != plan.parent_id and all(child.candidate_id != cid for child in slot.children):
-                slot.children.append(_Child(payload, cid))
+                slot.children.append(Child(payload, cid))
         slot.proposal = done.result
         if slot.unchanged:
             self._advance()
@@ -402,7 +289,7 @@ class Supervisor:
         for index, child in enumerate(slot.children):
             self._dispatch("child", child.payload, list(plan.minibatch), f"p{plan.index}.child", plan.index, index)
 
-    def _reflection(self, slot: _Slot, batch: BatchDone) -> ReflectionRequest:
+    def _reflection(self, slot: Slot, batch: BatchDone) -> ReflectionRequest:
         parent = self.state.by_id[slot.plan.parent_id]
         records = tuple(
             ReflectiveRecord(
@@ -486,7 +373,7 @@ class Supervisor:
             self._checkpoint()
             self._fill()
 
-    def _decide(self, slot: _Slot) -> None:
+    def _decide(self, slot: Slot) -> None:
         """Decisions are made in proposal order, so everything they read is fixed: the parent's and the
         children's minibatch scores, and which earlier proposals added a candidate (the staleness gap)."""
         plan = slot.plan
@@ -522,7 +409,7 @@ class Supervisor:
                 "pareto", slot.chosen.payload, list(self.state.pareto_ids), f"p{plan.index}.pareto", plan.index
             )
 
-    def _commit(self, slot: _Slot) -> None:
+    def _commit(self, slot: Slot) -> None:
         plan, decision, chosen = slot.plan, slot.decision, slot.chosen
         assert decision is not None
         child_batches = [child.batch for child in slot.children]
@@ -587,7 +474,7 @@ class Supervisor:
         self._check_rules(best)
         self._emit_stopper(plan.index)
 
-    def _register(self, slot: _Slot, record: CandidateRecord | None) -> None:
+    def _register(self, slot: Slot, record: CandidateRecord | None) -> None:
         assert slot.decision is not None
         if record is not None:
             self._record_entry({**record.to_json(), "status": "accepted", "reason": slot.decision.reason})
@@ -741,7 +628,7 @@ class Supervisor:
         when there is one), so the counters exclude what in-flight work has received so far."""
         if self._checkpoint_sink is None:
             return
-        committed = _Counters.from_json(self.counters.to_json())
+        committed = Counters.from_json(self.counters.to_json())
         for slot in self._slots.values():
             for batch in (slot.parent_batch, *(child.batch for child in slot.children), slot.pareto_batch):
                 if batch is None:
@@ -750,9 +637,9 @@ class Supervisor:
                 committed.degraded -= batch.degraded
                 for done in batch.results:
                     if done.reply is not None:
-                        committed.rollout_usage = _minus(committed.rollout_usage, done.reply.usage)
+                        committed.rollout_usage = minus_usage(committed.rollout_usage, done.reply.usage)
             if slot.proposal is not None:
-                committed.proposer_usage = _minus(committed.proposer_usage, slot.proposal.usage)
+                committed.proposer_usage = minus_usage(committed.proposer_usage, slot.proposal.usage)
         self._checkpoint_sink(
             {
                 "version": CHECKPOINT_VERSION,
@@ -785,7 +672,7 @@ class Supervisor:
             raise ValueError(f"checkpoint version {snapshot.get('version')} is not {CHECKPOINT_VERSION}")
         self.state.restore(snapshot["state"], records)
         self.ledger = self.ledger.restored(snapshot["ledger"])
-        self.counters = _Counters.from_json(snapshot["counters"])
+        self.counters = Counters.from_json(snapshot["counters"])
         self.registry = dict(registry)
         self._added = {int(k): bool(v) for k, v in snapshot["added"].items()}
         self._next_commit = self._next_decide = int(snapshot["commits"])
@@ -793,7 +680,7 @@ class Supervisor:
         self._heldout_reserved = Amount.from_json(snapshot["heldout_reserved"])
         for item in snapshot["in_flight"]:
             plan = ProposalPlan.from_checkpoint(item["plan"])
-            self._slots[plan.index] = _Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
+            self._slots[plan.index] = Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
         self._resumed = True
 
     def _continue_after_resume(self) -> None:
@@ -801,7 +688,7 @@ class Supervisor:
         for _, slot in sorted(self._slots.items()):
             plan = slot.plan
             if plan.merge is not None:
-                merged = _Child(plan.merge.payload, plan.merge.candidate_id)
+                merged = Child(plan.merge.payload, plan.merge.candidate_id)
                 slot.children.append(merged)
                 self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
             else:
@@ -833,14 +720,3 @@ class Supervisor:
             proposals=self._next_commit,
             accepted=self.counters.accepted,
         )
-
-
-def _minus(total: Usage, part: Usage) -> Usage:
-    cost = None if total.cost_usd is None else round(total.cost_usd - (part.cost_usd or 0.0), 9)
-    return Usage(
-        calls=total.calls - part.calls,
-        prompt_tokens=total.prompt_tokens - part.prompt_tokens,
-        completion_tokens=total.completion_tokens - part.completion_tokens,
-        total_tokens=total.total_tokens - part.total_tokens,
-        cost_usd=cost,
-    )

@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from synth_opt.cache.store import CacheStore
-from synth_opt.container.client import ContainerClient, validate_rollout_reply
+from synth_opt.container.client import ContainerClient
+from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
 from synth_opt.errors import CacheCorruptError
 from synth_opt.proposers.base import Proposer, ProposerResult

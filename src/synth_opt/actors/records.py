@@ -1,0 +1,163 @@
+"""The supervisor's records: settings, the per-proposal slot and its children, counters, the search outcome.
+
+Plain data; the supervisor (:mod:`synth_opt.actors.supervisor`) is the only code that changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from synth_opt.actors.messages import BatchDone
+from synth_opt.gepa import Amount, CandidateRecord, Decision, ProposalPlan
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.usage import Usage
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "Batch",
+    "CheckpointSink",
+    "Child",
+    "Counters",
+    "SearchOutcome",
+    "Slot",
+    "SupervisorSettings",
+    "minus_usage",
+    "rollout_id_for",
+]
+
+
+def rollout_id_for(run_id: str, candidate: str, stage: str, task_id: str) -> str:
+    """Deterministic: a hash of run, candidate, stage and row."""
+    digest = hashlib.sha256(f"{run_id}\x1f{candidate}\x1f{stage}\x1f{task_id}".encode()).hexdigest()
+    return "ro-" + digest[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    run_id: str
+    max_in_flight: int
+    heldout_ids: tuple[str, ...]
+    rows: dict[str, dict[str, Any]]
+    task_info: str | None = None
+    proposals_per_call: int = 1
+    failure_tolerance: float = 0.25
+    no_improvement_iterations: int | None = None
+    score_threshold: float | None = None
+    staleness_policy: str = "full"
+    delta_max: int = 2
+
+
+@dataclass(slots=True)
+class Batch:
+    kind: str
+    candidate_id: str
+    proposal_index: int | None = None
+    child_index: int = 0
+
+
+@dataclass(slots=True)
+class Child:
+    payload: dict[str, str]
+    candidate_id: str
+    batch: BatchDone | None = None
+
+    @property
+    def minibatch_sum(self) -> float:
+        assert self.batch is not None
+        return sum(self.batch.scores.values())
+
+
+@dataclass(slots=True)
+class Slot:
+    plan: ProposalPlan
+    reserved: Amount
+    frontier_summary: dict[str, Any]
+    parent_batch: BatchDone | None = None
+    proposal: ProposerResult | None = None
+    children: list[Child] = field(default_factory=list)
+    chosen: Child | None = None
+    staleness: int = 0
+    decision: Decision | None = None
+    needs_pareto: bool = False
+    pareto_batch: BatchDone | None = None
+
+    @property
+    def ready_to_decide(self) -> bool:
+        proposed = self.proposal is not None or self.plan.merge is not None
+        return proposed and all(child.batch is not None for child in self.children)
+
+    @property
+    def unchanged(self) -> bool:
+        """Every proposed text equals the parent's."""
+        return self.proposal is not None and not self.children
+
+    @property
+    def ready_to_commit(self) -> bool:
+        return self.decision is not None and (not self.needs_pareto or self.pareto_batch is not None)
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    seed: CandidateRecord
+    best: CandidateRecord
+    stop_reason: str
+    heldout_scores: dict[str, dict[str, float]]
+    rollouts_train: int
+    rollouts_heldout: int
+    rollout_usage: Usage
+    proposer_usage: Usage
+    registry: dict[str, dict[str, Any]]
+    proposals: int
+    accepted: int
+
+
+@dataclass(slots=True)
+class Counters:
+    rollouts_train: int = 0
+    rollouts_heldout: int = 0
+    degraded: int = 0
+    last_error: str | None = None
+    accepted: int = 0
+    rejected: int = 0
+    commits_since_improvement: int = 0
+    rollout_usage: Usage = field(default_factory=Usage)
+    proposer_usage: Usage = field(default_factory=Usage)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rollouts_train": self.rollouts_train,
+            "rollouts_heldout": self.rollouts_heldout,
+            "degraded": self.degraded,
+            "last_error": self.last_error,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "commits_since_improvement": self.commits_since_improvement,
+            "rollout_usage": self.rollout_usage.to_dict(),
+            "proposer_usage": self.proposer_usage.to_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Counters:
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("rollout_usage", "proposer_usage")},
+            rollout_usage=Usage.from_dict(data["rollout_usage"]),
+            proposer_usage=Usage.from_dict(data["proposer_usage"]),
+        )
+
+
+CheckpointSink = Callable[[dict[str, Any]], None]
+CHECKPOINT_VERSION = 1
+
+
+def minus_usage(total: Usage, part: Usage) -> Usage:
+    cost = None if total.cost_usd is None else round(total.cost_usd - (part.cost_usd or 0.0), 9)
+    return Usage(
+        calls=total.calls - part.calls,
+        prompt_tokens=total.prompt_tokens - part.prompt_tokens,
+        completion_tokens=total.completion_tokens - part.completion_tokens,
+        total_tokens=total.total_tokens - part.total_tokens,
+        cost_usd=cost,
+    )

@@ -1,0 +1,327 @@
+"""Validation of container replies into the records of :mod:`synth_opt.container.wire`.
+
+Pure functions over parsed JSON: nothing past the container boundary sees raw replies. ``validate_rollout_reply``
+is also what the cache uses to re-check a stored reply after binding it to the current rollout id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Final
+
+from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, TasksetInfo
+from synth_opt.errors import ContainerContractError
+from synth_opt.usage import Usage
+
+__all__ = [
+    "FAILURE_STATUSES",
+    "PENDING_STATUSES",
+    "SUCCESS_STATUSES",
+    "RolloutPhase",
+    "check_rollout_id",
+    "clip",
+    "first_number",
+    "gepa_contract_version",
+    "invalid_reply",
+    "parse_program",
+    "parse_taskset",
+    "rollout_phase",
+    "stable_row_id",
+    "status_error",
+    "validate_rollout_reply",
+]
+
+SUCCESS_STATUSES: Final = frozenset({"completed", "complete", "success", "succeeded", "ok", "done"})
+FAILURE_STATUSES: Final = frozenset(
+    {"failed", "failure", "error", "cancelled", "canceled", "terminated", "expired", "timeout", "timed_out"}
+)
+PENDING_STATUSES: Final = frozenset(
+    {"running", "queued", "pending", "submitted", "accepted", "in_progress", "started", "paused", "created"}
+)
+_REPLY_HINT: Final = "fix the container so its reply follows the synth-containers contract (SPEC §4)"
+
+
+class RolloutPhase(Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+    UNKNOWN = "unknown"
+
+
+def rollout_phase(reply: Mapping[str, Any]) -> RolloutPhase:
+    """Classify a rollout reply or state by its ``status`` and ``success_status`` words (case-insensitive).
+
+    A failure word in either field wins (synth-containers reports ``completed``/``failed`` for a rollout that
+    ran but failed), then a pending word, then a success word.
+    """
+    words = {str(reply.get(key) or "").strip().lower() for key in ("status", "success_status")} - {""}
+    if words & FAILURE_STATUSES:
+        return RolloutPhase.FAILED
+    if words & PENDING_STATUSES:
+        return RolloutPhase.PENDING
+    if words & SUCCESS_STATUSES:
+        return RolloutPhase.SUCCEEDED
+    return RolloutPhase.UNKNOWN
+
+
+def validate_rollout_reply(payload: Any, rollout_id: str, *, url: str, route: str) -> RolloutReply:
+    """Turn a terminal rollout reply into a :class:`RolloutReply` or raise ``ContainerContractError``."""
+    where = f"container at {url} ({route})"
+    if not isinstance(payload, dict):
+        raise invalid_reply(where, f"expected a JSON object, got {type(payload).__name__}", url, route)
+    check_rollout_id(payload, rollout_id, url=url, route=route)
+    phase = rollout_phase(payload)
+    if phase is not RolloutPhase.SUCCEEDED:
+        raise status_error(payload, rollout_id, url=url, route=route)
+    reward_info = payload.get("reward_info")
+    info = reward_info if isinstance(reward_info, dict) else {}
+    reward = first_number(info, "outcome_reward", "score")
+    if reward is None:
+        reward = first_number(payload, "reward")
+    if reward is None:
+        raise invalid_reply(
+            where,
+            f"rollout {rollout_id} has no numeric reward "
+            "(reward_info.outcome_reward, reward_info.score or a top-level reward)",
+            url,
+            route,
+        )
+    return RolloutReply(
+        rollout_id=rollout_id,
+        status=str(payload.get("status") or payload.get("success_status")),
+        reward=reward,
+        objectives=_objectives(payload, info, where=where, url=url, route=route),
+        usage=Usage.from_reply(payload.get("usage")),
+        trace=_trace(payload),
+        feedback=_feedback(payload, info),
+        raw=payload,
+    )
+
+
+def check_rollout_id(reply: Mapping[str, Any], rollout_id: str, *, url: str, route: str, required: bool = True) -> None:
+    got = reply.get("rollout_id")
+    if got is None and not required:
+        return
+    if got != rollout_id:
+        raise ContainerContractError(
+            f"container at {url} ({route}) answered rollout {rollout_id!r} with rollout_id {got!r}; the "
+            f"reply must echo the request's rollout_id; {_REPLY_HINT}",
+            url=url,
+            route=route,
+            rollout_id=rollout_id,
+            reply_rollout_id=got,
+        )
+
+
+def status_error(reply: Mapping[str, Any], rollout_id: str, *, url: str, route: str) -> ContainerContractError:
+    status = reply.get("status")
+    success_status = reply.get("success_status")
+    detail = reply.get("status_detail") or reply.get("error") or ""
+    described = f"status={status!r}, success_status={success_status!r}"
+    if detail:
+        described += f", detail: {clip(str(detail), 300)}"
+    if rollout_phase(reply) is RolloutPhase.FAILED:
+        message = f"rollout {rollout_id} failed ({described}); see the container's log for the cause"
+    else:
+        message = f"rollout {rollout_id} ended with no terminal success status ({described}); {_REPLY_HINT}"
+    return ContainerContractError(
+        f"container at {url} ({route}): {message}",
+        url=url,
+        route=route,
+        rollout_id=rollout_id,
+        status=status,
+        success_status=success_status,
+    )
+
+
+def _objectives(
+    payload: Mapping[str, Any], info: Mapping[str, Any], *, where: str, url: str, route: str
+) -> dict[str, float]:
+    objectives: dict[str, float] = {}
+    scores = payload.get("objective_scores")
+    if isinstance(scores, list):
+        for entry in scores:
+            if not isinstance(entry, dict) or not isinstance(entry.get("objective"), str):
+                raise invalid_reply(where, "objective_scores entries need 'objective' and 'value'", url, route)
+            value = _number(entry.get("value"))
+            if value is None:
+                raise invalid_reply(where, f"objective {entry['objective']!r} has no numeric value", url, route)
+            objectives[entry["objective"]] = value
+    by_name = info.get("objectives")
+    if isinstance(by_name, dict):
+        for name, raw in by_name.items():
+            value = _number(raw)
+            if value is None:
+                raise invalid_reply(where, f"reward_info.objectives[{name!r}] is not a number", url, route)
+            objectives.setdefault(str(name), value)
+    return objectives
+
+
+def _trace(payload: Mapping[str, Any]) -> Any:
+    trace = payload.get("trace")
+    if trace:
+        return trace
+    turns = payload.get("turns")
+    return turns if turns is not None else trace
+
+
+def _feedback(payload: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
+    holders: list[Any] = [payload, info, payload.get("actionable_side_info"), payload.get("metadata")]
+    for holder in holders:
+        if not isinstance(holder, dict):
+            continue
+        value = holder.get("feedback")
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return None
+
+
+def invalid_reply(where: str, problem: str, url: str, route: str) -> ContainerContractError:
+    return ContainerContractError(f"{where} sent an invalid reply: {problem}; {_REPLY_HINT}", url=url, route=route)
+
+
+# -------------------------------------------------------------------------------------- program and taskset
+
+
+def parse_program(payload: Mapping[str, Any], *, where: str) -> ProgramInfo:
+    def fail(problem: str) -> ContainerContractError:
+        return ContainerContractError(f"{where} sent an invalid program: {problem}; {_REPLY_HINT}")
+
+    raw_modules = payload.get("modules") or []
+    if not isinstance(raw_modules, list):
+        raise fail("'modules' must be a list")
+    modules: list[ProgramModule] = []
+    seed_fields: dict[str, str] = {}
+    for raw in raw_modules:
+        if not isinstance(raw, dict) or not isinstance(raw.get("module_id"), str) or not raw["module_id"]:
+            raise fail("every module needs a non-empty string 'module_id'")
+        module_id = raw["module_id"]
+        if any(module.module_id == module_id for module in modules):
+            raise fail(f"module_id {module_id!r} appears twice")
+        explicit_field = raw.get("candidate_field")
+        for key, kind in (("role", str), ("content", str), ("candidate_field", str), ("mutable", bool)):
+            if raw.get(key) is not None and not isinstance(raw[key], kind):
+                raise fail(f"module {module_id!r} field {key!r} must be a {kind.__name__}")
+        module = ProgramModule(
+            module_id=module_id,
+            role=raw.get("role") or "",
+            content=raw.get("content") or "",
+            mutable=bool(raw.get("mutable", False)),
+            candidate_field=explicit_field or module_id,
+        )
+        modules.append(module)
+        if module.mutable or explicit_field:
+            seed_fields[module.candidate_field] = module.content
+    seed = payload.get("seed_candidate")
+    if seed:
+        if not isinstance(seed, dict) or not all(isinstance(v, str) for v in seed.values()):
+            raise fail("'seed_candidate' must map field names to text")
+        seed_fields = {str(key): value for key, value in seed.items()}
+    targets = _target_fields(payload.get("target_modules"), modules, fail)
+    unknown = [target for target in targets if seed_fields and target not in seed_fields]
+    if unknown:
+        raise fail(f"target modules {unknown} are not fields of the seed candidate {sorted(seed_fields)}")
+    return ProgramInfo(
+        program_id=str(payload.get("program_id") or ""),
+        modules=tuple(modules),
+        target_modules=targets,
+        seed_candidate=seed_fields,
+    )
+
+
+def _target_fields(
+    raw: Any, modules: Sequence[ProgramModule], fail: Callable[[str], ContainerContractError]
+) -> tuple[str, ...]:
+    """Target candidate fields: ``target_modules`` as names or ``{module_id, candidate_field}`` rows."""
+    field_of = {module.module_id: module.candidate_field for module in modules}
+    if not raw:
+        return tuple(dict.fromkeys(module.candidate_field for module in modules if module.mutable))
+    if not isinstance(raw, list):
+        raise fail("'target_modules' must be a list")
+    fields: list[str] = []
+    for entry in raw:
+        if isinstance(entry, str):
+            fields.append(field_of.get(entry, entry))
+        elif isinstance(entry, dict) and (entry.get("candidate_field") or entry.get("module_id")):
+            explicit = entry.get("candidate_field")
+            module_id = str(entry.get("module_id") or "")
+            fields.append(str(explicit) if explicit else field_of.get(module_id, module_id))
+        else:
+            raise fail("each target module must be a name or an object with module_id/candidate_field")
+    return tuple(dict.fromkeys(fields))
+
+
+def parse_taskset(payload: Mapping[str, Any], *, where: str) -> TasksetInfo:
+    def fail(problem: str) -> ContainerContractError:
+        return ContainerContractError(f"{where} sent an invalid taskset: {problem}; {_REPLY_HINT}")
+
+    splits = payload.get("splits")
+    if not isinstance(splits, dict):
+        raise fail("'splits' must be an object of split name -> {task_ids} or {count}")
+    task_ids: dict[str, tuple[str, ...]] = {}
+    counts: dict[str, int] = {}
+    for split, entry in splits.items():
+        listed: Any = entry.get("task_ids") if isinstance(entry, dict) else entry
+        if isinstance(listed, list):
+            task_ids[split] = tuple(str(task_id) for task_id in listed)
+        count: Any = listed if isinstance(listed, int) else None
+        if isinstance(entry, dict):
+            count = next((entry[key] for key in ("count", "size") if entry.get(key) is not None), count)
+        if count is None and split in task_ids:
+            count = len(task_ids[split])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise fail(f"split {split!r} lists neither task_ids nor a non-negative count")
+        counts[split] = count
+    labels = payload.get("labels") or []
+    metadata = payload.get("metadata") or {}
+    if not isinstance(labels, list) or not isinstance(metadata, dict):
+        raise fail("'labels' must be a list and 'metadata' an object")
+    return TasksetInfo(
+        task_ids=task_ids, counts=counts, labels=tuple(str(label) for label in labels), metadata=metadata
+    )
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def gepa_contract_version(metadata: Mapping[str, Any]) -> str | None:
+    """``metadata.optimizer_contracts.gepa.version``, else the legacy top-level ``optimizer_contracts``."""
+    inner = metadata.get("metadata")
+    for holder in (inner if isinstance(inner, dict) else {}, metadata):
+        contracts = holder.get("optimizer_contracts")
+        if isinstance(contracts, dict) and isinstance(contracts.get("gepa"), dict):
+            version = contracts["gepa"].get("version")
+            return None if version is None else str(version)
+    return None
+
+
+def stable_row_id(row: Mapping[str, Any]) -> str | None:
+    for key in ("task_id", "example_id", "id"):
+        value = row.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def first_number(holder: Mapping[str, Any], *keys: str) -> float | None:
+    for key in keys:
+        if holder.get(key) is not None:
+            return _number(holder[key])
+    return None
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
