@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -174,3 +175,38 @@ def test_a_corrupt_cache_is_a_one_line_cache_corrupt_error(tmp_path: Path) -> No
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error[cache_corrupt]: ") and "cache.sqlite" in last
     assert "Traceback" not in done.stderr
+
+
+def test_the_api_key_reaches_no_log_line_or_output_of_the_cli(tmp_path: Path) -> None:
+    from .test_run_faults import config
+
+    path = config(tmp_path)
+    text = path.read_text().replace("max_train_rollouts = 200", "max_train_rollouts = 40")
+    path.write_text(text.replace("[proposer]", '[policy]\napi_key_env = "FAKE_POLICY_KEY"\n\n[proposer]'))
+    env = {**os.environ, "FAKE_POLICY_KEY": SECRET}
+    for extra in (["--log-format", "json", "--log-level", "debug"], []):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "synth_opt",
+                "gepa",
+                "run",
+                "--config",
+                str(path),
+                "--no-progress",
+                "--fresh",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr.count("\n") > 10, "log lines were written"
+        assert SECRET not in done.stderr and SECRET not in done.stdout
+    for file in (tmp_path / "runs").rglob("*"):
+        if file.is_file():
+            assert SECRET.encode() not in file.read_bytes(), file
