@@ -1,0 +1,117 @@
+"""The live display, rendered from a scripted event sequence into a recording console."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from synth_opt.config import load_config
+from synth_opt.events import Event
+from synth_opt.lanes import LaneStats
+from synth_opt.pipeline import PipelineStats
+from synth_opt.progress import ProgressModel, render_progress
+from synth_opt.run import RunView
+
+CONFIG = """
+[container]
+url = "http://127.0.0.1:9"
+
+[dataset]
+train_ids = ["a", "b"]
+
+[proposer]
+backend = "codex_app_server"
+"""
+
+
+def event(n: int, kind: str, message: str = "", lane: str | None = None, **fields: object) -> Event:
+    return Event(n, "2026-11-26T00:00:00.000Z", kind, message, dict(fields), lane)
+
+
+def scripted() -> list[Event]:
+    events = [event(1, "run.state", state="searching"), event(2, "seed.scored", mean_score=0.25, candidate_id="s")]
+    n = 3
+    for index in range(6):
+        events.append(event(n, "proposal.planned", index=index))
+        n += 1
+        for _ in range(4):
+            usage = {"total_tokens": 10, "cost_usd": 0.001}
+            events.append(event(n, "rollout.completed", lane="rollout", stage=f"p{index}.child", usage=usage))
+            n += 1
+        accepted = index % 2 == 0
+        events.append(event(n, "acceptance.decided", "decided", accepted=accepted))
+        n += 1
+    events.append(event(n, "frontier.updated", members=["s", "c1", "c2"], pool_size=4, best_mean_score=0.625))
+    events.append(event(n + 1, "rollout.completed", lane="rollout", stage="heldout", usage={}))
+    return events
+
+
+def test_the_display_shows_budget_lanes_counters_scores_and_cost(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(CONFIG)
+    stats = PipelineStats({"rollout": LaneStats("rollout", 8, busy=3, done=24), "propose": LaneStats("propose", 2)})
+    view = RunView("demo-run", load_config(path), stats, train_cap=100, heldout_cap=40)
+    model = ProgressModel()
+    for item in scripted():
+        model.apply(item)
+    console = Console(record=True, width=120, color_system=None)
+    console.print(render_progress(model, view, elapsed=12.0))
+    text = console.export_text()
+    assert "GEPA demo-run" in text and "state: searching" in text
+    assert "24/100" in text and "1/40" in text  # train and heldout budget bars
+    assert "ETA" in text
+    assert "proposals 6" in text and "accepted 3" in text and "rejected 3" in text
+    assert "best 0.6250" in text and "seed 0.2500" in text
+    assert "frontier 3" in text and "pool 4" in text
+    assert "tokens 240" in text and "cost $0.0240" in text
+    rollout_row = next(line for line in text.splitlines() if line.strip().startswith("rollout"))
+    assert rollout_row.split()[1:4] == ["3", "8", "24"]
+
+
+def test_gepa_run_shows_the_live_display_on_a_terminal_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    from tests.integration.test_run_faults import config
+
+    path = config(tmp_path)
+    path.write_text(path.read_text().replace("max_train_rollouts = 200", "max_train_rollouts = 1000000"))
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path)],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(child)
+    screen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and b"proposals" not in screen:
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                screen += os.read(main, 65536)
+        assert b"train rollouts" in screen and b"proposals" in screen, screen[-2000:]
+        process.send_signal(signal.SIGINT)
+        end = time.monotonic() + 30
+        while time.monotonic() < end and process.poll() is None:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(main, 65536)
+                except OSError:
+                    break
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main)
+    assert b"error[run_cancelled]" in screen
+    assert b"Traceback" not in screen
