@@ -120,7 +120,7 @@ def _collect(events: Iterable[Any]) -> _Run:
 def _step(span: float, target: int = 6) -> float:
     raw = max(span, 1e-9) / target
     magnitude = 10.0 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * magnitude >= raw * 0.8)
+    return next(m * magnitude for m in (1.0, 2.0, 5.0, 10.0) if m * magnitude >= raw * 0.8)
 
 
 def _ticks(lo: float, hi: float, target: int) -> list[float]:
@@ -176,7 +176,7 @@ def _subtitle(run: _Run) -> str:
 def _scale(run: _Run, points: list[_Point]) -> tuple[list[float], list[float]]:
     """x ticks from 0 to past the rollouts used; y ticks around the scores with a margin (within 0..1 if they are)."""
     ys = [p.y for p in points if p.y is not None]
-    x_ticks = _ticks(0.0, max([float(run.rollouts), 1.0] + [p.x for p in points]), 6)
+    x_ticks = _ticks(0.0, max([float(run.rollouts), 10.0] + [p.x for p in points]), 6)
     if not ys:
         return x_ticks, _ticks(0.0, 1.0, 5)
     pad = max(0.03, (max(ys) - min(ys)) * 0.12)
@@ -207,9 +207,10 @@ def render_score_chart(events: Iterable[dict[str, Any]], *, title: str) -> str:
         _el("text", _subtitle(run), x=LEFT, y=58, font_size=13, fill=INK, cls="subtitle"),
     ]
     axes = [_el("rect", x=LEFT, y=TOP, width=RIGHT - LEFT, height=BOTTOM - TOP, fill="none", stroke=GRID)]
+    digits = max(2, -math.floor(math.log10(y_ticks[1] - y_ticks[0]))) if len(y_ticks) > 1 else 2
     for t in y_ticks:
         axes.append(_el("line", x1=LEFT, x2=RIGHT, y1=sy(t), y2=sy(t), stroke=GRID))
-        axes.append(_text(LEFT - 8, sy(t) + 4, f"{t:.2f}", 12, text_anchor="end", fill=MUTED))
+        axes.append(_text(LEFT - 8, sy(t) + 4, f"{t:.{digits}f}", 12, text_anchor="end", fill=MUTED))
     for t in x_ticks:
         axes.append(_el("line", x1=sx(t), x2=sx(t), y1=TOP, y2=BOTTOM, stroke=GRID))
         axes.append(_text(sx(t), RUG_Y + 28, f"{t:,.0f}", 12, text_anchor="middle", fill=MUTED))

@@ -159,8 +159,16 @@ def _gepa_accept(args: argparse.Namespace) -> int:
 def _events_replay(args: argparse.Namespace) -> int:
     from synth_opt.events.replay import render_timeline
 
-    for line in render_timeline(Path(args.events), decisions_only=args.decisions):
+    path = Path(args.events)
+    for line in render_timeline(path, decisions_only=args.decisions):
         print(line)
+    if "sequence_number" in path.read_text(encoding="utf-8")[:200]:  # a raw feed: show the display's last state
+        from rich.console import Console
+
+        from synth_opt.events.normalize import read_feed
+        from synth_opt.progress import replay_summary
+
+        Console().print(replay_summary(read_feed(path), run_id=path.resolve().parent.name))
     return 0
 
 

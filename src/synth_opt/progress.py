@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,9 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from synth_opt.events import Event
+from synth_opt.pipeline import PipelineStats
 from synth_opt.run import RunObserver, RunView
 
-__all__ = ["ProgressModel", "choose_observer", "live_observer", "log_observer", "render_progress"]
+__all__ = ["ProgressModel", "choose_observer", "live_observer", "log_observer", "render_progress", "replay_summary"]
 
 LOGGED_TYPES = frozenset(
     {
@@ -137,7 +140,36 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
     )
     search.add_row(f"best {best}", f"seed {seed}", f"tokens {model.tokens:,}", f"cost ${model.cost_usd:.4f}", "")
     footer = Text(model.last_message, style="dim")
+    if not view.stats.lanes:  # a replayed feed has no live lanes
+        return Group(header, budget, search, footer)
     return Group(header, budget, lanes, search, footer)
+
+
+def replay_summary(events: Iterable[Event], *, run_id: str) -> Group:
+    """The display as it stood at the end of a recorded feed: the same renderer the live run uses."""
+    model = ProgressModel()
+    view = RunView(run_id, None, PipelineStats())
+    first: datetime | None = None
+    last: datetime | None = None
+    for event in events:
+        model.apply(event)
+        if event.type == "budget.updated":
+            view.train_cap = int(event.fields.get("train_cap") or view.train_cap)
+        if event.type == "dataset.resolved":
+            view.heldout_cap = 2 * len(event.fields.get("heldout_ids") or [])
+        stamp = _parse_ts(event.ts)
+        if stamp is not None:
+            first = first or stamp
+            last = stamp
+    elapsed = (last - first).total_seconds() if first and last else 0.0
+    return render_progress(model, view, elapsed=elapsed)
+
+
+def _parse_ts(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def live_observer(console: Console | None = None) -> RunObserver:

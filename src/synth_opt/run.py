@@ -58,7 +58,7 @@ class RunView:
     """What an observer (the progress display) may read while the run goes."""
 
     run_id: str
-    config: GepaConfig
+    config: GepaConfig | None
     stats: PipelineStats
     train_cap: int = 0
     heldout_cap: int = 0

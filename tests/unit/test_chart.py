@@ -179,7 +179,7 @@ def test_write_score_chart_tolerates_a_torn_last_line(tmp_path: Path) -> None:
     assert out == tmp_path / "charts" / "score_chart.svg"
     root = parse(out.read_text(encoding="utf-8"))
     assert len(with_class(root, "accepted")) == 3
-    assert len(list(read_events(events))) == len(lines) - 1
+    assert len(list(read_events(events))) == len(lines)  # the torn copy of the last line is skipped
     for el in root.iter():
         assert el.tag.split("}")[1] not in ("script", "image", "foreignObject")
         assert not any(key.endswith("href") for key in el.attrib)

@@ -127,7 +127,8 @@ def test_events_replay_renders_a_timeline(tmp_path: Path, capsys: pytest.Capture
     )
     assert main(["events", "replay", "--events", str(feed)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "seed ok" in lines[0] and "✗" in lines[1] and "01:02:04" in lines[1]
+    assert "seed ok" in lines[0] and "✗" in lines[1] and "01:02:04" in lines[1]
+    assert any(line.startswith("GEPA ") for line in lines[2:]), "the display's last state follows the timeline"
 
 
 def test_events_replay_of_a_missing_file_is_a_usage_level_error(

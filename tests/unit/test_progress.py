@@ -115,3 +115,22 @@ def test_gepa_run_shows_the_live_display_on_a_terminal_and_exits_cleanly_on_ctrl
         os.close(main)
     assert b"error[run_cancelled]" in screen
     assert b"Traceback" not in screen
+
+
+def test_replay_renders_a_recorded_feed_with_the_same_display(tmp_path: Path) -> None:
+    import json
+
+    from synth_opt.cli import main
+
+    run_dir = tmp_path / "myrun"
+    run_dir.mkdir()
+    events = [*scripted(), event(99, "budget.updated", train_cap=100)]
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e.to_json()) + "\n" for e in events))
+    console = Console(record=True, width=120, color_system=None)
+    from synth_opt.events.normalize import read_feed
+    from synth_opt.progress import replay_summary
+
+    console.print(replay_summary(read_feed(run_dir / "events.jsonl"), run_id="myrun"))
+    text = console.export_text()
+    assert "GEPA myrun" in text and "24/100" in text and "accepted 3" in text and "best 0.6250" in text
+    assert main(["events", "replay", "--events", str(run_dir / "events.jsonl")]) == 0
