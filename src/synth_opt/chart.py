@@ -62,7 +62,7 @@ def _str(value: Any) -> str | None:
 def _collect(events: Iterable[Any]) -> _Run:
     """Fold the feed into plot data; events of unknown types or with odd fields are skipped, never raised on."""
     run = _Run()
-    plans: dict[Any, dict[str, Any]] = {}
+    plans: dict[int | None, dict[str, Any]] = {}
     for event in events:
         if not isinstance(event, dict):
             continue
@@ -77,12 +77,15 @@ def _collect(events: Iterable[Any]) -> _Run:
         elif kind == "seed.scored" and cid and run.seed_id is None:
             run.seed_id = cid
             run.points[cid] = _Point(cid, run.rollouts, _num(f.get("mean_score")), [], "seed", None)
-        elif kind == "proposal.created":
-            plans[f.get("proposal_index")] = f
+        elif kind == "proposal.created" and isinstance(f.get("proposal_index"), int):
+            plans[f["proposal_index"]] = f
         elif kind == "acceptance.decided" and cid:
-            index = f.get("proposal_index")
+            index = f.get("proposal_index") if isinstance(f.get("proposal_index"), int) else None
             plan = plans.get(index, {})
-            parents = [p for p in plan.get("parent_ids") or [plan.get("parent_id")] if isinstance(p, str)]
+            listed = plan.get("parent_ids")
+            parents = [
+                p for p in (listed if isinstance(listed, list) else [plan.get("parent_id")]) if isinstance(p, str)
+            ]
             label = f"p{index}" if isinstance(index, int) else "proposal"
             if f.get("accepted") is True and cid not in run.points:
                 merge = plan.get("kind") == "merge" or len(parents) > 1

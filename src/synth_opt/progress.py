@@ -88,16 +88,17 @@ class ProgressModel:
                 self.accepted += 1
             else:
                 self.rejected += 1
-        elif kind == "seed.scored":
+        elif kind == "seed.scored" and f.get("mean_score") is not None:
             self.seed_score = float(f["mean_score"])
         elif kind == "frontier.updated":
             self.frontier_size = len(f.get("members") or [])
             self.pool_size = int(f.get("pool_size") or 0)
-            self.best_score = float(f["best_mean_score"])
+            if f.get("best_mean_score") is not None:
+                self.best_score = float(f["best_mean_score"])
         elif kind == "search.stopped":
             self.stop_reason = str(f.get("stop_reason"))
-        elif kind == "heldout.scored":
-            self.heldout[str(f["candidate_id"])] = float(f["mean_score"])
+        elif kind == "heldout.scored" and f.get("mean_score") is not None:
+            self.heldout[str(f.get("candidate_id"))] = float(f["mean_score"])
         if kind in LOGGED_TYPES:
             self.last_message = event.message
 

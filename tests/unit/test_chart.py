@@ -7,6 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from synth_opt.chart import read_events, render_score_chart, write_score_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -183,3 +186,20 @@ def test_write_score_chart_tolerates_a_torn_last_line(tmp_path: Path) -> None:
     for el in root.iter():
         assert el.tag.split("}")[1] not in ("script", "image", "foreignObject")
         assert not any(key.endswith("href") for key in el.attrib)
+
+
+TYPES = ["seed.scored", "proposal.created", "acceptance.decided", "candidate.scored", "candidate.status"]
+TYPES += ["frontier.updated", "heldout.scored", "run.finished", "rollout.completed", "run.state", "other"]
+scalars = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-2, 2) | st.sampled_from(["cand-a", SEED, "x"])
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+keys = st.sampled_from(
+    ["candidate_id", "proposal_index", "parent_ids", "parent_id", "accepted", "mean_score", "members"]
+)
+fields = st.dictionaries(keys | st.sampled_from(["stage", "kind", "best_candidate_id", "run_id"]), values, max_size=6)
+events = st.lists(st.fixed_dictionaries({"type": st.sampled_from(TYPES), "fields": fields | values}), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_any_feed_renders_to_valid_svg(feed: list[dict[str, Any]]) -> None:
+    parse(render_score_chart(full_feed().events[:40] + feed, title="fuzz"))
