@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,8 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from _common import LatencyProposer, write_config
 from synth_opt import GepaRun, load_config
+from synth_opt.progress import live_observer
 from synth_opt.testing import FakeContainer
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -31,7 +36,7 @@ def score(candidate: dict[str, str], row: dict[str, Any]) -> float:
     return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0
 
 
-def one(budget: int, workspace: bool) -> dict[str, Any]:
+def one(budget: int, workspace: bool, display: bool = False) -> dict[str, Any]:
     rows = {
         "train": [{"task_id": f"train-{i}", "answer": WORDS[i % 40]} for i in range(200)],
         "test": [{"task_id": f"test-{i}", "answer": WORDS[(i * 7) % 40]} for i in range(50)],
@@ -49,7 +54,13 @@ def one(budget: int, workspace: bool) -> dict[str, Any]:
         )
         started = time.perf_counter()
         result = GepaRun(
-            load_config(path), container_transport=fake.transport(), proposer=LatencyProposer(0.0), workspace=workspace
+            load_config(path),
+            container_transport=fake.transport(),
+            proposer=LatencyProposer(0.0),
+            workspace=workspace,
+            observer=live_observer(Console(file=open(os.devnull, "w"), force_terminal=True, width=120))
+            if display
+            else None,
         ).execute()
         seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -69,9 +80,15 @@ def main() -> None:
     parser.add_argument("--workspace", choices=("on", "off", "both"), default="both")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one-workspace", choices=("on", "off"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-display", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--display", action="store_true", help="compare the live display on and off instead")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.one_workspace == "on")))
+        print(json.dumps(one(args.one, args.one_workspace == "on", args.one_display)))
+        return
+    if args.display:
+        compare_display(args.budgets[0], args.repeats)
         return
     modes = ["off", "on"] if args.workspace == "both" else [args.workspace]
     print(
@@ -94,6 +111,26 @@ def main() -> None:
     for mode in modes:
         ratio = last[mode] / first[mode]
         print(f"workspace {mode}: ms/proposal at the largest budget is {ratio:.2f}x that at the smallest")
+
+
+def _discarding_terminal() -> Console:
+    return Console(file=open(os.devnull, "w"), force_terminal=True, width=120)
+
+
+def compare_display(budget: int, repeats: int) -> None:
+    """The live display (rendering to a terminal that discards its output) against none, interleaved runs."""
+    seconds: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(repeats):
+        for mode in ("off", "on"):
+            command = [sys.executable, __file__, "--one", str(budget), "--one-workspace", "on"]
+            command += ["--one-display"] if mode == "on" else []
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            seconds[mode].append(json.loads(out.strip().splitlines()[-1])["seconds"])
+    off, on = statistics.median(seconds["off"]), statistics.median(seconds["on"])
+    print(f"budget {budget}, {repeats} interleaved runs each, workspace on")
+    print(f"display off: median {off:.2f} s  ({', '.join(f'{x:.2f}' for x in seconds['off'])})")
+    print(f"display on:  median {on:.2f} s  ({', '.join(f'{x:.2f}' for x in seconds['on'])})")
+    print(f"display on / off = {on / off:.3f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from synth_opt.actors import SearchOutcome, Supervisor, SupervisorSettings, propose_handler, rollout_handler
 from synth_opt.cache import CachedContainer, CachedProposer, CacheStore
 from synth_opt.cancel import CancelHandle
+from synth_opt.chart import write_score_chart
 from synth_opt.config import CountSelection, GepaConfig, IdSelection, load_config
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.launch import launched_container
@@ -540,6 +541,7 @@ class _Execution:
         self._emit_finished(outcome, status=status, error=error)
         normalized_path = self.run_dir / "events.normalized.jsonl"
         write_normalized_feed(self.feed_path, normalized_path)
+        chart_path = write_score_chart(self.feed_path, self.run_dir / "score_chart.svg", title=f"GEPA {self.run_id}")
         profile_path = self.run_dir / "cache_profile.json"
         assert self.cache is not None
         self.cache.flush()
@@ -553,6 +555,7 @@ class _Execution:
                 (registry_path, "candidate_registry"),
                 (frontier_path, "frontier"),
                 (profile_path, "cache_profile"),
+                (chart_path, "score_chart"),
             )
         ]
         if self.workspace_db is not None:

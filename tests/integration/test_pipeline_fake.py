@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import anyio
 import httpx
@@ -186,6 +187,9 @@ async def test_the_container_never_serves_more_rollouts_than_the_budget(tmp_path
     assert fake.rollouts_served == result.rollouts_used["total"]
     manifest = json.loads(Path(result.manifest_path).read_text())
     assert manifest["rollouts_used"] == result.rollouts_used
+    chart = next(ref for ref in result.artifact_refs if ref["kind"] == "score_chart")
+    root = ElementTree.parse(chart["path"]).getroot()
+    assert root.tag.endswith("svg") and chart["bytes"] == Path(chart["path"]).stat().st_size
     assert manifest["seed_heldout_score"] == result.seed_heldout_score
 
 
