@@ -314,9 +314,9 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-def write_score_chart(events_path: Path, out_path: Path, *, title: str) -> Path:
-    """Render ``events_path`` to an SVG at ``out_path`` (parents created) and return ``out_path``."""
-    svg = render_score_chart(read_events(events_path), title=title)
+def write_score_chart(events: Path | Iterable[dict[str, Any]], out_path: Path, *, title: str) -> Path:
+    """Render a feed file (or its events in hand) to an SVG at ``out_path`` (parents created); return ``out_path``."""
+    svg = render_score_chart(read_events(events) if isinstance(events, Path) else events, title=title)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(svg, encoding="utf-8")
     return out_path

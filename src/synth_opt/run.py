@@ -39,7 +39,7 @@ from synth_opt.errors import (
     collapse_exception_group,
 )
 from synth_opt.events import Event, EventBus, utc_now
-from synth_opt.events.normalize import write_normalized_feed
+from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings, mean_score
 from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
@@ -52,6 +52,22 @@ from synth_opt.workspace import finalize_workspace, run_workspace_writer
 __all__ = ["GepaRun", "RunObserver", "RunView"]
 
 CHECKPOINT_INTERVAL_SECONDS = 0.5
+_TRAIN_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "train"}}
+_HELDOUT_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "heldout"}}
+_CHART_TYPES = frozenset(
+    {
+        "run.state",
+        "seed.scored",
+        "proposal.created",
+        "candidate.scored",
+        "acceptance.decided",
+        "candidate.status",
+        "frontier.updated",
+        "search.stopped",
+        "heldout.scored",
+        "run.finished",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -199,7 +215,25 @@ class _Execution:
         self.workspace_events = self.bus.subscribe(8192) if seams.workspace else None
         self.history: list[dict[str, str]] = []
         self.bus.on_event(self._track_state)
+        # What the end of the run needs from the feed, kept as it goes so the feed is not parsed again: the
+        # decision events (the normalized feed) and a compact view for the score chart.
+        self.decisions: list[Event] = []
+        self.chart_events: list[dict[str, Any]] = []
+        if resume is not None:
+            for event in read_feed(self.feed_path):
+                self._collect(event)
+        self.bus.on_event(self._collect)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
+
+    def _collect(self, event: Event) -> None:
+        if event.type in ("rollout.completed", "rollout.degraded"):
+            heldout = str(event.fields.get("stage", "")).startswith("heldout")
+            self.chart_events.append(_HELDOUT_ROLLOUT if heldout else _TRAIN_ROLLOUT)
+            return
+        if event.is_decision:
+            self.decisions.append(event)
+        if event.type in _CHART_TYPES:
+            self.chart_events.append({"type": event.type, "fields": event.fields})
 
     def _track_state(self, event: Event) -> None:
         if event.type == "run.state":
@@ -540,8 +574,8 @@ class _Execution:
         )
         self._emit_finished(outcome, status=status, error=error)
         normalized_path = self.run_dir / "events.normalized.jsonl"
-        write_normalized_feed(self.feed_path, normalized_path)
-        chart_path = write_score_chart(self.feed_path, self.run_dir / "score_chart.svg", title=f"GEPA {self.run_id}")
+        write_normalized_feed(self.decisions, normalized_path)
+        chart_path = write_score_chart(self.chart_events, self.run_dir / "score_chart.svg", title=f"GEPA {self.run_id}")
         profile_path = self.run_dir / "cache_profile.json"
         assert self.cache is not None
         self.cache.flush()

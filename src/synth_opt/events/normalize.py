@@ -51,9 +51,9 @@ def normalize_events(events: Iterable[Event]) -> list[dict[str, Any]]:
     return out
 
 
-def write_normalized_feed(events_path: Path, out_path: Path) -> int:
-    """Write ``out_path`` from the feed at ``events_path``; returns the number of lines."""
-    lines = normalize_events(read_feed(events_path))
+def write_normalized_feed(events: Path | Iterable[Event], out_path: Path) -> int:
+    """Write ``out_path`` from a feed file or from events already in hand; returns the number of lines."""
+    lines = normalize_events(read_feed(events) if isinstance(events, Path) else events)
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as out:
         for line in lines:
