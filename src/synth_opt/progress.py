@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 from rich.console import Console, Group
@@ -184,8 +185,9 @@ def live_observer(console: Console | None = None) -> RunObserver:
 
         with Live(_Renderable(), console=out, refresh_per_second=4, transient=False):
             async with events:
-                async for event in events:
-                    model.apply(event)
+                async for batch in _batches(events):
+                    for event in batch:
+                        model.apply(event)
 
     return observe
 
@@ -197,7 +199,7 @@ def log_observer(*, log_format: str = "console", log_level: str = "info", interv
         model = ProgressModel()
         last = time.monotonic()
         async with events:
-            async for event in events:
+            async for event in _each(events):
                 model.apply(event)
                 fields: dict[str, Any] = {"event_type": event.type}
                 if "candidate_id" in event.fields:
@@ -220,6 +222,27 @@ def log_observer(*, log_format: str = "console", log_level: str = "info", interv
                     )
 
     return observe
+
+
+async def _batches(events: MemoryObjectReceiveStream[Event]) -> AsyncIterator[list[Event]]:
+    """Everything already queued at once, then wait for more: one task switch per batch, not per event."""
+    while True:
+        try:
+            batch = [await events.receive()]
+        except anyio.EndOfStream:
+            return
+        while True:
+            try:
+                batch.append(events.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        yield batch
+
+
+async def _each(events: MemoryObjectReceiveStream[Event]) -> AsyncIterator[Event]:
+    async for batch in _batches(events):
+        for event in batch:
+            yield event
 
 
 def choose_observer(*, live: bool, log_format: str = "console", log_level: str = "info") -> RunObserver:
