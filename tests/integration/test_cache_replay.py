@@ -128,6 +128,22 @@ async def test_fresh_cached_and_readonly_runs_make_identical_decisions(
     fresh_profile = json.loads(Path(fresh.cache_profile_path).read_text())
     assert fresh_profile["misses"] == fresh_profile["writes"] > 0
     assert cached.overrides_applied["SYNTH_OPTIMIZERS_CACHE_MODE"] == "readwrite"
+    for result in (fresh, cached):
+        profile = json.loads(Path(result.cache_profile_path).read_text())
+        assert result.workspace_db_path is not None
+        db = sqlite3.connect(result.workspace_db_path)
+        try:
+            actions = dict(db.execute("SELECT action, count(*) FROM cache_accesses GROUP BY action").fetchall())
+            by_boundary = {
+                row[0]: row[1:]
+                for row in db.execute("SELECT boundary, hits, misses, writes FROM cache_profiles").fetchall()
+            }
+        finally:
+            db.close()
+        assert actions.get("hit", 0) == profile["hits"] and actions.get("miss", 0) == profile["misses"]
+        assert actions.get("write", 0) == profile["writes"]
+        for boundary, counts in profile["by_boundary"].items():
+            assert by_boundary[boundary] == (counts["hits"], counts["misses"], counts["writes"])
 
 
 @pytest.mark.anyio
