@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import httpx
 from anyio.abc import Process
 
 from synth_opt.errors import ContainerContractError
+from synth_opt.processes import process_group_alive, stop_process_group, terminate_group
 
 __all__ = [
     "LaunchedContainer",
@@ -177,86 +176,7 @@ async def _wait_until_healthy(
 
 
 async def _stop(process: Process, grace_seconds: float) -> None:
-    """SIGTERM the group, wait up to ``grace_seconds``, SIGKILL what is left, and reap the leader."""
-    pgid = process.pid
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = anyio.current_time() + grace_seconds
-    with anyio.move_on_after(grace_seconds):
-        await process.wait()
-        # Stragglers in the group are not our children, so there is nothing to await but time.
-        while process_group_alive(pgid) and anyio.current_time() < deadline:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
-    if process.returncode is None or process_group_alive(pgid):
-        _signal_group(pgid, signal.SIGKILL)
-    await process.wait()
-
-
-def stop_process_group(pid: int, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS) -> bool:
-    """Synchronously stop the process group led by ``pid``: SIGTERM, wait, SIGKILL; True if it had to kill.
-
-    For callers outside an event loop (signal handlers, atexit, tests). Reaps ``pid`` when it is our child.
-    """
-    if not _signal_group(pid, signal.SIGTERM):
-        _reap(pid)
-        return False
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not process_group_alive(pid):
-            return False
-        time.sleep(0.02)
-    _signal_group(pid, signal.SIGKILL)
-    for _ in range(100):
-        _reap(pid)
-        if not process_group_alive(pid):
-            break
-        time.sleep(0.01)
-    return True
-
-
-def _signal_group(pgid: int, signum: signal.Signals) -> bool:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    return True
-
-
-def process_group_alive(pgid: int) -> bool:
-    """Whether a live process remains in the group.
-
-    Zombies do not count: under an init that does not reap orphans (some container runtimes), a stopped
-    container's orphaned children stay zombies forever and would make the group look alive.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            return True
-    return False
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    await terminate_group(process, grace_seconds=grace_seconds)
 
 
 def _log_tail(log_path: Path, lines: int = _LOG_TAIL_LINES) -> str:

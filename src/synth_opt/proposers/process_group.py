@@ -8,13 +8,12 @@ last lines are kept for error messages.
 
 from __future__ import annotations
 
-import os
-import signal
-
 import anyio
 import anyio.abc
 
-__all__ = ["StderrTail", "signal_group", "stop_process_group"]
+from synth_opt.processes import terminate_group
+
+__all__ = ["StderrTail", "stop_process_group"]
 
 _STDERR_TAIL_BYTES = 16 * 1024
 _STDERR_TAIL_LINES = 20
@@ -52,24 +51,4 @@ class StderrTail:
 
 async def stop_process_group(process: anyio.abc.Process) -> None:
     """Close stdin (a healthy server exits on EOF), then SIGTERM the group, then SIGKILL it; reap the leader."""
-    if process.returncode is None and process.stdin is not None:
-        try:
-            await process.stdin.aclose()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
-        with anyio.move_on_after(EOF_GRACE_SECONDS):
-            await process.wait()
-    if process.returncode is None:
-        signal_group(process.pid, signal.SIGTERM)
-        with anyio.move_on_after(TERM_GRACE_SECONDS):
-            await process.wait()
-        # Also reaches members that outlived the leader: the group id stays reserved while any of them lives.
-        signal_group(process.pid, signal.SIGKILL)
-    await process.wait()
-
-
-def signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
+    await terminate_group(process, grace_seconds=TERM_GRACE_SECONDS, eof_grace_seconds=EOF_GRACE_SECONDS)
