@@ -200,7 +200,7 @@ class _Execution:
         self.cancel = cancel
         self.supervisor: Supervisor | None = None
         self.cache: CacheStore | None = None
-        self._pending_checkpoint: dict[str, Any] | None = None
+        self._pending_checkpoint: Callable[[], dict[str, Any] | None] | None = None
         self._last_checkpoint_at = 0.0
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
@@ -654,18 +654,20 @@ class _Execution:
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
-    def _offer_checkpoint(self, snapshot: dict[str, Any]) -> None:
-        """The supervisor snapshots after every commit; the newest one is persisted at most every
-        CHECKPOINT_INTERVAL_SECONDS (and always at the end), since resuming from any of them is exact."""
-        self._pending_checkpoint = snapshot
+    def _offer_checkpoint(self, take: Callable[[], dict[str, Any] | None]) -> None:
+        """The supervisor offers a checkpoint after every commit; one is taken and persisted at most every
+        CHECKPOINT_INTERVAL_SECONDS (and at the end), since resuming from any of them is exact."""
+        self._pending_checkpoint = take
         if time.monotonic() - self._last_checkpoint_at >= CHECKPOINT_INTERVAL_SECONDS:
             self._flush_checkpoint()
 
     def _flush_checkpoint(self) -> None:
         if self._pending_checkpoint is not None:
-            self._emit_checkpoint(self._pending_checkpoint)
+            snapshot = self._pending_checkpoint()
             self._pending_checkpoint = None
             self._last_checkpoint_at = time.monotonic()
+            if snapshot is not None:
+                self._emit_checkpoint(snapshot)
 
     def _emit_checkpoint(self, snapshot: dict[str, Any]) -> None:
         self.bus.emit(

@@ -148,7 +148,9 @@ class Counters:
         )
 
 
-CheckpointSink = Callable[[dict[str, Any]], None]
+# The supervisor offers a way to take a snapshot (None when the moment is not resumable); the sink decides whether
+# and when to take it, so a snapshot that would be superseded before it is persisted costs nothing.
+CheckpointSink = Callable[[Callable[[], dict[str, Any] | None]], None]
 CHECKPOINT_VERSION = 1
 
 

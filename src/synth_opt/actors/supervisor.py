@@ -622,12 +622,19 @@ class Supervisor:
     # -- checkpoints and resume ------------------------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        """Snapshot everything a resume needs, right after a commit and before the next plan.
+        """Offer a checkpoint after a commit; the sink takes the snapshot now or later (any moment between two
+        messages is a consistent one)."""
+        if self._checkpoint_sink is not None:
+            self._checkpoint_sink(self.snapshot)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Everything a resume needs; None during the heldout evaluation (a resume redoes it from the search's
+        last checkpoint).
 
         Work in flight is recorded by its plan only: a resume runs it again from the start (served from the cache
         when there is one), so the counters exclude what in-flight work has received so far."""
-        if self._checkpoint_sink is None:
-            return
+        if self._heldout_waiting or self._heldout:
+            return None
         committed = Counters.from_json(self.counters.to_json())
         for slot in self._slots.values():
             for batch in (slot.parent_batch, *(child.batch for child in slot.children), slot.pareto_batch):
@@ -640,29 +647,27 @@ class Supervisor:
                         committed.rollout_usage = minus_usage(committed.rollout_usage, done.reply.usage)
             if slot.proposal is not None:
                 committed.proposer_usage = minus_usage(committed.proposer_usage, slot.proposal.usage)
-        self._checkpoint_sink(
-            {
-                "version": CHECKPOINT_VERSION,
-                "sequence_number": self.bus.sequence_number,
-                "commits": self._next_commit,
-                "state": self.state.snapshot(),
-                "ledger": self.ledger.to_json(),
-                "counters": committed.to_json(),
-                "added": {str(k): v for k, v in self._added.items() if k < self._next_commit},
-                "in_flight": [
-                    {
-                        "plan": slot.plan.to_checkpoint(),
-                        "reserved": slot.reserved.to_json(),
-                        "summary": slot.frontier_summary,
-                    }
-                    for _, slot in sorted(self._slots.items())
-                ],
-                "stop_reason": self._stop_reason,
-                "heldout_reserved": self._heldout_reserved.to_json(),
-                "best_candidate_id": self.state.best().candidate_id,
-                "pool_size": len(self.state.pool),
-            }
-        )
+        return {
+            "version": CHECKPOINT_VERSION,
+            "sequence_number": self.bus.sequence_number,
+            "commits": self._next_commit,
+            "state": self.state.snapshot(),
+            "ledger": self.ledger.to_json(),
+            "counters": committed.to_json(),
+            "added": {str(k): v for k, v in self._added.items() if k < self._next_commit},
+            "in_flight": [
+                {
+                    "plan": slot.plan.to_checkpoint(),
+                    "reserved": slot.reserved.to_json(),
+                    "summary": slot.frontier_summary,
+                }
+                for _, slot in sorted(self._slots.items())
+            ],
+            "stop_reason": self._stop_reason,
+            "heldout_reserved": self._heldout_reserved.to_json(),
+            "best_candidate_id": self.state.best().candidate_id,
+            "pool_size": len(self.state.pool),
+        }
 
     def resume(
         self, snapshot: dict[str, Any], records: dict[str, CandidateRecord], registry: dict[str, dict[str, Any]]
