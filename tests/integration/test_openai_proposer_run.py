@@ -1,0 +1,105 @@
+"""A whole run with the ``openai_compatible`` proposer over real HTTP against the fake OpenAI-compatible server:
+usage and cost flow into the result, and a cost limit stops the search by name."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from synth_opt import GepaRun, load_config
+from synth_opt.proposers.reflection import REFLECTION_BLOCK_TAG
+from synth_opt.testing import FakeOpenAI, serve_fake_openai
+
+from .test_pipeline_fake import new_fake
+
+BLOCK = re.compile(r"```json " + REFLECTION_BLOCK_TAG + r"\n(.*?)\n```", re.DOTALL)
+
+
+def learn(prompt: str) -> str:
+    """Add the answer of the first failed record to the text: what a good model would do on this toy task."""
+    request = json.loads(BLOCK.search(prompt).group(1))  # type: ignore[union-attr]
+    text = request["current_text"]
+    for record in request["records"]:
+        if record["reward"] < 1 and record["task"]["answer"] not in text.split():
+            text = f"{text} {record['task']['answer']}"
+            break
+    return json.dumps({"proposals": [text]})
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def config(tmp_path: Path, url: str, *, wire_api: str, limits: str) -> Path:
+    path = tmp_path / f"{wire_api}.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "openai-{wire_api}"
+
+[container]
+url = "http://fake-container.test"
+
+[dataset]
+train_ids = {{count = 12}}
+heldout_ids = {{count = 10}}
+pareto_ids = {{count = 8}}
+
+[proposer]
+backend = "openai_compatible"
+base_url = "{url}"
+model = "fake-model"
+api_key_env = "FAKE_OPENAI_KEY"
+cost_per_million_input_tokens = 2000.0
+cost_per_million_output_tokens = 8000.0
+config = {{ wire_api = "{wire_api}" }}
+
+[gepa]
+minibatch_size = 3
+{limits}
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("wire_api", ["chat", "responses"])
+async def test_usage_and_cost_of_the_proposer_flow_into_the_result(
+    tmp_path: Path, wire_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
+    fake_server = FakeOpenAI(learn)
+    with serve_fake_openai(fake_server) as url:
+        path = config(tmp_path, url, wire_api=wire_api, limits="max_train_rollouts = 120")
+        result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
+    proposer = result.usage["proposer"]
+    assert proposer["calls"] == len(fake_server.requests) == result.proposals > 0
+    assert proposer["prompt_tokens"] > 0 and proposer["completion_tokens"] > 0
+    expected = (proposer["prompt_tokens"] * 2000 + proposer["completion_tokens"] * 8000) / 1e6
+    assert proposer["cost_usd"] == pytest.approx(expected)
+    assert result.cost_usd == pytest.approx(expected + result.usage["rollout"]["cost_usd"])
+    assert result.accepted > 0 and result.best_train_score > result.seed_train_score  # type: ignore[operator]
+    path_seen = {request.path for request in fake_server.requests}
+    assert path_seen == {"/v1/chat/completions" if wire_api == "chat" else "/v1/responses"}
+
+
+@pytest.mark.anyio
+async def test_a_cost_limit_stops_the_run_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
+    limits = """max_train_rollouts = 100000
+max_cost_usd = 25.0
+proposer_estimated_cost_usd = 3.0
+rollout_estimated_cost_usd = 0.0001"""
+    with serve_fake_openai(learn) as url:
+        path = config(tmp_path, url, wire_api="chat", limits=limits)
+        result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
+    assert result.stop_reason == "max_cost_usd"
+    assert result.cost_usd is not None and 0 < result.cost_usd <= 25.0
+    assert result.usage["proposer"]["calls"] >= 2
