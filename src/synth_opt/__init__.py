@@ -26,6 +26,7 @@ from synth_opt.errors import (
 )
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
+from synth_opt.workspace import repair_workspace, workspace_status
 
 __version__ = "0.1.0"
 
@@ -49,4 +50,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "load_config",
+    "repair_workspace",
+    "workspace_status",
 ]
