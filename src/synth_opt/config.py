@@ -357,7 +357,10 @@ def _looks_secret(text: str) -> bool:
 
 
 def _secret_name(name: str) -> bool:
-    return not name.lower().endswith("_env") and bool(_SECRET_WORDS & set(re.split(r"[_\-.]", name.lower())))
+    lowered = name.lower()
+    if lowered.endswith("_env") or lowered.startswith("env_"):  # names an environment variable (codex's env_key)
+        return False
+    return bool(_SECRET_WORDS & set(re.split(r"[_\-.]", lowered)))
 
 
 def _find_secrets(value: object, key: str) -> list[str]:

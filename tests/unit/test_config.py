@@ -266,6 +266,17 @@ def test_env_var_names_and_model_names_are_not_secrets(tmp_path: Path) -> None:
     assert cfg.policy.api_key_env == "OPENAI_API_KEY" and cfg.policy.max_tokens == 512
 
 
+def test_a_codex_provider_env_key_names_a_variable_and_is_not_a_secret(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        '[proposer.config]\n"model_providers.local" = { base_url = "http://127.0.0.1:9/v1", env_key = "LOCAL_KEY", '
+        'wire_api = "responses" }\n',
+    )
+    assert cfg.proposer.config["model_providers.local"]["env_key"] == "LOCAL_KEY"
+    message = config_error(tmp_path, '[proposer.config]\nexperimental_bearer_token = "abc"\n')
+    assert "proposer.config.experimental_bearer_token" in message
+
+
 @pytest.mark.parametrize("key", ["pareto_ids", "minibatch_ids"])
 def test_subset_of_train_ids(tmp_path: Path, key: str) -> None:
     message = config_error(tmp_path, base=with_dataset(f'{key} = ["a", "zz", "yy"]'))

@@ -301,8 +301,7 @@ class _Session:
         if not isinstance(method, str):
             return  # a reply to a request we no longer wait for (e.g. turn/interrupt)
         if "id" in message:
-            decision = "denied" if method in _LEGACY_APPROVALS else "decline"
-            await self._send({"id": message["id"], "result": {"decision": decision}})
+            await self._send(_decline(message["id"], method))
             return
         params = message.get("params")
         self.turn.observe(method, params if isinstance(params, dict) else {})
@@ -463,3 +462,18 @@ def _toml_value(value: Any, where: str) -> str:
 def _toml_key(key: Any) -> str:
     text = str(key)
     return text if _BARE_KEY.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
+_APPROVALS = frozenset({"item/commandExecution/requestApproval", "item/fileChange/requestApproval"})
+
+
+def _decline(request_id: Any, method: str) -> JsonObject:
+    """Our answer to a request from the server: approvals are declined, elicitations declined, anything else is
+    refused as unsupported (never left unanswered)."""
+    if method in _LEGACY_APPROVALS:
+        return {"id": request_id, "result": {"decision": "denied"}}
+    if method in _APPROVALS:
+        return {"id": request_id, "result": {"decision": "decline"}}
+    if method == "mcpServer/elicitation/request":
+        return {"id": request_id, "result": {"action": "decline"}}
+    return {"id": request_id, "error": {"code": -32601, "message": f"{method} is not supported by synth_opt"}}
