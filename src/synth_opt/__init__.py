@@ -26,6 +26,16 @@ from synth_opt.errors import (
 )
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
+from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
+from synth_opt.service.functions import (
+    workspace_cancel_run_request,
+    workspace_claim_next_run_request,
+    workspace_complete_run_request,
+    workspace_heartbeat_run_request,
+    workspace_recover,
+    workspace_start_run_request,
+    workspace_submit_run_request,
+)
 from synth_opt.workspace import repair_workspace, workspace_status
 
 __version__ = "0.1.0"
@@ -43,13 +53,22 @@ __all__ = [
     "InvariantError",
     "LeaseLostError",
     "ProposerError",
+    "QueueConflictError",
     "RunCancelledError",
     "RunFailedError",
+    "RunRequestNotFoundError",
     "RunStateError",
     "SynthOptimizerError",
     "UsageError",
     "__version__",
     "load_config",
     "repair_workspace",
+    "workspace_cancel_run_request",
+    "workspace_claim_next_run_request",
+    "workspace_complete_run_request",
+    "workspace_heartbeat_run_request",
+    "workspace_recover",
+    "workspace_start_run_request",
     "workspace_status",
+    "workspace_submit_run_request",
 ]

@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
+    service = gepa_commands.add_parser("service", help="the standing GEPA service (litestar) over a queue database")
+    service.add_argument("--db", required=True, help="the service database (created if missing)")
+    service.add_argument("--bind", default="127.0.0.1:8879", help="host:port; loopback unless a token is set")
+    service.add_argument("--worker-id", default="local-gepa")
+    service.add_argument("--config-root", default=".", help="submitted config paths must lie under it")
+    service.add_argument("--token-env", help="environment variable holding the bearer token")
+    run_next = gepa_commands.add_parser("run-next", help="claim and execute the next queued request, then exit")
+    run_next.add_argument("--db", required=True)
+    run_next.add_argument("--worker-id", default=f"run-next-{os.getpid()}")
+
     accept = gepa_commands.add_parser("accept", help="fresh, cached and readonly runs of one config, compared")
     accept.add_argument("--config", required=True)
 
@@ -54,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     repair = workspace_commands.add_parser("repair", help="rebuild derived tables from their source rows")
     repair.add_argument("--db", required=True)
     repair.add_argument("--json", action="store_true")
+    recover = workspace_commands.add_parser("recover", help="requeue expired leases of a service database")
+    recover.add_argument("--db", required=True)
 
     events = commands.add_parser("events", help="read event feeds")
     event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -73,6 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _gepa_run(args)
         if args.group == "gepa" and args.command == "accept":
             return _gepa_accept(args)
+        if args.group == "gepa" and args.command == "service":
+            from synth_opt.service.cli import serve
+
+            return serve(Path(args.db), args.bind, args.worker_id, Path(args.config_root), args.token_env)
+        if args.group == "gepa" and args.command == "run-next":
+            from synth_opt.service.cli import run_next_command
+
+            return run_next_command(Path(args.db), args.worker_id)
+        if args.group == "workspace" and args.command == "recover":
+            from synth_opt.service.cli import recover_command
+
+            return recover_command(Path(args.db))
         if args.group == "workspace":
             from synth_opt.workspace import repair_command, status_command
 

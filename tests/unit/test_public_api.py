@@ -23,9 +23,18 @@ EXPECTED = {
     "SynthOptimizerError",
     "UsageError",
     "__version__",
+    "QueueConflictError",
+    "RunRequestNotFoundError",
     "load_config",
     "repair_workspace",
+    "workspace_cancel_run_request",
+    "workspace_claim_next_run_request",
+    "workspace_complete_run_request",
+    "workspace_heartbeat_run_request",
+    "workspace_recover",
+    "workspace_start_run_request",
     "workspace_status",
+    "workspace_submit_run_request",
 }
 
 

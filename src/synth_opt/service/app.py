@@ -1,0 +1,164 @@
+"""``create_app()``: the standing GEPA service (litestar) over a SQLite run queue.
+
+Resources are opened in the lifespan: the queue (recovering expired leases at start-up) and, with ``auto_start``,
+a background worker that claims and runs requests one at a time. Shutting down stops claiming, asks the running
+request to stop within ``grace_seconds`` and releases its lease, so it is queued again.
+
+Every error reaches the caller as ``{"error": {"code", "message", "detail"}}``: 4xx for the caller's mistakes
+(malformed JSON and missing fields 400, a bad or missing config or a path outside the config root 422, an unknown
+request 404, a conflict or a lost lease 409, a missing or wrong bearer token 401), 500 only for a bug. With a
+``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included) needs
+``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import anyio
+from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+
+from synth_opt import __version__
+from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
+from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError, ServiceAuthError
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.routes import ROUTES, ServiceContext
+from synth_opt.service.worker import call_in_thread
+from synth_opt.service.worker_loop import ServiceWorker
+
+__all__ = ["create_app", "error_status"]
+
+_log = logging.getLogger("synth_opt.service")
+
+_STATUS: tuple[tuple[type[SynthOptimizerError], int], ...] = (
+    (RunRequestNotFoundError, 404),
+    (ServiceAuthError, 401),
+    (QueueConflictError, 409),
+    (LeaseLostError, 409),
+    (RunStateError, 409),
+    (ConfigError, 422),
+    (UsageError, 400),
+)
+
+
+def error_status(error: SynthOptimizerError) -> int:
+    """The HTTP status of a synth_opt error: 4xx for the caller's mistakes, 500 for everything else."""
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 500)
+
+
+def _envelope(
+    code: str, message: str, detail: Any, status: int, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(
+        {"error": {"code": code, "message": message, "detail": detail}}, status_code=status, headers=headers
+    )
+
+
+def _synth_error(request: Request[Any, Any, Any], error: SynthOptimizerError) -> Response[Any]:
+    status = error_status(error)
+    if status == 500:
+        _log.error("%s %s failed: %s", request.method, request.url.path, error.one_line())
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return _envelope(error.error_code, error.message, error.detail, status, headers)
+
+
+def _http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    status = error.status_code
+    code = "validation_error" if status == 400 else HTTPStatus(status).phrase.lower().replace(" ", "_")
+    detail = {"errors": error.extra} if error.extra else {}
+    return _envelope(code, str(error.detail), detail, status, dict(error.headers or {}) or None)
+
+
+def _bug(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    _log.exception("%s %s failed unexpectedly", request.method, request.url.path, exc_info=error)
+    message = f"unexpected {type(error).__name__}; see the service log"
+    return _envelope("internal_error", message, {}, 500)
+
+
+def _token_guard(token: str | None) -> Any:
+    expected = None if token is None else token.encode()
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if expected is None or handler.opt.get("public"):
+            return
+        scheme, _, given = connection.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise ServiceAuthError("missing or wrong bearer token; send 'Authorization: Bearer <token>'")
+
+    return guard
+
+
+def create_app(
+    db_path: str | Path,
+    *,
+    worker_id: str,
+    config_root: str | Path,
+    bearer_token: str | None = None,
+    auto_start: bool = True,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    poll_seconds: float = 1.0,
+    grace_seconds: float = 10.0,
+) -> Litestar:
+    """The service app. ``config_root`` confines submitted config paths; ``auto_start`` starts the background
+    worker at start-up (otherwise the first ``POST /runs`` with ``auto_start: true`` does)."""
+    if bearer_token is not None and not bearer_token.strip():
+        raise ConfigError("the bearer token is empty; set a non-empty token or none", field="bearer_token")
+    root = Path(config_root).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"config root {root} is not a directory; pass an existing --config-root", field="config_root")
+    service = ServiceContext(db_path=Path(db_path), config_root=root, worker_id=worker_id)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        queue = SqliteRunQueue(service.db_path, lease_seconds=lease_seconds)
+        service.queue_ = queue
+        service.worker_ = ServiceWorker(queue, worker_id=worker_id, config_root=root, poll_seconds=poll_seconds)
+        try:
+            recovered = await call_in_thread(queue.recover)
+            if recovered["recovered"]:
+                _log.warning("start-up recovery: %s", recovered)
+            async with anyio.create_task_group() as tg:
+                service.task_group = tg
+                if auto_start:
+                    await tg.start(service.worker.serve)
+                try:
+                    yield
+                finally:
+                    service.stopping = True
+                    with anyio.CancelScope(shield=True):
+                        await service.worker.shutdown(grace_seconds)
+                    tg.cancel_scope.cancel()
+        finally:
+            service.task_group = None
+            queue.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        state=State({"service": service}),
+        lifespan=[lifespan],
+        guards=[_token_guard(bearer_token)],
+        exception_handlers={
+            SynthOptimizerError: _synth_error,
+            HTTPException: _http_error,
+            Exception: _bug,
+        },
+        openapi_config=OpenAPIConfig(
+            title="synth_opt GEPA service",
+            version=__version__,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )

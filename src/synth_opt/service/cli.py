@@ -1,0 +1,187 @@
+"""The service's commands, wired into ``synth-opt`` by :mod:`synth_opt.cli`:
+
+- ``synth-opt gepa service --db --bind --worker-id [--config-root] [--token-env]`` -> :func:`serve`
+- ``synth-opt gepa run-next --db [--worker-id]`` -> :func:`run_next_command`
+- ``synth-opt workspace recover --db`` -> :func:`recover_command`
+
+Each returns the exit code, prints its result (JSON) on stdout and raises SynthOptimizerError for the CLI to print
+as one line (a bad ``--bind``, a missing token, a database that is not a service database: exit 2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import anyio
+import uvicorn
+
+from synth_opt.errors import ConfigError, collapse_exception_group
+from synth_opt.service.functions import workspace_recover
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.worker import Execution, run_next
+
+__all__ = ["DEFAULT_BIND", "is_loopback", "parse_bind", "recover_command", "run_next_command", "serve"]
+
+DEFAULT_BIND = "127.0.0.1:8879"
+GRACE_SECONDS = 10.0
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as ``(host, port)``; a ConfigError naming ``--bind`` otherwise."""
+    host, colon, port = bind.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--bind {bind!r} must be HOST:PORT, like {DEFAULT_BIND}", field="--bind")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(token_env: str | None) -> str | None:
+    if token_env is None:
+        return None
+    token = os.environ.get(token_env, "").strip()
+    if not token:
+        raise ConfigError(
+            f"--token-env {token_env}: the environment variable {token_env} is unset or empty; export the bearer "
+            "token in it",
+            field="--token-env",
+        )
+    return token
+
+
+def serve(
+    db: Path,
+    bind: str,
+    worker_id: str,
+    config_root: Path,
+    token_env: str | None,
+    *,
+    grace_seconds: float = GRACE_SECONDS,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> int:
+    """Run the service until SIGINT or SIGTERM; then stop claiming, stop the running request within
+    ``grace_seconds`` and release its lease (it is queued again and resumes later)."""
+    from synth_opt.service.app import create_app
+
+    host, port = parse_bind(bind)
+    token = _token(token_env)
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"--bind {bind}: {host} is not a loopback address, and binding elsewhere needs a bearer token; put one "
+            "in an environment variable and pass --token-env NAME, or bind 127.0.0.1",
+            field="--bind",
+        )
+    SqliteRunQueue(db).close()  # a bad --db is reported here, as one line, not from inside the server
+    app = create_app(
+        db,
+        worker_id=worker_id,
+        config_root=config_root,
+        bearer_token=token,
+        auto_start=True,
+        lease_seconds=lease_seconds,
+        grace_seconds=grace_seconds,
+    )
+    print(
+        f"synth-opt service on http://{bind} (worker {worker_id}, db {db}, config root {config_root.resolve()}"
+        f"{', bearer token required' if token else ''})",
+        file=sys.stderr,
+    )
+    server = _GracefulServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="info",
+            timeout_graceful_shutdown=int(grace_seconds),
+        )
+    )
+    server.run()
+    return 0
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn re-raises the stop signal once shut down; after a SIGTERM (a requested, graceful stop) we exit 0
+    instead. SIGINT is still re-raised, so Ctrl-C ends with exit code 130."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if sig == signal.SIGTERM and isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
+
+
+def _summary(request: dict[str, Any]) -> dict[str, Any]:
+    keys = ("request_id", "run_id", "status", "attempts", "error", "manifest_path", "best_candidate_id", "cost_usd")
+    return {key: request.get(key) for key in keys}
+
+
+def run_next_command(
+    db: Path,
+    worker_id: str,
+    *,
+    config_root: Path | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> int:
+    """Recover expired leases, claim the next request, run it and exit: 0 when it completed (or nothing was
+    queued), 1 when it failed or was cancelled, 130 when SIGINT/SIGTERM stopped it (its lease is released, so the
+    request is queued again)."""
+    SqliteRunQueue(db).close()
+    signalled: list[str] = []
+    final = anyio.run(_run_next_with_signals, db, worker_id, config_root, lease_seconds, signalled)
+    print(json.dumps({"request": None if final is None else _summary(final)}, indent=2))
+    if signalled:
+        return 130
+    return 0 if final is None or final["status"] == "completed" else 1
+
+
+async def _run_next_with_signals(
+    db: Path, worker_id: str, config_root: Path | None, lease_seconds: float, signalled: list[str]
+) -> dict[str, Any] | None:
+    current: list[Execution] = []
+    final: dict[str, Any] | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for received in signals:
+                        name = signal.Signals(received).name
+                        signalled.append(name)
+                        print(f"{name} received: stopping the run and releasing its lease", file=sys.stderr)
+                        if current:
+                            current[0].shutdown()
+                        else:
+                            tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_signals)
+            final = await run_next(
+                db, worker_id=worker_id, lease_seconds=lease_seconds, config_root=config_root, on_start=current.append
+            )
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise collapse_exception_group(group) from None
+    return final
+
+
+def recover_command(db: Path) -> int:
+    """Requeue expired leases and print what was recovered."""
+    if not db.is_file():
+        raise ConfigError(f"service database {db} does not exist; pass the --db the service uses", field="--db")
+    print(json.dumps(workspace_recover(db), indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,29 @@
+"""Errors the run queue and the service add to the tree of :mod:`synth_opt.errors`::
+
+    SynthOptimizerError
+    ├── QueueConflictError          queue_conflict          exit 1   (HTTP 409: live run id, wrong request state)
+    ├── RunRequestNotFoundError     run_request_not_found   exit 2   (HTTP 404)
+    └── ServiceAuthError            unauthorized            exit 2   (HTTP 401: missing or wrong bearer token)
+
+``LeaseLostError`` (a fenced write whose lease is gone) stays in :mod:`synth_opt.errors`; the service maps it to 409.
+"""
+
+from __future__ import annotations
+
+from synth_opt.errors import SynthOptimizerError
+
+__all__ = ["QueueConflictError", "RunRequestNotFoundError", "ServiceAuthError"]
+
+
+class QueueConflictError(SynthOptimizerError):
+    error_code = "queue_conflict"
+
+
+class RunRequestNotFoundError(SynthOptimizerError):
+    error_code = "run_request_not_found"
+    exit_code = 2
+
+
+class ServiceAuthError(SynthOptimizerError):
+    error_code = "unauthorized"
+    exit_code = 2

@@ -1,0 +1,79 @@
+"""Plain-dict views of queue rows, and the run summary a completed request imports from a GEPA result."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["PUBLIC_OMIT", "dumps", "public_view", "request_view", "summary_columns"]
+
+_JSON_COLUMNS = {
+    "error_json": "error",
+    "cancel_json": "cancel",
+    "usage_json": "usage",
+    "result_json": "result",
+}
+# what a caller of the HTTP API never sees: the lease token is the worker's proof of ownership
+PUBLIC_OMIT = frozenset({"lease_token"})
+
+
+def dumps(value: Any) -> str | None:
+    """JSON text for a column, or NULL for None."""
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def request_view(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
+    """A ``run_requests`` row as a plain dict: JSON columns decoded under their short names, flags as booleans."""
+    data = dict(row)
+    view: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _JSON_COLUMNS:
+            view[_JSON_COLUMNS[key]] = None if value is None else json.loads(value)
+        elif key == "cancel_requested":
+            view[key] = bool(value)
+        else:
+            view[key] = value
+    return view
+
+
+def public_view(request: Mapping[str, Any], *, with_result: bool = True) -> dict[str, Any]:
+    """A request as the HTTP API shows it: no lease token; optionally without the (large) full result."""
+    return {k: v for k, v in request.items() if k not in PUBLIC_OMIT and (with_result or k != "result")}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def summary_columns(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run summary columns from a GEPA result (``GepaResult.to_json()`` or a result manifest): workspace path,
+    manifest path, best candidate id, cost, usage and the full result JSON. Missing fields stay NULL."""
+    if not result:
+        return {
+            "workspace_db_path": None,
+            "manifest_path": None,
+            "best_candidate_id": None,
+            "cost_usd": None,
+            "usage_json": None,
+            "result_json": None,
+        }
+    usage = result.get("usage")
+    return {
+        "workspace_db_path": _text(result.get("workspace_db_path")),
+        "manifest_path": _text(result.get("manifest_path")),
+        "best_candidate_id": _text(result.get("best_candidate_id")),
+        "cost_usd": _number(result.get("cost_usd")),
+        "usage_json": dumps(usage) if isinstance(usage, dict) else None,
+        "result_json": dumps(dict(result)),
+    }

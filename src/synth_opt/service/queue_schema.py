@@ -1,0 +1,157 @@
+"""The service database: the run queue's tables, their migrations and how a file is opened as a queue.
+
+``run_requests`` is the queue itself and its only source of truth: a request's state, its lease (owner, expiry,
+fencing token) and, once terminal, the run's summary. ``operations`` is the audit trail (one row per queue
+operation, refused ones included) and ``resource_leases`` shows which container URL and cache namespace each live
+request holds; both are written in the same transaction as the ``run_requests`` change they describe.
+``projection_freshness`` and ``invariant_reports`` have the shape of a run workspace's, so ``workspace_status``
+reports the queue's health with the same keys (see :mod:`synth_opt.service.queue_health`).
+
+Times are seconds since the epoch (REAL) from the queue's injected clock, so leases compare as numbers.
+A service file is marked with ``PRAGMA application_id`` so a run's ``workspace.sqlite`` (same ``user_version``
+numbering) is never mistaken for one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from synth_opt.errors import ConfigError
+from synth_opt.workspace.db import connect, migrate
+
+__all__ = [
+    "APPLICATION_ID",
+    "LIVE_STATUSES",
+    "MIGRATIONS",
+    "OPERATION_KINDS",
+    "REQUEST_STATUSES",
+    "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
+    "open_service_db",
+]
+
+APPLICATION_ID = 0x53594E51  # "SYNQ"
+REQUEST_STATUSES = ("queued", "leased", "running", "completed", "failed", "cancelled")
+LIVE_STATUSES = ("queued", "leased", "running")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+OPERATION_KINDS = ("submit", "claim", "start", "heartbeat", "complete", "fail", "cancel", "recover", "release")
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_V1: tuple[str, ...] = (
+    f"""CREATE TABLE run_requests (
+        request_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        config_path TEXT NOT NULL,
+        run_dir TEXT,
+        container_url TEXT,
+        cache_namespace TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ({_quoted(REQUEST_STATUSES)})),
+        idempotency_key TEXT UNIQUE,
+        lease_owner TEXT,
+        lease_token TEXT,
+        lease_expires_at REAL,
+        lease_seconds REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        submitted_at REAL NOT NULL,
+        leased_at REAL,
+        started_at REAL,
+        finished_at REAL,
+        heartbeat_at REAL,
+        error_json TEXT,
+        cancel_json TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        workspace_db_path TEXT,
+        manifest_path TEXT,
+        best_candidate_id TEXT,
+        cost_usd REAL,
+        usage_json TEXT,
+        result_json TEXT
+    )""",
+    # the claim's ORDER BY, and the "one live request per run id" rule enforced by the database itself
+    "CREATE INDEX run_requests_claim ON run_requests (status, priority DESC, submitted_at)",
+    f"CREATE UNIQUE INDEX run_requests_live_run ON run_requests (run_id) WHERE status IN ({_quoted(LIVE_STATUSES)})",
+    "CREATE INDEX run_requests_container ON run_requests (container_url) WHERE container_url IS NOT NULL",
+    "CREATE INDEX run_requests_namespace ON run_requests (cache_namespace) WHERE cache_namespace IS NOT NULL",
+    f"""CREATE TABLE operations (
+        operation_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT REFERENCES run_requests (request_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ({_quoted(OPERATION_KINDS)})),
+        status TEXT NOT NULL CHECK (status IN ('succeeded', 'rejected', 'deduplicated')),
+        worker_id TEXT,
+        at REAL NOT NULL,
+        detail_json TEXT NOT NULL DEFAULT '{{}}'
+    )""",
+    "CREATE INDEX operations_request ON operations (request_id, operation_id)",
+    """CREATE TABLE resource_leases (
+        lease_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL REFERENCES run_requests (request_id) ON DELETE CASCADE,
+        resource_kind TEXT NOT NULL CHECK (resource_kind IN ('container_url', 'cache_namespace')),
+        resource_key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        lease_token TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'released', 'expired')),
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        released_at REAL
+    )""",
+    "CREATE INDEX resource_leases_active ON resource_leases (request_id, lease_token) WHERE status = 'active'",
+    """CREATE TABLE projection_freshness (
+        run_id TEXT NOT NULL, table_name TEXT NOT NULL, source TEXT NOT NULL, source_rows INTEGER NOT NULL,
+        derived_rows INTEGER NOT NULL, missing_rows INTEGER NOT NULL, status TEXT NOT NULL,
+        missing_sample_json TEXT NOT NULL, checked_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, table_name)
+    )""",
+    """CREATE TABLE invariant_reports (
+        report_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checked_at TEXT NOT NULL,
+        status TEXT NOT NULL, missing_json TEXT NOT NULL, stale_tables_json TEXT NOT NULL, repair_hint TEXT,
+        report_json TEXT NOT NULL
+    )""",
+    "CREATE INDEX invariant_reports_run ON invariant_reports (run_id, report_id)",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_service_db(path: str | Path) -> sqlite3.Connection:
+    """A writing connection to a service database (WAL, ``synchronous=FULL``: queue commits are few and each one
+    matters), created and migrated as needed. A file that holds something else is a ConfigError."""
+    db = Path(path)
+    if db.exists() and db.is_dir():
+        raise ConfigError(f"service database {db} is a directory; pass a file path (--db service.sqlite)", db=str(db))
+    try:
+        conn = connect(db, synchronous="FULL")
+    except sqlite3.Error as error:
+        raise ConfigError(f"service database {db} cannot be opened: {error}; check the path", db=str(db)) from None
+    try:
+        _check_kind(conn, db)
+        migrate(conn, MIGRATIONS)
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise ConfigError(
+            f"{db} is not a usable SQLite database ({error}); pass a service database", db=str(db)
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_kind(conn: sqlite3.Connection, db: Path) -> None:
+    application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    if application_id == APPLICATION_ID:
+        return
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if application_id != 0 or tables:
+        raise ConfigError(
+            f"{db} is not a synth_opt service database (it holds {', '.join(sorted(tables)) or 'another format'}); "
+            "pass a new or existing service database path, not a run's workspace.sqlite",
+            db=str(db),
+        )

@@ -1,0 +1,241 @@
+"""The service's HTTP routes (SPEC §11). Handlers are thin: they validate, call the queue or the worker in a thread
+or task, and return plain dicts; every SynthOptimizerError they raise becomes the error envelope in ``app.py``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from synth_opt.config import load_config
+from synth_opt.errors import ConfigError
+from synth_opt.service.functions import request_fields
+from synth_opt.service.queue_protocol import RunQueue
+from synth_opt.service.queue_rows import public_view
+from synth_opt.service.queue_schema import TERMINAL_STATUSES
+from synth_opt.service.worker import call_in_thread, config_inside_root
+from synth_opt.service.worker_loop import ServiceWorker
+from synth_opt.workspace import workspace_status
+
+__all__ = ["ROUTES", "ServiceContext", "SubmitRun", "service_of"]
+
+MAX_PRIORITY = 1_000_000
+
+
+@dataclass
+class ServiceContext:
+    """What the routes share; the queue and the worker are opened in the app's lifespan."""
+
+    db_path: Path
+    config_root: Path
+    worker_id: str
+    events_poll_seconds: float = 0.25
+    queue_: RunQueue | None = None
+    worker_: ServiceWorker | None = None
+    task_group: TaskGroup | None = None
+    stopping: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> RunQueue:
+        if self.queue_ is None:
+            raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
+        return self.queue_
+
+    @property
+    def worker(self) -> ServiceWorker:
+        if self.worker_ is None:
+            raise RuntimeError("the service worker is created in the app's lifespan; it is not running")
+        return self.worker_
+
+    async def ensure_worker_loop(self) -> None:
+        """Start the background worker loop if it is not running (``auto_start`` of ``POST /runs``)."""
+        if self.task_group is not None and not self.stopping and not self.worker.loop_running:
+            await self.task_group.start(self.worker.serve)
+
+
+def service_of(state: State) -> ServiceContext:
+    """The service context the app keeps in its state (litestar injects ``state`` into every handler)."""
+    service: ServiceContext = state.service
+    return service
+
+
+@dataclass
+class SubmitRun:
+    """A run request: ``config_path`` is resolved against the service's config root and must stay inside it."""
+
+    config_path: str
+    priority: int = 0
+    auto_start: bool = True
+    idempotency_key: str | None = None
+
+
+@get("/health", opt={"public": True}, sync_to_thread=False)
+def health(state: State) -> dict[str, Any]:
+    """Process liveness (no token needed)."""
+    service = service_of(state)
+    return {"status": "ok", "worker_id": service.worker_id}
+
+
+@get("/status")
+async def status(state: State) -> dict[str, Any]:
+    """``workspace_status`` of the service database, plus the worker's state."""
+    service = service_of(state)
+    report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
+    return {**report, "worker": service.worker.describe(), "config_root": str(service.config_root)}
+
+
+@post("/runs")
+async def submit_run(data: JSONBody[SubmitRun], state: State) -> Response[dict[str, Any]]:
+    """Queue a run of a config under the config root; a known idempotency key returns its request."""
+    service = service_of(state)
+    if not -MAX_PRIORITY <= data.priority <= MAX_PRIORITY:
+        raise ConfigError(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}", field="priority")
+    if data.idempotency_key is not None and not 0 < len(data.idempotency_key) <= 200:
+        raise ConfigError("idempotency_key must be 1 to 200 characters", field="idempotency_key")
+    path = _inside_root(data.config_path, service.config_root)
+    fields = request_fields(await call_in_thread(load_config, path))
+    request = await call_in_thread(
+        service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key
+    )
+    if data.auto_start:
+        await service.ensure_worker_loop()
+    service.worker.wake()
+    body = {k: request[k] for k in ("request_id", "run_id", "status", "deduplicated")}
+    return Response(body, status_code=200 if request["deduplicated"] else 201)
+
+
+def _inside_root(config_path: str, config_root: Path) -> Path:
+    try:
+        return config_inside_root(config_path, config_root)
+    except (ValueError, OSError) as error:  # a NUL byte, a symlink loop, an unreadable directory
+        raise ConfigError(f"config_path {config_path!r} cannot be resolved: {error}", field="config_path") from None
+
+
+@get("/runs")
+async def list_runs(state: State, status: FromQuery[str | None] = None, limit: FromQuery[int] = 100) -> dict[str, Any]:
+    """Requests, newest first (without their full result JSON)."""
+    service = service_of(state)
+    requests = await call_in_thread(service.queue.list_requests, status=status, limit=limit)
+    return {"requests": [public_view(r, with_result=False) for r in requests]}
+
+
+@get("/runs/{request_id:str}")
+async def get_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
+    """One request, with its run summary once it has finished."""
+    service = service_of(state)
+    return public_view(await call_in_thread(service.queue.get, request_id))
+
+
+@post("/runs/{request_id:str}/cancel", status_code=200)
+async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
+    """Cancel a queued request at once; stop a running one (its run is recorded as cancelled)."""
+    service = service_of(state)
+    request = await call_in_thread(service.queue.cancel, request_id, reason="cancelled through the service")
+    service.worker.cancel_local(request_id)
+    return public_view(request, with_result=False)
+
+
+@get("/runs/{request_id:str}/events")
+async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent:
+    """The run's ``events.jsonl`` as server-sent events, live, ending (with an ``end`` event) when the request is
+    terminal."""
+    service = service_of(state)
+    request = await call_in_thread(service.queue.get, request_id)
+    return ServerSentEvent(_follow(service, request))
+
+
+async def _follow(service: ServiceContext, request: dict[str, Any]) -> AsyncIterator[ServerSentEventMessage]:
+    feed = Path(request["run_dir"] or ".") / "events.jsonl"
+    offset, pending = 0, b""
+    while True:
+        current = await call_in_thread(service.queue.get, request["request_id"])
+        terminal = current["status"] in TERMINAL_STATUSES  # read before the feed, so its last lines are sent
+        chunk, offset = await call_in_thread(_read_from, feed, offset)
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield _message(line)
+        if terminal or service.stopping:
+            end = {"request_id": current["request_id"], "status": current["status"]}
+            yield ServerSentEventMessage(data=json.dumps(end), event="end")
+            return
+        await anyio.sleep(service.events_poll_seconds)
+
+
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    try:
+        with path.open("rb") as handle:
+            if handle.seek(0, 2) < offset:  # the run directory was replaced (a fresh attempt): start over
+                offset = 0
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)
+
+
+def _message(line: bytes) -> ServerSentEventMessage:
+    text = line.decode("utf-8", errors="replace")
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return ServerSentEventMessage(data=text, event="line")
+    if not isinstance(event, dict):
+        return ServerSentEventMessage(data=text, event="line")
+    return ServerSentEventMessage(data=text, event=str(event.get("type", "event")), id=event.get("sequence_number"))
+
+
+@get("/workspace")
+async def workspace(state: State, request_id: FromQuery[str | None] = None) -> dict[str, Any]:
+    """``workspace_status`` of the service database; with ``request_id``, of that request's run workspace (live
+    candidate and rollout progress while it runs)."""
+    service = service_of(state)
+    if request_id is None:
+        report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
+        return report
+    request = await call_in_thread(service.queue.get, request_id)
+    db = request["workspace_db_path"] or str(Path(request["run_dir"] or ".") / "workspace.sqlite")
+    run_report: dict[str, Any] = await call_in_thread(workspace_status, db)
+    return {"request_id": request_id, "run_id": request["run_id"], **run_report}
+
+
+@post("/worker/run-next", status_code=200)
+async def worker_run_next(state: State) -> dict[str, Any]:
+    """Claim and execute the next queued request now (after the one running, if any); ``request`` is null when
+    nothing was claimable."""
+    service = service_of(state)
+    final = await service.worker.run_next()
+    return {"request": None if final is None else public_view(final)}
+
+
+@post("/worker/recover", status_code=200)
+async def worker_recover(state: State) -> dict[str, Any]:
+    """Requeue expired leased and running requests."""
+    service = service_of(state)
+    recovered: dict[str, Any] = await call_in_thread(service.queue.recover)
+    return recovered
+
+
+ROUTES = [
+    health,
+    status,
+    submit_run,
+    list_runs,
+    get_run,
+    cancel_run,
+    run_events,
+    workspace,
+    worker_run_next,
+    worker_recover,
+]

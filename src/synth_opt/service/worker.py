@@ -1,0 +1,252 @@
+"""Executing one claimed run request: start it, run GEPA under a heartbeat, and write the outcome back, fenced.
+
+While the run goes, a watcher task heartbeats every ``lease_seconds / 3`` (extending the lease) and polls the
+request's ``cancel_requested`` every ``poll_seconds``; a requested cancel calls ``run.cancel(...)``, which stops the
+GEPA loop and the processes it launched and records the run as cancelled. A lost lease (the heartbeat was refused:
+the request was recovered and maybe reclaimed) cancels the run too, since another worker owns it now.
+
+The outcome is written with the lease token: ``completed`` with the run summary, ``failed`` or ``cancelled`` with
+``{"code", "message", "detail"}`` (plus whatever summary the run's manifest holds). A worker told to stop (service
+shutdown) releases its lease instead, so the request is queued again and resumes from its last checkpoint. A
+LeaseLostError on the final write is logged and re-raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from synth_opt.config import GepaConfig, load_config
+from synth_opt.errors import (
+    ConfigError,
+    LeaseLostError,
+    RunCancelledError,
+    RunFailedError,
+    RunStateError,
+    SynthOptimizerError,
+)
+from synth_opt.result import GepaResult
+from synth_opt.run import GepaRun
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.queue_protocol import RunQueue
+
+__all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
+
+_log = logging.getLogger("synth_opt.service")
+CANCEL_REASON = "cancelled through the service"
+SHUTDOWN_REASON = "the service worker is shutting down"
+
+
+def config_inside_root(config_path: str | Path, config_root: Path) -> Path:
+    """``config_path`` resolved (symlinks included) against ``config_root``; a ConfigError if it leaves the root."""
+    root = config_root.expanduser().resolve()
+    resolved = (root / Path(config_path).expanduser()).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(
+            f"config_path {config_path} resolves to {resolved}, outside the service's config root {root}; "
+            "submit a config that lies under the config root (--config-root)",
+            field="config_path",
+            config_root=str(root),
+        )
+    return resolved
+
+
+@dataclass
+class Execution:
+    """The handle of one request being executed: who holds it and how to stop it."""
+
+    request_id: str
+    run_id: str
+    lease_token: str
+    attempt: int
+    started_at: float = field(default_factory=time.time)
+    run: GepaRun | None = None
+    cancel_reason: str | None = None
+    shutting_down: bool = False
+    lease_lost: LeaseLostError | None = None
+
+    def cancel(self, reason: str = CANCEL_REASON) -> None:
+        """Stop the run (from the event loop it runs in)."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        if self.run is not None:
+            self.run.cancel(reason)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        self.cancel(SHUTDOWN_REASON)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "started_at": self.started_at,
+            "cancel_reason": self.cancel_reason,
+        }
+
+
+async def call_in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+
+async def _watch(queue: RunQueue, execution: Execution, *, heartbeat_seconds: float, poll_seconds: float) -> None:
+    """Heartbeat and poll for a cancel until cancelled by the caller."""
+    next_beat = time.monotonic() + heartbeat_seconds
+    while True:
+        await anyio.sleep(poll_seconds)
+        try:
+            if time.monotonic() >= next_beat:
+                request = await call_in_thread(queue.heartbeat, execution.request_id, execution.lease_token)
+                next_beat = time.monotonic() + heartbeat_seconds
+            else:
+                request = await call_in_thread(queue.get, execution.request_id)
+        except LeaseLostError as lost:
+            _log.warning("lease of %s lost while running: %s", execution.request_id, lost.message)
+            execution.lease_lost = lost
+            execution.cancel(f"lease lost: {lost.message}")
+            return
+        except Exception:  # a busy or briefly unreadable database: keep the run going, try again
+            _log.exception("heartbeat of %s failed; retrying", execution.request_id)
+            continue
+        if request.get("lease_token") != execution.lease_token:  # recovered, maybe reclaimed: stop at once
+            execution.lease_lost = LeaseLostError(
+                f"run request {execution.request_id} is no longer leased to this worker (now {request.get('status')}, "
+                f"held by {request.get('lease_owner') or 'nobody'}); stopping its run",
+                request_id=execution.request_id,
+            )
+            _log.warning("%s", execution.lease_lost.message)
+            execution.cancel("lease lost")
+            return
+        if request.get("cancel_requested"):
+            execution.cancel(CANCEL_REASON)
+
+
+def _manifest_summary(config: GepaConfig | None) -> dict[str, Any] | None:
+    """What a run that ended early left behind: its manifest (cancelled after the seed was scored) or its paths."""
+    if config is None:
+        return None
+    run_dir = config.run_dir()
+    manifest = run_dir / "result_manifest.json"
+    try:
+        data: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
+        data.setdefault("manifest_path", str(manifest))
+        return data
+    except (OSError, ValueError):
+        workspace = run_dir / "workspace.sqlite"
+        return {"workspace_db_path": str(workspace)} if workspace.exists() else None
+
+
+async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
+    execution.run = GepaRun(config, fresh=False)
+    if execution.cancel_reason is not None:
+        execution.run.cancel(execution.cancel_reason)
+    try:
+        return await execution.run.execute_async()
+    except RunStateError:
+        # an earlier attempt died before its first checkpoint: nothing in the run directory can be resumed
+        if execution.attempt <= 1 or execution.cancel_reason is not None:
+            raise
+        _log.warning("attempt %d of %s: no checkpoint to resume; starting fresh", execution.attempt, config.run_dir())
+        execution.run = GepaRun(config, fresh=True)
+        return await execution.run.execute_async()
+
+
+async def execute_claimed(
+    queue: RunQueue,
+    claimed: dict[str, Any],
+    *,
+    config_root: Path | None = None,
+    poll_seconds: float = 0.5,
+    on_start: Callable[[Execution], None] | None = None,
+) -> dict[str, Any]:
+    """Run a request this worker has claimed, to its end; returns the request as it was finally written."""
+    execution = Execution(claimed["request_id"], claimed["run_id"], claimed["lease_token"], int(claimed["attempts"]))
+    if on_start is not None:
+        on_start(execution)
+    token = execution.lease_token
+    await call_in_thread(queue.start, execution.request_id, token)
+    config: GepaConfig | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            watch = functools.partial(_watch, queue, execution, heartbeat_seconds=queue.lease_seconds / 3)
+            tg.start_soon(functools.partial(watch, poll_seconds=poll_seconds))
+            try:
+                path = claimed["config_path"]
+                if config_root is not None:
+                    path = config_inside_root(path, config_root)
+                config = await call_in_thread(load_config, path)
+                result = (await _run_gepa(execution, config)).to_json()
+            except SynthOptimizerError as failure:
+                error = failure.to_dict()
+            except Exception as bug:
+                wrapped = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
+                error = wrapped.to_dict()
+                _log.exception("request %s failed unexpectedly", execution.request_id)
+            finally:
+                tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):  # torn down from outside: give the lease back before going
+            try:
+                await _release(queue, execution)
+            except LeaseLostError:
+                pass  # logged; the cancellation goes on
+        raise
+    # a lease lost while running still gets its final write: the refusal is audited and raised as LeaseLostError
+    if execution.shutting_down and (error or {}).get("code") == RunCancelledError.error_code:
+        return await _release(queue, execution)
+    if error is not None:
+        result = _manifest_summary(config)
+    try:
+        final: dict[str, Any] = await call_in_thread(
+            queue.complete, execution.request_id, result=result, error=error, lease_token=token
+        )
+    except LeaseLostError as lost:
+        _log.error("request %s finished but its result was refused: %s", execution.request_id, lost.message)
+        raise
+    return final
+
+
+async def _release(queue: RunQueue, execution: Execution) -> dict[str, Any]:
+    try:
+        released: dict[str, Any] = await call_in_thread(
+            queue.release, execution.request_id, execution.lease_token, reason=SHUTDOWN_REASON
+        )
+    except LeaseLostError as lost:
+        _log.error("could not release request %s: %s", execution.request_id, lost.message)
+        raise
+    return released
+
+
+async def run_next(
+    db_path: str | Path,
+    *,
+    worker_id: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    config_root: Path | None = None,
+    poll_seconds: float = 0.5,
+    on_start: Callable[[Execution], None] | None = None,
+) -> dict[str, Any] | None:
+    """Recover expired leases, claim the next request and execute it: the request as finally written, or None
+    when nothing was claimable."""
+    queue = SqliteRunQueue(db_path, lease_seconds=lease_seconds)
+    try:
+        await call_in_thread(queue.recover)
+        claimed = await call_in_thread(queue.claim, worker_id)
+        if claimed is None:
+            return None
+        return await execute_claimed(
+            queue, claimed, config_root=config_root, poll_seconds=poll_seconds, on_start=on_start
+        )
+    finally:
+        queue.close()
