@@ -23,6 +23,8 @@ from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.usage import Usage
 from synth_opt.workspace import WriterStats, finalize_workspace, run_workspace_writer, workspace_status
 
+from .test_pipeline_fake import keyword_score, rows
+
 POLLER = """
 import json, sys, time
 from pathlib import Path
@@ -56,14 +58,6 @@ with out.open("w") as fh:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def keyword_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
-    return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0
-
-
-def rows(split: str, n: int) -> list[dict[str, Any]]:
-    return [{"task_id": f"{split}-{i}", "question": f"q{i}", "answer": f"w{i % 7}"} for i in range(n)]
 
 
 class LearningProposer:

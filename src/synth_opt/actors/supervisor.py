@@ -219,22 +219,24 @@ class Supervisor:
             }
             slot = self._slots[plan.index] = Slot(plan, amount, summary)
             if plan.merge is not None:
-                self.bus.emit(
-                    "proposal.planned",
-                    f"proposal {plan.index}: merge of {' and '.join(plan.parent_ids)}",
-                    **plan.to_json(),
-                )
-                merged = Child(plan.merge.payload, plan.merge.candidate_id)
-                slot.children.append(merged)
-                self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
-                continue
-            self.bus.emit(
-                "proposal.planned",
-                f"proposal {plan.index}: parent {plan.parent_id}, module {plan.module}",
-                **plan.to_json(),
-            )
-            self._dispatch("parent", parent.payload, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
+                message = f"proposal {plan.index}: merge of {' and '.join(plan.parent_ids)}"
+            else:
+                message = f"proposal {plan.index}: parent {plan.parent_id}, module {plan.module}"
+            self.bus.emit("proposal.planned", message, **plan.to_json())
+            self._start_slot(slot)
         self._maybe_finish_search()
+
+    def _start_slot(self, slot: Slot) -> None:
+        """Dispatch a proposal's first batch: the merged candidate on its subsample, or the parent on its
+        minibatch (the proposer call follows the parent's batch)."""
+        plan = slot.plan
+        if plan.merge is not None:
+            merged = Child(plan.merge.payload, plan.merge.candidate_id)
+            slot.children.append(merged)
+            self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
+        else:
+            parent = self.state.by_id[plan.parent_id].payload
+            self._dispatch("parent", parent, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
 
     def _stop(self, reason: str, message: str) -> None:
         if self._stop_reason is None:
@@ -691,14 +693,7 @@ class Supervisor:
     def _continue_after_resume(self) -> None:
         self._set_state("searching")
         for _, slot in sorted(self._slots.items()):
-            plan = slot.plan
-            if plan.merge is not None:
-                merged = Child(plan.merge.payload, plan.merge.candidate_id)
-                slot.children.append(merged)
-                self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
-            else:
-                parent = self.state.by_id[plan.parent_id]
-                self._dispatch("parent", parent.payload, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
+            self._start_slot(slot)
         self._fill()
 
     def release_reservations(self) -> None:

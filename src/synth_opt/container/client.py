@@ -236,7 +236,8 @@ class ContainerClient:
                 raise self._reply_error("POST", route, "a row has none of task_id, example_id, id")
             got[found] = row
         missing = [task_id for task_id in chunk if task_id not in got]
-        extra = [found for found in got if found not in set(chunk)]
+        asked = set(chunk)
+        extra = [found for found in got if found not in asked]
         if missing or extra or len(raw_rows) != len(chunk):
             raise ContainerContractError(
                 f"container at {self.url} (POST {route}) returned {len(raw_rows)} rows of split {split!r} "
