@@ -64,7 +64,9 @@ def run_cli(
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+    """The complete lines of the feed (a line still being written, or torn by a kill, is left out)."""
+    lines = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
 
 
 def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> None:
@@ -115,15 +117,17 @@ def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_
         stderr=subprocess.DEVNULL,
     )
     run_dir = tmp_path / "runs" / "interrupted"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        feed = run_dir / "events.jsonl"
-        if feed.exists() and sum(e["type"] == "acceptance.decided" for e in events(run_dir)) >= 4:
-            break
-        time.sleep(0.05)
-    time.sleep(0.7)  # let a throttled checkpoint reach the workspace
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            feed = run_dir / "events.jsonl"
+            if feed.exists() and sum(e["type"] == "acceptance.decided" for e in events(run_dir)) >= 4:
+                break
+            time.sleep(0.05)
+        time.sleep(0.7)  # let a throttled checkpoint reach the workspace
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
     for event in events(run_dir):  # a SIGKILL leaves the container running: stop it as an operator would
         if event["type"] == "container.launched":
             try:
