@@ -98,6 +98,7 @@ class _NotFound:
 
 
 _NOT_FOUND: Final = _NotFound()
+_URL_CACHE_SIZE: Final = 64  # fixed routes; per-rollout routes (async polling) are parsed each time
 
 
 class ContainerClient:
@@ -129,6 +130,7 @@ class ContainerClient:
             transport=transport,
         )
         self.stats = ClientStats()
+        self._urls: dict[str, httpx.URL] = {}
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -316,7 +318,7 @@ class ContainerClient:
                 await self._sleep(self._retry.delay_before_retry(attempt - 1))
             self.stats.requests += 1
             try:
-                response = await self._http.request(method, route, json=body)
+                response = await self._http.send(self._http.build_request(method, self._url(route), json=body))
             except httpx.UnsupportedProtocol as exc:
                 error = self._error(method, route, f"unsupported URL ({exc})", None, "fix [container] url")
                 raise error from None
@@ -339,6 +341,15 @@ class ContainerClient:
         what = f"{problem} (after {attempts} attempt{'s' if attempts != 1 else ''})"
         hint = _hint_for_status(status) if status is not None else _TRANSPORT_HINT
         raise self._error(method, route, what, status, hint)
+
+    def _url(self, route: str) -> httpx.URL:
+        """The absolute URL of ``route``, parsed once per fixed route (parsing dominates a small request)."""
+        url = self._urls.get(route)
+        if url is None:
+            url = httpx.URL(self._base_url + route)
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[route] = url
+        return url
 
     def _error(self, method: str, route: str, problem: str, status: int | None, hint: str) -> ContainerContractError:
         return ContainerContractError(

@@ -88,21 +88,25 @@ def _entry(source: str, source_rows: int, derived_rows: int, missing: list[str],
 
 
 def _coverage(conn: sqlite3.Connection, run_id: str, c: Coverage) -> dict[str, Any]:
+    """One pass over the source events (through the ``(run_id, type)`` index: the planner would otherwise walk
+    every event of the run) counts them and the ones the derived table lacks; a sample is fetched only then."""
     marks = ", ".join("?" for _ in c.types)
     where = f"e.run_id = ? AND e.type IN ({marks}) AND instr(e.projected_tables, ?) > 0"
+    lacks = f"NOT EXISTS (SELECT 1 FROM {c.table} d WHERE d.run_id = e.run_id AND d.{c.link} = e.{c.link})"
+    source = f"FROM event_stream_events e INDEXED BY event_stream_events_type WHERE {where}"
     params = (run_id, *c.types, f",{c.table},")
-    source_rows = conn.execute(f"SELECT count(*) FROM event_stream_events e WHERE {where}", params).fetchone()[0]
+    source_rows, missing_rows = conn.execute(f"SELECT count(*), coalesce(sum({lacks}), 0) {source}", params).fetchone()
     derived_rows = conn.execute(f"SELECT count(*) FROM {c.table} WHERE run_id = ?", (run_id,)).fetchone()[0]
-    missing = conn.execute(
-        f"SELECT e.sequence_number, e.{c.link} FROM event_stream_events e WHERE {where} AND NOT EXISTS "
-        f"(SELECT 1 FROM {c.table} d WHERE d.run_id = e.run_id AND d.{c.link} = e.{c.link}) "
-        "ORDER BY e.sequence_number",
-        params,
-    ).fetchall()
+    missing = []
+    if missing_rows:
+        missing = conn.execute(
+            f"SELECT e.sequence_number, e.{c.link} {source} AND {lacks} ORDER BY e.sequence_number LIMIT {SAMPLE}",
+            params,
+        ).fetchall()
     sample = [
         f"{c.link}={key} (event {seq})" if c.link != "sequence_number" else f"event {seq}" for seq, key in missing
     ]
-    return _entry(f"event_stream_events: {', '.join(c.types)}", source_rows, derived_rows, sample, len(missing))
+    return _entry(f"event_stream_events: {', '.join(c.types)}", source_rows, derived_rows, sample, missing_rows)
 
 
 def feed_run_id(feed_path: Path) -> str | None:
