@@ -27,7 +27,15 @@ from synth_opt.events import Event
 from synth_opt.pipeline import PipelineStats
 from synth_opt.run import RunObserver, RunView
 
-__all__ = ["ProgressModel", "choose_observer", "live_observer", "log_observer", "render_progress", "replay_summary"]
+__all__ = [
+    "DISPLAY_TYPES",
+    "ProgressModel",
+    "choose_observer",
+    "live_observer",
+    "log_observer",
+    "render_progress",
+    "replay_summary",
+]
 
 LOGGED_TYPES = frozenset(
     {
@@ -45,25 +53,56 @@ LOGGED_TYPES = frozenset(
 )
 
 
+# What the live display reads from the bus: not one event per rollout (the budget and lane counters carry those).
+DISPLAY_TYPES = LOGGED_TYPES | frozenset({"proposal.planned", "frontier.updated", "budget.updated"})
+
+
 @dataclass(slots=True)
 class ProgressModel:
-    """Counters folded from the event stream."""
+    """Counters folded from the event stream.
+
+    Rollouts, tokens and cost are counted two ways: event by event (``rollout.completed``, ``proposer.called``:
+    a replayed feed or the log lines) and from each ``budget.updated`` (the ledger's committed totals: the live
+    display, which is not sent one event per rollout); the larger is shown."""
 
     state: str = "created"
-    train_rollouts: int = 0
-    heldout_rollouts: int = 0
+    counted_train: int = 0
+    counted_heldout: int = 0
+    counted_tokens: int = 0
+    counted_cost_usd: float = 0.0
+    ledger_train: int = 0
+    ledger_heldout: int = 0
+    ledger_tokens: int = 0
+    ledger_cost_usd: float = 0.0
+    scored_heldout: int = 0
     proposals: int = 0
     accepted: int = 0
     rejected: int = 0
+    stale: int = 0
+    since_improvement: int = 0
     seed_score: float | None = None
     best_score: float | None = None
     frontier_size: int = 0
     pool_size: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
     stop_reason: str | None = None
     heldout: dict[str, float] = field(default_factory=dict)
     last_message: str = ""
+
+    @property
+    def train_rollouts(self) -> int:
+        return max(self.counted_train, self.ledger_train)
+
+    @property
+    def heldout_rollouts(self) -> int:
+        return max(self.counted_heldout, self.ledger_heldout, self.scored_heldout)
+
+    @property
+    def tokens(self) -> int:
+        return max(self.counted_tokens, self.ledger_tokens)
+
+    @property
+    def cost_usd(self) -> float:
+        return max(self.counted_cost_usd, self.ledger_cost_usd)
 
     def apply(self, event: Event) -> None:
         f = event.fields
@@ -72,16 +111,19 @@ class ProgressModel:
             self.state = str(f.get("state", self.state))
         elif kind in ("rollout.completed", "rollout.degraded"):
             if f.get("stage") == "heldout":
-                self.heldout_rollouts += 1
+                self.counted_heldout += 1
             else:
-                self.train_rollouts += 1
-            usage = f.get("usage") or {}
-            self.tokens += int(usage.get("total_tokens") or 0)
-            self.cost_usd += float(usage.get("cost_usd") or 0.0)
+                self.counted_train += 1
+            self._count_usage(f.get("usage"))
         elif kind == "proposer.called":
-            usage = f.get("usage") or {}
-            self.tokens += int(usage.get("total_tokens") or 0)
-            self.cost_usd += float(usage.get("cost_usd") or 0.0)
+            self._count_usage(f.get("usage"))
+        elif kind == "budget.updated":
+            used = f.get("used") or {}
+            self.ledger_train = int(used.get("train_rollouts") or 0)
+            self.ledger_heldout = int(used.get("heldout_rollouts") or 0)
+            self.ledger_tokens = int(used.get("tokens") or 0)
+            self.ledger_cost_usd = float(used.get("cost_usd") or 0.0)
+            self.since_improvement = int(f.get("since_improvement") or 0)
         elif kind == "proposal.planned":
             self.proposals += 1
         elif kind == "acceptance.decided":
@@ -89,6 +131,7 @@ class ProgressModel:
                 self.accepted += 1
             else:
                 self.rejected += 1
+                self.stale += f.get("reason") == "stale"
         elif kind == "seed.scored" and f.get("mean_score") is not None:
             self.seed_score = float(f["mean_score"])
         elif kind == "frontier.updated":
@@ -100,12 +143,55 @@ class ProgressModel:
             self.stop_reason = str(f.get("stop_reason"))
         elif kind == "heldout.scored" and f.get("mean_score") is not None:
             self.heldout[str(f.get("candidate_id"))] = float(f["mean_score"])
+            self.scored_heldout += len(f.get("scores") or {})
         if kind in LOGGED_TYPES:
             self.last_message = event.message
 
+    def _count_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.counted_tokens += int(usage.get("total_tokens") or 0)
+            self.counted_cost_usd += float(usage.get("cost_usd") or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    name: str
+    fraction: float
+    detail: str
+
+
+def _limits(model: ProgressModel, view: RunView, elapsed: float) -> list[_Limit]:
+    """Every limit that can stop the search, with how much of it is used."""
+    limits = [_Limit("max_train_rollouts", model.train_rollouts / max(view.train_cap, 1), "train rollouts")]
+    gepa = view.config.gepa if view.config is not None else None
+    if gepa is None:
+        return limits
+    if gepa.max_cost_usd > 0:
+        limits.append(_Limit("max_cost_usd", model.cost_usd / gepa.max_cost_usd, f"of ${gepa.max_cost_usd:g}"))
+    if gepa.max_total_tokens:
+        limits.append(_Limit("max_total_tokens", model.tokens / gepa.max_total_tokens, f"of {gepa.max_total_tokens:,}"))
+    if gepa.max_time_seconds:
+        limits.append(_Limit("max_time_seconds", elapsed / gepa.max_time_seconds, f"of {gepa.max_time_seconds:g}s"))
+    if gepa.no_improvement_iterations:
+        limit = gepa.no_improvement_iterations
+        detail = f"{model.since_improvement}/{limit} proposals without improvement"
+        limits.append(_Limit("no_improvement_iterations", model.since_improvement / limit, detail))
+    if gepa.score_threshold is not None and model.best_score is not None and gepa.score_threshold > 0:
+        detail = f"best {model.best_score:.4f} of {gepa.score_threshold:g}"
+        limits.append(_Limit("score_threshold", model.best_score / gepa.score_threshold, detail))
+    return limits
+
+
+def _next_stop(model: ProgressModel, view: RunView, elapsed: float) -> str:
+    if model.stop_reason:
+        return f"stopped: {model.stop_reason}"
+    nearest = max(_limits(model, view, elapsed), key=lambda limit: limit.fraction)
+    return f"next stop: {nearest.name} ({min(nearest.fraction, 1.0):.0%} used; {nearest.detail})"
+
 
 def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> Group:
-    """The live display: a budget bar with ETA, lane rows and the search's counters."""
+    """The live display: a budget bar with ETA, lane rows, the search's counters, cost and tokens against their
+    limits, and the limit that would stop the run next."""
     cap = max(view.train_cap, 1)
     used = model.train_rollouts
     rate = used / elapsed if elapsed > 0 else 0.0
@@ -122,26 +208,41 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
     if view.heldout_cap:
         budget.add_row(
             "heldout rollouts",
-            ProgressBar(total=view.heldout_cap, completed=model.heldout_rollouts, width=40),
+            ProgressBar(total=view.heldout_cap, completed=min(model.heldout_rollouts, view.heldout_cap), width=40),
             f"{model.heldout_rollouts:,}/{view.heldout_cap:,}",
             "",
             "",
         )
-    lanes = Table("lane", "busy", "workers", "done", box=None, header_style="dim")
+    lanes = Table("lane", "queued", "busy", "workers", "done", "per s", box=None, header_style="dim")
     for name, lane in view.stats.lanes.items():
-        lanes.add_row(name, str(lane.busy), str(lane.workers), f"{lane.done:,}")
+        per_second = f"{lane.done / elapsed:,.1f}" if elapsed > 0 else "-"
+        lanes.add_row(name, str(lane.queued), str(lane.busy), str(lane.workers), f"{lane.done:,}", per_second)
     search = Table.grid(padding=(0, 2))
     seed = "-" if model.seed_score is None else f"{model.seed_score:.4f}"
     best = "-" if model.best_score is None else f"{model.best_score:.4f}"
+    gain = (
+        "" if model.seed_score is None or model.best_score is None else f" ({model.best_score - model.seed_score:+.4f})"
+    )
     search.add_row(
         f"proposals {model.proposals}",
         f"accepted {model.accepted}",
         f"rejected {model.rejected}",
+        f"stale {model.stale}",
         f"pool {model.pool_size}",
         f"frontier {model.frontier_size}",
     )
-    search.add_row(f"best {best}", f"seed {seed}", f"tokens {model.tokens:,}", f"cost ${model.cost_usd:.4f}", "")
-    footer = Text(model.last_message, style="dim")
+    gepa = view.config.gepa if view.config is not None else None
+    cost_limit = f" of ${gepa.max_cost_usd:g}" if gepa is not None and gepa.max_cost_usd > 0 else ""
+    token_limit = f" of {gepa.max_total_tokens:,}" if gepa is not None and gepa.max_total_tokens else ""
+    search.add_row(
+        f"best {best}{gain}",
+        f"seed {seed}",
+        f"tokens {model.tokens:,}{token_limit}",
+        f"cost ${model.cost_usd:.4f}{cost_limit}",
+        "",
+        "",
+    )
+    footer = Text.assemble((_next_stop(model, view, elapsed), "cyan"), "  ", (model.last_message, "dim"))
     if not view.stats.lanes:  # a replayed feed has no live lanes
         return Group(header, budget, search, footer)
     return Group(header, budget, lanes, search, footer)
@@ -174,21 +275,41 @@ def _parse_ts(ts: str) -> datetime | None:
         return None
 
 
+FRAME_SECONDS = 0.1  # at most 10 frames a second
+RENDER_SHARE = 0.02  # and never more than about 2% of the time spent drawing them
+
+
 def live_observer(console: Console | None = None) -> RunObserver:
+    """A rich live display on ``console`` (stderr by default). It reads only :data:`DISPLAY_TYPES` from the bus
+    and draws from its own loop: a frame at most every 0.1 s, and less often when drawing is slow (a frame that
+    took ``t`` seconds waits ``t / RENDER_SHARE`` before the next), so a slow terminal costs frames, not
+    pipeline time."""
+
     async def observe(events: MemoryObjectReceiveStream[Event], view: RunView) -> None:
         model = ProgressModel()
         out = console or Console(stderr=True)
 
-        class _Renderable:
-            def __rich__(self) -> Group:
-                return render_progress(model, view, elapsed=time.monotonic() - view.started_monotonic)
+        def frame() -> Group:
+            return render_progress(model, view, elapsed=time.monotonic() - view.started_monotonic)
 
-        with Live(_Renderable(), console=out, refresh_per_second=4, transient=False):
-            async with events:
+        with Live(frame(), console=out, auto_refresh=False, transient=False) as live:
+            async with events, anyio.create_task_group() as tg:
+
+                async def draw() -> None:
+                    while True:
+                        started = time.perf_counter()
+                        live.update(frame(), refresh=True)
+                        took = time.perf_counter() - started
+                        await anyio.sleep(max(FRAME_SECONDS, took / RENDER_SHARE))
+
+                tg.start_soon(draw)
                 async for batch in _batches(events):
                     for event in batch:
                         model.apply(event)
+                tg.cancel_scope.cancel()
+            live.update(frame(), refresh=True)
 
+    observe.event_types = DISPLAY_TYPES  # type: ignore[attr-defined]
     return observe
 
 

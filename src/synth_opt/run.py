@@ -258,7 +258,9 @@ class _Execution:
             self._registry_line("resumed", commits=self.resume.snapshot["commits"])
             self._state("resumed", commits=self.resume.snapshot["commits"])
             self._emit_checkpoint(self.resume.snapshot)
-        observing = self.bus.subscribe(4096) if self.observer is not None else None
+        observing = None
+        if self.observer is not None:  # an observer may name the only event types it reads
+            observing = self.bus.subscribe(4096, types=getattr(self.observer, "event_types", None))
         result: GepaResult | None = None
         try:
             self.cache = CacheStore(

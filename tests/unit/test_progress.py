@@ -29,6 +29,15 @@ train_ids = ["a", "b"]
 
 [proposer]
 backend = "codex_app_server"
+
+[gepa]
+max_cost_usd = 0.05
+max_total_tokens = 1000
+proposer_estimated_cost_usd = 0.001
+rollout_estimated_cost_usd = 0.001
+proposer_estimated_tokens = 10
+rollout_estimated_tokens = 10
+no_improvement_iterations = 4
 """
 
 
@@ -47,7 +56,8 @@ def scripted() -> list[Event]:
             events.append(event(n, "rollout.completed", lane="rollout", stage=f"p{index}.child", usage=usage))
             n += 1
         accepted = index % 2 == 0
-        events.append(event(n, "acceptance.decided", "decided", accepted=accepted))
+        reason = "improved" if accepted else ("stale" if index == 5 else "not_improved")
+        events.append(event(n, "acceptance.decided", "decided", accepted=accepted, reason=reason))
         n += 1
     events.append(event(n, "frontier.updated", members=["s", "c1", "c2"], pool_size=4, best_mean_score=0.625))
     events.append(event(n + 1, "rollout.completed", lane="rollout", stage="heldout", usage={}))
@@ -71,9 +81,33 @@ def test_the_display_shows_budget_lanes_counters_scores_and_cost(tmp_path: Path)
     assert "proposals 6" in text and "accepted 3" in text and "rejected 3" in text
     assert "best 0.6250" in text and "seed 0.2500" in text
     assert "frontier 3" in text and "pool 4" in text
-    assert "tokens 240" in text and "cost $0.0240" in text
+    assert "rejected 3" in text and "stale 1" in text
+    assert "best 0.6250 (+0.3750)" in text
+    assert "tokens 240 of 1,000" in text and "cost $0.0240 of $0.05" in text
+    # the nearest limit: cost at 48% (tokens 24%, train rollouts 24%, no improvement 0 of 4)
+    assert "next stop: max_cost_usd (48% used" in text
     rollout_row = next(line for line in text.splitlines() if line.strip().startswith("rollout"))
-    assert rollout_row.split()[1:4] == ["3", "8", "24"]
+    assert rollout_row.split()[1:6] == ["0", "3", "8", "24", "2.0"]  # queued, busy, workers, done, per second
+
+
+def test_the_live_display_reads_the_ledger_when_it_is_not_sent_each_rollout(tmp_path: Path) -> None:
+    """The live observer subscribes to DISPLAY_TYPES only: its counts come from budget.updated."""
+    from synth_opt.progress import DISPLAY_TYPES
+
+    assert "rollout.completed" not in DISPLAY_TYPES and "budget.updated" in DISPLAY_TYPES
+    path = tmp_path / "gepa.toml"
+    path.write_text(CONFIG)
+    view = RunView("demo-run", load_config(path), PipelineStats(), train_cap=100, heldout_cap=40)
+    model = ProgressModel()
+    used = {"train_rollouts": 90, "heldout_rollouts": 0, "tokens": 500, "cost_usd": 0.01}
+    for item in [e for e in scripted() if e.type in DISPLAY_TYPES]:
+        model.apply(item)
+    model.apply(event(90, "budget.updated", used=used, train_cap=100, since_improvement=2))
+    console = Console(record=True, width=120, color_system=None)
+    console.print(render_progress(model, view, elapsed=10.0))
+    text = console.export_text()
+    assert "90/100" in text and "tokens 500 of 1,000" in text and "cost $0.0100" in text
+    assert "next stop: max_train_rollouts (90% used" in text
 
 
 def test_gepa_run_shows_the_live_display_on_a_terminal_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:

@@ -573,6 +573,7 @@ class Supervisor:
             train_cap=self.ledger.limits.train_rollouts,
             accepted=self.counters.accepted,
             rejected=self.counters.rejected,
+            since_improvement=self.counters.commits_since_improvement,
         )
 
     # -- the end --------------------------------------------------------------------------------------------

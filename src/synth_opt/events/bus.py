@@ -33,14 +33,17 @@ class EventBus:
     def __init__(self, feed_path: Path | None = None, *, clock: Callable[[], str] = utc_now) -> None:
         self._clock = clock
         self._file: IO[str] | None = feed_path.open("a", encoding="utf-8") if feed_path else None
-        self._subscribers: list[MemoryObjectSendStream[Event]] = []
+        self._subscribers: list[tuple[MemoryObjectSendStream[Event], frozenset[str] | None]] = []
         self._callbacks: list[Callable[[Event], None]] = []
         self.sequence_number = 0
         self.dropped = 0
 
-    def subscribe(self, capacity: int = 1024) -> MemoryObjectReceiveStream[Event]:
+    def subscribe(
+        self, capacity: int = 1024, *, types: frozenset[str] | None = None
+    ) -> MemoryObjectReceiveStream[Event]:
+        """A bounded stream of every event, or only of ``types`` (a display need not see each rollout)."""
         send, receive = anyio.create_memory_object_stream[Event](capacity)
-        self._subscribers.append(send)
+        self._subscribers.append((send, types))
         return receive
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
@@ -71,7 +74,9 @@ class EventBus:
             self._file.flush()
         for callback in self._callbacks:
             callback(event)
-        for stream in self._subscribers:
+        for stream, types in self._subscribers:
+            if types is not None and type not in types:
+                continue
             try:
                 stream.send_nowait(event)
             except anyio.WouldBlock:
@@ -82,7 +87,7 @@ class EventBus:
 
     def close_subscribers(self) -> None:
         """End every observer's stream; the feed file stays open."""
-        for stream in self._subscribers:
+        for stream, _ in self._subscribers:
             stream.close()
         self._subscribers.clear()
 

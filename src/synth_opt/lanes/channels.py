@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -44,9 +44,12 @@ class LaneStats:
     workers: int
     busy: int = 0
     done: int = 0
+    inbox: MemoryObjectReceiveStream[Any] | None = None
 
-    def queue_depth(self, inbox: MemoryObjectReceiveStream[object] | None) -> int:
-        return 0 if inbox is None else inbox.statistics().current_buffer_used
+    @property
+    def queued(self) -> int:
+        """Items waiting in the lane's inbox (its bounded stream's buffer)."""
+        return 0 if self.inbox is None else self.inbox.statistics().current_buffer_used
 
 
 async def start_worker_pool(
@@ -61,6 +64,7 @@ async def start_worker_pool(
     nothing); returns once all are running."""
     for index in range(stats.workers):
         await tg.start(_worker, stats, index, inbox.clone(), outbox.clone(), handle)
+    stats.inbox = inbox  # closed below; its statistics still describe the shared buffer
     inbox.close()
     outbox.close()
 
