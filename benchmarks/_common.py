@@ -19,6 +19,18 @@ from synth_opt.usage import Usage
 HERE = Path(__file__).resolve().parent
 
 
+def edited_words(words: list[str], failures: list[tuple[float, str]], edit: str) -> list[str]:
+    """The benchmark proposers' edit rule: append the expected answer of the first failed record the text lacks
+    (``edit = "first"``), or of every such record (``"all"``, a proposer that fixes every failure it is shown)."""
+    out = list(words)
+    for reward, answer in failures:
+        if reward < 1.0 and answer and answer not in out:
+            out.append(answer)
+            if edit == "first":
+                break
+    return out
+
+
 class LatencyProposer:
     """Adds the expected answers of failed rows to the text after a fixed delay: a pure function of the request.
 
@@ -26,18 +38,15 @@ class LatencyProposer:
 
     backend = "benchmark"
 
-    def __init__(self, latency_seconds: float) -> None:
+    def __init__(self, latency_seconds: float, *, edit: str = "first") -> None:
         self.latency_seconds = latency_seconds
+        self.edit = edit
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         started = time.perf_counter()
         await anyio.sleep(self.latency_seconds)
-        words = request.candidate[request.target_module].split()
-        for record in request.records:
-            answer = str(record.task.get("answer", ""))
-            if record.reward < 1.0 and answer and answer not in words:
-                words.append(answer)
-                break
+        failures = [(record.reward, str(record.task.get("answer", ""))) for record in request.records]
+        words = edited_words(request.candidate[request.target_module].split(), failures, self.edit)
         return ProposerResult(
             texts=(" ".join(words),),
             usage=Usage(calls=1, cost_usd=None),

@@ -44,7 +44,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from _common import LatencyProposer, served, standing_container
+from _common import LatencyProposer, edited_words, served, standing_container
 from synth_opt import GepaRun, load_config
 
 try:
@@ -92,8 +92,9 @@ class ContainerAdapter:
     ``threads`` > 1 evaluates a batch on a thread pool of that size (gepa has no parallel evaluation of its own);
     ``propose_new_texts`` is the 200 ms proposer with ``LatencyProposer``'s edit rule."""
 
-    def __init__(self, url: str, *, threads: int, proposer_seconds: float, label: str) -> None:
+    def __init__(self, url: str, *, threads: int, proposer_seconds: float, label: str, edit: str) -> None:
         self.label = label
+        self.edit = edit
         self.proposer_seconds = proposer_seconds
         connections = max(threads, 1) + 4
         self.client = httpx.Client(
@@ -176,11 +177,10 @@ class ContainerAdapter:
         texts: dict[str, str] = {}
         for name in components_to_update:
             words = candidate[name].split()
-            for record in reflective_dataset.get(name, []):
-                answer = str(record.get("expected", ""))
-                if float(record["score"]) < 1.0 and answer and answer not in words:
-                    texts[name] = " ".join([*words, answer])
-                    break
+            failures = [(float(r["score"]), str(r.get("expected", ""))) for r in reflective_dataset.get(name, [])]
+            edited = edited_words(words, failures, self.edit)
+            if edited != words:
+                texts[name] = " ".join(edited)
         return texts
 
 
@@ -195,7 +195,9 @@ def run_gepa(
     args: argparse.Namespace,
 ) -> tuple[float, int, int, float, int, int]:
     """Seconds of ``optimize()``, metric calls, proposer calls, best valset score, candidates, added words."""
-    adapter = ContainerAdapter(url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label)
+    adapter = ContainerAdapter(
+        url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label, edit=args.edit
+    )
     try:
         started = time.perf_counter()
         result = gepa.optimize(
@@ -284,6 +286,8 @@ acceptance = "strict_improvement"
 [gepa.pipeline]
 mode = "{mode}"
 max_in_flight_candidates = {args.in_flight}
+staleness_policy = "{args.staleness}"
+delta_max = {args.delta_max}
 
 [gepa.pipeline.workers]
 propose = {args.propose_workers}
@@ -323,7 +327,7 @@ async def gepa_row(url: str, label: str, threads: int, data: dict[str, Any], arg
 async def synth_opt_row(
     url: str, path: Path, mode: str, workers: str, seed: dict[str, str], args: argparse.Namespace
 ) -> Row:
-    run = GepaRun(load_config(path), fresh=True, proposer=LatencyProposer(args.proposer_ms / 1000))
+    run = GepaRun(load_config(path), fresh=True, proposer=LatencyProposer(args.proposer_ms / 1000, edit=args.edit))
     before = await served(url)
     started = time.perf_counter()
     result = await run.execute_async()
@@ -442,6 +446,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, default=100, help="minibatch rows: train-0 .. train-(N-1)")
     parser.add_argument("--pareto-rows", type=int, default=20, help="valset / pareto rows: the next N train rows")
     parser.add_argument("--minibatch-size", type=int, default=3)
+    parser.add_argument(
+        "--edit",
+        choices=("first", "all"),
+        default="first",
+        help="the proposers' edit: add the first failed record's answer, or every failed record's",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gepa-threads", type=int, default=16, help="evaluation threads of gepa's threaded run")
     parser.add_argument(
@@ -453,6 +463,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
     parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
+    parser.add_argument("--staleness", choices=("full", "guarded"), default="full", help="synth_opt staleness_policy")
+    parser.add_argument("--delta-max", type=int, default=2, help="synth_opt delta_max (guarded staleness)")
     parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")
     parser.add_argument("--runs-dir", help="keep synth_opt's configs and run directories here (default: a temp dir)")
     return parser.parse_args()

@@ -6,7 +6,9 @@ state strictly in proposal order (a reorder buffer), so a run's decisions never 
 - proposal *k* is planned right after commit *k - max_in_flight* (the first ones right after the seed), so it
   always sees the same pool version;
 - every budget change happens at plan time (a worst-case reservation) or at commit time (settlement), both in a
-  fixed order, so whether work fits never depends on which lane finished first;
+  fixed order, so whether work fits never depends on which lane finished first; a proposal that does not fit
+  while others are in flight waits for the next commit (which releases what those did not use), and the search
+  stops only when nothing is in flight and it still does not fit;
 - decision events are emitted at commit time, in commit order; transport events are emitted as they happen.
 """
 
@@ -37,11 +39,14 @@ from synth_opt.errors import BudgetExceededError, ContainerContractError
 from synth_opt.events import EventBus
 from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, Decision, GepaState, ProposalPlan
 from synth_opt.gepa.candidates import candidate_id, mean_score
+from synth_opt.gepa.merge import SUBSAMPLE_PER_STRATUM
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
 from synth_opt.usage import Usage
 
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
+
+MERGE_SUBSAMPLE_ROWS = 3 * SUBSAMPLE_PER_STRATUM  # the most rows a merge's stratified subsample takes
 
 MIN_ROLLOUTS_FOR_FAILURE_RATE = 20
 
@@ -200,16 +205,17 @@ class Supervisor:
 
     def _fill(self) -> None:
         while self._stop_reason is None and len(self._slots) < self.settings.max_in_flight:
-            plan = self.state.plan_next()
-            if plan.merge is not None:
-                amount = self.ledger.estimate(train=len(plan.minibatch) + len(self.state.pareto_ids))
-            else:
-                minibatches = (1 + self.settings.proposals_per_call) * len(plan.minibatch)
-                amount = self.ledger.estimate(train=minibatches + len(self.state.pareto_ids), proposer_calls=1)
-            refused = self.ledger.reserve(amount, elapsed_seconds=self._elapsed())
+            elapsed = self._elapsed()
+            refused = self.ledger.refusal(self._worst_case(), elapsed_seconds=elapsed)
             if refused is not None:
-                self._stop(refused, f"the next proposal does not fit in the budget ({refused})")
+                if not self._slots or refused == "max_time_seconds":
+                    self._stop(refused, f"the next proposal does not fit in the budget ({refused})")
+                # else: in-flight proposals hold worst-case reservations; their commits release what they did
+                # not use, and the next commit plans again (commits come in proposal order: still no timing)
                 break
+            plan = self.state.plan_next()
+            amount = self._estimate(plan)
+            assert self.ledger.reserve(amount, elapsed_seconds=elapsed) is None  # amount <= the worst case
             parent = self.state.by_id[plan.parent_id]
             summary = {
                 "pool_size": len(self.state.pool),
@@ -225,6 +231,23 @@ class Supervisor:
             self.bus.emit("proposal.planned", message, **plan.to_json())
             self._start_slot(slot)
         self._maybe_finish_search()
+
+    def _estimate(self, plan: ProposalPlan) -> Amount:
+        """The most a proposal can use: its batches, the pareto rows if accepted, and one proposer call."""
+        pareto = len(self.state.pareto_ids)
+        if plan.merge is not None:
+            return self.ledger.estimate(train=len(plan.minibatch) + pareto)
+        minibatches = (1 + self.settings.proposals_per_call) * len(plan.minibatch)
+        return self.ledger.estimate(train=minibatches + pareto, proposer_calls=1)
+
+    def _worst_case(self) -> Amount:
+        """An upper bound of :meth:`_estimate` for whatever is planned next (checked before planning, so a
+        proposal that has to wait leaves the planner's random stream untouched)."""
+        pareto = len(self.state.pareto_ids)
+        rows = (1 + self.settings.proposals_per_call) * self.state.sampler.batch_size
+        if self.state.settings.use_merge:
+            rows = max(rows, min(MERGE_SUBSAMPLE_ROWS, pareto))
+        return self.ledger.estimate(train=rows + pareto, proposer_calls=1)
 
     def _start_slot(self, slot: Slot) -> None:
         """Dispatch a proposal's first batch: the merged candidate on its subsample, or the parent on its
