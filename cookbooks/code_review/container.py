@@ -1,0 +1,211 @@
+"""The code-review task container, written with the public ``synth-containers`` SDK.
+
+One rollout runs one candidate review prompt on one unified diff and scores the review's findings against the
+diff's known defects: reward = F1 (see ``scoring.py``: a finding matches a defect of the same category within one
+line). Two policies: ``checklist`` (offline, deterministic; see ``policy.py``) and ``llm`` (an OpenAI-compatible
+chat-completions endpoint).
+
+Run it: ``python cookbooks/code_review/container.py --port 8932`` (or ``PORT=8932``). ``GET /metadata`` reports
+``metadata.served_rollouts``: the number of distinct rollout ids this process has served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``code_review``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi import HTTPException
+from synth_containers import Container, RolloutResult
+
+from code_review import diffs, policy, scoring
+
+__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_container", "main"]
+
+PROGRAM_ID = "code_review.checklist_reviewer.v1"
+CANDIDATE_FIELD = "system_prompt"
+TASK_DESCRIPTION = (
+    "Code review: each task is one small unified diff (Python mostly, some JavaScript, shell and SQL) written with "
+    "known defects on its added lines, or none. The review reports findings `<new-file line>: <category>`; the "
+    "categories are " + ", ".join(diffs.CATEGORIES) + ". Reward is the F1 of the findings against the known "
+    "defects: a finding matches a defect when the category is equal and the line is within 1; a clean diff scores "
+    "1 with no findings and 0 with any. The candidate `system_prompt` is a review checklist: the offline "
+    "`checklist` policy applies its rule lines `- <category>: `<pattern>`, ... [unless `<pattern>`, ...]` to "
+    "every added line (a pattern is a phrase of code tokens, STR / FSTR for string literals, ... for a gap, or a "
+    "/regex/); the `llm` policy gives the text to a model as its system prompt and the diff as the user message."
+)
+
+
+def build_container() -> Container:
+    """The container over the tasks of ``diffs.py``."""
+    by_split = diffs.tasks()
+    tasks = {task.task_id: task for split in diffs.SPLITS for task in by_split[split]}
+    seed = policy.seed_checklist()
+    served: set[str] = set()
+    container = Container(
+        "code_review",
+        description="Code review of small diffs with known defects (F1 reward)",
+        metadata={"categories": list(diffs.CATEGORIES)},
+        default_submission_mode="sync",
+    )
+
+    @container.metadata_route
+    async def metadata() -> dict[str, Any]:
+        return {"metadata": {"served_rollouts": len(served), "categories": list(diffs.CATEGORIES)}}
+
+    @container.program
+    async def program() -> dict[str, Any]:
+        module = {
+            "module_id": "reviewer",
+            "role": "system",
+            "content": seed,
+            "mutable": True,
+            "candidate_field": CANDIDATE_FIELD,
+        }
+        return {
+            "program_id": PROGRAM_ID,
+            "modules": [module],
+            "target_modules": [CANDIDATE_FIELD],
+            "seed_candidate": {CANDIDATE_FIELD: seed},
+        }
+
+    @container.task_info
+    async def task_info() -> dict[str, Any]:
+        return {
+            "task": {"task_id": "code_review", "task_name": "Code review", "description": TASK_DESCRIPTION},
+            "description": TASK_DESCRIPTION,
+            "metadata": {"categories": list(diffs.CATEGORIES)},
+        }
+
+    @container.taskset
+    async def taskset() -> dict[str, Any]:
+        splits = {
+            split: {"task_ids": [task.task_id for task in by_split[split]], "count": len(by_split[split])}
+            for split in diffs.SPLITS
+        }
+        return {
+            "splits": splits,
+            "labels": list(diffs.CATEGORIES),
+            "metadata": {
+                "defective": {split: sum(bool(task.defects) for task in by_split[split]) for split in diffs.SPLITS},
+                "defects": {split: sum(len(task.defects) for task in by_split[split]) for split in diffs.SPLITS},
+                "reward": "F1 of findings (line, category) against known defects; line tolerance 1",
+            },
+        }
+
+    @container.taskset_tasks
+    async def taskset_tasks(payload: dict[str, Any]) -> dict[str, Any]:
+        split = str(payload.get("split") or "train")
+        if split not in diffs.SPLITS:
+            raise HTTPException(status_code=404, detail=f"unknown split {split!r}; the splits are train and test")
+        raw_ids = payload.get("task_ids")
+        if raw_ids is not None and not isinstance(raw_ids, list):
+            raise HTTPException(status_code=422, detail="task_ids must be a list of task ids")
+        task_ids = [str(task_id) for task_id in raw_ids or []]
+        unknown = [task_id for task_id in task_ids if task_id not in tasks or tasks[task_id].split != split]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise HTTPException(status_code=404, detail=f"unknown task id(s) in split {split!r}: {shown}")
+        return {"tasks": [tasks[task_id].row() for task_id in task_ids]}
+
+    @container.rollout
+    async def rollout(payload: dict[str, Any]) -> dict[str, Any]:
+        rollout_id = payload.get("rollout_id")
+        if not isinstance(rollout_id, str) or not rollout_id:
+            raise HTTPException(status_code=422, detail="rollout_id (a non-empty string) is required")
+        candidate = payload.get("candidate")
+        if not isinstance(candidate, dict) or not isinstance(candidate.get(CANDIDATE_FIELD), str):
+            raise HTTPException(status_code=422, detail=f"candidate.{CANDIDATE_FIELD} (a string) is required")
+        task_id, diff, defects = _task(payload, tasks)
+        policy_table = payload.get("policy") or {}
+        if not isinstance(policy_table, dict):
+            raise HTTPException(status_code=422, detail="policy must be an object")
+        policy_type = str(policy_table.get("type") or "checklist")
+        prompt = candidate[CANDIDATE_FIELD]
+        trace: dict[str, Any] = {"policy": policy_type}
+        if policy_type == "checklist":
+            findings = policy.review(prompt, diff)
+            problems = policy.parse_checklist(prompt).problems
+            if problems:
+                trace["checklist_problems"] = list(problems)
+            usage: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            usage["cost_usd"] = 0.0
+        elif policy_type == "llm":
+            try:
+                findings, reply, usage = await policy.predict_llm(prompt, diff, policy_table)
+            except policy.LlmPolicyError as exc:
+                raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+            trace["reply"] = reply
+        else:
+            raise HTTPException(
+                status_code=400,
+                detail=f"unknown policy.type {policy_type!r}; this container runs checklist or llm",
+            )
+        served.add(rollout_id)
+        pairs = [(finding.line, finding.category) for finding in findings]
+        score = scoring.score_findings(pairs, defects)
+        rules = {(finding.line, finding.category): finding.rule for finding in findings}
+        feedback = scoring.render_feedback(score, policy.added_lines(diff), rules)
+        trace |= {
+            "findings": [finding.to_json() for finding in findings],
+            "expected": [{"line": line, "category": category} for line, category in defects],
+            "false_positives": [{"line": line, "category": category} for line, category in score.false_positives],
+            "missed": [{"line": line, "category": category} for line, category in score.missed],
+        }
+        metrics = {"precision": score.precision, "recall": score.recall, "f1": score.f1, "true_positives": score.tp}
+        return RolloutResult(
+            rollout_id=rollout_id,
+            reward=score.f1,
+            task_id=task_id,
+            trace=trace,
+            usage=usage,
+            reward_details={"metrics": metrics},
+            metadata={"feedback": feedback},
+            actionable_side_info={"feedback": feedback},
+        ).to_dict()
+
+    return container
+
+
+def _task(payload: dict[str, Any], tasks: dict[str, diffs.Task]) -> tuple[str, str, list[tuple[int, str]]]:
+    """(task id, diff, defects): the container's own task for a known ``task_id`` (its defects are the judge),
+    else the row the request carries when it has ``diff`` and ``defects`` (a list of ``{line, category}``)."""
+    raw_task = payload.get("task")
+    task: dict[str, Any] = raw_task if isinstance(raw_task, dict) else {}
+    task_id = str(payload.get("task_id") or task.get("task_id") or "")
+    if task_id in tasks:
+        known = tasks[task_id]
+        return task_id, known.diff, list(known.defects)
+    if isinstance(task.get("diff"), str) and isinstance(task.get("defects"), list):
+        defects: list[tuple[int, str]] = []
+        for item in task["defects"]:
+            if not isinstance(item, dict) or not isinstance(item.get("line"), int) or not item.get("category"):
+                raise HTTPException(status_code=422, detail="task.defects entries need an integer line and a category")
+            defects.append((item["line"], str(item["category"])))
+        return task_id, task["diff"], defects
+    raise HTTPException(
+        status_code=404, detail=f"unknown task_id {task_id!r} and no task row with a diff and its defects"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the code-review task container.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8932")))
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    app = build_container().fastapi()
+    print(f"code_review container on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

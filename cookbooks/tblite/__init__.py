@@ -1,0 +1,1 @@
+"""The tblite cookbook (importable as ``tblite`` with ``cookbooks/`` on ``sys.path``; see README.md)."""

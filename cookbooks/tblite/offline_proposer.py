@@ -1,0 +1,222 @@
+"""A deterministic offline proposer for the tblite ``playbook`` policy, speaking the codex app-server protocol.
+
+It stands in for ``codex app-server`` so the demo and the tests drive the optimizer's real proposer client with no
+network and no key. Protocol (newline-delimited JSON, JSON-RPC without the ``jsonrpc`` member): it answers
+``initialize`` and ``thread/start``, accepts the ``initialized`` notification, and on ``turn/start`` answers with
+the turn, then sends ``turn/started``, ``item/completed`` (one ``agentMessage`` holding the reply),
+``thread/tokenUsage/updated`` and ``turn/completed``. It exits on end of input.
+
+The reply is a pure function of the turn's text (no data files, no memory across calls; a restarted proposer
+answers the same). It reads the request in the fenced ``json synth-opt-reflection`` block and edits the playbook
+rules of ``current_text`` from the minibatch records, the way a careful person reading the failures would. For each
+record that did not pass every check (reward below 1), in record order:
+
+- the record's hint (``task.hint``, else the ``hint:`` line of the feedback) names a technique in words and gives a
+  command template in backticks; the template becomes the rule's command;
+- the rule's trigger words come from the record's instruction (``task.instruction``, else the trace's): the
+  instruction words (3+ letters) whose stem also occurs in the hint's words, ranked by how few *other* minibatch
+  records' instructions contain them (so a word every task uses loses), then by how early the hint names them (the
+  technique's head word first), then by their place in the instruction; the best ``TRIGGER_WORDS`` (1) are kept;
+- with no rule holding that command yet, a new line ``when instruction mentions <words>: <command>`` is appended;
+  when such a rule exists but none of its words occurs in this instruction, the best new word is added to it; when
+  it exists and already applies, nothing changes (the failure has another cause).
+
+Nothing is ever removed. With ``proposals = n`` it returns ``n`` distinct texts where the records allow: variant
+``i`` keeps ``TRIGGER_WORDS + i`` trigger words per new rule. When no record failed it returns the text unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``tblite``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tblite.policy import RULE, parse_rules_uncached, stem, stems, words
+
+__all__ = ["TRIGGER_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
+
+TRIGGER_WORDS = 1
+MIN_WORD = 3
+_BLOCK = re.compile(r"```json synth-opt-reflection\n(.*?)\n```", re.DOTALL)
+_TEMPLATE = re.compile(r"`([^`]+)`")
+_HINT_LINE = re.compile(r"^hint: (?P<hint>.+)$", re.MULTILINE)
+
+
+def extract_request(text: str) -> dict[str, Any]:
+    match = _BLOCK.search(text)
+    if match is None:
+        raise ValueError("the turn text holds no ```json synth-opt-reflection block")
+    data = json.loads(match.group(1))
+    if not isinstance(data, dict) or not isinstance(data.get("current_text"), str):
+        raise ValueError("the reflection request has no current_text")
+    return data
+
+
+def _record_fields(record: Mapping[str, Any]) -> tuple[str, str]:
+    """(instruction, hint) from the task row, else the trace and the feedback."""
+    raw_task, raw_output = record.get("task"), record.get("output")
+    task: Mapping[str, Any] = raw_task if isinstance(raw_task, Mapping) else {}
+    output: Mapping[str, Any] = raw_output if isinstance(raw_output, Mapping) else {}
+    instruction = str(task.get("instruction") or output.get("instruction") or "")
+    hint = task.get("hint")
+    feedback = record.get("feedback")
+    if not hint and isinstance(feedback, str):
+        match = _HINT_LINE.search(feedback)
+        hint = match.group("hint") if match else None
+    return instruction, str(hint or "")
+
+
+def _reward(record: Mapping[str, Any]) -> float:
+    try:
+        return float(record.get("reward") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _template(hint: str) -> str:
+    match = _TEMPLATE.search(hint)
+    return match.group(1).strip() if match else ""
+
+
+def _same(command: str, other: str) -> bool:
+    return " ".join(command.split()) == " ".join(other.split())
+
+
+def _triggers(instruction: str, prose: str, others: list[set[str]]) -> list[str]:
+    """Instruction words whose stem the hint's words share, best first (see the module docstring)."""
+    prose_order: dict[str, int] = {}
+    for position, word in enumerate(words(prose)):
+        prose_order.setdefault(stem(word), position)
+    options: list[tuple[int, int, int, str]] = []
+    seen: set[str] = set()
+    for order, word in enumerate(words(instruction)):
+        word_stem = stem(word)
+        if len(word) < MIN_WORD or not word.isalpha() or word_stem in seen or word_stem not in prose_order:
+            continue
+        seen.add(word_stem)
+        elsewhere = sum(word_stem in other for other in others)
+        options.append((elsewhere, prose_order[word_stem], order, word))
+    return [option[-1] for option in sorted(options)]
+
+
+def _edit(request: Mapping[str, Any], trigger_words: int) -> str:
+    lines = str(request["current_text"]).splitlines()
+    records = [record for record in request.get("records") or [] if isinstance(record, Mapping)]
+    fields = [_record_fields(record) for record in records]
+    templates = [_template(hint) for _, hint in fields]
+    for index, record in enumerate(records):
+        instruction, hint = fields[index]
+        template = templates[index]
+        if _reward(record) >= 1.0 or not instruction or not template:
+            continue
+        prose = _TEMPLATE.sub(" ", hint)
+        others = [stems(fields[j][0]) for j in range(len(records)) if j != index and templates[j] != templates[index]]
+        ranked = _triggers(instruction, prose, others)
+        if not ranked:
+            continue
+        instruction_stems = stems(instruction)
+        existing = next(
+            (rule for rule in parse_rules_uncached("\n".join(lines)) if _same(rule.command, template)), None
+        )
+        if existing is None:
+            lines.append(f"when instruction mentions {' | '.join(ranked[:trigger_words])}: {template}")
+        elif not any(stems(word) <= instruction_stems for word in existing.words):
+            match = RULE.match(lines[existing.line])
+            assert match is not None
+            trigger = f"{match.group('words').strip()} | {ranked[0]}"
+            lines[existing.line] = f"when instruction mentions {trigger}: {match.group('command')}"
+    return "\n".join(lines)
+
+
+def propose(request: Mapping[str, Any]) -> list[str]:
+    """The proposals for one reflection request: ``request["proposals"]`` distinct texts where edits allow."""
+    wanted = max(1, int(request.get("proposals") or 1))
+    texts: list[str] = []
+    for extra in range(wanted + 4):
+        text = _edit(request, TRIGGER_WORDS + extra)
+        if text not in texts:
+            texts.append(text)
+        if len(texts) == wanted:
+            break
+    return texts
+
+
+def reply_for_turn(turn_text: str) -> str:
+    return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
+
+
+def _turn_text(params: Mapping[str, Any]) -> str:
+    parts = []
+    for item in params.get("input") or []:
+        if isinstance(item, Mapping) and item.get("type") == "text":
+            parts.append(str(item.get("text", "")))
+    return "\n".join(parts)
+
+
+def serve(stdin: TextIO, stdout: TextIO) -> int:
+    """Answer app-server requests line by line until end of input."""
+
+    def send(message: dict[str, Any]) -> None:
+        stdout.write(json.dumps(message, ensure_ascii=False) + "\n")
+        stdout.flush()
+
+    thread_id = "thr-1"
+    for raw in stdin:
+        if not raw.strip():
+            continue
+        try:
+            message = json.loads(raw)
+        except json.JSONDecodeError:
+            send({"id": None, "error": {"code": -32700, "message": "parse error"}})
+            continue
+        method = message.get("method")
+        if "id" not in message:
+            continue  # notifications (``initialized``) and replies to requests we never make
+        request_id = message["id"]
+        params = message.get("params") or {}
+        if method == "initialize":
+            send({"id": request_id, "result": {"serverInfo": {"name": "tblite-offline-proposer", "version": "1"}}})
+        elif method == "thread/start":
+            send({"id": request_id, "result": {"thread": {"id": thread_id}}})
+        elif method == "turn/start":
+            _run_turn(send, request_id, thread_id, _turn_text(params))
+        elif method == "turn/interrupt":
+            send({"id": request_id, "result": {}})
+        else:
+            send({"id": request_id, "error": {"code": -32601, "message": f"method not found: {method}"}})
+    return 0
+
+
+def _run_turn(send: Any, request_id: Any, thread_id: str, turn_text: str) -> None:
+    turn = {"id": "turn-1", "status": "inProgress"}
+    send({"id": request_id, "result": {"turn": turn}})
+    send({"method": "turn/started", "params": {"threadId": thread_id, "turn": turn}})
+    try:
+        reply = reply_for_turn(turn_text)
+    except (ValueError, KeyError, TypeError) as exc:
+        failed = {"id": "turn-1", "status": "failed", "items": [], "error": {"message": f"bad request: {exc}"}}
+        send({"method": "turn/completed", "params": {"threadId": thread_id, "turn": failed}})
+        return
+    item = {"type": "agentMessage", "id": "msg-1", "text": reply}
+    send({"method": "item/completed", "params": {"threadId": thread_id, "turnId": "turn-1", "item": item}})
+    input_tokens, output_tokens = len(turn_text.split()), len(reply.split())
+    usage = {"inputTokens": input_tokens, "cachedInputTokens": 0, "outputTokens": output_tokens}
+    usage["totalTokens"] = input_tokens + output_tokens
+    send(
+        {
+            "method": "thread/tokenUsage/updated",
+            "params": {"threadId": thread_id, "turnId": "turn-1", "tokenUsage": {"total": usage, "last": usage}},
+        }
+    )
+    completed = {"id": "turn-1", "status": "completed", "items": []}
+    send({"method": "turn/completed", "params": {"threadId": thread_id, "turn": completed}})
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve(sys.stdin, sys.stdout))
