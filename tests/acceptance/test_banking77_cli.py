@@ -106,6 +106,22 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
     assert any(e["type"] == "proposer.called" for e in events(run_dir)), "the offline proposer answered through codex"
 
 
+def test_the_three_run_acceptance_passes_for_the_banking77_cookbook(tmp_path: Path) -> None:
+    """`synth-opt gepa accept` on a reduced copy of the offline config: fresh, cached and readonly runs give
+    identical normalized feeds, the cached run is all hits and the readonly one starts no container."""
+    config = small_config(tmp_path, budget=400)
+    done = subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "fresh vs cached: identical" in done.stdout and "fresh vs readonly: identical" in done.stdout
+    assert done.stdout.strip().endswith("acceptance passed")
+
+
 def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path: Path) -> None:
     config = small_config(tmp_path)
     env = {"SYNTH_OPTIMIZERS_RUN_ID": "interrupted"}
