@@ -5,8 +5,9 @@ a background worker that claims and runs requests one at a time. Shutting down s
 request to stop within ``grace_seconds`` and releases its lease, so it is queued again.
 
 Every error reaches the caller as ``{"error": {"code", "message", "detail"}}``: 4xx for the caller's mistakes
-(malformed JSON and missing fields 400, a bad or missing config or a path outside the config root 422, an unknown
-request 404, a conflict or a lost lease 409, a missing or wrong bearer token 401), 500 only for a bug. With a
+(malformed or too deeply nested JSON, and missing, mistyped or unknown fields 400, with the field named in the
+message; a bad or missing config or a path outside the config root 422; an unknown request 404; a conflict, a lost
+lease or a request with no run workspace yet 409; a missing or wrong bearer token 401), 500 only for a bug. With a
 ``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included) needs
 ``Authorization: Bearer <token>``.
 """
@@ -74,11 +75,37 @@ def _synth_error(request: Request[Any, Any, Any], error: SynthOptimizerError) ->
     return _envelope(error.error_code, error.message, error.detail, status, headers)
 
 
+def _problem(entry: Any) -> str | None:
+    """One litestar validation entry (``{"message", "key", "source"}``) as ``body field priority: Expected ...``."""
+    if not isinstance(entry, dict) or not entry.get("message"):
+        return None
+    key, message = entry.get("key"), str(entry["message"])
+    source = getattr(entry.get("source"), "value", entry.get("source"))  # litestar's ParamType enum, or a str
+    if key == "data" and source == "body":
+        # litestar reports a missing body as the KeyError text "'data'"
+        text = "the request body is missing; send a JSON object" if message == "'data'" else message
+        return f"body: {text}"
+    where = " ".join(str(part) for part in (source, "field" if source == "body" else "parameter", key) if part)
+    return f"{where}: {message}" if key else message
+
+
 def _http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     status = error.status_code
     code = "validation_error" if status == 400 else HTTPStatus(status).phrase.lower().replace(" ", "_")
     detail = {"errors": error.extra} if error.extra else {}
-    return _envelope(code, str(error.detail), detail, status, dict(error.headers or {}) or None)
+    message = str(error.detail)
+    problems = [text for text in map(_problem, error.extra if isinstance(error.extra, list) else []) if text]
+    if problems:
+        message = f"{message}: {'; '.join(problems)}"
+    return _envelope(code, message, detail, status, dict(error.headers or {}) or None)
+
+
+def _recursion(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
+    """msgspec refuses JSON nested deeper than the interpreter's recursion limit: the caller's mistake, a 400."""
+    if "deserializ" not in str(error):
+        return _bug(request, error)
+    entry = {"key": "data", "source": "body", "message": str(error)}
+    return _envelope("validation_error", "the JSON body is nested too deeply", {"errors": [entry]}, 400)
 
 
 def _bug(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
@@ -152,6 +179,7 @@ def create_app(
         exception_handlers={
             SynthOptimizerError: _synth_error,
             HTTPException: _http_error,
+            RecursionError: _recursion,
             Exception: _bug,
         },
         openapi_config=OpenAPIConfig(

@@ -387,7 +387,9 @@ class SqliteRunQueue:
     def list_requests(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Requests, newest first, optionally of one status."""
         if status is not None and status not in REQUEST_STATUSES:
-            raise ConfigError(f"unknown request status {status!r}; use one of {', '.join(REQUEST_STATUSES)}")
+            raise ConfigError(
+                f"unknown request status {status!r}; use one of {', '.join(REQUEST_STATUSES)}", field="status"
+            )
         where, params = ("WHERE status = ?", [status]) if status else ("", [])
         with self._lock:
             rows = self._conn.execute(

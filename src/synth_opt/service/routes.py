@@ -3,6 +3,7 @@ or task, and return plain dicts; every SynthOptimizerError they raise becomes th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,13 +12,15 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from synth_opt.config import load_config
 from synth_opt.errors import ConfigError
+from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
 from synth_opt.service.queue_protocol import RunQueue
 from synth_opt.service.queue_rows import public_view
@@ -79,6 +82,23 @@ class SubmitRun:
     idempotency_key: str | None = None
 
 
+SUBMIT_FIELDS = tuple(f.name for f in dataclasses.fields(SubmitRun))
+
+
+async def _refuse_unknown_fields(request: Request[Any, Any, Any]) -> None:
+    """A misspelt field (``priorty``) is refused rather than silently ignored."""
+    body = await request.json()  # already decoded for ``data``: litestar caches it
+    unknown = sorted(set(body) - set(SUBMIT_FIELDS)) if isinstance(body, dict) else []
+    if unknown:
+        known = ", ".join(SUBMIT_FIELDS)
+        raise ValidationException(
+            f"Validation failed for {request.method} {request.url.path}",
+            extra=[
+                {"key": key, "source": "body", "message": f"unknown field; the fields are {known}"} for key in unknown
+            ],
+        )
+
+
 @get("/health", opt={"public": True}, sync_to_thread=False)
 def health(state: State) -> dict[str, Any]:
     """Process liveness (no token needed)."""
@@ -95,8 +115,11 @@ async def status(state: State) -> dict[str, Any]:
 
 
 @post("/runs")
-async def submit_run(data: JSONBody[SubmitRun], state: State) -> Response[dict[str, Any]]:
+async def submit_run(
+    data: JSONBody[SubmitRun], state: State, request: Request[Any, Any, Any]
+) -> Response[dict[str, Any]]:
     """Queue a run of a config under the config root; a known idempotency key returns its request."""
+    await _refuse_unknown_fields(request)
     service = service_of(state)
     if not -MAX_PRIORITY <= data.priority <= MAX_PRIORITY:
         raise ConfigError(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}", field="priority")
@@ -104,14 +127,14 @@ async def submit_run(data: JSONBody[SubmitRun], state: State) -> Response[dict[s
         raise ConfigError("idempotency_key must be 1 to 200 characters", field="idempotency_key")
     path = _inside_root(data.config_path, service.config_root)
     fields = request_fields(await call_in_thread(load_config, path))
-    request = await call_in_thread(
+    queued = await call_in_thread(
         service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key
     )
     if data.auto_start:
         await service.ensure_worker_loop()
     service.worker.wake()
-    body = {k: request[k] for k in ("request_id", "run_id", "status", "deduplicated")}
-    return Response(body, status_code=200 if request["deduplicated"] else 201)
+    body = {k: queued[k] for k in ("request_id", "run_id", "status", "deduplicated")}
+    return Response(body, status_code=200 if queued["deduplicated"] else 201)
 
 
 def _inside_root(config_path: str, config_root: Path) -> Path:
@@ -155,12 +178,13 @@ async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent
 
 
 async def _follow(service: ServiceContext, request: dict[str, Any]) -> AsyncIterator[ServerSentEventMessage]:
-    feed = Path(request["run_dir"] or ".") / "events.jsonl"
+    # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
+    feed = Path(request["run_dir"]) / "events.jsonl" if request["run_dir"] else None
     offset, pending = 0, b""
     while True:
         current = await call_in_thread(service.queue.get, request["request_id"])
         terminal = current["status"] in TERMINAL_STATUSES  # read before the feed, so its last lines are sent
-        chunk, offset = await call_in_thread(_read_from, feed, offset)
+        chunk, offset = (b"", offset) if feed is None else await call_in_thread(_read_from, feed, offset)
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -205,7 +229,15 @@ async def workspace(state: State, request_id: FromQuery[str | None] = None) -> d
         report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
         return report
     request = await call_in_thread(service.queue.get, request_id)
-    db = request["workspace_db_path"] or str(Path(request["run_dir"] or ".") / "workspace.sqlite")
+    run_dir = request["run_dir"]
+    db = request["workspace_db_path"] or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)
+    if db is None or not await call_in_thread(Path(db).is_file):
+        raise QueueConflictError(
+            f"run request {request_id} is {request['status']} and has no run workspace{f' at {db}' if db else ''}; "
+            "it is written once the run starts",
+            request_id=request_id,
+            status=request["status"],
+        )
     run_report: dict[str, Any] = await call_in_thread(workspace_status, db)
     return {"request_id": request_id, "run_id": request["run_id"], **run_report}
 
