@@ -1,6 +1,7 @@
 """The supervisor's records: settings, the per-proposal slot and its children, counters, the search outcome.
 
-Plain data; the supervisor (:mod:`synth_opt.actors.supervisor`) is the only code that changes them.
+Plain data; the supervisor (:mod:`synth_opt.actors.supervisor`) and the helpers it calls are the only code that
+changes them.
 """
 
 from __future__ import annotations

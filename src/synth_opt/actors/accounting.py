@@ -1,0 +1,98 @@
+"""What the supervisor's work may cost and what it did cost: plan-time reservations, commit-time settlements, and
+the counters of rollouts, usage and failures.
+"""
+
+from __future__ import annotations
+
+from synth_opt.actors.messages import BatchDone
+from synth_opt.actors.records import Counters
+from synth_opt.errors import ContainerContractError
+from synth_opt.gepa import Amount, BudgetLedger, GepaState, ProposalPlan
+from synth_opt.gepa.merge import SUBSAMPLE_PER_STRATUM
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.usage import Usage
+
+__all__ = [
+    "MERGE_SUBSAMPLE_ROWS",
+    "MIN_ROLLOUTS_FOR_FAILURE_RATE",
+    "actual_amount",
+    "count_batch",
+    "proposal_estimate",
+    "worst_case_estimate",
+]
+
+MERGE_SUBSAMPLE_ROWS = 3 * SUBSAMPLE_PER_STRATUM  # the most rows a merge's stratified subsample takes
+
+MIN_ROLLOUTS_FOR_FAILURE_RATE = 20
+
+
+def proposal_estimate(ledger: BudgetLedger, state: GepaState, proposals_per_call: int, plan: ProposalPlan) -> Amount:
+    """The most a proposal can use: its batches, the pareto rows if accepted, and one proposer call."""
+    pareto = len(state.pareto_ids)
+    if plan.merge is not None:
+        return ledger.estimate(train=len(plan.minibatch) + pareto)
+    minibatches = (1 + proposals_per_call) * len(plan.minibatch)
+    return ledger.estimate(train=minibatches + pareto, proposer_calls=1)
+
+
+def worst_case_estimate(ledger: BudgetLedger, state: GepaState, proposals_per_call: int) -> Amount:
+    """An upper bound of :func:`proposal_estimate` for whatever is planned next (checked before planning, so a
+    proposal that has to wait leaves the planner's random stream untouched)."""
+    pareto = len(state.pareto_ids)
+    rows = (1 + proposals_per_call) * state.sampler.batch_size
+    if state.settings.use_merge:
+        rows = max(rows, min(MERGE_SUBSAMPLE_ROWS, pareto))
+    return ledger.estimate(train=rows + pareto, proposer_calls=1)
+
+
+def actual_amount(
+    ledger: BudgetLedger,
+    *batches: BatchDone | None,
+    proposer: ProposerResult | None = None,
+    heldout: bool = False,
+) -> Amount:
+    """What the work really used. A proposer call of unknown cost is charged at its estimate, so a cost
+    limit still binds when the proposer reports no prices."""
+    usage = Usage()
+    rollouts = 0
+    for batch in batches:
+        if batch is None:
+            continue
+        rollouts += len(batch.results)
+        for done in batch.results:
+            if done.reply is not None:
+                usage += done.reply.usage
+    cost = usage.known_cost_usd
+    if proposer is not None:
+        usage += proposer.usage
+        cost += ledger.estimates.proposer_cost_usd if proposer.usage.cost_usd is None else proposer.usage.cost_usd
+    return Amount(
+        train_rollouts=0 if heldout else rollouts,
+        heldout_rollouts=rollouts if heldout else 0,
+        proposer_calls=0 if proposer is None else 1,
+        tokens=usage.total_tokens,
+        cost_usd=cost,
+    )
+
+
+def count_batch(counters: Counters, batch: BatchDone, *, heldout: bool, failure_tolerance: float) -> None:
+    """Add a finished batch to the counters; too many failed rollouts end the run (ContainerContractError)."""
+    c = counters
+    if heldout:
+        c.rollouts_heldout += len(batch.results)
+    else:
+        c.rollouts_train += len(batch.results)
+    for done in batch.results:
+        if done.reply is not None:
+            c.rollout_usage += done.reply.usage
+        else:
+            c.degraded += 1
+            c.last_error = done.error
+    total = c.rollouts_train + c.rollouts_heldout
+    allowed = failure_tolerance * max(total, MIN_ROLLOUTS_FOR_FAILURE_RATE)
+    if c.degraded > allowed:
+        raise ContainerContractError(
+            f"{c.degraded} of {total} rollouts failed after retries, more than "
+            f"rollout_failure_rate_tolerance = {failure_tolerance} allows; "
+            f"last error: {c.last_error}"
+        )

@@ -1,0 +1,102 @@
+"""The supervisor's checkpoints: the snapshot a resume needs, and reading one back.
+
+Work in flight is recorded by its plan only: a resume runs it again from the start (served from the cache when
+there is one), so a snapshot's counters exclude what in-flight work has received so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from synth_opt.actors.records import CHECKPOINT_VERSION, Counters, Slot, minus_usage
+from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
+
+__all__ = ["Restored", "committed_counters", "restore_checkpoint", "take_snapshot"]
+
+
+def committed_counters(counters: Counters, slots: Iterable[Slot]) -> Counters:
+    """The counters without what the in-flight proposals have received so far."""
+    committed = Counters.from_json(counters.to_json())
+    for slot in slots:
+        for batch in (slot.parent_batch, *(child.batch for child in slot.children), slot.pareto_batch):
+            if batch is None:
+                continue
+            committed.rollouts_train -= len(batch.results)
+            committed.degraded -= batch.degraded
+            for done in batch.results:
+                if done.reply is not None:
+                    committed.rollout_usage = minus_usage(committed.rollout_usage, done.reply.usage)
+        if slot.proposal is not None:
+            committed.proposer_usage = minus_usage(committed.proposer_usage, slot.proposal.usage)
+    return committed
+
+
+def take_snapshot(
+    *,
+    sequence_number: int,
+    commits: int,
+    state: GepaState,
+    ledger: BudgetLedger,
+    counters: Counters,
+    slots: dict[int, Slot],
+    added: dict[int, bool],
+    stop_reason: str | None,
+    heldout_reserved: Amount,
+) -> dict[str, Any]:
+    """Everything a resume needs, as JSON: the state, the ledger, the committed counters and the in-flight plans."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "sequence_number": sequence_number,
+        "commits": commits,
+        "state": state.snapshot(),
+        "ledger": ledger.to_json(),
+        "counters": committed_counters(counters, slots.values()).to_json(),
+        "added": {str(k): v for k, v in added.items() if k < commits},
+        "in_flight": [
+            {
+                "plan": slot.plan.to_checkpoint(),
+                "reserved": slot.reserved.to_json(),
+                "summary": slot.frontier_summary,
+            }
+            for _, slot in sorted(slots.items())
+        ],
+        "stop_reason": stop_reason,
+        "heldout_reserved": heldout_reserved.to_json(),
+        "best_candidate_id": state.best().candidate_id,
+        "pool_size": len(state.pool),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a checkpoint gives back to the supervisor besides the GEPA state (restored in place)."""
+
+    ledger: BudgetLedger
+    counters: Counters
+    added: dict[int, bool]
+    commits: int
+    stop_reason: str | None
+    heldout_reserved: Amount
+    slots: dict[int, Slot]
+
+
+def restore_checkpoint(
+    snapshot: dict[str, Any], state: GepaState, records: dict[str, CandidateRecord], ledger: BudgetLedger
+) -> Restored:
+    """Check the snapshot's version, restore ``state`` from it, and read back the rest."""
+    if snapshot.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint version {snapshot.get('version')} is not {CHECKPOINT_VERSION}")
+    state.restore(snapshot["state"], records)
+    restored_ledger = ledger.restored(snapshot["ledger"])
+    counters = Counters.from_json(snapshot["counters"])
+    added = {int(k): bool(v) for k, v in snapshot["added"].items()}
+    commits = int(snapshot["commits"])
+    stop_reason = snapshot["stop_reason"]
+    heldout_reserved = Amount.from_json(snapshot["heldout_reserved"])
+    slots: dict[int, Slot] = {}
+    for item in snapshot["in_flight"]:
+        plan = ProposalPlan.from_checkpoint(item["plan"])
+        slots[plan.index] = Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
+    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots)

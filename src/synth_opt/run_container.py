@@ -1,0 +1,107 @@
+"""The run's container: replayed from the cache, launched from ``[container].command``, or reached at
+``[container].url``; every route goes through the cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from synth_opt.cache import CachedContainer, CacheStore
+from synth_opt.config import GepaConfig
+from synth_opt.container.client import ContainerClient
+from synth_opt.container.launch import launched_container
+from synth_opt.errors import ConfigError
+from synth_opt.events import EventBus
+from synth_opt.run_state import emit_run_state
+
+__all__ = ["bearer_token", "container_url", "open_container", "with_python"]
+
+
+def with_python(command: list[str]) -> list[str]:
+    """``{python}`` in a command is this interpreter, so cookbook programs run in synth_opt's own environment."""
+    return [sys.executable if part == "{python}" else part for part in command]
+
+
+async def open_container(
+    stack: AsyncExitStack,
+    config: GepaConfig,
+    store: CacheStore,
+    bus: EventBus,
+    *,
+    transport: httpx.AsyncBaseTransport | None,
+    run_dir: Path,
+) -> CachedContainer:
+    """The container client for the run, healthy; what it launches or opens is closed with ``stack``."""
+    if store.mode == "readonly":
+        url = config.container.url or "readonly-cache://container"
+        client = CachedContainer(store, None, url=url)
+        emit_run_state(bus, "replaying_from_cache", cache_path=str(store.path))
+    else:
+        url = await stack.enter_async_context(container_url(config, bus, transport=transport, run_dir=run_dir))
+        live = await stack.enter_async_context(
+            ContainerClient(
+                url,
+                headers=config.container.headers,
+                bearer_token=bearer_token(config),
+                request_timeout_seconds=config.container.request_timeout_seconds,
+                transport=transport,
+            )
+        )
+        client = CachedContainer(store, live, url=url)
+        emit_run_state(bus, "connecting", container_url=url)
+    await client.health()
+    if await client.metadata() is None:
+        bus.emit(
+            "container.warning",
+            f"{url} has no /metadata route; using it as is without a contract check",
+            lane="rollout",
+        )
+    return client
+
+
+@asynccontextmanager
+async def container_url(
+    config: GepaConfig, bus: EventBus, *, transport: httpx.AsyncBaseTransport | None, run_dir: Path
+) -> AsyncIterator[str]:
+    """The container's url: a launched container's while the context is open, or ``[container].url``."""
+    section = config.container
+    if section.command and transport is None:
+        emit_run_state(bus, "launching_container", command=section.command)
+        async with launched_container(
+            with_python(section.command),
+            cwd=section.cwd,
+            env=section.env,
+            startup_timeout_seconds=section.startup_timeout_seconds,
+            url=section.url,
+            log_path=run_dir / "container.log",
+        ) as launched:
+            bus.emit(
+                "container.launched",
+                f"container started at {launched.url} (pid {launched.pid})",
+                lane="rollout",
+                url=launched.url,
+                pid=launched.pid,
+            )
+            yield launched.url
+    else:
+        if section.url is None:
+            raise ConfigError(f"{config.source_path}: container.url: a container transport needs a url")
+        yield section.url
+
+
+def bearer_token(config: GepaConfig) -> str | None:
+    name = config.container.auth_bearer_env
+    if name is None:
+        return None
+    token = os.environ.get(name)
+    if not token:
+        raise ConfigError(
+            f"{config.source_path}: container.auth_bearer_env: environment variable {name} is not set; "
+            "export it or remove auth_bearer_env"
+        )
+    return token

@@ -1,0 +1,76 @@
+"""The run's dataset: ``[dataset]`` resolved against the container's taskset into ids and task rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from synth_opt.cache import CachedContainer
+from synth_opt.config import CountSelection, GepaConfig, IdSelection
+from synth_opt.container.wire import TasksetInfo
+from synth_opt.errors import ConfigError
+from synth_opt.events import EventBus
+
+__all__ = ["Dataset", "resolve_dataset", "resolve_ids"]
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    train_ids: list[str]
+    pareto_ids: list[str]
+    minibatch_ids: list[str]
+    heldout_ids: list[str]
+    rows: dict[str, dict[str, Any]]
+
+
+def resolve_ids(selection: IdSelection, taskset: TasksetInfo, split: str) -> list[str]:
+    if isinstance(selection, CountSelection):
+        return taskset.first_ids(split, selection.count)
+    return list(selection)
+
+
+async def resolve_dataset(
+    config: GepaConfig, bus: EventBus, client: CachedContainer, taskset: TasksetInfo, *, announce: bool
+) -> Dataset:
+    """The ids of each role and their task rows (fetched from the container); ``announce`` emits
+    ``dataset.resolved`` (a resumed run has already announced its dataset)."""
+    ds, source = config.dataset, config.source_path
+    warning = taskset.metadata.get("warning")
+    if warning:
+        bus.emit("container.warning", str(warning), lane="rollout")
+    train = resolve_ids(ds.train_ids, taskset, ds.train_split)
+    pareto = resolve_ids(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
+    minibatch = resolve_ids(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
+    heldout = resolve_ids(ds.heldout_ids, taskset, ds.heldout_split)
+    for key, selection, ids in (("train_ids", ds.train_ids, train), ("heldout_ids", ds.heldout_ids, heldout)):
+        if isinstance(selection, CountSelection) and len(ids) < selection.count:
+            bus.emit(
+                "container.warning",
+                f"dataset.{key} asks for {selection.count} ids but the container lists only {len(ids)}",
+                lane="rollout",
+            )
+    train_set = set(train)
+    for key, ids in (("pareto_ids", pareto), ("minibatch_ids", minibatch)):
+        outside = [i for i in ids if i not in train_set]
+        if outside:
+            raise ConfigError(
+                f"{source}: dataset.{key}: id {outside[0]!r} is not in dataset.train_ids; "
+                f"{key} must be a subset of train_ids"
+            )
+    if not train:
+        raise ConfigError(f"{source}: dataset.train_ids: the container lists no ids for split {ds.train_split!r}")
+    rows: dict[str, dict[str, Any]] = {}
+    for split, ids in ((ds.train_split, train), (ds.heldout_split, heldout)):
+        for row_id, row in zip(ids, await client.tasks(split, ids), strict=True):
+            rows[row_id] = row
+    if announce:
+        bus.emit(
+            "dataset.resolved",
+            f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids"
+            + (f"; data source: {taskset.metadata['data_source']}" if "data_source" in taskset.metadata else ""),
+            train_ids=train,
+            pareto_ids=pareto,
+            minibatch_ids=minibatch,
+            heldout_ids=heldout,
+        )
+    return Dataset(train, pareto, minibatch, heldout, rows)
