@@ -30,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from synth_opt.actors import SearchOutcome, Supervisor, propose_handler, rollout_handler
 from synth_opt.cache import CacheStore
 from synth_opt.cancel import CancelHandle
+from synth_opt.collector import run_paced_collector
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import RunCancelledError, RunStateError, SynthOptimizerError, collapse_exception_group
 from synth_opt.events import Event, EventBus
@@ -122,7 +123,8 @@ class GepaRun:
         prepared = self._prepare_run_dir()
         if isinstance(prepared, GepaResult):
             return prepared
-        return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
+        with run_paced_collector():
+            return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
 
     def _prepare_run_dir(self) -> GepaResult | ResumePoint | None:
         """A finished run's stored result, the checkpoint to resume an unfinished one from, or None (fresh)."""

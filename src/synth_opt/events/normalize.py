@@ -35,10 +35,17 @@ def read_feed(path: Path) -> Iterator[Event]:
 
 def _strip(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in DROPPED_FIELDS}
+        return {k: v if _scalar(v) else _strip(v) for k, v in value.items() if k not in DROPPED_FIELDS}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return value if all(map(_scalar, value)) else [_strip(v) for v in value]
     return value
+
+
+def _scalar(value: Any) -> bool:
+    """Nothing to strip inside: a string, number, bool, None, or a list of those (ids, scores)."""
+    if isinstance(value, dict):
+        return False
+    return not isinstance(value, list) or all(not isinstance(v, dict | list) for v in value)
 
 
 def normalize_events(events: Iterable[Event]) -> list[dict[str, Any]]:
