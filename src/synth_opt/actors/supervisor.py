@@ -206,7 +206,8 @@ class Supervisor:
                 break
             plan = self.state.plan_next()
             amount = proposal_estimate(self.ledger, self.state, self.settings.proposals_per_call, plan)
-            assert self.ledger.reserve(amount, elapsed_seconds=elapsed) is None  # amount <= the worst case
+            if self.ledger.reserve(amount, elapsed_seconds=elapsed) is not None:  # amount <= the worst case
+                raise AssertionError(f"proposal {plan.index} exceeds the worst case it was checked against")
             slot = self._slots[plan.index] = Slot(plan, amount, frontier_summary(self.state, plan))
             emit_planned(self.bus, plan)
             self._start_slot(slot)
