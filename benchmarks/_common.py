@@ -110,8 +110,9 @@ mode = "off"
 
 
 @asynccontextmanager
-async def standing_container(latency_ms: float) -> AsyncIterator[str]:
+async def standing_container(latency_ms: float, *, vocabulary: int = 40) -> AsyncIterator[str]:
     command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
+    command += ["--vocabulary", str(vocabulary)]
     async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:
         yield launched.url
 

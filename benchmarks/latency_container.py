@@ -1,7 +1,8 @@
 """A standing task container with a fixed per-rollout latency, for the benchmarks.
 
 ``python benchmarks/latency_container.py --port N --latency-ms 50`` serves 200 train and 50 test rows; a row's
-reward is 1 when its answer word appears in the candidate's ``instruction``. ``GET /stats`` reports how many
+reward is 1 when its answer word appears in the candidate's ``instruction``; the answers are drawn from
+``--vocabulary`` words (40 by default). ``GET /stats`` reports how many
 distinct rollouts it has served. Written with the public ``synth-containers`` package, async callbacks.
 """
 
@@ -14,15 +15,22 @@ from typing import Any
 import uvicorn
 from synth_containers import Container, RolloutResult
 
-WORDS = [f"w{i}" for i in range(40)]
-ROWS = {
-    "train": [{"task_id": f"train-{i}", "question": f"q{i}", "answer": WORDS[i % len(WORDS)]} for i in range(200)],
-    "test": [{"task_id": f"test-{i}", "question": f"q{i}", "answer": WORDS[(i * 7) % len(WORDS)]} for i in range(50)],
-}
 SEED = "answer w0"
 
 
-def build(latency_seconds: float) -> Any:
+def rows(vocabulary: int) -> dict[str, list[dict[str, str]]]:
+    """Row ``i``'s answer is word ``i mod vocabulary`` (train) or ``7i mod vocabulary`` (test)."""
+    words = [f"w{i}" for i in range(vocabulary)]
+    return {
+        "train": [{"task_id": f"train-{i}", "question": f"q{i}", "answer": words[i % vocabulary]} for i in range(200)],
+        "test": [
+            {"task_id": f"test-{i}", "question": f"q{i}", "answer": words[(i * 7) % vocabulary]} for i in range(50)
+        ],
+    }
+
+
+def build(latency_seconds: float, vocabulary: int = 40) -> Any:
+    ROWS = rows(vocabulary)
     container = Container("latency", description="Say the answer word.")
     served: set[str] = set()
 
@@ -72,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--vocabulary", type=int, default=40)
     args = parser.parse_args()
-    uvicorn.run(build(args.latency_ms / 1000), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(build(args.latency_ms / 1000, args.vocabulary), host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

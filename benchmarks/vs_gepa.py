@@ -210,7 +210,7 @@ def run_gepa(
             max_metric_calls=args.budget,
             reflection_minibatch_size=args.minibatch_size,
             perfect_score=1.0,
-            skip_perfect_score=args.gepa_skip_perfect,
+            skip_perfect_score=args.skip_perfect,
             acceptance_criterion="strict_improvement",
             use_merge=False,
             seed=args.seed,
@@ -282,6 +282,7 @@ max_heldout_rollouts = 1
 minibatch_size = {args.minibatch_size}
 candidate_selector = "pareto"
 acceptance = "strict_improvement"
+skip_perfect_score = {str(args.skip_perfect).lower()}
 
 [gepa.pipeline]
 mode = "{mode}"
@@ -357,7 +358,7 @@ async def main(args: argparse.Namespace) -> None:
         f"gepa {installed} against synth_opt; container latency {args.latency_ms:g} ms per rollout (standing "
         f"process), proposer {args.proposer_ms:g} ms; {args.train_rows} minibatch rows, {args.pareto_rows} "
         f"valset/pareto rows, budget {args.budget} metric calls / train rollouts, minibatch {args.minibatch_size}, "
-        f"seed {args.seed}; gepa skip_perfect_score={args.gepa_skip_perfect}; wall = median of {args.repeats}"
+        f"seed {args.seed}; skip_perfect_score={args.skip_perfect} on both sides; wall = median of {args.repeats}"
     )
     if installed != GEPA_VERSION:
         print(f"warning: gepa {installed} is installed; this benchmark was written against {GEPA_VERSION}")
@@ -365,7 +366,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.runs_dir) if args.runs_dir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        async with standing_container(args.latency_ms) as url:
+        async with standing_container(args.latency_ms, vocabulary=args.vocabulary) as url:
             seed, rows, ids = await fetch_data(url, args)
             minibatch_ids, pareto_ids = ids[: args.train_rows], ids[args.train_rows :]
             data = {"seed_candidate": seed, "trainset": rows[: args.train_rows], "valset": rows[args.train_rows :]}
@@ -455,14 +456,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gepa-threads", type=int, default=16, help="evaluation threads of gepa's threaded run")
     parser.add_argument(
-        "--gepa-skip-perfect",
+        "--skip-perfect",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="gepa's skip_perfect_score (synth_opt has no such skip: off = the same work per proposal)",
+        help="skip the proposer when the parent is perfect on the minibatch (gepa's skip_perfect_score and "
+        "synth_opt's gepa.skip_perfect_score)",
     )
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
     parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
+    parser.add_argument(
+        "--vocabulary", type=int, default=40, help="distinct answer words of the container's rows (its task's size)"
+    )
     parser.add_argument("--staleness", choices=("full", "guarded"), default="full", help="synth_opt staleness_policy")
     parser.add_argument("--delta-max", type=int, default=2, help="synth_opt delta_max (guarded staleness)")
     parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")

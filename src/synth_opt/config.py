@@ -206,6 +206,8 @@ class GepaSection(_Section):
     rollout_failure_rate_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.25
     no_improvement_iterations: PosInt | None = None
     score_threshold: float | None = None
+    skip_perfect_score: bool = False
+    perfect_score: float = 1.0
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
 
 
@@ -267,6 +269,9 @@ class GepaConfig(_Section):
         if pipeline["max_in_flight_candidates"] > 1:  # staleness needs several candidates in flight
             pipeline["staleness_policy"] = self.gepa.pipeline.staleness_policy
             pipeline["delta_max"] = self.gepa.pipeline.delta_max
+        gepa = self.gepa.model_dump(mode="json", exclude=_NON_DECISION_GEPA_KEYS)
+        if not self.gepa.skip_perfect_score:  # off: neither key decides anything (and older digests stay)
+            del gepa["skip_perfect_score"], gepa["perfect_score"]
         return {
             "seed": self.run.seed,
             "dataset": self.dataset.model_dump(mode="json"),
@@ -274,7 +279,7 @@ class GepaConfig(_Section):
             "target_modules": list(self.candidate.target_modules),
             "policy": self.policy.model_dump(mode="json", exclude={"base_url", "api_key_env"}),
             "proposer": self.proposer.model_dump(mode="json", include=_PROPOSER_DECISION_KEYS),
-            "gepa": self.gepa.model_dump(mode="json", exclude=_NON_DECISION_GEPA_KEYS),
+            "gepa": gepa,
             "pipeline": pipeline,
         }
 

@@ -100,4 +100,6 @@ def supervisor_settings(
         score_threshold=config.gepa.score_threshold,
         staleness_policy=config.gepa.pipeline.staleness_policy,
         delta_max=config.gepa.pipeline.delta_max,
+        skip_perfect_score=config.gepa.skip_perfect_score,
+        perfect_score=config.gepa.perfect_score,
     )

@@ -442,3 +442,37 @@ async def test_stopping_rules_name_themselves(tmp_path: Path, rule: str, propose
         assert result.best_train_score is not None and result.best_train_score >= 0.5
     if key == "no_improvement_iterations":
         assert result.proposals == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["sync_serial", "async_pipelined"])
+async def test_skip_perfect_score_calls_no_proposer_for_a_perfect_minibatch(tmp_path: Path, mode: str) -> None:
+    """Once the prompt holds every answer word, minibatches are perfect: those proposals call no proposer, are
+    decided ``perfect_minibatch`` and are charged no proposer call; without the option every proposal calls it."""
+    outcomes = {}
+    for skip in (False, True):
+        name = f"{mode}-{skip}"
+        (tmp_path / name).mkdir()
+        path = write_config(tmp_path / name, name, mode=mode, rollout_workers=4, budget=400)
+        text = path.read_text().replace(
+            "minibatch_size = 3\n", f"minibatch_size = 3\nskip_perfect_score = {str(skip).lower()}\n"
+        )
+        if mode == "async_pipelined":
+            text = text.replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 4")
+            text = text.replace("[gepa.pipeline.workers]\n", "[gepa.pipeline.workers]\npropose = 2\n")
+        path.write_text(text)
+        proposer = LearningProposer()
+        result = await GepaRun(
+            load_config(path), container_transport=jittery(new_fake(), 5), proposer=proposer
+        ).execute_async()
+        reasons = [
+            e["fields"]["reason"] for e in decisions(result.event_feed_path) if e["type"] == "acceptance.decided"
+        ]
+        outcomes[skip] = (result, proposer.calls, reasons)
+    plain, plain_calls, plain_reasons = outcomes[False]
+    skipping, skipping_calls, skipping_reasons = outcomes[True]
+    assert "perfect_minibatch" not in plain_reasons and plain_calls == plain.proposals
+    perfect = skipping_reasons.count("perfect_minibatch")
+    assert perfect > 0 and skipping_calls == skipping.proposals - perfect
+    assert skipping.usage["proposer"]["calls"] == skipping_calls
+    assert skipping.best_train_score == plain.best_train_score == 1.0

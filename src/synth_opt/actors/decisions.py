@@ -28,6 +28,9 @@ def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, 
     slot.staleness = sum(added.get(j, False) for j in range(first_unseen, plan.index))
     added[plan.index] = False
     added.pop(first_unseen - 1, None)
+    if slot.perfect:
+        slot.decision = Decision(False, "perfect_minibatch", parent_sum, parent_sum)
+        return slot.decision
     if slot.unchanged:
         slot.decision = Decision(False, "unchanged", parent_sum, parent_sum)
         return slot.decision

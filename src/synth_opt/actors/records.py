@@ -49,6 +49,8 @@ class SupervisorSettings:
     score_threshold: float | None = None
     staleness_policy: str = "full"
     delta_max: int = 2
+    skip_perfect_score: bool = False
+    perfect_score: float = 1.0
 
 
 @dataclass(slots=True)
@@ -84,10 +86,11 @@ class Slot:
     decision: Decision | None = None
     needs_pareto: bool = False
     pareto_batch: BatchDone | None = None
+    perfect: bool = False  # the parent scored perfectly on the minibatch and the proposer was not called
 
     @property
     def ready_to_decide(self) -> bool:
-        proposed = self.proposal is not None or self.plan.merge is not None
+        proposed = self.proposal is not None or self.plan.merge is not None or self.perfect
         return proposed and all(child.batch is not None for child in self.children)
 
     @property

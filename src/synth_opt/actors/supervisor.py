@@ -250,6 +250,12 @@ class Supervisor:
         slot = self._slots[info.proposal_index]
         if info.kind == "parent":
             slot.parent_batch = batch
+            if self.settings.skip_perfect_score and all(
+                score >= self.settings.perfect_score for score in batch.scores.values()
+            ):
+                slot.perfect = True  # nothing to reflect on: no proposer call (GEPA's skip_perfect_score)
+                self._advance()
+                return
             assert self._propose_out is not None
             await self._propose_out.send(
                 ProposeJob(slot.plan.index, reflection_request(self.state, self.settings, slot, batch))
