@@ -107,7 +107,7 @@ def test_the_live_display_reads_the_ledger_when_it_is_not_sent_each_rollout(tmp_
     console.print(render_progress(model, view, elapsed=10.0))
     text = console.export_text()
     assert "90/100" in text and "tokens 500 of 1,000" in text and "cost $0.0100" in text
-    assert "next stop: max_train_rollouts (90% used" in text
+    assert "next stop: max_total_rollouts (90% used" in text  # the key the search reports (no train cap set)
 
 
 def test_gepa_run_shows_the_live_display_on_a_terminal_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
