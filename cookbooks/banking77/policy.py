@@ -15,12 +15,13 @@ the prompt can follow, which is what makes the prompt worth optimising.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+from synth_opt.policies.chat import ChatEndpoint, LlmPolicyError
 
 __all__ = [
     "KeywordTable",
@@ -156,14 +157,6 @@ def classify(prompt: str, query: str) -> Prediction:
     )
 
 
-class LlmPolicyError(Exception):
-    """The LLM policy could not run (``status`` is the HTTP status the container should answer with)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def parse_label_reply(text: str, labels: Sequence[str]) -> str:
     """The label a model replied with: an exact label on the first non-empty line, else the longest label named
     anywhere in the reply, else the reply's first line as it is (which then scores 0)."""
@@ -194,57 +187,7 @@ async def predict_llm(
     Returns the parsed label and the usage (``prompt_tokens``, ``completion_tokens``, ``total_tokens``,
     ``cost_usd``; the cost from ``policy.config.input_cost_per_million`` / ``output_cost_per_million``).
     """
-    import httpx
-
-    base_url = str(policy.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-    model = policy.get("model")
-    if not model:
-        raise LlmPolicyError("policy.model is required for the llm policy", status=400)
-    headers = {"content-type": "application/json"}
-    key_env = policy.get("api_key_env")
-    if key_env:
-        key = os.environ.get(str(key_env), "")
-        if not key:
-            raise LlmPolicyError(f"policy.api_key_env names {key_env}, which is not set in the container", status=400)
-        headers["authorization"] = f"Bearer {key}"
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": query}],
-        "max_tokens": int(policy.get("max_tokens") or 32),
-        "temperature": float(policy.get("temperature") or 0.0),
-    }
-    config = policy.get("config") or {}
-    if not isinstance(config, Mapping):
-        raise LlmPolicyError("policy.config must be a table", status=422)
-    try:
-        async with httpx.AsyncClient(timeout=float(config.get("timeout_seconds", 60.0)), transport=transport) as client:
-            response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} unreachable: {exc}", status=502) from exc
-    if response.status_code >= 400:
-        # worth retrying (timeouts, rate limits, server errors) or not (a bad key, model or request)
-        retryable = response.status_code in {408, 425, 429} or response.status_code >= 500
-        status = (response.status_code if response.status_code < 500 else 502) if retryable else 400
-        raise LlmPolicyError(
-            f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status
-        )
-    try:
-        data = response.json()
-        text = data["choices"][0]["message"]["content"] or ""
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} sent no chat completion: {exc}", status=502) from exc
-    raw_usage = data.get("usage") or {}
-    prompt_tokens = int(raw_usage.get("prompt_tokens") or 0)
-    completion_tokens = int(raw_usage.get("completion_tokens") or 0)
-    cost = (
-        prompt_tokens * float(config.get("input_cost_per_million", 0.0))
-        + completion_tokens * float(config.get("output_cost_per_million", 0.0))
-    ) / 1_000_000
-    usage = {
-        "calls": 1,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "cost_usd": cost,
-    }
+    endpoint = ChatEndpoint.from_policy(policy, default_max_tokens=32)
+    messages = [{"role": "system", "content": prompt}, {"role": "user", "content": query}]
+    text, usage = await endpoint.complete_once(messages, transport=transport)
     return parse_label_reply(text, labels), usage

@@ -23,12 +23,13 @@ is a gap of any length) and matches when its tokens appear in the line in that o
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from synth_opt.policies.chat import ChatEndpoint, LlmPolicyError
 
 __all__ = [
     "FSTR",
@@ -330,14 +331,6 @@ def review(checklist: str, diff: str) -> list[Finding]:
 # ------------------------------------------------------------------------------------------------------ llm policy
 
 
-class LlmPolicyError(Exception):
-    """The LLM policy could not run (``status`` is the HTTP status the container should answer with)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 _REPLY_LINE = re.compile(
     r"^(?:[-*]\s*)?(?:line\s*)?(\d+)\s*[:\-–,]\s*`?([A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*)`?(?:[\s:(\-–,].*)?$",
     re.IGNORECASE,
@@ -410,56 +403,7 @@ async def predict_llm(
     ``completion_tokens``, ``total_tokens``, ``cost_usd``; the cost from ``policy.config.input_cost_per_million``
     / ``output_cost_per_million``).
     """
-    import httpx
-
-    base_url = str(policy.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-    model = policy.get("model")
-    if not model:
-        raise LlmPolicyError("policy.model is required for the llm policy", status=400)
-    headers = {"content-type": "application/json"}
-    key_env = policy.get("api_key_env")
-    if key_env:
-        key = os.environ.get(str(key_env), "")
-        if not key:
-            raise LlmPolicyError(f"policy.api_key_env names {key_env}, which is not set in the container", status=400)
-        headers["authorization"] = f"Bearer {key}"
-    config = policy.get("config") or {}
-    if not isinstance(config, Mapping):
-        raise LlmPolicyError("policy.config must be a table", status=422)
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [{"role": "system", "content": prompt}, {"role": "user", "content": diff}],
-        "max_tokens": int(policy.get("max_tokens") or 400),
-        "temperature": float(policy.get("temperature") or 0.0),
-    }
-    try:
-        async with httpx.AsyncClient(timeout=float(config.get("timeout_seconds", 60.0)), transport=transport) as client:
-            response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} unreachable: {exc}", status=502) from exc
-    if response.status_code >= 400:
-        retryable = response.status_code in {408, 425, 429} or response.status_code >= 500
-        status = (response.status_code if response.status_code < 500 else 502) if retryable else 400
-        raise LlmPolicyError(
-            f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status
-        )
-    try:
-        data = response.json()
-        text = data["choices"][0]["message"]["content"] or ""
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} sent no chat completion: {exc}", status=502) from exc
-    raw_usage = data.get("usage") or {}
-    prompt_tokens = int(raw_usage.get("prompt_tokens") or 0)
-    completion_tokens = int(raw_usage.get("completion_tokens") or 0)
-    cost = (
-        prompt_tokens * float(config.get("input_cost_per_million", 0.0))
-        + completion_tokens * float(config.get("output_cost_per_million", 0.0))
-    ) / 1_000_000
-    usage = {
-        "calls": 1,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "cost_usd": cost,
-    }
+    endpoint = ChatEndpoint.from_policy(policy, default_max_tokens=400)
+    messages = [{"role": "system", "content": prompt}, {"role": "user", "content": diff}]
+    text, usage = await endpoint.complete_once(messages, transport=transport)
     return parse_findings_reply(text), text, usage

@@ -20,12 +20,13 @@ block) ends the episode.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from synth_opt.policies.chat import ChatEndpoint, LlmPolicyError
 
 __all__ = [
     "LlmPolicyError",
@@ -133,14 +134,6 @@ def _mentions(instruction: set[str], word: str) -> bool:
 # --- llm -----------------------------------------------------------------------------------------------------------
 
 
-class LlmPolicyError(Exception):
-    """The LLM policy could not run (``status`` is the HTTP status the container should answer with)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 _BASH = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL)
 
 
@@ -193,38 +186,25 @@ async def run_llm_episode(
     summed usage (``calls``, token counts, ``cost_usd`` from ``config.input_cost_per_million`` /
     ``output_cost_per_million``).
     """
-    import httpx
-
-    base_url = str(policy.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-    model = policy.get("model")
-    if not model:
-        raise LlmPolicyError("policy.model is required for the llm policy", status=400)
+    endpoint = ChatEndpoint.from_policy(policy, default_max_tokens=512)
     config = policy.get("config") or {}
-    if not isinstance(config, Mapping):
-        raise LlmPolicyError("policy.config must be a table", status=422)
     try:
         max_turns = int(config.get("max_turns", 4))
     except (TypeError, ValueError) as exc:
         raise LlmPolicyError("policy.config.max_turns must be an integer", status=422) from exc
     if not 1 <= max_turns <= 20:
         raise LlmPolicyError("policy.config.max_turns must be between 1 and 20", status=422)
-    headers = {"content-type": "application/json"}
-    key_env = policy.get("api_key_env")
-    if key_env:
-        key = os.environ.get(str(key_env), "")
-        if not key:
-            raise LlmPolicyError(f"policy.api_key_env names {key_env}, which is not set in the container", status=400)
-        headers["authorization"] = f"Bearer {key}"
     messages: list[dict[str, str]] = [
         {"role": "system", "content": prompt},
         {"role": "user", "content": task_message(row)},
     ]
     usage = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0}
     turns: list[dict[str, Any]] = []
-    timeout = float(config.get("timeout_seconds", 60.0))
-    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+    async with endpoint.client(transport) as client:
         for turn in range(max_turns):
-            reply = await _complete(client, base_url, headers, model, messages, policy, config, usage)
+            reply, call_usage = await endpoint.complete(client, messages)
+            for key in usage:
+                usage[key] += call_usage[key]
             command = parse_command(reply)
             record: dict[str, Any] = {"turn": turn + 1, "reply": reply, "command": command}
             turns.append(record)
@@ -239,50 +219,3 @@ async def run_llm_episode(
                 {"role": "user", "content": _result_message(result, max_turns - turn - 1)},
             ]
     return turns, usage
-
-
-async def _complete(
-    client: Any,
-    base_url: str,
-    headers: Mapping[str, str],
-    model: Any,
-    messages: Sequence[Mapping[str, str]],
-    policy: Mapping[str, Any],
-    config: Mapping[str, Any],
-    usage: dict[str, Any],
-) -> str:
-    import httpx
-
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": list(messages),
-        "max_tokens": int(policy.get("max_tokens") or 512),
-        "temperature": float(policy.get("temperature") or 0.0),
-    }
-    try:
-        response = await client.post(f"{base_url}/chat/completions", json=body, headers=dict(headers))
-    except httpx.HTTPError as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} unreachable: {exc}", status=502) from exc
-    if response.status_code >= 400:
-        retryable = response.status_code in {408, 425, 429} or response.status_code >= 500
-        status = (response.status_code if response.status_code < 500 else 502) if retryable else 400
-        raise LlmPolicyError(
-            f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status
-        )
-    try:
-        data = response.json()
-        text = data["choices"][0]["message"]["content"] or ""
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise LlmPolicyError(f"LLM endpoint {base_url} sent no chat completion: {exc}", status=502) from exc
-    raw_usage = data.get("usage") or {}
-    prompt_tokens = int(raw_usage.get("prompt_tokens") or 0)
-    completion_tokens = int(raw_usage.get("completion_tokens") or 0)
-    usage["calls"] += 1
-    usage["prompt_tokens"] += prompt_tokens
-    usage["completion_tokens"] += completion_tokens
-    usage["total_tokens"] += prompt_tokens + completion_tokens
-    usage["cost_usd"] += (
-        prompt_tokens * float(config.get("input_cost_per_million", 0.0))
-        + completion_tokens * float(config.get("output_cost_per_million", 0.0))
-    ) / 1_000_000
-    return str(text)

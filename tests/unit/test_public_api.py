@@ -51,3 +51,17 @@ def test_every_error_has_a_stable_distinct_code_under_one_root() -> None:
     assert all(issubclass(error, synth_opt.SynthOptimizerError) for error in errors)
     assert synth_opt.ConfigError.exit_code == 2 and synth_opt.RunCancelledError.exit_code == 130
     assert synth_opt.CacheMissError.exit_code == 1
+
+
+def test_small_modules_import_without_the_whole_package() -> None:
+    """An offline proposer starts once per proposal: importing its server must not load the run machinery."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, synth_opt.proposers.stdio_app_server, synth_opt.policies.chat\n"
+        "heavy = [m for m in ('synth_opt.run', 'synth_opt.service.app', 'litestar', 'structlog') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

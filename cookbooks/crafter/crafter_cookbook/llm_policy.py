@@ -11,7 +11,6 @@ Usage is summed over the calls and priced with ``policy.config.input_cost_per_mi
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,18 +19,11 @@ from typing import Any
 import anyio
 
 from crafter_cookbook.game import ACTIONS, Episode, render_text
+from synth_opt.policies.chat import ChatEndpoint, LlmPolicyError
 
 __all__ = ["LlmEpisode", "LlmPolicyError", "parse_action", "run_llm", "user_message"]
 
 _WORD = re.compile(r"[a-z_]+")
-
-
-class LlmPolicyError(Exception):
-    """The LLM policy could not run (``status`` is the HTTP status the container should answer with)."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def parse_action(text: str) -> str | None:
@@ -64,55 +56,19 @@ async def run_llm(
     max_llm_steps: int,
     transport: Any = None,
 ) -> LlmEpisode:
-    import httpx
-
-    base_url = str(policy.get("base_url") or "https://api.openai.com/v1").rstrip("/")
-    model = policy.get("model")
-    if not model:
-        raise LlmPolicyError("policy.model is required for the llm policy", status=400)
-    headers = {"content-type": "application/json"}
-    key_env = policy.get("api_key_env")
-    if key_env:
-        key = os.environ.get(str(key_env), "")
-        if not key:
-            raise LlmPolicyError(f"policy.api_key_env names {key_env}, which is not set in the container", status=400)
-        headers["authorization"] = f"Bearer {key}"
-    config = policy.get("config") or {}
-    max_tokens = int(policy.get("max_tokens") or 16)
-    temperature = float(policy.get("temperature") or 0.0)
+    endpoint = ChatEndpoint.from_policy(policy, default_max_tokens=16)
     episode = await anyio.to_thread.run_sync(Episode, seed, max_steps)  # the first reset of a seed takes ~1 s
     result = LlmEpisode(episode)
     prompt_tokens = completion_tokens = 0
-    timeout = float(config.get("timeout_seconds", 60.0))
-    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+    async with endpoint.client(transport) as client:
         while not episode.done and len(result.replies) < max_llm_steps:
-            body = {
-                "model": model,
-                "messages": [
-                    {"role": "system", "content": prompt},
-                    {"role": "user", "content": user_message(render_text(episode.observe()))},
-                ],
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-            }
-            try:
-                response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise LlmPolicyError(f"LLM endpoint {base_url} unreachable: {exc}", status=502) from exc
-            if response.status_code >= 400:
-                retryable = response.status_code in {408, 425, 429} or response.status_code >= 500
-                status = (response.status_code if response.status_code < 500 else 502) if retryable else 400
-                raise LlmPolicyError(
-                    f"LLM endpoint {base_url} answered {response.status_code}: {response.text[:200]}", status=status
-                )
-            try:
-                data = response.json()
-                text = data["choices"][0]["message"]["content"] or ""
-            except (ValueError, KeyError, IndexError, TypeError) as exc:
-                raise LlmPolicyError(f"LLM endpoint {base_url} sent no chat completion: {exc}", status=502) from exc
-            raw_usage = data.get("usage") or {}
-            prompt_tokens += int(raw_usage.get("prompt_tokens") or 0)
-            completion_tokens += int(raw_usage.get("completion_tokens") or 0)
+            messages = [
+                {"role": "system", "content": prompt},
+                {"role": "user", "content": user_message(render_text(episode.observe()))},
+            ]
+            text, call_usage = await endpoint.complete(client, messages)
+            prompt_tokens += call_usage["prompt_tokens"]
+            completion_tokens += call_usage["completion_tokens"]
             action = parse_action(text)
             if action is None:
                 result.invalid += 1
@@ -120,15 +76,5 @@ async def run_llm(
             result.replies.append(text[:80])
             result.actions.append(action)
             episode.step(action)
-    cost = (
-        prompt_tokens * float(config.get("input_cost_per_million", 0.0))
-        + completion_tokens * float(config.get("output_cost_per_million", 0.0))
-    ) / 1_000_000
-    result.usage = {
-        "calls": len(result.replies),
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "cost_usd": cost,
-    }
+    result.usage = endpoint.usage(prompt_tokens, completion_tokens, calls=len(result.replies))
     return result

@@ -38,10 +38,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from crafter_cookbook.policy import Condition, Goal, parse_goal
+from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
+from synth_opt.proposers.stdio_app_server import serve_app_server
 
 __all__ = ["extract_request", "propose", "reply_for_turn", "serve"]
 
-_BLOCK = re.compile(r"```json synth-opt-reflection\n(.*?)\n```", re.DOTALL)
 _GOAL_LINE = re.compile(r"^goal (\d+) `([^`]*)`: (.*)$")
 _ITEM = re.compile(r"needs ([a-z_]+)>=(\d+) \(had (\d+)\) \[source of [a-z_]+: goal: ([^\]]+)\]")
 _NEARBY = re.compile(r"needs a ([a-z_]+) nearby[^\[]*\[source: goal: ([^\]]+)\]")
@@ -58,16 +59,6 @@ _LOCKED = re.compile(r"([a-z_]+) \[meaning: goal: ([^\]]+)\]")
 RULE_THRESHOLD = 3
 FIX_FIRST = 2
 DROP_AFTER = 2
-
-
-def extract_request(text: str) -> dict[str, Any]:
-    match = _BLOCK.search(text)
-    if match is None:
-        raise ValueError("the turn text holds no ```json synth-opt-reflection block")
-    data = json.loads(match.group(1))
-    if not isinstance(data, dict) or not isinstance(data.get("current_text"), str):
-        raise ValueError("the reflection request has no current_text")
-    return data
 
 
 @dataclass
@@ -387,71 +378,9 @@ def reply_for_turn(turn_text: str) -> str:
     return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
 
 
-def _turn_text(params: Mapping[str, Any]) -> str:
-    parts = []
-    for item in params.get("input") or []:
-        if isinstance(item, Mapping) and item.get("type") == "text":
-            parts.append(str(item.get("text", "")))
-    return "\n".join(parts)
-
-
 def serve(stdin: TextIO, stdout: TextIO) -> int:
     """Answer app-server requests line by line until end of input."""
-
-    def send(message: dict[str, Any]) -> None:
-        stdout.write(json.dumps(message, ensure_ascii=False) + "\n")
-        stdout.flush()
-
-    thread_id = "thr-1"
-    for raw in stdin:
-        if not raw.strip():
-            continue
-        try:
-            message = json.loads(raw)
-        except json.JSONDecodeError:
-            send({"id": None, "error": {"code": -32700, "message": "parse error"}})
-            continue
-        method = message.get("method")
-        if "id" not in message:
-            continue  # notifications (``initialized``) and replies to requests we never make
-        request_id = message["id"]
-        params = message.get("params") or {}
-        if method == "initialize":
-            send({"id": request_id, "result": {"serverInfo": {"name": "crafter-offline-proposer", "version": "1"}}})
-        elif method == "thread/start":
-            send({"id": request_id, "result": {"thread": {"id": thread_id}}})
-        elif method == "turn/start":
-            _run_turn(send, request_id, thread_id, _turn_text(params))
-        elif method == "turn/interrupt":
-            send({"id": request_id, "result": {}})
-        else:
-            send({"id": request_id, "error": {"code": -32601, "message": f"method not found: {method}"}})
-    return 0
-
-
-def _run_turn(send: Any, request_id: Any, thread_id: str, turn_text: str) -> None:
-    turn = {"id": "turn-1", "status": "inProgress"}
-    send({"id": request_id, "result": {"turn": turn}})
-    send({"method": "turn/started", "params": {"threadId": thread_id, "turn": turn}})
-    try:
-        reply = reply_for_turn(turn_text)
-    except (ValueError, KeyError, TypeError) as exc:
-        failed = {"id": "turn-1", "status": "failed", "items": [], "error": {"message": f"bad request: {exc}"}}
-        send({"method": "turn/completed", "params": {"threadId": thread_id, "turn": failed}})
-        return
-    item = {"type": "agentMessage", "id": "msg-1", "text": reply}
-    send({"method": "item/completed", "params": {"threadId": thread_id, "turnId": "turn-1", "item": item}})
-    input_tokens, output_tokens = len(turn_text.split()), len(reply.split())
-    usage = {"inputTokens": input_tokens, "cachedInputTokens": 0, "outputTokens": output_tokens}
-    usage["totalTokens"] = input_tokens + output_tokens
-    send(
-        {
-            "method": "thread/tokenUsage/updated",
-            "params": {"threadId": thread_id, "turnId": "turn-1", "tokenUsage": {"total": usage, "last": usage}},
-        }
-    )
-    completed = {"id": "turn-1", "status": "completed", "items": []}
-    send({"method": "turn/completed", "params": {"threadId": thread_id, "turn": completed}})
+    return serve_app_server(reply_for_turn, stdin, stdout, name="crafter-offline-proposer")
 
 
 if __name__ == "__main__":  # pragma: no cover - run through offline_proposer.py
