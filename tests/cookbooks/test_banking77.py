@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ if str(COOKBOOKS) not in sys.path:
 
 from banking77 import container, data, offline_proposer, policy  # noqa: E402
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
+from synth_opt.testing import converse  # noqa: E402
 
 PROPOSER = COOKBOOKS / "banking77" / "offline_proposer.py"
 
@@ -286,22 +286,7 @@ def _request(source: data.DataSource, proposals: int = 1) -> ReflectionRequest:
 
 
 def _converse(turn_text: str) -> list[dict[str, Any]]:
-    messages = [
-        {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "title": "t", "version": "0"}}},
-        {"method": "initialized", "params": {}},
-        {"id": 2, "method": "thread/start", "params": {"cwd": "/tmp", "approvalPolicy": "never"}},
-        {
-            "id": 3,
-            "method": "turn/start",
-            "params": {"threadId": "thr-1", "input": [{"type": "text", "text": turn_text}]},
-        },
-    ]
-    stdin = "".join(json.dumps(message) + "\n" for message in messages)
-    done = subprocess.run(
-        [sys.executable, str(PROPOSER)], input=stdin, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return converse([sys.executable, str(PROPOSER)], turn_text)
 
 
 def test_offline_proposer_speaks_the_app_server_protocol(source: data.DataSource) -> None:

@@ -20,6 +20,7 @@ if str(COOKBOOKS) not in sys.path:
 from code_review import container, diffs, offline_proposer, policy, scoring  # noqa: E402
 from synth_opt import GepaRun  # noqa: E402
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
+from synth_opt.testing import converse  # noqa: E402
 from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai  # noqa: E402
 
 COOKBOOK = COOKBOOKS / "code_review"
@@ -546,23 +547,7 @@ def test_offline_proposer_is_a_pure_function_with_distinct_proposals() -> None:
 
 
 def _converse(turn_text: str) -> list[dict[str, Any]]:
-    messages = [
-        {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "title": "t", "version": "0"}}},
-        {"method": "initialized", "params": {}},
-        {"id": 2, "method": "thread/start", "params": {"cwd": "/tmp", "approvalPolicy": "never"}},
-        {
-            "id": 3,
-            "method": "turn/start",
-            "params": {"threadId": "thr-1", "input": [{"type": "text", "text": turn_text}]},
-        },
-        {"id": 4, "method": "no/such"},
-    ]
-    stdin = "".join(json.dumps(message) + "\n" for message in messages)
-    done = subprocess.run(
-        [sys.executable, str(PROPOSER)], input=stdin, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return converse([sys.executable, str(PROPOSER)], turn_text, extra=[{"id": 4, "method": "no/such"}])
 
 
 def test_offline_proposer_speaks_the_app_server_protocol() -> None:

@@ -22,7 +22,11 @@ from crafter_cookbook import app, data, feedback, game, llm_policy, policy, prop
 
 from synth_opt import GepaRun, load_config  # noqa: E402
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import FakeOpenAI, serve_fake_openai  # noqa: E402
+from synth_opt.testing import (  # noqa: E402
+    FakeOpenAI,
+    converse,
+    serve_fake_openai,
+)
 
 PROPOSER = COOKBOOK / "offline_proposer.py"
 # On world seed 10002 (train-002): three trees, a table, a wooden pickaxe.
@@ -278,22 +282,7 @@ def _request(text: str, seeds: list[int]) -> ReflectionRequest:
 
 
 def _converse(turn_text: str) -> list[dict[str, Any]]:
-    messages = [
-        {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "title": "t", "version": "0"}}},
-        {"method": "initialized", "params": {}},
-        {"id": 2, "method": "thread/start", "params": {"cwd": "/tmp", "approvalPolicy": "never"}},
-        {
-            "id": 3,
-            "method": "turn/start",
-            "params": {"threadId": "thr-1", "input": [{"type": "text", "text": turn_text}]},
-        },
-    ]
-    stdin = "".join(json.dumps(message) + "\n" for message in messages)
-    done = subprocess.run(
-        [sys.executable, str(PROPOSER)], input=stdin, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return converse([sys.executable, str(PROPOSER)], turn_text)
 
 
 def test_the_offline_proposer_speaks_the_app_server_protocol_as_a_pure_function() -> None:

@@ -22,7 +22,11 @@ if str(COOKBOOKS) not in sys.path:
 
 from synth_opt import GepaRun, load_config  # noqa: E402
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import FakeOpenAI, serve_fake_openai  # noqa: E402
+from synth_opt.testing import (  # noqa: E402
+    FakeOpenAI,
+    converse,
+    serve_fake_openai,
+)
 from tblite import container, offline_proposer, policy, sandbox, tasks  # noqa: E402
 
 COOKBOOK = COOKBOOKS / "tblite"
@@ -387,22 +391,7 @@ TRAIN_FOUR = ["train-log_error_count", "train-score_ranking", "train-shout_names
 
 
 def _converse(turn_text: str) -> list[dict[str, Any]]:
-    messages = [
-        {"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "title": "t", "version": "0"}}},
-        {"method": "initialized", "params": {}},
-        {"id": 2, "method": "thread/start", "params": {"cwd": "/tmp", "approvalPolicy": "never"}},
-        {
-            "id": 3,
-            "method": "turn/start",
-            "params": {"threadId": "thr-1", "input": [{"type": "text", "text": turn_text}]},
-        },
-    ]
-    stdin = "".join(json.dumps(message) + "\n" for message in messages)
-    done = subprocess.run(
-        [sys.executable, str(PROPOSER)], input=stdin, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()]
+    return converse([sys.executable, str(PROPOSER)], turn_text)
 
 
 def test_offline_proposer_speaks_the_app_server_protocol_and_answers_the_same_twice() -> None:

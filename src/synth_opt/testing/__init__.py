@@ -2,10 +2,12 @@
 
 - :class:`FakeContainer`: an in-memory task container behind an ``httpx.MockTransport``;
 - :class:`FakeOpenAI` and :func:`serve_fake_openai`: a fake OpenAI-compatible server on loopback;
-- ``python -m synth_opt.testing.fake_app_server``: a fake codex app-server speaking the protocol over stdio.
+- ``python -m synth_opt.testing.fake_app_server``: a fake codex app-server speaking the protocol over stdio;
+- :func:`converse`: one initialize-to-turn conversation with an app-server program (an offline proposer).
 """
 
+from synth_opt.testing.app_server_session import converse
 from synth_opt.testing.fake_container import FakeContainer, exact_match_score
 from synth_opt.testing.fake_openai import FakeOpenAI, FakeOpenAIError, serve_fake_openai
 
-__all__ = ["FakeContainer", "FakeOpenAI", "FakeOpenAIError", "exact_match_score", "serve_fake_openai"]
+__all__ = ["FakeContainer", "FakeOpenAI", "FakeOpenAIError", "converse", "exact_match_score", "serve_fake_openai"]
