@@ -212,7 +212,8 @@ def run_gepa(
             perfect_score=1.0,
             skip_perfect_score=args.skip_perfect,
             acceptance_criterion="strict_improvement",
-            use_merge=False,
+            use_merge=args.merge > 0,
+            max_merge_invocations=max(args.merge, 1),
             seed=args.seed,
             logger=QuietLogger(),
             track_best_outputs=False,
@@ -283,6 +284,8 @@ minibatch_size = {args.minibatch_size}
 candidate_selector = "pareto"
 acceptance = "strict_improvement"
 skip_perfect_score = {str(args.skip_perfect).lower()}
+use_merge = {str(args.merge > 0).lower()}
+max_merge_invocations = {args.merge}
 
 [gepa.pipeline]
 mode = "{mode}"
@@ -461,6 +464,9 @@ def parse_args() -> argparse.Namespace:
         default=False,
         help="skip the proposer when the parent is perfect on the minibatch (gepa's skip_perfect_score and "
         "synth_opt's gepa.skip_perfect_score)",
+    )
+    parser.add_argument(
+        "--merge", type=int, default=0, help="merge invocations on both sides (gepa's and synth_opt's; 0 = no merge)"
     )
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
