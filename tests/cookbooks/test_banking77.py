@@ -11,20 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
-if str(COOKBOOKS) not in sys.path:
-    sys.path.insert(0, str(COOKBOOKS))
+from banking77 import container, data, offline_proposer, policy
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.testing import converse
 
-from banking77 import container, data, offline_proposer, policy  # noqa: E402
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import converse  # noqa: E402
+COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
 PROPOSER = COOKBOOKS / "banking77" / "offline_proposer.py"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

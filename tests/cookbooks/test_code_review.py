@@ -13,25 +13,18 @@ from typing import Any
 import httpx
 import pytest
 
-COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
-if str(COOKBOOKS) not in sys.path:
-    sys.path.insert(0, str(COOKBOOKS))
+from code_review import container, diffs, offline_proposer, policy, scoring
+from synth_opt import GepaRun
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.testing import converse
+from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai
 
-from code_review import container, diffs, offline_proposer, policy, scoring  # noqa: E402
-from synth_opt import GepaRun  # noqa: E402
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import converse  # noqa: E402
-from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai  # noqa: E402
+COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
 COOKBOOK = COOKBOOKS / "code_review"
 PROPOSER = COOKBOOK / "offline_proposer.py"
 TASKS = diffs.tasks()
 ALL_TASKS = [task for split in diffs.SPLITS for task in TASKS[split]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

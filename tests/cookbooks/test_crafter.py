@@ -13,20 +13,17 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from crafter_cookbook import app, data, feedback, game, llm_policy, policy, proposer
 
-COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "crafter"
-if str(COOKBOOK) not in sys.path:
-    sys.path.insert(0, str(COOKBOOK))
-
-from crafter_cookbook import app, data, feedback, game, llm_policy, policy, proposer  # noqa: E402
-
-from synth_opt import GepaRun, load_config  # noqa: E402
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import (  # noqa: E402
+from synth_opt import GepaRun, load_config
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.testing import (
     FakeOpenAI,
     converse,
     serve_fake_openai,
 )
+
+COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "crafter"
 
 PROPOSER = COOKBOOK / "offline_proposer.py"
 # On world seed 10002 (train-002): three trees, a table, a wooden pickaxe.
@@ -40,11 +37,6 @@ SCRIPT = (
     + ["move_right"] * 4
     + ["move_up", "do", "place_table", "make_wood_pickaxe"]
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

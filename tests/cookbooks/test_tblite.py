@@ -16,28 +16,21 @@ from typing import Any
 import httpx
 import pytest
 
-COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
-if str(COOKBOOKS) not in sys.path:
-    sys.path.insert(0, str(COOKBOOKS))
-
-from synth_opt import GepaRun, load_config  # noqa: E402
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt  # noqa: E402
-from synth_opt.testing import (  # noqa: E402
+from synth_opt import GepaRun, load_config
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.testing import (
     FakeOpenAI,
     converse,
     serve_fake_openai,
 )
-from tblite import container, offline_proposer, policy, sandbox, tasks  # noqa: E402
+from tblite import container, offline_proposer, policy, sandbox, tasks
+
+COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
 COOKBOOK = COOKBOOKS / "tblite"
 PROPOSER = COOKBOOK / "offline_proposer.py"
 TASKS = {task.task_id: task for task in tasks.TASKS}
 LOG_TASK = TASKS["train-log_error_count"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

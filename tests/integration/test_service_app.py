@@ -28,7 +28,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def config(root: Path, name: str = "gepa.toml", *, run_id: str = "svc", max_train_rollouts: int = 40) -> Path:
+def config(
+    root: Path,
+    name: str = "gepa.toml",
+    *,
+    run_id: str = "svc",
+    max_train_rollouts: int = 40,
+    url: str | None = None,
+    proposer: str = "ok",
+) -> Path:
+    """A tiny run: a standing container at ``url``, or one the run launches; the fake proposer in ``proposer``
+    mode (``trickle`` never finishes its reply, so the run holds its lease until cancelled)."""
+    launched = f"command = [{sys.executable!r}, {str(TINY)!r}, '{{port}}']\nstartup_timeout_seconds = 20"
     path = root / name
     path.write_text(
         f"""
@@ -36,8 +47,7 @@ def config(root: Path, name: str = "gepa.toml", *, run_id: str = "svc", max_trai
 run_id = "{run_id}"
 
 [container]
-command = [{sys.executable!r}, {str(TINY)!r}, "{{port}}"]
-startup_timeout_seconds = 20
+{f'url = "{url}"' if url else launched}
 
 [dataset]
 train_ids = {{count = 6}}
@@ -45,7 +55,7 @@ heldout_ids = {{count = 4}}
 
 [proposer]
 backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "ok"]
+command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "{proposer}"]
 
 [gepa]
 max_train_rollouts = {max_train_rollouts}

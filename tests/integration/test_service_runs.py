@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from tests.integration.test_service_app import config
 from tests.integration.test_service_server import free_port
 
 TINY = Path(__file__).with_name("tiny_container.py")
@@ -43,35 +44,10 @@ RESULT_FIELDS = {
 def write_config(
     root: Path, run_id: str, *, url: str | None = None, proposer: str = "ok", max_train_rollouts: int = 16
 ) -> str:
-    """A tiny run: a standing container at ``url``, or one the run launches; the fake proposer in ``proposer``
-    mode (``trickle`` never finishes its reply, so the run holds its lease until cancelled)."""
-    launched = f"command = [{sys.executable!r}, {str(TINY)!r}, '{{port}}']\nstartup_timeout_seconds = 20"
-    (root / f"{run_id}.toml").write_text(
-        f"""
-[run]
-run_id = "{run_id}"
-
-[container]
-{f'url = "{url}"' if url else launched}
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 4}}
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "{proposer}"]
-
-[gepa]
-max_train_rollouts = {max_train_rollouts}
-minibatch_size = 2
-
-[cache]
-mode = "off"
-""",
-        encoding="utf-8",
-    )
-    return f"{run_id}.toml"
+    """The name under ``root`` of a tiny run's config (:func:`~tests.integration.test_service_app.config`)."""
+    return config(
+        root, f"{run_id}.toml", run_id=run_id, url=url, proposer=proposer, max_train_rollouts=max_train_rollouts
+    ).name
 
 
 def synth_opt(*args: str, cwd: Path) -> subprocess.Popen[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from synth_opt.errors import ConfigError
 from synth_opt.workspace.db import connect, migrate
+from synth_opt.workspace.schema import HEALTH_TABLES
 
 __all__ = [
     "APPLICATION_ID",
@@ -101,18 +102,7 @@ _V1: tuple[str, ...] = (
         released_at REAL
     )""",
     "CREATE INDEX resource_leases_active ON resource_leases (request_id, lease_token) WHERE status = 'active'",
-    """CREATE TABLE projection_freshness (
-        run_id TEXT NOT NULL, table_name TEXT NOT NULL, source TEXT NOT NULL, source_rows INTEGER NOT NULL,
-        derived_rows INTEGER NOT NULL, missing_rows INTEGER NOT NULL, status TEXT NOT NULL,
-        missing_sample_json TEXT NOT NULL, checked_at TEXT NOT NULL,
-        PRIMARY KEY (run_id, table_name)
-    )""",
-    """CREATE TABLE invariant_reports (
-        report_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checked_at TEXT NOT NULL,
-        status TEXT NOT NULL, missing_json TEXT NOT NULL, stale_tables_json TEXT NOT NULL, repair_hint TEXT,
-        report_json TEXT NOT NULL
-    )""",
-    "CREATE INDEX invariant_reports_run ON invariant_reports (run_id, report_id)",
+    *HEALTH_TABLES,
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 

@@ -11,7 +11,23 @@ that produced it.
 
 from __future__ import annotations
 
-__all__ = ["DERIVED_TABLES", "MIGRATIONS", "SCHEMA_VERSION", "SERVICE_TABLES"]
+__all__ = ["DERIVED_TABLES", "HEALTH_TABLES", "MIGRATIONS", "SCHEMA_VERSION", "SERVICE_TABLES"]
+
+# Projection freshness and invariant reports: in every workspace, and in the service's queue database too.
+HEALTH_TABLES: tuple[str, ...] = (
+    """CREATE TABLE projection_freshness (
+        run_id TEXT NOT NULL, table_name TEXT NOT NULL, source TEXT NOT NULL, source_rows INTEGER NOT NULL,
+        derived_rows INTEGER NOT NULL, missing_rows INTEGER NOT NULL, status TEXT NOT NULL,
+        missing_sample_json TEXT NOT NULL, checked_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, table_name)
+    )""",
+    """CREATE TABLE invariant_reports (
+        report_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checked_at TEXT NOT NULL,
+        status TEXT NOT NULL, missing_json TEXT NOT NULL, stale_tables_json TEXT NOT NULL, repair_hint TEXT,
+        report_json TEXT NOT NULL
+    )""",
+    "CREATE INDEX invariant_reports_run ON invariant_reports (run_id, report_id)",
+)
 
 _V1: tuple[str, ...] = (
     """CREATE TABLE runs (
@@ -181,18 +197,7 @@ _V1: tuple[str, ...] = (
         run_id TEXT PRIMARY KEY, manifest_path TEXT, status TEXT, stop_reason TEXT, best_candidate_id TEXT,
         cost_usd REAL, workspace_db_path TEXT, written_at TEXT NOT NULL, manifest_json TEXT NOT NULL
     )""",
-    """CREATE TABLE projection_freshness (
-        run_id TEXT NOT NULL, table_name TEXT NOT NULL, source TEXT NOT NULL, source_rows INTEGER NOT NULL,
-        derived_rows INTEGER NOT NULL, missing_rows INTEGER NOT NULL, status TEXT NOT NULL,
-        missing_sample_json TEXT NOT NULL, checked_at TEXT NOT NULL,
-        PRIMARY KEY (run_id, table_name)
-    )""",
-    """CREATE TABLE invariant_reports (
-        report_id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checked_at TEXT NOT NULL,
-        status TEXT NOT NULL, missing_json TEXT NOT NULL, stale_tables_json TEXT NOT NULL, repair_hint TEXT,
-        report_json TEXT NOT NULL
-    )""",
-    "CREATE INDEX invariant_reports_run ON invariant_reports (run_id, report_id)",
+    *HEALTH_TABLES,
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
