@@ -303,6 +303,10 @@ class GepaConfig(_Section):
         cap = self.gepa.max_heldout_rollouts
         return cap if cap is not None else 2 * n_heldout_ids
 
+    def train_cap_key(self) -> str:
+        """The config key that names the train cap (the stop reason when it stops the search)."""
+        return "max_train_rollouts" if self.gepa.max_train_rollouts is not None else "max_total_rollouts"
+
     def train_cap(self, n_heldout_ids: int) -> int:
         if self.gepa.max_train_rollouts is not None:
             return self.gepa.max_train_rollouts

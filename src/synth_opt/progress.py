@@ -163,8 +163,7 @@ class _Limit:
 def _limits(model: ProgressModel, view: RunView, elapsed: float) -> list[_Limit]:
     """Every limit that can stop the search, with how much of it is used."""
     gepa = view.config.gepa if view.config is not None else None
-    # the key the search names when the train cap stops it (as the budget ledger reports it)
-    train_key = "max_train_rollouts" if gepa is None or gepa.max_train_rollouts is not None else "max_total_rollouts"
+    train_key = view.config.train_cap_key() if view.config is not None else "max_train_rollouts"
     limits = [_Limit(train_key, model.train_rollouts / max(view.train_cap, 1), "train rollouts")]
     if gepa is None:
         return limits

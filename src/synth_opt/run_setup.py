@@ -72,7 +72,7 @@ def budget_ledger(config: GepaConfig, n_heldout: int) -> BudgetLedger:
         cost_usd=g.max_cost_usd if g.max_cost_usd > 0 else None,
         total_tokens=g.max_total_tokens,
         time_seconds=g.max_time_seconds,
-        train_cap_key="max_train_rollouts" if g.max_train_rollouts is not None else "max_total_rollouts",
+        train_cap_key=config.train_cap_key(),
     )
     estimates = Estimates(
         proposer_cost_usd=g.proposer_estimated_cost_usd or 0.0,
