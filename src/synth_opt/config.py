@@ -175,7 +175,7 @@ class WorkersSection(_Section):
 
 class PipelineSection(_Section):
     mode: Literal["sync_serial", "async_pipelined"] = "sync_serial"
-    staleness_policy: Literal["full", "guarded"] = "full"
+    staleness_policy: Literal["full", "guarded", "rebase"] = "full"
     delta_max: PosInt = 2
     max_in_flight_candidates: PosInt = 8
     workers: WorkersSection = Field(default_factory=WorkersSection)

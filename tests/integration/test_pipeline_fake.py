@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from synth_opt import GepaRun, ProposerError, RunCancelledError, load_config
+from synth_opt.events.compare import compare_feeds
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.testing.fake_container import FakeContainer
@@ -224,7 +225,7 @@ async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: P
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("staleness", ["full", "guarded"])
+@pytest.mark.parametrize("staleness", ["full", "guarded", "rebase"])
 async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, staleness: str) -> None:
     results = []
     for name, jitter_seed, base, spread in (("a", 11, 0.0, 0.004), ("b", 12, 0.003, 0.0005)):
@@ -253,6 +254,9 @@ async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, stale
         too_stale = proposal["fields"]["staleness"] > 1 and reason != "unchanged"
         assert (reason == "stale") == (staleness == "guarded" and too_stale)
     assert ("stale" in reasons) == (staleness == "guarded")
+    registry = json.loads(Path(first.candidate_registry_path).read_text())["candidates"]
+    assert registry == json.loads(Path(second.candidate_registry_path).read_text())["candidates"]
+    assert any("rebase" in e["fields"] for e in created) == (staleness == "rebase")
 
 
 @pytest.mark.anyio
@@ -476,3 +480,133 @@ async def test_skip_perfect_score_calls_no_proposer_for_a_perfect_minibatch(tmp_
     assert perfect > 0 and skipping_calls == skipping.proposals - perfect
     assert skipping.usage["proposer"]["calls"] == skipping_calls
     assert skipping.best_train_score == plain.best_train_score == 1.0
+
+
+class FirstWordProposer(LearningProposer):
+    """Adds the answer word of the first failed record only: one edit per proposal."""
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        words = request.candidate[request.target_module].split()
+        for record in request.records:
+            if record.reward < 1.0 and record.task["answer"] not in words:
+                words.append(record.task["answer"])
+                break
+        return ProposerResult(texts=(" ".join(words),))
+
+
+def pipelined_config(tmp_path: Path, name: str, *, staleness: str, in_flight: int = 8, budget: int = 300) -> Path:
+    (tmp_path / name).mkdir()
+    path = write_config(tmp_path / name, name, mode="async_pipelined", rollout_workers=8, budget=budget)
+    text = path.read_text().replace("max_in_flight_candidates = 1", f"max_in_flight_candidates = {in_flight}")
+    text = text.replace("[gepa.pipeline]\n", f'[gepa.pipeline]\nstaleness_policy = "{staleness}"\n')
+    path.write_text(text.replace("[gepa.pipeline.workers]\n", "[gepa.pipeline.workers]\npropose = 4\n"))
+    return path
+
+
+@pytest.mark.anyio
+async def test_rebase_with_one_in_flight_makes_exactly_the_decisions_of_sync_serial(tmp_path: Path) -> None:
+    serial = await GepaRun(
+        load_config(write_config(tmp_path, "serial", mode="sync_serial", budget=200)),
+        container_transport=jittery(new_fake(), 1),
+        proposer=FirstWordProposer(),
+    ).execute_async()
+    rebased = await GepaRun(
+        load_config(pipelined_config(tmp_path, "rebase-one", staleness="rebase", in_flight=1, budget=200)),
+        container_transport=jittery(new_fake(), 2),
+        proposer=FirstWordProposer(),
+    ).execute_async()
+    assert serial.accepted >= 2
+    assert decisions(serial.event_feed_path) == decisions(rebased.event_feed_path)
+    registry = json.loads(Path(serial.candidate_registry_path).read_text())["candidates"]
+    assert registry == json.loads(Path(rebased.candidate_registry_path).read_text())["candidates"]
+    assert (serial.best_candidate_id, serial.rollouts_used) == (rebased.best_candidate_id, rebased.rollouts_used)
+
+
+@pytest.mark.anyio
+async def test_rebased_proposals_build_on_each_other(tmp_path: Path) -> None:
+    """With 8 in flight every proposal starts from an old pool; rebased, each accepted edit is carried onto the
+    best newer descendant of its parent, so the pool's lineage gathers the edits of concurrent proposals. The
+    same run without rebasing accepts siblings that each hold one edit."""
+    results = {}
+    for staleness in ("full", "rebase"):
+        results[staleness] = await GepaRun(
+            load_config(pipelined_config(tmp_path, staleness, staleness=staleness, budget=160)),
+            container_transport=jittery(new_fake(), 3),
+            proposer=FirstWordProposer(),
+        ).execute_async()
+    full, rebase = results["full"], results["rebase"]
+    assert full.rollouts_used["train"] <= 160 and rebase.rollouts_used["train"] <= 160
+    assert rebase.best_train_score is not None and full.best_train_score is not None
+    assert rebase.best_train_score > full.best_train_score
+
+    registry = json.loads(Path(rebase.candidate_registry_path).read_text())["candidates"]
+    feed = [json.loads(line) for line in Path(rebase.event_feed_path).read_text().splitlines()]
+    created = {e["fields"]["proposal_index"]: e["fields"] for e in feed if e["type"] == "proposal.created"}
+    carried = [c for c in registry.values() if c["status"] == "rebased"]
+    assert len(carried) >= 3
+    for child in carried:
+        proposal = created[child["proposal_index"]]
+        assert proposal["rebase"] in ("rebased", "contained")
+        target = registry[proposal["rebased_onto"]]
+        pooled = registry[child["rebased_to"]]
+        parent = registry[child["parent_ids"][0]]
+        edit = set(child["payload"]["instruction"].split()) - set(parent["payload"]["instruction"].split())
+        assert edit, "a rebased child carries an edit"
+        words = set(pooled["payload"]["instruction"].split())
+        assert edit <= words and set(target["payload"]["instruction"].split()) <= words
+        if proposal["rebase"] == "rebased":
+            assert pooled["status"] == "accepted" and pooled["parent_ids"] == [target["candidate_id"]]
+    best = registry[rebase.best_candidate_id]["payload"]["instruction"].split()
+    full_registry = json.loads(Path(full.candidate_registry_path).read_text())["candidates"]
+    assert len(best) > len(full_registry[full.best_candidate_id]["payload"]["instruction"].split())
+
+
+@pytest.mark.anyio
+async def test_rebase_never_overshoots_the_budget_with_sixteen_rollout_workers(tmp_path: Path) -> None:
+    path = pipelined_config(tmp_path, "wide", staleness="rebase", budget=157)
+    path.write_text(path.read_text().replace("rollout = 8", "rollout = 16"))
+    fake = new_fake()
+    result = await GepaRun(
+        load_config(path), container_transport=jittery(fake, 5), proposer=FirstWordProposer()
+    ).execute_async()
+    assert result.stop_reason == "max_train_rollouts"
+    assert result.rollouts_used["train"] <= 157
+    assert fake.rollouts_served == result.rollouts_used["total"] <= 157 + 20
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_rebasing_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    whole = await GepaRun(
+        load_config(pipelined_config(tmp_path, "whole", staleness="rebase")),
+        container_transport=jittery(new_fake(), 7),
+        proposer=FirstWordProposer(),
+    ).execute_async()
+
+    path = pipelined_config(tmp_path, "parts", staleness="rebase")
+    config = load_config(path)
+    first = GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
+
+    async def cancel_after_six_decisions(events: Any, view: Any) -> None:
+        decided = 0
+        async with events:
+            async for event in events:
+                decided += event.type == "acceptance.decided"
+                if decided == 6:
+                    first.cancel("test cancel")
+
+    first.observer = cancel_after_six_decisions
+    with pytest.raises(RunCancelledError):
+        await first.execute_async()
+    resumed = await GepaRun(
+        config, container_transport=jittery(new_fake(), 9), proposer=FirstWordProposer()
+    ).execute_async()
+    states = [e["fields"]["state"] for e in decisions_of(resumed.event_feed_path, "run.state")]
+    assert "resumed" in states
+    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
+    assert comparison.equal, comparison
+    assert (resumed.best_candidate_id, resumed.rollouts_used) == (whole.best_candidate_id, whole.rollouts_used)
+
+
+def decisions_of(feed: str, kind: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, Path(feed).read_text().splitlines()) if e["type"] == kind]

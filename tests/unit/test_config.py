@@ -382,6 +382,18 @@ def test_digest_ignores_non_decision_settings(tmp_path: Path) -> None:
     assert first.decision_config() == changed.decision_config()
 
 
+def test_the_staleness_policies(tmp_path: Path) -> None:
+    extra = "[gepa.pipeline]\nmode = 'async_pipelined'\nstaleness_policy = 'rebase'"
+    config = load(tmp_path, extra)
+    assert config.gepa.pipeline.staleness_policy == "rebase"
+    assert config.decision_config()["pipeline"]["staleness_policy"] == "rebase"
+    full = load(tmp_path, "[gepa.pipeline]\nmode = 'async_pipelined'\nstaleness_policy = 'full'", name="b.toml")
+    assert config.decision_digest() != full.decision_digest()
+    message = config_error(tmp_path, "[gepa.pipeline]\nstaleness_policy = 'merge'")
+    assert "gepa.pipeline.staleness_policy" in message
+    assert all(allowed in message for allowed in ("full", "guarded", "rebase"))
+
+
 @pytest.mark.parametrize(
     "extra",
     [

@@ -199,6 +199,25 @@ def test_proposal_planned_and_created_link_parents_proposals_and_candidates() ->
     }
 
 
+def test_a_rebased_proposal_links_the_candidate_it_was_carried_onto() -> None:
+    created = ev(
+        9,
+        "proposal.created",
+        proposal_index=4,
+        candidate_id="c1",
+        candidate_ids=["c1"],
+        parent_id="a",
+        parent_ids=["a"],
+        kind="reflection",
+        pool_version=1,
+        staleness=3,
+        rebase="rebased",
+        rebased_onto="t",
+    )
+    links = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")
+    assert ("rebase_target", "t", "proposal:4") in {(x["link_kind"], x["source_id"], x["target_id"]) for x in links}
+
+
 def test_an_unchanged_proposal_still_links_the_candidate_it_kept() -> None:
     created = ev(9, "proposal.created", proposal_index=0, candidate_id="p", candidate_ids=[], parent_id="p")
     (link,) = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")

@@ -22,6 +22,7 @@ __all__ = [
     "CheckpointSink",
     "Child",
     "Counters",
+    "Rebase",
     "SearchOutcome",
     "Slot",
     "SupervisorSettings",
@@ -73,6 +74,23 @@ class Child:
         return sum(self.batch.scores.values())
 
 
+@dataclass(frozen=True, slots=True)
+class Rebase:
+    """An accepted child carried onto its rebase target before its pareto scoring (``staleness_policy =
+    "rebase"``). ``outcome``: ``rebased`` (``payload`` is the child's edit merged onto the target: that is what
+    joins the pool, as the target's child), ``contained`` (the merge is already in the pool: nothing to score) or
+    ``conflict`` (the edits collide: the child is scored as proposed)."""
+
+    target_id: str
+    outcome: str
+    payload: dict[str, str]
+    candidate_id: str
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "rebased"
+
+
 @dataclass(slots=True)
 class Slot:
     plan: ProposalPlan
@@ -87,6 +105,15 @@ class Slot:
     needs_pareto: bool = False
     pareto_batch: BatchDone | None = None
     perfect: bool = False  # the parent scored perfectly on the minibatch and the proposer was not called
+    held: bool = False  # (rebase) the accepted child's pareto scoring waits until it is next to commit
+    rebase: Rebase | None = None
+
+    @property
+    def pool_parent_ids(self) -> tuple[str, ...]:
+        """The parents of what this proposal adds to the pool: the plan's, or the rebase target once rebased."""
+        if self.rebase is not None and self.rebase.applied:
+            return (self.rebase.target_id,)
+        return self.plan.parent_ids
 
     @property
     def ready_to_decide(self) -> bool:
@@ -100,7 +127,8 @@ class Slot:
 
     @property
     def ready_to_commit(self) -> bool:
-        return self.decision is not None and (not self.needs_pareto or self.pareto_batch is not None)
+        scored = not self.needs_pareto or self.pareto_batch is not None
+        return self.decision is not None and not self.held and scored
 
 
 @dataclass(slots=True)

@@ -25,14 +25,22 @@ def record_entry(registry: dict[str, dict[str, Any]], bus: EventBus, entry: dict
 def register_proposal(
     registry: dict[str, dict[str, Any]], bus: EventBus, slot: Slot, record: CandidateRecord | None
 ) -> None:
-    """Record a committed proposal's candidates: the accepted one (``record``), then every child not yet known."""
+    """Record a committed proposal's candidates: the accepted one (``record``), then every child not yet known.
+
+    A chosen child that was carried onto a newer candidate (``staleness_policy = "rebase"``) is ``rebased``, with
+    ``rebased_to`` naming what the pool got instead (the new candidate, or the one already there)."""
     assert slot.decision is not None
     if record is not None:
         record_entry(registry, bus, {**record.to_json(), "status": "accepted", "reason": slot.decision.reason})
+    carried = slot.rebase is not None and slot.rebase.outcome in ("rebased", "contained")
     for child in slot.children:
         if child.candidate_id in registry:
             continue
-        if child is slot.chosen:
+        extra: dict[str, Any] = {}
+        if child is slot.chosen and carried:
+            assert slot.rebase is not None
+            status, reason, extra = "rebased", slot.decision.reason, {"rebased_to": slot.rebase.candidate_id}
+        elif child is slot.chosen:
             status = "accepted_duplicate" if slot.decision.accepted else "rejected"
             reason = slot.decision.reason
         else:
@@ -49,5 +57,6 @@ def register_proposal(
                 "status": status,
                 "minibatch_scores": None if child.batch is None else child.batch.scores,
                 "reason": reason,
+                **extra,
             },
         )

@@ -9,7 +9,10 @@ state strictly in proposal order (a reorder buffer), so a run's decisions never 
   fixed order, so whether work fits never depends on which lane finished first; a proposal that does not fit
   while others are in flight waits for the next commit (which releases what those did not use), and the search
   stops only when nothing is in flight and it still does not fit;
-- decision events are emitted at commit time, in commit order; transport events are emitted as they happen.
+- decision events are emitted at commit time, in commit order; transport events are emitted as they happen;
+- with ``staleness_policy = "rebase"``, an accepted child's pareto scoring waits until every earlier proposal has
+  committed; the child is then carried onto the best descendant of its parent that joined the pool since the
+  plan (:mod:`~synth_opt.gepa.rebase`), a fixed pool version again, so still no timing.
 
 This module holds the loop and the order of things; what each step computes lives beside it: budget amounts and
 counters (:mod:`~synth_opt.actors.accounting`), decisions (:mod:`~synth_opt.actors.decisions`), stop rules
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -38,6 +42,7 @@ from synth_opt.actors.records import (
     CheckpointSink,
     Child,
     Counters,
+    Rebase,
     SearchOutcome,
     Slot,
     SupervisorSettings,
@@ -60,8 +65,9 @@ from synth_opt.actors.supervisor_events import (
 )
 from synth_opt.errors import BudgetExceededError
 from synth_opt.events import EventBus
-from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState
+from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
 from synth_opt.gepa.candidates import candidate_id
+from synth_opt.gepa.rebase import rebase_payload
 
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
 
@@ -292,18 +298,26 @@ class Supervisor:
         while (slot := self._slots.get(self._next_decide)) is not None and slot.ready_to_decide:
             self._decide(slot)
             self._next_decide += 1
+        self._release_head()
         while (slot := self._slots.get(self._next_commit)) is not None and slot.ready_to_commit:
             self._commit(slot)
             del self._slots[self._next_commit]
             self._next_commit += 1
             self._checkpoint()
             self._fill()
+            self._release_head()
 
     def _decide(self, slot: Slot) -> None:
         """Decide (:func:`~synth_opt.actors.decisions.decide_proposal`); an accepted child that is new to the
-        pool and to the proposals before this one goes on to the pareto rows."""
+        pool and to the proposals before this one goes on to the pareto rows. With ``staleness_policy =
+        "rebase"`` every accepted child waits for :meth:`_release_head` instead, which checks what is new against
+        the pool once every earlier proposal has committed."""
         decision, chosen, plan = decide_proposal(slot, self.state, self.settings, self._added), slot.chosen, slot.plan
         if chosen is None or not decision.accepted:
+            return
+        if self._rebasing:
+            slot.needs_pareto = slot.held = True
+            self._added[plan.index] = True
             return
         cid = chosen.candidate_id
         known = cid in self.state.by_id or cid in self._pending_children
@@ -311,7 +325,50 @@ class Supervisor:
             slot.needs_pareto = True
             self._added[plan.index] = True
             self._pending_children.add(cid)
-            self._dispatch("pareto", chosen.payload, list(self.state.pareto_ids), f"p{plan.index}.pareto", plan.index)
+            self._dispatch_pareto(slot, chosen.payload)
+
+    def _dispatch_pareto(self, slot: Slot, payload: dict[str, str]) -> None:
+        index = slot.plan.index
+        self._dispatch("pareto", payload, list(self.state.pareto_ids), f"p{index}.pareto", index)
+
+    # -- rebasing -------------------------------------------------------------------------------------------
+
+    @property
+    def _rebasing(self) -> bool:
+        return self.settings.staleness_policy == "rebase"
+
+    def _release_head(self) -> None:
+        """The held proposal next to commit: carry its accepted reflection child onto the pool as it is now
+        (every earlier proposal has committed) and score the result on the pareto rows, unless the pool already
+        holds it. Called after every decision and commit, so a proposal is released as soon as it is next."""
+        slot = self._slots.get(self._next_commit)
+        if slot is None or not slot.held:
+            return
+        slot.held = False
+        chosen = slot.chosen
+        assert chosen is not None
+        payload, cid = chosen.payload, chosen.candidate_id
+        if slot.plan.merge is None:
+            slot.rebase = self._rebase(slot.plan, chosen)
+        if slot.rebase is not None and slot.rebase.applied:
+            payload, cid = slot.rebase.payload, slot.rebase.candidate_id
+            if cid in self.state.by_id:
+                slot.rebase = replace(slot.rebase, outcome="contained")
+        if cid in self.state.by_id:
+            slot.needs_pareto = False
+        else:
+            self._dispatch_pareto(slot, payload)
+
+    def _rebase(self, plan: ProposalPlan, child: Child) -> Rebase | None:
+        """The child's edit (against the parent it was proposed from) merged onto
+        :meth:`~synth_opt.gepa.GepaState.rebase_target`; None when that is still the parent."""
+        target = self.state.rebase_target(plan)
+        if target.candidate_id == plan.parent_id:
+            return None
+        payload = rebase_payload(self.state.by_id[plan.parent_id].payload, child.payload, target.payload)
+        if payload is None:
+            return Rebase(target.candidate_id, "conflict", child.payload, child.candidate_id)
+        return Rebase(target.candidate_id, "rebased", payload, candidate_id(payload))
 
     def _commit(self, slot: Slot) -> None:
         plan, decision, chosen = slot.plan, slot.decision, slot.chosen
@@ -335,9 +392,13 @@ class Supervisor:
         record: CandidateRecord | None = None
         if slot.pareto_batch is not None and chosen is not None:
             self._pending_children.discard(chosen.candidate_id)
-            emit_scores(self.bus, chosen.candidate_id, f"p{plan.index}.pareto", slot.pareto_batch)
+            payload, scored_id = chosen.payload, chosen.candidate_id
+            if slot.rebase is not None and slot.rebase.applied:
+                payload, scored_id = slot.rebase.payload, slot.rebase.candidate_id
+                emit_candidate(self.bus, scored_id, payload, slot.pool_parent_ids, plan.module, plan.index)
+            emit_scores(self.bus, scored_id, f"p{plan.index}.pareto", slot.pareto_batch)
             batch = slot.pareto_batch
-            record = self.state.commit(plan, chosen.payload, batch.scores, batch.objective_scores)
+            record = self.state.commit(plan, payload, batch.scores, batch.objective_scores, slot.pool_parent_ids)
         else:
             self.state.commit(plan)
         register_proposal(self.registry, self.bus, slot, record)

@@ -95,9 +95,13 @@ def emit_scores(bus: EventBus, cid: str, stage: str, batch: BatchDone) -> None:
 
 def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     plan = slot.plan
+    rebase: dict[str, Any] = {}
+    if slot.rebase is not None:  # the fields appear only on proposals that were carried onto a newer candidate
+        rebase = {"rebase": slot.rebase.outcome, "rebased_onto": slot.rebase.target_id}
+    onto = f", {rebase['rebase']} onto {slot.rebase.target_id}" if slot.rebase is not None else ""
     bus.emit(
         "proposal.created",
-        f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module})",
+        f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module}){onto}",
         proposal_index=plan.index,
         candidate_id=chosen_id,
         candidate_ids=[child.candidate_id for child in slot.children],
@@ -107,6 +111,7 @@ def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
         module=plan.module,
         pool_version=plan.pool_version,
         staleness=slot.staleness,
+        **rebase,
     )
 
 

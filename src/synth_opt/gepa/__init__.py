@@ -4,6 +4,7 @@ from synth_opt.gepa.acceptance import ACCEPTANCE_RULES, Decision, decide
 from synth_opt.gepa.budget import Amount, BudgetLedger, Estimates, Limits
 from synth_opt.gepa.candidates import CandidateRecord, candidate_id, mean_score
 from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
+from synth_opt.gepa.rebase import merge_text, rebase_payload
 from synth_opt.gepa.sampler import EpochSampler
 from synth_opt.gepa.selection import SELECTORS, best_candidate, select_parent
 from synth_opt.gepa.state import GepaState, ProposalPlan, SearchSettings
@@ -27,6 +28,8 @@ __all__ = [
     "instance_fronts",
     "lead_counts",
     "mean_score",
+    "merge_text",
     "prune_dominated",
+    "rebase_payload",
     "select_parent",
 ]

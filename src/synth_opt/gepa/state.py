@@ -18,6 +18,7 @@ from synth_opt.gepa.acceptance import Decision, decide
 from synth_opt.gepa.candidates import CandidateRecord, candidate_id
 from synth_opt.gepa.frontier import instance_fronts, prune_dominated
 from synth_opt.gepa.merge import MergePlan, plan_merge
+from synth_opt.gepa.rebase import rebase_target
 from synth_opt.gepa.sampler import EpochSampler
 from synth_opt.gepa.selection import best_candidate, select_parent
 
@@ -267,6 +268,11 @@ class GepaState:
         payload[plan.module] = text
         return payload
 
+    def rebase_target(self, plan: ProposalPlan) -> CandidateRecord:
+        """The candidate a stale proposal is carried onto (``staleness_policy = "rebase"``): the best of its parent
+        and the parent's descendants that joined the pool after the plan (the parent when none improves on it)."""
+        return rebase_target(self.by_id[plan.parent_id], self.pool[plan.pool_version + 1 :], self.by_id)
+
     def decide(self, parent_sum: float, child_sum: float) -> Decision:
         return decide(self.settings.acceptance, parent_sum, child_sum)
 
@@ -276,11 +282,14 @@ class GepaState:
         child: dict[str, str] | None = None,
         scores: dict[str, float] | None = None,
         objective_scores: dict[str, dict[str, float]] | None = None,
+        parents: tuple[str, ...] | None = None,
     ) -> CandidateRecord | None:
-        """Apply proposal ``plan``'s outcome: an accepted new child joins the pool and bumps the pool version."""
+        """Apply proposal ``plan``'s outcome: an accepted new child joins the pool and bumps the pool version.
+        ``parents`` replaces the plan's parents (a rebased proposal's child descends from its rebase target)."""
         record = None
         if child is not None and scores is not None and candidate_id(child) not in self.by_id:
-            record = self._add(child, plan.parent_ids, plan.module, plan.index, scores, objective_scores or {})
+            lineage = plan.parent_ids if parents is None else parents
+            record = self._add(child, lineage, plan.module, plan.index, scores, objective_scores or {})
             self.pool_version += 1
             if plan.merge is None and self.settings.use_merge:
                 self.merges_due += 1

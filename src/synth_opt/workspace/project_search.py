@@ -140,7 +140,8 @@ def proposal_planned(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
 
 
 def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    """Links from ``proposal:<index>`` to every candidate it produced and to the one it put up for acceptance."""
+    """Links from ``proposal:<index>`` to every candidate it produced and to the one it put up for acceptance, and
+    from the candidate a rebased proposal was carried onto."""
     f = event.fields
     index = int_or_none(f.get("proposal_index"))
     source = f"proposal:{index}"
@@ -148,6 +149,8 @@ def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
     rows = [_link(k, "proposal_candidate", source, str(cid), index, **extra) for cid in f.get("candidate_ids") or []]
     if f.get("candidate_id") is not None:
         rows.append(_link(k, "proposal_chosen", source, str(f["candidate_id"]), index, **extra))
+    if f.get("rebased_onto") is not None:
+        rows.append(_link(k, "rebase_target", str(f["rebased_onto"]), source, index, **extra))
     return rows
 
 
