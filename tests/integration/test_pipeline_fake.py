@@ -557,6 +557,11 @@ async def test_rebased_proposals_build_on_each_other(tmp_path: Path) -> None:
         assert edit <= words and set(target["payload"]["instruction"].split()) <= words
         if proposal["rebase"] == "rebased":
             assert pooled["status"] == "accepted" and pooled["parent_ids"] == [target["candidate_id"]]
+    planned = {e["fields"]["index"]: e["fields"]["pool_version"] for e in feed if e["type"] == "proposal.planned"}
+    pooled_by = sorted(c["proposal_index"] for c in registry.values() if c["status"] == "accepted")
+    for index, fields in created.items():  # the gap: candidates that joined the pool between plan and commit
+        assert fields["staleness"] == sum(j < index for j in pooled_by) - planned[index]
+    assert max(fields["staleness"] for fields in created.values()) >= 3
     best = registry[rebase.best_candidate_id]["payload"]["instruction"].split()
     full_registry = json.loads(Path(full.candidate_registry_path).read_text())["candidates"]
     assert len(best) > len(full_registry[full.best_candidate_id]["payload"]["instruction"].split())

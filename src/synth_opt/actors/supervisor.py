@@ -379,6 +379,8 @@ class Supervisor:
             actual_amount(self.ledger, slot.parent_batch, *child_batches, slot.pareto_batch, proposer=slot.proposal),
         )
         chosen_id = plan.parent_id if chosen is None else chosen.candidate_id
+        if self._rebasing:  # every earlier proposal has committed: the gap is exact
+            slot.staleness = self.state.staleness(plan)
         emit_proposal_created(self.bus, slot, chosen_id)
         if slot.parent_batch is not None:
             emit_scores(self.bus, plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)

@@ -96,9 +96,10 @@ def emit_scores(bus: EventBus, cid: str, stage: str, batch: BatchDone) -> None:
 def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     plan = slot.plan
     rebase: dict[str, Any] = {}
-    if slot.rebase is not None:  # the fields appear only on proposals that were carried onto a newer candidate
+    onto = ""
+    if slot.rebase is not None:  # the fields appear only on proposals that met a newer candidate (rebase policy)
         rebase = {"rebase": slot.rebase.outcome, "rebased_onto": slot.rebase.target_id}
-    onto = f", {rebase['rebase']} onto {slot.rebase.target_id}" if slot.rebase is not None else ""
+        onto = f", {slot.rebase.outcome} onto {slot.rebase.target_id}"
     bus.emit(
         "proposal.created",
         f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module}){onto}",
