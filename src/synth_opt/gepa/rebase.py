@@ -8,7 +8,8 @@ starting a branch from the same stale parent.
 
 The merge works on words and the whitespace between them. Edits to different places apply together; two
 insertions at the same place keep both (the target's first, and only one when one contains the other); two
-different edits of the same words are a conflict (``None``): the caller then scores the proposal as proposed.
+different edits of the same words are a conflict (``None``), and so is a proposal that rewrote most of its parent
+(more than ``REWRITE_SHARE`` of its words replaced or deleted): the caller then scores it as proposed.
 Pure functions; no I/O.
 """
 
@@ -21,9 +22,13 @@ from difflib import SequenceMatcher
 
 from synth_opt.gepa.candidates import CandidateRecord
 
-__all__ = ["descends_from", "merge_text", "rebase_payload", "rebase_target"]
+__all__ = ["REWRITE_SHARE", "descends_from", "merge_text", "rebase_payload", "rebase_target"]
 
 _TOKEN = re.compile(r"\s+|\S+")
+
+# A proposal that replaces or deletes more than this share of its parent's words rewrote the text: it is scored as
+# proposed (merging a rewrite with another candidate's edits would interleave two texts)
+REWRITE_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,11 @@ def merge_text(base: str, ours: str, theirs: str) -> str | None:
     if theirs == base:
         return ours
     base_tokens = _tokens(base)
-    combined = _combine(_hunks(base_tokens, _tokens(theirs)), _hunks(base_tokens, _tokens(ours)))
+    edits = _hunks(base_tokens, _tokens(ours))
+    changed = sum(not token.isspace() for hunk in edits for token in base_tokens[hunk.start : hunk.end])
+    if changed > REWRITE_SHARE * sum(not token.isspace() for token in base_tokens):
+        return None  # a rewrite, not an edit: there is nothing local to carry over
+    combined = _combine(_hunks(base_tokens, _tokens(theirs)), edits)
     if combined is None:
         return None
     out: list[str] = []

@@ -42,6 +42,17 @@ def test_different_edits_of_the_same_words_conflict() -> None:
     assert merge_text("one two three", "one TWO three", "one three") is None
 
 
+def test_a_rewrite_is_not_carried_over() -> None:
+    """Replacing most of the parent's words is a rewrite: merging it with the target's edits would interleave
+    two texts, so it is a conflict (the proposal is then scored as proposed)."""
+    base = "Classify the customer query into one banking label."
+    rewrite = "Read the message and pick the single best intent label."
+    theirs = base + " Never guess."
+    assert merge_text(base, rewrite, theirs) is None
+    assert merge_text(base, base.replace("customer", "client"), theirs) == theirs.replace("customer", "client")
+    assert merge_text(base, rewrite, base) == rewrite  # nothing newer to merge with: the rewrite stands
+
+
 def test_whitespace_and_newlines_are_kept() -> None:
     base = "first\nsecond"
     assert merge_text(base, "first\nsecond\nthird", "zeroth first\nsecond") == "zeroth first\nsecond\nthird"
