@@ -122,6 +122,40 @@ def test_the_three_run_acceptance_passes_for_the_banking77_cookbook(tmp_path: Pa
     assert done.stdout.strip().endswith("acceptance passed")
 
 
+def test_a_rebasing_pipelined_run_replays_exactly_and_carries_edits_onto_newer_candidates(tmp_path: Path) -> None:
+    """`gepa accept` on the real container and offline proposer processes with 4 candidates in flight and
+    ``staleness_policy = "rebase"``: fresh, cached and readonly runs agree, stale accepted edits were carried onto
+    newer candidates, and heldout accuracy still goes up."""
+    config = small_config(tmp_path, budget=1500)
+    text = config.read_text().replace(
+        '[gepa.pipeline]\nmode = "sync_serial"',
+        '[gepa.pipeline]\nmode = "async_pipelined"\nmax_in_flight_candidates = 4\nstaleness_policy = "rebase"\n'
+        "[gepa.pipeline.workers]\npropose = 2\nrollout = 8",
+    )
+    assert "rebase" in text
+    config.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "fresh vs readonly: identical" in done.stdout
+    (run_dir,) = (tmp_path / "runs").glob("*-fresh")
+    fresh = json.loads((run_dir / "result_manifest.json").read_text())
+    outcomes = [e["fields"].get("rebase") for e in events(run_dir) if e["type"] == "proposal.created"]
+    assert "rebased" in outcomes, outcomes
+    registry = json.loads((run_dir / "candidate_registry.json").read_text())["candidates"]
+    carried = [entry for entry in registry.values() if entry["status"] == "rebased"]
+    assert carried
+    for entry in carried:  # what the pool got instead: this proposal's merged candidate, or one it already held
+        assert registry[entry["rebased_to"]]["status"] in ("accepted", "seed")
+    assert any(registry[entry["rebased_to"]]["proposal_index"] == entry["proposal_index"] for entry in carried)
+    assert fresh["best_heldout_score"] > fresh["seed_heldout_score"]
+
+
 def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path: Path) -> None:
     config = small_config(tmp_path)
     env = {"SYNTH_OPTIMIZERS_RUN_ID": "interrupted"}

@@ -6,7 +6,7 @@ text against the parent it was proposed from) onto the best of those descendants
 module's text before it is scored on the pareto rows, so concurrent proposals build on each other instead of each
 starting a branch from the same stale parent.
 
-The merge works on words and the whitespace between them. Edits to different places apply together; two
+The merge works on words, punctuation marks and the whitespace between them. Edits to different places apply together; two
 insertions at the same place keep both (the target's first, and only one when one contains the other); two
 different edits of the same words are a conflict (``None``), and so is a proposal that rewrote most of its parent
 (more than ``REWRITE_SHARE`` of its words replaced or deleted): the caller then scores it as proposed.
@@ -24,7 +24,7 @@ from synth_opt.gepa.candidates import CandidateRecord
 
 __all__ = ["REWRITE_SHARE", "descends_from", "merge_text", "rebase_payload", "rebase_target"]
 
-_TOKEN = re.compile(r"\s+|\S+")
+_TOKEN = re.compile(r"\s+|\w+|[^\w\s]")  # whitespace runs, words, single punctuation marks
 
 # A proposal that replaces or deletes more than this share of its parent's words rewrote the text: it is scored as
 # proposed (merging a rewrite with another candidate's edits would interleave two texts)

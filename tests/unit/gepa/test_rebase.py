@@ -37,6 +37,15 @@ def test_an_insertion_the_other_side_already_holds_is_not_repeated() -> None:
     assert merge_text("answer w0", "answer w0 w5 w9", "answer w0 w9") == "answer w0 w5 w9"
 
 
+def test_items_appended_to_one_list_line_keep_both() -> None:
+    """Punctuation is a token of its own: appending ", c" to a list edits no word of it."""
+    base = "card_arrival: card, arrive\nrefund: refund"
+    ours = "card_arrival: card, arrive, delivered\nrefund: refund"
+    theirs = "card_arrival: card, arrive, post, mail\nrefund: refund, money"
+    merged = "card_arrival: card, arrive, post, mail, delivered\nrefund: refund, money"
+    assert merge_text(base, ours, theirs) == merged
+
+
 def test_different_edits_of_the_same_words_conflict() -> None:
     assert merge_text("Be brief.", "Be concise.", "Be short.") is None
     assert merge_text("one two three", "one TWO three", "one three") is None
