@@ -6,11 +6,11 @@ text against the parent it was proposed from) onto the best of those descendants
 module's text before it is scored on the pareto rows, so concurrent proposals build on each other instead of each
 starting a branch from the same stale parent.
 
-The merge works on words, punctuation marks and the whitespace between them. Edits to different places apply together; two
-insertions at the same place keep both (the target's first, and only one when one contains the other); two
-different edits of the same words are a conflict (``None``), and so is a proposal that rewrote most of its parent
-(more than ``REWRITE_SHARE`` of its words replaced or deleted): the caller then scores it as proposed.
-Pure functions; no I/O.
+The merge works on lines, and where both sides changed the same lines, on their words, punctuation marks and
+whitespace. Edits to different places apply together; two insertions at the same place keep both (the target's
+first, and only one when one contains the other); two different edits of the same words are a conflict (``None``),
+and so is a proposal that rewrote most of its parent (more than ``REWRITE_SHARE`` of its words replaced or
+deleted): the caller then scores it as proposed. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from difflib import SequenceMatcher
 
 from synth_opt.gepa.candidates import CandidateRecord
 
-__all__ = ["REWRITE_SHARE", "descends_from", "merge_text", "rebase_payload", "rebase_target"]
+__all__ = ["REGION_TOKENS", "REWRITE_SHARE", "descends_from", "merge_text", "rebase_payload", "rebase_target"]
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")  # whitespace runs, words, single punctuation marks
 
@@ -30,27 +30,44 @@ _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")  # whitespace runs, words, single punctu
 # proposed (merging a rewrite with another candidate's edits would interleave two texts)
 REWRITE_SHARE = 0.5
 
+# A changed region with more tokens than this (on any side) is not diffed word by word: it counts as wholly
+# rewritten, and two such regions from both sides are a conflict (diffing long runs of repeated tokens such as
+# commas and spaces is quadratic)
+REGION_TOKENS = 600
+
 
 @dataclass(frozen=True, slots=True)
 class _Hunk:
-    """Replace ``base[start:end]`` with ``tokens`` (an insertion when ``start == end``)."""
+    """Replace ``base[start:end]`` with ``items`` (an insertion when ``start == end``); items are lines or tokens."""
 
     start: int
     end: int
-    tokens: tuple[str, ...]
+    items: tuple[str, ...]
 
     @property
     def insertion(self) -> bool:
         return self.start == self.end
 
 
-def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text)
-
-
 def _hunks(base: Sequence[str], other: Sequence[str]) -> list[_Hunk]:
     matcher = SequenceMatcher(None, base, other, autojunk=False)
     return [_Hunk(i1, i2, tuple(other[j1:j2])) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _line_hunks(base: Sequence[str], other: Sequence[str]) -> list[_Hunk]:
+    """Line edits; a block of n lines replaced by n lines is n one-line edits (each line edited in place), so two
+    sides that edit different lines of one block do not collide."""
+    out: list[_Hunk] = []
+    for hunk in _hunks(base, other):
+        if hunk.end - hunk.start == len(hunk.items) > 1:
+            out.extend(
+                _Hunk(i, i + 1, (line,))
+                for i, line in zip(range(hunk.start, hunk.end), hunk.items, strict=True)
+                if base[i] != line
+            )
+        else:
+            out.append(hunk)
+    return out
 
 
 def _before(a: _Hunk, b: _Hunk) -> bool:
@@ -60,67 +77,130 @@ def _before(a: _Hunk, b: _Hunk) -> bool:
     return a.end <= b.start
 
 
+@dataclass(slots=True)
+class _Cluster:
+    """Edits of both sides that touch one region ``base[start:end]``."""
+
+    start: int
+    end: int
+    theirs: list[_Hunk]
+    ours: list[_Hunk]
+
+    def apply(self, base: Sequence[str], hunks: list[_Hunk]) -> list[str]:
+        out: list[str] = []
+        position = self.start
+        for hunk in hunks:
+            out.extend(base[position : hunk.start])
+            out.extend(hunk.items)
+            position = hunk.end
+        out.extend(base[position : self.end])
+        return out
+
+
+def _clusters(theirs: list[_Hunk], ours: list[_Hunk]) -> list[_Cluster]:
+    tagged = sorted([(h, 0) for h in theirs] + [(h, 1) for h in ours], key=lambda t: (t[0].start, t[0].end, t[1]))
+    clusters: list[_Cluster] = []
+    for hunk, side in tagged:
+        last = clusters[-1] if clusters else None
+        if last is None or _before(_Hunk(last.start, last.end, ()), hunk):
+            last = _Cluster(hunk.start, hunk.end, [], [])
+            clusters.append(last)
+        last.end = max(last.end, hunk.end)
+        (last.theirs if side == 0 else last.ours).append(hunk)
+    return clusters
+
+
 def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
     n = len(inner)
     return any(outer[i : i + n] == inner for i in range(len(outer) - n + 1))
 
 
-def _resolve(theirs: _Hunk, ours: _Hunk) -> _Hunk | None:
-    """Two edits that touch the same place: the same edit once; two insertions both (or the one containing the
+def _resolve_tokens(cluster: _Cluster) -> tuple[str, ...] | None:
+    """Two token edits at one place: the same edit once; two insertions both (or the one containing the
     other); anything else a conflict."""
+    if len(cluster.theirs) != 1 or len(cluster.ours) != 1:
+        return None
+    theirs, ours = cluster.theirs[0], cluster.ours[0]
     if theirs == ours:
-        return theirs
-    if theirs.insertion and ours.insertion and theirs.start == ours.start:
-        if _contains(theirs.tokens, ours.tokens):
-            return theirs
-        if _contains(ours.tokens, theirs.tokens):
-            return ours
-        return _Hunk(theirs.start, theirs.start, theirs.tokens + ours.tokens)
+        return theirs.items
+    if theirs.insertion and ours.insertion:
+        if _contains(theirs.items, ours.items):
+            return theirs.items
+        if _contains(ours.items, theirs.items):
+            return ours.items
+        return theirs.items + ours.items
     return None
 
 
-def _combine(theirs: list[_Hunk], ours: list[_Hunk]) -> list[_Hunk] | None:
-    out: list[_Hunk] = []
-    i = j = 0
-    while i < len(theirs) or j < len(ours):
-        if j == len(ours) or (i < len(theirs) and _before(theirs[i], ours[j])):
-            out.append(theirs[i])
-            i += 1
-        elif i == len(theirs) or _before(ours[j], theirs[i]):
-            out.append(ours[j])
-            j += 1
-        else:
-            resolved = _resolve(theirs[i], ours[j])
-            if resolved is None:
-                return None
-            out.append(resolved)
-            i += 1
-            j += 1
-    return out
-
-
-def merge_text(base: str, ours: str, theirs: str) -> str | None:
-    """Three-way merge: ``ours`` and ``theirs`` both edit ``base``; the text with both edits, or None on a
-    conflict."""
+def _merge_region(base: str, ours: str, theirs: str) -> str | None:
+    """Word-level three-way merge of one region both sides changed; None on a conflict."""
     if ours == base or ours == theirs:
         return theirs
     if theirs == base:
         return ours
-    base_tokens = _tokens(base)
-    edits = _hunks(base_tokens, _tokens(ours))
-    changed = sum(not token.isspace() for hunk in edits for token in base_tokens[hunk.start : hunk.end])
-    if changed > REWRITE_SHARE * sum(not token.isspace() for token in base_tokens):
-        return None  # a rewrite, not an edit: there is nothing local to carry over
-    combined = _combine(_hunks(base_tokens, _tokens(theirs)), edits)
-    if combined is None:
+    tokens = [_TOKEN.findall(text) for text in (base, ours, theirs)]
+    if max(len(t) for t in tokens) > REGION_TOKENS:
         return None
+    base_tokens = tokens[0]
     out: list[str] = []
     position = 0
-    for hunk in combined:
-        out.extend(base_tokens[position : hunk.start])
-        out.extend(hunk.tokens)
-        position = hunk.end
+    for cluster in _clusters(_hunks(base_tokens, tokens[2]), _hunks(base_tokens, tokens[1])):
+        out.extend(base_tokens[position : cluster.start])
+        if cluster.theirs and cluster.ours:
+            items = _resolve_tokens(cluster)
+            if items is None:
+                return None
+            out.extend(items)
+        else:
+            out.extend(cluster.apply(base_tokens, cluster.theirs or cluster.ours))
+        position = cluster.end
     out.extend(base_tokens[position:])
+    return "".join(out)
+
+
+def _words(text: str) -> int:
+    return sum(not token.isspace() for token in _TOKEN.findall(text))
+
+
+def _rewritten_words(base_lines: Sequence[str], edits: list[_Hunk]) -> int:
+    """How many of the base's words the line edits replace or delete (a long region counts whole)."""
+    changed = 0
+    for hunk in edits:
+        before, after = "".join(base_lines[hunk.start : hunk.end]), "".join(hunk.items)
+        old, new = _TOKEN.findall(before), _TOKEN.findall(after)
+        if max(len(old), len(new)) > REGION_TOKENS:
+            changed += _words(before)
+            continue
+        changed += sum(not t.isspace() for h in _hunks(old, new) for t in old[h.start : h.end])
+    return changed
+
+
+def merge_text(base: str, ours: str, theirs: str) -> str | None:
+    """Three-way merge: ``ours`` and ``theirs`` both edit ``base``; the text with both edits, or None on a
+    conflict. Lines first; where both sides changed the same lines, their words."""
+    if ours == base or ours == theirs:
+        return theirs
+    if theirs == base:
+        return ours
+    base_lines = base.splitlines(keepends=True)
+    edits = _line_hunks(base_lines, ours.splitlines(keepends=True))
+    if _rewritten_words(base_lines, edits) > REWRITE_SHARE * _words(base):
+        return None  # a rewrite, not an edit: there is nothing local to carry over
+    out: list[str] = []
+    position = 0
+    for cluster in _clusters(_line_hunks(base_lines, theirs.splitlines(keepends=True)), edits):
+        out.extend(base_lines[position : cluster.start])
+        if cluster.theirs and cluster.ours:
+            region = "".join(base_lines[cluster.start : cluster.end])
+            ours_region = "".join(cluster.apply(base_lines, cluster.ours))
+            merged = _merge_region(region, ours_region, "".join(cluster.apply(base_lines, cluster.theirs)))
+            if merged is None:
+                return None
+            out.append(merged)
+        else:
+            out.extend(cluster.apply(base_lines, cluster.theirs or cluster.ours))
+        position = cluster.end
+    out.extend(base_lines[position:])
     return "".join(out)
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth_opt.gepa.candidates import CandidateRecord
-from synth_opt.gepa.rebase import descends_from, merge_text, rebase_payload, rebase_target
+from synth_opt.gepa.rebase import REGION_TOKENS, descends_from, merge_text, rebase_payload, rebase_target
 from synth_opt.gepa.state import GepaState, SearchSettings
 
 # -- merge_text ----------------------------------------------------------------------------------------------
@@ -44,6 +44,26 @@ def test_items_appended_to_one_list_line_keep_both() -> None:
     theirs = "card_arrival: card, arrive, post, mail\nrefund: refund, money"
     merged = "card_arrival: card, arrive, post, mail, delivered\nrefund: refund, money"
     assert merge_text(base, ours, theirs) == merged
+
+
+def test_both_sides_editing_many_lines_merge_line_by_line() -> None:
+    labels = [f"label_{i}" for i in range(40)]
+
+    def prompt(extra: dict[str, list[str]]) -> str:
+        return "\n".join(f"{label}: " + ", ".join(["card", "pay", *extra.get(label, [])]) for label in labels)
+
+    theirs = {label: [f"t{k}" for k in range(i % 5)] for i, label in enumerate(labels)}  # most lines
+    ours = {label: [f"o{i}"] for i, label in enumerate(labels) if i % 3 == 0}
+    both = {label: theirs.get(label, []) + ours.get(label, []) for label in labels}
+    assert merge_text(prompt({}), prompt(ours), prompt(theirs)) == prompt(both)
+
+
+def test_a_long_region_both_sides_changed_is_a_conflict() -> None:
+    """Past ``REGION_TOKENS`` a region is not diffed word by word (that would be quadratic in repeated tokens)."""
+    line = " ".join(f"w{i % 7}," for i in range(REGION_TOKENS))
+    assert merge_text(line, line + " x", line + " y") is None
+    short = " ".join(f"w{i % 7}," for i in range(20))
+    assert merge_text(short, short + " x", short + " y") == short + " y x"
 
 
 def test_different_edits_of_the_same_words_conflict() -> None:
