@@ -63,6 +63,17 @@ def run_cli(
     )
 
 
+def run_accept(config: Path) -> subprocess.CompletedProcess[str]:
+    """`synth-opt gepa accept`: fresh, cached and readonly runs of the config, compared."""
+    return subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=config.parent,
+    )
+
+
 def events(run_dir: Path) -> list[dict[str, Any]]:
     """The complete lines of the feed (a line still being written, or torn by a kill, is left out)."""
     lines = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
@@ -109,14 +120,7 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
 def test_the_three_run_acceptance_passes_for_the_banking77_cookbook(tmp_path: Path) -> None:
     """`synth-opt gepa accept` on a reduced copy of the offline config: fresh, cached and readonly runs give
     identical normalized feeds, the cached run is all hits and the readonly one starts no container."""
-    config = small_config(tmp_path, budget=400)
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    done = run_accept(small_config(tmp_path, budget=400))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "fresh vs cached: identical" in done.stdout and "fresh vs readonly: identical" in done.stdout
     assert done.stdout.strip().endswith("acceptance passed")
@@ -134,13 +138,7 @@ def test_a_rebasing_pipelined_run_replays_exactly_and_carries_edits_onto_newer_c
     )
     assert "rebase" in text
     config.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    done = run_accept(config)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "fresh vs readonly: identical" in done.stdout
     (run_dir,) = (tmp_path / "runs").glob("*-fresh")

@@ -16,7 +16,7 @@ deleted): the caller then scores it as proposed. Pure functions; no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -142,20 +142,28 @@ def _merge_region(base: str, ours: str, theirs: str) -> str | None:
     if max(len(t) for t in tokens) > REGION_TOKENS:
         return None
     base_tokens = tokens[0]
+    merged = _merge(base_tokens, _hunks(base_tokens, tokens[2]), _hunks(base_tokens, tokens[1]), _resolve_tokens)
+    return None if merged is None else "".join(merged)
+
+
+def _merge(
+    base: Sequence[str], theirs: list[_Hunk], ours: list[_Hunk], resolve: Callable[[_Cluster], Sequence[str] | None]
+) -> list[str] | None:
+    """``base`` with both sides' edits; where both touch one region, ``resolve`` decides (None: a conflict)."""
     out: list[str] = []
     position = 0
-    for cluster in _clusters(_hunks(base_tokens, tokens[2]), _hunks(base_tokens, tokens[1])):
-        out.extend(base_tokens[position : cluster.start])
+    for cluster in _clusters(theirs, ours):
+        out.extend(base[position : cluster.start])
         if cluster.theirs and cluster.ours:
-            items = _resolve_tokens(cluster)
+            items = resolve(cluster)
             if items is None:
                 return None
             out.extend(items)
         else:
-            out.extend(cluster.apply(base_tokens, cluster.theirs or cluster.ours))
+            out.extend(cluster.apply(base, cluster.theirs or cluster.ours))
         position = cluster.end
-    out.extend(base_tokens[position:])
-    return "".join(out)
+    out.extend(base[position:])
+    return out
 
 
 def _words(text: str) -> int:
@@ -186,22 +194,15 @@ def merge_text(base: str, ours: str, theirs: str) -> str | None:
     edits = _line_hunks(base_lines, ours.splitlines(keepends=True))
     if _rewritten_words(base_lines, edits) > REWRITE_SHARE * _words(base):
         return None  # a rewrite, not an edit: there is nothing local to carry over
-    out: list[str] = []
-    position = 0
-    for cluster in _clusters(_line_hunks(base_lines, theirs.splitlines(keepends=True)), edits):
-        out.extend(base_lines[position : cluster.start])
-        if cluster.theirs and cluster.ours:
-            region = "".join(base_lines[cluster.start : cluster.end])
-            ours_region = "".join(cluster.apply(base_lines, cluster.ours))
-            merged = _merge_region(region, ours_region, "".join(cluster.apply(base_lines, cluster.theirs)))
-            if merged is None:
-                return None
-            out.append(merged)
-        else:
-            out.extend(cluster.apply(base_lines, cluster.theirs or cluster.ours))
-        position = cluster.end
-    out.extend(base_lines[position:])
-    return "".join(out)
+
+    def resolve(cluster: _Cluster) -> list[str] | None:
+        region = "".join(base_lines[cluster.start : cluster.end])
+        ours_region = "".join(cluster.apply(base_lines, cluster.ours))
+        merged = _merge_region(region, ours_region, "".join(cluster.apply(base_lines, cluster.theirs)))
+        return None if merged is None else [merged]
+
+    lines = _merge(base_lines, _line_hunks(base_lines, theirs.splitlines(keepends=True)), edits, resolve)
+    return None if lines is None else "".join(lines)
 
 
 def rebase_payload(
