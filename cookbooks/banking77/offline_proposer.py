@@ -24,7 +24,6 @@ words per failure. Correct records contribute nothing, except when nothing faile
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import Counter
@@ -37,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the cookbook importable a
 
 from banking77.policy import stem
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import serve_app_server
+from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["ADD_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -151,8 +150,7 @@ def propose(request: Mapping[str, Any]) -> list[str]:
     return texts
 
 
-def reply_for_turn(turn_text: str) -> str:
-    return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
+reply_for_turn = proposals_reply(propose)
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> int:

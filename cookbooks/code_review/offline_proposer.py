@@ -30,7 +30,6 @@ text (the optimizer then records the proposal as unchanged).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import Counter
@@ -44,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: make the cookbook importable a
 
 from code_review.policy import RULE_LINE, parse_checklist, parse_diff, phrase_matches, render_phrase, tokenize
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import serve_app_server
+from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["MAX_WINDOW", "extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -268,8 +267,7 @@ def propose(request: Mapping[str, Any]) -> list[str]:
     return texts or [current]
 
 
-def reply_for_turn(turn_text: str) -> str:
-    return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
+reply_for_turn = proposals_reply(propose)
 
 
 # ------------------------------------------------------------------------------------------------------- protocol

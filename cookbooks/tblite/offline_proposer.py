@@ -27,7 +27,6 @@ Nothing is ever removed. With ``proposals = n`` it returns ``n`` distinct texts 
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make the cookbook importable a
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import serve_app_server
+from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 from tblite.policy import RULE, parse_rules_uncached, stem, stems, words
 
 __all__ = ["TRIGGER_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
@@ -138,8 +137,7 @@ def propose(request: Mapping[str, Any]) -> list[str]:
     return texts
 
 
-def reply_for_turn(turn_text: str) -> str:
-    return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
+reply_for_turn = proposals_reply(propose)
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> int:

@@ -13,7 +13,12 @@ import pytest
 
 from synth_opt.proposers.codex import CodexAppServerProposer
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
-from synth_opt.proposers.stdio_app_server import extract_reflection_request, serve_app_server, turn_text
+from synth_opt.proposers.stdio_app_server import (
+    extract_reflection_request,
+    proposals_reply,
+    serve_app_server,
+    turn_text,
+)
 
 
 @pytest.fixture
@@ -21,9 +26,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _reply(text: str) -> str:
-    request = extract_reflection_request(text)
-    return json.dumps({"proposals": [request["current_text"] + " (edited)"]})
+_reply = proposals_reply(lambda request: [request["current_text"] + " (edited)"])
 
 
 def _serve(*messages: Any, reply: Any = _reply, name: str = "test-proposer") -> list[dict[str, Any]]:
@@ -134,13 +137,21 @@ def test_other_messages_get_protocol_answers_and_notifications_are_ignored() -> 
 
 def test_non_ascii_text_is_written_as_is() -> None:
     out = _serve(_turn(1, _prompt("Réponds en français ✓")), reply=_reply)
-    assert out[2]["params"]["item"]["text"] == json.dumps({"proposals": ["Réponds en français ✓ (edited)"]})
+    assert out[2]["params"]["item"]["text"] == '{"proposals": ["Réponds en français ✓ (edited)"]}'
 
 
 def test_turn_text_joins_the_text_items_only() -> None:
     params = {"input": [{"type": "text", "text": "a"}, {"type": "image", "url": "x"}, "junk", {"type": "text"}]}
     assert turn_text(params) == "a\n"
     assert turn_text({}) == "" and turn_text({"input": None}) == ""
+
+
+def test_proposals_reply_answers_what_parse_reply_reads() -> None:
+    reply = proposals_reply(lambda request: [request["current_text"] + " é", "second"])
+    assert parse_reply(reply(_prompt("hi")), wanted=2) == ["hi é", "second"]
+    assert "é" in reply(_prompt("hi"))  # written as is, not escaped
+    with pytest.raises(ValueError, match="no ```json"):
+        reply("no block here")
 
 
 def test_extract_reflection_request_needs_a_block_with_current_text() -> None:
@@ -152,13 +163,9 @@ def test_extract_reflection_request_needs_a_block_with_current_text() -> None:
 
 
 SCRIPT = """
-import json
-from synth_opt.proposers.stdio_app_server import extract_reflection_request, serve_app_server
+from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
-def reply(text):
-    return json.dumps({"proposals": [extract_reflection_request(text)["current_text"] + " (edited)"]})
-
-raise SystemExit(serve_app_server(reply))
+raise SystemExit(serve_app_server(proposals_reply(lambda request: [request["current_text"] + " (edited)"])))
 """
 
 

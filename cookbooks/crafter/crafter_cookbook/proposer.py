@@ -30,7 +30,6 @@ appended goals.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping
@@ -39,7 +38,7 @@ from typing import Any, TextIO
 
 from crafter_cookbook.policy import Condition, Goal, parse_goal
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import serve_app_server
+from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -374,8 +373,7 @@ def propose(request: Mapping[str, Any]) -> list[str]:
     return texts
 
 
-def reply_for_turn(turn_text: str) -> str:
-    return json.dumps({"proposals": propose(extract_request(turn_text))}, ensure_ascii=False)
+reply_for_turn = proposals_reply(propose)
 
 
 def serve(stdin: TextIO, stdout: TextIO) -> int:

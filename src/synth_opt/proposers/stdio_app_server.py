@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from synth_opt.proposers.reflection import REFLECTION_BLOCK_TAG
 
-__all__ = ["extract_reflection_request", "serve_app_server", "turn_text"]
+__all__ = ["extract_reflection_request", "proposals_reply", "serve_app_server", "turn_text"]
 
 THREAD_ID = "thr-1"
 TURN_ID = "turn-1"
@@ -48,6 +48,17 @@ def extract_reflection_request(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("current_text"), str):
         raise ValueError("the reflection request has no current_text")
     return data
+
+
+def proposals_reply(propose: Callable[[dict[str, Any]], list[str]]) -> Callable[[str], str]:
+    """The reply function of an offline proposer that maps a reflection request to its proposed texts: the
+    turn's request in, ``{"proposals": [...]}`` out (the reply :func:`~synth_opt.proposers.reflection.parse_reply`
+    reads)."""
+
+    def reply_for_turn(text: str) -> str:
+        return json.dumps({"proposals": propose(extract_reflection_request(text))}, ensure_ascii=False)
+
+    return reply_for_turn
 
 
 def turn_text(params: Mapping[str, Any]) -> str:
