@@ -17,6 +17,8 @@ import pytest
 from synth_opt.container.launch import process_group_alive
 from synth_opt.events.compare import compare_feeds
 
+from ..cookbook_runs import offline_config, run_accept
+
 COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "banking77"
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking77"
 
@@ -27,27 +29,20 @@ pytestmark = pytest.mark.skipif(
 
 
 def small_config(folder: Path, *, budget: int = 1500, cache: str = "readwrite") -> Path:
-    text = (COOKBOOK / "gepa.offline.toml").read_text()
-    replacements = {
-        'output_dir = "../../runs"': 'output_dir = "runs"',
-        '"./container.py"': json.dumps(str(COOKBOOK / "container.py")),
-        '"./offline_proposer.py"': json.dumps(str(COOKBOOK / "offline_proposer.py")),
-        'cwd = "."': f"cwd = {json.dumps(str(COOKBOOK))}",
-        "train_ids = { count = 4000 }": "train_ids = { count = 600 }",
-        "pareto_ids = { count = 150 }": "pareto_ids = { count = 60 }",
-        "heldout_ids = { count = 500 }": "heldout_ids = { count = 100 }",
-        "max_train_rollouts = 10000": f"max_train_rollouts = {budget}",
-        "max_heldout_rollouts = 1000": "max_heldout_rollouts = 200",
-        "max_total_rollouts = 11000": f"max_total_rollouts = {budget + 200}",
-        "minibatch_size = 50": "minibatch_size = 20",
-        'mode = "off"': f'mode = "{cache}"',
-    }
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "gepa.toml"
-    path.write_text(text)
-    return path
+    return offline_config(
+        COOKBOOK,
+        folder,
+        {
+            "train_ids = { count = 4000 }": "train_ids = { count = 600 }",
+            "pareto_ids = { count = 150 }": "pareto_ids = { count = 60 }",
+            "heldout_ids = { count = 500 }": "heldout_ids = { count = 100 }",
+            "max_train_rollouts = 10000": f"max_train_rollouts = {budget}",
+            "max_heldout_rollouts = 1000": "max_heldout_rollouts = 200",
+            "max_total_rollouts = 11000": f"max_total_rollouts = {budget + 200}",
+            "minibatch_size = 50": "minibatch_size = 20",
+            'mode = "off"': f'mode = "{cache}"',
+        },
+    )
 
 
 def run_cli(
@@ -60,17 +55,6 @@ def run_cli(
         timeout=timeout,
         cwd=config.parent,
         env={**os.environ, **(env or {})},
-    )
-
-
-def run_accept(config: Path) -> subprocess.CompletedProcess[str]:
-    """`synth-opt gepa accept`: fresh, cached and readonly runs of the config, compared."""
-    return subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=config.parent,
     )
 
 

@@ -19,6 +19,8 @@ from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, 
 from synth_opt.testing import converse
 from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai
 
+from ..cookbook_runs import offline_config, run_accept
+
 COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
 COOKBOOK = COOKBOOKS / "code_review"
@@ -569,22 +571,12 @@ def test_offline_proposer_speaks_the_app_server_protocol() -> None:
 
 
 def small_config(folder: Path, *, budget: int = 300, cache: str = "off") -> Path:
-    text = (COOKBOOK / "gepa.offline.toml").read_text()
-    replacements = {
-        'output_dir = "../../runs"': 'output_dir = "runs"',
-        '"./container.py"': json.dumps(str(COOKBOOK / "container.py")),
-        '"./offline_proposer.py"': json.dumps(str(PROPOSER)),
-        'cwd = "."': f"cwd = {json.dumps(str(COOKBOOK))}",
+    changes = {
         "max_train_rollouts = 1000": f"max_train_rollouts = {budget}",
         "max_total_rollouts = 1048": f"max_total_rollouts = {budget + 48}",
         'mode = "off"': f'mode = "{cache}"',
     }
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "gepa.toml"
-    path.write_text(text)
-    return path
+    return offline_config(COOKBOOK, folder, changes)
 
 
 def test_a_reduced_offline_run_improves_heldout_f1(tmp_path: Path) -> None:
@@ -608,14 +600,7 @@ def test_a_reduced_offline_run_improves_heldout_f1(tmp_path: Path) -> None:
 
 
 def test_the_three_run_acceptance_passes(tmp_path: Path) -> None:
-    config = small_config(tmp_path, budget=120, cache="readwrite")
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    done = run_accept(small_config(tmp_path, budget=120, cache="readwrite"), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fresh vs cached: identical" in done.stdout and "fresh vs readonly: identical" in done.stdout
     assert done.stdout.strip().endswith("acceptance passed")

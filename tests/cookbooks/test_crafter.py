@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from synth_opt.testing import (
     converse,
     serve_fake_openai,
 )
+
+from ..cookbook_runs import offline_config, run_accept
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "crafter"
 
@@ -416,12 +417,8 @@ async def test_a_whole_run_with_the_llm_policy_reports_its_usage_and_cost(tmp_pa
 
 
 def small_offline_config(folder: Path) -> Path:
-    text = (COOKBOOK / "gepa.offline.toml").read_text()
-    replacements = {
+    changes = {
         'output_dir = "../../runs"': 'output_dir = "runs"\nrun_id = "crafter-small"',
-        '"./container.py"': json.dumps(str(COOKBOOK / "container.py")),
-        '"./offline_proposer.py"': json.dumps(str(COOKBOOK / "offline_proposer.py")),
-        'cwd = "."': f"cwd = {json.dumps(str(COOKBOOK))}",
         "train_ids = { count = 12 }": "train_ids = { count = 6 }",
         "pareto_ids = { count = 6 }": "pareto_ids = { count = 3 }",
         "heldout_ids = { count = 20 }": "heldout_ids = { count = 3 }",
@@ -431,22 +428,11 @@ def small_offline_config(folder: Path) -> Path:
         "minibatch_size = 4": "minibatch_size = 3",
         'mode = "off"': 'mode = "readwrite"',
     }
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "gepa.toml"
-    path.write_text(text)
-    return path
+    return offline_config(COOKBOOK, folder, changes)
 
 
 def test_the_offline_config_passes_the_three_run_acceptance_and_improves_heldout(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(small_offline_config(tmp_path))],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=tmp_path,
-    )
+    done = run_accept(small_offline_config(tmp_path), timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fresh vs cached: identical" in done.stdout and "fresh vs readonly: identical" in done.stdout
     assert done.stdout.strip().endswith("acceptance passed")

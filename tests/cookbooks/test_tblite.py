@@ -25,6 +25,8 @@ from synth_opt.testing import (
 )
 from tblite import container, offline_proposer, policy, sandbox, tasks
 
+from ..cookbook_runs import offline_config, run_accept
+
 COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
 COOKBOOK = COOKBOOKS / "tblite"
@@ -439,35 +441,19 @@ def test_offline_proposer_broadens_a_rule_and_reads_the_hint_from_feedback() -> 
 
 
 def small_config(folder: Path, *, train_rollouts: int = 34, cache: str = "readwrite") -> Path:
-    text = (COOKBOOK / "gepa.offline.toml").read_text()
-    replacements = {
-        'output_dir = "../../runs"': 'output_dir = "runs"',
-        '"./container.py"': json.dumps(str(COOKBOOK / "container.py")),
-        '"./offline_proposer.py"': json.dumps(str(COOKBOOK / "offline_proposer.py")),
-        'cwd = "."': f"cwd = {json.dumps(str(COOKBOOK))}",
+    changes = {
         "max_train_rollouts = 120": f"max_train_rollouts = {train_rollouts}",
         "max_total_rollouts = 146": f"max_total_rollouts = {train_rollouts + 16}",
         'mode = "off"': f'mode = "{cache}"',
         "heldout_ids = { count = 13 }": "heldout_ids = { count = 8 }",
         "max_heldout_rollouts = 26": "max_heldout_rollouts = 16",
     }
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "tblite.toml"
-    path.write_text(text)
-    return path
+    return offline_config(COOKBOOK, folder, changes, name="tblite.toml")
 
 
 @pytest.mark.slow
 def test_accept_the_reduced_offline_config_and_heldout_goes_up(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(small_config(tmp_path))],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
+    done = run_accept(small_config(tmp_path), timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("acceptance passed")
     fresh = next((tmp_path / "runs").glob("*-fresh"))

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from ..cookbook_runs import run_accept
 from .test_run_faults import config
 
 
 def test_accept_runs_three_times_and_compares_the_feeds(tmp_path: Path) -> None:
-    path = config(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "accept", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-    )
+    done = run_accept(config(tmp_path), timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fresh vs cached: identical" in done.stdout and "fresh vs readonly: identical" in done.stdout
     assert done.stdout.strip().endswith("acceptance passed")
