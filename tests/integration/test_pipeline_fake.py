@@ -545,6 +545,7 @@ async def test_rebased_proposals_build_on_each_other(tmp_path: Path) -> None:
     created = {e["fields"]["proposal_index"]: e["fields"] for e in feed if e["type"] == "proposal.created"}
     carried = [c for c in registry.values() if c["status"] == "rebased"]
     assert len(carried) >= 3
+    assert any(created[c["proposal_index"]]["rebase"] == "rebased" for c in carried)
     for child in carried:
         proposal = created[child["proposal_index"]]
         assert proposal["rebase"] in ("rebased", "contained")
