@@ -21,6 +21,8 @@ from synth_opt.run_state import emit_run_state
 
 __all__ = ["bearer_token", "container_url", "open_container", "with_python"]
 
+CONTROL_REQUESTS = 4  # requests beside the rollout workers' (health, taskset, status polls)
+
 
 def with_python(command: list[str]) -> list[str]:
     """``{python}`` in a command is this interpreter, so cookbook programs run in synth_opt's own environment."""
@@ -50,6 +52,7 @@ async def open_container(
                 bearer_token=bearer_token(config),
                 request_timeout_seconds=config.container.request_timeout_seconds,
                 transport=transport,
+                concurrency=config.gepa.pipeline.workers.rollout + CONTROL_REQUESTS,
             )
         )
         client = CachedContainer(store, live, url=url)

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from synth_opt.container.client import ContainerClient, RetryPolicy
+from synth_opt.container.connections import ShardedTransport, container_transport
 from synth_opt.container.launch import (
     LaunchedContainer,
     launched_container,
@@ -105,6 +106,26 @@ async def test_every_client_method_against_a_real_container() -> None:
             assert client.stats.terminations == 1
         pid = container.pid
     assert_group_gone(pid)
+
+
+@pytest.mark.anyio
+async def test_concurrent_rollouts_spread_over_the_connection_pools() -> None:
+    transport = container_transport(12)
+    async with launch() as container, ContainerClient(container.url, transport=transport) as client:
+        rows = await client.tasks("train", ["t0", "t1", "t2", "t3"])
+        rewards: dict[str, float] = {}
+
+        async def run(index: int) -> None:
+            request = rollout_request(f"roll-{index}", rows[index % 4], "sync", delay_seconds=0.2)
+            rewards[request.rollout_id] = (await client.rollout(request)).reward
+
+        async with anyio.create_task_group() as group:
+            for index in range(12):
+                group.start_soon(run, index)
+    assert rewards == {f"roll-{index}": 1.0 for index in range(12)}
+    assert isinstance(transport, ShardedTransport)
+    assert transport.in_flight == [0, 0, 0]
+    assert min(transport.requests) >= 4  # the twelve held-open rollouts used every pool
 
 
 @pytest.mark.anyio

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from synth_opt.container.connections import container_transport
 from synth_opt.container.replies import (
     FAILURE_STATUSES,
     PENDING_STATUSES,
@@ -113,8 +114,11 @@ class ContainerClient:
         request_timeout_seconds: float = 120.0,
         retry: RetryPolicy = RetryPolicy(),
         transport: httpx.AsyncBaseTransport | None = None,
+        concurrency: int = 8,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        """``concurrency``: the requests the caller will have in flight at once, which sizes the connection
+        pools (:func:`~synth_opt.container.connections.container_transport`); ``transport`` replaces them."""
         self._base_url = base_url.rstrip("/")
         self.url = _display_url(self._base_url)
         self._retry = retry
@@ -127,7 +131,7 @@ class ContainerClient:
             base_url=self._base_url,
             headers=sent_headers,
             timeout=httpx.Timeout(request_timeout_seconds),
-            transport=transport,
+            transport=transport if transport is not None else container_transport(concurrency),
         )
         self.stats = ClientStats()
         self._urls: dict[str, httpx.URL] = {}
