@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -19,8 +20,15 @@ from synth_opt.usage import Usage
 HERE = Path(__file__).resolve().parent
 
 
+COOKBOOKS = HERE.parent / "cookbooks"
+
+# A proposer rule: the reflection request as JSON (``current_text``, ``records`` with ``task``, ``reward``, ...; what
+# ``ReflectionRequest.to_json()`` gives and what the offline cookbook proposers read) to the new text.
+Rule = Callable[[Mapping[str, Any]], str]
+
+
 def edited_words(words: list[str], failures: list[tuple[float, str]], edit: str) -> list[str]:
-    """The benchmark proposers' edit rule: append the expected answer of the first failed record the text lacks
+    """The word task's edit: append the expected answer of the first failed record the text lacks
     (``edit = "first"``), or of every such record (``"all"``, a proposer that fixes every failure it is shown)."""
     out = list(words)
     for reward, answer in failures:
@@ -31,24 +39,42 @@ def edited_words(words: list[str], failures: list[tuple[float, str]], edit: str)
     return out
 
 
+def words_rule(edit: str = "first") -> Rule:
+    """The proposer rule of ``latency_container.py``'s word task (see :func:`edited_words`)."""
+
+    def rule(request: Mapping[str, Any]) -> str:
+        failures = [(float(r["reward"]), str((r.get("task") or {}).get("answer", ""))) for r in request["records"]]
+        return " ".join(edited_words(str(request["current_text"]).split(), failures, edit))
+
+    return rule
+
+
+def banking77_rule() -> Rule:
+    """The offline Banking77 cookbook proposer's rule (``cookbooks/banking77/offline_proposer.py``), its first
+    proposal."""
+    if str(COOKBOOKS) not in sys.path:
+        sys.path.insert(0, str(COOKBOOKS))
+    from banking77.offline_proposer import propose
+
+    return lambda request: propose(request)[0]
+
+
 class LatencyProposer:
-    """Adds the expected answers of failed rows to the text after a fixed delay: a pure function of the request.
+    """Applies a :data:`Rule` to the reflection request after a fixed delay: a pure function of the request.
 
     It plugs into ``GepaRun(proposer=...)``, the seam that replaces the configured proposer."""
 
     backend = "benchmark"
 
-    def __init__(self, latency_seconds: float, *, edit: str = "first") -> None:
+    def __init__(self, latency_seconds: float, *, rule: Rule | None = None) -> None:
         self.latency_seconds = latency_seconds
-        self.edit = edit
+        self.rule = rule if rule is not None else words_rule()
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         started = time.perf_counter()
         await anyio.sleep(self.latency_seconds)
-        failures = [(record.reward, str(record.task.get("answer", ""))) for record in request.records]
-        words = edited_words(request.candidate[request.target_module].split(), failures, self.edit)
         return ProposerResult(
-            texts=(" ".join(words),),
+            texts=(self.rule(request.to_json()),),
             usage=Usage(calls=1, cost_usd=None),
             duration_seconds=time.perf_counter() - started,
         )
@@ -110,13 +136,16 @@ mode = "off"
 
 
 @asynccontextmanager
-async def standing_container(latency_ms: float, *, vocabulary: int = 40) -> AsyncIterator[str]:
+async def standing_container(latency_ms: float, *, vocabulary: int = 40, task: str = "words") -> AsyncIterator[str]:
+    """``latency_container.py`` in its own process: the word task (``vocabulary`` answer words) or, with
+    ``task = "banking77"``, the Banking77 cookbook container, either one waiting ``latency_ms`` per rollout."""
     command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
-    command += ["--vocabulary", str(vocabulary)]
+    command += ["--vocabulary", str(vocabulary), "--task", task]
     async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:
         yield launched.url
 
 
 async def served(url: str) -> int:
+    """Distinct rollouts the standing container has served (``GET /stats``)."""
     async with httpx.AsyncClient() as client:
         return int((await client.get(f"{url}/stats")).json()["served"])

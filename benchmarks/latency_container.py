@@ -1,15 +1,23 @@
 """A standing task container with a fixed per-rollout latency, for the benchmarks.
 
-``python benchmarks/latency_container.py --port N --latency-ms 50`` serves 200 train and 50 test rows; a row's
-reward is 1 when its answer word appears in the candidate's ``instruction``; the answers are drawn from
-``--vocabulary`` words (40 by default). ``GET /stats`` reports how many
-distinct rollouts it has served. Written with the public ``synth-containers`` package, async callbacks.
+``python benchmarks/latency_container.py --port N --latency-ms 50`` serves the word task: 200 train and 50 test
+rows; a row's reward is 1 when its answer word appears in the candidate's ``instruction``; the answers are drawn
+from ``--vocabulary`` words (40 by default). ``GET /stats`` reports how many distinct rollouts it has served.
+Written with the public ``synth-containers`` package, async callbacks.
+
+``--task banking77`` serves the Banking77 cookbook's container instead (``cookbooks/banking77/container.py``, the
+offline keyword policy, the real data from ``../shared/data/banking77``), each ``POST /rollout`` held for the same
+latency first; its ``GET /stats`` counts the rollouts it answered with 200 (the cookbook container answers a
+rollout id once; its own ``GET /metadata`` counts distinct ids).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -76,13 +84,60 @@ def build(latency_seconds: float, vocabulary: int = 40) -> Any:
     return app
 
 
+class Latency:
+    """ASGI wrapper: holds each ``POST /rollout`` ``seconds`` before the app runs it, and answers ``GET /stats``
+    with the number of rollouts the app answered with 200."""
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+        self.answered = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path == "/stats":
+            body = json.dumps({"served": self.answered}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if path != "/rollout":
+            await self.app(scope, receive, send)
+            return
+        await asyncio.sleep(self.seconds)
+        status = 0
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watched)
+        self.answered += status == 200
+
+
+def build_banking77(latency_seconds: float) -> Any:
+    """The Banking77 cookbook container, each rollout held ``latency_seconds`` before it runs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cookbooks"))
+    from banking77 import data
+    from banking77.container import build_container
+
+    source = data.load()
+    print(source.describe(), file=sys.stderr, flush=True)
+    return Latency(build_container(source).fastapi(), latency_seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--vocabulary", type=int, default=40)
+    parser.add_argument("--vocabulary", type=int, default=40, help="answer words of the word task")
+    parser.add_argument("--task", choices=("words", "banking77"), default="words")
     args = parser.parse_args()
-    uvicorn.run(build(args.latency_ms / 1000, args.vocabulary), host="127.0.0.1", port=args.port, log_level="warning")
+    seconds = args.latency_ms / 1000
+    app = build(seconds, args.vocabulary) if args.task == "words" else build_banking77(seconds)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -4,14 +4,23 @@ One standing container in its own process (``latency_container.py``, 5 ms per ro
 process runs, one after the other: gepa sequential, gepa with 16 evaluation threads, synth_opt ``sync_serial`` and
 synth_opt ``async_pipelined`` (16 rollout workers, as many as gepa's threads; 4 propose workers; 8 candidates in
 flight) once per ``--staleness`` policy (``rebase`` and ``full`` by default). Same data for all: gepa's trainset
-(minibatches) is synth_opt's ``minibatch_ids`` (train-0..train-99 by default), gepa's valset is synth_opt's
-``pareto_ids`` (the next 20 train rows, disjoint), gepa's ``max_metric_calls`` is synth_opt's
-``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and then apply the same deterministic edit:
-append the expected answer word of the first failed record of the parent's minibatch to the instruction
-(``--edit all``: of every failed record; nothing to change: no new text). gepa's proposer is its adapter's
-``propose_new_texts`` reading the reflective dataset built from the container's replies; synth_opt's is
-``_common.LatencyProposer`` through ``GepaRun(proposer=...)``. Minibatch size 3, ``pareto`` parent selection,
+(minibatches) is synth_opt's ``minibatch_ids`` (the first ``--train-rows`` train rows), gepa's valset is synth_opt's
+``pareto_ids`` (the next ``--pareto-rows``, disjoint), gepa's ``max_metric_calls`` is synth_opt's
+``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and then apply the same deterministic rule to
+the same reflection request (the parent's text and its minibatch records: task row, reward, feedback). gepa's
+proposer is its adapter's ``propose_new_texts`` reading the reflective dataset built from the container's replies;
+synth_opt's is ``_common.LatencyProposer`` through ``GepaRun(proposer=...)``. ``pareto`` parent selection,
 strict-improvement acceptance, no merge, the same seed on both sides.
+
+Two tasks (``--task``):
+
+- ``banking77`` (default): the Banking77 cookbook's container (real data, the offline keyword policy) and its
+  offline proposer's rule (for each failed query, add its most telling words to the expected label's line); 600
+  minibatch rows, 60 valset/pareto rows, minibatch 10, budget 2,000.
+- ``words``: a word task built to show what staleness costs. A row scores 1 when the instruction contains its
+  answer word (40 words); the proposer appends the answer of the first failed record (``--edit all``: of every
+  failed record). Every edit is one word, so two concurrent proposals often make the same edit. 100 minibatch rows,
+  20 valset/pareto rows, minibatch 3, budget 600.
 
 gepa.optimize() has no option for parallel evaluation: it calls ``adapter.evaluate`` (or ``batch_evaluate``) and
 leaves concurrency to the adapter. The "16 evaluation threads" variant is this adapter's ``evaluate`` mapping the
@@ -47,7 +56,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from _common import LatencyProposer, edited_words, served, standing_container
+from _common import LatencyProposer, Rule, banking77_rule, served, standing_container, words_rule
 from synth_opt import GepaRun, load_config
 
 try:
@@ -93,11 +102,11 @@ class ContainerAdapter:
     """A ``GEPAAdapter`` over the standing container: one POST /rollout (sync submission) per example.
 
     ``threads`` > 1 evaluates a batch on a thread pool of that size (gepa has no parallel evaluation of its own);
-    ``propose_new_texts`` is the 200 ms proposer with ``LatencyProposer``'s edit rule."""
+    ``propose_new_texts`` is the 200 ms proposer applying the same rule as ``LatencyProposer``."""
 
-    def __init__(self, url: str, *, threads: int, proposer_seconds: float, label: str, edit: str) -> None:
+    def __init__(self, url: str, *, threads: int, proposer_seconds: float, label: str, rule: Rule) -> None:
         self.label = label
-        self.edit = edit
+        self.rule = rule
         self.proposer_seconds = proposer_seconds
         connections = max(threads, 1) + 4
         self.client = httpx.Client(
@@ -156,11 +165,11 @@ class ContainerAdapter:
     ) -> dict[str, list[dict[str, Any]]]:
         records = [
             {
-                "Inputs": {"question": reply["task"].get("question")},
-                "Generated Outputs": reply["trace"],
-                "Feedback": reply["feedback"],
-                "score": reply["reward"],
-                "expected": str(reply["trace"].get("answer_expected", "")),
+                "task_id": reply["task"]["task_id"],
+                "task": reply["task"],
+                "output": reply["trace"],
+                "reward": reply["reward"],
+                "feedback": reply["feedback"],
             }
             for reply in eval_batch.trajectories or []
         ]
@@ -172,18 +181,17 @@ class ContainerAdapter:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         components_to_update: list[str],
     ) -> dict[str, str]:
-        """``LatencyProposer``'s rule: after the delay, append the expected word of the first failed record whose
-        word the text lacks. No such record: no new text (gepa then skips the child, as synth_opt skips an
+        """After the delay, the rule's text for the reflection request synth_opt would send (the parent's text and
+        its minibatch records). An unchanged text is no new text (gepa then skips the child, as synth_opt skips an
         unchanged proposal)."""
         time.sleep(self.proposer_seconds)
         self.proposer_calls += 1
         texts: dict[str, str] = {}
         for name in components_to_update:
-            words = candidate[name].split()
-            failures = [(float(r["score"]), str(r.get("expected", ""))) for r in reflective_dataset.get(name, [])]
-            edited = edited_words(words, failures, self.edit)
-            if edited != words:
-                texts[name] = " ".join(edited)
+            records = list(reflective_dataset.get(name, []))
+            text = self.rule({"current_text": candidate[name], "records": records, "proposals": 1})
+            if text != candidate[name]:
+                texts[name] = text
         return texts
 
 
@@ -199,7 +207,7 @@ def run_gepa(
 ) -> tuple[float, int, int, float, int, int]:
     """Seconds of ``optimize()``, metric calls, proposer calls, best valset score, candidates, added words."""
     adapter = ContainerAdapter(
-        url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label, edit=args.edit
+        url, threads=threads, proposer_seconds=args.proposer_ms / 1000, label=label, rule=task_rule(args)
     )
     try:
         started = time.perf_counter()
@@ -208,7 +216,7 @@ def run_gepa(
             trainset=trainset,
             valset=valset,
             adapter=adapter,
-            candidate_selection_strategy="pareto",
+            candidate_selection_strategy=args.selector,
             frontier_type="instance",
             max_metric_calls=args.budget,
             reflection_minibatch_size=args.minibatch_size,
@@ -239,7 +247,8 @@ def run_gepa(
 
 
 def added_words(seed: dict[str, str], best: Any) -> int:
-    """Words the best candidate has beyond the seed: the depth of its lineage, since every accepted edit adds one."""
+    """Words the best candidate has beyond the seed (on the word task, the depth of its lineage: every accepted edit
+    adds one)."""
     return sum(len(str(best[name]).split()) - len(text.split()) for name, text in seed.items())
 
 
@@ -281,10 +290,10 @@ heldout_ids = []
 backend = "codex_app_server"
 
 [gepa]
-max_train_rollouts = {args.synth_budget or args.budget}
+max_train_rollouts = {synth_budget(args)}
 max_heldout_rollouts = 1
 minibatch_size = {args.minibatch_size}
-candidate_selector = "pareto"
+candidate_selector = "{args.selector}"
 acceptance = "strict_improvement"
 skip_perfect_score = {str(args.skip_perfect).lower()}
 use_merge = {str(args.merge > 0).lower()}
@@ -334,7 +343,8 @@ async def gepa_row(url: str, label: str, threads: int, data: dict[str, Any], arg
 async def synth_opt_row(
     url: str, path: Path, mode: str, workers: str, seed: dict[str, str], args: argparse.Namespace
 ) -> Row:
-    run = GepaRun(load_config(path), fresh=True, proposer=LatencyProposer(args.proposer_ms / 1000, edit=args.edit))
+    proposer = LatencyProposer(args.proposer_ms / 1000, rule=task_rule(args))
+    run = GepaRun(load_config(path), fresh=True, proposer=proposer)
     before = await served(url)
     started = time.perf_counter()
     result = await run.execute_async()
@@ -370,11 +380,12 @@ async def main(args: argparse.Namespace) -> None:
     except PackageNotFoundError:
         installed = "?"
     seeds = " ".join(str(seed) for seed in args.seeds)
+    train = "as many" if args.synth_budget == "gepa" else str(synth_budget(args))
     print(
-        f"gepa {installed} against synth_opt; container latency {args.latency_ms:g} ms per rollout (standing "
-        f"process), proposer {args.proposer_ms:g} ms ({args.edit} edit); {args.train_rows} minibatch rows, "
+        f"gepa {installed} against synth_opt; {task_name(args)}; container latency {args.latency_ms:g} ms per rollout "
+        f"(standing process), proposer {args.proposer_ms:g} ms; {args.train_rows} minibatch rows, "
         f"{args.pareto_rows} valset/pareto rows, budget {args.budget} metric calls / "
-        f"{args.synth_budget or args.budget} train rollouts, minibatch "
+        f"{train} train rollouts{' as gepa used' if train == 'as many' else ''}, minibatch "
         f"{args.minibatch_size}, seeds {seeds}; skip_perfect_score={args.skip_perfect} on both sides; wall = median "
         f"of {args.repeats}"
     )
@@ -384,7 +395,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.runs_dir) if args.runs_dir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        async with standing_container(args.latency_ms, vocabulary=args.vocabulary) as url:
+        async with standing_container(args.latency_ms, vocabulary=args.vocabulary, task=args.task) as url:
             seed_candidate, rows, ids = await fetch_data(url, args)
             minibatch_ids, pareto_ids = ids[: args.train_rows], ids[args.train_rows :]
             data = {
@@ -403,6 +414,8 @@ async def main(args: argparse.Namespace) -> None:
                     for label, threads in (("sequential", 1), ("threads", args.gepa_threads)):
                         row = await gepa_row(url, label, threads, data, seeded)
                         runs.setdefault(("gepa", label), []).append(row)
+                    if args.synth_budget == "gepa":  # the metric calls gepa really used (the same in both modes)
+                        seeded.synth_budget = max(row.metric_calls for row in runs[("gepa", "threads")])
                     for index, (mode, policy, workers) in enumerate(synth_opt_modes(args)):
                         name = f"vs-gepa-s{seed}-{index}-{mode}-{policy}-r{repeat}"
                         run_args = argparse.Namespace(**{**vars(seeded), "staleness": policy})
@@ -504,24 +517,54 @@ def summary(by_seed: dict[int, list[Row]]) -> None:
         print(f"    at least gepa's best score on {at_least} of {len(by_seed)} seeds")
 
 
+def synth_budget(args: argparse.Namespace) -> int:
+    """synth_opt's max_train_rollouts: ``--synth-budget`` (a number, or what gepa used) or else ``--budget``."""
+    return int(args.synth_budget) if args.synth_budget not in (None, "gepa") else int(args.budget)
+
+
+def task_rule(args: argparse.Namespace) -> Rule:
+    return banking77_rule() if args.task == "banking77" else words_rule(args.edit)
+
+
+def task_name(args: argparse.Namespace) -> str:
+    if args.task == "banking77":
+        return "task banking77 (cookbook container, keyword policy, offline proposer rule)"
+    return f"task words ({args.vocabulary} answer words, {args.edit} edit)"
+
+
+# per task: minibatch rows, pareto rows, minibatch size, budget, parent selector
+TASK_DEFAULTS = {
+    "banking77": (600, 30, 5, 1000, "current_best"),
+    "words": (100, 20, 3, 600, "pareto"),
+}
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=5.0, help="container latency per rollout")
     parser.add_argument("--proposer-ms", type=float, default=200.0, help="proposer latency per call")
-    parser.add_argument("--budget", type=int, default=600, help="gepa max_metric_calls = synth_opt max_train_rollouts")
+    parser.add_argument("--task", choices=tuple(TASK_DEFAULTS), default="banking77", help="the task (see above)")
+    parser.add_argument(
+        "--budget", type=int, help="gepa max_metric_calls = synth_opt max_train_rollouts (default: the task's)"
+    )
     parser.add_argument(
         "--synth-budget",
-        type=int,
-        help="synth_opt's max_train_rollouts when it should differ from --budget (say, what gepa really used)",
+        help="synth_opt's max_train_rollouts when it should differ from --budget: a number, or 'gepa' for the metric "
+        "calls gepa really used on the same seed (gepa checks its budget only when an iteration starts)",
     )
-    parser.add_argument("--train-rows", type=int, default=100, help="minibatch rows: train-0 .. train-(N-1)")
-    parser.add_argument("--pareto-rows", type=int, default=20, help="valset / pareto rows: the next N train rows")
-    parser.add_argument("--minibatch-size", type=int, default=3)
+    parser.add_argument("--train-rows", type=int, help="minibatch rows: the first N train rows (default: the task's)")
+    parser.add_argument("--pareto-rows", type=int, help="valset / pareto rows: the next N train rows")
+    parser.add_argument("--minibatch-size", type=int, help="minibatch size (default: the task's)")
+    parser.add_argument(
+        "--selector",
+        choices=("pareto", "current_best"),
+        help="parent selection on both sides (gepa's candidate_selection_strategy; default: the task's)",
+    )
     parser.add_argument(
         "--edit",
         choices=("first", "all"),
         default="first",
-        help="the proposers' edit: add the first failed record's answer, or every failed record's",
+        help="the word task's edit: add the first failed record's answer, or every failed record's",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="run seeds (both sides); several: means")
     parser.add_argument("--gepa-threads", type=int, default=16, help="evaluation threads of gepa's threaded run")
@@ -538,9 +581,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rollout-workers", type=int, default=16, help="synth_opt async rollout workers")
     parser.add_argument("--propose-workers", type=int, default=4, help="synth_opt async propose workers")
     parser.add_argument("--in-flight", type=int, default=8, help="synth_opt async candidates in flight")
-    parser.add_argument(
-        "--vocabulary", type=int, default=40, help="distinct answer words of the container's rows (its task's size)"
-    )
+    parser.add_argument("--vocabulary", type=int, default=40, help="distinct answer words of the word task's rows")
     parser.add_argument(
         "--staleness",
         choices=("full", "guarded", "rebase"),
@@ -551,7 +592,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--delta-max", type=int, default=2, help="synth_opt delta_max (guarded staleness)")
     parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")
     parser.add_argument("--runs-dir", help="keep synth_opt's configs and run directories here (default: a temp dir)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    defaults = TASK_DEFAULTS[args.task]
+    names = ("train_rows", "pareto_rows", "minibatch_size", "budget", "selector")
+    for name, default in zip(names, defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
 
 
 if __name__ == "__main__":
