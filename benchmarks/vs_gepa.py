@@ -405,7 +405,7 @@ async def main(args: argparse.Namespace) -> None:
             }
             print(
                 f"trainset {minibatch_ids[0]}..{minibatch_ids[-1]}, valset {pareto_ids[0]}..{pareto_ids[-1]}; "
-                f"seed candidate {seed_candidate}"
+                f"seed candidate {shown(seed_candidate)}"
             )
             for seed in args.seeds:
                 runs: dict[tuple[str, str], list[Row]] = {}
@@ -515,6 +515,16 @@ def summary(by_seed: dict[int, list[Row]]) -> None:
             for seed, rows in by_seed.items()
         )
         print(f"    at least gepa's best score on {at_least} of {len(by_seed)} seeds")
+
+
+def shown(candidate: dict[str, str], width: int = 100) -> str:
+    """A candidate for the header: each text's start, with its line count when it has several lines."""
+    parts = []
+    for name, text in candidate.items():
+        lines = text.count("\n") + 1
+        start = text if len(text) <= width else text[:width] + "..."
+        parts.append(f"{name}: {start!r}" + (f" ({lines} lines)" if lines > 1 else ""))
+    return "; ".join(parts)
 
 
 def synth_budget(args: argparse.Namespace) -> int:
