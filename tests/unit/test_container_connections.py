@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
-from synth_opt.container.connections import SHARD_CONNECTIONS, ShardedTransport, container_transport
+from synth_opt.container.client import ContainerClient
+from synth_opt.container.connections import (
+    SHARD_CONNECTIONS,
+    ShardedTransport,
+    container_transport,
+    environment_proxy,
+)
 
 
 @pytest.fixture
@@ -86,3 +93,48 @@ def test_pools_are_sized_for_the_concurrency() -> None:
         assert len(transport.in_flight) == shards
     with pytest.raises(ValueError, match="shards must be at least 1"):
         ShardedTransport(0, Gate().make)
+
+
+def clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_proxies(monkeypatch)
+    assert environment_proxy("http://10.0.0.5:8931") is None
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert environment_proxy("http://10.0.0.5:8931") == "http://proxy.internal:3128"
+    assert environment_proxy("https://10.0.0.5:8931") is None  # no HTTPS_PROXY
+    assert environment_proxy("http://127.0.0.1:8931") is None  # bypassed
+    monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
+    assert environment_proxy("https://10.0.0.5:8931") == "http://all.internal:3128"
+
+
+@pytest.mark.anyio
+async def test_a_container_behind_an_environment_proxy_is_reached_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain HTTP proxy on loopback answers for a container address nothing listens on."""
+    seen: list[bytes] = []
+
+    async def proxy(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive()
+            seen.append(head.split(b"\r\n", 1)[0])
+            body = b'{"status": "ok"}'
+            reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+            await stream.send(reply + body)
+
+    clear_proxies(monkeypatch)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, proxy)
+        async with ContainerClient("http://192.0.2.1:8931", request_timeout_seconds=5) as client:
+            assert await client.health() == {"status": "ok"}
+        group.cancel_scope.cancel()
+    assert seen == [b"GET http://192.0.2.1:8931/health HTTP/1.1"]

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 
-from synth_opt.container.connections import container_transport
+from synth_opt.container.connections import container_transport, environment_proxy
 from synth_opt.container.replies import (
     FAILURE_STATUSES,
     PENDING_STATUSES,
@@ -118,7 +118,8 @@ class ContainerClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         """``concurrency``: the requests the caller will have in flight at once, which sizes the connection
-        pools (:func:`~synth_opt.container.connections.container_transport`); ``transport`` replaces them."""
+        pools (:func:`~synth_opt.container.connections.container_transport`; httpx's own transport when the
+        environment names a proxy for the url); ``transport`` replaces them."""
         self._base_url = base_url.rstrip("/")
         self.url = _display_url(self._base_url)
         self._retry = retry
@@ -131,7 +132,7 @@ class ContainerClient:
             base_url=self._base_url,
             headers=sent_headers,
             timeout=httpx.Timeout(request_timeout_seconds),
-            transport=transport if transport is not None else container_transport(concurrency),
+            transport=transport or _default_transport(self._base_url, concurrency),
         )
         self.stats = ClientStats()
         self._urls: dict[str, httpx.URL] = {}
@@ -387,6 +388,10 @@ def _display_url(base_url: str) -> str:
         return str(url.copy_with(username=None, password=None, query=None, fragment=None))
     except (httpx.InvalidURL, TypeError, ValueError):
         return "<invalid container url>"
+
+
+def _default_transport(url: str, concurrency: int) -> httpx.AsyncBaseTransport | None:
+    return None if environment_proxy(url) else container_transport(concurrency)
 
 
 def _describe_transport_error(exc: httpx.RequestError) -> str:

@@ -5,17 +5,19 @@ checks each connection's socket), so its cost per request grows with the square 
 rollout workers on one pool the pool's bookkeeping took a third of the optimizer process's time (see
 ``benchmarks/README.md``). :class:`ShardedTransport` spreads requests over small independent pools, a request to the
 pool with the fewest requests in flight, so each pool's walk stays short. Which pool a request takes has no effect
-on what the run decides.
+on what the run decides. A container reached through a proxy named in the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, not bypassed by ``NO_PROXY``) keeps httpx's own transport, which honours it.
 """
 
 from __future__ import annotations
 
 import math
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-__all__ = ["SHARD_CONNECTIONS", "ShardedTransport", "container_transport"]
+__all__ = ["SHARD_CONNECTIONS", "ShardedTransport", "container_transport", "environment_proxy"]
 
 SHARD_CONNECTIONS = 4  # connections per pool
 
@@ -87,3 +89,13 @@ def container_transport(concurrency: int) -> httpx.AsyncBaseTransport:
     shards = max(1, math.ceil(concurrency / SHARD_CONNECTIONS))
     tls = httpx.create_ssl_context()
     return ShardedTransport(shards, lambda: httpx.AsyncHTTPTransport(verify=tls, limits=per_shard))
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (as httpx would use it), or None."""
+    target = httpx.URL(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(target.host):
+        return None
+    return proxy
