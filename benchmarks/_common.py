@@ -18,8 +18,6 @@ from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.usage import Usage
 
 HERE = Path(__file__).resolve().parent
-
-
 COOKBOOKS = HERE.parent / "cookbooks"
 
 # A proposer rule: the reflection request as JSON (``current_text``, ``records`` with ``task``, ``reward``, ...; what

@@ -7,8 +7,8 @@ Written with the public ``synth-containers`` package, async callbacks.
 
 ``--task banking77`` serves the Banking77 cookbook's container instead (``cookbooks/banking77/container.py``, the
 offline keyword policy, the real data from ``../shared/data/banking77``), each ``POST /rollout`` held for the same
-latency first; its ``GET /stats`` counts the rollouts it answered with 200 (the cookbook container answers a
-rollout id once; its own ``GET /metadata`` counts distinct ids).
+latency first; its ``GET /stats`` counts the rollouts it answered with 200 (a retried rollout counts again, so
+the count is never below the distinct rollouts served).
 """
 
 from __future__ import annotations
