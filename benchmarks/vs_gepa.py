@@ -466,8 +466,8 @@ def report(rows: list[Row]) -> None:
             f"{row.seconds / fastest.seconds:>11.2f}"
         )
     print(
-        "calls = metric calls (gepa's own count) or train rollouts (synth_opt's); served = distinct rollouts the "
-        "container served; props = proposer calls; best val = best mean score on the valset / pareto rows; "
+        "calls = metric calls (gepa's own count) or train rollouts (synth_opt's); served = rollouts the container "
+        "served (its GET /stats); props = proposer calls; best val = best mean score on the valset / pareto rows; "
         "+words = words the best candidate added to the seed"
     )
     for row in rows:
