@@ -132,7 +132,7 @@ class ContainerClient:
             base_url=self._base_url,
             headers=sent_headers,
             timeout=httpx.Timeout(request_timeout_seconds),
-            transport=transport or _default_transport(self._base_url, concurrency),
+            transport=transport if transport is not None else _default_transport(self._base_url, concurrency),
         )
         self.stats = ClientStats()
         self._urls: dict[str, httpx.URL] = {}
