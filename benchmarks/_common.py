@@ -47,11 +47,16 @@ def words_rule(edit: str = "first") -> Rule:
     return rule
 
 
+def import_cookbooks() -> None:
+    """Make the cookbooks importable as packages (``banking77``, ...), as their own scripts do."""
+    if str(COOKBOOKS) not in sys.path:
+        sys.path.insert(0, str(COOKBOOKS))
+
+
 def banking77_rule() -> Rule:
     """The offline Banking77 cookbook proposer's rule (``cookbooks/banking77/offline_proposer.py``), its first
     proposal."""
-    if str(COOKBOOKS) not in sys.path:
-        sys.path.insert(0, str(COOKBOOKS))
+    import_cookbooks()
     from banking77.offline_proposer import propose
 
     return lambda request: propose(request)[0]

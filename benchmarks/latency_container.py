@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -119,7 +118,9 @@ class Latency:
 
 def build_banking77(latency_seconds: float) -> Any:
     """The Banking77 cookbook container, each rollout held ``latency_seconds`` before it runs."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cookbooks"))
+    from _common import import_cookbooks
+
+    import_cookbooks()
     from banking77 import data
     from banking77.container import build_container
 
