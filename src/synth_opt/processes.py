@@ -1,9 +1,11 @@
 """Child processes in their own process group: signal, watch and stop the whole group.
 
-Everything synth_opt launches (a local container, an app-server proposer, the workspace writer) starts with
-``start_new_session=True`` and so leads a new process group: whatever it spawns can be signalled at once.
-Stopping goes from polite to certain: optionally close stdin (a healthy stdio server exits on EOF), SIGTERM the
-group, wait, SIGKILL what is left, and reap the leader.
+A local container and an app-server proposer start through :func:`open_group_process`: with
+``start_new_session=True``, so each leads a new process group and whatever it spawns can be signalled at once, and
+with an orphan watchdog (:mod:`synth_opt.watchdog`) that stops the group should this process die without stopping
+it (SIGKILL included). Stopping goes from polite to certain: optionally close stdin (a healthy stdio server exits on
+EOF), SIGTERM the group, wait, SIGKILL what is left, and reap the leader; then the watchdog is released.
+(The workspace writer is a plain child: it exits on its own when its stdin, a pipe from this process, ends.)
 """
 
 from __future__ import annotations
@@ -11,12 +13,29 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import anyio
 from anyio.abc import Process
 
-__all__ = ["process_group_alive", "reap", "signal_group", "stop_process_group", "terminate_group"]
+from synth_opt.watchdog import GroupWatchdog, process_group_alive, start_watchdog
+
+__all__ = [
+    "open_group_process",
+    "process_group_alive",
+    "reap",
+    "signal_group",
+    "stop_process_group",
+    "terminate_group",
+]
+
+_WATCHDOG_EXIT_SECONDS = 2.0
+_STRAGGLER_SECONDS = 0.5  # after SIGKILL, for the group's last members to go before its watchdog is released
+_WATCHDOG_POLL_SECONDS = 0.01
+# The watchdog of each group this process started and has not stopped yet, by the group's id (its leader's pid).
+_watchdogs: dict[int, GroupWatchdog] = {}
 
 
 def signal_group(pgid: int, signum: int) -> bool:
@@ -28,34 +47,6 @@ def signal_group(pgid: int, signum: int) -> bool:
     return True
 
 
-def process_group_alive(pgid: int) -> bool:
-    """Whether a live process remains in the group.
-
-    Zombies do not count: under an init that does not reap orphans (some container runtimes), a stopped
-    container's orphaned children stay zombies forever and would make the group look alive.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            return True
-    return False
-
-
 def reap(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -63,9 +54,80 @@ def reap(pid: int) -> None:
         pass
 
 
+async def open_group_process(
+    command: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = -1,
+    stdout: int | IO[Any] | None = -1,
+    stderr: int | IO[Any] | None = -1,
+) -> Process:
+    """``anyio.open_process`` in a new session (so the process leads its own group), guarded by an orphan
+    watchdog until :func:`terminate_group` or :func:`stop_process_group` has stopped the group. (``-1`` is
+    ``subprocess.PIPE``, as in ``anyio.open_process``.)"""
+    _sweep()
+    watchdog = start_watchdog()  # before the process, so only the instant until ``watch`` is unguarded
+    try:
+        process = await anyio.open_process(
+            list(command), cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
+        )
+    except BaseException:
+        if watchdog is not None:
+            with anyio.CancelScope(shield=True):
+                await _dismiss(watchdog)
+        raise
+    if watchdog is not None:  # no await since the start: the group cannot have been stopped yet
+        watchdog.watch(process.pid)
+        _watchdogs[process.pid] = watchdog
+    return process
+
+
+async def _dismiss(watchdog: GroupWatchdog) -> None:
+    """Release a watchdog and wait (briefly) for it to exit; kill it if it does not."""
+    watchdog.release()
+    deadline = anyio.current_time() + _WATCHDOG_EXIT_SECONDS
+    while not watchdog.exited() and anyio.current_time() < deadline:  # noqa: ASYNC110
+        await anyio.sleep(_WATCHDOG_POLL_SECONDS)
+    watchdog.kill()
+
+
+def _dismiss_sync(watchdog: GroupWatchdog) -> None:
+    watchdog.release()
+    deadline = time.monotonic() + _WATCHDOG_EXIT_SECONDS
+    while not watchdog.exited() and time.monotonic() < deadline:
+        time.sleep(_WATCHDOG_POLL_SECONDS)
+    watchdog.kill()
+
+
+def _sweep() -> None:
+    """Reap the watchdogs that exited on their own (their group ended without being stopped through here)."""
+    for pgid, watchdog in list(_watchdogs.items()):
+        if watchdog.exited():
+            _watchdogs.pop(pgid, None)
+            watchdog.kill()
+
+
 async def terminate_group(process: Process, *, grace_seconds: float, eof_grace_seconds: float = 0.0) -> None:
     """Stop ``process`` and its group: close stdin first when ``eof_grace_seconds`` > 0, then SIGTERM, then,
-    after ``grace_seconds``, SIGKILL whatever is left (stragglers included); reap the leader."""
+    after ``grace_seconds``, SIGKILL whatever is left (stragglers included); reap the leader and release the
+    group's orphan watchdog."""
+    watchdog = _watchdogs.pop(process.pid, None)  # taken before the leader is reaped and its pid can be reused
+    try:
+        await _terminate_group(process, grace_seconds=grace_seconds, eof_grace_seconds=eof_grace_seconds)
+    finally:
+        if watchdog is not None:
+            with anyio.CancelScope(shield=True):
+                deadline = anyio.current_time() + _STRAGGLER_SECONDS
+                while process_group_alive(process.pid) and anyio.current_time() < deadline:  # noqa: ASYNC110
+                    await anyio.sleep(_WATCHDOG_POLL_SECONDS)
+                if process_group_alive(process.pid):  # stopping was cut short: keep guarding the group
+                    _watchdogs.setdefault(process.pid, watchdog)
+                else:
+                    await _dismiss(watchdog)
+
+
+async def _terminate_group(process: Process, *, grace_seconds: float, eof_grace_seconds: float) -> None:
     if eof_grace_seconds > 0 and process.returncode is None and process.stdin is not None:
         try:
             await process.stdin.aclose()
@@ -89,8 +151,24 @@ async def terminate_group(process: Process, *, grace_seconds: float, eof_grace_s
 def stop_process_group(pid: int, grace_seconds: float = 5.0) -> bool:
     """Synchronously stop the process group led by ``pid``: SIGTERM, wait, SIGKILL; True if it had to kill.
 
-    For callers outside an event loop (signal handlers, atexit, tests). Reaps ``pid`` when it is our child.
+    For callers outside an event loop (signal handlers, atexit, tests). Reaps ``pid`` when it is our child and
+    releases the group's orphan watchdog.
     """
+    watchdog = _watchdogs.pop(pid, None)
+    try:
+        return _stop_process_group(pid, grace_seconds)
+    finally:
+        if watchdog is not None:
+            deadline = time.monotonic() + _STRAGGLER_SECONDS
+            while process_group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(_WATCHDOG_POLL_SECONDS)
+            if process_group_alive(pid):
+                _watchdogs.setdefault(pid, watchdog)
+            else:
+                _dismiss_sync(watchdog)
+
+
+def _stop_process_group(pid: int, grace_seconds: float) -> bool:
     if not signal_group(pid, signal.SIGTERM):
         reap(pid)
         return False

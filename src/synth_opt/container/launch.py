@@ -1,9 +1,10 @@
 """Launching and stopping a local container process (SPEC §3 ``[container] command``).
 
-The process runs in its own session, so its whole process group (a server and anything it spawned) can be
-stopped together; stopping happens on every way out of the context manager, cancellation included, under a
-shielded scope. Output goes to a log file rather than a pipe, so a chatty container can never block on a full
-pipe, and the last lines of that log explain an early exit.
+The process runs in its own session, so its whole process group (a server and anything it spawned) can be stopped
+together; stopping happens on every way out of the context manager, cancellation included, under a shielded scope,
+and an orphan watchdog (:mod:`synth_opt.watchdog`) stops the group should this process die first. Output goes to a
+log file rather than a pipe, so a chatty container can never block on a full pipe, and the last lines of that log
+explain an early exit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import httpx
 from anyio.abc import Process
 
 from synth_opt.errors import ContainerContractError
-from synth_opt.processes import process_group_alive, stop_process_group, terminate_group
+from synth_opt.processes import open_group_process, process_group_alive, stop_process_group, terminate_group
 
 __all__ = [
     "LaunchedContainer",
@@ -115,14 +116,8 @@ async def _spawn(argv: list[str], *, cwd: Path | None, env: dict[str, str], log_
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         try:
-            return await anyio.open_process(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            return await open_group_process(
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         except OSError as exc:
             raise ContainerContractError(

@@ -28,7 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from synth_opt.errors import ConfigError, ProposerError
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.pricing import TokenPrices
-from synth_opt.proposers.process_group import StderrTail, stop_process_group
+from synth_opt.proposers.process_group import StderrTail, open_group_process, stop_process_group
 from synth_opt.proposers.reflection import (
     BASE_INSTRUCTIONS,
     REPLY_SCHEMA,
@@ -139,7 +139,7 @@ class CodexAppServerProposer:
     async def _launch(self) -> anyio.abc.Process:
         env = {**os.environ, **self._extra_env, "CODEX_HOME": str(self.codex_home)}
         try:
-            return await anyio.open_process(list(self.argv), cwd=self.workdir, env=env, start_new_session=True)
+            return await open_group_process(self.argv, cwd=self.workdir, env=env)
         except OSError as exc:
             raise ProposerError(
                 f"could not start the proposer command {self.argv[0]!r}: {exc}. Install codex "

@@ -1,9 +1,9 @@
 """Child processes run in their own process group: drain their stderr, and stop them gently, then surely.
 
-A server started with ``start_new_session=True`` leads a new process group, so everything it spawns can be
-signalled at once. Stopping goes from polite to certain: close stdin (a healthy stdio server exits on EOF),
-SIGTERM the group, SIGKILL it. Stderr is drained concurrently so the child never blocks on a full pipe, and its
-last lines are kept for error messages.
+A server started with :func:`open_group_process` leads a new process group, so everything it spawns can be signalled
+at once, and an orphan watchdog stops that group should this process die without stopping it. Stopping goes from
+polite to certain: close stdin (a healthy stdio server exits on EOF), SIGTERM the group, SIGKILL it. Stderr is
+drained concurrently so the child never blocks on a full pipe, and its last lines are kept for error messages.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 
-from synth_opt.processes import terminate_group
+from synth_opt.processes import open_group_process, terminate_group
 
-__all__ = ["StderrTail", "stop_process_group"]
+__all__ = ["StderrTail", "open_group_process", "stop_process_group"]
 
 _STDERR_TAIL_BYTES = 16 * 1024
 _STDERR_TAIL_LINES = 20
