@@ -2,13 +2,16 @@
 
 It reads one JSON array of events per line on stdin, commits each line as one batch through a
 :class:`~synth_opt.workspace.writer.WorkspaceSink`, and prints its :class:`~synth_opt.workspace.writer.WriterStats` as
-one JSON line on stdout when stdin ends. It ignores SIGINT: the run handles Ctrl-C and then closes stdin. (This
-module is never imported by the package, so ``-m`` runs it cleanly.)
+one JSON line on stdout when stdin ends. It ignores SIGINT: the run handles Ctrl-C and then closes stdin. When the
+run dies (SIGKILL included) stdin ends too, so the writer commits the complete lines it already has and exits: it
+never outlives the run by more than that (its stats then have no reader and are dropped quietly). (This module is
+never imported by the package, so ``-m`` runs it cleanly.)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -41,9 +44,18 @@ def main(argv: list[str] | None = None) -> int:
             sink.write(batch, stats)
     finally:
         sink.close()
+        _report(stats)
+    return 0
+
+
+def _report(stats: WriterStats) -> None:
+    try:
         sys.stdout.write(json.dumps(asdict(stats)) + "\n")
         sys.stdout.flush()
-    return 0
+    except OSError:  # the run is gone: nobody reads the stats; keep the exit-time flush from failing again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 if __name__ == "__main__":
