@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -167,6 +169,76 @@ async def test_transport_failure_after_retries_names_the_error() -> None:
     assert "ReadTimeout" in caught.value.message
     assert "GET /program" in caught.value.message
     assert "request_timeout_seconds" in caught.value.message
+
+
+class TrickledBody(httpx.AsyncByteStream):
+    """A body that arrives a byte at a time, each byte well inside a per-read timeout."""
+
+    def __init__(self, body: bytes, interval: float) -> None:
+        self.body = body
+        self.interval = interval
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index in range(len(self.body)):
+            await anyio.sleep(self.interval)
+            yield self.body[index : index + 1]
+
+
+@pytest.mark.anyio
+async def test_request_timeout_bounds_the_whole_body_not_each_read() -> None:
+    body = json.dumps({"status": "ok", "padding": "x" * 500}).encode()
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": str(len(body))}, stream=TrickledBody(body, 0.02))
+
+    started = anyio.current_time()
+    async with handler_client(handler, request_timeout_seconds=0.3, retry=RetryPolicy(max_attempts=2)) as client:
+        with anyio.fail_after(30), pytest.raises(ContainerContractError) as caught:
+            await client.health()  # a whole body takes over 10 s; each attempt may take 0.3 s
+        assert client.stats.requests == 2
+    assert anyio.current_time() - started < 5.0
+    message = caught.value.message
+    assert "GET /health" in message and URL in message
+    assert "no complete reply within the request timeout of 0.3 s (after 2 attempts)" in message
+    assert "raise [container] request_timeout_seconds" in message
+    assert caught.value.detail["status"] is None
+
+
+@pytest.mark.anyio
+async def test_a_slow_body_within_the_request_timeout_is_read() -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=TrickledBody(b'{"status": "ok"}', 0.001))
+
+    async with handler_client(handler, request_timeout_seconds=30.0) as client:
+        assert await client.health() == {"status": "ok"}
+        assert client.stats.retries == 0
+
+
+@pytest.mark.anyio
+async def test_a_body_that_is_never_json_is_blamed_on_the_reply() -> None:
+    async with handler_client(lambda _request: httpx.Response(200, content=b"<html>oops")) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.health()
+    assert "HTTP 200 with a body that is not JSON (after 4 attempts)" in caught.value.message
+    assert "fix the container so its reply follows the synth-containers contract" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_transport_failure_names_the_operating_system_reason() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            try:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('10.0.0.1', 80)")
+            except OSError as refused:
+                raise OSError("All connection attempts failed") from refused
+        except OSError as failed:
+            raise httpx.ConnectError("All connection attempts failed", request=request) from failed
+
+    async with handler_client(handler, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.health()
+    expected = f"ConnectError (All connection attempts failed: {os.strerror(errno.ECONNREFUSED)}) (after 1 attempt)"
+    assert expected in caught.value.message
 
 
 @pytest.mark.anyio

@@ -9,6 +9,7 @@ sees raw JSON. ``validate_rollout_reply`` is public because the cache rebinds an
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -313,7 +314,12 @@ class ContainerClient:
         allow_not_found: bool = False,
         max_attempts: int | None = None,
     ) -> Any:
-        """Send one request with the retry policy; return the parsed JSON body (or ``_NOT_FOUND``)."""
+        """Send one request with the retry policy; return the parsed JSON body (or ``_NOT_FOUND``).
+
+        ``request_timeout_seconds`` is a deadline for each attempt as a whole (waiting for a pooled connection,
+        connecting, sending and reading the complete body), not only for each read: a container that trickles its
+        body cannot hold an attempt past it. An attempt that misses it is a transport failure, retried like any.
+        """
         attempts = max_attempts or self._retry.max_attempts
         problem = ""
         status: int | None = None
@@ -322,13 +328,18 @@ class ContainerClient:
                 self.stats.retries += 1
                 await self._sleep(self._retry.delay_before_retry(attempt - 1))
             self.stats.requests += 1
+            request = self._http.build_request(method, self._url(route), json=body)
             try:
-                response = await self._http.send(self._http.build_request(method, self._url(route), json=body))
+                with anyio.fail_after(self._request_timeout):
+                    response = await self._http.send(request)  # reads the whole body
             except httpx.UnsupportedProtocol as exc:
                 error = self._error(method, route, f"unsupported URL ({exc})", None, "fix [container] url")
                 raise error from None
             except httpx.RequestError as exc:
                 problem, status = _describe_transport_error(exc), None
+                continue
+            except TimeoutError:
+                problem, status = f"no complete reply within the request timeout of {self._request_timeout:g} s", None
                 continue
             status = response.status_code
             if status == 404 and allow_not_found:
@@ -344,7 +355,12 @@ class ContainerClient:
                 continue
             raise self._error(method, route, problem, status, _hint_for_status(status))
         what = f"{problem} (after {attempts} attempt{'s' if attempts != 1 else ''})"
-        hint = _hint_for_status(status) if status is not None else _TRANSPORT_HINT
+        if status is None:
+            hint = _TRANSPORT_HINT
+        elif 200 <= status < 300:
+            hint = _REPLY_HINT
+        else:
+            hint = _hint_for_status(status)
         raise self._error(method, route, what, status, hint)
 
     def _url(self, route: str) -> httpx.URL:
@@ -395,9 +411,27 @@ def _default_transport(url: str, concurrency: int) -> httpx.AsyncBaseTransport |
 
 
 def _describe_transport_error(exc: httpx.RequestError) -> str:
+    """The error's name and text, with the operating system's reason when it is buried in the causes (httpx says
+    "All connection attempts failed" or nothing where the socket said "Connection refused" or "reset by peer")."""
     text = str(exc).strip()
+    reason = _os_reason(exc)
+    if reason and reason not in text:
+        text = f"{text}: {reason}" if text else reason
     name = type(exc).__name__
     return f"{name} ({clip(text, 200)})" if text else name
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The system's text for the error number of the innermost ``OSError`` among the causes of ``exc``."""
+    reason = None
+    seen: BaseException | None = exc
+    for _ in range(16):  # a bounded walk
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and isinstance(seen.errno, int) and seen.errno > 0:
+            reason = os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return reason
 
 
 def _body_hint(response: httpx.Response) -> str:
