@@ -2,6 +2,9 @@
 
 - :class:`FakeContainer`: an in-memory task container behind an ``httpx.MockTransport``;
 - :class:`FakeOpenAI` and :func:`serve_fake_openai`: a fake OpenAI-compatible server on loopback;
+- ``python -m synth_opt.testing.fault_container``: a task container as a real process on loopback that injects
+  faults into ``POST /rollout`` by count (5xx, refused, reset, hang, slow body, SIGKILL, malformed, wrong id);
+  :func:`synth_opt.testing.fault_container.command` builds its ``[container] command``;
 - ``python -m synth_opt.testing.fake_app_server``: a fake codex app-server speaking the protocol over stdio;
 - :func:`converse`: one initialize-to-turn conversation with an app-server program (an offline proposer).
 """
