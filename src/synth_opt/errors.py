@@ -17,6 +17,7 @@ about. Each class carries a stable ``error_code`` (used in CLI output, service r
     ├── InvariantError                  invariant_error        exit 1
     ├── LeaseLostError                  lease_lost             exit 1
     ├── RunStateError                   run_state              exit 2   (run directory in a state that needs --fresh)
+    │   └── RunLockedError              run_locked             exit 2   (another live process holds the run directory)
     └── RunFailedError                  run_failed             exit 1   (a bug or an unexpected failure in a run)
 
 Messages name the field, file, URL or key involved and say what to do.
@@ -40,6 +41,7 @@ __all__ = [
     "ProposerError",
     "RunCancelledError",
     "RunFailedError",
+    "RunLockedError",
     "RunStateError",
     "SynthOptimizerError",
     "UsageError",
@@ -117,6 +119,12 @@ class LeaseLostError(SynthOptimizerError):
 class RunStateError(SynthOptimizerError):
     error_code = "run_state"
     exit_code = 2
+
+
+class RunLockedError(RunStateError):
+    """Another live process holds the run directory's lock (its PID is in the message and ``detail``)."""
+
+    error_code = "run_locked"
 
 
 class RunFailedError(SynthOptimizerError):

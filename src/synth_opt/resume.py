@@ -1,25 +1,33 @@
 """Resuming an unfinished run from its last checkpoint.
 
-A checkpoint (the supervisor's snapshot after a commit, kept in the workspace's ``checkpoints`` table) holds the
-algorithm state by reference: pool candidates by id, everything else by value. Resuming cuts ``events.jsonl``
-back to the checkpoint's sequence number (later lines describe work the checkpoint does not know about and that
-will be done again), rebuilds the candidate registry and the pool records from the feed, and removes the derived
-artifacts, which the resumed run writes anew. Decisions are a pure function of config, seed and replies, so the
-resumed run ends exactly where an uninterrupted one ends.
+A checkpoint (the supervisor's snapshot after a commit, kept durably in ``<run_dir>/checkpoint.json``, see
+:mod:`synth_opt.run_checkpoints`; runs written before that file existed kept it in the workspace's
+``checkpoints`` table, which is still read as a fallback) holds the algorithm state by reference: pool candidates
+by id, everything else by value. Resuming cuts ``events.jsonl`` back to the checkpoint's sequence number (later
+lines describe work the checkpoint does not know about and that will be done again; so do the transport lines of
+the proposals in flight at the checkpoint), rebuilds the candidate registry and the pool records from the feed,
+and removes the derived artifacts, which the resumed run writes anew. What the dropped lines had spent is the
+run's discarded usage. Decisions are a pure function of config, seed and replies, so the resumed run ends exactly
+where an uninterrupted one ends.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth_opt.events import Event
 from synth_opt.events.normalize import read_feed
 from synth_opt.gepa import CandidateRecord
+from synth_opt.run_checkpoints import CHECKPOINT_FILE, read_checkpoint_file
+from synth_opt.usage import Usage
 
-__all__ = ["ResumePoint", "latest_checkpoint", "prepare_resume"]
+__all__ = ["DISCARDED_EVENT", "Discarded", "ResumePoint", "checkpoint_announced", "latest_checkpoint", "prepare_resume"]
 
 DERIVED_FILES = (
     "result_manifest.json",
@@ -31,11 +39,60 @@ DERIVED_FILES = (
 )
 
 
+DISCARDED_EVENT = "run.discarded"
+# Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
+IN_FLIGHT_TYPES = frozenset(
+    {"rollout.completed", "rollout.degraded", "reflection.requested", "proposer.called", "proposer.failed"}
+)
+_PROPOSAL_STAGE = re.compile(r"p(\d+)\.")
+
+
+@dataclass(frozen=True, slots=True)
+class Discarded:
+    """Work paid for and then thrown away by restarts: what ran after a run's last durable checkpoint, or was in
+    flight at it, and was done again on resume (``usage.discarded`` in the result)."""
+
+    rollouts: int = 0
+    rollout: Usage = field(default_factory=Usage)
+    proposer: Usage = field(default_factory=Usage)
+
+    def __add__(self, other: Discarded) -> Discarded:
+        return Discarded(self.rollouts + other.rollouts, self.rollout + other.rollout, self.proposer + other.proposer)
+
+    @classmethod
+    def of(cls, event: Event) -> Discarded:
+        """What one feed line spent (nothing, for lines that are not rollouts or proposer calls)."""
+        usage = event.fields.get("usage")
+        spent = Usage.from_dict(usage) if isinstance(usage, dict) else Usage()
+        if event.type in ("rollout.completed", "rollout.degraded"):
+            return cls(rollouts=1, rollout=spent)
+        if event.type in ("proposer.called", "proposer.failed"):
+            return cls(proposer=spent)
+        return cls()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rollouts": self.rollouts,
+            "rollout": self.rollout.to_dict(),
+            "proposer": self.proposer.to_dict(),
+            "total": (self.rollout + self.proposer).to_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Discarded:
+        return cls(
+            int(data.get("rollouts", 0)),
+            Usage.from_dict(data.get("rollout") or {}),
+            Usage.from_dict(data.get("proposer") or {}),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ResumePoint:
     snapshot: dict[str, Any]
     records: dict[str, CandidateRecord]
     registry: dict[str, dict[str, Any]]
+    discarded: Discarded = field(default_factory=Discarded)
 
     @property
     def sequence_number(self) -> int:
@@ -43,7 +100,23 @@ class ResumePoint:
 
 
 def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The newest checkpoint with its whole snapshot, or None (no workspace, no checkpoint, or unreadable)."""
+    """The newest durable checkpoint, or None (nothing was committed, or it is gone)."""
+    found = read_checkpoint_file(run_dir / CHECKPOINT_FILE)
+    return found if found is not None else _workspace_checkpoint(run_dir)
+
+
+def checkpoint_announced(run_dir: Path) -> bool:
+    """Whether the feed says a checkpoint was written (``checkpoint.written`` follows a durable write, so a run
+    whose feed has none committed nothing)."""
+    feed = run_dir / "events.jsonl"
+    if not feed.exists():
+        return False
+    with feed.open(encoding="utf-8", errors="replace") as lines:
+        return any('"checkpoint.written"' in line for line in lines)
+
+
+def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The newest checkpoint in the workspace's ``checkpoints`` table (runs from before ``checkpoint.json``)."""
     db_path = run_dir / "workspace.sqlite"
     if not db_path.exists():
         return None
@@ -66,20 +139,33 @@ def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
 
 
 def prepare_resume(run_dir: Path, snapshot: dict[str, Any]) -> ResumePoint:
-    """Cut the feed back to the checkpoint, rebuild registry and records from it, and clear derived files."""
+    """Cut the feed back to the checkpoint, rebuild registry and records from it, and clear derived files.
+
+    The feed keeps the lines up to the checkpoint's sequence number. The transport lines of the work in flight at
+    the checkpoint (its rollouts and proposer calls: the resumed run does that work again) are replaced, in place
+    and under the same sequence numbers, by ``event.discarded`` lines that no projection counts; what they and
+    the lines after the cut had spent is added to the run's discarded usage."""
     feed = run_dir / "events.jsonl"
     cut = int(snapshot["sequence_number"])
-    kept = [event for event in read_feed(feed) if event.sequence_number <= cut]
+    commits = int(snapshot["commits"])
+    kept: list[Event] = []
+    dropped = Discarded()
+    before = Discarded()  # the cumulative total the last resume recorded
     tmp = feed.with_suffix(".jsonl.tmp")
-    with feed.open(encoding="utf-8") as source, tmp.open("w", encoding="utf-8") as out:
-        for line in source:
-            try:
-                number = int(json.loads(line)["sequence_number"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                break
-            if number > cut:
-                break
-            out.write(line)
+    with tmp.open("w", encoding="utf-8") as out:
+        for event in read_feed(feed):
+            if event.type == DISCARDED_EVENT:
+                before = Discarded.from_json(event.fields)
+            elif event.sequence_number > cut or _in_flight(event, commits):
+                dropped += Discarded.of(event)
+            if event.sequence_number > cut:
+                continue
+            if _in_flight(event, commits):
+                event = _discarded_line(event)
+            kept.append(event)
+            out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
     tmp.replace(feed)
     registry: dict[str, dict[str, Any]] = {}
     payloads: dict[str, dict[str, str]] = {}
@@ -98,4 +184,33 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any]) -> ResumePoint:
         (run_dir / name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (run_dir / f"workspace.sqlite{suffix}").unlink(missing_ok=True)
-    return ResumePoint(snapshot, records, registry)
+    return ResumePoint(snapshot, records, registry, before + dropped)
+
+
+def _discarded_line(event: Event) -> Event:
+    fields = event.fields
+    what = fields.get("stage") or f"proposal {fields.get('proposal_index')}"
+    return Event(
+        event.sequence_number,
+        event.ts,
+        "event.discarded",
+        f"{event.type} ({what}) was in flight at the checkpoint a resume started from; it was done again",
+        {
+            "discarded_type": event.type,
+            "proposal_index": fields.get("proposal_index"),
+            "stage": fields.get("stage"),
+            "discarded_usage": fields.get("usage"),
+        },
+        event.lane,
+    )
+
+
+def _in_flight(event: Event, commits: int) -> bool:
+    """A transport line of a proposal that had not committed at the checkpoint (index ``commits`` or later)."""
+    if event.type not in IN_FLIGHT_TYPES:
+        return False
+    index = event.fields.get("proposal_index")
+    if index is None:
+        match = _PROPOSAL_STAGE.match(str(event.fields.get("stage") or ""))
+        index = match and int(match.group(1))
+    return isinstance(index, int) and index >= commits

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
@@ -38,12 +37,20 @@ from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
-from synth_opt.resume import ResumePoint, latest_checkpoint, prepare_resume
+from synth_opt.resume import (
+    DISCARDED_EVENT,
+    Discarded,
+    ResumePoint,
+    checkpoint_announced,
+    latest_checkpoint,
+    prepare_resume,
+)
 from synth_opt.run_artifacts import RunArtifacts
-from synth_opt.run_checkpoints import CheckpointWriter, emit_checkpoint
+from synth_opt.run_checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
 from synth_opt.run_container import open_container
 from synth_opt.run_container import with_python as with_python  # it was defined here
 from synth_opt.run_dataset import resolve_dataset
+from synth_opt.run_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.run_setup import budget_ledger, cached_proposer, search_state, seed_and_modules, supervisor_settings
 from synth_opt.run_state import emit_run_state
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
@@ -78,7 +85,8 @@ class GepaRun:
 
     ``execute()`` is synchronous; callers already inside an event loop use ``await execute_async()``.
     Re-running a config whose run directory holds a finished run returns the stored result without calling out;
-    an unfinished run directory is an error that names ``fresh`` (``--fresh``); ``fresh=True`` replaces it.
+    an unfinished one resumes from its last checkpoint (or starts over when it committed nothing); ``fresh=True``
+    replaces it. A run holds its directory's lock (:mod:`synth_opt.run_lock`) from start to end.
     """
 
     def __init__(
@@ -120,33 +128,44 @@ class GepaRun:
         return anyio.run(self.execute_async)
 
     async def execute_async(self) -> GepaResult:
-        prepared = self._prepare_run_dir()
-        if isinstance(prepared, GepaResult):
-            return prepared
-        with run_paced_collector():
-            return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
+        lock = RunDirLock(self.run_dir)
+        try:
+            prepared = self._prepare_run_dir(lock)
+            if isinstance(prepared, GepaResult):
+                return prepared
+            with run_paced_collector():
+                return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
+        finally:
+            lock.release()
 
-    def _prepare_run_dir(self) -> GepaResult | ResumePoint | None:
-        """A finished run's stored result, the checkpoint to resume an unfinished one from, or None (fresh)."""
+    def _prepare_run_dir(self, lock: RunDirLock) -> GepaResult | ResumePoint | None:
+        """Lock the run directory, then: a finished run's stored result, the checkpoint to resume an unfinished
+        one from, or None (a fresh run in an emptied directory).
+
+        The lock comes first, so nothing changes while another process holds the directory. A directory whose
+        run never wrote a checkpoint committed nothing: it starts over. One that announced a checkpoint that is
+        gone cannot resume: that needs ``--fresh``."""
         run_dir = self.run_dir
-        manifest = run_dir / "result_manifest.json"
-        if run_dir.exists() and not self.fresh:
+        lock.acquire()
+        started = any(entry.name not in (LOCK_FILE, RUN_MARKER) for entry in run_dir.iterdir())
+        if started and not self.fresh:
+            manifest = run_dir / "result_manifest.json"
             if manifest.exists():
                 stored = GepaResult.from_manifest(manifest)
                 if stored.status == "completed":
                     return _replace_flag(stored)
             checkpoint = latest_checkpoint(run_dir)
-            if checkpoint is None:
+            if checkpoint is not None:
+                lock.mark()
+                return prepare_resume(run_dir, checkpoint)
+            if checkpoint_announced(run_dir):
                 raise RunStateError(
-                    f"run directory {run_dir} holds an unfinished run with no checkpoint to resume from (it "
-                    "stopped before its seed was scored, or its workspace is gone). Re-run with --fresh "
-                    "(fresh=True) to replace it.",
+                    f"run directory {run_dir} announced a checkpoint that is gone ({CHECKPOINT_FILE} is missing "
+                    "or unreadable), so it cannot resume. Re-run with --fresh (fresh=True) to start it over.",
                     run_dir=str(run_dir),
                 )
-            return prepare_resume(run_dir, checkpoint)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        lock.clear()  # --fresh, or nothing was committed: start over
+        lock.mark()
         return None
 
 
@@ -192,7 +211,7 @@ class _Execution:
             workspace_db=self.workspace_db,
             resumed=resume is not None,
         )
-        self.checkpoints = CheckpointWriter(self.bus)
+        self.checkpoints = CheckpointWriter(self.bus, self.run_dir / CHECKPOINT_FILE if seams.workspace else None)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
 
     def _state(self, name: str, message: str | None = None, **fields: Any) -> None:
@@ -211,9 +230,18 @@ class _Execution:
             )
         else:
             await self._finalize_workspace()
-            self.artifacts.registry_line("resumed", commits=self.resume.snapshot["commits"])
+            # commits: the seed's scoring and every proposal committed before the checkpoint
+            proposals = self.resume.snapshot["commits"]
+            self.artifacts.registry_line("resumed", commits=proposals + 1, proposals=proposals)
             self._state("resumed", commits=self.resume.snapshot["commits"])
             emit_checkpoint(self.bus, self.resume.snapshot)
+            discarded = self.resume.discarded
+            self.bus.emit(
+                DISCARDED_EVENT,
+                f"restarts so far discarded {discarded.rollouts} rollouts and their proposer calls (done again)",
+                lane="supervisor",
+                **discarded.to_json(),
+            )
         observing = None
         if self.observer is not None:  # an observer may name the only event types it reads
             observing = self.bus.subscribe(4096, types=getattr(self.observer, "event_types", None))
@@ -353,4 +381,5 @@ class _Execution:
             pipeline=self.plan_json,
             status=status,
             error=error,
+            discarded=Discarded() if self.resume is None else self.resume.discarded,
         )

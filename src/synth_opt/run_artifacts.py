@@ -19,6 +19,7 @@ from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.result import GepaResult, artifact_ref
+from synth_opt.resume import Discarded
 from synth_opt.run_state import StateHistory, emit_run_state
 
 __all__ = ["RunArtifacts", "write_json"]
@@ -113,6 +114,7 @@ class RunArtifacts:
         pipeline: dict[str, Any],
         status: str,
         error: str | None = None,
+        discarded: Discarded = Discarded(),
     ) -> GepaResult:
         """Write every result file (announcing ``run.finished`` on the way) and the registry line; the result."""
         seed, best = outcome.seed, outcome.best
@@ -175,6 +177,7 @@ class RunArtifacts:
                 "rollout": outcome.rollout_usage.to_dict(),
                 "proposer": outcome.proposer_usage.to_dict(),
                 "total": usage_total.to_dict(),
+                "discarded": discarded.to_json(),
             },
             state_history=list(self.history.entries),
             seed_train_score=seed.mean,

@@ -1,22 +1,44 @@
-"""The run's checkpoints: the supervisor offers one after every commit; this takes and persists (as a
-``checkpoint.written`` event, which the workspace keeps) at most one every CHECKPOINT_INTERVAL_SECONDS."""
+"""The run's checkpoints: the supervisor offers one after every commit; this takes one at most every
+CHECKPOINT_INTERVAL_SECONDS and makes it durable before anything announces it.
+
+The newest checkpoint lives in its own file, ``<run_dir>/checkpoint.json``, written by temp file + fsync +
+rename (+ fsync of the directory), after ``events.jsonl`` itself is fsynced up to the checkpoint's sequence number.
+Only then is ``checkpoint.written`` emitted. So the checkpoint never travels over the event bus (whose observers may
+drop events), and it stays apart from everything derived: resume cuts ``events.jsonl`` back to it and rebuilds
+``workspace.sqlite``, and ``workspace repair`` rebuilds the database, without touching it. A write that fails (a
+full disk) raises at once, naming the file; nothing claims a checkpoint that was not stored.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
+from synth_opt.errors import RunFailedError
 from synth_opt.events import EventBus
 
-__all__ = ["CHECKPOINT_INTERVAL_SECONDS", "CheckpointWriter", "emit_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CHECKPOINT_INTERVAL_SECONDS",
+    "CheckpointWriter",
+    "emit_checkpoint",
+    "read_checkpoint_file",
+    "write_durably",
+]
 
-CHECKPOINT_INTERVAL_SECONDS = 0.5
+CHECKPOINT_INTERVAL_SECONDS: Final = 0.5
+CHECKPOINT_FILE: Final = "checkpoint.json"
 
 
 class CheckpointWriter:
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, path: Path | None) -> None:
+        """``path`` None keeps no checkpoints (a run without a workspace cannot resume)."""
         self.bus = bus
+        self.path = path
         self._pending: Callable[[], dict[str, Any] | None] | None = None
         self._last_at = 0.0
 
@@ -29,12 +51,49 @@ class CheckpointWriter:
 
     def flush(self) -> None:
         """Take and persist the checkpoint offered last, if it is not persisted yet."""
-        if self._pending is not None:
-            snapshot = self._pending()
-            self._pending = None
-            self._last_at = time.monotonic()
-            if snapshot is not None:
-                emit_checkpoint(self.bus, snapshot)
+        if self._pending is None or self.path is None:
+            return
+        snapshot = self._pending()
+        self._pending = None
+        self._last_at = time.monotonic()
+        if snapshot is None:
+            return
+        self.bus.sync()  # the feed up to the checkpoint's sequence number is on disk before the checkpoint is
+        write_durably(self.path, json.dumps(snapshot, ensure_ascii=False, allow_nan=False))
+        emit_checkpoint(self.bus, snapshot)
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically and durably: temp file, fsync, rename, fsync of the directory.
+    An OS error (a full disk) becomes a RunFailedError naming the file; the previous version stays intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise RunFailedError(
+            f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the "
+            "same config to resume from the last checkpoint",
+            path=str(path),
+        ) from None
+
+
+def read_checkpoint_file(path: Path) -> dict[str, Any] | None:
+    """The checkpoint in ``path``, or None when there is none (or it is not a checkpoint)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and "state" in payload else None
 
 
 def emit_checkpoint(bus: EventBus, snapshot: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ EXPECTED = {
     "ProposerError",
     "RunCancelledError",
     "RunFailedError",
+    "RunLockedError",
     "RunStateError",
     "SynthOptimizerError",
     "UsageError",

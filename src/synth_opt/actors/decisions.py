@@ -9,15 +9,16 @@ from __future__ import annotations
 from synth_opt.actors.records import Slot, SupervisorSettings
 from synth_opt.gepa import Decision, GepaState
 
-__all__ = ["decide_proposal"]
+__all__ = ["decide_proposal", "prune_added"]
 
 
 def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, added: dict[int, bool]) -> Decision:
     """Set the slot's staleness, chosen child and decision, and return the decision.
 
     ``added`` maps a proposal index to whether its commit adds a candidate; this proposal's entry is set to False
-    (the supervisor sets it when the chosen child goes on to the pareto rows) and the entry no later proposal can
-    see is dropped."""
+    (the supervisor sets it when the chosen child goes on to the pareto rows). Entries are dropped at commit
+    (:func:`prune_added`), not here: decisions run ahead of commits, and a resume from a checkpoint decides the
+    in-flight proposals again, so it needs every entry those decisions read."""
     plan = slot.plan
     if plan.merge is not None:
         parent_sum = max(sum(state.by_id[p].scores[row] for row in plan.minibatch) for p in plan.parent_ids)
@@ -27,7 +28,6 @@ def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, 
     first_unseen = max(0, plan.index - settings.max_in_flight + 1)
     slot.staleness = sum(added.get(j, False) for j in range(first_unseen, plan.index))
     added[plan.index] = False
-    added.pop(first_unseen - 1, None)
     if slot.perfect:
         slot.decision = Decision(False, "perfect_minibatch", parent_sum, parent_sum)
         return slot.decision
@@ -45,3 +45,9 @@ def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, 
     else:
         slot.decision = state.decide(parent_sum, slot.chosen.minibatch_sum)
     return slot.decision
+
+
+def prune_added(added: dict[int, bool], committed: int, max_in_flight: int) -> None:
+    """After commit ``committed``: drop the entry that no proposal still to be decided (index > ``committed``)
+    reads."""
+    added.pop(committed - max_in_flight + 1, None)

@@ -34,7 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synth_opt.actors.accounting import actual_amount, count_batch, proposal_estimate, worst_case_estimate
 from synth_opt.actors.checkpointing import restore_checkpoint, take_snapshot
-from synth_opt.actors.decisions import decide_proposal
+from synth_opt.actors.decisions import decide_proposal, prune_added
 from synth_opt.actors.heldout import HeldoutPhase
 from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutJob, SupervisorMessage
 from synth_opt.actors.records import (
@@ -404,6 +404,7 @@ class Supervisor:
         else:
             self.state.commit(plan)
         register_proposal(self.registry, self.bus, slot, record)
+        prune_added(self._added, plan.index, self.settings.max_in_flight)
         if decision.accepted:
             self.counters.accepted += 1
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,12 @@ class EventBus:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
         return event
+
+    def sync(self) -> None:
+        """Make every line written so far durable (flush and fsync ``events.jsonl``)."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close_subscribers(self) -> None:
         """End every observer's stream; the feed file stays open."""

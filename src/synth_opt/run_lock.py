@@ -1,0 +1,107 @@
+"""One owner per run directory: an exclusive OS lock held for the run's whole life.
+
+``<run_dir>/run.lock`` is locked with ``flock(LOCK_EX | LOCK_NB)`` before anything in the directory changes
+(resume, ``--fresh``) and stays locked until the run ends; the kernel releases it when the process dies, by any
+signal, so a crashed run never leaves a stale lock behind. The file holds the holder's PID, which the error of a
+second process names.
+
+A directory the project created as a run directory carries the marker file ``.synth-opt-run``; ``--fresh``
+(:meth:`RunDirLock.clear`) empties only such a directory (or an empty one), never an arbitrary folder that happens
+to sit at ``output_dir/run_id``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from pathlib import Path
+from typing import Final
+
+from synth_opt.errors import RunLockedError, RunStateError
+
+__all__ = ["LOCK_FILE", "RUN_MARKER", "RunDirLock", "is_run_dir"]
+
+LOCK_FILE: Final = "run.lock"
+RUN_MARKER: Final = ".synth-opt-run"
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether the project created ``path`` as a run directory (it carries the marker)."""
+    return (path / RUN_MARKER).is_file()
+
+
+class RunDirLock:
+    """The exclusive lock on one run directory (created if missing)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`~synth_opt.errors.RunLockedError` naming the holder's PID."""
+        if self._fd is not None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunStateError(f"cannot lock run directory {self.run_dir} ({path}: {error.strerror})") from None
+            holder = _holder(path)
+            raise RunLockedError(
+                f"run directory {self.run_dir} is in use by another run (pid {holder or 'unknown'}); wait for it "
+                "to finish or stop it, or give this run another [run] run_id",
+                run_dir=str(self.run_dir),
+                pid=holder,
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+    def mark(self) -> None:
+        """Record that the project created this directory as a run directory."""
+        (self.run_dir / RUN_MARKER).touch()
+
+    def clear(self) -> None:
+        """Empty the (locked) directory for a fresh run: only a run directory or an empty one; keeps the lock."""
+        assert self._fd is not None, "clear() needs the lock"
+        entries = [entry for entry in self.run_dir.iterdir() if entry.name != LOCK_FILE]
+        if entries and not is_run_dir(self.run_dir):
+            raise RunStateError(
+                f"{self.run_dir} is not a synth_opt run directory (no {RUN_MARKER} marker), so --fresh will not "
+                "delete it; move it away or choose another [run] output_dir or run_id",
+                run_dir=str(self.run_dir),
+            )
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def __enter__(self) -> RunDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
