@@ -31,7 +31,13 @@ from synth_opt.cache import CacheStore
 from synth_opt.cancel import CancelHandle
 from synth_opt.collector import run_paced_collector
 from synth_opt.config import GepaConfig, load_config
-from synth_opt.errors import RunCancelledError, RunStateError, SynthOptimizerError, collapse_exception_group
+from synth_opt.errors import (
+    RunCancelledError,
+    RunFailedError,
+    RunStateError,
+    SynthOptimizerError,
+    collapse_exception_group,
+)
 from synth_opt.events import Event, EventBus
 from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
@@ -45,7 +51,7 @@ from synth_opt.resume import (
     latest_checkpoint,
     prepare_resume,
 )
-from synth_opt.run_artifacts import RunArtifacts
+from synth_opt.run_artifacts import RunArtifacts, write_json
 from synth_opt.run_checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
 from synth_opt.run_container import open_container
 from synth_opt.run_container import with_python as with_python  # it was defined here
@@ -283,36 +289,73 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
-            await self._finalize_workspace()
+            unfinished = await self._finalize_workspace(quiet=True)
+        if self.bus.write_error is not None or unfinished is not None:
+            # the result was written, but not everything behind it was stored: the manifest must not say completed
+            failure = self._storage_failure(unfinished)
+            self._demote_manifest(failure)
+            raise failure
         return result
 
-    async def _finalize_workspace(self) -> None:
-        """Back-fill whatever the live writer missed from ``events.jsonl`` (shielded: it runs on the way out)."""
-        if self.workspace_db is None:
-            return
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                functools.partial(
-                    finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
-                )
+    def _storage_failure(self, unfinished: BaseException | None) -> RunFailedError:
+        if self.bus.write_error is not None:
+            error = self.bus.write_error
+            return RunFailedError(
+                f"could not write {self.feed_path}: {error.strerror or error}; free space (or fix permissions) and "
+                "re-run the same config to resume from its last checkpoint",
+                path=str(self.feed_path),
             )
+        return RunFailedError(
+            f"could not finish {self.workspace_db}: {unfinished}; once the cause is fixed, rebuild it with "
+            f"synth-opt workspace repair --db {self.workspace_db}",
+            path=str(self.workspace_db),
+        )
+
+    def _demote_manifest(self, failure: RunFailedError) -> None:
+        """Mark a written result as failed (or remove it when even that cannot be stored)."""
+        manifest = self.run_dir / "result_manifest.json"
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            data.update(status="failed", error=failure.one_line())
+            write_json(manifest, data)
+        except (OSError, ValueError):
+            manifest.unlink(missing_ok=True)
+
+    async def _finalize_workspace(self, *, quiet: bool = False) -> Exception | None:
+        """Back-fill whatever the live writer missed from ``events.jsonl`` (shielded: it runs on the way out).
+        With ``quiet`` a failure is returned instead of raised."""
+        if self.workspace_db is None:
+            return None
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(
+                    functools.partial(
+                        finalize_workspace, self.workspace_db, self.feed_path, run_id=self.run_id, manifest=None
+                    )
+                )
+        except Exception as error:
+            if not quiet:
+                raise
+            return error
+        return None
 
     def _failed(self, error: BaseException) -> BaseException:
         """Record why the run ended early, keep everything committed so far, and hand the error back."""
         cancelled = isinstance(error, KeyboardInterrupt | anyio.get_cancelled_exc_class() | RunCancelledError)
         status = "cancelled" if cancelled else "failed"
         reason = error.one_line() if isinstance(error, SynthOptimizerError) else f"{type(error).__name__}: {error}"
-        if self.supervisor is not None and self.supervisor.state.pool:
-            self.supervisor.release_reservations()
-            outcome = self.supervisor.outcome(stop_reason="cancelled" if cancelled else "failed")
-            self._write_result(outcome, status=status, error=reason)
-        else:
-            self._state(status, error=reason)
-            self.artifacts.registry_line(status, error=reason)
-        history = self.artifacts.history.entries
-        (self.run_dir / "run_status.json").write_text(
-            json.dumps({"status": status, "error": reason, "state_history": history}, indent=2) + "\n"
-        )
+        try:
+            if self.supervisor is not None and self.supervisor.state.pool:
+                self.supervisor.release_reservations()
+                outcome = self.supervisor.outcome(stop_reason="cancelled" if cancelled else "failed")
+                self._write_result(outcome, status=status, error=reason)
+            else:
+                self._state(status, error=reason)
+                self.artifacts.registry_line(status, error=reason)
+            history = self.artifacts.history.entries
+            write_json(self.run_dir / "run_status.json", {"status": status, "error": reason, "state_history": history})
+        except (OSError, SynthOptimizerError):
+            pass  # the storage itself failed (a full disk): nothing more can be recorded; the error says why
         return error
 
     async def _search(self) -> SearchOutcome:

@@ -18,12 +18,15 @@ from typing import IO, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from synth_opt.errors import RunFailedError
 from synth_opt.events.model import Event
 
 __all__ = ["FEED_OMITTED_FIELDS", "EventBus", "utc_now"]
 
-# Bulky fields kept out of events.jsonl (observers such as the workspace writer still get them).
+# Bulky fields kept out of events.jsonl (observers such as the workspace writer still get them; a checkpoint's
+# payload is stored durably in checkpoint.json before its event is emitted).
 FEED_OMITTED_FIELDS: dict[str, tuple[str, ...]] = {"checkpoint.written": ("payload",)}
+OMITTED_PLACEHOLDER = "<in checkpoint.json>"
 
 
 def utc_now() -> str:
@@ -36,8 +39,10 @@ class EventBus:
         self._file: IO[str] | None = feed_path.open("a", encoding="utf-8") if feed_path else None
         self._subscribers: list[tuple[MemoryObjectSendStream[Event], frozenset[str] | None]] = []
         self._callbacks: list[Callable[[Event], None]] = []
+        self._path = feed_path
         self.sequence_number = 0
         self.dropped = 0
+        self.write_error: OSError | None = None
 
     def subscribe(
         self, capacity: int = 1024, *, types: frozenset[str] | None = None
@@ -52,6 +57,11 @@ class EventBus:
         self._callbacks.append(callback)
 
     def emit(self, type: str, message: str, *, lane: str | None = None, **fields: Any) -> Event:
+        """Number the event, append it to the feed and hand it to the observers. A feed that cannot be written
+        (a full disk) raises :class:`~synth_opt.errors.RunFailedError` naming the file and the OS error, for this
+        event and every later one: no observer ever sees an event the feed did not store."""
+        if self.write_error is not None:
+            raise self._write_failure()
         self.sequence_number += 1
         fields = _jsonable(fields)
         ts = self._clock()
@@ -65,14 +75,18 @@ class EventBus:
         }
         omitted = FEED_OMITTED_FIELDS.get(type)
         if omitted:
-            shown = {k: ("<in workspace.sqlite>" if k in omitted else v) for k, v in fields.items()}
+            shown = {k: (OMITTED_PLACEHOLDER if k in omitted else v) for k, v in fields.items()}
             text = json.dumps({**line, "fields": shown}, ensure_ascii=False, allow_nan=False)
         else:
             text = json.dumps(line, ensure_ascii=False, allow_nan=False)
         event = Event(self.sequence_number, line["ts"], type, message, fields, lane, encoded=None if omitted else text)
         if self._file is not None:
-            self._file.write(text + "\n")
-            self._file.flush()
+            try:
+                self._file.write(text + "\n")
+                self._file.flush()
+            except OSError as error:
+                self.write_error = error
+                raise self._write_failure() from None
         for callback in self._callbacks:
             callback(event)
         for stream, types in self._subscribers:
@@ -88,9 +102,24 @@ class EventBus:
 
     def sync(self) -> None:
         """Make every line written so far durable (flush and fsync ``events.jsonl``)."""
+        if self.write_error is not None:
+            raise self._write_failure()
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as error:
+                self.write_error = error
+                raise self._write_failure() from None
+
+    def _write_failure(self) -> RunFailedError:
+        error = self.write_error
+        assert error is not None
+        return RunFailedError(
+            f"could not write {self._path}: {error.strerror or error}; free space (or fix permissions) and re-run "
+            "the same config to resume from its last checkpoint",
+            path=str(self._path),
+        )
 
     def close_subscribers(self) -> None:
         """End every observer's stream; the feed file stays open."""
@@ -99,9 +128,14 @@ class EventBus:
         self._subscribers.clear()
 
     def close(self) -> None:
+        """End the observers' streams and close the feed. A close whose last flush fails records the error in
+        ``write_error`` instead of raising (the run is ending; its caller decides what the error means)."""
         self.close_subscribers()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as error:
+                self.write_error = self.write_error or error
             self._file = None
 
 
