@@ -7,6 +7,8 @@ The run then cancels in-flight work (launched processes are stopped by their con
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from anyio import CancelScope
 
 __all__ = ["CancelHandle"]
@@ -16,6 +18,8 @@ class CancelHandle:
     def __init__(self) -> None:
         self._scope: CancelScope | None = None
         self.reason: str | None = None
+        self.abandoned = False
+        self._on_abandon: list[Callable[[], None]] = []
 
     @property
     def requested(self) -> bool:
@@ -27,6 +31,20 @@ class CancelHandle:
             self.reason = reason
         if self._scope is not None:
             self._scope.cancel()
+
+    def abandon(self, reason: str) -> None:
+        """Stop the run *and write nothing more into its directory* (a service worker that lost its lease: the
+        request, and so the directory's future, belong to another worker now)."""
+        self.abandoned = True
+        for callback in self._on_abandon:
+            callback()
+        self.cancel(reason)
+
+    def on_abandon(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` at once if the run is abandoned (now, if it already was)."""
+        self._on_abandon.append(callback)
+        if self.abandoned:
+            callback()
 
     def attach(self, scope: CancelScope) -> None:
         self._scope = scope

@@ -118,6 +118,12 @@ class GepaRun:
         """Stop the run from the event loop it runs in; it raises RunCancelledError after cleaning up."""
         self.cancel_handle.cancel(reason)
 
+    def abandon(self, reason: str) -> None:
+        """Stop the run and write nothing more into its directory (not even that it stopped): for an owner that
+        lost its claim on the run, such as a service worker whose lease was taken over. It raises
+        RunCancelledError; the directory keeps what was written before, and its lock is released."""
+        self.cancel_handle.abandon(reason)
+
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], *, fresh: bool = False) -> GepaRun:
         return cls(load_config(path), fresh=fresh)
@@ -218,7 +224,12 @@ class _Execution:
             resumed=resume is not None,
         )
         self.checkpoints = CheckpointWriter(self.bus, self.run_dir / CHECKPOINT_FILE if seams.workspace else None)
+        cancel.on_abandon(self._abandon)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
+
+    def _abandon(self) -> None:
+        self.bus.go_quiet()
+        self.checkpoints.path = None
 
     def _state(self, name: str, message: str | None = None, **fields: Any) -> None:
         emit_run_state(self.bus, name, message, **fields)
@@ -289,7 +300,7 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
-            unfinished = await self._finalize_workspace(quiet=True)
+            unfinished = None if self.cancel.abandoned else await self._finalize_workspace(quiet=True)
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed
             failure = self._storage_failure(unfinished)
@@ -344,6 +355,8 @@ class _Execution:
         cancelled = isinstance(error, KeyboardInterrupt | anyio.get_cancelled_exc_class() | RunCancelledError)
         status = "cancelled" if cancelled else "failed"
         reason = error.one_line() if isinstance(error, SynthOptimizerError) else f"{type(error).__name__}: {error}"
+        if self.cancel.abandoned:
+            return error  # another owner has the run now: record nothing here
         try:
             if self.supervisor is not None and self.supervisor.state.pool:
                 self.supervisor.release_reservations()

@@ -4,7 +4,9 @@ a lost or repaired workspace. The runs are real processes (``kill_driver.py``) k
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,10 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
-from synth_opt import GepaRun, RunLockedError, RunStateError, load_config, repair_workspace
+from synth_opt import (
+    GepaRun,
+    RunLockedError,
+    RunStateError,
+    load_config,
+    repair_workspace,
+    workspace_submit_run_request,
+)
 from synth_opt.events.compare import compare_feeds
+from synth_opt.run_lock import RunDirLock
+from synth_opt.service.worker import run_next
 
 from .test_kill_resume import finish, line_count, lines, start, write_config
 
@@ -121,3 +133,15 @@ def test_the_checkpoint_survives_a_lost_or_repaired_workspace(tmp_path: Path, da
     finish(whole)
     comparison = compare_feeds(run_dir(whole) / "events.normalized.jsonl", folder / "events.normalized.jsonl")
     assert comparison.equal, comparison
+
+
+def test_a_service_worker_fails_a_request_whose_run_directory_is_held(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "a", "sync_serial", "full", "off")
+    db = tmp_path / "service.sqlite"
+    request = workspace_submit_run_request(db, config)
+    with RunDirLock(run_dir(config)):  # another live owner (the lock is per open file, so this process counts)
+        final = anyio.run(functools.partial(run_next, db, worker_id="w", lease_seconds=30))
+    assert final is not None and final["request_id"] == request["request_id"]
+    assert final["status"] == "failed"
+    assert final["error"]["code"] == "run_locked" and str(os.getpid()) in final["error"]["message"]
+    assert not (run_dir(config) / "events.jsonl").exists()  # it changed nothing there

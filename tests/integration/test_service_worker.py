@@ -106,7 +106,9 @@ def test_the_command_helpers_check_their_arguments(tmp_path: Path, capsys: pytes
     assert json.loads(capsys.readouterr().out)["recovered"] == 0
 
 
-def test_a_worker_that_loses_its_lease_mid_run_stops_and_its_final_write_is_refused(tmp_path: Path) -> None:
+def test_a_worker_that_loses_its_lease_mid_run_stops_writes_nothing_more_and_its_final_write_is_refused(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "service.sqlite"
     request = workspace_submit_run_request(db, config(tmp_path, max_train_rollouts=1_000_000))
     feed = tmp_path / "runs" / "svc" / "events.jsonl"
@@ -144,5 +146,9 @@ def test_a_worker_that_loses_its_lease_mid_run_stops_and_its_final_write_is_refu
     refused = conn.execute("SELECT kind FROM operations WHERE status = 'rejected'").fetchall()
     conn.close()
     assert (owner, status) == ("thief", "leased") and refused == [("cancel",)]
-    assert json.loads((tmp_path / "runs" / "svc" / "result_manifest.json").read_text())["status"] == "cancelled"
     assert not any(process_group_alive(pid) for pid in _launched_pids(feed))
+    # the loser wrote nothing into the run directory once its lease was gone: no result, no status, no end state
+    run_dir = tmp_path / "runs" / "svc"
+    assert not (run_dir / "result_manifest.json").exists() and not (run_dir / "run_status.json").exists()
+    states = [e["fields"]["state"] for e in map(json.loads, feed.read_text().splitlines()) if e["type"] == "run.state"]
+    assert states[-1] == "searching", states

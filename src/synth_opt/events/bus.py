@@ -43,13 +43,17 @@ class EventBus:
         self.sequence_number = 0
         self.dropped = 0
         self.write_error: OSError | None = None
+        self._quiet = False
 
     def subscribe(
         self, capacity: int = 1024, *, types: frozenset[str] | None = None
     ) -> MemoryObjectReceiveStream[Event]:
         """A bounded stream of every event, or only of ``types`` (a display need not see each rollout)."""
         send, receive = anyio.create_memory_object_stream[Event](capacity)
-        self._subscribers.append((send, types))
+        if self._quiet:
+            send.close()
+        else:
+            self._subscribers.append((send, types))
         return receive
 
     def on_event(self, callback: Callable[[Event], None]) -> None:
@@ -89,7 +93,7 @@ class EventBus:
                 raise self._write_failure() from None
         for callback in self._callbacks:
             callback(event)
-        for stream, types in self._subscribers:
+        for stream, types in () if self._quiet else self._subscribers:
             if types is not None and type not in types:
                 continue
             try:
@@ -120,6 +124,18 @@ class EventBus:
             "the same config to resume from its last checkpoint",
             path=str(self._path),
         )
+
+    def go_quiet(self) -> None:
+        """Stop writing the feed and feeding observers, for good; events are still numbered and passed to the
+        callbacks (a run abandoned by a service worker that lost its lease writes nothing more)."""
+        self.close_subscribers()
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as error:
+                self.write_error = self.write_error or error
+            self._file = None
+        self._quiet = True
 
     def close_subscribers(self) -> None:
         """End every observer's stream; the feed file stays open."""

@@ -3,7 +3,9 @@
 While the run goes, a watcher task heartbeats every ``lease_seconds / 3`` (extending the lease) and polls the
 request's ``cancel_requested`` every ``poll_seconds``; a requested cancel calls ``run.cancel(...)``, which stops the
 GEPA loop and the processes it launched and records the run as cancelled. A lost lease (the heartbeat was refused:
-the request was recovered and maybe reclaimed) cancels the run too, since another worker owns it now.
+the request was recovered and maybe reclaimed) stops the run too, and from then on the worker writes nothing into
+the run directory (``GepaRun.abandon``), since another worker owns it now. A run directory that another live
+process holds fails the request at once with ``run_locked``.
 
 The outcome is written with the lease token: ``completed`` with the run summary, ``failed`` or ``cancelled`` with
 ``{"code", "message", "detail"}`` (plus whatever summary the run's manifest holds). A worker told to stop (service
@@ -30,6 +32,7 @@ from synth_opt.errors import (
     LeaseLostError,
     RunCancelledError,
     RunFailedError,
+    RunLockedError,
     RunStateError,
     SynthOptimizerError,
 )
@@ -80,6 +83,13 @@ class Execution:
         if self.run is not None:
             self.run.cancel(reason)
 
+    def abandon(self, reason: str) -> None:
+        """Stop the run and write nothing more into its directory: the lease, and so the run, is another's now."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        if self.run is not None:
+            self.run.abandon(reason)
+
     def shutdown(self) -> None:
         self.shutting_down = True
         self.cancel(SHUTDOWN_REASON)
@@ -112,7 +122,7 @@ async def _watch(queue: RunQueue, execution: Execution, *, heartbeat_seconds: fl
         except LeaseLostError as lost:
             _log.warning("lease of %s lost while running: %s", execution.request_id, lost.message)
             execution.lease_lost = lost
-            execution.cancel(f"lease lost: {lost.message}")
+            execution.abandon(f"lease lost: {lost.message}")
             return
         except Exception:  # a busy or briefly unreadable database: keep the run going, try again
             _log.exception("heartbeat of %s failed; retrying", execution.request_id)
@@ -124,7 +134,7 @@ async def _watch(queue: RunQueue, execution: Execution, *, heartbeat_seconds: fl
                 request_id=execution.request_id,
             )
             _log.warning("%s", execution.lease_lost.message)
-            execution.cancel("lease lost")
+            execution.abandon("lease lost")
             return
         if request.get("cancel_requested"):
             execution.cancel(CANCEL_REASON)
@@ -151,6 +161,8 @@ async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
         execution.run.cancel(execution.cancel_reason)
     try:
         return await execution.run.execute_async()
+    except RunLockedError:
+        raise  # another process holds the run directory: fail this request now, do not wait
     except RunStateError:
         # an earlier attempt died before its first checkpoint: nothing in the run directory can be resumed
         if execution.attempt <= 1 or execution.cancel_reason is not None:
