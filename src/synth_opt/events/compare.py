@@ -1,4 +1,7 @@
-"""Compare two normalized feeds line by line."""
+"""Compare two normalized feeds line by line.
+
+A torn last line (no newline and not valid JSON, as a crash mid-write leaves) is left out with a warning.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from synth_opt.errors import ConfigError, EventCompareError
+from synth_opt.events.normalize import is_torn_line, warn_torn_line
 
 __all__ = ["FeedComparison", "compare_feeds"]
 
@@ -27,7 +31,11 @@ class FeedComparison:
 def _lines(path: Path) -> list[str]:
     if not path.exists():
         raise ConfigError(f"event feed {path} does not exist; pass the path of an events.normalized.jsonl file")
-    return path.read_text(encoding="utf-8").splitlines()
+    raw = path.read_bytes().splitlines(keepends=True)
+    if raw and is_torn_line(raw[-1]):
+        warn_torn_line(path, len(raw), len(raw[-1]))
+        raw.pop()
+    return [line.decode("utf-8", errors="replace").rstrip("\r\n") for line in raw]
 
 
 def compare_feeds(left: Path, right: Path, *, raise_on_difference: bool = False) -> FeedComparison:

@@ -1,13 +1,17 @@
-"""Render an event feed (raw or normalized) as a readable timeline."""
+"""Render an event feed (raw or normalized) as a readable timeline.
+
+A torn last line (what a crash mid-write leaves) is left out with a warning; any other line that is not JSON is an
+error naming the file and line.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from synth_opt.errors import ConfigError
+from synth_opt.events.normalize import json_lines
 
 __all__ = ["render_timeline"]
 
@@ -24,14 +28,17 @@ MARKS = {
 def _events(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         raise ConfigError(f"event feed {path} does not exist; pass runs/<id>/events.jsonl or its .normalized.jsonl")
-    with path.open(encoding="utf-8") as feed:
-        for number, line in enumerate(feed, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}:{number}: not a JSON line; is this an event feed?") from None
+    lines = json_lines(path)
+    while True:
+        try:
+            number, data = next(lines)
+        except StopIteration:
+            return
+        except ValueError as error:  # names the file and line
+            raise ConfigError(f"{error}; is this an event feed?") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}:{number}: not an event object; is this an event feed?")
+        yield data
 
 
 def render_timeline(path: Path, *, decisions_only: bool = False) -> Iterator[str]:
