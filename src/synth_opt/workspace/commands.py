@@ -49,13 +49,22 @@ def status_command(db: Path, *, as_json: bool = False, console: Console | None =
 
 
 def repair_command(db: Path, *, as_json: bool = False, console: Console | None = None) -> int:
-    """Rebuild derived tables; exit code 0 when every invariant holds afterwards, else 1."""
+    """Rebuild derived tables (a corrupt database is moved aside and rebuilt, and the output says so); exit code 0
+    when every invariant holds afterwards, else 1."""
     console = console if console is not None else Console()
     summary = repair_workspace(db)
     if as_json or not console.is_terminal:
         console.file.write(json.dumps(summary, indent=2, default=str) + "\n")
         console.file.flush()
     else:
+        moved = summary.get("moved_aside")
+        if moved is not None:
+            console.print(
+                f"{summary['db_path']} was corrupt ({moved['problem']}): moved it aside to {moved['to']} "
+                f"and rebuilt a fresh database from {moved['rebuilt_from']}",
+                highlight=False,
+                markup=False,
+            )
         console.print(
             f"repaired {summary['db_path']}: back-filled {summary['backfilled_events']} event(s)", highlight=False
         )

@@ -4,6 +4,12 @@ First the ``events.jsonl`` beside the database back-fills ``event_stream_events`
 transaction, every derived table is emptied and re-projected from ``event_stream_events`` in sequence order (the
 same projection the live writer uses), the manifest row is re-read from ``result_manifest.json``, and the
 freshness rows and an invariant report are refreshed.
+
+A database SQLite cannot read (overwritten, truncated, or failing ``PRAGMA quick_check``) is first moved aside,
+never deleted: ``workspace.sqlite`` becomes ``workspace.sqlite.corrupt-<n>`` (with its ``-wal`` and ``-shm``, so
+the copy stays openable), ``<n>`` the first number not taken, and a fresh database is rebuilt from ``events.jsonl``
+and ``result_manifest.json``. Without an ``events.jsonl`` to rebuild from, repair refuses and leaves the file alone.
+(Checkpoints are not derived rows; the newest one lives in the run directory's own file.)
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from synth_opt.workspace.projector import ProjectionContext, Row, project_event,
 from synth_opt.workspace.schema import DERIVED_TABLES
 from synth_opt.workspace.writer import backfill_feed, manifest_row, stored_manifest
 
-__all__ = ["repair_workspace"]
+__all__ = ["database_problem", "repair_workspace"]
 
 _CHUNK = 5000
+_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary result codes)
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def repair_workspace(db_path: str | Path) -> dict[str, Any]:
@@ -32,6 +40,10 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     path = Path(db_path)
     if not path.is_file():
         raise ConfigError(f"workspace database {path} does not exist; pass --db runs/<run_id>/workspace.sqlite")
+    moved_aside: dict[str, Any] | None = None
+    problem = database_problem(path)
+    if problem is not None:
+        moved_aside = {"problem": problem, "to": str(_move_aside(path, problem)), "rebuilt_from": None}
     conn = open_workspace(path)
     try:
         run_ids = _run_ids(conn)
@@ -56,7 +68,63 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     finally:
         conn.close()
     ok = all(run["invariant_status"] != "violated" for run in runs.values())
-    return {"db_path": str(path), "backfilled_events": backfilled, "runs": runs, "status": "ok" if ok else "violated"}
+    if moved_aside is not None:
+        moved_aside["rebuilt_from"] = str(path.parent / "events.jsonl")
+    return {
+        "db_path": str(path),
+        "moved_aside": moved_aside,
+        "backfilled_events": backfilled,
+        "runs": runs,
+        "status": "ok" if ok else "violated",
+    }
+
+
+def database_problem(path: Path) -> str | None:
+    """Why SQLite cannot use the database at ``path`` (not a database, or damaged), or None when it can. The file
+    is opened ``immutable``, so the check writes, checkpoints and deletes nothing (a normal connection would fold or
+    remove a ``-wal`` file beside it on close). Errors that say nothing about the file (permission, ...) propagate."""
+    uri = f"{path.resolve().as_uri()}?immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as error:
+        if _corrupt(error):
+            return str(error)
+        raise
+    return None if rows == ["ok"] else "quick_check: " + "; ".join(rows[:3])
+
+
+def _corrupt(error: sqlite3.DatabaseError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _CORRUPT_CODES
+    text = str(error)
+    return "not a database" in text or "malformed" in text
+
+
+def _move_aside(path: Path, problem: str) -> Path:
+    """Rename a corrupt database and its side files to the first free ``<name>.corrupt-<n>``; refuse (leaving the
+    file alone) when there is no feed to rebuild from."""
+    feed = path.parent / "events.jsonl"
+    if not feed.is_file() or feed_run_id(feed) is None:
+        raise ConfigError(
+            f"workspace database {path} is corrupt ({problem}) and there is no readable events.jsonl beside it to "
+            "rebuild it from; it was left as it is (restore it from a copy, or delete it to start a new workspace)",
+            db_path=str(path),
+        )
+    number = 1
+    while any(path.with_name(f"{path.name}.corrupt-{number}{suffix}").exists() for suffix in ("", *_SIDE_FILES)):
+        number += 1
+    target = path.with_name(f"{path.name}.corrupt-{number}")
+    path.rename(target)
+    for suffix in _SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target
 
 
 def _run_ids(conn: sqlite3.Connection) -> list[str]:
