@@ -1,10 +1,13 @@
-"""Projection freshness and invariant reports: does every derived table cover its source rows?
+"""Projection freshness and invariant reports: does every derived table hold exactly the rows its sources imply?
 
-The source of the derived tables is ``event_stream_events`` (each row records which derived tables its projection
-fed, in ``projected_tables``); the source of ``event_stream_events`` is the ``events.jsonl`` beside the database,
-whose lines are numbered 1..N by the bus; the source of ``manifests`` is ``result_manifest.json``. A table is
-``fresh`` when no source row lacks its derived row, ``stale`` otherwise, and ``lagging`` when only the live writer's
-last batch is not in yet (``event_stream_events`` of a run still going). :func:`compute_health` only reads, so
+The source of the derived tables is ``event_stream_events``; the source of ``event_stream_events`` is the
+``events.jsonl`` beside the database, whose lines are numbered 1..N by the bus; the source of ``manifests`` is
+``result_manifest.json``. Rows are counted, not events: the stored events are projected again (the same pure
+projection the writer and repair use) to learn every row each derived table should hold, and each table's rows are
+compared with those per source event, so an event that lost some of its rows (half of a frontier update's cells)
+shows as well as one that lost all of them, and so do rows no event implies. A table is ``fresh`` when its rows
+are exactly the implied ones, ``stale`` otherwise, and ``lagging`` when only the live writer's last batch is not
+in yet (``event_stream_events`` of a run still going). :func:`compute_health` only reads, so
 ``workspace_status`` can run it on a read-only connection while the run writes; :func:`persist_health` stores it.
 """
 
@@ -12,14 +15,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth_opt.events import utc_now
+from synth_opt.events import Event, utc_now
 from synth_opt.workspace.db import write_transaction
 from synth_opt.workspace.project_io import ROLLOUT_BOUNDARY
-from synth_opt.workspace.projector import PROJECTION_ERROR
+from synth_opt.workspace.projector import HANDLED_TYPES, PROJECTION_ERROR, ProjectionContext, project_event
 
 __all__ = [
     "COVERAGE",
@@ -38,12 +41,13 @@ KEEP_REPORTS = 50
 _ROLLOUTS = ("rollout.completed", "rollout.degraded")
 _PROPOSER = ("proposer.called", "proposer.failed")
 _USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
+_SEQ = "sequence_number"
 
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
-    """``table`` must hold a row whose ``link`` column equals the event's, for every event of ``types`` whose
-    projection fed ``table``."""
+    """``table`` holds the rows that the projection of the events (chiefly of ``types``) implies; its rows are
+    matched with their events through the ``link`` column."""
 
     table: str
     types: tuple[str, ...]
@@ -76,37 +80,114 @@ def repair_hint(db_path: Path) -> str:
     return f"synth-opt workspace repair --db {db_path}"
 
 
-def _entry(source: str, source_rows: int, derived_rows: int, missing: list[str], missing_rows: int) -> dict[str, Any]:
+def _entry(
+    source: str, source_rows: int, derived_rows: int, missing: list[str], missing_rows: int, extra_rows: int = 0
+) -> dict[str, Any]:
     return {
         "source": source,
         "source_rows": source_rows,
         "derived_rows": derived_rows,
         "missing_rows": missing_rows,
+        "extra_rows": extra_rows,
         "missing_sample": missing[:SAMPLE],
-        "status": "fresh" if missing_rows == 0 else "stale",
+        "status": "fresh" if missing_rows == 0 and extra_rows == 0 else "stale",
     }
 
 
-def _coverage(conn: sqlite3.Connection, run_id: str, c: Coverage) -> dict[str, Any]:
-    """One pass over the source events (through the ``(run_id, type)`` index: the planner would otherwise walk
-    every event of the run) counts them and the ones the derived table lacks; a sample is fetched only then."""
-    marks = ", ".join("?" for _ in c.types)
-    where = f"e.run_id = ? AND e.type IN ({marks}) AND instr(e.projected_tables, ?) > 0"
-    lacks = f"NOT EXISTS (SELECT 1 FROM {c.table} d WHERE d.run_id = e.run_id AND d.{c.link} = e.{c.link})"
-    source = f"FROM event_stream_events e INDEXED BY event_stream_events_type WHERE {where}"
-    params = (run_id, *c.types, f",{c.table},")
-    source_rows, missing_rows = conn.execute(f"SELECT count(*), coalesce(sum({lacks}), 0) {source}", params).fetchone()
-    derived_rows = conn.execute(f"SELECT count(*) FROM {c.table} WHERE run_id = ?", (run_id,)).fetchone()[0]
-    missing = []
-    if missing_rows:
-        missing = conn.execute(
-            f"SELECT e.sequence_number, e.{c.link} {source} AND {lacks} ORDER BY e.sequence_number LIMIT {SAMPLE}",
-            params,
-        ).fetchall()
-    sample = [
-        f"{c.link}={key} (event {seq})" if c.link != "sequence_number" else f"event {seq}" for seq, key in missing
-    ]
-    return _entry(f"event_stream_events: {', '.join(c.types)}", source_rows, derived_rows, sample, missing_rows)
+@dataclass(slots=True)
+class _Implied:
+    """The rows one derived table should hold, counted per link value, with the first event that implies each."""
+
+    per_link: dict[Any, int] = field(default_factory=dict)
+    first_event: dict[Any, int] = field(default_factory=dict)
+
+
+def _primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    info = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    return tuple(row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0)
+
+
+def _implied_rows(conn: sqlite3.Connection, run_id: str) -> dict[str, _Implied]:
+    """Project the run's stored events again, in order, and count the rows each covered table should hold.
+
+    Every covered table's primary key is ``(run_id, <link>, ...)``, so rows of different link values never collide.
+    Rows linked by ``sequence_number`` belong to one event, so counting that event's distinct keys is exact; rows
+    linked otherwise (a rollout id, a candidate id) may be implied again by a later event, so the distinct keys seen
+    per link value are kept (interned: most are alike) and a repeated key counts once, as the writer's
+    ``INSERT OR IGNORE`` stores it once."""
+    links = {c.table: c.link for c in COVERAGE}
+    rests: dict[str, tuple[str, ...]] = {}
+    for table, link in links.items():
+        key = _primary_key(conn, table)
+        assert key[:2] == ("run_id", link), f"{table}: primary key {key} does not start with run_id, {link}"
+        rests[table] = key[2:]
+    implied = {table: _Implied() for table in links}
+    seen: dict[str, dict[Any, frozenset[tuple[Any, ...]]]] = {t: {} for t, link in links.items() if link != _SEQ}
+    interned: dict[frozenset[tuple[Any, ...]], frozenset[tuple[Any, ...]]] = {}
+    context = ProjectionContext()
+    marks = ", ".join("?" for _ in HANDLED_TYPES)
+    cursor = conn.execute(
+        f"SELECT sequence_number, payload_json FROM event_stream_events WHERE run_id = ? AND type IN ({marks}) "
+        "ORDER BY sequence_number",
+        (run_id, *sorted(HANDLED_TYPES)),
+    )
+    for seq, payload in cursor:
+        try:
+            event = Event.from_json(json.loads(payload))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # an unreadable stored event implies nothing (the events_project check names such events)
+        _stream, *rows = project_event(event, run_id, context)
+        context.observe(event)
+        keys: dict[tuple[str, Any], set[tuple[Any, ...]]] = {}
+        for table, values in rows:
+            rest = rests.get(table)
+            if rest is not None:
+                found = keys.setdefault((table, values.get(links[table])), set())
+                found.add(tuple(values.get(column) for column in rest) if rest else ())
+        for (table, link), found in keys.items():
+            into = implied[table]
+            if link not in into.first_event:
+                into.first_event[link] = seq
+            earlier = seen.get(table)
+            if earlier is None:  # linked by this event's sequence number
+                into.per_link[link] = len(found)
+                continue
+            merged = frozenset(found) | earlier.get(link, frozenset())
+            earlier[link] = interned.setdefault(merged, merged)
+            into.per_link[link] = len(merged)
+    return implied
+
+
+def _coverage(conn: sqlite3.Connection, run_id: str, c: Coverage, implied: _Implied) -> dict[str, Any]:
+    """Compare the table's rows per link value with the implied ones: rows missing, and rows no stored event
+    implies. (Rows of events not stored yet, as while the live writer lags, are left to the stream's check.)"""
+    stored = (
+        "EXISTS (SELECT 1 FROM event_stream_events e WHERE e.run_id = d.run_id "
+        "AND e.sequence_number = d.sequence_number)"
+    )
+    held: dict[Any, tuple[int, int]] = {
+        link: (count, of_stored)
+        for link, count, of_stored in conn.execute(
+            f"SELECT d.{c.link}, count(*), sum({stored}) FROM {c.table} d WHERE d.run_id = ? GROUP BY d.{c.link}",
+            (run_id,),
+        )
+    }
+    missing_rows = extra_rows = 0
+    short: list[tuple[int, Any, int, int]] = []
+    for link, wanted in implied.per_link.items():
+        have = held.get(link, (0, 0))[0]
+        if have < wanted:
+            missing_rows += wanted - have
+            short.append((implied.first_event[link], link, have, wanted))
+    for link, (_count, of_stored) in held.items():
+        extra_rows += max(0, of_stored - implied.per_link.get(link, 0))
+    sample = []
+    for seq, link, have, wanted in sorted(short)[:SAMPLE]:
+        where = f"event {seq}" if c.link == "sequence_number" else f"{c.link}={link} (event {seq})"
+        sample.append(where if have == 0 else f"{where}: {have} of {wanted} rows")
+    source = f"event_stream_events: the rows {', '.join(c.types)} imply"
+    derived_rows = sum(count for count, _ in held.values())
+    return _entry(source, sum(implied.per_link.values()), derived_rows, sample, missing_rows, extra_rows)
 
 
 def feed_run_id(feed_path: Path) -> str | None:
@@ -248,8 +329,9 @@ def compute_health(conn: sqlite3.Connection, db_path: Path, run_id: str) -> tupl
         freshness["runs"] = _entry(
             "event_stream_events", int(has_events is not None), int(status is not None), missing_run, len(missing_run)
         )
+        implied = _implied_rows(conn, run_id)
         for coverage in COVERAGE:
-            freshness[coverage.table] = _coverage(conn, run_id, coverage)
+            freshness[coverage.table] = _coverage(conn, run_id, coverage, implied[coverage.table])
         freshness["cache_profiles"] = _profile_coverage(conn, run_id)
         freshness["manifests"] = _manifest_coverage(conn, run_id, db_path)
         checks = _checks(conn, run_id, terminal)
@@ -265,11 +347,21 @@ def _report(run_id: str, db_path: Path, freshness: dict[str, Any], checks: dict[
     lagging = [t for t, f in freshness.items() if f["status"] == "lagging"]
     violated = [name for name, c in checks.items() if c["status"] == "violated"]
     missing = {
-        t: {"missing_rows": freshness[t]["missing_rows"], "sample": freshness[t]["missing_sample"]} for t in stale
+        t: {
+            "missing_rows": freshness[t]["missing_rows"],
+            "extra_rows": freshness[t].get("extra_rows", 0),
+            "sample": freshness[t]["missing_sample"],
+        }
+        for t in stale
     }
     status = "violated" if stale or violated else ("lagging" if lagging else "ok")
     hint = repair_hint(db_path) if status == "violated" else None
-    parts = [f"{t} misses {m['missing_rows']} row(s) ({', '.join(m['sample'][:3])})" for t, m in missing.items()]
+    parts = []
+    for t, m in missing.items():
+        if m["missing_rows"]:
+            parts.append(f"{t} misses {m['missing_rows']} row(s) ({', '.join(m['sample'][:3])})")
+        if m["extra_rows"]:
+            parts.append(f"{t} holds {m['extra_rows']} row(s) that no stored event implies")
     parts += [f"check {name} failed" for name in violated]
     if status == "violated":
         message = "; ".join(parts) + f". Rebuild the derived tables with: {hint}"
