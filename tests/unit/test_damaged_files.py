@@ -16,11 +16,12 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.cli import main
-from synth_opt.errors import ConfigError
+from synth_opt.errors import ConfigError, RunLockedError
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.events.replay import render_timeline
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.run_lock import RunDirLock
 from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.usage import Usage
 from synth_opt.workspace import repair_workspace, workspace_status
@@ -231,6 +232,15 @@ def test_repair_of_a_corrupt_database_without_a_feed_refuses_and_keeps_the_file(
     db.write_bytes(b"garbage" * 1000)
     (run_dir / "events.jsonl").unlink()
     with pytest.raises(ConfigError, match=r"events\.jsonl"):
+        repair_workspace(db)
+    assert db.read_bytes() == b"garbage" * 1000
+    assert not (run_dir / "workspace.sqlite.corrupt-1").exists()
+
+
+def test_repair_does_not_move_the_database_of_a_live_run(run_dir: Path) -> None:
+    db = run_dir / "workspace.sqlite"
+    db.write_bytes(b"garbage" * 1000)
+    with RunDirLock(run_dir), pytest.raises(RunLockedError):  # as a running optimizer holds it
         repair_workspace(db)
     assert db.read_bytes() == b"garbage" * 1000
     assert not (run_dir / "workspace.sqlite.corrupt-1").exists()

@@ -8,7 +8,8 @@ freshness rows and an invariant report are refreshed.
 A database SQLite cannot read (overwritten, truncated, or failing ``PRAGMA quick_check``) is first moved aside,
 never deleted: ``workspace.sqlite`` becomes ``workspace.sqlite.corrupt-<n>`` (with its ``-wal`` and ``-shm``, so
 the copy stays openable), ``<n>`` the first number not taken, and a fresh database is rebuilt from ``events.jsonl``
-and ``result_manifest.json``. Without an ``events.jsonl`` to rebuild from, repair refuses and leaves the file alone.
+and ``result_manifest.json``. Without an ``events.jsonl`` to rebuild from, repair refuses and leaves the file alone;
+in a run directory it first takes the run's lock, so a live run's database is never moved from under it.
 (Checkpoints are not derived rows; the newest one lives in the run directory's own file.)
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from synth_opt.errors import ConfigError
 from synth_opt.events import Event
+from synth_opt.run_lock import LOCK_FILE, RunDirLock, is_run_dir
 from synth_opt.workspace.db import apply_rows, open_workspace, refresh_cache_profiles, write_transaction
 from synth_opt.workspace.freshness import feed_run_id, refresh_health
 from synth_opt.workspace.projector import ProjectionContext, Row, project_event, touch_run
@@ -41,9 +43,21 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"workspace database {path} does not exist; pass --db runs/<run_id>/workspace.sqlite")
     moved_aside: dict[str, Any] | None = None
+    lock: RunDirLock | None = None
     problem = database_problem(path)
-    if problem is not None:
-        moved_aside = {"problem": problem, "to": str(_move_aside(path, problem)), "rebuilt_from": None}
+    try:
+        if problem is not None:
+            if (path.parent / LOCK_FILE).exists() or is_run_dir(path.parent):
+                lock = RunDirLock(path.parent)  # a live run must not lose its database under it
+                lock.acquire()
+            moved_aside = {"problem": problem, "to": str(_move_aside(path, problem)), "rebuilt_from": None}
+        return _repair(path, moved_aside)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _repair(path: Path, moved_aside: dict[str, Any] | None) -> dict[str, Any]:
     conn = open_workspace(path)
     try:
         run_ids = _run_ids(conn)
