@@ -227,12 +227,26 @@ def render_summary(result: GepaResult) -> str:
         f"  best candidate: {result.best_candidate_id}",
         f"  cost: {'unknown' if result.cost_usd is None else f'${result.cost_usd:.4f}'}, "
         f"tokens: {result.usage['total']['total_tokens']}",
+        *_discarded_line(result),
         f"  manifest: {result.manifest_path}",
         f"  events:   {result.event_feed_path}",
         f"  registry: {result.candidate_registry_path}",
         f"  frontier: {result.frontier_path}",
     ]
     return "\n".join(lines)
+
+
+def _discarded_line(result: GepaResult) -> list[str]:
+    """Spend that restarts threw away (work after the last checkpoint, done again on resume); none: no line."""
+    discarded = result.usage.get("discarded") or {}
+    total = discarded.get("total") or {}
+    if not discarded.get("rollouts") and not total.get("calls"):
+        return []
+    cost = total.get("cost_usd")
+    return [
+        f"  discarded by restarts (paid, then done again): {discarded['rollouts']} rollouts, "
+        f"{total.get('total_tokens', 0)} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}"
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover

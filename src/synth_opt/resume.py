@@ -138,13 +138,14 @@ def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def prepare_resume(run_dir: Path, snapshot: dict[str, Any]) -> ResumePoint:
+def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool = True) -> ResumePoint:
     """Cut the feed back to the checkpoint, rebuild registry and records from it, and clear derived files.
 
     The feed keeps the lines up to the checkpoint's sequence number. The transport lines of the work in flight at
     the checkpoint (its rollouts and proposer calls: the resumed run does that work again) are replaced, in place
     and under the same sequence numbers, by ``event.discarded`` lines that no projection counts; what they and
-    the lines after the cut had spent is added to the run's discarded usage."""
+    the lines after the cut had spent is added to the run's discarded usage, unless the work will not be paid
+    again (``paid_again`` False: a ``readwrite`` cache holds the replies, and the resumed run is served from it)."""
     feed = run_dir / "events.jsonl"
     cut = int(snapshot["sequence_number"])
     commits = int(snapshot["commits"])
@@ -156,7 +157,7 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any]) -> ResumePoint:
         for event in read_feed(feed):
             if event.type == DISCARDED_EVENT:
                 before = Discarded.from_json(event.fields)
-            elif event.sequence_number > cut or _in_flight(event, commits):
+            elif paid_again and (event.sequence_number > cut or _in_flight(event, commits)):
                 dropped += Discarded.of(event)
             if event.sequence_number > cut:
                 continue

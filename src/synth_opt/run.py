@@ -169,7 +169,8 @@ class GepaRun:
             checkpoint = latest_checkpoint(run_dir)
             if checkpoint is not None:
                 lock.mark()
-                return prepare_resume(run_dir, checkpoint)
+                # with a readwrite cache the work a restart throws away is served again from the cache, not paid
+                return prepare_resume(run_dir, checkpoint, paid_again=self.config.cache.mode != "readwrite")
             if checkpoint_announced(run_dir):
                 raise RunStateError(
                     f"run directory {run_dir} announced a checkpoint that is gone ({CHECKPOINT_FILE} is missing "

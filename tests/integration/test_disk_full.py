@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from synth_opt import GepaResult
+from synth_opt.cli import render_summary
 from synth_opt.events.compare import compare_feeds
 
 from .test_kill_resume import DRIVER, finish, lines, write_config
@@ -50,6 +52,10 @@ def test_a_run_that_cannot_write_its_feed_fails_naming_the_file_and_resumes_late
     registry = lines(config.parent / "runs" / "run_registry.jsonl")
     assert [line["status"] for line in registry][-2:] == ["resumed", "completed"]
     assert json.loads(manifest.read_text())["status"] == "completed"
+    result = GepaResult.from_manifest(manifest)  # what the lost tail cost is on record, and in the summary
+    discarded = result.usage["discarded"]
+    assert discarded["rollouts"] > 0
+    assert f"discarded by restarts (paid, then done again): {discarded['rollouts']} rollouts" in render_summary(result)
     whole = write_config(tmp_path / "whole", "async_pipelined", "rebase", "off")
     finish(whole)
     comparison = compare_feeds(

@@ -195,6 +195,12 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str) -> list[Kill]
     assert outcome(parts_dir) == outcome(whole_dir), kills
     status = workspace_status(parts_dir / "workspace.sqlite")["runs"][0]
     assert status["invariant_report"]["status"] == "ok", status["invariant_report"]
+    discarded = json.loads((parts_dir / "result_manifest.json").read_text())["usage"]["discarded"]
+    if cache == "off":  # the work after each checkpoint was paid for and then done again: it is on record
+        assert discarded["rollouts"] > 0 and discarded["total"]["total_tokens"] > 0, discarded
+        assert status["discarded_usage"] == discarded
+    else:  # served again from the cache, so not paid twice
+        assert discarded["rollouts"] == 0, discarded
     registry = lines(parts.parent / "runs" / "run_registry.jsonl")
     resumed = [line for line in registry if line["status"] == "resumed"]
     assert resumed and all(line["commits"] > 0 for line in resumed), (registry, kills)
@@ -211,3 +217,4 @@ def test_a_run_killed_at_ten_points_resumes_to_the_uninterrupted_result(
     if mode == "async_pipelined":
         assert any(kill.in_flight >= 2 for kill in kills), kills
     assert any(kill.state == "evaluating_heldout" for kill in kills), kills
+    assert sum(kill.resumed for kill in kills) >= KILLS_PER_CELL - 2, kills  # later kills land in resumed runs

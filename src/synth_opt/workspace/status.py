@@ -140,6 +140,7 @@ def _run(
             ),
             "candidate_status_counts": _latest_status_counts(conn, tables, run_id),
             "usage": _usage(conn, run_id),
+            "discarded_usage": _discarded(conn, run_id),
             "stopper": _stopper(conn, run_id),
         }
         run["rejected"] = run["proposals"] - run["accepted"]
@@ -175,6 +176,17 @@ def _usage(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
         (run_id,),
     ).fetchone()
     return {"calls": calls, "total_tokens": tokens, "cost_usd": cost}
+
+
+def _discarded(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """What restarts threw away and paid again (the latest ``run.discarded``: its totals are cumulative); None
+    for a run that never resumed."""
+    row = conn.execute(
+        "SELECT fields_json FROM event_stream_events WHERE run_id = ? AND type = 'run.discarded' "
+        "ORDER BY sequence_number DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
 
 def _stopper(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
