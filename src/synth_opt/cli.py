@@ -186,7 +186,9 @@ def _events_replay(args: argparse.Namespace) -> int:
     path = Path(args.events)
     for line in render_timeline(path, decisions_only=args.decisions):
         print(line)
-    if "sequence_number" in path.read_text(encoding="utf-8")[:200]:  # a raw feed: show the display's last state
+    with path.open("rb") as head:
+        raw_feed = b"sequence_number" in head.read(200)
+    if raw_feed:  # a raw feed: show the display's last state
         from rich.console import Console
 
         from synth_opt.events.normalize import read_feed

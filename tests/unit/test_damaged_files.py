@@ -142,6 +142,7 @@ def test_a_torn_last_line_cut_inside_a_character_is_ignored_too(
     assert [e.sequence_number for e in read_feed(feed)] == [e.sequence_number for e in events]
     assert len(list(render_timeline(feed))) == len(events)
     assert _torn_warnings(caplog, feed)
+    assert main(["events", "replay", "--events", str(feed)]) == 0  # the command as a whole, too
 
 
 def test_a_damaged_line_in_the_middle_is_an_error_naming_file_and_line(run_dir: Path) -> None:
