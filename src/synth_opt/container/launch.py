@@ -2,9 +2,10 @@
 
 The process runs in its own session, so its whole process group (a server and anything it spawned) can be stopped
 together; stopping happens on every way out of the context manager, cancellation included, under a shielded scope,
-and an orphan watchdog (:mod:`synth_opt.watchdog`) stops the group should this process die first. Output goes to a
-log file rather than a pipe, so a chatty container can never block on a full pipe, and the last lines of that log
-explain an early exit.
+and an orphan watchdog (:mod:`synth_opt.watchdog`) stops the group should this process die first. While the
+context is open the process is watched: if it exits on its own, the body is cancelled at once and a
+ContainerContractError names its exit code. Output goes to a log file rather than a pipe, so a chatty container
+can never block on a full pipe, and the last lines of that log explain an early exit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import anyio
 import httpx
 from anyio.abc import Process
 
-from synth_opt.errors import ContainerContractError
+from synth_opt.errors import ContainerContractError, collapse_exception_group
 from synth_opt.processes import open_group_process, process_group_alive, stop_process_group, terminate_group
 
 __all__ = [
@@ -103,7 +104,17 @@ async def launched_container(
                 limit_seconds=startup_timeout_seconds,
                 headers=health_headers,
             )
-            yield LaunchedContainer(url=url, pid=process.pid, log_path=log_path)
+            try:
+                async with anyio.create_task_group() as watching:
+                    # an exit while the run uses the container fails the run at once (the watcher raises into
+                    # this task group, which cancels the body); stopping it ourselves cancels the watcher first
+                    watching.start_soon(_fail_on_exit, process, shown, url, log_path)
+                    try:
+                        yield LaunchedContainer(url=url, pid=process.pid, log_path=log_path)
+                    finally:
+                        watching.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise collapse_exception_group(group) from None
         finally:
             with anyio.CancelScope(shield=True):
                 await _stop(process, stop_grace_seconds)
@@ -168,6 +179,17 @@ async def _wait_until_healthy(
                     return
                 last_problem = f"last attempt: HTTP {response.status_code}"
             await anyio.sleep(min(_HEALTH_POLL_SECONDS, max(0.0, deadline - anyio.current_time())))
+
+
+async def _fail_on_exit(process: Process, shown: str, url: str, log_path: Path) -> None:
+    code = await process.wait()
+    raise ContainerContractError(
+        f"the launched container {shown!r} at {url} exited with code {code} while the run was using it; the run "
+        f"cannot go on without it (last lines of its log {log_path}):\n{_log_tail(log_path)}",
+        command=shown,
+        url=url,
+        returncode=code,
+    )
 
 
 async def _stop(process: Process, grace_seconds: float) -> None:
