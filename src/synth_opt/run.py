@@ -31,6 +31,7 @@ from synth_opt.cache import CacheStore
 from synth_opt.cancel import CancelHandle
 from synth_opt.collector import run_paced_collector
 from synth_opt.config import GepaConfig, load_config
+from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.errors import (
     RunCancelledError,
     RunFailedError,
@@ -56,7 +57,6 @@ from synth_opt.run_checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_ch
 from synth_opt.run_container import open_container
 from synth_opt.run_container import with_python as with_python  # it was defined here
 from synth_opt.run_dataset import resolve_dataset
-from synth_opt.run_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.run_setup import budget_ledger, cached_proposer, search_state, seed_and_modules, supervisor_settings
 from synth_opt.run_state import emit_run_state
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
@@ -92,7 +92,7 @@ class GepaRun:
     ``execute()`` is synchronous; callers already inside an event loop use ``await execute_async()``.
     Re-running a config whose run directory holds a finished run returns the stored result without calling out;
     an unfinished one resumes from its last checkpoint (or starts over when it committed nothing); ``fresh=True``
-    replaces it. A run holds its directory's lock (:mod:`synth_opt.run_lock`) from start to end.
+    replaces it. A run holds its directory's lock (:mod:`synth_opt.dir_lock`) from start to end.
     """
 
     def __init__(

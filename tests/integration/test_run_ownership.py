@@ -25,8 +25,8 @@ from synth_opt import (
     repair_workspace,
     workspace_submit_run_request,
 )
+from synth_opt.dir_lock import RunDirLock
 from synth_opt.events.compare import compare_feeds
-from synth_opt.run_lock import RunDirLock
 from synth_opt.service.worker import run_next
 
 from .test_kill_resume import finish, line_count, lines, start, write_config

@@ -16,12 +16,12 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.cli import main
+from synth_opt.dir_lock import RunDirLock
 from synth_opt.errors import ConfigError, RunLockedError
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.events.replay import render_timeline
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
-from synth_opt.run_lock import RunDirLock
 from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.usage import Usage
 from synth_opt.workspace import repair_workspace, workspace_status

@@ -20,9 +20,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from synth_opt.dir_lock import LOCK_FILE, RunDirLock, is_run_dir
 from synth_opt.errors import ConfigError
 from synth_opt.events import Event
-from synth_opt.run_lock import LOCK_FILE, RunDirLock, is_run_dir
 from synth_opt.workspace.db import apply_rows, open_workspace, refresh_cache_profiles, write_transaction
 from synth_opt.workspace.freshness import feed_run_id, refresh_health
 from synth_opt.workspace.projector import ProjectionContext, Row, project_event, touch_run
