@@ -126,6 +126,7 @@ class ContainerSection(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     auth_bearer_env: str | None = None
     request_timeout_seconds: PosFloat = 120.0
+    outage_timeout_seconds: PosFloat = 120.0
 
 
 class DatasetSection(_Section):

@@ -162,7 +162,7 @@ def test_a_count_for_refused_is_rejected() -> None:
         ("http500", 2, "HTTP 500"),
         ("reset", 2, "(after 2 attempts)"),
         ("hang", 2, "(after 2 attempts)"),
-        ("malformed", 2, "not JSON"),
+        ("malformed", 1, "not JSON"),  # served, so not retried
         ("wrong_id", 1, "'r-2-wrong'"),
     ],
 )

@@ -2,6 +2,11 @@
 
 One class owns the failure policy every route shares: bounded, deterministic retries of transport failures
 and retryable statuses, and errors that name the container URL, the route and the status and say what to do.
+A call ends in one of the two kinds of failure of :mod:`synth_opt.container.replies`: a *transport failure*
+(:class:`~synth_opt.container.replies.ContainerTransportError`, after the retries) or a *task failure* (any other
+``ContainerContractError``, never retried: something was served). With ``outage_timeout_seconds`` set, rollouts go
+through an :class:`~synth_opt.container.circuit.OutageCircuit`, so a transport failure is held and sent again
+rather than returned, and an outage fails the run instead of producing outcomes.
 Replies are validated here into the records of :mod:`synth_opt.container.wire`, so nothing past this boundary
 sees raw JSON. ``validate_rollout_reply`` is public because the cache rebinds and revalidates stored replies.
 """
@@ -19,15 +24,18 @@ from urllib.parse import quote
 import anyio
 import httpx
 
+from synth_opt.container.circuit import ContainerOutageError, Emit, OutageCircuit
 from synth_opt.container.connections import container_transport, environment_proxy
 from synth_opt.container.replies import (
     FAILURE_STATUSES,
     PENDING_STATUSES,
     SUCCESS_STATUSES,
+    ContainerTransportError,
     RolloutPhase,
     check_rollout_id,
     clip,
     gepa_contract_version,
+    is_transport_status,
     parse_program,
     parse_taskset,
     rollout_phase,
@@ -50,13 +58,15 @@ __all__ = [
     "SUCCESS_STATUSES",
     "ClientStats",
     "ContainerClient",
+    "ContainerOutageError",
+    "ContainerTransportError",
     "RetryPolicy",
     "RolloutPhase",
     "rollout_phase",
     "validate_rollout_reply",
 ]
 
-RETRYABLE_STATUS_CODES: Final = frozenset({408, 425, 429})
+MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
 TASKS_CHUNK_SIZE: Final = 500
 _TERMINATE_TIMEOUT_SECONDS: Final = 5.0
 _TRANSPORT_HINT: Final = (
@@ -117,10 +127,15 @@ class ContainerClient:
         transport: httpx.AsyncBaseTransport | None = None,
         concurrency: int = 8,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        outage_timeout_seconds: float | None = None,
+        outage_events: Emit | None = None,
     ) -> None:
         """``concurrency``: the requests the caller will have in flight at once, which sizes the connection
         pools (:func:`~synth_opt.container.connections.container_transport`; httpx's own transport when the
-        environment names a proxy for the url); ``transport`` replaces them."""
+        environment names a proxy for the url); ``transport`` replaces them. ``outage_timeout_seconds``: send
+        rollouts through an :class:`~synth_opt.container.circuit.OutageCircuit` (``outage_events`` receives its
+        events); without it a rollout's transport failure is raised after the retries."""
         self._base_url = base_url.rstrip("/")
         self.url = _display_url(self._base_url)
         self._retry = retry
@@ -137,6 +152,16 @@ class ContainerClient:
         )
         self.stats = ClientStats()
         self._urls: dict[str, httpx.URL] = {}
+        self._max_reply_bytes = max_reply_bytes
+        self.circuit: OutageCircuit | None = None
+        if outage_timeout_seconds is not None:
+            self.circuit = OutageCircuit(
+                url=self.url,
+                outage_timeout_seconds=outage_timeout_seconds,
+                request_timeout_seconds=request_timeout_seconds,
+                health=self._probe_health,
+                emit=outage_events,
+            )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -218,14 +243,34 @@ class ContainerClient:
         poll_interval_seconds: float = 0.25,
         async_timeout_seconds: float = 600.0,
     ) -> RolloutReply:
-        """Run one rollout; a non-terminal first reply (async submission) is polled until it ends."""
+        """Run one rollout; a non-terminal first reply (async submission) is polled until it ends. Through the
+        outage circuit when there is one: a transport failure is then held and sent again (see
+        :mod:`~synth_opt.container.circuit`)."""
+
+        async def send(sent: RolloutRequest, probe: bool) -> RolloutReply:
+            attempts = 1 if probe else None
+            return await self._rollout_once(sent, poll_interval_seconds, async_timeout_seconds, attempts)
+
+        if self.circuit is None:
+            return await send(request, False)
+        return await self.circuit.run(request, send)
+
+    async def _rollout_once(
+        self, request: RolloutRequest, poll_interval_seconds: float, async_timeout_seconds: float, attempts: int | None
+    ) -> RolloutReply:
         route = "/rollout"
-        reply = self._expect_object(await self._call("POST", route, body=request.to_json()), "POST", route)
+        payload = await self._call("POST", route, body=request.to_json(), max_attempts=attempts)
+        reply = self._expect_object(payload, "POST", route)
         check_rollout_id(reply, request.rollout_id, url=self.url, route=route)
         if rollout_phase(reply) is RolloutPhase.PENDING:
             route = f"/rollouts/{quote(request.rollout_id, safe='')}"
             reply = await self._await_rollout(request.rollout_id, poll_interval_seconds, async_timeout_seconds)
         return validate_rollout_reply(reply, request.rollout_id, url=self.url, route=route)
+
+    async def _probe_health(self, within_seconds: float) -> None:
+        """``GET /health`` once, within ``within_seconds``, for the outage circuit's probes (never cached)."""
+        payload = await self._call("GET", "/health", max_attempts=1, attempt_seconds=within_seconds)
+        self._expect_object(payload, "GET", "/health")
 
     # --------------------------------------------------------------------------------------------- plumbing
 
@@ -313,14 +358,19 @@ class ContainerClient:
         body: Any = None,
         allow_not_found: bool = False,
         max_attempts: int | None = None,
+        attempt_seconds: float | None = None,
     ) -> Any:
         """Send one request with the retry policy; return the parsed JSON body (or ``_NOT_FOUND``).
 
-        ``request_timeout_seconds`` is a deadline for each attempt as a whole (waiting for a pooled connection,
-        connecting, sending and reading the complete body), not only for each read: a container that trickles its
-        body cannot hold an attempt past it. An attempt that misses it is a transport failure, retried like any.
+        ``request_timeout_seconds`` (or ``attempt_seconds``) is a deadline for each attempt as a whole (waiting for a
+        pooled connection, connecting, sending and reading the complete body), not only for each read: a container
+        that trickles its body cannot hold an attempt past it. An attempt that misses it is a transport failure,
+        retried like any. Transport failures that outlast the retries raise
+        :class:`~synth_opt.container.replies.ContainerTransportError`; a reply that was served but is unusable (a
+        2xx body that is not JSON or is over ``max_reply_bytes``, another 4xx) raises at once and is not retried.
         """
         attempts = max_attempts or self._retry.max_attempts
+        deadline = self._request_timeout if attempt_seconds is None else attempt_seconds
         problem = ""
         status: int | None = None
         for attempt in range(1, attempts + 1):
@@ -330,8 +380,8 @@ class ContainerClient:
             self.stats.requests += 1
             request = self._http.build_request(method, self._url(route), json=body)
             try:
-                with anyio.fail_after(self._request_timeout):
-                    response = await self._http.send(request)  # reads the whole body
+                with anyio.fail_after(deadline):
+                    status, content = await self._exchange(request)
             except httpx.UnsupportedProtocol as exc:
                 error = self._error(method, route, f"unsupported URL ({exc})", None, "fix [container] url")
                 raise error from None
@@ -339,29 +389,45 @@ class ContainerClient:
                 problem, status = _describe_transport_error(exc), None
                 continue
             except TimeoutError:
-                problem, status = f"no complete reply within the request timeout of {self._request_timeout:g} s", None
+                problem, status = f"no complete reply within the request timeout of {deadline:g} s", None
                 continue
-            status = response.status_code
             if status == 404 and allow_not_found:
                 return _NOT_FOUND
-            if 200 <= status < 300:
-                try:
-                    return response.json()
-                except ValueError:
-                    problem = f"HTTP {status} with a body that is not JSON"
-                    continue
-            problem = f"HTTP {status}{_body_hint(response)}"
-            if status in RETRYABLE_STATUS_CODES or status >= 500:
+            if is_transport_status(status):
+                problem = f"HTTP {status}{_body_hint(content)}"
                 continue
-            raise self._error(method, route, problem, status, _hint_for_status(status))
+            if not 200 <= status < 300:
+                problem = f"HTTP {status}{_body_hint(content)}"
+                raise self._error(method, route, problem, status, _hint_for_status(status))
+            if content is None:
+                problem = f"HTTP {status} with a body over the limit of {self._max_reply_bytes} bytes"
+                raise self._error(method, route, problem, status, _REPLY_HINT)
+            try:
+                return json.loads(content)
+            except ValueError:
+                problem = f"HTTP {status} with a body that is not JSON"
+                raise self._error(method, route, problem, status, _REPLY_HINT) from None
         what = f"{problem} (after {attempts} attempt{'s' if attempts != 1 else ''})"
-        if status is None:
-            hint = _TRANSPORT_HINT
-        elif 200 <= status < 300:
-            hint = _REPLY_HINT
-        else:
-            hint = _hint_for_status(status)
-        raise self._error(method, route, what, status, hint)
+        hint = _TRANSPORT_HINT if status is None else _hint_for_status(status)
+        raise self._error(method, route, what, status, hint, transport=True)
+
+    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes | None]:
+        """Send ``request`` and read its whole body: ``(status, body)``, the body None when it is over the limit."""
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_reply_bytes:
+                return response.status_code, None
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_reply_bytes:
+                    return response.status_code, None
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
+        finally:
+            await response.aclose()
 
     def _url(self, route: str) -> httpx.URL:
         """The absolute URL of ``route``, parsed once per fixed route (parsing dominates a small request)."""
@@ -372,8 +438,11 @@ class ContainerClient:
                 self._urls[route] = url
         return url
 
-    def _error(self, method: str, route: str, problem: str, status: int | None, hint: str) -> ContainerContractError:
-        return ContainerContractError(
+    def _error(
+        self, method: str, route: str, problem: str, status: int | None, hint: str, *, transport: bool = False
+    ) -> ContainerContractError:
+        kind = ContainerTransportError if transport else ContainerContractError
+        return kind(
             f"container at {self.url} failed {method} {route}: {problem}; {hint}",
             url=self.url,
             route=route,
@@ -434,8 +503,8 @@ def _os_reason(exc: BaseException) -> str | None:
     return reason
 
 
-def _body_hint(response: httpx.Response) -> str:
-    text = response.text.strip()
+def _body_hint(content: bytes | None) -> str:
+    text = (content or b"")[:4096].decode("utf-8", "replace").strip()
     return f" ({clip(' '.join(text.split()), 200)})" if text else ""
 
 
@@ -446,7 +515,7 @@ def _hint_for_status(status: int) -> str:
         return "the container does not serve this route; check [container] url and the container's routes"
     if status == 429:
         return "the container is rate limiting; lower [gepa.pipeline.workers] rollout or retry later"
-    if status >= 500 or status in RETRYABLE_STATUS_CODES:
+    if is_transport_status(status):
         return _TRANSPORT_HINT
     return "the container rejected the request; check that it speaks the synth-containers contract (SPEC §4)"
 

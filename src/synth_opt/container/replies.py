@@ -1,7 +1,20 @@
-"""Validation of container replies into the records of :mod:`synth_opt.container.wire`.
+"""Validation of container replies into the records of :mod:`synth_opt.container.wire`, and the two kinds of
+failure a container call can end in.
 
 Pure functions over parsed JSON: nothing past the container boundary sees raw replies. ``validate_rollout_reply``
 is also what the cache uses to re-check a stored reply after binding it to the current rollout id.
+
+The two kinds of failure (defined here, once):
+
+- a **transport failure** (:class:`ContainerTransportError`): nothing usable was served. The connection was
+  refused or reset, connecting or reading timed out or the attempt missed ``request_timeout_seconds``, or the reply
+  was HTTP 408, 425, 429 or 5xx (:func:`is_transport_status`); reported after the client's own retries. It says
+  nothing about the task: a rollout that ends in one is held and tried again (see
+  :mod:`synth_opt.container.circuit`), and several of them in a row are an outage, never an outcome;
+- a **task failure** (any other :class:`~synth_opt.errors.ContainerContractError`): something was served, and it is
+  the answer. A 2xx body that is not JSON or not an object, a body over the size limit, a wrong or missing
+  ``rollout_id``, a reward the contract rejects, ``status: failed``, and any other 4xx. Never retried; a rollout
+  that ends in one is a degraded attempt, counted against ``rollout_failure_rate_tolerance``.
 """
 
 from __future__ import annotations
@@ -20,12 +33,15 @@ __all__ = [
     "FAILURE_STATUSES",
     "PENDING_STATUSES",
     "SUCCESS_STATUSES",
+    "TRANSPORT_STATUS_CODES",
+    "ContainerTransportError",
     "RolloutPhase",
     "check_rollout_id",
     "clip",
     "first_number",
     "gepa_contract_version",
     "invalid_reply",
+    "is_transport_status",
     "parse_program",
     "parse_taskset",
     "rollout_phase",
@@ -42,6 +58,19 @@ PENDING_STATUSES: Final = frozenset(
     {"running", "queued", "pending", "submitted", "accepted", "in_progress", "started", "paused", "created"}
 )
 _REPLY_HINT: Final = "fix the container so its reply follows the synth-containers contract (SPEC §4)"
+TRANSPORT_STATUS_CODES: Final = frozenset({408, 425, 429})
+"""Statuses below 500 that say the request was not served (with every 5xx): retried, then a transport failure."""
+
+
+def is_transport_status(status: int) -> bool:
+    """Whether an HTTP status means nothing usable was served (408, 425, 429 and 5xx)."""
+    return status >= 500 or status in TRANSPORT_STATUS_CODES
+
+
+class ContainerTransportError(ContainerContractError):
+    """A transport failure: the container served nothing usable (see the module docstring for the two kinds).
+
+    ``detail`` carries ``url``, ``route``, ``method`` and ``status`` (None when no HTTP reply came back)."""
 
 
 class RolloutPhase(Enum):
