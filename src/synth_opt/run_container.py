@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,7 +20,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
 from synth_opt.run_state import emit_run_state
 
-__all__ = ["bearer_token", "container_url", "open_container", "with_python"]
+__all__ = ["bearer_token", "container_url", "open_container", "outage_events", "with_python"]
 
 CONTROL_REQUESTS = 4  # requests beside the rollout workers' (health, taskset, status polls)
 
@@ -53,6 +54,8 @@ async def open_container(
                 request_timeout_seconds=config.container.request_timeout_seconds,
                 transport=transport,
                 concurrency=config.gepa.pipeline.workers.rollout + CONTROL_REQUESTS,
+                outage_timeout_seconds=config.container.outage_timeout_seconds,
+                outage_events=outage_events(bus),
             )
         )
         client = CachedContainer(store, live, url=url)
@@ -95,6 +98,15 @@ async def container_url(
         if section.url is None:
             raise ConfigError(f"{config.source_path}: container.url: a container transport needs a url")
         yield section.url
+
+
+def outage_events(bus: EventBus) -> Callable[[str, str, dict[str, Any]], None]:
+    """The outage circuit's events, as ``container.outage`` transport events on the rollout lane."""
+
+    def emit(state: str, message: str, fields: dict[str, Any]) -> None:
+        bus.emit("container.outage", message, lane="rollout", **fields)
+
+    return emit
 
 
 def bearer_token(config: GepaConfig) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from synth_opt.actors.messages import RolloutDone, RolloutJob
+from synth_opt.container.circuit import ContainerOutageError
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus
@@ -26,8 +27,11 @@ def rollout_handler(
     submission_mode: str,
     run_id: str,
 ) -> Callable[[RolloutJob], Awaitable[RolloutDone]]:
-    """A handler for the rollout lane. A rollout that fails after the client's retries comes back as a
-    *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance."""
+    """A handler for the rollout lane. A rollout that ends in a task failure, or in a transport failure that the
+    container's outage circuit judged to be its own row's (:mod:`synth_opt.container.circuit`), comes back as a
+    *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance. An outage
+    (:class:`~synth_opt.container.circuit.ContainerOutageError`) is never an outcome: it ends the run, and no
+    rollout it touched reaches the supervisor."""
 
     async def handle(job: RolloutJob) -> RolloutDone:
         request = RolloutRequest(
@@ -45,6 +49,8 @@ def rollout_handler(
         error: str | None = None
         try:
             reply = await run_rollout(request)
+        except ContainerOutageError:
+            raise
         except ContainerContractError as exc:
             error = exc.message
         duration = time.perf_counter() - started
