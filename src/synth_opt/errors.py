@@ -8,6 +8,8 @@ about. Each class carries a stable ``error_code`` (used in CLI output, service r
     ├── ConfigError                     config_error           exit 2   (bad TOML, bad key, missing file)
     ├── UsageError                      usage_error            exit 2   (bad command-line use)
     ├── ContainerContractError          container_contract     exit 1   (a container broke the wire contract)
+    │   ├── ContainerTransportError     container_transport    exit 1   (nothing usable served, after retries)
+    │   └── ContainerOutageError        container_outage       exit 1   (nothing served within the outage timeout)
     ├── ProposerError                   proposer_error         exit 1   (no usable proposal, proposer died)
     ├── CacheMissError                  cache_miss             exit 1   (readonly run asked for an absent entry)
     ├── CacheCorruptError               cache_corrupt          exit 1
@@ -35,6 +37,8 @@ __all__ = [
     "CacheMissError",
     "ConfigError",
     "ContainerContractError",
+    "ContainerOutageError",
+    "ContainerTransportError",
     "EventCompareError",
     "InvariantError",
     "LeaseLostError",
@@ -81,6 +85,21 @@ class UsageError(SynthOptimizerError):
 
 class ContainerContractError(SynthOptimizerError):
     error_code = "container_contract"
+
+
+class ContainerTransportError(ContainerContractError):
+    """A transport failure: the container served nothing usable (refused, reset, timed out, 408, 425, 429, 5xx),
+    after the client's retries. ``detail`` carries ``url``, ``route``, ``method`` and ``status`` (None when no HTTP
+    reply came back). Not a task outcome: the outage circuit holds the rollout (:mod:`synth_opt.container.circuit`)."""
+
+    error_code = "container_transport"
+
+
+class ContainerOutageError(ContainerContractError):
+    """The container served no rollout within ``[container] outage_timeout_seconds``: the run fails (an outage is
+    never a task outcome)."""
+
+    error_code = "container_outage"
 
 
 class ProposerError(SynthOptimizerError):

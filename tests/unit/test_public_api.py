@@ -10,6 +10,8 @@ EXPECTED = {
     "CacheMissError",
     "ConfigError",
     "ContainerContractError",
+    "ContainerOutageError",
+    "ContainerTransportError",
     "EventCompareError",
     "GepaConfig",
     "GepaResult",

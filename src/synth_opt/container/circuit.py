@@ -2,7 +2,7 @@
 outage.
 
 Every live rollout call goes through one :class:`OutageCircuit` per container. A call that ends in a *transport
-failure* (:class:`~synth_opt.container.replies.ContainerTransportError`: nothing usable was served, after the
+failure* (:class:`~synth_opt.errors.ContainerTransportError`: nothing usable was served, after the
 client's own retries) does not come back as a result. It is *held* until the circuit knows whether the container
 is down or only this rollout fails:
 
@@ -42,9 +42,8 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 
-from synth_opt.container.replies import ContainerTransportError
 from synth_opt.container.wire import RolloutReply, RolloutRequest
-from synth_opt.errors import ContainerContractError
+from synth_opt.errors import ContainerContractError, ContainerOutageError, ContainerTransportError
 
 __all__ = [
     "HEALTH_PROBE_TIMEOUT_SECONDS",
@@ -71,11 +70,6 @@ HealthProbe = Callable[[float], Awaitable[object]]
 """``GET /health`` within the given seconds; raises ``ContainerContractError`` when it is not answered."""
 Emit = Callable[[str, str, dict[str, Any]], None]
 """``(state, message, fields)`` of a ``container.outage`` event."""
-
-
-class ContainerOutageError(ContainerContractError):
-    """The container served no rollout within ``[container] outage_timeout_seconds``: the run fails (an outage is
-    never a task outcome)."""
 
 
 @dataclass(slots=True)

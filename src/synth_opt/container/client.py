@@ -3,7 +3,7 @@
 One class owns the failure policy every route shares: bounded, deterministic retries of transport failures
 and retryable statuses, and errors that name the container URL, the route and the status and say what to do.
 A call ends in one of the two kinds of failure of :mod:`synth_opt.container.replies`: a *transport failure*
-(:class:`~synth_opt.container.replies.ContainerTransportError`, after the retries) or a *task failure* (any other
+(:class:`~synth_opt.errors.ContainerTransportError`, after the retries) or a *task failure* (any other
 ``ContainerContractError``, never retried: something was served). With ``outage_timeout_seconds`` set, rollouts go
 through an :class:`~synth_opt.container.circuit.OutageCircuit`, so a transport failure is held and sent again
 rather than returned, and an outage fails the run instead of producing outcomes.
@@ -366,7 +366,7 @@ class ContainerClient:
         pooled connection, connecting, sending and reading the complete body), not only for each read: a container
         that trickles its body cannot hold an attempt past it. An attempt that misses it is a transport failure,
         retried like any. Transport failures that outlast the retries raise
-        :class:`~synth_opt.container.replies.ContainerTransportError`; a reply that was served but is unusable (a
+        :class:`~synth_opt.errors.ContainerTransportError`; a reply that was served but is unusable (a
         2xx body that is not JSON or is over ``max_reply_bytes``, another 4xx) raises at once and is not retried.
         """
         attempts = max_attempts or self._retry.max_attempts

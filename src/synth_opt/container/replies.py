@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any, Final
 
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, TasksetInfo
-from synth_opt.errors import ContainerContractError
+from synth_opt.errors import ContainerContractError, ContainerTransportError
 from synth_opt.usage import Usage
 
 __all__ = [
@@ -65,12 +65,6 @@ TRANSPORT_STATUS_CODES: Final = frozenset({408, 425, 429})
 def is_transport_status(status: int) -> bool:
     """Whether an HTTP status means nothing usable was served (408, 425, 429 and 5xx)."""
     return status >= 500 or status in TRANSPORT_STATUS_CODES
-
-
-class ContainerTransportError(ContainerContractError):
-    """A transport failure: the container served nothing usable (see the module docstring for the two kinds).
-
-    ``detail`` carries ``url``, ``route``, ``method`` and ``status`` (None when no HTTP reply came back)."""
 
 
 class RolloutPhase(Enum):
