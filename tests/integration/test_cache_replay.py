@@ -147,6 +147,33 @@ async def test_fresh_cached_and_readonly_runs_make_identical_decisions(
 
 
 @pytest.mark.anyio
+async def test_a_task_failure_is_cached_and_replayed_as_the_same_degraded_rollout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(config_text("async_pipelined").replace('api_key_env = "FAKE_POLICY_KEY"\n', ""))
+    broken = fake()
+    broken.fail_first("POST /rollout", 3, 400)  # served, and unusable: a task failure (never retried)
+    fresh = await GepaRun(
+        load_config(path), container_transport=broken.transport(), proposer=LearningProposer()
+    ).execute_async()
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_CACHE_MODE", "readonly")
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_RUN_ID", "replay")
+    replay = await GepaRun(
+        load_config(path), container_transport=Unreachable.transport(), proposer=Unreachable()
+    ).execute_async()
+
+    def degraded(feed: str) -> list[str]:
+        events = [json.loads(line) for line in Path(feed).read_text().splitlines()]
+        return [e["fields"]["rollout_id"] for e in events if e["type"] == "rollout.degraded"]
+
+    assert len(degraded(fresh.event_feed_path)) == 3
+    assert len(degraded(replay.event_feed_path)) == 3
+    comparison = compare_feeds(Path(fresh.normalized_event_feed_path), Path(replay.normalized_event_feed_path))
+    assert comparison.equal, comparison
+
+
+@pytest.mark.anyio
 async def test_the_api_key_reaches_no_cache_row_event_or_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,12 @@ from synth_opt.cache.store import CacheStore
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
-from synth_opt.errors import CacheCorruptError
+from synth_opt.errors import (
+    CacheCorruptError,
+    ContainerContractError,
+    ContainerOutageError,
+    ContainerTransportError,
+)
 from synth_opt.proposers.base import Proposer, ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.usage import Usage
@@ -119,15 +124,28 @@ class CachedContainer:
         return rows
 
     async def rollout(self, request: RolloutRequest, **options: Any) -> RolloutReply:
-        """A cached reply is rebound to the current rollout id, then validated like a live one."""
+        """A cached reply is rebound to the current rollout id, then validated like a live one. A task failure
+        (something was served, and it is unusable) is an answer too: it is cached and raised again on replay, so a
+        replay or a resume decides it the same way. A transport failure or an outage served nothing: never
+        cached."""
         key_request = {"route": "POST /rollout", **request.to_json()}
         key_request.pop("submission_mode", None)
         cached = self.store.get("container.rollout", key_request)
         if cached is not None:
+            failure = cached.get("task_failure")
+            if isinstance(failure, dict):
+                raise ContainerContractError(str(failure.get("message")), **dict(failure.get("detail") or {}))
             payload = dict(cached["value"])
             payload["rollout_id"] = request.rollout_id
             return validate_rollout_reply(payload, request.rollout_id, url=self.url, route="/rollout (cached)")
-        reply = await self._client().rollout(request, **options)
+        try:
+            reply = await self._client().rollout(request, **options)
+        except (ContainerTransportError, ContainerOutageError):
+            raise
+        except ContainerContractError as failure:
+            task_failure = {"message": failure.message, "detail": failure.detail}
+            self.store.put("container.rollout", key_request, {"task_failure": task_failure})
+            raise
         self.store.put("container.rollout", key_request, {"value": reply.raw})
         return reply
 
