@@ -127,6 +127,7 @@ class ContainerSection(_Section):
     auth_bearer_env: str | None = None
     request_timeout_seconds: PosFloat = 120.0
     outage_timeout_seconds: PosFloat = 120.0
+    max_reply_bytes: PosInt = 8 * 1024 * 1024
 
 
 class DatasetSection(_Section):
@@ -166,6 +167,13 @@ class ProposerSection(_Section):
     proposals_per_call: PosInt = 1
     cost_per_million_input_tokens: NonNegFloat = 0.0
     cost_per_million_output_tokens: NonNegFloat = 0.0
+    max_retries: NonNegInt = 3
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    outage_timeout_seconds: PosFloat = 120.0
+    max_consecutive_failures: PosInt = 3
+    failure_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.5
+    max_feedback_chars: PosInt = 4000
+    max_prompt_tokens: PosInt = 16000
 
 
 class WorkersSection(_Section):
@@ -234,6 +242,9 @@ _PROPOSER_DECISION_KEYS = {
     "cost_per_million_input_tokens",
     "cost_per_million_output_tokens",
 }
+# Decision keys added after runs existed: in the digest only when they differ from their defaults, so the runs
+# started before them keep their run id and cache namespace (and still resume and replay).
+_PROPOSER_LATER_DECISION_KEYS = ("response_format", "max_feedback_chars", "max_prompt_tokens")
 
 
 class GepaConfig(_Section):
@@ -279,10 +290,18 @@ class GepaConfig(_Section):
             "seed_candidate": dict(self.seed_candidate),
             "target_modules": list(self.candidate.target_modules),
             "policy": self.policy.model_dump(mode="json", exclude={"base_url", "api_key_env"}),
-            "proposer": self.proposer.model_dump(mode="json", include=_PROPOSER_DECISION_KEYS),
+            "proposer": self._proposer_decisions(),
             "gepa": gepa,
             "pipeline": pipeline,
         }
+
+    def _proposer_decisions(self) -> dict[str, Any]:
+        decisions = self.proposer.model_dump(mode="json", include=_PROPOSER_DECISION_KEYS)
+        fields = ProposerSection.model_fields
+        for key in _PROPOSER_LATER_DECISION_KEYS:
+            if getattr(self.proposer, key) != fields[key].default:
+                decisions[key] = getattr(self.proposer, key)
+        return decisions
 
     def decision_digest(self) -> str:
         canonical = json.dumps(self.decision_config(), sort_keys=True, separators=(",", ":"))

@@ -408,6 +408,24 @@ def test_digest_changes_with_decisions(tmp_path: Path, extra: str) -> None:
     assert load(tmp_path).decision_digest() != load(tmp_path, extra).decision_digest()
 
 
+def test_later_decision_keys_enter_the_digest_only_away_from_their_defaults(tmp_path: Path) -> None:
+    """A config written before these keys existed keeps its digest (so its run id and cache namespace), and
+    its runs still resume and replay; a config that sets one to another value gets a digest of its own."""
+    before = load(tmp_path)
+    assert before.decision_digest() == "9d8535d8a9369bb1"  # this config's digest before the keys existed
+
+    def proposer_with(line: str) -> GepaConfig:
+        return load(
+            tmp_path, base=BASE.replace('backend = "codex_app_server"', f'backend = "codex_app_server"\n{line}')
+        )
+
+    assert proposer_with('response_format = "json_schema"\nmax_feedback_chars = 4000').decision_digest() == (
+        before.decision_digest()
+    )
+    for changed in ('response_format = "none"', "max_feedback_chars = 100", "max_prompt_tokens = 9000"):
+        assert proposer_with(changed).decision_digest() != before.decision_digest(), changed
+
+
 def test_effective_run_id_and_namespace(tmp_path: Path) -> None:
     cfg = load(tmp_path, name="banking.toml")
     digest = cfg.decision_digest()
