@@ -11,6 +11,8 @@ about. Each class carries a stable ``error_code`` (used in CLI output, service r
     │   ├── ContainerTransportError     container_transport    exit 1   (nothing usable served, after retries)
     │   └── ContainerOutageError        container_outage       exit 1   (nothing served within the outage timeout)
     ├── ProposerError                   proposer_error         exit 1   (no usable proposal, proposer died)
+    │   ├── ProposerReplyError          proposer_reply         exit 1   (served, but unusable: a failed proposal)
+    │   └── ProposerUnavailableError    proposer_unavailable   exit 1   (nothing served: an outage)
     ├── CacheMissError                  cache_miss             exit 1   (readonly run asked for an absent entry)
     ├── CacheCorruptError               cache_corrupt          exit 1
     ├── BudgetExceededError             budget_exceeded        exit 1
@@ -43,6 +45,8 @@ __all__ = [
     "InvariantError",
     "LeaseLostError",
     "ProposerError",
+    "ProposerReplyError",
+    "ProposerUnavailableError",
     "RunCancelledError",
     "RunFailedError",
     "RunLockedError",
@@ -104,6 +108,27 @@ class ContainerOutageError(ContainerContractError):
 
 class ProposerError(SynthOptimizerError):
     error_code = "proposer_error"
+
+
+class ProposerReplyError(ProposerError):
+    """The proposer served a reply and it is unusable (nothing parseable, cut short by the token limit, a codex
+    turn that completed as failed). A proposal outcome, not a crash: the run commits a ``proposal.failed``
+    decision. ``raw_reply`` is what was served (for the record, the cache and the error message) and ``usage``
+    what the call cost (what the server reported, or the estimate where it reported nothing)."""
+
+    error_code = "proposer_reply"
+
+    def __init__(self, message: str, *, raw_reply: str = "", usage: Any = None, **detail: Any) -> None:
+        super().__init__(message, **detail)
+        self.raw_reply = raw_reply
+        self.usage = usage
+
+
+class ProposerUnavailableError(ProposerError):
+    """Nothing was served: connection refused or reset, 429/5xx after the retries, no message before the timeout.
+    An outage, not an outcome: the proposal waits and the run pauses (``proposer.outage_timeout_seconds``)."""
+
+    error_code = "proposer_unavailable"
 
 
 class CacheMissError(SynthOptimizerError):

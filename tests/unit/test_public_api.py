@@ -19,6 +19,8 @@ EXPECTED = {
     "InvariantError",
     "LeaseLostError",
     "ProposerError",
+    "ProposerReplyError",
+    "ProposerUnavailableError",
     "RunCancelledError",
     "RunFailedError",
     "RunLockedError",
