@@ -424,7 +424,9 @@ class _Execution:
                     submission_mode=config.gepa.rollout_submission_mode,
                     run_id=self.run_id,
                 ),
-                propose=propose_handler(proposer, bus=self.bus),
+                propose=propose_handler(
+                    proposer, bus=self.bus, outage_timeout_seconds=config.proposer.outage_timeout_seconds
+                ),
                 stats=self.view.stats,
             )
         raise AssertionError("unreachable")  # pragma: no cover

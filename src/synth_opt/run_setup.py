@@ -102,4 +102,6 @@ def supervisor_settings(
         delta_max=config.gepa.pipeline.delta_max,
         skip_perfect_score=config.gepa.skip_perfect_score,
         perfect_score=config.gepa.perfect_score,
+        proposer_max_consecutive_failures=config.proposer.max_consecutive_failures,
+        proposer_failure_tolerance=config.proposer.failure_tolerance,
     )

@@ -1,18 +1,45 @@
-"""The propose actor: one reflection request in, proposals (or the proposer's error) out."""
+"""The propose actor: one reflection request in, proposals (or the proposer's error) out.
+
+A proposer call ends in one of three ways:
+
+- proposals: the texts go to the supervisor;
+- a reply that was served but is unusable (:class:`~synth_opt.errors.ProposerReplyError`): handed to the
+  supervisor, which commits it as a failed proposal in proposal order (its usage is charged);
+- nothing served (:class:`~synth_opt.errors.ProposerUnavailableError`: refused, reset, 429/5xx after the client's
+  retries, no message in time): an outage, never an outcome. The call waits and is made again, with a growing
+  pause (the probe), until it is served; if nothing is served within ``proposer.outage_timeout_seconds`` of the
+  first failure, the run fails with a ProposerError. Nothing is committed from an outage, so the run makes the
+  decisions of an uninterrupted one.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
 
 from synth_opt.actors.messages import ProposeDone, ProposeJob
-from synth_opt.errors import ProposerError
+from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError
 from synth_opt.events import EventBus
-from synth_opt.proposers.base import Proposer
+from synth_opt.proposers.base import Proposer, ProposerResult
+from synth_opt.usage import Usage
 
-__all__ = ["propose_handler"]
+__all__ = ["OUTAGE_PROBE_DELAYS_SECONDS", "propose_handler"]
+
+OUTAGE_PROBE_DELAYS_SECONDS: Final = (1.0, 2.0, 4.0, 8.0, 15.0)
+_REPLY_EXCERPT_CHARS: Final = 2000
 
 
-def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
+def propose_handler(
+    proposer: Proposer,
+    *,
+    bus: EventBus,
+    outage_timeout_seconds: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
     async def handle(job: ProposeJob) -> ProposeDone:
         request = job.request
         bus.emit(
@@ -25,8 +52,9 @@ def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJo
             records=[{"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback} for r in request.records],
         )
         try:
-            result = await proposer.propose(job.request)
+            result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep)
         except ProposerError as exc:
+            usage = exc.usage if isinstance(exc, ProposerReplyError) and isinstance(exc.usage, Usage) else None
             bus.emit(
                 "proposer.failed",
                 f"proposal {job.proposal_index}: {exc.message}",
@@ -34,8 +62,10 @@ def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJo
                 proposal_index=job.proposal_index,
                 backend=proposer.backend,
                 model=getattr(proposer, "model", None),
-                outcome="error",
+                outcome="unusable_reply" if isinstance(exc, ProposerReplyError) else "error",
                 error=exc.message,
+                reply=exc.raw_reply[:_REPLY_EXCERPT_CHARS] if isinstance(exc, ProposerReplyError) else None,
+                usage=None if usage is None else usage.to_dict(),
             )
             return ProposeDone(job.proposal_index, None, exc)
         bus.emit(
@@ -53,3 +83,61 @@ def propose_handler(proposer: Proposer, *, bus: EventBus) -> Callable[[ProposeJo
         return ProposeDone(job.proposal_index, result, None)
 
     return handle
+
+
+async def _served(
+    proposer: Proposer,
+    job: ProposeJob,
+    bus: EventBus,
+    outage_timeout_seconds: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+) -> ProposerResult:
+    """The call's result once something was served: an outage is waited out (or fails the run)."""
+    first_failure: float | None = None
+    attempt = 0
+    while True:
+        try:
+            result = await proposer.propose(job.request)
+        except ProposerUnavailableError as exc:
+            now = clock()
+            first_failure = now if first_failure is None else first_failure
+            waited = now - first_failure
+            if waited >= outage_timeout_seconds:
+                bus.emit(
+                    "proposer.outage",
+                    f"proposer served nothing for {waited:.0f} s: failing the run",
+                    lane="propose",
+                    state="failed",
+                    proposal_index=job.proposal_index,
+                    error=exc.message,
+                )
+                raise ProposerError(
+                    f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
+                    f"(proposer.outage_timeout_seconds = {outage_timeout_seconds:g}); last error: {exc.message}. "
+                    "Check that its server is up and reachable, then re-run the same config to resume",
+                    backend=proposer.backend,
+                ) from None
+            delay = OUTAGE_PROBE_DELAYS_SECONDS[min(attempt, len(OUTAGE_PROBE_DELAYS_SECONDS) - 1)]
+            delay = min(delay, max(0.0, first_failure + outage_timeout_seconds - now))
+            bus.emit(
+                "proposer.outage",
+                f"proposal {job.proposal_index}: proposer unavailable ({exc.message}); trying again in {delay:g} s",
+                lane="propose",
+                state="waiting",
+                proposal_index=job.proposal_index,
+                attempt=attempt + 1,
+                error=exc.message,
+            )
+            attempt += 1
+            await sleep(delay)
+            continue
+        if attempt:
+            bus.emit(
+                "proposer.outage",
+                f"proposal {job.proposal_index}: proposer served again after {attempt} failed attempt(s)",
+                lane="propose",
+                state="closed",
+                proposal_index=job.proposal_index,
+            )
+        return result

@@ -46,6 +46,8 @@ class SupervisorSettings:
     task_info: str | None = None
     proposals_per_call: int = 1
     failure_tolerance: float = 0.25
+    proposer_max_consecutive_failures: int = 3
+    proposer_failure_tolerance: float = 0.5
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
     staleness_policy: str = "full"
@@ -107,6 +109,7 @@ class Slot:
     perfect: bool = False  # the parent scored perfectly on the minibatch and the proposer was not called
     held: bool = False  # (rebase) the accepted child's pareto scoring waits until it is next to commit
     rebase: Rebase | None = None
+    failure: str | None = None  # the proposer served an unusable reply: a failed proposal (why, and its start)
 
     @property
     def pool_parent_ids(self) -> tuple[str, ...]:
@@ -155,6 +158,9 @@ class Counters:
     accepted: int = 0
     rejected: int = 0
     commits_since_improvement: int = 0
+    proposer_calls: int = 0  # committed proposals that called the proposer
+    proposer_failures: int = 0  # of those, the failed ones
+    consecutive_proposer_failures: int = 0
     rollout_usage: Usage = field(default_factory=Usage)
     proposer_usage: Usage = field(default_factory=Usage)
 
@@ -167,6 +173,9 @@ class Counters:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "commits_since_improvement": self.commits_since_improvement,
+            "proposer_calls": self.proposer_calls,
+            "proposer_failures": self.proposer_failures,
+            "consecutive_proposer_failures": self.consecutive_proposer_failures,
             "rollout_usage": self.rollout_usage.to_dict(),
             "proposer_usage": self.proposer_usage.to_dict(),
         }

@@ -34,7 +34,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synth_opt.actors.accounting import actual_amount, count_batch, proposal_estimate, worst_case_estimate
 from synth_opt.actors.checkpointing import restore_checkpoint, take_snapshot
-from synth_opt.actors.decisions import decide_proposal, prune_added
+from synth_opt.actors.decisions import (
+    check_proposer_failures,
+    count_proposer_call,
+    decide_proposal,
+    failure_summary,
+    prune_added,
+)
 from synth_opt.actors.heldout import HeldoutPhase
 from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutJob, SupervisorMessage
 from synth_opt.actors.records import (
@@ -63,11 +69,13 @@ from synth_opt.actors.supervisor_events import (
     emit_seed_scored,
     emit_state,
 )
-from synth_opt.errors import BudgetExceededError
+from synth_opt.errors import BudgetExceededError, ProposerReplyError
 from synth_opt.events import EventBus
 from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
 from synth_opt.gepa.candidates import candidate_id
 from synth_opt.gepa.rebase import rebase_payload
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.usage import Usage
 
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
 
@@ -274,10 +282,17 @@ class Supervisor:
             self._advance()
 
     async def _on_proposal(self, done: ProposeDone) -> None:
+        slot = self._slots[done.proposal_index]
+        if isinstance(done.error, ProposerReplyError):  # served, but unusable: a failed proposal, decided in order
+            usage = done.error.usage if isinstance(done.error.usage, Usage) else Usage()
+            self.counters.proposer_usage += usage
+            slot.proposal = ProposerResult(texts=(), usage=usage, raw_text=done.error.raw_reply)
+            slot.failure = failure_summary(done.error)
+            self._advance()
+            return
         if done.error is not None:
             raise done.error
         assert done.result is not None
-        slot = self._slots[done.proposal_index]
         self.counters.proposer_usage += done.result.usage
         plan = slot.plan
         for text in done.result.texts[: self.settings.proposals_per_call]:
@@ -405,6 +420,8 @@ class Supervisor:
             self.state.commit(plan)
         register_proposal(self.registry, self.bus, slot, record)
         prune_added(self._added, plan.index, self.settings.max_in_flight)
+        if slot.proposal is not None:  # the proposer was called (not a merge, not a perfect minibatch)
+            count_proposer_call(self.counters, failed=slot.failure is not None)
         if decision.accepted:
             self.counters.accepted += 1
         else:
@@ -421,6 +438,8 @@ class Supervisor:
         if rule is not None:
             self._stop(*rule)
         emit_budget(self.bus, self.ledger, self.counters, plan.index)
+        if slot.failure is not None:
+            check_proposer_failures(self.settings, self.counters, slot.failure)
 
     # -- the end --------------------------------------------------------------------------------------------
 

@@ -119,6 +119,19 @@ def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
 def emit_decision(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     plan, decision = slot.plan, slot.decision
     assert decision is not None
+    if slot.failure is not None:  # a failed proposal's decision: the parent stays, nothing is adopted
+        bus.emit(
+            "proposal.failed",
+            f"proposal {plan.index}: failed ({slot.failure})",
+            proposal_index=plan.index,
+            candidate_id=chosen_id,
+            accepted=False,
+            reason=decision.reason,
+            parent_sum=decision.parent_sum,
+            child_sum=decision.child_sum,
+            error=slot.failure,
+        )
+        return
     bus.emit(
         "acceptance.decided",
         f"proposal {plan.index}: {'accepted' if decision.accepted else 'rejected'} ({decision.reason}, "

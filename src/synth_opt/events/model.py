@@ -20,6 +20,7 @@ DECISION_TYPES = frozenset(
         "proposal.created",
         "candidate.scored",
         "acceptance.decided",
+        "proposal.failed",
         "frontier.updated",
         "search.stopped",
         "heldout.scored",

@@ -37,6 +37,7 @@ _HANDLERS: dict[str, Handler] = {
     "proposal.planned": search.proposal_planned,
     "proposal.created": search.proposal_created,
     "acceptance.decided": search.acceptance_decided,
+    "proposal.failed": search.acceptance_decided,  # a failed proposal's decision: rejected, reason proposal_failed
     "rollout.completed": io.rollout_finished,
     "rollout.degraded": io.rollout_finished,
     "reflection.requested": io.reflection_requested,
