@@ -11,6 +11,7 @@ import collections
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 import tomllib
@@ -61,6 +62,15 @@ def _fraction(value: float) -> float:
     return value
 
 
+def _at_most(limit: int, unit: str) -> Any:
+    def check(value: _N) -> _N:
+        if value > limit:
+            raise ValueError(f"must be at most {limit} {unit} (got {value}); set a value up to {limit}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _safe_run_id(value: str) -> str:
     if not value or value in {".", ".."} or "/" in value or "\\" in value:
         raise ValueError(f"{value!r} is not a usable directory name; use letters, digits, '-', '_' or '.'")
@@ -72,10 +82,15 @@ PosFloat = Annotated[float, AfterValidator(_positive)]
 NonNegInt = Annotated[int, AfterValidator(_non_negative)]
 NonNegFloat = Annotated[float, AfterValidator(_non_negative)]
 LoosePath = Annotated[Path, Strict(False)]
+# an upper bound keeps a typo (or 2**63 - 1) from hanging a run in one sleep or one wait
+MAX_TIMEOUT_SECONDS = 86_400
+MAX_POLL_INTERVAL_MS = 60_000
+Timeout = Annotated[float, AfterValidator(_positive), _at_most(MAX_TIMEOUT_SECONDS, "seconds")]
+PollInterval = Annotated[int, AfterValidator(_positive), _at_most(MAX_POLL_INTERVAL_MS, "ms")]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class CountSelection(_Section):
@@ -122,11 +137,11 @@ class ContainerSection(_Section):
     command: list[str] | None = None
     cwd: LoosePath | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    startup_timeout_seconds: PosFloat = 30.0
+    startup_timeout_seconds: Timeout = 30.0
     headers: dict[str, str] = Field(default_factory=dict)
     auth_bearer_env: str | None = None
-    request_timeout_seconds: PosFloat = 120.0
-    outage_timeout_seconds: PosFloat = 120.0
+    request_timeout_seconds: Timeout = 120.0
+    outage_timeout_seconds: Timeout = 120.0
     max_reply_bytes: PosInt = 8 * 1024 * 1024
 
 
@@ -162,14 +177,14 @@ class ProposerSection(_Section):
     api_key_env: str | None = None
     codex_home: LoosePath | None = None
     config: dict[str, Any] = Field(default_factory=dict)
-    timeout_seconds: PosFloat = 300.0
-    message_stall_timeout_seconds: PosFloat = 120.0
+    timeout_seconds: Timeout = 300.0
+    message_stall_timeout_seconds: Timeout = 120.0
     proposals_per_call: PosInt = 1
     cost_per_million_input_tokens: NonNegFloat = 0.0
     cost_per_million_output_tokens: NonNegFloat = 0.0
     max_retries: NonNegInt = 3
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
-    outage_timeout_seconds: PosFloat = 120.0
+    outage_timeout_seconds: Timeout = 120.0
     max_consecutive_failures: PosInt = 3
     failure_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.5
     max_feedback_chars: PosInt = 4000
@@ -210,8 +225,8 @@ class GepaSection(_Section):
     use_merge: bool = False
     max_merge_invocations: NonNegInt = 5
     rollout_submission_mode: Literal["sync", "async"] = "sync"
-    rollout_poll_interval_ms: PosInt = 250
-    rollout_async_timeout_seconds: PosFloat = 600.0
+    rollout_poll_interval_ms: PollInterval = 250
+    rollout_async_timeout_seconds: Timeout = 600.0
     rollout_failure_rate_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.25
     no_improvement_iterations: PosInt | None = None
     score_threshold: float | None = None
@@ -407,13 +422,29 @@ def _find_secrets(value: object, key: str) -> list[str]:
     return [key] if isinstance(value, str) and _looks_secret(value) else []
 
 
+_NOT_FINITE = "must be a finite number (got {value}); NaN and infinity are not allowed, set a number"
+
+
+def _not_finite(value: object, key: str) -> list[tuple[str, str]]:
+    """Every ``nan``, ``inf`` or ``-inf`` anywhere under ``key``, the passed-through tables included (a NaN limit
+    would silently disable the limit, and neither goes into JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(key, _NOT_FINITE.format(value=value))]
+    if isinstance(value, dict):
+        return [hit for name, item in value.items() for hit in _not_finite(item, f"{key}.{name}" if key else name)]
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _not_finite(item, f"{key}[{i}]")]
+    return []
+
+
 def _raw_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """Checks on the raw TOML: unknown sections and inline secrets (never echoing the secret)."""
+    """Checks on the raw TOML: unknown sections, inline secrets (never echoing the secret), NaN and infinity."""
     problems = [
         (name, f"unknown section; remove it or fix its spelling (sections: {', '.join(_SECTIONS)})")
         for name in data
         if name not in _SECTIONS
     ]
+    problems += _not_finite(data, "")
     for section in ("policy", "proposer"):
         problems += [(key, _SECRET_ADVICE) for key in _find_secrets(data.get(section), section)]
     headers = data.get("container", {}).get("headers") if isinstance(data.get("container"), dict) else None
@@ -425,9 +456,85 @@ def _raw_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+# ``run.output_dir`` may be none of these (nor a home directory): a run writes its registry, cache and ``latest``
+# link into it and ``--fresh`` empties ``<output_dir>/<run_id>``.
+_REFUSED_DIRS = frozenset(
+    Path(p)
+    for p in (
+        "/",
+        "/home",
+        "/Users",
+        "/root",
+        "/var",
+        "/opt",
+        "/srv",
+        "/mnt",
+        "/media",
+        "/run",
+        "/private",
+        "/Library",
+        "/Applications",
+        "/Volumes",
+    )
+)
+# ... nor anything inside these
+_SYSTEM_TREES = tuple(
+    Path(p)
+    for p in (
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/proc",
+        "/sbin",
+        "/sys",
+        "/usr",
+        "/System",
+    )
+)
+_HOME_PARENTS = (Path("/home"), Path("/Users"))
+
+
+def _unsafe_directory(path: Path) -> str | None:
+    """Why ``path`` (absolute) cannot hold runs: the file-system root, a home directory itself, or a system
+    directory; None when it can."""
+    real = Path(os.path.realpath(path))
+    homes = {Path("/root")}
+    try:
+        homes.add(Path(os.path.realpath(Path.home())))
+    except (RuntimeError, KeyError):  # no HOME and no password entry: only the usual places are known
+        pass
+    for shown in dict.fromkeys((path, real)):
+        if shown == Path("/"):
+            return "is the file-system root"
+        if shown in homes or shown.parent in _HOME_PARENTS:
+            return f"is a home directory ({shown})"
+        if shown in _REFUSED_DIRS:
+            return f"is a system directory ({shown})"
+        tree = next((t for t in _SYSTEM_TREES if shown.is_relative_to(t)), None)
+        if tree is not None:
+            return f"lies in the system directory {tree}"
+    return None
+
+
+def _output_dir_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
+    advice = "; point output_dir at a folder of its own, such as runs beside the config"
+    why = _unsafe_directory(cfg.output_dir)
+    if why is not None:
+        return [("run.output_dir", f"{cfg.output_dir} {why}{advice}")]
+    why = _unsafe_directory(cfg.run_dir())
+    if why is not None:
+        return [("run.output_dir", f"the run directory {cfg.run_dir()} {why}{advice} (or change run.run_id)")]
+    return []
+
+
 def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
     """Checks that span several keys, run on the validated model."""
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = _output_dir_problems(cfg)
     container, dataset, gepa = cfg.container, cfg.dataset, cfg.gepa
     if container.url is None and not container.command:
         problems.append(("container.url", "no container; set container.url or container.command (argv list)"))
@@ -493,6 +600,8 @@ def _describe(error: ErrorDetails) -> str:
         return f"must be one of {expected} (got {value!r}); use one of those values"
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
+    if kind == "finite_number":
+        return _NOT_FINITE.format(value=value)
     shown = repr(value) if isinstance(value, str | int | float | bool) and len(repr(value)) <= 60 else "that"
     return f"{error['msg']} (got {shown}); fix the value's type"
 

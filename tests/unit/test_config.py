@@ -478,3 +478,115 @@ def test_train_cap_without_room_is_a_config_error(tmp_path: Path) -> None:
 def test_no_train_budget_at_load(tmp_path: Path) -> None:
     message = config_error(tmp_path, "[gepa]\nmax_total_rollouts = 4")
     assert "gepa.max_total_rollouts" in message and "max_train_rollouts" in message
+
+
+# ---------------------------------------------------------------- hostile values (issue 16, item 9)
+
+FLOAT_KEYS = [
+    ("container", "startup_timeout_seconds"),
+    ("container", "request_timeout_seconds"),
+    ("container", "outage_timeout_seconds"),
+    ("policy", "temperature"),
+    ("proposer", "timeout_seconds"),
+    ("proposer", "message_stall_timeout_seconds"),
+    ("proposer", "cost_per_million_input_tokens"),
+    ("proposer", "cost_per_million_output_tokens"),
+    ("proposer", "outage_timeout_seconds"),
+    ("proposer", "failure_tolerance"),
+    ("gepa", "max_cost_usd"),
+    ("gepa", "max_time_seconds"),
+    ("gepa", "proposer_estimated_cost_usd"),
+    ("gepa", "proposer_estimated_seconds"),
+    ("gepa", "rollout_estimated_cost_usd"),
+    ("gepa", "rollout_estimated_seconds"),
+    ("gepa", "rollout_async_timeout_seconds"),
+    ("gepa", "rollout_failure_rate_tolerance"),
+    ("gepa", "score_threshold"),
+    ("gepa", "perfect_score"),
+]
+
+
+def _set(section: str, line: str, base: str = BASE) -> str:
+    """BASE with ``line`` in ``[section]`` (added when BASE has no such table)."""
+    if f"[{section}]\n" in base:
+        return base.replace(f"[{section}]\n", f"[{section}]\n{line}\n")
+    return f"{base}\n[{section}]\n{line}\n"
+
+
+@pytest.mark.parametrize(("section", "key"), FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_nan_and_infinity_are_refused_for_every_float_key(tmp_path: Path, section: str, key: str, value: str) -> None:
+    message = config_error(tmp_path, base=_set(section, f"{key} = {value}"))
+    assert f"{section}.{key}" in message and "finite" in message
+
+
+def test_every_float_key_is_covered_by_the_nan_test() -> None:
+    from pydantic import BaseModel
+
+    found: set[tuple[str, str]] = set()
+    for name, field in GepaConfig.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for key, sub in model.model_fields.items():
+                if "float" in str(sub.annotation):
+                    found.add((name, key))
+    assert found == set(FLOAT_KEYS)
+
+
+def test_nan_inside_a_passed_through_table_is_refused(tmp_path: Path) -> None:
+    message = config_error(tmp_path, base=_set("policy", "config = { top_p = nan }"))
+    assert "policy.config.top_p" in message and "finite" in message
+
+
+def test_a_nan_limit_does_not_silently_disable_the_limit(tmp_path: Path) -> None:
+    extra = "[gepa]\nmax_cost_usd = nan\nproposer_estimated_cost_usd = 1\nrollout_estimated_cost_usd = 1"
+    assert "gepa.max_cost_usd" in config_error(tmp_path, extra)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "bound"),
+    [
+        ("gepa", "rollout_poll_interval_ms", str(2**63 - 1), "60000"),
+        ("gepa", "rollout_poll_interval_ms", "60001", "60000"),
+        ("gepa", "rollout_async_timeout_seconds", "86401", "86400"),
+        ("container", "startup_timeout_seconds", "1e9", "86400"),
+        ("container", "request_timeout_seconds", "86400.5", "86400"),
+        ("container", "outage_timeout_seconds", "100000", "86400"),
+        ("proposer", "timeout_seconds", "1e300", "86400"),
+        ("proposer", "message_stall_timeout_seconds", "90000", "86400"),
+        ("proposer", "outage_timeout_seconds", "90000", "86400"),
+    ],
+)
+def test_intervals_and_timeouts_have_upper_bounds(
+    tmp_path: Path, section: str, key: str, value: str, bound: str
+) -> None:
+    message = config_error(tmp_path, base=_set(section, f"{key} = {value}"))
+    assert f"{section}.{key}" in message and f"at most {bound}" in message
+
+
+def test_the_upper_bounds_themselves_are_allowed(tmp_path: Path) -> None:
+    text = _set("gepa", "rollout_poll_interval_ms = 60000\nrollout_async_timeout_seconds = 86400")
+    text = _set("container", "request_timeout_seconds = 86400", text)
+    cfg = load(tmp_path, base=_set("proposer", "timeout_seconds = 86400", text))
+    assert cfg.gepa.rollout_poll_interval_ms == 60000 and cfg.proposer.timeout_seconds == 86400
+
+
+@pytest.mark.parametrize("output_dir", ["/", "/etc", "/usr", "/usr/lib/runs", "/proc/self", "/sys", "/dev", "/boot"])
+def test_output_dir_may_not_be_the_root_or_a_system_directory(tmp_path: Path, output_dir: str) -> None:
+    message = config_error(tmp_path, f'[run]\noutput_dir = "{output_dir}"')
+    assert "run.output_dir" in message
+
+
+def test_output_dir_may_not_be_a_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "someone"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    for output_dir in ("~", str(home), f"{home}/.", "/root", "/home/alice", "/home", "/Users/bob"):
+        message = config_error(tmp_path, f'[run]\noutput_dir = "{output_dir}"')
+        assert "run.output_dir" in message and "home" in message, output_dir
+    assert load(tmp_path, '[run]\noutput_dir = "~/runs"').output_dir == home / "runs"
+
+
+def test_a_run_directory_may_not_land_on_a_home_directory(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[run]\noutput_dir = "/home"\nrun_id = "alice"')
+    assert "run.output_dir" in message or "run.run_id" in message
