@@ -225,7 +225,8 @@ def render_summary(result: GepaResult) -> str:
         f"  train   (pareto rows)   seed {score(result.seed_train_score)}   best {score(result.best_train_score)}",
         f"  heldout                 seed {score(result.seed_heldout_score)}   best {score(result.best_heldout_score)}",
         f"  rollouts used: {rollouts['train']} train + {rollouts['heldout']} heldout = {rollouts['total']}",
-        f"  proposals: {result.proposals}, accepted: {result.accepted}",
+        f"  proposals: {result.proposals}, accepted: {result.accepted}"
+        + (f", failed proposals: {result.proposals_failed}" if result.proposals_failed else ""),
         f"  best candidate: {result.best_candidate_id}",
         f"  cost: {'unknown' if result.cost_usd is None else f'${result.cost_usd:.4f}'}, "
         f"tokens: {result.usage['total']['total_tokens']}",

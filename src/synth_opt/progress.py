@@ -43,6 +43,7 @@ LOGGED_TYPES = frozenset(
         "dataset.resolved",
         "seed.scored",
         "acceptance.decided",
+        "proposal.failed",
         "search.stopped",
         "heldout.scored",
         "run.finished",
@@ -78,6 +79,7 @@ class ProgressModel:
     proposals: int = 0
     accepted: int = 0
     rejected: int = 0
+    failed: int = 0
     stale: int = 0
     since_improvement: int = 0
     seed_score: float | None = None
@@ -132,6 +134,9 @@ class ProgressModel:
             else:
                 self.rejected += 1
                 self.stale += f.get("reason") == "stale"
+        elif kind == "proposal.failed":
+            self.rejected += 1
+            self.failed += 1
         elif kind == "seed.scored" and f.get("mean_score") is not None:
             self.seed_score = float(f["mean_score"])
         elif kind == "frontier.updated":
@@ -228,7 +233,7 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         f"proposals {model.proposals}",
         f"accepted {model.accepted}",
         f"rejected {model.rejected}",
-        f"stale {model.stale}",
+        f"stale {model.stale}" + (f", failed {model.failed}" if model.failed else ""),
         f"pool {model.pool_size}",
         f"frontier {model.frontier_size}",
     )

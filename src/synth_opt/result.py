@@ -52,6 +52,7 @@ class GepaResult:
     stop_reason: str
     proposals: int = 0
     accepted: int = 0
+    proposals_failed: int = 0
     overrides_applied: dict[str, str] = field(default_factory=dict)
     from_stored_result: bool = False
 

@@ -192,6 +192,7 @@ class RunArtifacts:
             stop_reason=outcome.stop_reason,
             proposals=outcome.proposals,
             accepted=outcome.accepted,
+            proposals_failed=outcome.proposals_failed,
             overrides_applied=dict(self.config.overrides_applied),
         )
         manifest = {

@@ -78,7 +78,7 @@ def test_unreachable_container_fails_the_run_with_exit_1(tmp_path: Path) -> None
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error[container_contract]: ")
+    assert last.startswith("error[container_transport]: ")  # nothing was served: a transport failure
     assert "http://127.0.0.1:9" in last and "/health" in last
     assert "Traceback" not in done.stderr
 

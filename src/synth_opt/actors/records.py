@@ -147,6 +147,7 @@ class SearchOutcome:
     registry: dict[str, dict[str, Any]]
     proposals: int
     accepted: int
+    proposals_failed: int = 0
 
 
 @dataclass(slots=True)

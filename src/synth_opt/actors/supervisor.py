@@ -319,6 +319,8 @@ class Supervisor:
             del self._slots[self._next_commit]
             self._next_commit += 1
             self._checkpoint()
+            if slot.failure is not None:  # past the proposer's failure tolerance, the run fails (once committed)
+                check_proposer_failures(self.settings, self.counters, slot.failure)
             self._fill()
             self._release_head()
 
@@ -438,8 +440,6 @@ class Supervisor:
         if rule is not None:
             self._stop(*rule)
         emit_budget(self.bus, self.ledger, self.counters, plan.index)
-        if slot.failure is not None:
-            check_proposer_failures(self.settings, self.counters, slot.failure)
 
     # -- the end --------------------------------------------------------------------------------------------
 
@@ -536,4 +536,5 @@ class Supervisor:
             registry=self.registry,
             proposals=self._next_commit,
             accepted=self.counters.accepted,
+            proposals_failed=self.counters.proposer_failures,
         )

@@ -18,6 +18,7 @@ from synth_opt.errors import (
     ContainerContractError,
     ContainerOutageError,
     ContainerTransportError,
+    ProposerReplyError,
 )
 from synth_opt.proposers.base import Proposer, ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
@@ -166,10 +167,20 @@ class CachedProposer:
         return "proposer.codex" if self.backend == "codex_app_server" else "proposer.openai_compatible"
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        """A served reply is cached, an unusable one too (raised again on replay, with its raw reply and usage,
+        so a replay or a resume decides the failed proposal the same way); an outage served nothing: never
+        cached."""
         key_request = {"backend": self.backend, "settings": self._settings, "request": request.to_json()}
         cached = self.store.get(self.boundary, key_request)
         if cached is not None:
             try:
+                failure = cached.get("failure")
+                if failure is not None:
+                    raise ProposerReplyError(
+                        str(failure["message"]),
+                        raw_reply=str(failure["raw_reply"]),
+                        usage=Usage.from_dict(failure["usage"]),
+                    )
                 return ProposerResult(
                     texts=tuple(cached["texts"]),
                     usage=Usage.from_dict(cached["usage"]),
@@ -179,7 +190,13 @@ class CachedProposer:
                 raise _corrupt(self.store, self.boundary, error) from None
         if self._live is None:
             self._live = self._build()
-        result = await self._live.propose(request)
+        try:
+            result = await self._live.propose(request)
+        except ProposerReplyError as failure:
+            usage = failure.usage if isinstance(failure.usage, Usage) else Usage()
+            entry = {"message": failure.message, "raw_reply": failure.raw_reply, "usage": usage.to_dict()}
+            self.store.put(self.boundary, key_request, {"failure": entry})
+            raise
         self.store.put(
             self.boundary,
             key_request,

@@ -129,6 +129,11 @@ def _run(
             "candidates": _one(conn, "SELECT count(*) FROM candidates WHERE run_id = ?", run_id),
             "proposals": _one(conn, "SELECT count(*) FROM acceptance_decisions WHERE run_id = ?", run_id),
             "accepted": _one(conn, "SELECT count(*) FROM acceptance_decisions WHERE run_id = ? AND accepted", run_id),
+            "proposals_failed": _one(
+                conn,
+                "SELECT count(*) FROM acceptance_decisions WHERE run_id = ? AND reason = 'proposal_failed'",
+                run_id,
+            ),
             "rollouts": _one(conn, "SELECT count(*) FROM rollouts WHERE run_id = ?", run_id),
             "events": _one(conn, "SELECT count(*) FROM event_stream_events WHERE run_id = ?", run_id),
             "frontier_size": _one(

@@ -1,0 +1,193 @@
+"""Proposer failures: an unusable reply is a committed ``proposal.failed`` decision (its usage charged, replayed
+from the cache), too many of them fail the run quoting the reply, and an unavailable proposer is waited out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from synth_opt import GepaRun, ProposerError, load_config, workspace_status
+from synth_opt.cli import render_summary
+from synth_opt.errors import ProposerReplyError, ProposerUnavailableError
+from synth_opt.events.compare import compare_feeds
+from synth_opt.events.normalize import read_feed
+from synth_opt.progress import replay_summary
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.testing.fake_container import FakeContainer
+from synth_opt.usage import Usage
+
+from .test_pipeline_fake import keyword_score, rows
+
+CALL_USAGE = Usage(calls=1, prompt_tokens=100, completion_tokens=20, total_tokens=120, cost_usd=0.002)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_config(folder: Path, *, mode: str = "async_pipelined", cache: str = "readwrite", extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "gepa.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "failures"
+seed = 2
+
+[container]
+url = "http://fake-container.test"
+
+[dataset]
+train_ids = {{count = 12}}
+heldout_ids = {{count = 6}}
+pareto_ids = {{count = 8}}
+
+[proposer]
+backend = "codex_app_server"
+{extra}
+
+[gepa]
+max_train_rollouts = 150
+minibatch_size = 3
+
+[gepa.pipeline]
+mode = "{mode}"
+max_in_flight_candidates = 4
+
+[cache]
+mode = "{cache}"
+"""
+    )
+    return path
+
+
+def fake() -> FakeContainer:
+    return FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 6)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+    )
+
+
+class FlakyProposer:
+    """Adds the first missing answer word, except every third request (by content, so in any order): a reply cut
+    short. Each call, failed or not, costs CALL_USAGE. ``unavailable`` first calls are outages."""
+
+    backend = "test"
+
+    def __init__(self, *, fail_every: int = 3, always_fail: bool = False, unavailable: int = 0) -> None:
+        self.fail_every, self.always_fail, self.unavailable = fail_every, always_fail, unavailable
+        self.calls = 0
+        self.billed = Usage(cost_usd=0.0)
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        if self.unavailable > 0:
+            self.unavailable -= 1
+            raise ProposerUnavailableError("connection refused (injected)")
+        self.billed += CALL_USAGE
+        text = request.candidate[request.target_module]
+        key = sum(map(ord, json.dumps(request.to_json(), sort_keys=True)))
+        if self.always_fail or key % self.fail_every == 0:
+            raise ProposerReplyError(
+                "the reply was cut short by the token limit (finish_reason = length)",
+                raw_reply='{"proposals": ["answer w0 w1 and th',
+                usage=CALL_USAGE,
+            )
+        words = text.split()
+        for record in request.records:
+            if record.reward < 1.0 and record.task["answer"] not in words:
+                words.append(record.task["answer"])
+                break
+        return ProposerResult(texts=(" ".join(words),), usage=CALL_USAGE)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def events(result: Any, kind: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in Path(result.event_feed_path).read_text().splitlines()]
+    return [e for e in lines if e["type"] == kind]
+
+
+@pytest.mark.anyio
+async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failures_on_record(tmp_path: Path) -> None:
+    proposer = FlakyProposer()
+    config = load_config(write_config(tmp_path / "a", extra="max_consecutive_failures = 10"))
+    result = await GepaRun(config, container_transport=fake().transport(), proposer=proposer).execute_async()
+
+    failed = events(result, "proposal.failed")
+    assert failed and result.accepted > 0 and result.status == "completed"
+    assert all(e["fields"]["reason"] == "proposal_failed" and not e["fields"]["accepted"] for e in failed)
+    assert "cut short" in failed[0]["fields"]["error"] and '{"proposals": ["answer w0' in failed[0]["fields"]["error"]
+    normalized = [json.loads(line) for line in Path(result.normalized_event_feed_path).read_text().splitlines()]
+    assert sum(line["type"] == "proposal.failed" for line in normalized) == len(failed)
+    # every call was billed, failed ones included, and the run's usage is exactly that
+    assert result.usage["proposer"]["calls"] == proposer.calls == proposer.billed.calls
+    assert result.usage["proposer"]["total_tokens"] == proposer.billed.total_tokens
+    assert result.usage["proposer"]["cost_usd"] == pytest.approx(proposer.billed.cost_usd)
+    run = workspace_status(result.workspace_db_path)["runs"][0]
+    assert run["invariant_report"]["status"] == "ok", run["invariant_report"]
+    assert run["proposals_failed"] == len(failed)
+    assert f"failed proposals: {len(failed)}" in render_summary(result)
+    console = Console(record=True, width=160)
+    console.print(replay_summary(read_feed(Path(result.event_feed_path)), run_id="failures"))
+    assert f"failed {len(failed)}" in console.export_text()  # the display the live run shows
+
+    # a readonly replay decides the failed proposals the same way, from the cache
+    replay_path = write_config(tmp_path / "a", cache="readonly", extra="max_consecutive_failures = 10")
+    replay_text = replay_path.read_text().replace('run_id = "failures"', 'run_id = "replay"')
+    replay_path.write_text(replay_text)
+    replay = await GepaRun(load_config(replay_path), proposer=FlakyProposer(always_fail=True)).execute_async()
+    comparison = compare_feeds(Path(result.normalized_event_feed_path), Path(replay.normalized_event_feed_path))
+    assert comparison.equal, comparison
+
+
+@pytest.mark.anyio
+async def test_failures_past_max_consecutive_failures_fail_the_run_quoting_the_reply(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "a", mode="sync_serial", cache="off"))
+    run = GepaRun(config, container_transport=fake().transport(), proposer=FlakyProposer(always_fail=True))
+    with pytest.raises(ProposerError) as caught:
+        await run.execute_async()
+    message = caught.value.message
+    assert "4 failed proposals in a row (proposer.max_consecutive_failures = 3)" in message
+    assert '{"proposals": ["answer w0 w1 and th' in message
+    manifest = json.loads((run.run_dir / "result_manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["proposals"] == 4
+
+
+@pytest.mark.anyio
+async def test_an_unavailable_proposer_is_waited_out_and_the_run_decides_as_if_it_never_was(tmp_path: Path) -> None:
+    whole = await GepaRun(
+        load_config(write_config(tmp_path / "whole", cache="off", extra="max_consecutive_failures = 10")),
+        container_transport=fake().transport(),
+        proposer=FlakyProposer(),
+    ).execute_async()
+    waited = await GepaRun(
+        load_config(write_config(tmp_path / "waited", cache="off", extra="max_consecutive_failures = 10")),
+        container_transport=fake().transport(),
+        proposer=FlakyProposer(unavailable=2),
+    ).execute_async()
+    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(waited.normalized_event_feed_path))
+    assert comparison.equal, comparison
+    states = [e["fields"]["state"] for e in events(waited, "proposer.outage")]
+    assert states.count("waiting") == 2 and "closed" in states
+    assert waited.usage["proposer"] == whole.usage["proposer"]  # an outage bills nothing
+
+
+@pytest.mark.anyio
+async def test_a_proposer_that_stays_unavailable_fails_the_run_after_the_outage_timeout(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "a", cache="off", extra="outage_timeout_seconds = 1.5"))
+    run = GepaRun(config, container_transport=fake().transport(), proposer=FlakyProposer(unavailable=10_000))
+    with pytest.raises(ProposerError) as caught:
+        await run.execute_async()
+    assert "served nothing for" in caught.value.message and "outage_timeout_seconds = 1.5" in caught.value.message
+    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
+    decided = [e for e in feed if e["type"] in ("acceptance.decided", "proposal.failed")]
+    assert decided == []  # nothing was decided from the outage
