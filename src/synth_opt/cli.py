@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from synth_opt import __version__
+
     parser = _Parser(prog="synth-opt", description="GEPA prompt optimization against task containers.")
+    parser.add_argument("--version", action="version", version=f"synth-opt {__version__}", help="print the version")
     commands = parser.add_subparsers(dest="group", required=True, parser_class=_Parser)
 
     gepa = commands.add_parser("gepa", help="run GEPA optimizations")
@@ -41,20 +45,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="replace an existing run directory")
     run.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live display")
     run.add_argument("--log-format", choices=("console", "json"), default="console", help="log line format")
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info", help="lowest level logged"
+    )
 
     service = gepa_commands.add_parser("service", help="the standing GEPA service (litestar) over a queue database")
     service.add_argument("--db", required=True, help="the service database (created if missing)")
     service.add_argument("--bind", default="127.0.0.1:8879", help="host:port; loopback unless a token is set")
-    service.add_argument("--worker-id", default="local-gepa")
+    service.add_argument("--worker-id", default="local-gepa", help="the name leases are taken under")
     service.add_argument("--config-root", default=".", help="submitted config paths must lie under it")
     service.add_argument("--token-env", help="environment variable holding the bearer token")
     run_next = gepa_commands.add_parser("run-next", help="claim and execute the next queued request, then exit")
-    run_next.add_argument("--db", required=True)
-    run_next.add_argument("--worker-id", default=f"run-next-{os.getpid()}")
+    run_next.add_argument("--db", required=True, help="the service database to claim from")
+    run_next.add_argument(
+        "--worker-id", default=f"run-next-{os.getpid()}", help="the name the lease is taken under (default: by pid)"
+    )
 
     accept = gepa_commands.add_parser("accept", help="fresh, cached and readonly runs of one config, compared")
-    accept.add_argument("--config", required=True)
+    accept.add_argument("--config", required=True, help="path to the gepa.toml config")
 
     workspace = commands.add_parser("workspace", help="inspect and repair workspace databases")
     workspace_commands = workspace.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -62,10 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--db", required=True, help="runs/<id>/workspace.sqlite or a service database")
     status.add_argument("--json", action="store_true", help="JSON even on a terminal")
     repair = workspace_commands.add_parser("repair", help="rebuild derived tables from their source rows")
-    repair.add_argument("--db", required=True)
-    repair.add_argument("--json", action="store_true")
+    repair.add_argument("--db", required=True, help="runs/<id>/workspace.sqlite")
+    repair.add_argument("--json", action="store_true", help="print the report as JSON")
     recover = workspace_commands.add_parser("recover", help="requeue expired leases of a service database")
-    recover.add_argument("--db", required=True)
+    recover.add_argument("--db", required=True, help="the service database")
 
     events = commands.add_parser("events", help="read event feeds")
     event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -73,12 +81,26 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--events", required=True, help="events.jsonl or events.normalized.jsonl")
     replay.add_argument("--decisions", action="store_true", help="only the decision events")
     compare = event_commands.add_parser("compare", help="compare two normalized feeds; exit 1 when they differ")
-    compare.add_argument("--left", required=True)
-    compare.add_argument("--right", required=True)
+    compare.add_argument("--left", required=True, help="the first events.normalized.jsonl")
+    compare.add_argument("--right", required=True, help="the second events.normalized.jsonl")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code. Output into a pipe the reader closed (``... | head -1``) ends quietly
+    with 0."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered fails here, not at interpreter exit
+    except BrokenPipeError as error:
+        if not _stdout_closed():
+            return _unexpected(error)
+        _quiet_stdout()
+        return 0
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.group == "gepa" and args.command == "run":
@@ -116,10 +138,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SynthOptimizerError as error:
         print(error.one_line(), file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        raise  # main() tells a closed stdout from another broken pipe
     except Exception as error:  # a bug: still one line, with the way to get details
-        failed = RunFailedError(f"unexpected {type(error).__name__}: {error}; re-run with --log-level debug")
-        print(failed.one_line(), file=sys.stderr)
-        return failed.exit_code
+        return _unexpected(error)
+
+
+def _unexpected(error: BaseException) -> int:
+    failed = RunFailedError(f"unexpected {type(error).__name__}: {error}; re-run with --log-level debug")
+    print(failed.one_line(), file=sys.stderr)
+    return failed.exit_code
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (its write end polls as an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real file descriptor (captured), or no poll()
+        return False
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not complain about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _gepa_run(args: argparse.Namespace) -> int:
