@@ -425,7 +425,10 @@ class _Execution:
                     run_id=self.run_id,
                 ),
                 propose=propose_handler(
-                    proposer, bus=self.bus, outage_timeout_seconds=config.proposer.outage_timeout_seconds
+                    proposer,
+                    bus=self.bus,
+                    outage_timeout_seconds=config.proposer.outage_timeout_seconds,
+                    calls_dir=self.run_dir / "proposer_calls",
                 ),
                 stats=self.view.stats,
             )

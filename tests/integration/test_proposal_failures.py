@@ -140,6 +140,17 @@ async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failur
     console.print(replay_summary(read_feed(Path(result.event_feed_path)), run_id="failures"))
     assert f"failed {len(failed)}" in console.export_text()  # the display the live run shows
 
+    # what the proposer saw and said is kept with the run, failed calls included
+    run_dir = Path(result.manifest_path).parent
+    requested = events(result, "reflection.requested")
+    for event in requested:
+        prompt = (run_dir / event["fields"]["prompt_file"]).read_text()
+        assert len(prompt) == event["fields"]["prompt_chars"] and event["fields"]["candidate_id"] in prompt
+    for event in events(result, "proposer.failed"):
+        reply = (run_dir / event["fields"]["reply_file"]).read_text()
+        assert reply == '{"proposals": ["answer w0 w1 and th' == event["fields"]["reply"]
+    assert len(list((run_dir / "proposer_calls").glob("*.reply.txt"))) == proposer.calls
+
     # a readonly replay decides the failed proposals the same way, from the cache
     replay_path = write_config(tmp_path / "a", cache="readonly", extra="max_consecutive_failures = 10")
     replay_text = replay_path.read_text().replace('run_id = "failures"', 'run_id = "replay"')

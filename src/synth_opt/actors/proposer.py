@@ -10,20 +10,28 @@ A proposer call ends in one of three ways:
   pause (the probe), until it is served; if nothing is served within ``proposer.outage_timeout_seconds`` of the
   first failure, the run fails with a ProposerError. Nothing is committed from an outage, so the run makes the
   decisions of an uninterrupted one.
+
+What the proposer saw and said is kept whatever the cache mode: with ``calls_dir`` set, each call's rendered
+prompt and raw reply are written to ``p<index>.prompt.md`` and ``p<index>.reply.txt`` there (the run directory's
+``proposer_calls/``), and the events carry their names, sizes and digests, with a bounded excerpt of the reply
+(the workspace keeps every event).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import anyio
 
 from synth_opt.actors.messages import ProposeDone, ProposeJob
-from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError
+from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError, RunFailedError
 from synth_opt.events import EventBus
 from synth_opt.proposers.base import Proposer, ProposerResult
+from synth_opt.proposers.reflection import render_prompt
 from synth_opt.usage import Usage
 
 __all__ = ["OUTAGE_PROBE_DELAYS_SECONDS", "propose_handler"]
@@ -39,9 +47,11 @@ def propose_handler(
     outage_timeout_seconds: float = 120.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    calls_dir: Path | None = None,
 ) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
     async def handle(job: ProposeJob) -> ProposeDone:
         request = job.request
+        stem = f"p{job.proposal_index:05d}"
         bus.emit(
             "reflection.requested",
             f"proposal {job.proposal_index}: reflect on {len(request.records)} rows of {request.candidate_id}",
@@ -50,6 +60,7 @@ def propose_handler(
             candidate_id=request.candidate_id,
             module=request.target_module,
             records=[{"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback} for r in request.records],
+            **_kept(calls_dir, f"{stem}.prompt.md", render_prompt(request), "prompt"),
         )
         try:
             result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep)
@@ -64,8 +75,12 @@ def propose_handler(
                 model=getattr(proposer, "model", None),
                 outcome="unusable_reply" if isinstance(exc, ProposerReplyError) else "error",
                 error=exc.message,
-                reply=exc.raw_reply[:_REPLY_EXCERPT_CHARS] if isinstance(exc, ProposerReplyError) else None,
                 usage=None if usage is None else usage.to_dict(),
+                **(
+                    _kept(calls_dir, f"{stem}.reply.txt", exc.raw_reply, "reply")
+                    if isinstance(exc, ProposerReplyError)
+                    else {}
+                ),
             )
             return ProposeDone(job.proposal_index, None, exc)
         bus.emit(
@@ -79,6 +94,7 @@ def propose_handler(
             texts=len(result.texts),
             duration_seconds=round(result.duration_seconds, 6),
             usage=result.usage.to_dict(),
+            **_kept(calls_dir, f"{stem}.reply.txt", result.raw_text, "reply"),
         )
         return ProposeDone(job.proposal_index, result, None)
 
@@ -141,3 +157,27 @@ async def _served(
                 proposal_index=job.proposal_index,
             )
         return result
+
+
+def _kept(calls_dir: Path | None, name: str, text: str, kind: str) -> dict[str, Any]:
+    """Write ``text`` to ``calls_dir/name`` and describe it for an event: its file, size, digest and, for a
+    reply, a bounded excerpt."""
+    fields: dict[str, Any] = {
+        f"{kind}_chars": len(text),
+        f"{kind}_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    if kind == "reply":
+        fields["reply"] = text[:_REPLY_EXCERPT_CHARS]
+    if calls_dir is not None:
+        path = calls_dir / name
+        try:
+            calls_dir.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise RunFailedError(
+                f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the "
+                "same config to resume from its last checkpoint",
+                path=str(path),
+            ) from None
+        fields[f"{kind}_file"] = f"{calls_dir.name}/{name}"
+    return fields
