@@ -1,8 +1,16 @@
 """The run's container: replayed from the cache, launched from ``[container].command``, or reached at
-``[container].url``; every route goes through the cache."""
+``[container].url``; every route goes through the cache.
+
+The cache namespace names the model the container's policy uses when the container reports it
+(``metadata.policy_model`` of ``GET /metadata``, :func:`~synth_opt.container.replies.policy_model`): the config's
+namespace, then ``+model-`` and a digest of that identity. A config pointed at another server that serves another
+model so gets none of the first model's cached answers (URLs are not in cache keys: ports change between runs).
+``GET /health`` and ``GET /metadata`` themselves stay under the config's namespace, so a readonly run, which contacts
+nothing, reads the model there and replays under the namespace of the last live run."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -16,11 +24,12 @@ from synth_opt.cache import CachedContainer, CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.launch import launched_container
+from synth_opt.container.replies import policy_model
 from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
 from synth_opt.run_state import emit_run_state
 
-__all__ = ["bearer_token", "container_url", "open_container", "outage_events", "with_python"]
+__all__ = ["bearer_token", "container_url", "model_namespace", "open_container", "outage_events", "with_python"]
 
 CONTROL_REQUESTS = 4  # requests beside the rollout workers' (health, taskset, status polls)
 
@@ -56,18 +65,35 @@ async def open_container(
                 concurrency=config.gepa.pipeline.workers.rollout + CONTROL_REQUESTS,
                 outage_timeout_seconds=config.container.outage_timeout_seconds,
                 outage_events=outage_events(bus),
+                max_reply_bytes=config.container.max_reply_bytes,
             )
         )
         client = CachedContainer(store, live, url=url)
         emit_run_state(bus, "connecting", container_url=url)
     await client.health()
-    if await client.metadata() is None:
+    metadata = await client.metadata()
+    if metadata is None:
         bus.emit(
             "container.warning",
             f"{url} has no /metadata route; using it as is without a contract check",
             lane="rollout",
         )
+    model = policy_model(metadata)
+    if model is not None and store.enabled:
+        store.namespace = model_namespace(store.namespace, model)
+        bus.emit(
+            "cache.namespace",
+            f"cache namespace {store.namespace} (the container's policy uses model {model})",
+            lane="cache",
+            namespace=store.namespace,
+            policy_model=model,
+        )
     return client
+
+
+def model_namespace(namespace: str, model: str) -> str:
+    """The cache namespace of ``namespace`` for a container whose policy uses ``model``."""
+    return f"{namespace}+model-{hashlib.sha256(model.encode()).hexdigest()[:16]}"
 
 
 @asynccontextmanager

@@ -594,3 +594,82 @@ async def test_tasks_mismatch_names_missing_and_extra_ids() -> None:
     assert caught.value.detail["missing_ids"] == ["t2"]
     assert caught.value.detail["extra_ids"] == ["t9"]
     assert "POST /taskset/tasks" in caught.value.message
+
+
+# ------------------------------------------------------------------------------------------ hostile replies
+
+
+def raw_replying(body: bytes) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _request: httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+
+def test_the_client_default_reply_limit_is_the_config_default() -> None:
+    from synth_opt.config import ContainerSection
+    from synth_opt.container.client import MAX_REPLY_BYTES
+
+    assert MAX_REPLY_BYTES == ContainerSection.model_fields["max_reply_bytes"].default == 8 * 1024 * 1024
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"rollout_id": "r-1", "status": "completed", "trace": ' + b"[" * 300 + b"]" * 300 + b"}", "deeper than 256"),
+        (b"[" * 100_000 + b"]" * 100_000, "deeper than 256"),
+        (b'{"reward": ' + b"9" * 5000 + b"}", "not JSON (Exceeds the limit (4300 digits)"),
+    ],
+    ids=["deeper-than-the-limit", "deeper-than-python", "past-the-digit-limit"],
+)
+async def test_an_unparseable_body_is_a_task_failure_naming_the_problem(body: bytes, named: str) -> None:
+    async with handler_client(raw_replying(body)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+    assert type(caught.value) is ContainerContractError  # served: a task failure, not a transport failure
+    assert named in caught.value.message and "POST /rollout" in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_a_body_over_the_limit_names_its_size_and_the_key() -> None:
+    body = json.dumps(rollout_reply(padding="x" * 5000)).encode()
+    async with handler_client(raw_replying(body), max_reply_bytes=1000) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+    assert type(caught.value) is ContainerContractError
+    assert f"a body of {len(body)} bytes, over container.max_reply_bytes = 1000" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"reward_info": {"outcome_reward": 10**399}}, "reward_info.outcome_reward is an integer of 400 digits"),
+        ({"reward_info": None, "reward": -(10**400)}, "reward is an integer of 401 digits"),
+        (
+            {"reward_info": {"outcome_reward": 1.0, "objectives": {"acc": 10**399}}},
+            "reward_info.objectives['acc'] is an integer of 400 digits",
+        ),
+        ({"objective_scores": [{"objective": "x", "value": 10**399}]}, "objective 'x' is an integer of 400 digits"),
+        ({"usage": {"prompt_tokens": 10**30}}, "usage.prompt_tokens is an integer of 31 digits"),
+        ({"usage": {"total_tokens": float("inf")}}, "usage.total_tokens is inf"),
+        ({"usage": {"cost_usd": 10**400}}, "usage.cost_usd is an integer of 401 digits, too large for a float"),
+        ({"usage": {"cost_usd": float("nan")}}, "usage.cost_usd is nan"),
+    ],
+)
+def test_numbers_no_float_or_ledger_can_hold_are_task_failures(overrides: dict[str, Any], named: str) -> None:
+    with pytest.raises(ContainerContractError) as caught:
+        validate_rollout_reply(rollout_reply(**overrides), "r-1", url=URL, route="/rollout")
+    assert named in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_a_query_in_the_container_url_is_kept_on_every_route() -> None:
+    seen: list[str] = []
+
+    def handle(incoming: httpx.Request) -> httpx.Response:
+        seen.append(f"{incoming.url.path}?{incoming.url.query.decode()}")
+        return httpx.Response(200, json={"status": "ok", **rollout_reply()})
+
+    async with ContainerClient(f"{URL}/base/?code=abc", transport=httpx.MockTransport(handle)) as client:
+        await client.health()
+        await client.rollout(request())
+    assert seen == ["/base/health?code=abc", "/base/rollout?code=abc"]
+    assert "abc" not in client.url

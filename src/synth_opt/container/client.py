@@ -32,8 +32,10 @@ from synth_opt.container.replies import (
     SUCCESS_STATUSES,
     ContainerTransportError,
     RolloutPhase,
+    UnusableBody,
     check_rollout_id,
     clip,
+    decode_reply,
     gepa_contract_version,
     is_transport_status,
     parse_program,
@@ -66,7 +68,8 @@ __all__ = [
     "validate_rollout_reply",
 ]
 
-MAX_REPLY_BYTES: Final = 64 * 1024 * 1024
+MAX_REPLY_BYTES: Final = 8 * 1024 * 1024
+"""The default of ``container.max_reply_bytes``: a body over it is a task failure naming its size."""
 TASKS_CHUNK_SIZE: Final = 500
 _TERMINATE_TIMEOUT_SECONDS: Final = 5.0
 _TRANSPORT_HINT: Final = (
@@ -109,6 +112,13 @@ class _NotFound:
     """Marker for a 404 on a route the caller treats as optional."""
 
 
+@dataclass(frozen=True, slots=True)
+class _TooLarge:
+    """A body over ``max_reply_bytes``, not read: its declared size, or None when it had none."""
+
+    size: int | None
+
+
 _NOT_FOUND: Final = _NotFound()
 _URL_CACHE_SIZE: Final = 64  # fixed routes; per-rollout routes (async polling) are parsed each time
 
@@ -136,7 +146,10 @@ class ContainerClient:
         environment names a proxy for the url); ``transport`` replaces them. ``outage_timeout_seconds``: send
         rollouts through an :class:`~synth_opt.container.circuit.OutageCircuit` (``outage_events`` receives its
         events); without it a rollout's transport failure is raised after the retries."""
-        self._base_url = base_url.rstrip("/")
+        # A query in the url (a gateway's access code) is kept on every route; the routes extend the path.
+        address, _, query = base_url.split("#", 1)[0].partition("?")
+        self._base_url = address.rstrip("/")
+        self._query = f"?{query}" if query else ""
         self.url = _display_url(self._base_url)
         self._retry = retry
         self._sleep = sleep
@@ -399,31 +412,34 @@ class ContainerClient:
             if not 200 <= status < 300:
                 problem = f"HTTP {status}{_body_hint(content)}"
                 raise self._error(method, route, problem, status, _hint_for_status(status))
-            if content is None:
-                problem = f"HTTP {status} with a body over the limit of {self._max_reply_bytes} bytes"
-                raise self._error(method, route, problem, status, _REPLY_HINT)
+            if isinstance(content, _TooLarge):
+                limit = self._max_reply_bytes
+                size = f"{content.size} bytes" if content.size is not None else f"more than {limit} bytes"
+                problem = f"HTTP {status} with a body of {size}, over container.max_reply_bytes = {limit}"
+                hint = "make the container send less (or raise [container] max_reply_bytes)"
+                raise self._error(method, route, problem, status, hint)
             try:
-                return json.loads(content)
-            except ValueError:
-                problem = f"HTTP {status} with a body that is not JSON"
-                raise self._error(method, route, problem, status, _REPLY_HINT) from None
+                return decode_reply(content)
+            except UnusableBody as exc:
+                raise self._error(method, route, f"HTTP {status} with {exc}", status, _REPLY_HINT) from None
         what = f"{problem} (after {attempts} attempt{'s' if attempts != 1 else ''})"
         hint = _TRANSPORT_HINT if status is None else _hint_for_status(status)
         raise self._error(method, route, what, status, hint, transport=True)
 
-    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes | None]:
-        """Send ``request`` and read its whole body: ``(status, body)``, the body None when it is over the limit."""
+    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes | _TooLarge]:
+        """Send ``request`` and read its whole body: ``(status, body)``; a body over the limit is not read (nor
+        kept): :class:`_TooLarge` with its declared size instead."""
         response = await self._http.send(request, stream=True)
         try:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_reply_bytes:
-                return response.status_code, None
+                return response.status_code, _TooLarge(int(declared))
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self._max_reply_bytes:
-                    return response.status_code, None
+                    return response.status_code, _TooLarge(None)
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks)
         finally:
@@ -433,7 +449,7 @@ class ContainerClient:
         """The absolute URL of ``route``, parsed once per fixed route (parsing dominates a small request)."""
         url = self._urls.get(route)
         if url is None:
-            url = httpx.URL(self._base_url + route)
+            url = httpx.URL(self._base_url + route + self._query)
             if len(self._urls) < _URL_CACHE_SIZE:
                 self._urls[route] = url
         return url
@@ -503,8 +519,10 @@ def _os_reason(exc: BaseException) -> str | None:
     return reason
 
 
-def _body_hint(content: bytes | None) -> str:
-    text = (content or b"")[:4096].decode("utf-8", "replace").strip()
+def _body_hint(content: bytes | _TooLarge) -> str:
+    if isinstance(content, _TooLarge):
+        return ""
+    text = content[:4096].decode("utf-8", "replace").strip()
     return f" ({clip(' '.join(text.split()), 200)})" if text else ""
 
 

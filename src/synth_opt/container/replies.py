@@ -12,9 +12,14 @@ The two kinds of failure (defined here, once):
   nothing about the task: a rollout that ends in one is held and tried again (see
   :mod:`synth_opt.container.circuit`), and several of them in a row are an outage, never an outcome;
 - a **task failure** (any other :class:`~synth_opt.errors.ContainerContractError`): something was served, and it is
-  the answer. A 2xx body that is not JSON or not an object, a body over the size limit, a wrong or missing
-  ``rollout_id``, a reward the contract rejects, ``status: failed``, and any other 4xx. Never retried; a rollout
-  that ends in one is a degraded attempt, counted against ``rollout_failure_rate_tolerance``.
+  the answer. A 2xx body that is not JSON or not an object, a body over ``container.max_reply_bytes``, JSON nested
+  deeper than :data:`MAX_REPLY_DEPTH`, a wrong or missing ``rollout_id``, a reward the contract rejects (not a
+  number, or an integer too large for a float), usage that is not a count, ``status: failed``, and any other 4xx.
+  Never retried; a rollout that ends in one is a degraded attempt, counted against
+  ``rollout_failure_rate_tolerance``.
+
+No reply, however hostile, raises anything else (``RecursionError``, ``OverflowError``): :func:`decode_reply` and
+the validators turn each into a task failure that names the problem.
 """
 
 from __future__ import annotations
@@ -31,19 +36,23 @@ from synth_opt.usage import Usage
 
 __all__ = [
     "FAILURE_STATUSES",
+    "MAX_REPLY_DEPTH",
     "PENDING_STATUSES",
     "SUCCESS_STATUSES",
     "TRANSPORT_STATUS_CODES",
     "ContainerTransportError",
     "RolloutPhase",
+    "UnusableBody",
     "check_rollout_id",
     "clip",
+    "decode_reply",
     "first_number",
     "gepa_contract_version",
     "invalid_reply",
     "is_transport_status",
     "parse_program",
     "parse_taskset",
+    "policy_model",
     "rollout_phase",
     "stable_row_id",
     "status_error",
@@ -58,6 +67,11 @@ PENDING_STATUSES: Final = frozenset(
     {"running", "queued", "pending", "submitted", "accepted", "in_progress", "started", "paused", "created"}
 )
 _REPLY_HINT: Final = "fix the container so its reply follows the synth-containers contract (SPEC §4)"
+MAX_REPLY_DEPTH: Final = 256
+"""The deepest nesting of arrays and objects a reply may have; deeper ones are task failures (a real reply nests a
+few levels; a deeper one would overflow the recursion of the JSON encoder that stores it)."""
+_USAGE_COUNTS: Final = ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
+_MAX_COUNT: Final = 2**63 - 1  # what SQLite stores as an integer
 TRANSPORT_STATUS_CODES: Final = frozenset({408, 425, 429})
 """Statuses below 500 that say the request was not served (with every 5xx): retried, then a transport failure."""
 
@@ -65,6 +79,43 @@ TRANSPORT_STATUS_CODES: Final = frozenset({408, 425, 429})
 def is_transport_status(status: int) -> bool:
     """Whether an HTTP status means nothing usable was served (408, 425, 429 and 5xx)."""
     return status >= 500 or status in TRANSPORT_STATUS_CODES
+
+
+class UnusableBody(ValueError):
+    """A served body that cannot be used as JSON; the message names why (the caller adds where)."""
+
+
+def decode_reply(content: bytes) -> Any:
+    """Parse a reply body as JSON, or raise :class:`UnusableBody` naming the problem: not JSON (an integer past
+    Python's digit limit included), or nested deeper than :data:`MAX_REPLY_DEPTH`."""
+    try:
+        payload = json.loads(content)
+    except RecursionError:
+        raise UnusableBody(f"a body of JSON nested deeper than {MAX_REPLY_DEPTH} levels") from None
+    except json.JSONDecodeError:
+        raise UnusableBody("a body that is not JSON") from None
+    except ValueError as exc:  # a number past Python's limits, such as an integer of more than 4,300 digits
+        raise UnusableBody(f"a body that is not JSON ({clip(str(exc), 160)})") from None
+    # Depth n needs n openers: only a body with more of them than the limit is walked.
+    if content.count(b"[") + content.count(b"{") > MAX_REPLY_DEPTH and _deeper_than(payload, MAX_REPLY_DEPTH):
+        raise UnusableBody(f"a body of JSON nested deeper than {MAX_REPLY_DEPTH} levels")
+    return payload
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels in ``value`` (an iterative walk)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+class _NotAFloat(ValueError):
+    """A JSON number that no float can hold; the message says what it is."""
 
 
 class RolloutPhase(Enum):
@@ -101,9 +152,12 @@ def validate_rollout_reply(payload: Any, rollout_id: str, *, url: str, route: st
         raise status_error(payload, rollout_id, url=url, route=route)
     reward_info = payload.get("reward_info")
     info = reward_info if isinstance(reward_info, dict) else {}
-    reward = first_number(info, "outcome_reward", "score")
-    if reward is None:
-        reward = first_number(payload, "reward")
+    try:
+        reward = first_number(info, "outcome_reward", "score", prefix="reward_info.")
+        if reward is None:
+            reward = first_number(payload, "reward")
+    except _NotAFloat as exc:
+        raise invalid_reply(where, f"rollout {rollout_id}: {exc}", url, route) from None
     if reward is None:
         raise invalid_reply(
             where,
@@ -117,7 +171,7 @@ def validate_rollout_reply(payload: Any, rollout_id: str, *, url: str, route: st
         status=str(payload.get("status") or payload.get("success_status")),
         reward=reward,
         objectives=_objectives(payload, info, where=where, url=url, route=route),
-        usage=Usage.from_reply(payload.get("usage")),
+        usage=Usage.from_reply(_checked_usage(payload.get("usage"), where=where, url=url, route=route)),
         trace=_trace(payload),
         feedback=_feedback(payload, info),
         raw=payload,
@@ -169,18 +223,54 @@ def _objectives(
         for entry in scores:
             if not isinstance(entry, dict) or not isinstance(entry.get("objective"), str):
                 raise invalid_reply(where, "objective_scores entries need 'objective' and 'value'", url, route)
-            value = _number(entry.get("value"))
+            value = _objective_number(entry.get("value"), f"objective {entry['objective']!r}", where, url, route)
             if value is None:
                 raise invalid_reply(where, f"objective {entry['objective']!r} has no numeric value", url, route)
             objectives[entry["objective"]] = value
     by_name = info.get("objectives")
     if isinstance(by_name, dict):
         for name, raw in by_name.items():
-            value = _number(raw)
+            value = _objective_number(raw, f"reward_info.objectives[{name!r}]", where, url, route)
             if value is None:
                 raise invalid_reply(where, f"reward_info.objectives[{name!r}] is not a number", url, route)
             objectives.setdefault(str(name), value)
     return objectives
+
+
+def _objective_number(value: Any, name: str, where: str, url: str, route: str) -> float | None:
+    try:
+        return _number(value, name)
+    except _NotAFloat as exc:
+        raise invalid_reply(where, str(exc), url, route) from None
+
+
+def _checked_usage(usage: Any, *, where: str, url: str, route: str) -> Any:
+    """``usage`` unchanged when its counts and cost are numbers a ledger can hold; else a task failure."""
+    if not isinstance(usage, dict):
+        return usage
+    for key in (*_USAGE_COUNTS, "cost_usd", "cost"):
+        value = usage.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        problem = None
+        if isinstance(value, float) and not math.isfinite(value):
+            problem = f"is {value}"
+        elif key in _USAGE_COUNTS and abs(value) > _MAX_COUNT:
+            problem = f"is {_describe_big(value)}, too large for a token count"
+        elif isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:
+                problem = f"is {_describe_big(value)}, too large for a float"
+        if problem is not None:
+            raise invalid_reply(where, f"usage.{key} {problem}", url, route)
+    return usage
+
+
+def _describe_big(value: int | float) -> str:
+    if isinstance(value, int):
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"{value:g}"
 
 
 def _trace(payload: Mapping[str, Any]) -> Any:
@@ -324,6 +414,22 @@ def gepa_contract_version(metadata: Mapping[str, Any]) -> str | None:
     return None
 
 
+def policy_model(metadata: Mapping[str, Any] | None) -> str | None:
+    """The identity of the model the container's policy uses: ``metadata.policy_model`` of ``GET /metadata`` (else a
+    top-level ``policy_model``), a non-empty string, or an object (such as a model server's ``/models`` entry) taken
+    as its canonical JSON. None when the container does not say (an offline policy may name itself instead)."""
+    if not metadata:
+        return None
+    inner = metadata.get("metadata")
+    for holder in (inner if isinstance(inner, dict) else {}, metadata):
+        value = holder.get("policy_model")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        if isinstance(value, dict | list) and value:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return None
+
+
 def stable_row_id(row: Mapping[str, Any]) -> str | None:
     for key in ("task_id", "example_id", "id"):
         value = row.get(key)
@@ -332,17 +438,23 @@ def stable_row_id(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any, name: str = "the value") -> float | None:
+    """A finite float, None for anything else; :class:`_NotAFloat` for an integer too large for a float."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _NotAFloat(f"{name} is {_describe_big(value)}, too large for a float") from None
     return number if math.isfinite(number) else None
 
 
-def first_number(holder: Mapping[str, Any], *keys: str) -> float | None:
+def first_number(holder: Mapping[str, Any], *keys: str, prefix: str = "") -> float | None:
+    """The number at the first of ``keys`` present in ``holder`` (None when it is not one); an integer too large
+    for a float raises ``ValueError`` naming ``prefix`` + the key."""
     for key in keys:
         if holder.get(key) is not None:
-            return _number(holder[key])
+            return _number(holder[key], prefix + key)
     return None
 
 

@@ -23,13 +23,21 @@ client sees on the wire for each ``--fault`` kind:
 - ``die``: the process SIGKILLs itself when the request arrives (``--count`` does not apply);
 - ``malformed``: ``HTTP 200`` whose body is not JSON;
 - ``wrong_id``: a correct ``HTTP 200`` reply carrying another ``rollout_id``;
+- ``huge_body``: a correct ``HTTP 200`` reply padded (with a ``padding`` field) to ``--huge-bytes`` bytes (9 MiB,
+  over the default ``container.max_reply_bytes``), sent with its ``Content-Length``, or chunked with
+  ``--huge-chunked`` (no length declared: the client must stop reading at its limit);
+- ``deep_nesting``: a correct ``HTTP 200`` reply whose ``trace`` is a list nested ``--depth`` deep (100,000);
+- ``big_reward``: a correct ``HTTP 200`` reply whose ``reward_info.outcome_reward`` is a 400-digit integer, too
+  large for a float;
 - ``refused``: once N rollouts have been answered (at once with ``--after 0``), the server closes its listening
   socket and its idle keep-alive connections, so every new connection, to any route, is refused by the kernel
   (``ECONNREFUSED``) until it listens again on the same port after ``--refuse-seconds`` (0, the default: never).
   A refused connection never reaches the process, so it cannot be counted: this window is measured in seconds
   and ``--count`` and ``--fault-row`` are rejected for it.
 
-``--delay-ms`` delays every rollout reply (faulty or not). The process prints one line to stdout,
+``--policy-model NAME`` reports ``NAME`` as ``metadata.policy_model`` in ``GET /metadata`` (the identity of the
+model its policy uses, which the optimizer puts in the cache namespace). ``--delay-ms`` delays every rollout reply
+(faulty or not). The process prints one line to stdout,
 ``listening on http://127.0.0.1:PORT``, once it accepts connections (``--port 0`` picks a free port), and logs
 every injected fault to stderr. HTTP/1.1 with keep-alive and ``Content-Length`` bodies is all it speaks, on plain
 asyncio streams: a framework server could not send resets or trickle a body.
@@ -55,9 +63,24 @@ from synth_opt.container.wire import GEPA_CONTRACT_VERSION
 
 __all__ = ["FAULT_KINDS", "FaultPlan", "command", "main"]
 
-FAULT_KINDS: Final = ("http500", "refused", "reset", "hang", "slow_body", "die", "malformed", "wrong_id")
+FAULT_KINDS: Final = (
+    "http500",
+    "refused",
+    "reset",
+    "hang",
+    "slow_body",
+    "die",
+    "malformed",
+    "wrong_id",
+    "huge_body",
+    "deep_nesting",
+    "big_reward",
+)
 SEED_INSTRUCTION: Final = "Say hello."
 MALFORMED_BODY: Final = b"<html><body>this is not JSON</body></html>"
+HUGE_BYTES: Final = 9 * 1024 * 1024
+DEEP_NESTING: Final = 100_000
+BIG_REWARD: Final = 10**399  # 400 digits: float() of it raises OverflowError
 
 _HOST: Final = "127.0.0.1"
 _MAX_HEAD_BYTES: Final = 64 * 1024
@@ -83,12 +106,17 @@ class FaultPlan:
     row: str | None = None
     refuse_seconds: float = 0.0
     trickle_seconds: float = 1.0
+    huge_bytes: int = HUGE_BYTES
+    huge_chunked: bool = False
+    depth: int = DEEP_NESTING
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {self.kind!r}; choose one of {', '.join(FAULT_KINDS)}")
         if self.after < 0 or self.count < 0 or self.refuse_seconds < 0 or self.trickle_seconds < 0:
             raise ValueError("--after, --count, --refuse-seconds and --trickle-seconds must not be negative")
+        if self.huge_bytes < 0 or self.depth < 1:
+            raise ValueError("--huge-bytes must not be negative and --depth must be at least 1")
         if self.kind == "refused" and (self.count or self.row is not None):
             raise ValueError(
                 "a refused connection never reaches the server, so it cannot be counted: give --refuse-seconds "
@@ -103,14 +131,20 @@ def command(
     count: int = 0,
     row: str | None = None,
     refuse_seconds: float = 0.0,
+    huge_bytes: int | None = None,
+    huge_chunked: bool = False,
+    depth: int | None = None,
     delay_ms: int = 0,
     train: int = 12,
     test: int = 4,
+    policy_model: str | None = None,
     port: str = "{port}",
 ) -> list[str]:
     """The argv that starts a fault container, for ``[container] command`` (``{port}`` is the launcher's)."""
     argv = [sys.executable, "-m", "synth_opt.testing.fault_container", "--port", port]
     argv += ["--train", str(train), "--test", str(test), "--delay-ms", str(delay_ms)]
+    if policy_model is not None:
+        argv += ["--policy-model", policy_model]
     if fault is not None:
         argv += ["--fault", fault, "--after", str(after)]
         if count:
@@ -119,6 +153,12 @@ def command(
             argv += ["--fault-row", row]
         if refuse_seconds:
             argv += ["--refuse-seconds", f"{refuse_seconds:g}"]
+        if huge_bytes is not None:
+            argv += ["--huge-bytes", str(huge_bytes)]
+        if huge_chunked:
+            argv += ["--huge-chunked"]
+        if depth is not None:
+            argv += ["--depth", str(depth)]
     return argv
 
 
@@ -148,8 +188,11 @@ class _Connection:
 class FaultContainer:
     """The server: rows, fault bookkeeping and the HTTP loop of each connection (one task per connection)."""
 
-    def __init__(self, plan: FaultPlan, *, train: int = 12, test: int = 4, delay_ms: int = 0) -> None:
+    def __init__(
+        self, plan: FaultPlan, *, train: int = 12, test: int = 4, delay_ms: int = 0, policy_model: str | None = None
+    ) -> None:
         self.plan = plan
+        self.policy_model = policy_model
         self.delay_seconds = delay_ms / 1000.0
         self.rows: dict[str, list[dict[str, Any]]] = {
             "train": [{"task_id": f"t{i}", "question": f"say word {i}", "answer": f"w{i}"} for i in range(train)],
@@ -219,8 +262,10 @@ class FaultContainer:
         if method == "GET" and path == "/health":
             return 200, {"status": "ok", "service": "fault_container"}
         if method == "GET" and path in ("/metadata", "/info"):
-            contracts = {"gepa": {"version": GEPA_CONTRACT_VERSION}}
-            return 200, {"runtime": {"name": "fault_container"}, "metadata": {"optimizer_contracts": contracts}}
+            inner: dict[str, Any] = {"optimizer_contracts": {"gepa": {"version": GEPA_CONTRACT_VERSION}}}
+            if self.policy_model is not None:
+                inner["policy_model"] = self.policy_model
+            return 200, {"runtime": {"name": "fault_container"}, "metadata": inner}
         if method == "GET" and path == "/program":
             return 200, _program()
         if method == "GET" and path == "/task_info":
@@ -285,6 +330,21 @@ class FaultContainer:
             reply = {**self._reply(payload), "rollout_id": f"{payload.get('rollout_id', '')}-wrong"}
             await _write_json(writer, 200, reply, keep_alive=request.keep_alive and not connection.closing)
             return True
+        if fault == "huge_body":
+            await self._huge(writer, self._reply(payload), keep_alive=request.keep_alive and not connection.closing)
+            return not self.plan.huge_chunked
+        if fault == "deep_nesting":
+            depth = self.plan.depth
+            deep = json.dumps({**self._reply(payload), "trace": "@DEEP@"}).encode()
+            deep = deep.replace(b'"@DEEP@"', b"[" * depth + b"]" * depth)
+            keep = request.keep_alive and not connection.closing
+            await _write(writer, 200, deep, "application/json", keep_alive=keep)
+            return True
+        if fault == "big_reward":
+            reply = self._reply(payload)
+            reply["reward_info"] = {**reply["reward_info"], "outcome_reward": BIG_REWARD}
+            await _write_json(writer, 200, reply, keep_alive=request.keep_alive and not connection.closing)
+            return True
         if fault == "reset":
             _reset(writer)
             return False
@@ -327,6 +387,23 @@ class FaultContainer:
             "actionable_side_info": {"feedback": f"expected {answer!r}"},
             "metadata": {},
         }
+
+    async def _huge(self, writer: asyncio.StreamWriter, reply: dict[str, Any], *, keep_alive: bool) -> None:
+        """A correct reply padded to ``huge_bytes``, with its length or (``huge_chunked``) without one."""
+        base = len(json.dumps({**reply, "padding": ""}).encode())
+        body = json.dumps({**reply, "padding": "x" * max(0, self.plan.huge_bytes - base)}).encode()
+        if not self.plan.huge_chunked:
+            await _write(writer, 200, body, "application/json", keep_alive=keep_alive)
+            return
+        head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n"
+        writer.write(f"{head}connection: close\r\n\r\n".encode("latin-1"))
+        step = 64 * 1024
+        for start in range(0, len(body), step):
+            piece = body[start : start + step]
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
     async def _trickle(self, writer: asyncio.StreamWriter, reply: dict[str, Any]) -> None:
         body = json.dumps(reply).encode()
@@ -473,7 +550,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-row", default=None, help="inject only into rollouts of this row id")
     parser.add_argument("--refuse-seconds", type=float, default=0.0, help="refused: reopen after this (0: never)")
     parser.add_argument("--trickle-seconds", type=float, default=1.0, help="slow_body: seconds per body byte")
+    parser.add_argument("--huge-bytes", type=int, default=HUGE_BYTES, help="huge_body: the size of the reply body")
+    parser.add_argument("--huge-chunked", action="store_true", help="huge_body: send it chunked, with no length")
+    parser.add_argument("--depth", type=int, default=DEEP_NESTING, help="deep_nesting: how deep the trace nests")
     parser.add_argument("--delay-ms", type=int, default=0, help="delay before every rollout reply")
+    parser.add_argument("--policy-model", default=None, help="report this as metadata.policy_model")
     parser.add_argument("--train", type=int, default=12, help="train rows (t0, t1, ...)")
     parser.add_argument("--test", type=int, default=4, help="test rows (h0, h1, ...)")
     return parser
@@ -496,13 +577,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             row=args.fault_row,
             refuse_seconds=args.refuse_seconds,
             trickle_seconds=args.trickle_seconds,
+            huge_bytes=args.huge_bytes,
+            huge_chunked=args.huge_chunked,
+            depth=args.depth,
         )
     except ValueError as exc:
         parser.error(str(exc))
     if args.train < 0 or args.test < 0 or args.delay_ms < 0:
         parser.error("--train, --test and --delay-ms must not be negative")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="fault_container: %(message)s")
-    container = FaultContainer(plan, train=args.train, test=args.test, delay_ms=args.delay_ms)
+    container = FaultContainer(
+        plan, train=args.train, test=args.test, delay_ms=args.delay_ms, policy_model=args.policy_model
+    )
     try:
         asyncio.run(_serve(container, args.port))
     except KeyboardInterrupt:

@@ -1,0 +1,97 @@
+"""Hostile container replies through a real container process in a whole run: a body over
+``container.max_reply_bytes``, JSON nested 100,000 deep, a reward too large for a float. Each is a degraded rollout
+(a task failure: something was served) whose message names the problem; the run completes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synth_opt import GepaRun, load_config
+from synth_opt.testing.fault_container import command
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_config(tmp_path: Path, argv: list[str], *, container_extra: str = "") -> Path:
+    path = tmp_path / "gepa.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "hostile"
+output_dir = {str(tmp_path / "runs")!r}
+
+[container]
+command = [{", ".join(repr(part) for part in argv)}]
+startup_timeout_seconds = 20
+{container_extra}
+
+[dataset]
+train_ids = {{count = 6}}
+heldout_ids = {{count = 4}}
+
+[proposer]
+backend = "codex_app_server"
+command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
+
+[gepa]
+max_train_rollouts = 30
+minibatch_size = 2
+
+[cache]
+mode = "off"
+"""
+    )
+    return path
+
+
+def feed(tmp_path: Path) -> list[dict[str, Any]]:
+    lines = (tmp_path / "runs" / "hostile" / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("fault", "options", "container_extra", "named"),
+    [
+        ("huge_body", {}, "", "a body of 9437184 bytes, over container.max_reply_bytes = 8388608"),
+        (
+            "huge_body",
+            {"huge_chunked": True},
+            "",
+            "a body of more than 8388608 bytes, over container.max_reply_bytes = 8388608",
+        ),
+        (
+            "huge_body",
+            {"huge_bytes": 40_000},
+            "max_reply_bytes = 20000",
+            "a body of 40000 bytes, over container.max_reply_bytes = 20000",
+        ),
+        ("deep_nesting", {}, "", "JSON nested deeper than 256 levels"),
+        ("big_reward", {}, "", "reward_info.outcome_reward is an integer of 400 digits, too large for a float"),
+    ],
+    ids=["huge", "huge-chunked", "configured-limit", "deep", "big-integer"],
+)
+async def test_a_hostile_reply_is_a_degraded_rollout_naming_the_problem_and_the_run_completes(
+    tmp_path: Path, fault: str, options: dict[str, Any], container_extra: str, named: str
+) -> None:
+    argv = command(fault, after=2, count=2, **options)
+    result = await GepaRun(load_config(write_config(tmp_path, argv, container_extra=container_extra))).execute_async()
+    assert result.status == "completed", result
+    degraded = [event for event in feed(tmp_path) if event["type"] == "rollout.degraded"]
+    assert len(degraded) == 2, [event["fields"]["error"] for event in degraded]
+    for event in degraded:
+        error = event["fields"]["error"]
+        assert named in error, error
+        assert "POST /rollout" in error or "(/rollout)" in error, error
+    log = (tmp_path / "runs" / "hostile" / "container.log").read_text()
+    assert log.count(f"fault {fault} on rollout request") == 2
