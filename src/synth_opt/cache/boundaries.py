@@ -48,15 +48,30 @@ class CachedContainer:
         self.store.put(boundary, request, {"value": value})
         return value
 
+    async def _asked_live(
+        self, boundary: str, request: dict[str, Any], call: Callable[[], Awaitable[Any]], *, update: bool
+    ) -> Any:
+        """Asked of the live container whenever there is one (what it says now is what counts); the cache keeps
+        its answer for readonly runs: written on a miss, and replaced when it changed if ``update``."""
+        cached = self.store.get(boundary, request)
+        if self.live is None:  # readonly: a miss raised CacheMissError
+            return None if cached is None else cached["value"]
+        value = await call()
+        if cached is None or (update and cached.get("value") != value):
+            self.store.put(boundary, request, {"value": value})
+        return value
+
     async def health(self) -> dict[str, Any]:
-        value: dict[str, Any] = await self._through(
-            "container.metadata", {"route": "GET /health"}, lambda: self._client().health()
+        value: dict[str, Any] = await self._asked_live(
+            "container.metadata", {"route": "GET /health"}, lambda: self._client().health(), update=False
         )
         return value
 
     async def metadata(self) -> dict[str, Any] | None:
-        value: dict[str, Any] | None = await self._through(
-            "container.metadata", {"route": "GET /metadata"}, lambda: self._client().metadata()
+        """Always the live container's answer in a live run: it names the policy's model, which chooses the
+        cache namespace (:func:`synth_opt.run_container.open_container`); a readonly run reads the last one."""
+        value: dict[str, Any] | None = await self._asked_live(
+            "container.metadata", {"route": "GET /metadata"}, lambda: self._client().metadata(), update=True
         )
         return value
 
