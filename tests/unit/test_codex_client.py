@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from synth_opt.errors import ConfigError, ProposerError
+from synth_opt.errors import ConfigError, ProposerError, ProposerReplyError, ProposerUnavailableError
 from synth_opt.proposers.codex import CodexAppServerProposer, config_override_argv
 from synth_opt.proposers.factory import CODEX_WORKDIR_NAME, build_proposer
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, render_prompt
@@ -137,7 +137,7 @@ async def test_silent_server_hits_the_stall_timeout(tmp_path: Path) -> None:
     # the stall limit also covers the fake server's start-up, which takes over a second on a loaded machine
     proposer = _proposer(tmp_path, "never-answer", stall=3.0, timeout=60.0)
     started = time.monotonic()
-    with pytest.raises(ProposerError, match="message_stall_timeout_seconds"):
+    with pytest.raises(ProposerUnavailableError, match="message_stall_timeout_seconds"):
         await proposer.propose(_request())
     await proposer.aclose()
     assert time.monotonic() - started < 15.0
@@ -147,7 +147,7 @@ async def test_silent_server_hits_the_stall_timeout(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_trickling_server_hits_the_whole_call_timeout(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "trickle", stall=3.0, timeout=6.0)  # deltas every 0.2 s: never a stall
-    with pytest.raises(ProposerError, match="timeout_seconds=6"):
+    with pytest.raises(ProposerUnavailableError, match="timeout_seconds=6"):
         await proposer.propose(_request())
     await proposer.aclose()
 
@@ -155,17 +155,21 @@ async def test_trickling_server_hits_the_whole_call_timeout(tmp_path: Path) -> N
 @pytest.mark.anyio
 async def test_reply_without_proposals_is_an_error(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "bad-reply")
-    with pytest.raises(ProposerError, match="no parseable proposal"):
+    with pytest.raises(ProposerReplyError, match="no parseable proposal") as caught:
         await proposer.propose(_request())
     await proposer.aclose()
+    assert caught.value.raw_reply == "I read the examples; the current prompt already looks fine to me."
+    assert caught.value.usage.completion_tokens == len(caught.value.raw_reply.split())  # what the turn reported
 
 
 @pytest.mark.anyio
 async def test_failed_turn_is_an_error_with_the_turn_error(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "turn-failed")
-    with pytest.raises(ProposerError, match="'failed': fake upstream error"):
+    with pytest.raises(ProposerReplyError, match="'failed': fake upstream error") as caught:
         await proposer.propose(_request())
     await proposer.aclose()
+    assert "fake upstream error" in caught.value.raw_reply
+    assert caught.value.usage.prompt_tokens > 0  # no usage reported: estimated from the turn text
 
 
 @pytest.mark.anyio

@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from synth_opt.errors import ConfigError, ProposerError
+from synth_opt.errors import ConfigError, ProposerError, ProposerReplyError, ProposerUnavailableError
 from synth_opt.proposers.factory import build_proposer
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer, WireApi
 from synth_opt.proposers.reflection import (
@@ -91,7 +91,7 @@ async def test_wire_formats_usage_and_cost(wire_api: WireApi) -> None:
     if wire_api == "chat":
         assert seen.path == "/v1/chat/completions"
         assert seen.body["messages"][0] == {"role": "system", "content": BASE_INSTRUCTIONS}
-        assert "response_format" not in seen.body
+        assert seen.body["response_format"]["type"] == "json_schema"  # JSON is asked for by default
     else:
         assert seen.path == "/v1/responses"
         assert seen.body["instructions"] == BASE_INSTRUCTIONS
@@ -116,7 +116,7 @@ def test_missing_api_key_variable_is_named_and_key_never_shown() -> None:
 @pytest.mark.anyio
 async def test_non_2xx_names_url_and_status() -> None:
     def refuse(prompt: str) -> str:
-        raise FakeOpenAIError(503, "overloaded")
+        raise FakeOpenAIError(403, "forbidden model")
 
     fake = FakeOpenAI(refuse)
     with serve_fake_openai(fake) as url:
@@ -125,9 +125,9 @@ async def test_non_2xx_names_url_and_status() -> None:
             await proposer.propose(_request())
         await proposer.aclose()
     assert f"{url}/chat/completions" in caught.value.message
-    assert "503" in caught.value.message
+    assert "403" in caught.value.message
     assert SECRET not in caught.value.message
-    assert len(fake.requests) == 1  # never retried
+    assert len(fake.requests) == 1  # a refusal other than 429 or 5xx is never retried
 
 
 @pytest.mark.anyio
@@ -135,7 +135,7 @@ async def test_non_2xx_names_url_and_status() -> None:
 async def test_unparseable_reply_is_an_error(wire_api: WireApi) -> None:
     with serve_fake_openai(lambda prompt: "Looks good to me!") as url:
         proposer = _proposer(url, wire_api)
-        with pytest.raises(ProposerError, match="no parseable proposal"):
+        with pytest.raises(ProposerReplyError, match="no parseable proposal"):
             await proposer.propose(_request())
         await proposer.aclose()
 
@@ -166,7 +166,8 @@ async def test_unreachable_server_is_a_proposer_error() -> None:
     with serve_fake_openai(_propose_json) as url:
         pass  # the port is closed again
     proposer = _proposer(url)
-    with pytest.raises(ProposerError, match="failed"):
+    proposer.max_retries = 0
+    with pytest.raises(ProposerUnavailableError, match="served nothing"):
         await proposer.propose(_request())
     await proposer.aclose()
 
@@ -178,7 +179,7 @@ async def test_whole_call_timeout_through_the_transport_seam() -> None:
         return httpx.Response(200, json={})
 
     proposer = _proposer("http://fake.invalid/v1", transport=httpx.MockTransport(slow), timeout=0.3)
-    with pytest.raises(ProposerError, match=r"timeout_seconds=0\.3"):
+    with pytest.raises(ProposerUnavailableError, match=r"timeout_seconds=0\.3"):
         await proposer.propose(_request())
     await proposer.aclose()
 

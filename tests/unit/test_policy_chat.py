@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from synth_opt.policies.chat import DEFAULT_BASE_URL, ChatEndpoint, LlmPolicyError
-from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai
+from synth_opt.testing.fake_openai import FakeOpenAI, FakeOpenAIError, serve_fake_openai
 
 KEY_ENV = "POLICY_CHAT_TEST_KEY"
 SECRET = "sk-test-not-a-real-key"
@@ -113,7 +113,7 @@ def test_the_key_never_shows_in_a_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     [(400, 400), (401, 400), (404, 400), (408, 408), (425, 425), (429, 429), (500, 502), (503, 502)],
 )
 async def test_an_http_error_maps_to_retryable_or_not(upstream: int, status: int) -> None:
-    endpoint = ChatEndpoint("m", base_url="http://llm.test/v1", max_tokens=1)
+    endpoint = ChatEndpoint("m", base_url="http://llm.test/v1", max_tokens=1, retry_base_seconds=0.01)
     transport = _transport(lambda request: httpx.Response(upstream, text="x" * 300))
     with pytest.raises(LlmPolicyError) as error:
         await endpoint.complete_once(MESSAGES, transport=transport)
@@ -123,7 +123,7 @@ async def test_an_http_error_maps_to_retryable_or_not(upstream: int, status: int
 
 @pytest.mark.anyio
 async def test_an_unreachable_endpoint_or_a_reply_that_is_no_completion_is_a_502() -> None:
-    endpoint = ChatEndpoint("m", base_url="http://llm.test/v1", max_tokens=1)
+    endpoint = ChatEndpoint("m", base_url="http://llm.test/v1", max_tokens=1, retry_base_seconds=0.01)
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -175,3 +175,46 @@ async def test_against_the_fake_openai_server(monkeypatch: pytest.MonkeyPatch) -
     assert usage["total_tokens"] == usage["prompt_tokens"] + 1 and usage["cost_usd"] == 0.0
     (recorded,) = fake.requests
     assert recorded.body["model"] == "fake-model" and recorded.body["max_tokens"] == 8
+
+
+@pytest.mark.anyio
+async def test_transient_failures_are_retried_and_only_the_served_call_is_counted() -> None:
+    failures = [FakeOpenAIError(503), FakeOpenAIError(429, "slow down", headers={"Retry-After": "0.3"})]
+
+    def respond(prompt: str) -> str:
+        if failures:
+            raise failures.pop(0)
+        return "four"
+
+    fake = FakeOpenAI(respond)
+    with serve_fake_openai(fake) as base_url:
+        endpoint = ChatEndpoint.from_policy({"model": "fake-model", "base_url": base_url}, default_max_tokens=8)
+        endpoint.backoff.base_seconds = 0.01
+        text, usage = await endpoint.complete_once(MESSAGES)
+    assert text == "four" and len(fake.requests) == 3
+    assert usage["calls"] == 1 and usage["total_tokens"] == fake.served[0]["total_tokens"]
+
+
+@pytest.mark.anyio
+async def test_retries_are_bounded_by_config_max_retries_and_other_4xx_are_not_retried() -> None:
+    def overloaded(prompt: str) -> str:
+        raise FakeOpenAIError(502)
+
+    fake = FakeOpenAI(overloaded)
+    with serve_fake_openai(fake) as base_url:
+        policy = {"model": "fake-model", "base_url": base_url, "config": {"max_retries": 2}}
+        endpoint = ChatEndpoint.from_policy(policy, default_max_tokens=8)
+        endpoint.backoff.base_seconds = 0.01
+        with pytest.raises(LlmPolicyError) as error:
+            await endpoint.complete_once(MESSAGES)
+    assert error.value.status == 502 and len(fake.requests) == 3
+
+    def bad_request(prompt: str) -> str:
+        raise FakeOpenAIError(400, "unknown model")
+
+    fake = FakeOpenAI(bad_request)
+    with serve_fake_openai(fake) as base_url:
+        endpoint = ChatEndpoint.from_policy({"model": "fake-model", "base_url": base_url}, default_max_tokens=8)
+        with pytest.raises(LlmPolicyError) as error:
+            await endpoint.complete_once(MESSAGES)
+    assert error.value.status == 400 and len(fake.requests) == 1

@@ -6,6 +6,10 @@ A container's ``llm`` policy reads the run's ``[policy]`` table (``model``, ``ba
 :meth:`ChatEndpoint.from_policy` reads that table; :meth:`ChatEndpoint.complete` makes one call on an open client
 (for episodes of several calls) and :meth:`ChatEndpoint.complete_once` opens a client for a single call.
 
+HTTP 429, 500, 502, 503 and 504 and connection errors (nothing served, nothing billed) are retried up to
+``max_retries`` times (``config.max_retries``, default 3) with bounded backoff, jittered from a generator seeded by
+the endpoint's URL, that honours ``Retry-After`` (:mod:`synth_opt.proposers.retry`); other statuses are not.
+
 Every failure is a :class:`LlmPolicyError` whose ``status`` is the HTTP status the container should answer with:
 400 for a bad policy table, a missing key or an error the endpoint will repeat (a bad key, model or request), 422
 for a ``config`` that is not a table, the endpoint's own status for 408, 425 and 429, and 502 for the rest (the
@@ -21,7 +25,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 import httpx
+
+from synth_opt.proposers.retry import RETRY_STATUSES, Backoff, is_retryable_error, retry_after_seconds
 
 __all__ = ["DEFAULT_BASE_URL", "ChatEndpoint", "LlmPolicyError"]
 
@@ -50,6 +57,8 @@ class ChatEndpoint:
         timeout_seconds: float = 60.0,
         input_cost_per_million: float = 0.0,
         output_cost_per_million: float = 0.0,
+        max_retries: int = 3,
+        retry_base_seconds: float = 0.5,
     ) -> None:
         """Raises :class:`LlmPolicyError` (400) without a model, or when ``api_key_env`` names an unset variable."""
         if not model:
@@ -61,6 +70,8 @@ class ChatEndpoint:
         self.timeout_seconds = timeout_seconds
         self.input_cost_per_million = input_cost_per_million
         self.output_cost_per_million = output_cost_per_million
+        self.max_retries = max_retries
+        self.backoff = Backoff.for_url(self.base_url, base_seconds=retry_base_seconds)
         self._headers = _headers(api_key_env)
 
     @classmethod
@@ -84,6 +95,7 @@ class ChatEndpoint:
         endpoint.timeout_seconds = float(config.get("timeout_seconds", 60.0))
         endpoint.input_cost_per_million = float(config.get("input_cost_per_million", 0.0))
         endpoint.output_cost_per_million = float(config.get("output_cost_per_million", 0.0))
+        endpoint.max_retries = max(0, int(config.get("max_retries", 3)))
         return endpoint
 
     def __repr__(self) -> str:
@@ -109,14 +121,24 @@ class ChatEndpoint:
     async def complete(
         self, client: httpx.AsyncClient, messages: Sequence[Mapping[str, str]]
     ) -> tuple[str, dict[str, Any]]:
-        """One call on an open client: the reply text and the call's usage (see :meth:`usage`)."""
-        try:
-            response = await client.post(
-                f"{self.base_url}/chat/completions", json=self._body(messages), headers=self._headers
-            )
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-        return self._read(response)
+        """One call on an open client: the reply text and the call's usage (see :meth:`usage`). What served
+        nothing (429, 500, 502, 503, 504, a connection error) is retried up to ``max_retries`` times."""
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = await client.post(
+                    f"{self.base_url}/chat/completions", json=self._body(messages), headers=self._headers
+                )
+            except httpx.HTTPError as exc:
+                if not is_retryable_error(exc) or attempt >= self.max_retries:
+                    raise self._unreachable(exc) from exc
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                    return self._read(response)
+                retry_after = retry_after_seconds(response)
+            await anyio.sleep(self.backoff.delay(attempt, retry_after))
+            attempt += 1
 
     async def complete_once(
         self, messages: Sequence[Mapping[str, str]], *, transport: httpx.AsyncBaseTransport | None = None

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,22 @@ import anyio
 import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from synth_opt.errors import ConfigError, ProposerError
+from synth_opt.errors import ConfigError, ProposerError, ProposerReplyError, ProposerUnavailableError
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.pricing import TokenPrices
 from synth_opt.proposers.process_group import StderrTail, open_group_process, stop_process_group
 from synth_opt.proposers.reflection import (
     BASE_INSTRUCTIONS,
+    CHARS_PER_TOKEN,
+    DEFAULT_MAX_FEEDBACK_CHARS,
+    DEFAULT_MAX_PROMPT_TOKENS,
     REPLY_SCHEMA,
     ReflectionRequest,
+    fit_request,
     parse_reply,
     render_prompt,
 )
+from synth_opt.usage import Usage
 
 __all__ = ["CLIENT_INFO", "DEFAULT_COMMAND", "CodexAppServerProposer", "config_override_argv"]
 
@@ -68,10 +73,15 @@ class CodexAppServerProposer:
         timeout_seconds: float,
         message_stall_timeout_seconds: float,
         env: Mapping[str, str] | None = None,
-        cost_per_million_input_tokens: float = 0.0,
-        cost_per_million_output_tokens: float = 0.0,
+        max_feedback_chars: int = DEFAULT_MAX_FEEDBACK_CHARS,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        cost_per_million_input_tokens: float | None = 0.0,
+        cost_per_million_output_tokens: float | None = 0.0,
     ) -> None:
-        """``env`` adds to (and overrides) the inherited environment; ``CODEX_HOME`` is ``codex_home``."""
+        """``env`` adds to (and overrides) the inherited environment; ``CODEX_HOME`` is ``codex_home``.
+
+        The turn's text is bounded to ``max_prompt_tokens`` (:func:`fit_request`); codex adds its own instructions
+        and tool calls to the turn, so the tokens a call uses are bounded only by the configured estimate."""
         if not command:
             raise ConfigError("[proposer] command is empty; give the argv of codex app-server")
         self.argv: tuple[str, ...] = (*command, *config_override_argv(config_overrides))
@@ -82,7 +92,9 @@ class CodexAppServerProposer:
         self.model = model
         self.timeout_seconds = timeout_seconds
         self.message_stall_timeout_seconds = message_stall_timeout_seconds
-        self.prices = TokenPrices(cost_per_million_input_tokens, cost_per_million_output_tokens)
+        self.max_feedback_chars = max_feedback_chars
+        self.max_prompt_tokens = max_prompt_tokens
+        self.prices = TokenPrices(cost_per_million_input_tokens or 0.0, cost_per_million_output_tokens or 0.0)
         self._extra_env = dict(env or {})
         self._live: set[anyio.abc.Process] = set()
         self._closed = False
@@ -91,6 +103,7 @@ class CodexAppServerProposer:
         if self._closed:
             raise ProposerError("the codex app-server proposer is closed; build a new one")
         started = time.monotonic()
+        prompt = self.prompt(request)
         process = await self._launch()
         self._live.add(process)
         stderr = StderrTail()
@@ -102,7 +115,7 @@ class CodexAppServerProposer:
                 try:
                     if self._closed:  # aclose() ran while the process was starting
                         raise ProposerError("the codex app-server proposer was closed")
-                    answer = await self._call(process, stderr, request)
+                    answer = await self._call(process, stderr, prompt)
                 except Exception as exc:  # re-raised below, outside the task group, so it is not wrapped
                     failure = exc
                 finally:
@@ -118,16 +131,31 @@ class CodexAppServerProposer:
                 raise ProposerError("codex app-server call stopped: the proposer was closed") from failure
             raise failure
         assert answer is not None
+        usage = self._usage(answer.tokens, prompt, answer.text)
+        try:
+            texts = parse_reply(answer.text, wanted=request.proposals, source=SOURCE, module=request.target_module)
+        except ProposerReplyError as exc:
+            exc.usage = usage
+            raise
         return ProposerResult(
-            texts=tuple(parse_reply(answer.text, wanted=request.proposals, source=SOURCE)),
-            usage=self.prices.usage(
-                prompt_tokens=answer.tokens.input,
-                completion_tokens=answer.tokens.output,
-                total_tokens=answer.tokens.total,
-            ),
-            raw_text=answer.text,
-            duration_seconds=time.monotonic() - started,
+            texts=tuple(texts), usage=usage, raw_text=answer.text, duration_seconds=time.monotonic() - started
         )
+
+    def prompt(self, request: ReflectionRequest) -> str:
+        """The turn text this proposer sends for ``request`` (bounded to ``max_prompt_tokens``)."""
+        fitted = fit_request(
+            request, max_feedback_chars=self.max_feedback_chars, max_prompt_tokens=self.max_prompt_tokens
+        )
+        return render_prompt(fitted)
+
+    def _usage(self, tokens: _Tokens, prompt: str, reply: str) -> Usage:
+        """What the turn reported, else an estimate at 4 characters a token of the turn text and the reply."""
+        if tokens == _Tokens():
+            return self.prices.usage(
+                prompt_tokens=-(-(len(BASE_INSTRUCTIONS) + len(prompt)) // CHARS_PER_TOKEN),
+                completion_tokens=-(-len(reply) // CHARS_PER_TOKEN),
+            )
+        return self.prices.usage(prompt_tokens=tokens.input, completion_tokens=tokens.output, total_tokens=tokens.total)
 
     async def aclose(self) -> None:
         """Stop every running server (their calls fail with a ProposerError) and refuse new calls."""
@@ -147,18 +175,18 @@ class CodexAppServerProposer:
                 command=list(self.argv),
             ) from exc
 
-    async def _call(self, process: anyio.abc.Process, stderr: StderrTail, request: ReflectionRequest) -> _Answer:
+    async def _call(self, process: anyio.abc.Process, stderr: StderrTail, prompt: str) -> _Answer:
         session = _Session(process, stderr, stall_seconds=self.message_stall_timeout_seconds)
         with anyio.move_on_after(self.timeout_seconds) as deadline:
-            return await self._converse(session, request)
+            return await self._converse(session, prompt)
         assert deadline.cancelled_caught
-        raise ProposerError(
+        raise ProposerUnavailableError(
             f"codex app-server call exceeded timeout_seconds={self.timeout_seconds:g} "
             f"(while waiting for {session.phase}); raise [proposer] timeout_seconds if turns are slow",
             timeout="timeout_seconds",
         )
 
-    async def _converse(self, session: _Session, request: ReflectionRequest) -> _Answer:
+    async def _converse(self, session: _Session, prompt: str) -> _Answer:
         await session.request("initialize", {"clientInfo": CLIENT_INFO})
         await session.notify("initialized")
         thread_params: JsonObject = {
@@ -172,7 +200,7 @@ class CodexAppServerProposer:
         thread_id = _thread_id(await session.request("thread/start", thread_params))
         turn_params: JsonObject = {
             "threadId": thread_id,
-            "input": [{"type": "text", "text": render_prompt(request), "text_elements": []}],
+            "input": [{"type": "text", "text": prompt, "text_elements": []}],
             "outputSchema": REPLY_SCHEMA,
         }
         try:
@@ -182,7 +210,7 @@ class CodexAppServerProposer:
             with anyio.CancelScope(shield=True):
                 await session.interrupt(thread_id)
             raise
-        return _answer(turn, session.turn)
+        return _answer(turn, session.turn, lambda tokens, reply: self._usage(tokens, prompt, reply))
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +361,8 @@ class _Session:
             if isinstance(message, dict):
                 return message
 
-    def _stall_error(self, what: str) -> ProposerError:
-        return ProposerError(
+    def _stall_error(self, what: str) -> ProposerUnavailableError:
+        return ProposerUnavailableError(
             f"codex app-server sent no message for {self._stall_seconds:g} s "
             f"(message_stall_timeout_seconds) while waiting for {what} ({self.phase})",
             timeout="message_stall_timeout_seconds",
@@ -375,11 +403,19 @@ def _thread_id(result: Any) -> str:
     raise ProposerError(f"codex app-server thread/start reply has no thread id: {str(result)[:200]!r}")
 
 
-def _answer(turn: JsonObject, state: _TurnState) -> _Answer:
+def _answer(turn: JsonObject, state: _TurnState, usage: Callable[[_Tokens, str], Usage]) -> _Answer:
+    """The agent's answer of a completed turn; a failed turn or one without an answer is a failed proposal
+    (:class:`ProposerReplyError` with what the turn said and the tokens it reported)."""
     status = turn.get("status")
+    tokens = state.tokens or _Tokens()
     if status != "completed":
         reason = _error_text(turn.get("error")) or state.error or "no error given"
-        raise ProposerError(f"codex app-server turn ended with status {status!r}: {reason}", status=status)
+        raise ProposerReplyError(
+            f"codex app-server turn ended with status {status!r}: {reason}",
+            raw_reply=state.agent_text or reason,
+            usage=usage(tokens, state.agent_text or ""),
+            status=status,
+        )
     text = state.agent_text
     if text is None:
         items = turn.get("items")
@@ -387,8 +423,10 @@ def _answer(turn: JsonObject, state: _TurnState) -> _Answer:
             if isinstance(item, dict) and item.get("type") == "agentMessage":
                 text = item["text"] if isinstance(item.get("text"), str) else text
     if text is None:
-        raise ProposerError("codex app-server turn completed without an agent message; nothing to parse")
-    return _Answer(text=text, tokens=state.tokens or _Tokens())
+        raise ProposerReplyError(
+            "codex app-server turn completed without an agent message; nothing to parse", usage=usage(tokens, "")
+        )
+    return _Answer(text=text, tokens=tokens)
 
 
 def _error_text(error: Any) -> str:

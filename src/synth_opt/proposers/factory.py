@@ -14,6 +14,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
+from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
 
 __all__ = ["CODEX_WORKDIR_NAME", "ProposerSettings", "build_proposer"]
 
@@ -51,9 +52,12 @@ def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
     """The proposer ``section`` asks for, its run-local state (``CODEX_HOME``, workdir) under ``run_dir``.
 
     For ``codex_app_server``, ``config`` holds codex ``-c`` overrides. For ``openai_compatible`` it holds
-    ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool), and any other key is sent in the request body
-    (e.g. ``temperature``).
+    ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by ``[proposer] response_format``), and
+    any other key is sent in the request body (e.g. ``temperature``, ``max_tokens``). ``max_retries``,
+    ``response_format``, ``max_feedback_chars`` and ``max_prompt_tokens`` are read when the section has them.
     """
+    max_feedback_chars = int(getattr(section, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
+    max_prompt_tokens = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
     if section.backend == "codex_app_server":
         return CodexAppServerProposer(
             section.command or DEFAULT_COMMAND,
@@ -63,6 +67,8 @@ def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
             config_overrides=section.config,
             timeout_seconds=section.timeout_seconds,
             message_stall_timeout_seconds=section.message_stall_timeout_seconds,
+            max_feedback_chars=max_feedback_chars,
+            max_prompt_tokens=max_prompt_tokens,
             cost_per_million_input_tokens=section.cost_per_million_input_tokens,
             cost_per_million_output_tokens=section.cost_per_million_output_tokens,
         )
@@ -76,13 +82,19 @@ def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
             raise ConfigError(f"[proposer] config.wire_api must be 'chat' or 'responses', not {wire_api!r}")
         if not isinstance(json_mode, bool):
             raise ConfigError("[proposer] config.json_mode must be true or false")
+        response_format = getattr(section, "response_format", None)
+        if response_format is None and json_mode:
+            response_format = "json_object"
         return OpenAICompatibleProposer(
             section.base_url,
             model=section.model,
             api_key_env=section.api_key_env,
             timeout_seconds=section.timeout_seconds,
             wire_api=wire_api,
-            json_mode=json_mode,
+            response_format=response_format,
+            max_retries=int(getattr(section, "max_retries", 3)),
+            max_feedback_chars=max_feedback_chars,
+            max_prompt_tokens=max_prompt_tokens,
             extra_body=options,
             cost_per_million_input_tokens=section.cost_per_million_input_tokens,
             cost_per_million_output_tokens=section.cost_per_million_output_tokens,

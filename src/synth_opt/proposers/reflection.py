@@ -1,30 +1,53 @@
-"""The reflection request sent to a proposer, and strict parsing of its reply.
+"""The reflection request sent to a proposer, its bounded prompt, and the parsing of its reply.
 
 The prompt is readable by a language model and carries the same request as one JSON block (fenced as
-```` ```json synth-opt-reflection ````), so a deterministic offline proposer can read it exactly. The reply must be a
-JSON object ``{"proposals": ["<full replacement text>", ...]}``, either the whole message or one fenced ``json``
-block; anything else is a :class:`~synth_opt.errors.ProposerError`, never silently adopted.
+```` ```json synth-opt-reflection ````), so a deterministic offline proposer can read it exactly. The block comes
+before the reply instructions, and the prompt ends with an example of the expected reply
+``{"proposals": ["<full replacement text>", ...]}`` (a prompt that ended with the request block invited models to
+answer in the block's shape).
+
+Bounds: each row's feedback and output are cut to ``max_feedback_chars`` with a visible marker, and the whole
+prompt (with the system instructions) to ``max_prompt_tokens`` estimated at :data:`CHARS_PER_TOKEN` characters a
+token (:func:`fit_request`): rows are cut shorter, then dropped from the end (the prompt says how many), then the
+task description and, last, the current text are cut.
+
+Parsing (:func:`parse_reply`) reads what a person would read and adopts nothing else: the first JSON value in the
+reply (prose before or after, fences with any info string) holding a ``proposals`` list of strings; else the first
+``{"candidate": {module: text}}`` or ``{module: text}`` object naming the target module. Anything else is a
+:class:`~synth_opt.errors.ProposerReplyError` that keeps the reply.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from synth_opt.errors import ProposerError
+from synth_opt.errors import ProposerReplyError
 
 __all__ = [
+    "BASE_INSTRUCTIONS",
+    "CHARS_PER_TOKEN",
+    "DEFAULT_MAX_FEEDBACK_CHARS",
+    "DEFAULT_MAX_PROMPT_TOKENS",
     "REFLECTION_BLOCK_TAG",
     "REPLY_SCHEMA",
     "ReflectionRequest",
     "ReflectiveRecord",
+    "bound_records",
+    "cut_text",
+    "fit_request",
     "parse_reply",
     "render_prompt",
 ]
 
 REFLECTION_BLOCK_TAG = "synth-opt-reflection"
+CHARS_PER_TOKEN = 4
+DEFAULT_MAX_FEEDBACK_CHARS = 4000
+DEFAULT_MAX_PROMPT_TOKENS = 16000
+_MIN_ROW_CHARS = 200  # rows are not cut below this before whole rows are dropped
 
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,24 +63,38 @@ BASE_INSTRUCTIONS = (
 )
 
 
+def cut_text(text: str, limit: int) -> str:
+    """``text`` itself when it has at most ``limit`` characters, else its first ``limit`` characters and a visible
+    marker naming how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [... cut: {limit} of {len(text)} characters shown]"
+
+
 @dataclass(frozen=True, slots=True)
 class ReflectiveRecord:
-    """One minibatch row as the proposer sees it: the task, what the policy did, the reward and feedback."""
+    """One minibatch row as the proposer sees it: the task, what the policy did, the reward and feedback.
+
+    ``cut`` names the fields shortened to fit (``{"feedback": {"chars": <full length>, "sha256": <digest>}}``)."""
 
     task_id: str
     task: dict[str, Any]
     output: Any
     reward: float
     feedback: str | None = None
+    cut: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "task_id": self.task_id,
             "task": self.task,
             "output": self.output,
             "reward": self.reward,
             "feedback": self.feedback,
         }
+        if self.cut:
+            data["cut"] = self.cut
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +106,10 @@ class ReflectionRequest:
     task_info: str | None = None
     frontier_summary: dict[str, Any] = field(default_factory=dict)
     proposals: int = 1
+    omitted_records: int = 0  # rows left out so the prompt fits max_prompt_tokens
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "candidate_id": self.candidate_id,
             "candidate": self.candidate,
             "target_module": self.target_module,
@@ -81,19 +119,99 @@ class ReflectionRequest:
             "frontier_summary": self.frontier_summary,
             "proposals": self.proposals,
         }
+        if self.omitted_records:
+            data["omitted_records"] = self.omitted_records
+        return data
+
+    def prompt_json(self) -> dict[str, Any]:
+        """The machine-readable block of the prompt: the request without the candidate object (models copied its
+        ``"candidate": {...}`` shape into their replies); the other modules are context only."""
+        data = self.to_json()
+        del data["candidate"]
+        others = {name: text for name, text in self.candidate.items() if name != self.target_module}
+        if others:
+            data["other_modules"] = others
+        return data
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _bound_record(record: ReflectiveRecord, limit: int) -> ReflectiveRecord:
+    cut = dict(record.cut)
+    feedback = record.feedback
+    if feedback is not None and len(feedback) > limit:
+        cut.setdefault("feedback", {"chars": len(feedback), "sha256": _digest(feedback)})
+        feedback = cut_text(feedback, limit)
+    output = record.output
+    if output is not None:
+        shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True, ensure_ascii=False)
+        if len(shown) > limit:
+            cut.setdefault("output", {"chars": len(shown), "sha256": _digest(shown)})
+            output = cut_text(shown, limit)
+    if feedback is record.feedback and output is record.output:
+        return record
+    return replace(record, feedback=feedback, output=output, cut=cut)
+
+
+def bound_records(records: tuple[ReflectiveRecord, ...], max_chars: int) -> tuple[ReflectiveRecord, ...]:
+    """The records with each feedback and output (as JSON text when not a string) cut to ``max_chars``."""
+    return tuple(_bound_record(record, max_chars) for record in records)
+
+
+def fit_request(
+    request: ReflectionRequest,
+    *,
+    max_feedback_chars: int = DEFAULT_MAX_FEEDBACK_CHARS,
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+) -> ReflectionRequest:
+    """``request`` bounded so its prompt and the system instructions fit ``max_prompt_tokens`` (estimated at
+    :data:`CHARS_PER_TOKEN` characters a token): rows cut to ``max_feedback_chars``, then shorter, then dropped from
+    the end, then the task description and the current text cut. A pure function: the same request and bounds
+    always give the same prompt."""
+    budget = max_prompt_tokens * CHARS_PER_TOKEN - len(BASE_INSTRUCTIONS)
+    fitted = replace(request, records=bound_records(request.records, max_feedback_chars))
+    if len(render_prompt(fitted)) <= budget:
+        return fitted
+    row_limit = max_feedback_chars
+    while row_limit > _MIN_ROW_CHARS:
+        row_limit = max(_MIN_ROW_CHARS, row_limit // 2)
+        fitted = replace(fitted, records=bound_records(fitted.records, row_limit))
+        if len(render_prompt(fitted)) <= budget:
+            return fitted
+    while fitted.records:
+        fitted = replace(fitted, records=fitted.records[:-1], omitted_records=fitted.omitted_records + 1)
+        if len(render_prompt(fitted)) <= budget:
+            return fitted
+    if fitted.task_info and len(fitted.task_info) > max_feedback_chars:
+        fitted = replace(fitted, task_info=cut_text(fitted.task_info, max_feedback_chars))
+        if len(render_prompt(fitted)) <= budget:
+            return fitted
+    # last resort: the current text itself is too long (it appears twice, as text and in the block)
+    current = fitted.candidate[fitted.target_module]
+    excess = len(render_prompt(fitted)) - budget
+    keep = max(0, len(current) - excess // 2 - 200)
+    candidate = {**fitted.candidate, fitted.target_module: cut_text(current, keep)}
+    return replace(fitted, candidate=candidate, task_info=None)
 
 
 def render_prompt(request: ReflectionRequest) -> str:
-    """The reflection prompt: readable sections, then the whole request as one JSON block."""
+    """The reflection prompt: readable sections, the request as one JSON block, then the reply instructions and
+    an example of the expected reply (the last thing a model reads)."""
+    module = request.target_module
     lines = [
-        f"# Improve the module `{request.target_module}`",
+        f"# Improve the module `{module}`",
         "",
         "## Current text",
         "```",
-        request.candidate[request.target_module],
+        request.candidate[module],
         "```",
         "",
     ]
+    others = [name for name in request.candidate if name != module]
+    if others:
+        lines += [f"Other modules of the program (context only, not to be rewritten): {', '.join(others)}.", ""]
     if request.task_info:
         lines += ["## Task", request.task_info, ""]
     lines += ["## Examples (minibatch)"]
@@ -103,50 +221,102 @@ def render_prompt(request: ReflectionRequest) -> str:
         lines.append(f"- output: {json.dumps(record.output, sort_keys=True, ensure_ascii=False)}")
         if record.feedback:
             lines.append(f"- feedback: {record.feedback}")
+    if request.omitted_records:
+        lines.append(f"({request.omitted_records} more example(s) left out to fit the prompt limit.)")
     lines += [
         "",
-        "## Instructions",
-        f"Write {request.proposals} improved, distinct version(s) of the whole `{request.target_module}` text.",
-        'Reply with exactly one JSON object: {"proposals": ["<full replacement text>", ...]}.',
-        "",
-        "## Request (machine-readable)",
+        "## Request data (machine-readable, for programs; do not copy it into your reply)",
         f"```json {REFLECTION_BLOCK_TAG}",
-        json.dumps(request.to_json(), sort_keys=True, ensure_ascii=False),
+        json.dumps(request.prompt_json(), sort_keys=True, ensure_ascii=False),
         "```",
+        "",
+        "## Your reply",
+        f"Write {request.proposals} improved, distinct version(s) of the whole `{module}` text, each a full "
+        "replacement of the current text.",
+        'Reply with exactly one JSON object with the key "proposals" (a list of strings) and nothing else: no '
+        "prose, no code fence. For example:",
+        json.dumps({"proposals": [f"<full replacement text {i}>" for i in range(1, request.proposals + 1)]}),
     ]
     return "\n".join(lines)
 
 
-_FENCE = re.compile(r"```json[^\n]*\n(.*?)\n?```", re.DOTALL)
+def parse_reply(text: str, *, wanted: int = 1, source: str = "proposer", module: str | None = None) -> list[str]:
+    """At most ``wanted`` distinct, non-empty replacement texts from a proposer's reply.
 
-
-def parse_reply(text: str, *, wanted: int = 1, source: str = "proposer") -> list[str]:
-    """Parse a proposer's reply strictly into at most ``wanted`` distinct, non-empty replacement texts."""
-    stripped = text.strip()
-    candidates = [stripped] if stripped.startswith("{") else []
-    candidates += [match.group(1) for match in _FENCE.finditer(text)]
-    for blob in candidates:
-        try:
-            data = json.loads(blob)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and "proposals" in data:
-            return _proposals(data["proposals"], wanted=wanted, source=source)
-    preview = " ".join(stripped.split())[:120]
-    raise ProposerError(
-        f"{source} reply has no parseable proposal (expected a JSON object with a 'proposals' list); "
-        f"reply began: {preview!r}. Check the proposer's model and instructions.",
+    The first JSON value (anywhere in the reply, nested values included) with a ``proposals`` list of strings;
+    else, when ``module`` is given, the first ``{"candidate": {module: text}}`` or ``{module: text}`` object.
+    Raises :class:`ProposerReplyError` (carrying the reply) when there is none."""
+    values = list(_json_values(text))
+    problem = ""
+    for value in values:
+        for holder in _objects(value):
+            if "proposals" not in holder:
+                continue
+            proposals = holder["proposals"]
+            if isinstance(proposals, list) and all(isinstance(item, str) for item in proposals):
+                return _distinct(proposals, wanted=wanted, source=source, raw=text)
+            if isinstance(proposals, list | str) and not problem:
+                problem = "'proposals' must be a list of strings"
+    if module is not None:
+        for value in values:
+            for holder in _objects(value):
+                inner = holder.get("candidate")
+                for shape in (inner, holder):
+                    if isinstance(shape, dict) and isinstance(shape.get(module), str):
+                        return _distinct([shape[module]], wanted=wanted, source=source, raw=text)
+    preview = " ".join(text.split())[:200]
+    if not text.strip():
+        reason = "the reply is empty"
+    elif problem:
+        reason = problem
+    else:
+        reason = "no parseable proposal (expected a JSON object with a 'proposals' list)"
+    raise ProposerReplyError(
+        f"{source} reply: {reason}; reply began: {preview!r}. Check the proposer's model, its output token limit "
+        "and its instructions.",
+        raw_reply=text,
         reply_preview=preview,
     )
 
 
-def _proposals(value: Any, *, wanted: int, source: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ProposerError(f"{source} reply: 'proposals' must be a list of strings")
+def _json_values(text: str) -> Iterator[Any]:
+    """Every JSON object or array in ``text`` in order of position, skipping over those already read."""
+    decoder = json.JSONDecoder()
+    position = 0
+    while True:
+        starts = [index for index in (text.find("{", position), text.find("[", position)) if index >= 0]
+        if not starts:
+            return
+        start = min(starts)
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
+            position = start + 1
+            continue
+        yield value
+        position = end
+
+
+def _objects(value: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+    """The objects in ``value``, outermost first (a few levels deep)."""
+    if depth > 8:
+        return
+    if isinstance(value, dict):
+        yield value
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return
+    for child in children:
+        yield from _objects(child, depth + 1)
+
+
+def _distinct(items: list[str], *, wanted: int, source: str, raw: str) -> list[str]:
     texts: list[str] = []
-    for item in value:
+    for item in items:
         if item.strip() and item not in texts:
             texts.append(item)
     if not texts:
-        raise ProposerError(f"{source} reply: 'proposals' holds no non-empty text")
+        raise ProposerReplyError(f"{source} reply: 'proposals' holds no non-empty text", raw_reply=raw)
     return texts[:wanted]

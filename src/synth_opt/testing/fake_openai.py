@@ -3,8 +3,11 @@
 ``POST /chat/completions`` and ``POST /responses`` answer with whatever ``responder(prompt_text)`` returns.
 ``/responses`` with ``"stream": true`` answers with Responses-API server-sent events, so the real codex binary
 can be pointed at it (``-c model_providers.fake={base_url=..., wire_api="responses"}``). Usage is reported as
-word counts (prompt words in, reply words out). Every request is recorded. A responder may raise
-:class:`FakeOpenAIError` to make the server answer with an HTTP error.
+word counts (prompt words in, reply words out) and logged in ``served`` for every reply served. Every request is
+recorded. A responder may raise :class:`FakeOpenAIError` to make the server answer with an HTTP error (with
+headers such as ``Retry-After``), or return a :class:`FakeReply` to end the reply with another ``finish_reason``
+(``"length"``: cut short by the token limit). ``refuse_formats`` names the ``response_format`` types the server
+refuses with a 400 naming ``response_format``, as servers without structured output do.
 
     fake = FakeOpenAI(lambda prompt: '{"proposals": ["..."]}')
     with serve_fake_openai(fake) as base_url:
@@ -29,19 +32,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["FakeOpenAI", "FakeOpenAIError", "RecordedRequest", "Responder", "serve_fake_openai"]
-
-Responder = Callable[[str], str]
+__all__ = ["FakeOpenAI", "FakeOpenAIError", "FakeReply", "RecordedRequest", "Responder", "serve_fake_openai"]
 JsonObject = dict[str, Any]
 
 
 class FakeOpenAIError(Exception):
     """Raised by a responder to make the fake answer ``status_code`` with an OpenAI-style error body."""
 
-    def __init__(self, status_code: int, message: str = "fake error") -> None:
+    def __init__(self, status_code: int, message: str = "fake error", *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = dict(headers or {})
+
+
+@dataclass(frozen=True, slots=True)
+class FakeReply:
+    """A reply text with its ``finish_reason`` (``"length"``: the Responses API answers ``status: "incomplete"``)."""
+
+    text: str
+    finish_reason: str = "stop"
+
+
+Responder = Callable[[str], str | FakeReply]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +71,9 @@ class FakeOpenAI:
 
     responder: Responder
     api_key: str | None = None
+    refuse_formats: frozenset[str] = frozenset()
     requests: list[RecordedRequest] = field(default_factory=list)
+    served: list[JsonObject] = field(default_factory=list)  # the usage of every reply served, in order
     _counter: int = field(default=0, init=False, repr=False)
 
     def app(self) -> Starlette:
@@ -75,18 +90,24 @@ class FakeOpenAI:
         self._record(request, body, prompt)
         if body.get("stream"):
             return _error(400, "the fake serves /chat/completions without streaming only")
+        response_format = body.get("response_format")
+        refused = self._refused(response_format.get("type") if isinstance(response_format, dict) else None)
+        if refused is not None:
+            return refused
         try:
-            text = self.responder(prompt)
+            reply = self._reply(prompt)
         except FakeOpenAIError as exc:
-            return _error(exc.status_code, exc.message)
+            return _error(exc.status_code, exc.message, exc.headers)
+        usage = self._serve_usage(prompt, reply.text, chat=True)
+        choice = {"index": 0, "message": {"role": "assistant", "content": reply.text}}
         return JSONResponse(
             {
                 "id": self._id("chatcmpl"),
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", "fake-model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": _usage(prompt, text, chat=True),
+                "choices": [{**choice, "finish_reason": reply.finish_reason}],
+                "usage": usage,
             }
         )
 
@@ -96,10 +117,16 @@ class FakeOpenAI:
             return failure
         prompt = _responses_prompt(body)
         self._record(request, body, prompt)
+        text_options = body.get("text")
+        fmt = text_options.get("format") if isinstance(text_options, dict) else None
+        refused = self._refused(fmt.get("type") if isinstance(fmt, dict) else None)
+        if refused is not None:
+            return refused
         try:
-            text = self.responder(prompt)
+            reply = self._reply(prompt)
         except FakeOpenAIError as exc:
-            return _error(exc.status_code, exc.message)
+            return _error(exc.status_code, exc.message, exc.headers)
+        text = reply.text
         response_id, item_id = self._id("resp"), self._id("msg")
         item = {
             "type": "message",
@@ -115,8 +142,11 @@ class FakeOpenAI:
             "status": "completed",
             "model": body.get("model", "fake-model"),
             "output": [item],
-            "usage": _usage(prompt, text, chat=False),
+            "usage": self._serve_usage(prompt, text, chat=False),
         }
+        if reply.finish_reason == "length":
+            final["status"] = "incomplete"
+            final["incomplete_details"] = {"reason": "max_output_tokens"}
         if not body.get("stream"):
             return JSONResponse(final)
         return StreamingResponse(_response_events(final, item, text), media_type="text/event-stream")
@@ -131,6 +161,20 @@ class FakeOpenAI:
         if not isinstance(body, dict):
             return {}, _error(400, "request body is not a JSON object")
         return body, None
+
+    def _reply(self, prompt: str) -> FakeReply:
+        reply = self.responder(prompt)
+        return reply if isinstance(reply, FakeReply) else FakeReply(reply)
+
+    def _refused(self, format_type: Any) -> Response | None:
+        if format_type is not None and format_type in self.refuse_formats:
+            return _error(400, f"response_format type {format_type!r} is not supported by this server")
+        return None
+
+    def _serve_usage(self, prompt: str, text: str, *, chat: bool) -> JsonObject:
+        usage = _usage(prompt, text, chat=chat)
+        self.served.append(usage)
+        return usage
 
     def _record(self, request: Request, body: JsonObject, prompt: str) -> None:
         self.requests.append(RecordedRequest(request.url.path, body, dict(request.headers), prompt))
@@ -216,8 +260,9 @@ def _usage(prompt: str, text: str, *, chat: bool) -> JsonObject:
     }
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "fake_error", "code": status}}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "fake_error", "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _text_of(content: Any) -> str:
