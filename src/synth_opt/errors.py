@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 
 from anyio import get_cancelled_exc_class
 
+from synth_opt.redact import redact_fields, redact_text
+
 __all__ = [
     "BudgetExceededError",
     "CacheCorruptError",
@@ -64,9 +66,10 @@ class SynthOptimizerError(Exception):
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str, **detail: Any) -> None:
+        message = redact_text(message)  # an error quotes urls, and is printed, logged, stored and served
         super().__init__(message)
         self.message = message
-        self.detail: dict[str, Any] = detail
+        self.detail: dict[str, Any] = redact_fields(detail)
 
     def one_line(self) -> str:
         """The single line the CLI prints: ``error[<code>]: <message>``."""

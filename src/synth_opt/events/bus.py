@@ -2,7 +2,9 @@
 
 ``emit`` is synchronous and never waits on an observer: each subscriber has its own bounded stream, and a
 subscriber that falls behind loses events (counted in ``dropped``) instead of slowing the pipeline. The JSONL
-feed is written and flushed line by line, so a crash loses at most the line being written.
+feed is written and flushed line by line, so a crash loses at most the line being written. Every event passes
+through here, so here URL secrets are redacted (:mod:`synth_opt.redact`): in the message and in every string field
+but the task content, before anything stores or sees the event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synth_opt.errors import RunFailedError
 from synth_opt.events.model import Event
+from synth_opt.redact import CONTENT_FIELDS, redact_text
 
 __all__ = ["FEED_OMITTED_FIELDS", "EventBus", "utc_now"]
 
@@ -67,6 +70,7 @@ class EventBus:
         if self.write_error is not None:
             raise self._write_failure()
         self.sequence_number += 1
+        message = redact_text(message)
         fields = _jsonable(fields)
         ts = self._clock()
         line: dict[str, Any] = {
@@ -155,11 +159,14 @@ class EventBus:
             self._file = None
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, redact: bool = True) -> Any:
+    """``value`` as JSON can hold it, URL secrets redacted in its strings (not under :data:`CONTENT_FIELDS`)."""
+    if isinstance(value, str):
+        return redact_text(value) if redact else value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v, redact and k not in CONTENT_FIELDS) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, redact) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):

@@ -1,0 +1,116 @@
+"""Secrets in URLs reach no file, row or log line: a whole run through the CLI whose container url, proposer
+``base_url`` and policy ``base_url`` carry ``user:secret@`` (and the container and policy urls ``?key=secret``),
+against a real container process and a real OpenAI-compatible proposer server. Nothing the run writes (run
+directory, cache database, workspace database, run registry) and nothing it prints contains the secret; the same
+holds for a run whose proposer fails on a url with a secret in it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from synth_opt.testing import FakeOpenAI, serve_fake_openai
+
+from .test_fault_container import fault_container
+
+pytestmark = pytest.mark.slow
+
+SECRET = "secret"
+CLI = (sys.executable, "-m", "synth_opt", "gepa", "run")
+
+
+@contextmanager
+def proposer_server() -> Iterator[str]:
+    fake = FakeOpenAI(lambda prompt: json.dumps({"proposals": ["Say w0 w1 w2 w3 w4 w5."]}))
+    with serve_fake_openai(fake) as url:
+        yield url
+
+
+def with_secret(url: str, *, query: bool) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://user:{SECRET}@{rest.rstrip('/')}/" + ("?key=" + SECRET if query else "")
+
+
+def write_config(tmp_path: Path, container_url: str, proposer_url: str) -> Path:
+    path = tmp_path / "gepa.toml"
+    path.write_text(
+        f"""
+[run]
+run_id = "hidden"
+output_dir = {str(tmp_path / "runs")!r}
+
+[container]
+url = {container_url!r}
+
+[dataset]
+train_ids = {{count = 6}}
+heldout_ids = {{count = 4}}
+
+[policy]
+type = "llm"
+model = "some-model"
+base_url = "http://user:{SECRET}@llm.invalid/v1?key={SECRET}&x={SECRET}"
+
+[proposer]
+backend = "openai_compatible"
+base_url = {proposer_url!r}
+model = "fake-model"
+api_key_env = "FAKE_OPENAI_KEY"
+
+[gepa]
+max_train_rollouts = 24
+minibatch_size = 2
+
+[cache]
+mode = "readwrite"
+"""
+    )
+    return path
+
+
+def run_cli(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--config", str(path), "--no-progress", "--fresh", "--log-format", "json", "--log-level", "debug"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "FAKE_OPENAI_KEY": "not-a-real-key"},
+    )
+
+
+def assert_no_secret_anywhere(tmp_path: Path, done: subprocess.CompletedProcess[str]) -> None:
+    assert done.stderr.count("\n") > 5, "log lines were written"
+    assert SECRET not in done.stdout and SECRET not in done.stderr, done.stderr[-3000:]
+    files = [file for file in (tmp_path / "runs").rglob("*") if file.is_file()]
+    names = {file.name for file in files}
+    assert {"events.jsonl", "workspace.sqlite", "cache.sqlite", "result_manifest.json"} <= names, names
+    for file in files:
+        assert SECRET.encode() not in file.read_bytes(), file
+
+
+def test_url_passwords_and_query_values_reach_no_file_row_or_log_line_of_a_whole_run(tmp_path: Path) -> None:
+    with fault_container() as served, proposer_server() as proposer_url:
+        path = write_config(tmp_path, with_secret(served.url, query=True), with_secret(proposer_url, query=False))
+        done = run_cli(tmp_path, path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = (tmp_path / "runs" / "hidden" / "events.jsonl").read_text()
+    assert "user:***@127.0.0.1" in events  # the url is shown, its secret is not
+    assert_no_secret_anywhere(tmp_path, done)
+
+
+def test_url_passwords_and_query_values_reach_no_file_or_log_line_when_the_proposer_fails(tmp_path: Path) -> None:
+    with fault_container() as served, proposer_server() as proposer_url:
+        broken = with_secret(proposer_url, query=False).replace("/v1/", "/nowhere/") + f"?token={SECRET}"
+        path = write_config(tmp_path, with_secret(served.url, query=True), broken)
+        done = run_cli(tmp_path, path)
+    assert done.returncode != 0
+    assert "***" in done.stderr
+    assert_no_secret_anywhere(tmp_path, done)
