@@ -53,12 +53,30 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--db", required=True, help="the service database (created if missing)")
     service.add_argument("--bind", default="127.0.0.1:8879", help="host:port; loopback unless a token is set")
     service.add_argument("--worker-id", default="local-gepa", help="the name leases are taken under")
-    service.add_argument("--config-root", default=".", help="submitted config paths must lie under it")
+    service.add_argument(
+        "--config-root", default=".", help="submitted configs, and the paths inside them, must lie under it"
+    )
+    service.add_argument(
+        "--runs-root", help="a second root the paths inside submitted configs may use (default: the config root)"
+    )
+    service.add_argument(
+        "--allow-commands",
+        action="store_true",
+        help="let submitted configs set container.command or proposer.command (anyone who can reach the API can "
+        "then run programs on this machine)",
+    )
     service.add_argument("--token-env", help="environment variable holding the bearer token")
     run_next = gepa_commands.add_parser("run-next", help="claim and execute the next queued request, then exit")
     run_next.add_argument("--db", required=True, help="the service database to claim from")
     run_next.add_argument(
         "--worker-id", default=f"run-next-{os.getpid()}", help="the name the lease is taken under (default: by pid)"
+    )
+    run_next.add_argument(
+        "--config-root", help="hold the request's config to the service's rules with this config root"
+    )
+    run_next.add_argument("--runs-root", help="with --config-root: the service's runs root")
+    run_next.add_argument(
+        "--allow-commands", action="store_true", help="with --config-root: configs may set their own commands"
     )
 
     accept = gepa_commands.add_parser("accept", help="fresh, cached and readonly runs of one config, compared")
@@ -110,11 +128,25 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.group == "gepa" and args.command == "service":
             from synth_opt.service.cli import serve
 
-            return serve(Path(args.db), args.bind, args.worker_id, Path(args.config_root), args.token_env)
+            return serve(
+                Path(args.db),
+                args.bind,
+                args.worker_id,
+                Path(args.config_root),
+                args.token_env,
+                runs_root=_path(args.runs_root),
+                allow_commands=args.allow_commands,
+            )
         if args.group == "gepa" and args.command == "run-next":
             from synth_opt.service.cli import run_next_command
 
-            return run_next_command(Path(args.db), args.worker_id)
+            return run_next_command(
+                Path(args.db),
+                args.worker_id,
+                config_root=_path(args.config_root),
+                runs_root=_path(args.runs_root),
+                allow_commands=args.allow_commands,
+            )
         if args.group == "workspace" and args.command == "recover":
             from synth_opt.service.cli import recover_command
 
@@ -142,6 +174,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise  # main() tells a closed stdout from another broken pipe
     except Exception as error:  # a bug: still one line, with the way to get details
         return _unexpected(error)
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _unexpected(error: BaseException) -> int:

@@ -72,6 +72,7 @@ mode = "off"
 @asynccontextmanager
 async def service(root: Path, **options: Any) -> AsyncIterator[AsyncTestClient[Litestar]]:
     options.setdefault("auto_start", False)
+    options.setdefault("allow_commands", True)  # these configs launch the tiny container and the fake proposer
     app = create_app(root / "service.sqlite", worker_id="test-worker", config_root=root, poll_seconds=0.2, **options)
     async with AsyncTestClient(app, timeout=30) as client:
         yield client

@@ -113,6 +113,7 @@ def service(root: Path, containers: int = 0) -> Iterator[tuple[httpx.Client, lis
         "service-worker",
         "--config-root",
         str(root),
+        "--allow-commands",
         cwd=root,
     )
     ended: list[str] = []

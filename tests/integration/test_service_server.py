@@ -22,7 +22,8 @@ SERVER = """
 import sys
 from pathlib import Path
 from synth_opt.service.cli import serve
-sys.exit(serve(Path(sys.argv[1]), sys.argv[2], "server-worker", Path(sys.argv[3]), "SYNTH_TEST_TOKEN", grace_seconds=5))
+sys.exit(serve(Path(sys.argv[1]), sys.argv[2], "server-worker", Path(sys.argv[3]), "SYNTH_TEST_TOKEN", grace_seconds=5,
+               allow_commands=True))
 """
 TOKEN = "test-token-123"
 

@@ -95,7 +95,9 @@ mode = "off"
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[TestClient[Litestar], dict[str, Any], list[str]]]:
     ids = service_root(tmp_path)
-    app = create_app(tmp_path / "service.sqlite", worker_id="fuzz", config_root=tmp_path, auto_start=False)
+    app = create_app(
+        tmp_path / "service.sqlite", worker_id="fuzz", config_root=tmp_path, auto_start=False, allow_commands=True
+    )
     with TestClient(app, timeout=30, raise_server_exceptions=False) as client:
         schema = client.get("/schema/openapi.json")
         assert schema.status_code == 200

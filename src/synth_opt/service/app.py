@@ -6,10 +6,11 @@ request to stop within ``grace_seconds`` and releases its lease, so it is queued
 
 Every error reaches the caller as ``{"error": {"code", "message", "detail"}}``: 4xx for the caller's mistakes
 (malformed or too deeply nested JSON, and missing, mistyped or unknown fields 400, with the field named in the
-message; a bad or missing config or a path outside the config root 422; an unknown request 404; a conflict, a lost
-lease or a request with no run workspace yet 409; a missing or wrong bearer token 401), 500 only for a bug. With a
-``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included) needs
-``Authorization: Bearer <token>``.
+message; a submitted config that names a path outside the service's roots or a command the service does not allow
+400, naming the key; a bad or missing config or a config path outside the config root 422; an unknown request 404;
+a conflict, a lost lease or a request with no run workspace yet 409; a missing or wrong bearer token 401), 500
+only for a bug. With a ``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included)
+needs ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from synth_opt import __version__
 from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
-from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError, ServiceAuthError
+from synth_opt.service.confine import Confinement
+from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker import call_in_thread
@@ -49,6 +51,7 @@ _STATUS: tuple[tuple[type[SynthOptimizerError], int], ...] = (
     (QueueConflictError, 409),
     (LeaseLostError, 409),
     (RunStateError, 409),
+    (ConfinementError, 400),
     (ConfigError, 422),
     (UsageError, 400),
 )
@@ -132,26 +135,34 @@ def create_app(
     *,
     worker_id: str,
     config_root: str | Path,
+    runs_root: str | Path | None = None,
+    allow_commands: bool = False,
     bearer_token: str | None = None,
     auto_start: bool = True,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     poll_seconds: float = 1.0,
     grace_seconds: float = 10.0,
 ) -> Litestar:
-    """The service app. ``config_root`` confines submitted config paths; ``auto_start`` starts the background
-    worker at start-up (otherwise the first ``POST /runs`` with ``auto_start: true`` does)."""
+    """The service app. ``config_root`` confines submitted config paths; the paths inside a submitted config must lie
+    under it or ``runs_root`` (default: the config root), and the config may start programs of its own only with
+    ``allow_commands`` (:mod:`synth_opt.service.confine`). ``auto_start`` starts the background worker at start-up
+    (otherwise the first ``POST /runs`` with ``auto_start: true`` does)."""
     if bearer_token is not None and not bearer_token.strip():
         raise ConfigError("the bearer token is empty; set a non-empty token or none", field="bearer_token")
     root = Path(config_root).expanduser().resolve()
     if not root.is_dir():
         raise ConfigError(f"config root {root} is not a directory; pass an existing --config-root", field="config_root")
-    service = ServiceContext(db_path=Path(db_path), config_root=root, worker_id=worker_id)
+    runs = None if runs_root is None else Path(runs_root).expanduser().resolve()
+    if runs is not None and not runs.is_dir():
+        raise ConfigError(f"runs root {runs} is not a directory; pass an existing --runs-root", field="runs_root")
+    confinement = Confinement.of(root, runs, allow_commands=allow_commands)
+    service = ServiceContext(db_path=Path(db_path), config_root=root, worker_id=worker_id, confinement=confinement)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         queue = SqliteRunQueue(service.db_path, lease_seconds=lease_seconds)
         service.queue_ = queue
-        service.worker_ = ServiceWorker(queue, worker_id=worker_id, config_root=root, poll_seconds=poll_seconds)
+        service.worker_ = ServiceWorker(queue, worker_id=worker_id, confinement=confinement, poll_seconds=poll_seconds)
         try:
             recovered = await call_in_thread(queue.recover)
             if recovered["recovered"]:

@@ -1,7 +1,9 @@
 """The service's commands, wired into ``synth-opt`` by :mod:`synth_opt.cli`:
 
-- ``synth-opt gepa service --db --bind --worker-id [--config-root] [--token-env]`` -> :func:`serve`
-- ``synth-opt gepa run-next --db [--worker-id]`` -> :func:`run_next_command`
+- ``synth-opt gepa service --db --bind --worker-id [--config-root] [--runs-root] [--allow-commands] [--token-env]``
+  -> :func:`serve`
+- ``synth-opt gepa run-next --db [--worker-id] [--config-root [--runs-root] [--allow-commands]]`` ->
+  :func:`run_next_command`
 - ``synth-opt workspace recover --db`` -> :func:`recover_command`
 
 Each returns the exit code, prints its result (JSON) on stdout and raises SynthOptimizerError for the CLI to print
@@ -23,6 +25,7 @@ import anyio
 import uvicorn
 
 from synth_opt.errors import ConfigError, collapse_exception_group
+from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 from synth_opt.service.worker import Execution, run_next
@@ -71,11 +74,14 @@ def serve(
     config_root: Path,
     token_env: str | None,
     *,
+    runs_root: Path | None = None,
+    allow_commands: bool = False,
     grace_seconds: float = GRACE_SECONDS,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> int:
     """Run the service until SIGINT or SIGTERM; then stop claiming, stop the running request within
-    ``grace_seconds`` and release its lease (it is queued again and resumes later)."""
+    ``grace_seconds`` and release its lease (it is queued again and resumes later). Submitted configs keep their
+    paths under ``config_root`` or ``runs_root`` and start programs only with ``allow_commands``."""
     from synth_opt.service.app import create_app
 
     host, port = parse_bind(bind)
@@ -91,13 +97,17 @@ def serve(
         db,
         worker_id=worker_id,
         config_root=config_root,
+        runs_root=runs_root,
+        allow_commands=allow_commands,
         bearer_token=token,
         auto_start=True,
         lease_seconds=lease_seconds,
         grace_seconds=grace_seconds,
     )
+    runs = f", runs root {runs_root.resolve()}" if runs_root is not None else ""
     print(
-        f"synth-opt service on http://{bind} (worker {worker_id}, db {db}, config root {config_root.resolve()}"
+        f"synth-opt service on http://{bind} (worker {worker_id}, db {db}, config root {config_root.resolve()}{runs}"
+        f"{', submitted configs may run commands' if allow_commands else ''}"
         f"{', bearer token required' if token else ''})",
         file=sys.stderr,
     )
@@ -136,14 +146,25 @@ def run_next_command(
     worker_id: str,
     *,
     config_root: Path | None = None,
+    runs_root: Path | None = None,
+    allow_commands: bool = False,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> int:
     """Recover expired leases, claim the next request, run it and exit: 0 when it completed (or nothing was
     queued), 1 when it failed or was cancelled, 130 when SIGINT/SIGTERM stopped it (its lease is released, so the
-    request is queued again)."""
+    request is queued again). With ``config_root`` the request's config is held to the service's rules (paths
+    under ``config_root`` or ``runs_root``, programs only with ``allow_commands``); without it, it is trusted."""
     SqliteRunQueue(db).close()
+    if config_root is None and (runs_root is not None or allow_commands):
+        raise ConfigError("--runs-root and --allow-commands go with --config-root", field="--config-root")
+    confinement = None
+    if config_root is not None:
+        for flag, root in (("--config-root", config_root), ("--runs-root", runs_root)):
+            if root is not None and not root.is_dir():
+                raise ConfigError(f"{flag} {root} is not a directory; pass an existing one", field=flag)
+        confinement = Confinement.of(config_root, runs_root, allow_commands=allow_commands)
     signalled: list[str] = []
-    final = anyio.run(_run_next_with_signals, db, worker_id, config_root, lease_seconds, signalled)
+    final = anyio.run(_run_next_with_signals, db, worker_id, confinement, lease_seconds, signalled)
     print(json.dumps({"request": None if final is None else _summary(final)}, indent=2))
     if signalled:
         return 130
@@ -151,7 +172,7 @@ def run_next_command(
 
 
 async def _run_next_with_signals(
-    db: Path, worker_id: str, config_root: Path | None, lease_seconds: float, signalled: list[str]
+    db: Path, worker_id: str, confinement: Confinement | None, lease_seconds: float, signalled: list[str]
 ) -> dict[str, Any] | None:
     current: list[Execution] = []
     final: dict[str, Any] | None = None
@@ -171,7 +192,7 @@ async def _run_next_with_signals(
 
             tg.start_soon(stop_on_signals)
             final = await run_next(
-                db, worker_id=worker_id, lease_seconds=lease_seconds, config_root=config_root, on_start=current.append
+                db, worker_id=worker_id, lease_seconds=lease_seconds, confinement=confinement, on_start=current.append
             )
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -1,6 +1,9 @@
 """Errors the run queue and the service add to the tree of :mod:`synth_opt.errors`::
 
     SynthOptimizerError
+    ├── ConfigError
+    │   └── ConfinementError        config_not_allowed      exit 2   (HTTP 400: a path outside the service's roots,
+    │                                                                 or a command the service does not allow)
     ├── QueueConflictError          queue_conflict          exit 1   (HTTP 409: live run id, wrong request state)
     ├── RunRequestNotFoundError     run_request_not_found   exit 2   (HTTP 404)
     └── ServiceAuthError            unauthorized            exit 2   (HTTP 401: missing or wrong bearer token)
@@ -10,9 +13,15 @@
 
 from __future__ import annotations
 
-from synth_opt.errors import SynthOptimizerError
+from synth_opt.errors import ConfigError, SynthOptimizerError
 
-__all__ = ["QueueConflictError", "RunRequestNotFoundError", "ServiceAuthError"]
+__all__ = ["ConfinementError", "QueueConflictError", "RunRequestNotFoundError", "ServiceAuthError"]
+
+
+class ConfinementError(ConfigError):
+    """A submitted config the service may not run as it is; ``detail.field`` names the (first) key."""
+
+    error_code = "config_not_allowed"
 
 
 class QueueConflictError(SynthOptimizerError):

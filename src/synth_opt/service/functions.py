@@ -72,14 +72,22 @@ def _worker(worker_id: Any) -> str:
 
 
 def workspace_submit_run_request(
-    db: Db, config_path: str | os.PathLike[str], priority: int = 0, idempotency_key: str | None = None
+    db: Db,
+    config_path: str | os.PathLike[str],
+    priority: int = 0,
+    idempotency_key: str | None = None,
+    *,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Queue a run of ``config_path``. The config is loaded now (a bad config is a ConfigError) to fix the run id,
     container URL and cache namespace. A known idempotency key returns its request (``deduplicated: True``); a run id
-    that is already queued, leased or running raises QueueConflictError."""
+    that is already queued, leased or running raises QueueConflictError. ``fresh``: the run directory is started
+    over (as ``synth-opt gepa run --fresh``) rather than resumed."""
     fields = request_fields(load_config(config_path))
     with SqliteRunQueue(Path(db)) as queue:
-        return queue.submit(**fields, priority=_priority(priority), idempotency_key=_key(idempotency_key))
+        return queue.submit(
+            **fields, priority=_priority(priority), idempotency_key=_key(idempotency_key), fresh=bool(fresh)
+        )
 
 
 def workspace_claim_next_run_request(

@@ -122,8 +122,10 @@ class SqliteRunQueue:
         cache_namespace: str | None = None,
         priority: int = 0,
         idempotency_key: str | None = None,
+        fresh: bool = False,
     ) -> dict[str, Any]:
-        """Queue a request; with a known idempotency key, return that request (``deduplicated: True``) instead."""
+        """Queue a request; with a known idempotency key, return that request (``deduplicated: True``) instead.
+        ``fresh``: its first attempt starts the run directory over instead of resuming or returning what it holds."""
         now = self.clock()
         refused: SynthOptimizerError | None = None
         with self._write() as conn:
@@ -156,8 +158,8 @@ class SqliteRunQueue:
                 request_id = f"req-{uuid.uuid4().hex[:20]}"
                 row = conn.execute(
                     "INSERT INTO run_requests (request_id, run_id, config_path, run_dir, container_url, "
-                    "cache_namespace, priority, status, idempotency_key, submitted_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING *",
+                    "cache_namespace, priority, status, idempotency_key, submitted_at, fresh) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING *",
                     (
                         request_id,
                         run_id,
@@ -168,6 +170,7 @@ class SqliteRunQueue:
                         int(priority),
                         idempotency_key,
                         now,
+                        int(bool(fresh)),
                     ),
                 ).fetchone()
                 self._record(conn, request_id, "submit", "succeeded", None, run_id=run_id, priority=priority)

@@ -31,6 +31,7 @@ class RunQueue(Protocol):
         cache_namespace: str | None = None,
         priority: int = 0,
         idempotency_key: str | None = None,
+        fresh: bool = False,
     ) -> dict[str, Any]: ...
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> dict[str, Any] | None: ...

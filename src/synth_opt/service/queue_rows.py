@@ -34,7 +34,7 @@ def request_view(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
     for key, value in data.items():
         if key in _JSON_COLUMNS:
             view[_JSON_COLUMNS[key]] = None if value is None else json.loads(value)
-        elif key == "cancel_requested":
+        elif key in ("cancel_requested", "fresh"):
             view[key] = bool(value)
         else:
             view[key] = value

@@ -106,7 +106,10 @@ _V1: tuple[str, ...] = (
     f"PRAGMA application_id = {APPLICATION_ID}",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# ``fresh``: the request's first attempt starts its run directory over (``POST /runs`` with ``fresh: true``)
+_V2: tuple[str, ...] = ("ALTER TABLE run_requests ADD COLUMN fresh INTEGER NOT NULL DEFAULT 0",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

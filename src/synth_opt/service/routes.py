@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from synth_opt.config import load_config
 from synth_opt.errors import ConfigError
+from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
 from synth_opt.service.queue_protocol import RunQueue
 from synth_opt.service.queue_rows import public_view
 from synth_opt.service.queue_schema import TERMINAL_STATUSES
-from synth_opt.service.worker import call_in_thread, config_inside_root
+from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
 from synth_opt.workspace import workspace_status
 
@@ -41,12 +45,18 @@ class ServiceContext:
     db_path: Path
     config_root: Path
     worker_id: str
+    confinement: Confinement | None = None
     events_poll_seconds: float = 0.25
     queue_: RunQueue | None = None
     worker_: ServiceWorker | None = None
     task_group: TaskGroup | None = None
     stopping: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> Confinement:
+        """The confinement of submitted configs (the config root alone when none was given)."""
+        return self.confinement or Confinement.of(self.config_root)
 
     @property
     def queue(self) -> RunQueue:
@@ -74,12 +84,15 @@ def service_of(state: State) -> ServiceContext:
 
 @dataclass
 class SubmitRun:
-    """A run request: ``config_path`` is resolved against the service's config root and must stay inside it."""
+    """A run request: ``config_path`` is resolved against the service's config root and must stay inside it.
+    ``fresh`` starts the run directory over (as ``gepa run --fresh``) instead of resuming it or returning the result
+    it holds."""
 
     config_path: str
     priority: int = 0
     auto_start: bool = True
     idempotency_key: str | None = None
+    fresh: bool = False
 
 
 SUBMIT_FIELDS = tuple(f.name for f in dataclasses.fields(SubmitRun))
@@ -111,7 +124,7 @@ async def status(state: State) -> dict[str, Any]:
     """``workspace_status`` of the service database, plus the worker's state."""
     service = service_of(state)
     report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
-    return {**report, "worker": service.worker.describe(), "config_root": str(service.config_root)}
+    return {**report, "worker": service.worker.describe(), **service.rules.describe()}
 
 
 @post("/runs")
@@ -125,10 +138,12 @@ async def submit_run(
         raise ConfigError(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}", field="priority")
     if data.idempotency_key is not None and not 0 < len(data.idempotency_key) <= 200:
         raise ConfigError("idempotency_key must be 1 to 200 characters", field="idempotency_key")
-    path = _inside_root(data.config_path, service.config_root)
-    fields = request_fields(await call_in_thread(load_config, path))
+    path = _inside_root(data.config_path, service.rules)
+    config = await call_in_thread(load_config, path)
+    service.rules.check(config)  # again when a worker runs it: the file may change meanwhile
+    fields = request_fields(config)
     queued = await call_in_thread(
-        service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key
+        service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key, fresh=data.fresh
     )
     if data.auto_start:
         await service.ensure_worker_loop()
@@ -137,9 +152,9 @@ async def submit_run(
     return Response(body, status_code=200 if queued["deduplicated"] else 201)
 
 
-def _inside_root(config_path: str, config_root: Path) -> Path:
+def _inside_root(config_path: str, rules: Confinement) -> Path:
     try:
-        return config_inside_root(config_path, config_root)
+        return rules.config_path(config_path)
     except (ValueError, OSError) as error:  # a NUL byte, a symlink loop, an unreadable directory
         raise ConfigError(f"config_path {config_path!r} cannot be resolved: {error}", field="config_path") from None
 
@@ -170,8 +185,9 @@ async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
 
 @get("/runs/{request_id:str}/events")
 async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent:
-    """The run's ``events.jsonl`` as server-sent events, live, ending (with an ``end`` event) when the request is
-    terminal."""
+    """The events of the request's current attempt (from its ``events.jsonl``) as server-sent events, live, ending
+    (with an ``end`` event) when the request is terminal. Lines an earlier attempt or run left in the run directory
+    are never sent: the stream starts at the ``run.state`` (``created`` or ``resumed``) the attempt itself wrote."""
     service = service_of(state)
     request = await call_in_thread(service.queue.get, request_id)
     return ServerSentEvent(_follow(service, request))
@@ -179,17 +195,13 @@ async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent
 
 async def _follow(service: ServiceContext, request: dict[str, Any]) -> AsyncIterator[ServerSentEventMessage]:
     # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
-    feed = Path(request["run_dir"]) / "events.jsonl" if request["run_dir"] else None
-    offset, pending = 0, b""
+    feed = AttemptFeed(Path(request["run_dir"]) / "events.jsonl") if request["run_dir"] else None
     while True:
         current = await call_in_thread(service.queue.get, request["request_id"])
         terminal = current["status"] in TERMINAL_STATUSES  # read before the feed, so its last lines are sent
-        chunk, offset = (b"", offset) if feed is None else await call_in_thread(_read_from, feed, offset)
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        lines = [] if feed is None else await call_in_thread(feed.read, current)
         for line in lines:
-            if line.strip():
-                yield _message(line)
+            yield _message(line)
         if terminal or service.stopping:
             end = {"request_id": current["request_id"], "status": current["status"]}
             yield ServerSentEventMessage(data=json.dumps(end), event="end")
@@ -197,16 +209,65 @@ async def _follow(service: ServiceContext, request: dict[str, Any]) -> AsyncIter
         await anyio.sleep(service.events_poll_seconds)
 
 
-def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
-    try:
-        with path.open("rb") as handle:
-            if handle.seek(0, 2) < offset:  # the run directory was replaced (a fresh attempt): start over
-                offset = 0
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return b"", offset
-    return data, offset + len(data)
+_ATTEMPT_STARTS = frozenset({"created", "resumed"})
+
+
+@dataclass
+class AttemptFeed:
+    """Reads a run's ``events.jsonl`` for one request, from the first line its current attempt wrote.
+
+    An attempt starts when its worker marks the request running (``started_at``); its run then writes a ``run.state``
+    ``created`` (a fresh run directory) or ``resumed`` event. Until that line appears nothing is sent, so what an
+    earlier attempt or an earlier request left in the run directory (the failure of a run that was started over,
+    say) is not replayed as if it were this attempt's. A file that is replaced (a new inode) or cut back is read
+    again from its start."""
+
+    path: Path
+    offset: int = 0
+    pending: bytes = b""
+    identity: tuple[int, int] | None = None
+    attempt_started: float | None = None
+    begun: bool = False
+
+    def read(self, request: dict[str, Any]) -> list[bytes]:
+        started = request.get("started_at") if request.get("status") != "queued" else None
+        if started is None:  # no attempt is running: nothing of this request's has been written
+            return []
+        if started != self.attempt_started:  # a new attempt: wait for its first line
+            self.attempt_started, self.begun = float(started), False
+        if not self.begun:  # until the attempt's first line shows up, look from the top (the file may be replaced)
+            self.offset, self.pending = 0, b""
+        try:
+            with self.path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if (stat.st_dev, stat.st_ino) != self.identity or stat.st_size < self.offset:
+                    self.identity, self.offset, self.pending, self.begun = (stat.st_dev, stat.st_ino), 0, b"", False
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        found: list[bytes] = []
+        for line in lines:
+            if line.strip() and (self.begun or self._starts_attempt(line)):
+                self.begun = True
+                found.append(line)
+        return found
+
+    def _starts_attempt(self, line: bytes) -> bool:
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or event.get("type") != "run.state":
+                return False
+            fields = event.get("fields")
+            if not isinstance(fields, dict) or fields.get("state") not in _ATTEMPT_STARTS:
+                return False
+            written = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
+        except (ValueError, TypeError, KeyError):
+            return False
+        # ``ts`` has milliseconds (truncated): compare at that precision
+        return math.floor(written * 1000 + 0.5) >= math.floor((self.attempt_started or 0.0) * 1000)
 
 
 def _message(line: bytes) -> ServerSentEventMessage:

@@ -28,7 +28,6 @@ import anyio
 
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import (
-    ConfigError,
     LeaseLostError,
     RunCancelledError,
     RunFailedError,
@@ -38,6 +37,7 @@ from synth_opt.errors import (
 )
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
+from synth_opt.service.confine import Confinement, config_inside_root
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 from synth_opt.service.queue_protocol import RunQueue
 
@@ -48,20 +48,6 @@ CANCEL_REASON = "cancelled through the service"
 SHUTDOWN_REASON = "the service worker is shutting down"
 
 
-def config_inside_root(config_path: str | Path, config_root: Path) -> Path:
-    """``config_path`` resolved (symlinks included) against ``config_root``; a ConfigError if it leaves the root."""
-    root = config_root.expanduser().resolve()
-    resolved = (root / Path(config_path).expanduser()).resolve()
-    if not resolved.is_relative_to(root):
-        raise ConfigError(
-            f"config_path {config_path} resolves to {resolved}, outside the service's config root {root}; "
-            "submit a config that lies under the config root (--config-root)",
-            field="config_path",
-            config_root=str(root),
-        )
-    return resolved
-
-
 @dataclass
 class Execution:
     """The handle of one request being executed: who holds it and how to stop it."""
@@ -70,6 +56,7 @@ class Execution:
     run_id: str
     lease_token: str
     attempt: int
+    fresh: bool = False
     started_at: float = field(default_factory=time.time)
     run: GepaRun | None = None
     cancel_reason: str | None = None
@@ -156,7 +143,8 @@ def _manifest_summary(config: GepaConfig | None) -> dict[str, Any] | None:
 
 
 async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
-    execution.run = GepaRun(config, fresh=False)
+    # a fresh request starts over on its first attempt only: a later one resumes what the first committed
+    execution.run = GepaRun(config, fresh=execution.fresh and execution.attempt <= 1)
     if execution.cancel_reason is not None:
         execution.run.cancel(execution.cancel_reason)
     try:
@@ -177,11 +165,24 @@ async def execute_claimed(
     claimed: dict[str, Any],
     *,
     config_root: Path | None = None,
+    confinement: Confinement | None = None,
     poll_seconds: float = 0.5,
     on_start: Callable[[Execution], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a request this worker has claimed, to its end; returns the request as it was finally written."""
-    execution = Execution(claimed["request_id"], claimed["run_id"], claimed["lease_token"], int(claimed["attempts"]))
+    """Run a request this worker has claimed, to its end; returns the request as it was finally written.
+
+    With ``confinement`` (or just a ``config_root``: its rules with no commands allowed) the config is checked
+    again before anything runs, since the file may have changed since it was submitted; a refused config fails the
+    request with ``config_not_allowed``."""
+    if confinement is None and config_root is not None:
+        confinement = Confinement.of(config_root)
+    execution = Execution(
+        claimed["request_id"],
+        claimed["run_id"],
+        claimed["lease_token"],
+        int(claimed["attempts"]),
+        fresh=bool(claimed.get("fresh")),
+    )
     if on_start is not None:
         on_start(execution)
     token = execution.lease_token
@@ -195,9 +196,12 @@ async def execute_claimed(
             tg.start_soon(functools.partial(watch, poll_seconds=poll_seconds))
             try:
                 path = claimed["config_path"]
-                if config_root is not None:
-                    path = config_inside_root(path, config_root)
-                config = await call_in_thread(load_config, path)
+                if confinement is not None:
+                    path = confinement.config_path(path)
+                loaded: GepaConfig = await call_in_thread(load_config, path)
+                if confinement is not None:
+                    confinement.check(loaded)
+                config = loaded
                 result = (await _run_gepa(execution, config)).to_json()
             except SynthOptimizerError as failure:
                 error = failure.to_dict()
@@ -246,6 +250,7 @@ async def run_next(
     worker_id: str,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     config_root: Path | None = None,
+    confinement: Confinement | None = None,
     poll_seconds: float = 0.5,
     on_start: Callable[[Execution], None] | None = None,
 ) -> dict[str, Any] | None:
@@ -258,7 +263,12 @@ async def run_next(
         if claimed is None:
             return None
         return await execute_claimed(
-            queue, claimed, config_root=config_root, poll_seconds=poll_seconds, on_start=on_start
+            queue,
+            claimed,
+            config_root=config_root,
+            confinement=confinement,
+            poll_seconds=poll_seconds,
+            on_start=on_start,
         )
     finally:
         queue.close()

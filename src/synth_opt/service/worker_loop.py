@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from synth_opt.errors import LeaseLostError
+from synth_opt.service.confine import Confinement
 from synth_opt.service.queue_protocol import RunQueue
 from synth_opt.service.worker import Execution, call_in_thread, execute_claimed
 
@@ -31,12 +32,15 @@ class ServiceWorker:
         *,
         worker_id: str,
         config_root: Path | None = None,
+        confinement: Confinement | None = None,
         poll_seconds: float = 1.0,
         cancel_poll_seconds: float = 0.5,
     ) -> None:
         self.queue = queue
         self.worker_id = worker_id
-        self.config_root = config_root
+        if confinement is None and config_root is not None:
+            confinement = Confinement.of(config_root)
+        self.confinement = confinement
         self.poll_seconds = poll_seconds
         self.cancel_poll_seconds = cancel_poll_seconds
         self.state = "not_started"
@@ -92,7 +96,7 @@ class ServiceWorker:
                 final = await execute_claimed(
                     self.queue,
                     claimed,
-                    config_root=self.config_root,
+                    confinement=self.confinement,
                     poll_seconds=self.cancel_poll_seconds,
                     on_start=self._track,
                 )

@@ -1,0 +1,174 @@
+"""What a config submitted to the service may touch: its paths stay under the service's roots, and it starts no
+process of its choosing unless the service allows commands.
+
+Without this, anyone who can reach the API could write a run into any directory the service can write (``output_dir
+= "/home/me/.ssh"``) or run any program (``container.command = ["sh", "-c", ...]``). The rules:
+
+- ``run.output_dir`` (and so the run directory), the cache file, ``container.cwd`` and ``proposer.codex_home`` must
+  lie under ``--config-root`` or ``--runs-root`` (default: the config root), symlinks resolved;
+- ``container.command``, a ``proposer.command`` other than the default ``codex app-server``, and codex overrides in
+  ``proposer.config`` that make codex start programs or leave its sandbox (``mcp_servers``, ``notify``,
+  ``sandbox_mode``, ...) are refused unless the service runs with ``--allow-commands``; even then a command's
+  executable, when it is a path, must lie under a root (``{python}``, this interpreter, and names looked up on
+  ``PATH`` are accepted).
+
+A refused config is a :class:`ConfinementError` (HTTP 400) naming the key. It is checked when submitted and again when
+a worker executes it, since the file may have changed in between.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synth_opt.config import GepaConfig, ProposerSection
+from synth_opt.errors import ConfigError
+from synth_opt.service.errors import ConfinementError
+
+__all__ = ["CODEX_COMMAND_KEYS", "Confinement", "config_inside_root"]
+
+# codex settings (top-level ``-c`` keys) that start programs, widen the sandbox or pick a profile that may do either
+CODEX_COMMAND_KEYS = frozenset(
+    {
+        "mcp_servers",
+        "notify",
+        "sandbox_mode",
+        "sandbox_workspace_write",
+        "approval_policy",
+        "shell_environment_policy",
+        "profile",
+        "profiles",
+    }
+)
+_DEFAULT_PROPOSER_COMMAND = ProposerSection.model_fields["command"].get_default(call_default_factory=True)
+
+
+def config_inside_root(config_path: str | Path, config_root: Path) -> Path:
+    """``config_path`` resolved (symlinks included) against ``config_root``; a ConfigError if it leaves the root."""
+    root = config_root.expanduser().resolve()
+    resolved = (root / Path(config_path).expanduser()).resolve()
+    if not resolved.is_relative_to(root):
+        raise ConfigError(
+            f"config_path {config_path} resolves to {resolved}, outside the service's config root {root}; "
+            "submit a config that lies under the config root (--config-root)",
+            field="config_path",
+            config_root=str(root),
+        )
+    return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class Confinement:
+    """The service's rules for submitted configs (see the module docstring)."""
+
+    config_root: Path
+    runs_root: Path | None = None
+    allow_commands: bool = False
+
+    @classmethod
+    def of(cls, config_root: Path, runs_root: Path | None = None, *, allow_commands: bool = False) -> Confinement:
+        """Roots resolved (symlinks included); the runs root defaults to the config root."""
+        root = Path(os.path.realpath(config_root.expanduser()))
+        runs = Path(os.path.realpath(runs_root.expanduser())) if runs_root is not None else root
+        return cls(root, runs, allow_commands)
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        runs = self.runs_root or self.config_root
+        return (self.config_root,) if runs == self.config_root else (self.config_root, runs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "config_root": str(self.config_root),
+            "runs_root": str(self.runs_root or self.config_root),
+            "allow_commands": self.allow_commands,
+        }
+
+    def config_path(self, config_path: str | Path) -> Path:
+        return config_inside_root(config_path, self.config_root)
+
+    def check(self, config: GepaConfig) -> None:
+        """Raise ConfinementError naming every key of ``config`` the service does not allow."""
+        problems = list(self.problems(config))
+        if problems:
+            shown = str(config.source_path)
+            lines = [f"{shown}: {key}: {message}" for key, message in problems]
+            raise ConfinementError(
+                "\n".join(lines),
+                field=problems[0][0],
+                keys=[key for key, _ in problems],
+                file=shown,
+                **self.describe(),
+            )
+
+    def problems(self, config: GepaConfig) -> Iterator[tuple[str, str]]:
+        paths: list[tuple[str, Path | None]] = [
+            ("run.output_dir", config.output_dir),
+            ("run.output_dir", config.run_dir()),
+            ("cache.path", config.cache_path()),
+            ("container.cwd", config.container.cwd),
+            ("proposer.codex_home", config.proposer.codex_home),
+        ]
+        reported: set[str] = set()
+        for key, path in paths:
+            if path is not None and key not in reported and not self._inside(path):
+                reported.add(key)
+                yield key, f"{path} lies outside the service's roots ({self._roots_text()}); {self._path_advice()}"
+        container_command = config.container.command
+        proposer_command = list(config.proposer.command)
+        if not self.allow_commands:
+            if container_command:
+                yield "container.command", self._no_commands("launch a container")
+            if proposer_command != _DEFAULT_PROPOSER_COMMAND:
+                yield "proposer.command", self._no_commands("choose the proposer's program")
+            for key in _codex_command_keys(config.proposer.config):
+                yield f"proposer.config.{key}", self._no_commands("change which programs codex may start")
+            return
+        for key, command in (("container.command", container_command), ("proposer.command", proposer_command)):
+            executable = _executable_path(command)
+            if executable is not None and not self._inside(executable):
+                yield (
+                    key,
+                    f"its executable {executable} lies outside the service's roots ({self._roots_text()}); use "
+                    "{python}, a program on PATH, or one under a root",
+                )
+
+    def _inside(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return any(real.is_relative_to(root) for root in self.roots)
+
+    def _roots_text(self) -> str:
+        return " or ".join(str(root) for root in self.roots)
+
+    @staticmethod
+    def _path_advice() -> str:
+        return "use a path under the config root (--config-root) or the runs root (--runs-root)"
+
+    @staticmethod
+    def _no_commands(what: str) -> str:
+        return (
+            f"a submitted config may not {what}: this service was started without --allow-commands; use "
+            "container.url (a standing container) instead, or restart the service with --allow-commands if every "
+            "client that can reach it may run programs on this machine"
+        )
+
+
+def _codex_command_keys(overrides: Mapping[str, Any]) -> list[str]:
+    """The ``proposer.config`` keys (dotted or nested) that reach a codex setting in CODEX_COMMAND_KEYS."""
+    return [key for key in overrides if str(key).split(".", 1)[0] in CODEX_COMMAND_KEYS]
+
+
+def _executable_path(command: Sequence[str] | None) -> Path | None:
+    """The executable of ``command`` when it is a path (not ``{python}``, this interpreter or a bare name)."""
+    if not command:
+        return None
+    first = command[0]
+    if first == "{python}" or ("/" not in first and os.sep not in first):
+        return None
+    if os.path.realpath(first) == os.path.realpath(sys.executable):
+        return None
+    return Path(first)
