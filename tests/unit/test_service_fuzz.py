@@ -352,13 +352,14 @@ def test_a_bearer_token_refuses_every_malformed_authorization_with_a_401(tmp_pat
     app = create_app(tmp_path / "service.sqlite", worker_id="fuzz", config_root=tmp_path, bearer_token=TOKEN)
     latin = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=60)
     odd = st.sampled_from(["Bearer", "Bearer  ", f"Basic {TOKEN}", f"bearer {TOKEN}x", f"Bearer {TOKEN}\u00e9"])
-    headers = st.just({}) | (latin | odd).map(lambda value: {"Authorization": value})
+    none: st.SearchStrategy[dict[str, str]] = st.just({})
+    headers = none | (latin | odd).map(lambda value: {"Authorization": value})
     with TestClient(app, raise_server_exceptions=False) as client:
 
         @settings(max_examples=60, deadline=None, database=None)
         @given(header=headers, path=st.sampled_from(["/status", "/runs", "/workspace", "/schema/openapi.json"]))
         def fuzz(header: dict[str, str], path: str) -> None:
-            response = client.get(path, headers={k: v.encode("latin-1") for k, v in header.items()})
+            response = client.get(path, headers={k.encode(): v.encode("latin-1") for k, v in header.items()})
             scheme, _, supplied = header.get("Authorization", "").partition(" ")
             if scheme.lower() == "bearer" and supplied.strip() == TOKEN:
                 assert response.status_code == 200
