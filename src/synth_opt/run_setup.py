@@ -1,22 +1,36 @@
 """The search's parts, built from a config: the seed and its target modules, the proposer, the GEPA state, the
-budget ledger and the supervisor's settings."""
+budget ledger and the supervisor's settings; and the start-up warnings for settings that do nothing."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from synth_opt.actors import SupervisorSettings
 from synth_opt.cache import CachedProposer, CacheStore
-from synth_opt.config import GepaConfig
+from synth_opt.config import GepaConfig, ProposerSection
 from synth_opt.container.wire import ProgramInfo
 from synth_opt.errors import ConfigError
+from synth_opt.events import EventBus
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
 from synth_opt.proposers.base import Proposer
-from synth_opt.proposers.factory import build_proposer
+from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
 from synth_opt.run_container import with_python
 from synth_opt.run_dataset import Dataset
 
-__all__ = ["budget_ledger", "cached_proposer", "search_state", "seed_and_modules", "supervisor_settings"]
+__all__ = [
+    "CONFIG_WARNING",
+    "budget_ledger",
+    "cached_proposer",
+    "config_warnings",
+    "emit_config_warnings",
+    "search_state",
+    "seed_and_modules",
+    "supervisor_settings",
+]
+
+CONFIG_WARNING = "config.warning"  # not a decision event: the normalized feed and the digest never see it
+_log = logging.getLogger("synth_opt.config")
 
 
 def seed_and_modules(config: GepaConfig, program: ProgramInfo) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -74,9 +88,13 @@ def budget_ledger(config: GepaConfig, n_heldout: int) -> BudgetLedger:
         time_seconds=g.max_time_seconds,
         train_cap_key=config.train_cap_key(),
     )
+    # a proposal reserves what its proposer call can use at most, where that is known (see the function)
+    proposer_tokens, proposer_cost = proposer_call_reservation(
+        config.proposer, estimated_tokens=g.proposer_estimated_tokens, estimated_cost_usd=g.proposer_estimated_cost_usd
+    )
     estimates = Estimates(
-        proposer_cost_usd=g.proposer_estimated_cost_usd or 0.0,
-        proposer_tokens=g.proposer_estimated_tokens or 0,
+        proposer_cost_usd=proposer_cost,
+        proposer_tokens=proposer_tokens,
         proposer_seconds=g.proposer_estimated_seconds or 0.0,
         rollout_cost_usd=g.rollout_estimated_cost_usd or 0.0,
         rollout_tokens=g.rollout_estimated_tokens or 0,
@@ -105,3 +123,86 @@ def supervisor_settings(
         proposer_max_consecutive_failures=config.proposer.max_consecutive_failures,
         proposer_failure_tolerance=config.proposer.failure_tolerance,
     )
+
+
+def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(key, message)`` for each setting the config gives that this run will not use (``modules`` are the target
+    modules in effect). Keys left at their defaults are not reported."""
+    g, pipeline, proposer = config.gepa, config.gepa.pipeline, config.proposer
+    given, pipeline_given = g.model_fields_set, pipeline.model_fields_set
+    found: list[tuple[str, str]] = []
+    if g.use_merge and len(modules) < 2:
+        found.append(
+            (
+                "gepa.use_merge",
+                f"use_merge = true does nothing with a single target module ({', '.join(modules) or 'none'}): a "
+                "merge combines modules that two candidates changed; set it to false, or optimize several modules",
+            )
+        )
+    if not g.use_merge and "max_merge_invocations" in given:
+        found.append(("gepa.max_merge_invocations", "does nothing without gepa.use_merge = true"))
+    if pipeline.mode == "sync_serial":
+        for key in ("max_in_flight_candidates", "workers"):
+            if key in pipeline_given:
+                found.append(
+                    (
+                        f"gepa.pipeline.{key}",
+                        'is ignored in mode = "sync_serial" (one worker per lane, one candidate in flight); set '
+                        'gepa.pipeline.mode = "async_pipelined" to use it',
+                    )
+                )
+    if config.effective_max_in_flight() == 1:
+        for key in ("staleness_policy", "delta_max"):
+            if key in pipeline_given:
+                found.append((f"gepa.pipeline.{key}", "does nothing with one candidate in flight"))
+    elif "delta_max" in pipeline_given and pipeline.staleness_policy != "guarded":
+        found.append(
+            (
+                "gepa.pipeline.delta_max",
+                f'is used only with staleness_policy = "guarded" (this run uses "{pipeline.staleness_policy}")',
+            )
+        )
+    if not g.skip_perfect_score and "perfect_score" in given:
+        found.append(("gepa.perfect_score", "does nothing without gepa.skip_perfect_score = true"))
+    limits = (("cost_usd", "max_cost_usd", g.max_cost_usd > 0), ("tokens", "max_total_tokens", g.max_total_tokens))
+    for unit, limit, active in (*limits, ("seconds", "max_time_seconds", g.max_time_seconds)):
+        for key in (f"proposer_estimated_{unit}", f"rollout_estimated_{unit}"):
+            if not active and key in given:
+                found.append((f"gepa.{key}", f"is used only with a gepa.{limit} limit, which is not set"))
+    if "max_heldout_rollouts" in given and config.dataset.heldout_ids == []:
+        found.append(("gepa.max_heldout_rollouts", "does nothing with no dataset.heldout_ids"))
+    if config.cache.mode == "off":
+        for key in ("path", "namespace"):
+            if getattr(config.cache, key) is not None:
+                found.append((f"cache.{key}", 'does nothing with cache.mode = "off"'))
+    container = config.container
+    if not container.command:
+        unused = [key for key in ("cwd",) if getattr(container, key) is not None]
+        unused += [key for key in ("env",) if getattr(container, key)]
+        unused += [key for key in ("startup_timeout_seconds",) if key in container.model_fields_set]
+        found += [(f"container.{key}", "is used only with container.command (a launched container)") for key in unused]
+    default_command = ProposerSection.model_fields["command"].get_default(call_default_factory=True)
+    if proposer.backend == "openai_compatible":
+        unused = ["command"] if list(proposer.command) != default_command else []
+        unused += ["codex_home"] if proposer.codex_home is not None else []
+        stall = "message_stall_timeout_seconds"
+        unused += [stall] if stall in proposer.model_fields_set else []
+        found += [(f"proposer.{key}", 'is used only with backend = "codex_app_server"') for key in unused]
+    else:
+        unused = [key for key in ("base_url", "api_key_env") if getattr(proposer, key) is not None]
+        found += [
+            (
+                f"proposer.{key}",
+                'is used only with backend = "openai_compatible"; codex reaches its model through its own '
+                "configuration (proposer.config)",
+            )
+            for key in unused
+        ]
+    return found
+
+
+def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, ...]) -> None:
+    """A ``config.warning`` event and a log line for each setting that does nothing in this run."""
+    for key, message in config_warnings(config, modules):
+        bus.emit(CONFIG_WARNING, f"{key} {message}", lane="supervisor", key=key)
+        _log.warning("config warning: %s %s", key, message)

@@ -8,7 +8,13 @@ from typing import Any
 from synth_opt.actors.messages import BatchDone
 from synth_opt.actors.records import Slot, SupervisorSettings
 from synth_opt.gepa import GepaState, ProposalPlan
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
+from synth_opt.proposers.reflection import (
+    DEFAULT_MAX_FEEDBACK_CHARS,
+    DEFAULT_MAX_PROMPT_TOKENS,
+    ReflectionRequest,
+    ReflectiveRecord,
+    fit_request,
+)
 
 __all__ = ["frontier_summary", "reflection_request"]
 
@@ -26,6 +32,9 @@ def frontier_summary(state: GepaState, plan: ProposalPlan) -> dict[str, Any]:
 def reflection_request(
     state: GepaState, settings: SupervisorSettings, slot: Slot, batch: BatchDone
 ) -> ReflectionRequest:
+    """The request for the slot's proposer call, bounded (``proposer.max_feedback_chars`` per row, the prompt to
+    ``proposer.max_prompt_tokens``), so what the events, the cache key and the proposer see is the same bounded
+    text and never depends on timing."""
     parent = state.by_id[slot.plan.parent_id]
     records = tuple(
         ReflectiveRecord(
@@ -37,7 +46,7 @@ def reflection_request(
         )
         for done in batch.results
     )
-    return ReflectionRequest(
+    request = ReflectionRequest(
         candidate_id=parent.candidate_id,
         candidate=parent.payload,
         target_module=slot.plan.module,
@@ -45,4 +54,9 @@ def reflection_request(
         task_info=settings.task_info,
         frontier_summary=slot.frontier_summary,
         proposals=settings.proposals_per_call,
+    )
+    return fit_request(
+        request,
+        max_feedback_chars=int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS)),
+        max_prompt_tokens=int(getattr(settings, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS)),
     )

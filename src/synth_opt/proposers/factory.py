@@ -16,7 +16,7 @@ from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
 from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
 
-__all__ = ["CODEX_WORKDIR_NAME", "ProposerSettings", "build_proposer"]
+__all__ = ["CODEX_WORKDIR_NAME", "ProposerSettings", "build_proposer", "proposer_call_reservation"]
 
 CODEX_WORKDIR_NAME = "proposer_workdir"
 
@@ -43,9 +43,9 @@ class ProposerSettings(Protocol):
     @property
     def message_stall_timeout_seconds(self) -> float: ...
     @property
-    def cost_per_million_input_tokens(self) -> float: ...
+    def cost_per_million_input_tokens(self) -> float | None: ...
     @property
-    def cost_per_million_output_tokens(self) -> float: ...
+    def cost_per_million_output_tokens(self) -> float | None: ...
 
 
 def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
@@ -103,3 +103,32 @@ def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
         f"[proposer] backend must be 'codex_app_server' or 'openai_compatible', not {section.backend!r}",
         key="proposer.backend",
     )
+
+
+_OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def proposer_call_reservation(
+    section: ProposerSettings, *, estimated_tokens: int | None, estimated_cost_usd: float | None
+) -> tuple[int, float]:
+    """The tokens and cost the budget reserves for one proposer call when a proposal is planned.
+
+    ``openai_compatible``: the prompt is cut to ``max_prompt_tokens``, so a call uses at most that plus its output
+    limit (``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` in ``[proposer] config``; without
+    one, ``gepa.proposer_estimated_tokens`` stands for the output); with known prices the cost is that many tokens
+    at those prices. ``codex_app_server``: codex adds its own instructions and tool calls to a turn, so no bound
+    is known and the reservation is the configured estimate. Never below the configured estimates when the bound
+    is unknown; never depending on timing."""
+    tokens, cost = estimated_tokens or 0, estimated_cost_usd or 0.0
+    if section.backend != "openai_compatible":
+        return tokens, cost
+    limits = [section.config.get(key) for key in _OUTPUT_LIMIT_KEYS]
+    configured = [int(v) for v in limits if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+    max_output = configured[0] if configured else estimated_tokens
+    if max_output is None:
+        return tokens, cost
+    max_prompt = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
+    prices = (section.cost_per_million_input_tokens, section.cost_per_million_output_tokens)
+    if all(price is not None for price in prices) and any(price for price in prices):
+        cost = (max_prompt * (prices[0] or 0.0) + max_output * (prices[1] or 0.0)) / 1e6
+    return max_prompt + max_output, cost
