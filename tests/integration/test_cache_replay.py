@@ -184,7 +184,7 @@ async def test_the_api_key_reaches_no_cache_row_event_or_artifact(
     db.close()
     assert SECRET not in dump
     for result in results:
-        for path in Path(result.manifest_path).parent.iterdir():
+        for path in (p for p in Path(result.manifest_path).parent.rglob("*") if p.is_file()):
             assert SECRET not in path.read_text(errors="replace"), path
 
 
