@@ -57,7 +57,14 @@ from synth_opt.run_checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_ch
 from synth_opt.run_container import open_container
 from synth_opt.run_container import with_python as with_python  # it was defined here
 from synth_opt.run_dataset import resolve_dataset
-from synth_opt.run_setup import budget_ledger, cached_proposer, search_state, seed_and_modules, supervisor_settings
+from synth_opt.run_setup import (
+    budget_ledger,
+    cached_proposer,
+    emit_config_warnings,
+    search_state,
+    seed_and_modules,
+    supervisor_settings,
+)
 from synth_opt.run_state import emit_run_state
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
@@ -386,6 +393,7 @@ class _Execution:
                 config, self.bus, client, await client.taskset(), announce=self.resume is None
             )
             seed, modules = seed_and_modules(config, program)
+            emit_config_warnings(self.bus, config, modules)  # settings that do nothing: said at start-up
             proposer = cached_proposer(store, config, self.seams.proposer, self.run_dir)
             stack.push_async_callback(proposer.aclose)
             plan = lane_plan(

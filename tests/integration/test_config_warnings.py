@@ -1,0 +1,136 @@
+"""Settings that do nothing are said so at start-up: a ``config.warning`` event (not a decision) and a log line for
+each, in a real run (the tiny container, launched; the fake app-server proposer) through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from synth_opt.config import load_config
+from synth_opt.events.model import DECISION_TYPES
+from synth_opt.run_setup import CONFIG_WARNING, config_warnings
+
+TINY = Path(__file__).with_name("tiny_container.py")
+
+RUN = f"""
+[run]
+run_id = "warned"
+
+[container]
+command = ["{{python}}", {str(TINY)!r}, "{{port}}"]
+startup_timeout_seconds = 20
+
+[dataset]
+train_ids = {{count = 6}}
+heldout_ids = {{count = 2}}
+
+[proposer]
+backend = "codex_app_server"
+command = ["{{python}}", "-m", "synth_opt.testing.fake_app_server", "--mode", "ok"]
+
+[gepa]
+max_train_rollouts = 12
+minibatch_size = 2
+use_merge = true
+perfect_score = 0.9
+
+[gepa.pipeline]
+delta_max = 4
+max_in_flight_candidates = 4
+
+[cache]
+mode = "off"
+"""
+
+
+def test_settings_that_do_nothing_are_warned_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(RUN, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = [
+        "gepa.use_merge",  # one target module (the tiny container's "instruction"): a merge has nothing to combine
+        "gepa.pipeline.max_in_flight_candidates",  # sync_serial runs one candidate in flight
+        "gepa.pipeline.delta_max",
+        "gepa.perfect_score",  # skip_perfect_score is off
+    ]
+    feed = tmp_path / "runs" / "warned" / "events.jsonl"
+    events = [json.loads(line) for line in feed.read_text(encoding="utf-8").splitlines()]
+    warnings = [e for e in events if e["type"] == CONFIG_WARNING]
+    assert [w["fields"]["key"] for w in warnings] == expected
+    assert "single target module (instruction)" in warnings[0]["message"]
+    for key in expected:
+        assert f"config warning: {key} " in done.stderr, done.stderr[-3000:]
+    # said before any work: before the seed is scored, and never a decision
+    first_seed = next(i for i, e in enumerate(events) if e["type"] == "seed.scored")
+    assert all(events.index(w) < first_seed for w in warnings)
+    assert CONFIG_WARNING not in DECISION_TYPES
+    normalized = (tmp_path / "runs" / "warned" / "events.normalized.jsonl").read_text(encoding="utf-8")
+    assert CONFIG_WARNING not in normalized
+
+
+def test_a_config_that_uses_what_it_sets_gets_no_warning(tmp_path: Path) -> None:
+    text = RUN.replace("perfect_score = 0.9", "perfect_score = 0.9\nskip_perfect_score = true")
+    text = text.replace(
+        "[gepa.pipeline]\n", '[gepa.pipeline]\nmode = "async_pipelined"\nstaleness_policy = "guarded"\n'
+    )
+    path = tmp_path / "gepa.toml"
+    path.write_text(text, encoding="utf-8")
+    config = load_config(path)
+    assert config_warnings(config, ("instruction", "format")) == []
+    assert [key for key, _ in config_warnings(config, ("instruction",))] == ["gepa.use_merge"]
+
+
+def test_the_other_combinations(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(
+        """
+[container]
+url = "http://127.0.0.1:9"
+cwd = "app"
+startup_timeout_seconds = 5
+
+[dataset]
+train_ids = ["a", "b"]
+
+[proposer]
+backend = "openai_compatible"
+base_url = "http://127.0.0.1:9/v1"
+codex_home = "codex"
+message_stall_timeout_seconds = 30
+
+[gepa]
+max_merge_invocations = 2
+rollout_estimated_tokens = 100
+max_heldout_rollouts = 4
+
+[gepa.pipeline]
+mode = "async_pipelined"
+delta_max = 3
+
+[cache]
+mode = "off"
+namespace = "n"
+""",
+        encoding="utf-8",
+    )
+    keys = [key for key, _ in config_warnings(load_config(path), ("m",))]
+    assert keys == [
+        "gepa.max_merge_invocations",
+        "gepa.pipeline.delta_max",
+        "gepa.rollout_estimated_tokens",
+        "gepa.max_heldout_rollouts",
+        "cache.namespace",
+        "container.cwd",
+        "container.startup_timeout_seconds",
+        "proposer.codex_home",
+        "proposer.message_stall_timeout_seconds",
+    ]
