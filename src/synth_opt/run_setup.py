@@ -14,7 +14,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
 from synth_opt.proposers.base import Proposer
-from synth_opt.proposers.factory import build_proposer
+from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
 from synth_opt.run_container import with_python
 from synth_opt.run_dataset import Dataset
 
@@ -88,9 +88,13 @@ def budget_ledger(config: GepaConfig, n_heldout: int) -> BudgetLedger:
         time_seconds=g.max_time_seconds,
         train_cap_key=config.train_cap_key(),
     )
+    # a proposal reserves what its proposer call can use at most, where that is known (see the function)
+    proposer_tokens, proposer_cost = proposer_call_reservation(
+        config.proposer, estimated_tokens=g.proposer_estimated_tokens, estimated_cost_usd=g.proposer_estimated_cost_usd
+    )
     estimates = Estimates(
-        proposer_cost_usd=g.proposer_estimated_cost_usd or 0.0,
-        proposer_tokens=g.proposer_estimated_tokens or 0,
+        proposer_cost_usd=proposer_cost,
+        proposer_tokens=proposer_tokens,
         proposer_seconds=g.proposer_estimated_seconds or 0.0,
         rollout_cost_usd=g.rollout_estimated_cost_usd or 0.0,
         rollout_tokens=g.rollout_estimated_tokens or 0,
