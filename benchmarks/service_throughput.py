@@ -76,6 +76,7 @@ mode = "off"
 def start_service(folder: Path, worker: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = ["gepa", "service", "--db", str(folder / "service.sqlite"), "--bind", f"127.0.0.1:{port}"]
+    command.append("--allow-commands")  # the benchmark's configs launch their container and proposer
     process = subprocess.Popen(
         [sys.executable, "-m", "synth_opt", *command, "--worker-id", f"worker-{worker}", "--config-root", str(folder)],
         cwd=folder,

@@ -48,6 +48,7 @@ LOGGED_TYPES = frozenset(
         "heldout.scored",
         "run.finished",
         "container.warning",
+        "config.warning",
         "proposer.failed",
         "rollout.degraded",
     }
