@@ -18,7 +18,9 @@ from synth_opt.events.normalize import read_feed
 from synth_opt.progress import replay_summary
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.testing import FakeOpenAI, FakeOpenAIError, serve_fake_openai
 from synth_opt.testing.fake_container import FakeContainer
+from synth_opt.testing.fake_openai import FakeReply
 from synth_opt.usage import Usage
 
 from .test_pipeline_fake import keyword_score, rows
@@ -202,3 +204,54 @@ async def test_a_proposer_that_stays_unavailable_fails_the_run_after_the_outage_
     feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
     decided = [e for e in feed if e["type"] in ("acceptance.decided", "proposal.failed")]
     assert decided == []  # nothing was decided from the outage
+
+
+def one_in_three(learn: Any) -> Any:
+    """Every third call fails, in turn: garbage, a reply cut short by the token limit, an HTTP 500 (retried by the
+    client, so its retry is the next call). The others answer as a good model would."""
+    calls = {"n": 0, "failures": 0}
+
+    def respond(prompt: str) -> str | FakeReply:
+        calls["n"] += 1
+        if calls["n"] % 3:
+            return str(learn(prompt))
+        calls["failures"] += 1
+        kind = calls["failures"] % 3
+        if kind == 1:
+            return "I would make the instruction clearer and more specific."
+        if kind == 2:
+            return FakeReply('{"proposals": ["answer w0 w1 and th', finish_reason="length")
+        raise FakeOpenAIError(500, "the model server had a problem")
+
+    return respond
+
+
+@pytest.mark.anyio
+async def test_a_real_proposer_server_failing_one_call_in_three_is_billed_exactly_what_it_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_openai_proposer_run import config as openai_config
+    from .test_openai_proposer_run import learn
+    from .test_pipeline_fake import new_fake
+
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
+    server = FakeOpenAI(one_in_three(learn))
+    with serve_fake_openai(server) as url:
+        path = openai_config(tmp_path, url, wire_api="chat", limits="max_train_rollouts = 150")
+        path.write_text(
+            path.read_text().replace('model = "fake-model"', 'model = "fake-model"\nmax_consecutive_failures = 5')
+        )
+        result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
+
+    assert result.status == "completed" and result.accepted > 0
+    failed = events(result, "proposal.failed")
+    reasons = " ".join(e["fields"]["error"] for e in failed)
+    assert "cut short" in reasons and "I would make the instruction" in reasons
+    assert result.proposals_failed == len(failed) >= 2
+    # what the run charged is what the server itself logged for every reply it served, failed ones included
+    served = server.served
+    assert result.usage["proposer"]["calls"] == len(served)
+    assert result.usage["proposer"]["prompt_tokens"] == sum(u["prompt_tokens"] for u in served)
+    assert result.usage["proposer"]["completion_tokens"] == sum(u["completion_tokens"] for u in served)
+    run = workspace_status(result.workspace_db_path)["runs"][0]
+    assert run["proposals_failed"] == len(failed) and run["invariant_report"]["status"] == "ok"
