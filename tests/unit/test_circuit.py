@@ -344,7 +344,7 @@ async def test_refused_connections_end_in_a_transport_failure() -> None:
         (httpx.Response(200, json={"rollout_id": "other", "status": "completed", "reward": 1}), "'other'"),
         (httpx.Response(200, json={"rollout_id": "c1-a", "status": "failed"}), "failed"),
         (httpx.Response(200, json={"rollout_id": "c1-a", "status": "completed", "reward": "high"}), "reward"),
-        (httpx.Response(200, json={"rollout_id": "c1-a", "padding": "x" * 5000}), "over the limit"),
+        (httpx.Response(200, json={"rollout_id": "c1-a", "padding": "x" * 5000}), "over container.max_reply_bytes"),
         (httpx.Response(400, json={"detail": "bad request"}), "HTTP 400"),
     ],
 )
