@@ -180,8 +180,8 @@ class ProposerSection(_Section):
     timeout_seconds: Timeout = 300.0
     message_stall_timeout_seconds: Timeout = 120.0
     proposals_per_call: PosInt = 1
-    cost_per_million_input_tokens: NonNegFloat = 0.0
-    cost_per_million_output_tokens: NonNegFloat = 0.0
+    cost_per_million_input_tokens: NonNegFloat | None = None  # unset: cost unknown; 0: free
+    cost_per_million_output_tokens: NonNegFloat | None = None
     max_retries: NonNegInt = 3
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     outage_timeout_seconds: Timeout = 120.0
@@ -312,6 +312,9 @@ class GepaConfig(_Section):
 
     def _proposer_decisions(self) -> dict[str, Any]:
         decisions = self.proposer.model_dump(mode="json", include=_PROPOSER_DECISION_KEYS)
+        for key in ("cost_per_million_input_tokens", "cost_per_million_output_tokens"):
+            if decisions[key] is None:  # unset prices digest as the 0.0 they defaulted to, so older runs resume
+                decisions[key] = 0.0
         fields = ProposerSection.model_fields
         for key in _PROPOSER_LATER_DECISION_KEYS:
             if getattr(self.proposer, key) != fields[key].default:

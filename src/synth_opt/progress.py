@@ -56,7 +56,7 @@ LOGGED_TYPES = frozenset(
 
 
 # What the live display reads from the bus: not one event per rollout (the budget and lane counters carry those).
-DISPLAY_TYPES = LOGGED_TYPES | frozenset({"proposal.planned", "frontier.updated", "budget.updated"})
+DISPLAY_TYPES = LOGGED_TYPES | frozenset({"proposal.planned", "frontier.updated", "budget.updated", "proposer.called"})
 
 
 @dataclass(slots=True)
@@ -76,6 +76,7 @@ class ProgressModel:
     ledger_heldout: int = 0
     ledger_tokens: int = 0
     ledger_cost_usd: float = 0.0
+    cost_unknown: bool = False  # a call of unknown cost (no prices): the total is unknown, never $0
     scored_heldout: int = 0
     proposals: int = 0
     accepted: int = 0
@@ -118,7 +119,7 @@ class ProgressModel:
             else:
                 self.counted_train += 1
             self._count_usage(f.get("usage"))
-        elif kind == "proposer.called":
+        elif kind in ("proposer.called", "proposer.failed"):
             self._count_usage(f.get("usage"))
         elif kind == "budget.updated":
             used = f.get("used") or {}
@@ -157,6 +158,7 @@ class ProgressModel:
         if isinstance(usage, dict):
             self.counted_tokens += int(usage.get("total_tokens") or 0)
             self.counted_cost_usd += float(usage.get("cost_usd") or 0.0)
+            self.cost_unknown = self.cost_unknown or ("cost_usd" in usage and usage["cost_usd"] is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +247,13 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         f"best {best}{gain}",
         f"seed {seed}",
         f"tokens {model.tokens:,}{token_limit}",
-        f"cost ${model.cost_usd:.4f}{cost_limit}",
+        (
+            f"cost unknown (charged ${model.cost_usd:.4f}{cost_limit} at estimates)"
+            if model.cost_unknown and cost_limit
+            else "cost unknown"
+            if model.cost_unknown
+            else f"cost ${model.cost_usd:.4f}{cost_limit}"
+        ),
         "",
         "",
     )

@@ -169,6 +169,16 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
         for key in (f"proposer_estimated_{unit}", f"rollout_estimated_{unit}"):
             if not active and key in given:
                 found.append((f"gepa.{key}", f"is used only with a gepa.{limit} limit, which is not set"))
+    unpriced = proposer.cost_per_million_input_tokens is None and proposer.cost_per_million_output_tokens is None
+    if g.max_cost_usd > 0 and unpriced:
+        found.append(
+            (
+                "proposer.cost_per_million_input_tokens",
+                "and ..._output_tokens are not set, so the proposer's cost is unknown: the gepa.max_cost_usd limit "
+                f"charges each proposer call its estimate (gepa.proposer_estimated_cost_usd = "
+                f"${g.proposer_estimated_cost_usd or 0:g}) and costs are reported as unknown",
+            )
+        )
     if "max_heldout_rollouts" in given and config.dataset.heldout_ids == []:
         found.append(("gepa.max_heldout_rollouts", "does nothing with no dataset.heldout_ids"))
     if config.cache.mode == "off":

@@ -12,8 +12,8 @@ __all__ = ["Usage"]
 class Usage:
     """Usage of one or more external calls.
 
-    ``cost_usd`` is None when the cost is unknown (a proposer with no configured prices); adding an unknown cost
-    to a known one keeps the known part.
+    ``cost_usd`` is None when the cost is unknown (a proposer with no configured prices); a sum with any unknown
+    part is unknown (``known_cost_usd`` gives the known part, for a ledger that charges estimates instead).
     """
 
     calls: int = 0
@@ -23,10 +23,10 @@ class Usage:
     cost_usd: float | None = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        if self.cost_usd is None and other.cost_usd is None:
+        if self.cost_usd is None or other.cost_usd is None:
             cost: float | None = None
         else:
-            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
+            cost = self.cost_usd + other.cost_usd
         return Usage(
             calls=self.calls + other.calls,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,

@@ -67,7 +67,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.candidate.target_modules == [] and cfg.seed_candidate == {}
     assert cfg.proposer.command == ["codex", "app-server"]
     assert cfg.proposer.timeout_seconds == 300 and cfg.proposer.message_stall_timeout_seconds == 120
-    assert cfg.proposer.proposals_per_call == 1 and cfg.proposer.cost_per_million_input_tokens == 0.0
+    assert cfg.proposer.proposals_per_call == 1 and cfg.proposer.cost_per_million_input_tokens is None  # unknown
     g = cfg.gepa
     assert g.max_total_rollouts == 256 and g.max_cost_usd == 0.0 and g.minibatch_size == 3
     assert (g.candidate_selector, g.frontier_type, g.acceptance) == (

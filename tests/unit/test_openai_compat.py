@@ -49,7 +49,7 @@ def _proposer(
     url: str,
     wire_api: WireApi = "chat",
     *,
-    prices: tuple[float, float] = (0.0, 0.0),
+    prices: tuple[float | None, float | None] = (None, None),
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: float = 10,
 ) -> OpenAICompatibleProposer:
@@ -105,6 +105,15 @@ async def test_cost_is_unknown_without_prices() -> None:
         await proposer.aclose()
     assert result.usage.cost_usd is None
     assert result.usage.prompt_tokens > 0
+
+
+@pytest.mark.anyio
+async def test_zero_prices_mean_free_not_unknown() -> None:
+    with serve_fake_openai(_propose_json) as url:
+        proposer = _proposer(url, prices=(0.0, 0.0))
+        result = await proposer.propose(_request())
+        await proposer.aclose()
+    assert result.usage.cost_usd == 0.0 and result.usage.prompt_tokens > 0
 
 
 def test_missing_api_key_variable_is_named_and_key_never_shown() -> None:

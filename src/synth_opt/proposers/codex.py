@@ -75,8 +75,8 @@ class CodexAppServerProposer:
         env: Mapping[str, str] | None = None,
         max_feedback_chars: int = DEFAULT_MAX_FEEDBACK_CHARS,
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        cost_per_million_input_tokens: float | None = 0.0,
-        cost_per_million_output_tokens: float | None = 0.0,
+        cost_per_million_input_tokens: float | None = None,
+        cost_per_million_output_tokens: float | None = None,
     ) -> None:
         """``env`` adds to (and overrides) the inherited environment; ``CODEX_HOME`` is ``codex_home``.
 
@@ -94,7 +94,7 @@ class CodexAppServerProposer:
         self.message_stall_timeout_seconds = message_stall_timeout_seconds
         self.max_feedback_chars = max_feedback_chars
         self.max_prompt_tokens = max_prompt_tokens
-        self.prices = TokenPrices(cost_per_million_input_tokens or 0.0, cost_per_million_output_tokens or 0.0)
+        self.prices = TokenPrices(cost_per_million_input_tokens, cost_per_million_output_tokens)
         self._extra_env = dict(env or {})
         self._live: set[anyio.abc.Process] = set()
         self._closed = False

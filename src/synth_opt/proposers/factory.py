@@ -129,6 +129,6 @@ def proposer_call_reservation(
         return tokens, cost
     max_prompt = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
     prices = (section.cost_per_million_input_tokens, section.cost_per_million_output_tokens)
-    if all(price is not None for price in prices) and any(price for price in prices):
+    if any(price is not None for price in prices):  # known prices (0 is free); unset ones: the estimate
         cost = (max_prompt * (prices[0] or 0.0) + max_output * (prices[1] or 0.0)) / 1e6
     return max_prompt + max_output, cost

@@ -76,8 +76,8 @@ class OpenAICompatibleProposer:
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         extra_body: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
-        cost_per_million_input_tokens: float | None = 0.0,
-        cost_per_million_output_tokens: float | None = 0.0,
+        cost_per_million_input_tokens: float | None = None,
+        cost_per_million_output_tokens: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``api_key_env`` names the variable holding the key (None: send no Authorization header).
@@ -104,7 +104,7 @@ class OpenAICompatibleProposer:
         self.max_feedback_chars = max_feedback_chars
         self.max_prompt_tokens = max_prompt_tokens
         self.extra_body = dict(extra_body or {})
-        self.prices = TokenPrices(cost_per_million_input_tokens or 0.0, cost_per_million_output_tokens or 0.0)
+        self.prices = TokenPrices(cost_per_million_input_tokens, cost_per_million_output_tokens)
         self._backoff = Backoff.for_url(self.url, base_seconds=retry_base_seconds)
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
