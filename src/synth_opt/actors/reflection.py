@@ -3,6 +3,7 @@ frontier summary taken when the proposal is planned."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from synth_opt.actors.messages import BatchDone
@@ -10,9 +11,9 @@ from synth_opt.actors.records import Slot, SupervisorSettings
 from synth_opt.gepa import GepaState, ProposalPlan
 from synth_opt.proposers.reflection import (
     DEFAULT_MAX_FEEDBACK_CHARS,
-    DEFAULT_MAX_PROMPT_TOKENS,
     ReflectionRequest,
     ReflectiveRecord,
+    bound_records,
     fit_request,
 )
 
@@ -55,8 +56,8 @@ def reflection_request(
         frontier_summary=slot.frontier_summary,
         proposals=settings.proposals_per_call,
     )
-    return fit_request(
-        request,
-        max_feedback_chars=int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS)),
-        max_prompt_tokens=int(getattr(settings, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS)),
-    )
+    max_feedback_chars = int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
+    max_prompt_tokens = getattr(settings, "max_prompt_tokens", None)
+    if max_prompt_tokens is None:  # the proposer backend fits the prompt to its configured max_prompt_tokens
+        return replace(request, records=bound_records(request.records, max_feedback_chars))
+    return fit_request(request, max_feedback_chars=max_feedback_chars, max_prompt_tokens=int(max_prompt_tokens))

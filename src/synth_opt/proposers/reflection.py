@@ -214,22 +214,16 @@ def render_prompt(request: ReflectionRequest) -> str:
         lines += [f"Other modules of the program (context only, not to be rewritten): {', '.join(others)}.", ""]
     if request.task_info:
         lines += ["## Task", request.task_info, ""]
-    lines += ["## Examples (minibatch)"]
-    for index, record in enumerate(request.records, start=1):
-        lines.append(f"### Example {index}: task {record.task_id}, reward {record.reward:g}")
-        lines.append(f"- input: {json.dumps(record.task, sort_keys=True, ensure_ascii=False)}")
-        lines.append(f"- output: {json.dumps(record.output, sort_keys=True, ensure_ascii=False)}")
-        if record.feedback:
-            lines.append(f"- feedback: {record.feedback}")
-    if request.omitted_records:
-        lines.append(f"({request.omitted_records} more example(s) left out to fit the prompt limit.)")
     lines += [
-        "",
-        "## Request data (machine-readable, for programs; do not copy it into your reply)",
-        f"```json {REFLECTION_BLOCK_TAG}",
-        json.dumps(request.prompt_json(), sort_keys=True, ensure_ascii=False),
-        "```",
-        "",
+        "## Examples and request data",
+        f"The minibatch: {len(request.records)} rows, each with the task input, the program's output, its reward "
+        "and feedback, one row a line, in the machine-readable request below (for programs; do not copy it into "
+        "your reply).",
+    ]
+    if request.omitted_records:
+        lines.append(f"({request.omitted_records} more row(s) left out to fit the prompt limit.)")
+    lines += ["", f"```json {REFLECTION_BLOCK_TAG}", _block(request.prompt_json()), "```", ""]
+    lines += [
         "## Your reply",
         f"Write {request.proposals} improved, distinct version(s) of the whole `{module}` text, each a full "
         "replacement of the current text.",
@@ -238,6 +232,14 @@ def render_prompt(request: ReflectionRequest) -> str:
         json.dumps({"proposals": [f"<full replacement text {i}>" for i in range(1, request.proposals + 1)]}),
     ]
     return "\n".join(lines)
+
+
+def _block(data: dict[str, Any]) -> str:
+    """The request as one JSON object, its rows one a line (each row appears once in the prompt)."""
+    records = data.pop("records")
+    head = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    rows = ",\n".join(json.dumps(record, sort_keys=True, ensure_ascii=False) for record in records)
+    return f'{head[:-1]}, "records": [\n{rows}\n]}}' if rows else f'{head[:-1]}, "records": []}}'
 
 
 def parse_reply(text: str, *, wanted: int = 1, source: str = "proposer", module: str | None = None) -> list[str]:
