@@ -122,6 +122,8 @@ def supervisor_settings(
         perfect_score=config.gepa.perfect_score,
         proposer_max_consecutive_failures=config.proposer.max_consecutive_failures,
         proposer_failure_tolerance=config.proposer.failure_tolerance,
+        max_feedback_chars=config.proposer.max_feedback_chars,
+        max_prompt_tokens=config.proposer.max_prompt_tokens,
     )
 
 

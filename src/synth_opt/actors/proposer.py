@@ -59,7 +59,11 @@ def propose_handler(
             proposal_index=job.proposal_index,
             candidate_id=request.candidate_id,
             module=request.target_module,
-            records=[{"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback} for r in request.records],
+            records=[
+                {"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback, **({"cut": r.cut} if r.cut else {})}
+                for r in request.records
+            ],
+            omitted_records=request.omitted_records,
             **_kept(calls_dir, f"{stem}.prompt.md", render_prompt(request), "prompt"),
         )
         try:

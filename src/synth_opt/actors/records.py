@@ -48,6 +48,8 @@ class SupervisorSettings:
     failure_tolerance: float = 0.25
     proposer_max_consecutive_failures: int = 3
     proposer_failure_tolerance: float = 0.5
+    max_feedback_chars: int = 4000
+    max_prompt_tokens: int | None = None
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
     staleness_policy: str = "full"
