@@ -444,6 +444,8 @@ config = {{ input_cost_per_million = 1.0, output_cost_per_million = 4.0 }}
 [proposer]
 backend = "codex_app_server"
 command = [{json.dumps(sys.executable)}, {json.dumps(str(PROPOSER))}]
+cost_per_million_input_tokens = 0.0  # the offline proposer is free
+cost_per_million_output_tokens = 0.0
 timeout_seconds = 30
 
 [gepa]

@@ -381,6 +381,8 @@ config = {{ max_steps = 50, max_llm_steps = 2, input_cost_per_million = 1000.0, 
 [proposer]
 backend = "codex_app_server"
 command = [{json.dumps(sys.executable)}, {json.dumps(str(PROPOSER))}]
+cost_per_million_input_tokens = 0.0  # the offline proposer is free
+cost_per_million_output_tokens = 0.0
 timeout_seconds = 60
 
 [gepa]
