@@ -61,6 +61,7 @@ from synth_opt.run_setup import (
     budget_ledger,
     cached_proposer,
     emit_config_warnings,
+    preflight_proposer,
     search_state,
     seed_and_modules,
     supervisor_settings,
@@ -384,6 +385,8 @@ class _Execution:
         async with AsyncExitStack() as stack:
             store = self.cache
             assert store is not None
+            if self.seams.proposer is None and config.cache.mode != "readonly":
+                await preflight_proposer(config)  # fail before spending: before the container and any rollout
             client = await open_container(
                 stack, config, store, self.bus, transport=self.seams.container_transport, run_dir=self.run_dir
             )

@@ -15,6 +15,7 @@ from synth_opt.events import EventBus
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
+from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
 from synth_opt.run_container import with_python
 from synth_opt.run_dataset import Dataset
 
@@ -218,3 +219,12 @@ def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, 
     for key, message in config_warnings(config, modules):
         bus.emit(CONFIG_WARNING, f"{key} {message}", lane="supervisor", key=key)
         _log.warning("config warning: %s %s", key, message)
+
+
+async def preflight_proposer(config: GepaConfig) -> None:
+    """Fail before spending: check the configured proposer (:mod:`synth_opt.proposers.preflight`)."""
+    section = config.proposer
+    if section.backend == "codex_app_server":
+        await check_codex_command(with_python(list(section.command)), cwd=config.source_path.parent)
+    else:
+        await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)

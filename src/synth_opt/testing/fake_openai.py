@@ -80,7 +80,14 @@ class FakeOpenAI:
         routes = [Route(f"{prefix}/chat/completions", self._chat, methods=["POST"]) for prefix in ("", "/v1")] + [
             Route(f"{prefix}/responses", self._responses, methods=["POST"]) for prefix in ("", "/v1")
         ]
+        routes += [Route(f"{prefix}/models", self._models, methods=["GET"]) for prefix in ("", "/v1")]
         return Starlette(routes=routes)
+
+    async def _models(self, request: Request) -> Response:
+        """``GET /models``: the one model this fake serves (what a start-up check asks)."""
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "invalid api key")
+        return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
 
     async def _chat(self, request: Request) -> Response:
         body, failure = await self._read(request)
