@@ -26,7 +26,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def config(tmp_path: Path, *, proposer_mode: str = "ok", stall: float = 120.0, timeout: float = 300.0) -> Path:
+def config(
+    tmp_path: Path, *, proposer_mode: str = "ok", stall: float = 120.0, timeout: float = 300.0, outage: float = 120.0
+) -> Path:
     path = tmp_path / "gepa.toml"
     path.write_text(
         f"""
@@ -46,6 +48,7 @@ backend = "codex_app_server"
 command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "{proposer_mode}"]
 timeout_seconds = {timeout}
 message_stall_timeout_seconds = {stall}
+outage_timeout_seconds = {outage}
 
 [gepa]
 max_train_rollouts = 200
@@ -94,10 +97,11 @@ async def test_a_proposer_that_exits_after_initialize_fails_the_run_quickly(tmp_
 
 
 @pytest.mark.anyio
-async def test_a_proposer_that_never_answers_fails_within_the_stall_timeout(tmp_path: Path) -> None:
-    run = GepaRun(load_config(config(tmp_path, proposer_mode="never-answer", stall=1.0)))
+async def test_a_proposer_that_never_answers_fails_within_the_stall_and_outage_timeouts(tmp_path: Path) -> None:
+    """No message in time is an outage (nothing served): the call is made again until the outage timeout."""
+    run = GepaRun(load_config(config(tmp_path, proposer_mode="never-answer", stall=1.0, outage=2.0)))
     started = time.monotonic()
-    with pytest.raises(ProposerError, match=r"stall|message"):
+    with pytest.raises(ProposerError, match=r"served nothing for .*outage_timeout_seconds = 2\b.*(stall|message)"):
         await run.execute_async()
     assert time.monotonic() - started < 30
 
