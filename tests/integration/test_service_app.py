@@ -56,6 +56,8 @@ heldout_ids = {{count = 4}}
 [proposer]
 backend = "codex_app_server"
 command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "{proposer}"]
+cost_per_million_input_tokens = 0.0  # the fake app-server is free
+cost_per_million_output_tokens = 0.0
 
 [gepa]
 max_train_rollouts = {max_train_rollouts}
