@@ -49,6 +49,7 @@ LOGGED_TYPES = frozenset(
         "run.finished",
         "container.warning",
         "config.warning",
+        "run.warning",
         "proposer.failed",
         "rollout.degraded",
     }

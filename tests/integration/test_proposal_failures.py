@@ -255,3 +255,25 @@ async def test_a_real_proposer_server_failing_one_call_in_three_is_billed_exactl
     assert result.usage["proposer"]["completion_tokens"] == sum(u["completion_tokens"] for u in served)
     run = workspace_status(result.workspace_db_path)["runs"][0]
     assert run["proposals_failed"] == len(failed) and run["invariant_report"]["status"] == "ok"
+
+
+@pytest.mark.anyio
+async def test_a_seed_that_scores_zero_everywhere_with_one_error_is_reported_loudly(tmp_path: Path) -> None:
+    broken = FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 6)},
+        score=lambda candidate, row: 0.0,
+        seed_candidate={"instruction": "answer w0"},
+        feedback=lambda candidate, row, reward: "error: No module named pytest",
+    )
+    config = load_config(write_config(tmp_path / "a", mode="sync_serial", cache="off"))
+    steady = FlakyProposer(fail_every=1_000_003)  # (practically) never fails
+    result = await GepaRun(config, container_transport=broken.transport(), proposer=steady).execute_async()
+    (warning,) = events(result, "run.warning")
+    assert "scored 0 on all 8 pareto rows" in warning["message"] and "No module named pytest" in warning["message"]
+
+    healthy = await GepaRun(
+        load_config(write_config(tmp_path / "b", mode="sync_serial", cache="off")),
+        container_transport=fake().transport(),
+        proposer=FlakyProposer(),
+    ).execute_async()
+    assert events(healthy, "run.warning") == []

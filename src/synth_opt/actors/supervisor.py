@@ -68,6 +68,7 @@ from synth_opt.actors.supervisor_events import (
     emit_scores,
     emit_seed_scored,
     emit_state,
+    warn_on_a_broken_seed,
 )
 from synth_opt.errors import BudgetExceededError, ProposerReplyError
 from synth_opt.events import EventBus
@@ -200,6 +201,7 @@ class Supervisor:
         emit_candidate(self.bus, record.candidate_id, record.payload, (), None, None)
         record_entry(self.registry, self.bus, {**record.to_json(), "status": "seed"})
         emit_seed_scored(self.bus, record)
+        warn_on_a_broken_seed(self.bus, batch)
         emit_frontier(self.bus, self.state, changed=list(self.state.pareto_ids))
         self._set_state("searching")
         self._checkpoint()

@@ -27,6 +27,7 @@ __all__ = [
     "emit_seed_scored",
     "emit_state",
     "emit_status",
+    "warn_on_a_broken_seed",
 ]
 
 
@@ -189,3 +190,25 @@ def emit_heldout_scores(bus: EventBus, order: Iterable[str], heldout: dict[str, 
             scores=scores,
             mean_score=mean_score(scores),
         )
+
+
+def warn_on_a_broken_seed(bus: EventBus, batch: BatchDone) -> None:
+    """A seed that scores 0 on every row with one and the same feedback or error is most likely a broken container
+    (a missing tool, an unreachable model), not a hard task: say so loudly (a ``run.warning`` event, shown and
+    logged) instead of letting the run report 0 -> 0."""
+    if not batch.results or any(done.reward != 0 for done in batch.results):
+        return
+    said = {
+        (done.error or (done.reply.feedback if done.reply is not None else None) or "").strip()
+        for done in batch.results
+    }
+    if len(said) != 1 or not (text := said.pop()):
+        return
+    bus.emit(
+        "run.warning",
+        f"the seed scored 0 on all {len(batch.results)} pareto rows, every one with the same feedback: {text[:300]!r}; "
+        "the container is probably broken (check its log and its dependencies), not the prompt",
+        lane="supervisor",
+        feedback=text[:2000],
+        rows=len(batch.results),
+    )
