@@ -62,11 +62,14 @@ async def test_a_missing_codex_binary_fails_before_any_rollout(tmp_path: Path) -
 
 
 @pytest.mark.anyio
-async def test_a_program_that_does_not_answer_version_fails_before_any_rollout(tmp_path: Path) -> None:
-    broken = tmp_path / "broken-app-server"
+async def test_a_codex_that_does_not_answer_version_fails_before_any_rollout(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    broken = tmp_path / "bin" / "codex"  # a broken codex install
     broken.write_text("#!/bin/sh\necho 'cannot start: missing library' >&2\nexit 3\n")
     broken.chmod(0o755)
-    message = await fails_at_start(write(tmp_path, f'backend = "codex_app_server"\ncommand = ["{broken}"]'))
+    message = await fails_at_start(
+        write(tmp_path, f'backend = "codex_app_server"\ncommand = ["{broken}", "app-server"]')
+    )
     assert "--version` exited with code 3" in message and "missing library" in message
 
 

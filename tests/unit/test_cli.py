@@ -11,7 +11,7 @@ import pytest
 
 from synth_opt.cli import main
 
-VALID = """
+VALID = f"""
 [container]
 url = "http://127.0.0.1:9"
 
@@ -20,6 +20,7 @@ train_ids = ["a", "b", "c"]
 
 [proposer]
 backend = "codex_app_server"
+command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
 """
 
 BAD_CASES = {

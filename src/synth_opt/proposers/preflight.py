@@ -4,7 +4,9 @@ A proposer is otherwise built on its first call, after the seed's rollouts are s
 unreachable endpoint would then fail the run only after paying for them. The checks are cheap and say exactly
 what to fix:
 
-- ``codex_app_server``: the command's program exists and answers ``--version`` within a few seconds;
+- ``codex_app_server``: the command's program exists and, when it is codex itself, answers ``--version`` within
+  a few seconds (another program, such as an offline app-server run by ``python`` or ``sh``, is only looked up:
+  not every program takes ``--version``);
 - ``openai_compatible``: ``base_url`` is set, the API-key variable (when one is named) is set, and
   ``GET {base_url}/models`` answers 2xx (with the key, when there is one).
 
@@ -44,15 +46,24 @@ async def check_codex_command(command: Sequence[str], *, cwd: Path | None = None
             "npm install -g @openai/codex) or fix [proposer] command",
             field="proposer.command",
         )
+    if not Path(program).name.startswith("codex"):
+        return
     try:
-        done = await anyio.run_process(
-            [found, "--version"],
-            cwd=cwd,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        with anyio.fail_after(VERSION_TIMEOUT_SECONDS):
+            done = await anyio.run_process(
+                [found, "--version"],
+                cwd=cwd,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+    except TimeoutError:
+        raise ConfigError(
+            f"[proposer] command: `{found} --version` did not answer within {VERSION_TIMEOUT_SECONDS:g} s; check "
+            "that the program is codex and works",
+            field="proposer.command",
+        ) from None
     except OSError as error:
         raise ConfigError(
             f"[proposer] command: {found} could not be started ({error.strerror or error}); fix [proposer] command",
