@@ -3,11 +3,11 @@
 A checkpoint (the supervisor's snapshot after a commit, kept durably in ``<run_dir>/checkpoint.json``, see
 :mod:`synth_opt.run_checkpoints`; runs written before that file existed kept it in the workspace's
 ``checkpoints`` table, which is still read as a fallback) holds the algorithm state by reference: pool candidates
-by id, everything else by value. Resuming cuts ``events.jsonl`` back to the checkpoint's sequence number (later
-lines describe work the checkpoint does not know about and that will be done again; so do the transport lines of
-the proposals in flight at the checkpoint), rebuilds the candidate registry and the pool records from the feed,
-and removes the derived artifacts, which the resumed run writes anew. What the dropped lines had spent is the
-run's discarded usage. Decisions are a pure function of config, seed and replies, so the resumed run ends exactly
+by id, everything else by value. Resuming replaces the lines after the checkpoint's sequence number (work the
+checkpoint does not know about, done again) and the transport lines of the proposals in flight at it by
+``event.discarded`` lines, rebuilds the candidate registry and the pool records from the lines it keeps, and
+removes the derived artifacts, which the resumed run writes anew. What the replaced lines had spent is the run's
+discarded usage. Decisions are a pure function of config, seed and replies, so the resumed run ends exactly
 where an uninterrupted one ends.
 """
 
@@ -39,7 +39,8 @@ DERIVED_FILES = (
 )
 
 
-DISCARDED_EVENT = "run.discarded"
+DISCARDED_EVENT = "run.discarded"  # emitted by a resumed run: the total so far, for observers
+DISCARDED_LINE = "event.discarded"  # a feed line a resume replaced (what it spent, and whether that is paid again)
 # Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
 IN_FLIGHT_TYPES = frozenset(
     {"rollout.completed", "rollout.degraded", "reflection.requested", "proposer.called", "proposer.failed"}
@@ -60,13 +61,16 @@ class Discarded:
         return Discarded(self.rollouts + other.rollouts, self.rollout + other.rollout, self.proposer + other.proposer)
 
     @classmethod
-    def of(cls, event: Event) -> Discarded:
-        """What one feed line spent (nothing, for lines that are not rollouts or proposer calls)."""
-        usage = event.fields.get("usage")
+    def of_line(cls, event: Event) -> Discarded:
+        """What an ``event.discarded`` line records as spent and paid again (nothing for any other line)."""
+        fields = event.fields
+        if event.type != DISCARDED_LINE or fields.get("paid_again") is False:
+            return cls()
+        usage = fields.get("discarded_usage")
         spent = Usage.from_dict(usage) if isinstance(usage, dict) else Usage()
-        if event.type in ("rollout.completed", "rollout.degraded"):
+        if fields.get("discarded_type") in ("rollout.completed", "rollout.degraded"):
             return cls(rollouts=1, rollout=spent)
-        if event.type in ("proposer.called", "proposer.failed"):
+        if fields.get("discarded_type") in ("proposer.called", "proposer.failed"):
             return cls(proposer=spent)
         return cls()
 
@@ -93,9 +97,12 @@ class ResumePoint:
     records: dict[str, CandidateRecord]
     registry: dict[str, dict[str, Any]]
     discarded: Discarded = field(default_factory=Discarded)
+    last_sequence_number: int | None = None  # the feed's last line: the resumed run numbers its events after it
 
     @property
     def sequence_number(self) -> int:
+        if self.last_sequence_number is not None:
+            return self.last_sequence_number
         return int(self.snapshot["sequence_number"])
 
 
@@ -141,29 +148,28 @@ def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
 def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool = True) -> ResumePoint:
     """Cut the feed back to the checkpoint, rebuild registry and records from it, and clear derived files.
 
-    The feed keeps the lines up to the checkpoint's sequence number. The transport lines of the work in flight at
-    the checkpoint (its rollouts and proposer calls: the resumed run does that work again) are replaced, in place
-    and under the same sequence numbers, by ``event.discarded`` lines that no projection counts; what they and
-    the lines after the cut had spent is added to the run's discarded usage, unless the work will not be paid
-    again (``paid_again`` False: a ``readwrite`` cache holds the replies, and the resumed run is served from it)."""
+    The lines after the checkpoint's sequence number, and the transport lines of the work in flight at the
+    checkpoint (its rollouts and proposer calls), describe work the resumed run does again: each is replaced, in
+    place and under its own sequence number, by an ``event.discarded`` line that no projection counts and that
+    records what the line had spent (and whether that is paid again: not with a ``readwrite`` cache, which serves
+    the replies again, ``paid_again`` False). The resumed run numbers its events after the last line. So the
+    run's discarded usage is a function of the feed alone (the sum over its ``event.discarded`` lines), and the one
+    atomic replace of the feed is the whole change: a kill at any moment of a resume loses nothing."""
     feed = run_dir / "events.jsonl"
     cut = int(snapshot["sequence_number"])
     commits = int(snapshot["commits"])
     kept: list[Event] = []
-    dropped = Discarded()
-    before = Discarded()  # the cumulative total the last resume recorded
+    total = Discarded()
+    last = cut
     tmp = feed.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as out:
         for event in read_feed(feed):
-            if event.type == DISCARDED_EVENT:
-                before = Discarded.from_json(event.fields)
-            elif paid_again and (event.sequence_number > cut or _in_flight(event, commits)):
-                dropped += Discarded.of(event)
-            if event.sequence_number > cut:
-                continue
-            if _in_flight(event, commits):
-                event = _discarded_line(event)
-            kept.append(event)
+            if event.type != DISCARDED_LINE and (event.sequence_number > cut or _in_flight(event, commits)):
+                event = _discarded_line(event, paid_again=paid_again)
+            total += Discarded.of_line(event)
+            last = max(last, event.sequence_number)
+            if event.type != DISCARDED_LINE:
+                kept.append(event)
             out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
         out.flush()
         os.fsync(out.fileno())
@@ -185,22 +191,22 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
         (run_dir / name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (run_dir / f"workspace.sqlite{suffix}").unlink(missing_ok=True)
-    return ResumePoint(snapshot, records, registry, before + dropped)
+    return ResumePoint(snapshot, records, registry, total, last)
 
 
-def _discarded_line(event: Event) -> Event:
+def _discarded_line(event: Event, *, paid_again: bool) -> Event:
     fields = event.fields
-    what = fields.get("stage") or f"proposal {fields.get('proposal_index')}"
     return Event(
         event.sequence_number,
         event.ts,
-        "event.discarded",
-        f"{event.type} ({what}) was in flight at the checkpoint a resume started from; it was done again",
+        DISCARDED_LINE,
+        f"{event.type}: work after the checkpoint a resume started from (or in flight at it); it was done again",
         {
             "discarded_type": event.type,
             "proposal_index": fields.get("proposal_index"),
             "stage": fields.get("stage"),
             "discarded_usage": fields.get("usage"),
+            "paid_again": paid_again,
         },
         event.lane,
     )
