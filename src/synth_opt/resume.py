@@ -24,7 +24,7 @@ from typing import Any
 from synth_opt.events import Event
 from synth_opt.events.normalize import read_feed
 from synth_opt.gepa import CandidateRecord
-from synth_opt.run_checkpoints import CHECKPOINT_FILE, read_checkpoint_file
+from synth_opt.run_checkpoints import CHECKPOINT_FILE, is_current_checkpoint, read_checkpoint_file
 from synth_opt.usage import Usage
 
 __all__ = ["DISCARDED_EVENT", "Discarded", "ResumePoint", "checkpoint_announced", "latest_checkpoint", "prepare_resume"]
@@ -140,8 +140,8 @@ def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             payload = json.loads(text)
         except (TypeError, json.JSONDecodeError):
             continue
-        if isinstance(payload, dict) and "state" in payload:
-            return payload
+        if is_current_checkpoint(payload):
+            return dict(payload)
     return None
 
 

@@ -148,6 +148,11 @@ class GepaRun:
         return anyio.run(self.execute_async)
 
     async def execute_async(self) -> GepaResult:
+        if self.cancel_handle.abandoned:  # its owner lost its claim before the run started: touch nothing
+            raise RunCancelledError(
+                f"run {self.run_id} was abandoned before it started ({self.cancel_handle.reason})",
+                run_dir=str(self.run_dir),
+            )
         lock = RunDirLock(self.run_dir)
         try:
             prepared = self._prepare_run_dir(lock)
@@ -178,7 +183,7 @@ class GepaRun:
             if checkpoint is not None:
                 lock.mark()
                 # with a readwrite cache the work a restart throws away is served again from the cache, not paid
-                return prepare_resume(run_dir, checkpoint, paid_again=self.config.cache.mode != "readwrite")
+                return prepare_resume(run_dir, checkpoint, paid_again=self.config.cache.mode == "off")
             if checkpoint_announced(run_dir):
                 raise RunStateError(
                     f"run directory {run_dir} announced a checkpoint that is gone ({CHECKPOINT_FILE} is missing "
@@ -188,6 +193,13 @@ class GepaRun:
         lock.clear()  # --fresh, or nothing was committed: start over
         lock.mark()
         return None
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(error, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in error.exceptions)
+    return isinstance(error, cancelled | KeyboardInterrupt | RunCancelledError)
 
 
 def _replace_flag(result: GepaResult) -> GepaResult:
@@ -290,9 +302,19 @@ class _Execution:
                 if observing is not None and self.observer is not None:
                     tg.start_soon(self.observer, observing, self.view)
                 try:
-                    result = self._write_result(await self._search(), status="completed")
+                    try:
+                        outcome = await self._search()
+                    except BaseException as error:
+                        # a cancel stops between two messages: its pending checkpoint is consistent; a failure
+                        # may stop mid-message (counters already moved), so its pending checkpoint is dropped
+                        if _is_cancellation(error):
+                            self.checkpoints.flush()
+                        else:
+                            self.checkpoints.drop()
+                        raise
+                    self.checkpoints.flush()  # stored before the result says completed
+                    result = self._write_result(outcome, status="completed")
                 finally:
-                    self.checkpoints.flush()
                     self.bus.close_subscribers()
                     self.cancel.detach()
             if result is None:
@@ -377,7 +399,9 @@ class _Execution:
             history = self.artifacts.history.entries
             write_json(self.run_dir / "run_status.json", {"status": status, "error": reason, "state_history": history})
         except (OSError, SynthOptimizerError):
-            pass  # the storage itself failed (a full disk): nothing more can be recorded; the error says why
+            # the storage itself failed (a full disk): nothing more can be recorded, and no manifest written
+            # earlier may claim otherwise; the error says why
+            self._demote_manifest(RunFailedError(reason))
         return error
 
     async def _search(self) -> SearchOutcome:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from synth_opt.actors.records import CHECKPOINT_VERSION
 from synth_opt.errors import RunFailedError
 from synth_opt.events import EventBus
 
@@ -48,6 +49,10 @@ class CheckpointWriter:
         self._pending = take
         if time.monotonic() - self._last_at >= CHECKPOINT_INTERVAL_SECONDS:
             self.flush()
+
+    def drop(self) -> None:
+        """Forget the checkpoint offered last without taking it (the run failed while it was pending)."""
+        self._pending = None
 
     def flush(self) -> None:
         """Take and persist the checkpoint offered last, if it is not persisted yet."""
@@ -93,7 +98,12 @@ def read_checkpoint_file(path: Path) -> dict[str, Any] | None:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return payload if isinstance(payload, dict) and "state" in payload else None
+    return payload if is_current_checkpoint(payload) else None
+
+
+def is_current_checkpoint(payload: Any) -> bool:
+    """A snapshot this version can resume from (an older one may lack state the resume needs)."""
+    return isinstance(payload, dict) and "state" in payload and payload.get("version") == CHECKPOINT_VERSION
 
 
 def emit_checkpoint(bus: EventBus, snapshot: dict[str, Any]) -> None:

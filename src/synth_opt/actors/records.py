@@ -195,7 +195,7 @@ class Counters:
 # The supervisor offers a way to take a snapshot (None when the moment is not resumable); the sink decides whether
 # and when to take it, so a snapshot that would be superseded before it is persisted costs nothing.
 CheckpointSink = Callable[[Callable[[], dict[str, Any] | None]], None]
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the staleness bookkeeping of proposals decided ahead of their commit is kept
 
 
 def minus_usage(total: Usage, part: Usage) -> Usage:

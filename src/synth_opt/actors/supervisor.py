@@ -114,6 +114,7 @@ class Supervisor:
         self.registry: dict[str, dict[str, Any]] = {}
         self._checkpoint_sink = checkpoint
         self._resumed = False
+        self._last_proposer_failure: str | None = None
         self._tg: TaskGroup | None = None
         self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
         self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
@@ -321,8 +322,12 @@ class Supervisor:
             del self._slots[self._next_commit]
             self._next_commit += 1
             self._checkpoint()
-            if slot.failure is not None:  # past the proposer's failure tolerance, the run fails (once committed)
-                check_proposer_failures(self.settings, self.counters, slot.failure)
+            if slot.failure is not None:
+                self._last_proposer_failure = slot.failure
+            if slot.proposal is not None and self.counters.proposer_failures:
+                # past the proposer's failure tolerance the run fails, checked after every committed call
+                last = self._last_proposer_failure or "the last failed call's reply is in proposer_calls/"
+                check_proposer_failures(self.settings, self.counters, last)
             self._fill()
             self._release_head()
 

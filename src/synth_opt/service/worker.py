@@ -62,6 +62,7 @@ class Execution:
     cancel_reason: str | None = None
     shutting_down: bool = False
     lease_lost: LeaseLostError | None = None
+    abandoned: bool = False
 
     def cancel(self, reason: str = CANCEL_REASON) -> None:
         """Stop the run (from the event loop it runs in)."""
@@ -72,6 +73,7 @@ class Execution:
 
     def abandon(self, reason: str) -> None:
         """Stop the run and write nothing more into its directory: the lease, and so the run, is another's now."""
+        self.abandoned = True
         if self.cancel_reason is None:
             self.cancel_reason = reason
         if self.run is not None:
@@ -145,7 +147,9 @@ def _manifest_summary(config: GepaConfig | None) -> dict[str, Any] | None:
 async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
     # a fresh request starts over on its first attempt only: a later one resumes what the first committed
     execution.run = GepaRun(config, fresh=execution.fresh and execution.attempt <= 1)
-    if execution.cancel_reason is not None:
+    if execution.abandoned:  # the lease was lost before the run existed: it must not touch the directory
+        execution.run.abandon(execution.cancel_reason or "lease lost")
+    elif execution.cancel_reason is not None:
         execution.run.cancel(execution.cancel_reason)
     try:
         return await execution.run.execute_async()
