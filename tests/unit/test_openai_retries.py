@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError
@@ -192,6 +193,21 @@ async def test_a_refused_json_schema_falls_back_to_json_object_and_stays_there(w
         return str(body["response_format"]["type"] if wire_api == "chat" else body["text"]["format"]["type"])
 
     assert [kind(request.body) for request in fake.requests] == ["json_schema", "json_object", "json_object"]
+
+
+@pytest.mark.anyio
+async def test_concurrent_calls_refused_json_schema_all_settle_on_json_object() -> None:
+    """Two calls refused at once step down from what each sent, so neither skips json_object (the JSON mode
+    must not depend on which call was refused first)."""
+    fake = FakeOpenAI(lambda prompt: GOOD, refuse_formats=frozenset({"json_schema"}))
+    with serve_fake_openai(fake) as url:
+        proposer = _proposer(url)
+        async with anyio.create_task_group() as group:
+            for _ in range(4):
+                group.start_soon(proposer.propose, _request())
+        await proposer.aclose()
+    kinds = [request.body.get("response_format", {}).get("type") for request in fake.requests]
+    assert set(kinds) == {"json_schema", "json_object"} and proposer.response_format == "json_object", kinds
 
 
 @pytest.mark.anyio

@@ -200,12 +200,16 @@ class OpenAICompatibleProposer:
         """POST the prompt (retrying what served nothing, falling back to a JSON mode the server accepts); the
         reply as an object (None when it is not one) and its text."""
         while True:
-            response = await self._post(self._body(prompt, self.response_format))
+            sent = self.response_format
+            response = await self._post(self._body(prompt, sent))
             if response.is_success:
                 break
-            if response.status_code in (400, 422) and self.response_format != "none" and _names_format(response):
-                following = RESPONSE_FORMATS[RESPONSE_FORMATS.index(self.response_format) + 1]
-                self.response_format = following  # kept: the server will refuse it again
+            if response.status_code in (400, 422) and sent != "none" and _names_format(response):
+                # step down from the format this call sent (a concurrent call may have stepped down already),
+                # never below what another call found the server accepts: the same format for every call
+                following = RESPONSE_FORMATS[RESPONSE_FORMATS.index(sent) + 1]
+                if RESPONSE_FORMATS.index(following) > RESPONSE_FORMATS.index(self.response_format):
+                    self.response_format = following  # kept: the server will refuse the better one again
                 continue
             preview = " ".join(response.text.split())[:300]
             raise ProposerError(
