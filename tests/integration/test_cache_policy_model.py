@@ -6,7 +6,6 @@ model in the cache and replays."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.testing.fault_container import command
+
+from .fault_runs import fault_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,31 +25,8 @@ def anyio_backend() -> str:
 
 
 def write_config(tmp_path: Path, policy_model: str | None) -> Path:
-    argv = ", ".join(repr(part) for part in command(policy_model=policy_model))
-    path = tmp_path / "gepa.toml"  # one file name: one config, one cache namespace
-    path.write_text(
-        f"""
-[run]
-output_dir = {str(tmp_path / "runs")!r}
-
-[container]
-command = [{argv}]
-startup_timeout_seconds = 20
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 4}}
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
-
-[gepa]
-max_train_rollouts = 24
-minibatch_size = 2
-"""
-    )
-    return path
+    # one file name: one config, one cache namespace
+    return fault_run_config(tmp_path, command(policy_model=policy_model), budget=24, cache=None)
 
 
 async def run(

@@ -24,6 +24,8 @@ from synth_opt.container.wire import GEPA_CONTRACT_VERSION, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.testing.fault_container import command
 
+from .fault_runs import fault_run_config
+
 MODULE = "synth_opt.testing.fault_container"
 TWO_TRIES = RetryPolicy(max_attempts=2, base_delay_seconds=0.05)
 
@@ -308,34 +310,8 @@ async def test_a_trickled_body_that_finishes_in_time_is_a_normal_reply() -> None
 @pytest.mark.anyio
 async def test_a_whole_run_against_the_fault_container_absorbs_a_retried_fault(tmp_path: Path) -> None:
     """As a ``[container] command`` it serves a complete run; one 500 is absorbed by the client's retries."""
-    argv = ", ".join(repr(part) for part in command("http500", after=3, count=1))
-    path = tmp_path / "gepa.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "fault-container"
-output_dir = {str(tmp_path / "runs")!r}
-
-[container]
-command = [{argv}]
-startup_timeout_seconds = 20
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 4}}
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
-
-[gepa]
-max_train_rollouts = 40
-minibatch_size = 2
-
-[cache]
-mode = "off"
-"""
-    )
+    argv = command("http500", after=3, count=1)
+    path = fault_run_config(tmp_path, argv, run_id="fault-container", budget=40)
     result = await GepaRun(load_config(path)).execute_async()
     assert result.status == "completed"
     assert result.seed_heldout_score == 0.0  # "Say hello." names no answer word

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.testing.fault_container import command
+
+from .fault_runs import fault_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,35 +24,7 @@ def anyio_backend() -> str:
 
 
 def write_config(tmp_path: Path, argv: list[str], *, container_extra: str = "") -> Path:
-    path = tmp_path / "gepa.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "hostile"
-output_dir = {str(tmp_path / "runs")!r}
-
-[container]
-command = [{", ".join(repr(part) for part in argv)}]
-startup_timeout_seconds = 20
-{container_extra}
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 4}}
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
-
-[gepa]
-max_train_rollouts = 30
-minibatch_size = 2
-
-[cache]
-mode = "off"
-"""
-    )
-    return path
+    return fault_run_config(tmp_path, argv, run_id="hostile", budget=30, container_extra=container_extra)
 
 
 def feed(tmp_path: Path) -> list[dict[str, Any]]:
