@@ -182,7 +182,8 @@ class GepaRun:
             checkpoint = latest_checkpoint(run_dir)
             if checkpoint is not None:
                 lock.mark()
-                # with a readwrite cache the work a restart throws away is served again from the cache, not paid
+                # thrown-away work is paid again only with the cache off (readwrite serves it from the cache again,
+                # readonly pays for nothing)
                 return prepare_resume(run_dir, checkpoint, paid_again=self.config.cache.mode == "off")
             if checkpoint_announced(run_dir):
                 raise RunStateError(
