@@ -22,6 +22,7 @@ from synth_opt.proposers.reflection import (
 )
 from synth_opt.testing.fake_app_server import MARKER, fake_proposals
 from synth_opt.testing.fake_openai import FakeOpenAI, FakeOpenAIError, serve_fake_openai
+from synth_opt.urls import join_path
 
 KEY_ENV = "FAKE_PROPOSER_KEY"
 SECRET = "sk-test-not-a-real-key"
@@ -230,3 +231,14 @@ def test_factory_rejects_bad_sections(tmp_path: Path) -> None:
         build_proposer(_Section(config={"wire_api": "chat_v2"}), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="backend"):
         build_proposer(_Section(backend="claude"), run_dir=tmp_path)
+
+
+@pytest.mark.anyio
+async def test_a_base_url_with_a_query_keeps_it_and_reaches_the_route() -> None:
+    """Some gateways need a query on every request (``?api-version=...``): routes go on the path, not after it."""
+    with serve_fake_openai(_propose_json) as url:
+        proposer = _proposer(f"{url}?api-version=2024-10-01")
+        result = await proposer.propose(_request())
+        await proposer.aclose()
+    assert result.texts and proposer.url == f"{url}/chat/completions?api-version=2024-10-01"
+    assert join_path("http://h/v1/?k=1#f", "models") == "http://h/v1/models?k=1#f"

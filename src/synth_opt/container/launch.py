@@ -28,6 +28,7 @@ from anyio.abc import Process
 
 from synth_opt.errors import ContainerContractError, collapse_exception_group
 from synth_opt.processes import open_group_process, process_group_alive, stop_process_group, terminate_group
+from synth_opt.urls import join_path
 
 __all__ = [
     "LaunchedContainer",
@@ -171,7 +172,7 @@ async def _wait_until_healthy(
                     url=url,
                 )
             try:
-                response = await http.get(f"{url}/health", timeout=min(1.0, remaining))
+                response = await http.get(join_path(url, "health"), timeout=min(1.0, remaining))
             except httpx.RequestError as exc:
                 last_problem = f"last attempt: {type(exc).__name__}"
             else:

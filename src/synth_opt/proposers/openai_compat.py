@@ -44,6 +44,7 @@ from synth_opt.proposers.reflection import (
     render_prompt,
 )
 from synth_opt.proposers.retry import RETRY_STATUSES, Backoff, is_retryable_error, retry_after_seconds
+from synth_opt.urls import join_path
 from synth_opt.usage import Usage
 
 __all__ = ["RESPONSE_FORMATS", "OpenAICompatibleProposer", "ResponseFormat", "WireApi"]
@@ -97,7 +98,7 @@ class OpenAICompatibleProposer:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.wire_api: WireApi = wire_api
-        self.url = f"{self.base_url}/chat/completions" if wire_api == "chat" else f"{self.base_url}/responses"
+        self.url = join_path(self.base_url, "chat/completions" if wire_api == "chat" else "responses")
         self.timeout_seconds = timeout_seconds
         self.response_format: ResponseFormat = response_format
         self.max_retries = max_retries

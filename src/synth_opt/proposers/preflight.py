@@ -27,6 +27,7 @@ import httpx
 
 from synth_opt.errors import ConfigError
 from synth_opt.redact import redact_url
+from synth_opt.urls import join_path
 
 __all__ = ["check_codex_command", "check_openai_endpoint"]
 
@@ -102,7 +103,7 @@ async def check_openai_endpoint(
                 field="proposer.api_key_env",
             )
         headers["Authorization"] = f"Bearer {key}"
-    url = httpx.URL(base_url.rstrip("/") + "/models")
+    url = httpx.URL(join_path(base_url, "models"))
     shown = redact_url(str(url))
     try:
         with anyio.fail_after(MODELS_TIMEOUT_SECONDS):
