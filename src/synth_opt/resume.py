@@ -82,14 +82,6 @@ class Discarded:
             "total": (self.rollout + self.proposer).to_dict(),
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Discarded:
-        return cls(
-            int(data.get("rollouts", 0)),
-            Usage.from_dict(data.get("rollout") or {}),
-            Usage.from_dict(data.get("proposer") or {}),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class ResumePoint:

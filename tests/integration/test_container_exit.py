@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -17,42 +16,12 @@ from synth_opt import ContainerContractError, GepaRun, load_config
 from synth_opt.events import Event
 from synth_opt.run import RunView
 
-TINY = Path(__file__).with_name("tiny_container.py")
+from .test_run_faults import config
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "gepa.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "exits"
-
-[container]
-command = [{sys.executable!r}, {str(TINY)!r}, "{{port}}"]
-startup_timeout_seconds = 20
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 4}}
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server", "--mode", "ok"]
-
-[gepa]
-max_train_rollouts = 400
-minibatch_size = 2
-
-[cache]
-mode = "off"
-"""
-    )
-    return path
 
 
 @pytest.mark.anyio
@@ -69,7 +38,7 @@ async def test_a_launched_container_that_exits_mid_run_fails_the_run_at_once(tmp
                     os.kill(pid, signal.SIGTERM)  # the server alone: the exit code is its own
                     killed_at.append(time.monotonic())
 
-    run = GepaRun(load_config(config(tmp_path)), observer=kill_it)
+    run = GepaRun(load_config(config(tmp_path)), observer=kill_it)  # the fault tests' launched tiny container
     with pytest.raises(ContainerContractError) as caught:
         await run.execute_async()
     took = time.monotonic() - killed_at[0]
@@ -77,6 +46,6 @@ async def test_a_launched_container_that_exits_mid_run_fails_the_run_at_once(tmp
     assert "exited with code" in message and "container.log" in message, message
     assert caught.value.detail["returncode"] is not None
     assert took < 10, took  # noticed at once (about 0.1 s here), not after the client's retries
-    feed = [json.loads(line) for line in (tmp_path / "runs" / "exits" / "events.jsonl").read_text().splitlines()]
+    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
     degraded = [e for e in feed if e["type"] == "rollout.degraded"]
     assert len(degraded) <= 8, degraded  # at most the rollouts in flight when it died; none decided from it
