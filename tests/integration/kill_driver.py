@@ -8,6 +8,7 @@ Both are pure functions of their requests, so every run of one config makes the 
 
 from __future__ import annotations
 
+import json
 import sys
 import zlib
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
-from synth_opt import GepaRun, SynthOptimizerError, load_config
+from synth_opt import GepaRun, ProposerReplyError, SynthOptimizerError, load_config
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.testing.fake_container import FakeContainer
@@ -43,18 +44,22 @@ def slowed(fake: FakeContainer, base_ms: int) -> httpx.MockTransport:
 
 
 class FirstWordProposer:
-    """Adds the answer word of the first failed record: one edit per proposal; 20 ms a call; 7 tokens, $0.001."""
+    """Adds the answer word of the first failed record: one edit per proposal; 20 ms a call; 7 tokens, $0.001.
+    One request in five (chosen by its content, so in any order and after any resume) gets a reply cut short: a
+    failed proposal, billed like the others, so kills also land around failed proposals."""
 
     backend = "test"
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         await anyio.sleep(0.02)
+        usage = Usage(calls=1, prompt_tokens=5, completion_tokens=2, total_tokens=7, cost_usd=0.001)
+        if zlib.crc32(json.dumps(request.to_json(), sort_keys=True).encode()) % 5 == 0:
+            raise ProposerReplyError("the reply was cut short by the token limit", raw_reply='{"propos', usage=usage)
         words = request.candidate[request.target_module].split()
         for record in request.records:
             if record.reward < 1.0 and record.task["answer"] not in words:
                 words.append(record.task["answer"])
                 break
-        usage = Usage(calls=1, prompt_tokens=5, completion_tokens=2, total_tokens=7, cost_usd=0.001)
         return ProposerResult(texts=(" ".join(words),), usage=usage)
 
     async def aclose(self) -> None:

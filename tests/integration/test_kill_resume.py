@@ -56,6 +56,8 @@ pareto_ids = {{count = 8}}
 
 [proposer]
 backend = "codex_app_server"
+max_consecutive_failures = 20
+failure_tolerance = 1.0
 
 [gepa]
 max_train_rollouts = 150
@@ -190,6 +192,8 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str) -> list[Kill]
     finish(parts)
     parts_dir = parts.parent / "runs" / "kill"
 
+    normalized = lines(whole_dir / "events.normalized.jsonl")
+    assert any(line["type"] == "proposal.failed" for line in normalized)  # failed proposals are in the chain too
     comparison = compare_feeds(whole_dir / "events.normalized.jsonl", parts_dir / "events.normalized.jsonl")
     assert comparison.equal, (comparison, kills)
     assert outcome(parts_dir) == outcome(whole_dir), kills
