@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["COST_DECIMALS", "Usage"]
+
+COST_DECIMALS = 9  # the budget ledger's precision too (gepa.budget keeps its own copy: gepa imports only itself)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +28,9 @@ class Usage:
         if self.cost_usd is None or other.cost_usd is None:
             cost: float | None = None
         else:
-            cost = self.cost_usd + other.cost_usd
+            # kept to the nano-dollar (as the budget ledger is), so a total does not depend on the order of its
+            # parts: a resumed run, whose counters come back from a checkpoint, sums to the uninterrupted run's total
+            cost = round(self.cost_usd + other.cost_usd, COST_DECIMALS)
         return Usage(
             calls=self.calls + other.calls,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
