@@ -109,6 +109,14 @@ def line_count(path: Path) -> int:
         return 0
 
 
+def has_state(feed: Path, state: str) -> bool:
+    """Whether the feed has entered ``state`` (a byte search: cheap enough to poll every few milliseconds)."""
+    try:
+        return f'"state": "{state}"'.encode() in feed.read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 @dataclass
 class Kill:
     at_line: int
@@ -134,7 +142,7 @@ def kill_at(config: Path, point: int, *, after_state: str | None = None) -> Kill
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
             if after_state is not None:
-                if any(e["type"] == "run.state" and e["fields"]["state"] == after_state for e in lines(feed)):
+                if has_state(feed, after_state):
                     break
             elif line_count(feed) >= point:
                 break
