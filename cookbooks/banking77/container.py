@@ -20,12 +20,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``banking77``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi import HTTPException
+from fastapi import Body, FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
 from banking77 import data, policy
+from synth_opt.policies.check import CHECK_ROUTE, container_check
 
-__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_container", "main"]
+__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "main"]
 
 PROGRAM_ID = "banking77.keyword_classifier.v1"
 CANDIDATE_FIELD = "system_prompt"
@@ -166,6 +167,30 @@ def build_container(source: data.DataSource | None = None) -> Container:
     return container
 
 
+def build_app(source: data.DataSource | None = None) -> FastAPI:
+    """The container's web app: its routes plus the start-up check (``POST /health/check``,
+    :mod:`synth_opt.policies.check`): the data has rows and the keyword policy classifies one, the policy type is
+    known and, for ``llm``, its endpoint serves its model."""
+    source = source if source is not None else data.load()
+    app = build_container(source).fastapi()
+    seed = policy.seed_prompt(source.labels)
+
+    async def known_good() -> str:
+        rows = source.rows("train")
+        if not rows or not source.rows("test"):
+            raise RuntimeError(f"the {source.kind} data has no train or no test rows")
+        predicted = policy.classify(seed, rows[0]["text"]).label
+        return f"{len(source.labels)} labels from the {source.kind} data; the seed predicts {predicted!r} for row 1"
+
+    @app.post(CHECK_ROUTE)
+    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+        return await container_check(
+            payload.get("policy"), known_good=("data", known_good), policy_types=("keyword", "llm"), llm_max_tokens=32
+        )
+
+    return app
+
+
 def _task_row(payload: dict[str, Any], rows: dict[str, dict[str, str]]) -> dict[str, str]:
     """The row to run: the container's own row for a known ``task_id`` (its label is the judge), else the row the
     request carries when it has ``text`` and ``label``."""
@@ -191,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data.download()
     source = data.load(args.data_dir)
     print(source.describe(), file=sys.stderr, flush=True)
-    app = build_container(source).fastapi()
+    app = build_app(source)
     print(f"banking77 container on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

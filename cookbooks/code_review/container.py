@@ -21,12 +21,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``code_review``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi import HTTPException
+from fastapi import Body, FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
 from code_review import diffs, policy, scoring
+from synth_opt.policies.check import CHECK_ROUTE, container_check
 
-__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_container", "main"]
+__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "main"]
 
 PROGRAM_ID = "code_review.checklist_reviewer.v1"
 CANDIDATE_FIELD = "system_prompt"
@@ -194,6 +195,32 @@ def _task(payload: dict[str, Any], tasks: dict[str, diffs.Task]) -> tuple[str, s
     )
 
 
+def build_app() -> FastAPI:
+    """The container's web app: its routes plus the start-up check (``POST /health/check``,
+    :mod:`synth_opt.policies.check`): a review that names a train diff's known defects scores 1, the policy type is
+    known and, for ``llm``, its endpoint serves its model."""
+    app = build_container().fastapi()
+    task = diffs.tasks()["train"][0]
+
+    async def known_good() -> str:
+        score = scoring.score_findings(list(task.defects), list(task.defects))
+        if scoring.f1(list(task.defects), list(task.defects)) != 1.0:
+            raise RuntimeError(f"the known defects of {task.task_id} do not score 1 against themselves: {score}")
+        findings = policy.review(policy.seed_checklist(), task.diff)
+        return f"{task.task_id}: its known defects score 1; the seed checklist finds {len(findings)}"
+
+    @app.post(CHECK_ROUTE)
+    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+        return await container_check(
+            payload.get("policy"),
+            known_good=("scoring", known_good),
+            policy_types=("checklist", "llm"),
+            llm_max_tokens=400,
+        )
+
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the code-review task container.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -201,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvicorn
 
-    app = build_container().fastapi()
+    app = build_app()
     print(f"code_review container on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crafter_cookbook.app import build_container, main
+from crafter_cookbook.app import build_app, build_container, main
 
-__all__ = ["build_container", "main"]
+__all__ = ["build_app", "build_container", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -22,13 +22,14 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``tblite``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi import HTTPException
+from fastapi import Body, FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
+from synth_opt.policies.check import CHECK_ROUTE, container_check
 from tblite import policy, sandbox
 from tblite.tasks import SPLITS, TASKS, Task
 
-__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_container", "main"]
+__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "main"]
 
 PROGRAM_ID = "tblite.shell_agent.v1"
 CANDIDATE_FIELD = "system_prompt"
@@ -274,6 +275,35 @@ def _feedback(
     return "\n".join(parts)
 
 
+def build_app(tasks: Sequence[Task] = TASKS) -> FastAPI:
+    """The container's web app: its routes plus the start-up check (``POST /health/check``,
+    :mod:`synth_opt.policies.check`): a train task's oracle solution passes its pytest checks in the sandbox, the
+    policy type is known and, for ``llm``, its endpoint serves its model."""
+    app = build_container(tasks).fastapi()
+    task = next(task for task in tasks if task.split == "train")
+
+    async def known_good() -> str:
+        async with sandbox.Sandbox(task) as box:
+            for command in task.solution:
+                result = await box.run(command)
+                if result.exit_code != 0:
+                    raise RuntimeError(f"{task.task_id}: its oracle command {command!r} failed: {result.stderr[-300:]}")
+            checks = await box.score()
+        failed = [check for check in checks if not check.passed]
+        if failed:
+            shown = "; ".join(f"{check.name}: {check.message[:300]}" for check in failed)
+            raise RuntimeError(f"{task.task_id}: its oracle solution fails its own checks ({shown})")
+        return f"{task.task_id}: its oracle solution passes its {len(checks)} pytest checks (network: {box.network})"
+
+    @app.post(CHECK_ROUTE)
+    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+        return await container_check(
+            payload.get("policy"), known_good=("sandbox", known_good), policy_types=POLICIES, llm_max_tokens=512
+        )
+
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the tblite task container.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -282,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     _, network = sandbox.network_isolation()
-    app = build_container().fastapi()
+    app = build_app()
     print(
         f"tblite container on http://{args.host}:{args.port} ({len(TASKS)} tasks; network isolation: {network})",
         file=sys.stderr,

@@ -9,7 +9,8 @@ about. Each class carries a stable ``error_code`` (used in CLI output, service r
     ├── UsageError                      usage_error            exit 2   (bad command-line use)
     ├── ContainerContractError          container_contract     exit 1   (a container broke the wire contract)
     │   ├── ContainerTransportError     container_transport    exit 1   (nothing usable served, after retries)
-    │   └── ContainerOutageError        container_outage       exit 1   (nothing served within the outage timeout)
+    │   ├── ContainerOutageError        container_outage       exit 1   (nothing served within the outage timeout)
+    │   └── ContainerCheckError         container_check        exit 1   (the container's start-up check failed)
     ├── ProposerError                   proposer_error         exit 1   (no usable proposal, proposer died)
     │   ├── ProposerReplyError          proposer_reply         exit 1   (served, but unusable: a failed proposal)
     │   └── ProposerUnavailableError    proposer_unavailable   exit 1   (nothing served: an outage)
@@ -40,6 +41,7 @@ __all__ = [
     "CacheCorruptError",
     "CacheMissError",
     "ConfigError",
+    "ContainerCheckError",
     "ContainerContractError",
     "ContainerOutageError",
     "ContainerTransportError",
@@ -107,6 +109,14 @@ class ContainerOutageError(ContainerContractError):
     never a task outcome)."""
 
     error_code = "container_outage"
+
+
+class ContainerCheckError(ContainerContractError):
+    """The container's start-up check (``POST /health/check``, :mod:`synth_opt.policies.check`) says it cannot do
+    its work (a missing tool, a policy endpoint that does not answer or serves another model); the run fails
+    before it spends anything. ``detail`` carries ``url`` and the ``checks`` that failed."""
+
+    error_code = "container_check"
 
 
 class ProposerError(SynthOptimizerError):

@@ -1,12 +1,17 @@
 """The run's container: replayed from the cache, launched from ``[container].command``, or reached at
 ``[container].url``; every route goes through the cache.
 
-The cache namespace names the model the container's policy uses when the container reports it
-(``metadata.policy_model`` of ``GET /metadata``, :func:`~synth_opt.container.replies.policy_model`): the config's
+Before anything is spent, a live run asks the container's start-up check (``POST /health/check`` with the run's
+``[policy]`` table, :mod:`synth_opt.policies.check`; a container without the route is not checked): a failed check
+fails the run at once with what the container said (:class:`~synth_opt.errors.ContainerCheckError`).
+
+The cache namespace names the model the container's policy uses when the container reports it (``policy_model`` in
+the check's reply, else ``metadata.policy_model`` of ``GET /metadata``,
+:func:`~synth_opt.container.replies.policy_model`): the config's
 namespace, then ``+model-`` and a digest of that identity. A config pointed at another server that serves another
 model so gets none of the first model's cached answers (URLs are not in cache keys: ports change between runs).
-``GET /health`` and ``GET /metadata`` themselves stay under the config's namespace, so a readonly run, which contacts
-nothing, reads the model there and replays under the namespace of the last live run."""
+``GET /health``, ``GET /metadata`` and the check themselves stay under the config's namespace, so a readonly run,
+which contacts nothing, reads the model there and replays under the namespace of the last live run."""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from synth_opt.config import GepaConfig
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.launch import launched_container
 from synth_opt.container.replies import policy_model
-from synth_opt.errors import ConfigError
+from synth_opt.errors import ConfigError, ContainerCheckError
 from synth_opt.events import EventBus
 from synth_opt.run_state import emit_run_state
 
@@ -78,7 +83,10 @@ async def open_container(
             f"{url} has no /metadata route; using it as is without a contract check",
             lane="rollout",
         )
-    model = policy_model(metadata)
+    checked = await client.check(config.policy.model_dump(exclude_none=True))
+    if checked is not None:
+        report_check(checked, url, bus)
+    model = policy_model(checked) or policy_model(metadata)
     if model is not None and store.enabled:
         store.namespace = model_namespace(store.namespace, model)
         bus.emit(
@@ -89,6 +97,30 @@ async def open_container(
             policy_model=model,
         )
     return client
+
+
+def report_check(reply: dict[str, Any], url: str, bus: EventBus) -> None:
+    """Emit the container's start-up check as a ``container.checked`` event; raise
+    :class:`~synth_opt.errors.ContainerCheckError` quoting the failed checks when it failed."""
+    checks = [check for check in reply.get("checks") or [] if isinstance(check, dict)]
+    failed = [check for check in checks if not check.get("ok")]
+    status = str(reply.get("status"))
+    bus.emit(
+        "container.checked",
+        f"container start-up check: {status} ({len(checks) - len(failed)} of {len(checks)} checks passed)",
+        lane="rollout",
+        status=status,
+        checks=checks,
+    )
+    if status == "ok":
+        return
+    details = "; ".join(f"{check.get('name', 'check')}: {check.get('detail', 'failed')}" for check in failed)
+    raise ContainerCheckError(
+        f"container at {url} failed its start-up check (POST /health/check): {details or 'no detail given'}; fix "
+        "what it names (the container's environment or the [policy] table) and run again; nothing was spent",
+        url=url,
+        checks=failed,
+    )
 
 
 def model_namespace(namespace: str, model: str) -> str:

@@ -417,7 +417,7 @@ async def test_llm_policy_sends_the_candidate_as_system_prompt_and_prices_usage(
 
 
 def test_a_small_run_with_the_llm_policy_reports_its_usage_and_cost(tmp_path: Path) -> None:
-    fake = FakeOpenAI(_fake_reviewer)
+    fake = FakeOpenAI(_fake_reviewer, models=("fake-reviewer",))
     with serve_fake_openai(fake) as base_url:
         config = tmp_path / "gepa.toml"
         config.write_text(

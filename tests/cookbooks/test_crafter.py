@@ -400,7 +400,7 @@ mode = "off"
 
 @pytest.mark.anyio
 async def test_a_whole_run_with_the_llm_policy_reports_its_usage_and_cost(tmp_path: Path) -> None:
-    fake = FakeOpenAI(lambda prompt: "do")
+    fake = FakeOpenAI(lambda prompt: "do", models=("fake",))
     with serve_fake_openai(fake) as url:
         result = await GepaRun(load_config(_small_llm_config(tmp_path, url))).execute_async()
     assert result.status == "completed"

@@ -9,6 +9,7 @@ EXPECTED = {
     "CacheCorruptError",
     "CacheMissError",
     "ConfigError",
+    "ContainerCheckError",
     "ContainerContractError",
     "ContainerOutageError",
     "ContainerTransportError",

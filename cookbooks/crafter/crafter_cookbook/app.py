@@ -21,12 +21,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
-from fastapi import HTTPException
+from fastapi import Body, FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
 from crafter_cookbook import data, feedback, game, llm_policy, policy
+from synth_opt.policies.check import CHECK_ROUTE, container_check
 
-__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_container", "episode_settings", "main"]
+__all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "episode_settings", "main"]
 
 PROGRAM_ID = "crafter.plan_agent.v1"
 CANDIDATE_FIELD = "system_prompt"
@@ -233,6 +234,29 @@ def _task_row(payload: Mapping[str, Any], rows: Mapping[str, dict[str, object]])
     raise HTTPException(status_code=404, detail=f"unknown task id {task_id!r} and no task.world_seed")
 
 
+def build_app() -> FastAPI:
+    """The container's web app: its routes plus the start-up check (``POST /health/check``,
+    :mod:`synth_opt.policies.check`): the seed plan plays a few steps of a real Crafter world, the policy type is
+    known and, for ``llm``, its endpoint serves its model."""
+    app = build_container().fastapi()
+    plan = policy.seed_plan()
+
+    async def known_good() -> str:
+        played = await anyio.to_thread.run_sync(policy.run_scripted, plan, 0, 5)
+        return f"crafter {game.CRAFTER_VERSION}: the seed plan played {played.episode.steps} steps of world 0"
+
+    @app.post(CHECK_ROUTE)
+    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+        return await container_check(
+            payload.get("policy"),
+            known_good=("crafter", known_good),
+            policy_types=("scripted", "llm"),
+            llm_max_tokens=16,
+        )
+
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the Crafter task container.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -240,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import uvicorn
 
-    app = build_container().fastapi()
+    app = build_app()
     print(f"crafter container (crafter {game.CRAFTER_VERSION}) on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

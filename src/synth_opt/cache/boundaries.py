@@ -6,7 +6,7 @@ object is never created: the container is not launched and the proposer process 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from synth_opt.cache.store import CacheStore
@@ -15,6 +15,7 @@ from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
 from synth_opt.errors import (
     CacheCorruptError,
+    CacheMissError,
     ContainerContractError,
     ContainerOutageError,
     ContainerTransportError,
@@ -72,6 +73,23 @@ class CachedContainer:
         cache namespace (:func:`synth_opt.run_container.open_container`); a readonly run reads the last one."""
         value: dict[str, Any] | None = await self._asked_live(
             "container.metadata", {"route": "GET /metadata"}, lambda: self._client().metadata(), update=True
+        )
+        return value
+
+    async def check(self, policy: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The container's start-up check (``POST /health/check``): asked of the live container in a live run, as
+        :meth:`metadata` is (it may name the policy's model); a readonly run reads the last answer, or None when
+        the cache has none (a cache filled before the check existed still replays)."""
+        request = {"route": "POST /health/check"}
+        if self.live is None:
+            try:
+                cached = self.store.get("container.metadata", request)
+            except CacheMissError:
+                return None
+            return None if cached is None else cached["value"]
+        live = self.live
+        value: dict[str, Any] | None = await self._asked_live(
+            "container.metadata", request, lambda: live.check(policy), update=True
         )
         return value
 

@@ -216,6 +216,20 @@ class ContainerClient:
             return metadata
         return None
 
+    async def check(self, policy: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``POST /health/check`` with the run's policy table: the container's start-up check
+        (:mod:`synth_opt.policies.check`). None when the container does not serve the route (404); its reply
+        otherwise, a JSON object whose ``status`` is ``ok`` or ``failed``."""
+        payload = await self._call("POST", "/health/check", body={"policy": dict(policy)}, allow_not_found=True)
+        if payload is _NOT_FOUND:
+            return None
+        reply = self._expect_object(payload, "POST", "/health/check")
+        if reply.get("status") not in ("ok", "failed") or not isinstance(reply.get("checks", []), list):
+            raise self._reply_error(
+                "POST", "/health/check", 'expected {"status": "ok" | "failed", "checks": [...], ...}'
+            )
+        return reply
+
     async def program(self) -> ProgramInfo:
         payload = self._expect_object(await self._call("GET", "/program"), "GET", "/program")
         return parse_program(payload, where=f"container at {self.url} (GET /program)")

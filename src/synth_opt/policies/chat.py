@@ -29,6 +29,7 @@ import anyio
 import httpx
 
 from synth_opt.proposers.retry import RETRY_STATUSES, Backoff, is_retryable_error, retry_after_seconds
+from synth_opt.urls import join_path
 
 __all__ = ["DEFAULT_BASE_URL", "ChatEndpoint", "LlmPolicyError"]
 
@@ -149,6 +150,51 @@ class ChatEndpoint:
                 return await self.complete(client, messages)
         except httpx.HTTPError as exc:  # opening or closing the client
             raise self._unreachable(exc) from exc
+
+    async def served_model(self, *, transport: httpx.AsyncBaseTransport | None = None) -> dict[str, Any]:
+        """The endpoint's ``GET /models`` entry for :attr:`model`, with the key when there is one: what a container's
+        start-up check reports as its policy's model (:mod:`synth_opt.policies.check`). Raises
+        :class:`LlmPolicyError` when the endpoint does not answer (after the retries of :meth:`complete`), refuses,
+        or does not list the model (the message names the models it lists)."""
+        url = join_path(self.base_url, "models")
+        attempt = 0
+        try:
+            async with self.client(transport) as client:
+                while True:
+                    retry_after: float | None = None
+                    try:
+                        response = await client.get(url, headers=self._headers)
+                    except httpx.HTTPError as exc:
+                        if not is_retryable_error(exc) or attempt >= self.max_retries:
+                            raise self._unreachable(exc) from exc
+                    else:
+                        if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                            break
+                        retry_after = retry_after_seconds(response)
+                    await anyio.sleep(self.backoff.delay(attempt, retry_after))
+                    attempt += 1
+        except httpx.HTTPError as exc:  # opening or closing the client
+            raise self._unreachable(exc) from exc
+        if response.status_code >= 400:
+            raise LlmPolicyError(
+                f"LLM endpoint {self.base_url} answered GET /models with {response.status_code}: {response.text[:200]}",
+                status=502 if response.status_code >= 500 else 400,
+            )
+        try:
+            entries = [entry for entry in response.json()["data"] if isinstance(entry, dict)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LlmPolicyError(
+                f"LLM endpoint {self.base_url} sent no model list at GET /models: {exc}", status=502
+            ) from exc
+        for entry in entries:
+            if entry.get("id") == self.model:
+                return entry
+        listed = ", ".join(repr(str(entry.get("id"))) for entry in entries[:10]) or "none"
+        raise LlmPolicyError(
+            f"LLM endpoint {self.base_url} does not serve model {self.model!r} (GET /models lists {listed}); set "
+            "policy.model to one it serves",
+            status=400,
+        )
 
     def _body(self, messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
         return {

@@ -67,10 +67,14 @@ class RecordedRequest:
 
 @dataclass
 class FakeOpenAI:
-    """The fake's behaviour (``responder``, optional required ``api_key``) and what it was asked."""
+    """The fake's behaviour (``responder``, optional required ``api_key``, the ``models`` its ``GET /models``
+    lists, each with ``model_meta`` as its ``meta``, as llama.cpp's server describes its model file) and what it was
+    asked."""
 
     responder: Responder
     api_key: str | None = None
+    models: tuple[str, ...] = ("fake-model",)
+    model_meta: JsonObject = field(default_factory=dict)
     refuse_formats: frozenset[str] = frozenset()
     requests: list[RecordedRequest] = field(default_factory=list)
     served: list[JsonObject] = field(default_factory=list)  # the usage of every reply served, in order
@@ -84,10 +88,15 @@ class FakeOpenAI:
         return Starlette(routes=routes)
 
     async def _models(self, request: Request) -> Response:
-        """``GET /models``: the one model this fake serves (what a start-up check asks)."""
+        """``GET /models``: the models this fake lists (what a start-up check asks)."""
         if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid api key")
-        return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        now = int(time.time())  # like llama.cpp's server: the time of the request, not of the model
+        data = [
+            {"id": model, "object": "model", "created": now, "owned_by": "fake", "meta": self.model_meta}
+            for model in self.models
+        ]
+        return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
         body, failure = await self._read(request)
