@@ -2,7 +2,8 @@
 ``base_url`` and policy ``base_url`` carry ``user:secret@`` (and the container and policy urls ``?key=secret``),
 against a real container process and a real OpenAI-compatible proposer server. Nothing the run writes (run
 directory, cache database, workspace database, run registry) and nothing it prints contains the secret; the same
-holds for a run whose proposer fails on a url with a secret in it."""
+holds for a run whose proposer fails on a url with a secret in it, and for the standing service: a request for
+such a config is stored, served and run without the secret in its database rows or its responses."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+from litestar.testing import AsyncTestClient
 
+from synth_opt.service.app import create_app
 from synth_opt.testing import FakeOpenAI, serve_fake_openai
 
 from .test_fault_container import fault_container
@@ -119,3 +124,39 @@ def test_url_passwords_and_query_values_reach_no_file_or_log_line_when_the_propo
     assert any(file.name == "events.jsonl" for file in files), files
     for file in files:
         assert SECRET.encode() not in file.read_bytes(), file
+
+
+async def finished(client: AsyncTestClient[Any], request_id: str) -> dict[str, Any]:
+    with anyio.fail_after(90):
+        while True:  # polling keeps the test short; the service's event stream is tested elsewhere
+            view: dict[str, Any] = (await client.get(f"/runs/{request_id}")).json()
+            if view["status"] in ("completed", "failed", "cancelled"):
+                return view
+            await anyio.sleep(0.2)
+
+
+@pytest.mark.anyio
+async def test_the_service_stores_and_serves_a_request_without_the_secrets_of_its_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "not-a-real-key")
+    db = tmp_path / "service.sqlite"
+    with fault_container() as served, proposer_server() as proposer_url:
+        path = write_config(tmp_path, with_secret(served.url, query=True), with_secret(proposer_url, query=False))
+        app = create_app(db, worker_id="w", config_root=tmp_path, poll_seconds=0.2, auto_start=True)
+        async with AsyncTestClient(app, timeout=30) as client:
+            submitted = await client.post("/runs", json={"config_path": path.name})
+            assert submitted.status_code == 201, submitted.text
+            request_id = submitted.json()["request_id"]
+            view = await finished(client, request_id)
+            answers = [submitted.text, (await client.get(f"/runs/{request_id}")).text]
+            for route in ("/runs", "/status", f"/runs/{request_id}/events"):
+                answers.append((await client.get(route)).text)
+    assert view["status"] == "completed", view
+    assert view["container_url"].startswith("http://user:***@127.0.0.1") and "key=***" in view["container_url"]
+    for answer in answers:
+        assert SECRET not in answer, answer[:2000]
+    for file in tmp_path.glob("service.sqlite*"):
+        assert SECRET.encode() not in file.read_bytes(), file
+    for file in (tmp_path / "runs").rglob("*"):
+        assert not file.is_file() or SECRET.encode() not in file.read_bytes(), file

@@ -20,6 +20,7 @@ from typing import Any
 
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import ConfigError, SynthOptimizerError
+from synth_opt.redact import redact_url
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 
 __all__ = [
@@ -39,12 +40,15 @@ Db = str | os.PathLike[str]
 def request_fields(config: GepaConfig) -> dict[str, Any]:
     """What a request fixes at submission: the run id (``[run].run_id``, else generated from the config), the config
     path, the run directory, the standing container URL (None for a container the run launches itself, which gets a
-    port of its own) and the cache namespace (None with ``[cache] mode = "off"``: such a run touches no cache)."""
+    port of its own) and the cache namespace (None with ``[cache] mode = "off"``: such a run touches no cache).
+    The URL is stored and served without its secrets (:func:`synth_opt.redact.redact_url`): it only names the
+    container that two requests may not share (the worker reads the config itself)."""
+    url = config.container.url
     return {
         "run_id": config.effective_run_id(),
         "config_path": str(config.source_path),
         "run_dir": str(config.run_dir()),
-        "container_url": config.container.url.rstrip("/") if config.container.url else None,
+        "container_url": redact_url(url.rstrip("/")) if url else None,
         "cache_namespace": None if config.cache.mode == "off" else config.cache_namespace(),
     }
 
