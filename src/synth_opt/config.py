@@ -375,6 +375,12 @@ class _EnvOverrides(BaseSettings):
     run_id: str | None = None
     cache_mode: str | None = None
     proposer_backend: str | None = None
+    proposer_base_url: str | None = None
+    proposer_model: str | None = None
+    proposer_api_key_env: str | None = None
+    policy_base_url: str | None = None
+    policy_model: str | None = None
+    policy_api_key_env: str | None = None
 
 
 # settings field -> (environment variable, TOML location it overrides)
@@ -382,6 +388,12 @@ _OVERRIDES: dict[str, tuple[str, tuple[str, str]]] = {
     "run_id": ("SYNTH_OPTIMIZERS_RUN_ID", ("run", "run_id")),
     "cache_mode": ("SYNTH_OPTIMIZERS_CACHE_MODE", ("cache", "mode")),
     "proposer_backend": ("SYNTH_OPTIMIZERS_PROPOSER_BACKEND", ("proposer", "backend")),
+    "proposer_base_url": ("SYNTH_OPTIMIZERS_PROPOSER_BASE_URL", ("proposer", "base_url")),
+    "proposer_model": ("SYNTH_OPTIMIZERS_PROPOSER_MODEL", ("proposer", "model")),
+    "proposer_api_key_env": ("SYNTH_OPTIMIZERS_PROPOSER_API_KEY_ENV", ("proposer", "api_key_env")),
+    "policy_base_url": ("SYNTH_OPTIMIZERS_POLICY_BASE_URL", ("policy", "base_url")),
+    "policy_model": ("SYNTH_OPTIMIZERS_POLICY_MODEL", ("policy", "model")),
+    "policy_api_key_env": ("SYNTH_OPTIMIZERS_POLICY_API_KEY_ENV", ("policy", "api_key_env")),
 }
 _SECTIONS = [name for name in GepaConfig.model_fields if name not in {"source_path", "overrides_applied"}]
 _SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials"}

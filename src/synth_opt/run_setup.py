@@ -226,5 +226,7 @@ async def preflight_proposer(config: GepaConfig) -> None:
     section = config.proposer
     if section.backend == "codex_app_server":
         await check_codex_command(with_python(list(section.command)), cwd=config.source_path.parent)
+        if section.base_url and "model_provider" not in section.config:  # codex's provider is this endpoint
+            await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
     else:
         await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)

@@ -297,3 +297,19 @@ async def test_factory_builds_codex_with_run_local_state(tmp_path: Path) -> None
     default = build_proposer(_Section(command=None, codex_home=tmp_path / "elsewhere"), run_dir=tmp_path)
     assert isinstance(default, CodexAppServerProposer)
     assert default.argv == ("codex", "app-server") and default.codex_home == tmp_path / "elsewhere"
+
+
+def test_a_base_url_becomes_codex_s_model_provider_unless_the_config_chooses_one(tmp_path: Path) -> None:
+    command = ["codex", "app-server"]
+    section = _Section(command=command, base_url="http://127.0.0.1:8080/v1", api_key_env="LOCAL_KEY")
+    proposer = build_proposer(section, run_dir=tmp_path)
+    assert isinstance(proposer, CodexAppServerProposer)
+    provider = (
+        'model_providers.synth_opt={name = "synth_opt endpoint", base_url = "http://127.0.0.1:8080/v1", '
+        'wire_api = "responses", env_key = "LOCAL_KEY"}'
+    )
+    assert proposer.argv == (*command, "-c", provider, "-c", 'model_provider="synth_opt"')
+    chosen = _Section(command=command, base_url="http://127.0.0.1:8080/v1", config={"model_provider": "mine"})
+    assert build_proposer(chosen, run_dir=tmp_path).argv == (*command, "-c", 'model_provider="mine"')
+    without = build_proposer(_Section(command=command), run_dir=tmp_path)
+    assert without.argv == tuple(command)

@@ -21,7 +21,20 @@ heldout_ids = ["h1", "h2"]
 backend = "codex_app_server"
 """
 
-ENV_VARS = ("SYNTH_OPTIMIZERS_RUN_ID", "SYNTH_OPTIMIZERS_CACHE_MODE", "SYNTH_OPTIMIZERS_PROPOSER_BACKEND")
+ENV_VARS = tuple(
+    f"SYNTH_OPTIMIZERS_{name}"
+    for name in (
+        "RUN_ID",
+        "CACHE_MODE",
+        "PROPOSER_BACKEND",
+        "PROPOSER_BASE_URL",
+        "PROPOSER_MODEL",
+        "PROPOSER_API_KEY_ENV",
+        "POLICY_BASE_URL",
+        "POLICY_MODEL",
+        "POLICY_API_KEY_ENV",
+    )
+)
 
 
 @pytest.fixture(autouse=True)
@@ -348,6 +361,36 @@ def test_env_overrides_applied_and_recorded(tmp_path: Path, monkeypatch: pytest.
         "SYNTH_OPTIMIZERS_CACHE_MODE": "readonly",
         "SYNTH_OPTIMIZERS_PROPOSER_BACKEND": "openai_compatible",
     }
+
+
+def test_env_overrides_point_a_cookbook_config_at_another_endpoint_and_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = BASE + '\n[policy]\ntype = "llm"\nmodel = "gpt-4.1-mini"\nbase_url = "https://api.openai.com/v1"\n'
+    before = load(tmp_path, base=base)
+    local = {
+        "SYNTH_OPTIMIZERS_POLICY_BASE_URL": "http://127.0.0.1:8080/v1",
+        "SYNTH_OPTIMIZERS_POLICY_MODEL": "qwen2.5-0.5b-instruct",
+        "SYNTH_OPTIMIZERS_POLICY_API_KEY_ENV": "LOCAL_KEY",
+        "SYNTH_OPTIMIZERS_PROPOSER_BASE_URL": "http://127.0.0.1:8080/v1",
+        "SYNTH_OPTIMIZERS_PROPOSER_MODEL": "qwen2.5-0.5b-instruct",
+        "SYNTH_OPTIMIZERS_PROPOSER_API_KEY_ENV": "LOCAL_KEY",
+    }
+    for name, value in local.items():
+        monkeypatch.setenv(name, value)
+    cfg = load(tmp_path, base=base)
+    assert (cfg.policy.base_url, cfg.policy.model, cfg.policy.api_key_env) == (
+        "http://127.0.0.1:8080/v1",
+        "qwen2.5-0.5b-instruct",
+        "LOCAL_KEY",
+    )
+    assert (cfg.proposer.base_url, cfg.proposer.model, cfg.proposer.api_key_env) == (
+        "http://127.0.0.1:8080/v1",
+        "qwen2.5-0.5b-instruct",
+        "LOCAL_KEY",
+    )
+    assert cfg.overrides_applied == local
+    assert cfg.decision_digest() != before.decision_digest()  # another model decides otherwise
 
 
 def test_bad_env_override_names_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,7 +42,14 @@ from synth_opt.proposers.reflection import (
 )
 from synth_opt.usage import Usage
 
-__all__ = ["CLIENT_INFO", "DEFAULT_COMMAND", "CodexAppServerProposer", "config_override_argv"]
+__all__ = [
+    "CLIENT_INFO",
+    "DEFAULT_COMMAND",
+    "PROVIDER_ID",
+    "CodexAppServerProposer",
+    "config_override_argv",
+    "provider_overrides",
+]
 
 DEFAULT_COMMAND: tuple[str, ...] = ("codex", "app-server")
 CLIENT_INFO: dict[str, str] = {"name": "synth_opt", "title": "synth_opt", "version": "0.1.0"}
@@ -463,6 +470,22 @@ def _first_int(data: Mapping[str, Any], *keys: str) -> int:
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+PROVIDER_ID = "synth_opt"
+
+
+def provider_overrides(
+    overrides: Mapping[str, Any], *, base_url: str | None, api_key_env: str | None
+) -> dict[str, Any]:
+    """``overrides`` plus, when ``base_url`` is set and ``overrides`` choose no ``model_provider`` of their own, a
+    run-local model provider that sends codex's model requests to ``base_url`` over the Responses API (a local
+    llama.cpp or vLLM server, or any OpenAI-compatible endpoint), authenticated with the key ``api_key_env``
+    names when one is named."""
+    if not base_url or "model_provider" in overrides:
+        return dict(overrides)
+    provider: dict[str, Any] = {"name": "synth_opt endpoint", "base_url": base_url, "wire_api": "responses"}
+    if api_key_env:
+        provider["env_key"] = api_key_env
+    return {f"model_providers.{PROVIDER_ID}": provider, "model_provider": PROVIDER_ID, **overrides}
 
 
 def config_override_argv(overrides: Mapping[str, Any]) -> list[str]:

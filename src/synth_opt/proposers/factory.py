@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from synth_opt.errors import ConfigError
 from synth_opt.proposers.base import Proposer
-from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer
+from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, provider_overrides
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
 from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
 
@@ -51,10 +51,12 @@ class ProposerSettings(Protocol):
 def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
     """The proposer ``section`` asks for, its run-local state (``CODEX_HOME``, workdir) under ``run_dir``.
 
-    For ``codex_app_server``, ``config`` holds codex ``-c`` overrides. For ``openai_compatible`` it holds
-    ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by ``[proposer] response_format``), and
-    any other key is sent in the request body (e.g. ``temperature``, ``max_tokens``). ``max_retries``,
-    ``response_format``, ``max_feedback_chars`` and ``max_prompt_tokens`` are read when the section has them.
+    For ``codex_app_server``, ``config`` holds codex ``-c`` overrides; a ``base_url`` (with ``api_key_env``)
+    becomes a run-local model provider unless ``config`` sets ``model_provider`` (:func:`provider_overrides`).
+    For ``openai_compatible`` it holds ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by
+    ``[proposer] response_format``), and any other key is sent in the request body (e.g. ``temperature``,
+    ``max_tokens``). ``max_retries``, ``response_format``, ``max_feedback_chars`` and ``max_prompt_tokens`` are
+    read when the section has them.
     """
     max_feedback_chars = int(getattr(section, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
     max_prompt_tokens = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
@@ -64,7 +66,9 @@ def build_proposer(section: ProposerSettings, *, run_dir: Path) -> Proposer:
             codex_home=section.codex_home or run_dir / "codex_home",
             workdir=run_dir / CODEX_WORKDIR_NAME,
             model=section.model,
-            config_overrides=section.config,
+            config_overrides=provider_overrides(
+                section.config, base_url=section.base_url, api_key_env=section.api_key_env
+            ),
             timeout_seconds=section.timeout_seconds,
             message_stall_timeout_seconds=section.message_stall_timeout_seconds,
             max_feedback_chars=max_feedback_chars,
