@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck local-model clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# llama-server and a small model for the real-model tests, cached under ~/.cache/synth_opt (a no-op once there)
+local-model: | $(BIN)/python
+	$(BIN)/python scripts/local_model.py
+
+test: lint typecheck local-model
 	$(BIN)/python -m pytest
 
 clean:

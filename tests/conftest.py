@@ -1,0 +1,34 @@
+"""Fixtures shared by every test directory.
+
+``local_model``: one real model server (llama.cpp's ``llama-server`` with SmolLM2-135M-Instruct, behind a proxy
+that records the usage the server reported for every call; see :mod:`synth_opt.testing.local_model`) for the whole
+test run, started by the first test that asks for it. Without ``make local-model`` having run, its tests are
+skipped, or fail under CI (``CI=true``), where ``make test`` builds it first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from synth_opt.testing.local_model import LocalModelMissingError, LocalModelServer, find_local_model
+
+
+@pytest.fixture(scope="session")
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
+    """The started server: ``base_url`` (ends in ``/v1``), ``api_key``, ``model``; ``mark()`` and
+    ``calls(since=...)`` for the usage the server reported, also in ``usage_log`` (JSON lines)."""
+    try:
+        paths = find_local_model()
+    except LocalModelMissingError as exc:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI=true and the local model is missing: {exc}")
+        pytest.skip(str(exc))
+    server = LocalModelServer(paths, work_dir=tmp_path_factory.mktemp("local-model"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
