@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/synth-opt gepa run --config cookbooks/banking77/gepa.offline.toml
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests cookbooks benchmarks
-	$(BIN)/ruff format --check src tests cookbooks benchmarks
+	$(BIN)/ruff check src tests cookbooks benchmarks scripts
+	$(BIN)/ruff format --check src tests cookbooks benchmarks scripts
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

@@ -16,6 +16,9 @@ import pytest
 from synth_opt.testing.local_model import LocalModelMissingError, LocalModelServer, find_local_model
 
 
+REPLY_LIMIT = 256
+
+
 @pytest.fixture(scope="session")
 def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModelServer]:
     """The started server: ``base_url`` (ends in ``/v1``), ``api_key``, ``model``; ``mark()`` and
@@ -26,7 +29,11 @@ def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModel
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(f"CI=true and the local model is missing: {exc}")
         pytest.skip(str(exc))
-    server = LocalModelServer(paths, work_dir=tmp_path_factory.mktemp("local-model"))
+    # --n-predict bounds a reply whose request sets no limit (codex sets none): a 135M model may ramble for
+    # thousands of tokens; every other client here sets its own max_tokens
+    server = LocalModelServer(
+        paths, work_dir=tmp_path_factory.mktemp("local-model"), extra_args=("--n-predict", str(REPLY_LIMIT))
+    )
     server.start()
     try:
         yield server

@@ -324,14 +324,15 @@ def render_summary(result: GepaResult) -> str:
 
 
 def _discarded_line(result: GepaResult) -> list[str]:
-    """Spend that restarts threw away (work after the last checkpoint, done again on resume); none: no line."""
+    """Spend thrown away (work after the last checkpoint, done again on resume; outage probes); none: no line."""
     discarded = result.usage.get("discarded") or {}
     total = discarded.get("total") or {}
-    if not discarded.get("rollouts") and not total.get("calls"):
+    if not discarded.get("rollouts") and not discarded.get("probes") and not total.get("calls"):
         return []
     cost = total.get("cost_usd")
+    probes = f" and {discarded['probes']} outage probes" if discarded.get("probes") else ""
     return [
-        f"  discarded by restarts (paid, then done again): {discarded['rollouts']} rollouts, "
+        f"  discarded (paid, then thrown away): {discarded['rollouts']} rollouts done again after restarts{probes}, "
         f"{total.get('total_tokens', 0)} tokens, cost {'unknown' if cost is None else f'${cost:.4f}'}"
     ]
 

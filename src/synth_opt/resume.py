@@ -56,14 +56,26 @@ class Discarded:
     rollouts: int = 0
     rollout: Usage = field(default_factory=Usage)
     proposer: Usage = field(default_factory=Usage)
+    probes: int = 0  # outage probes (canaries) served: their replies go nowhere, their spend is real
+    probe: Usage = field(default_factory=Usage)
 
     def __add__(self, other: Discarded) -> Discarded:
-        return Discarded(self.rollouts + other.rollouts, self.rollout + other.rollout, self.proposer + other.proposer)
+        return Discarded(
+            self.rollouts + other.rollouts,
+            self.rollout + other.rollout,
+            self.proposer + other.proposer,
+            self.probes + other.probes,
+            self.probe + other.probe,
+        )
 
     @classmethod
     def of_line(cls, event: Event) -> Discarded:
-        """What an ``event.discarded`` line records as spent and paid again (nothing for any other line)."""
+        """What an ``event.discarded`` line records as spent and paid again, or what a served outage probe
+        (a ``container.outage`` line of state ``canary_served``) spent; nothing for any other line."""
         fields = event.fields
+        if is_canary_line(event):
+            usage = fields.get("usage")
+            return cls(probes=1, probe=Usage.from_dict(usage) if isinstance(usage, dict) else Usage())
         if event.type != DISCARDED_LINE or fields.get("paid_again") is False:
             return cls()
         usage = fields.get("discarded_usage")
@@ -79,8 +91,15 @@ class Discarded:
             "rollouts": self.rollouts,
             "rollout": self.rollout.to_dict(),
             "proposer": self.proposer.to_dict(),
-            "total": (self.rollout + self.proposer).to_dict(),
+            "probes": self.probes,
+            "probe": self.probe.to_dict(),
+            "total": (self.rollout + self.proposer + self.probe).to_dict(),
         }
+
+
+def is_canary_line(event: Event) -> bool:
+    """A served outage probe: spend already made, never done again, so a resume keeps its line as it is."""
+    return event.type == "container.outage" and event.fields.get("state") == "canary_served"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +175,8 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
     tmp = feed.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as out:
         for event in read_feed(feed):
-            if event.type != DISCARDED_LINE and (event.sequence_number > cut or _in_flight(event, commits)):
+            replaced = event.sequence_number > cut or _in_flight(event, commits)
+            if event.type != DISCARDED_LINE and not is_canary_line(event) and replaced:
                 event = _discarded_line(event, paid_again=paid_again)
             total += Discarded.of_line(event)
             last = max(last, event.sequence_number)

@@ -31,6 +31,7 @@ from synth_opt.cache import CacheStore
 from synth_opt.cancel import CancelHandle
 from synth_opt.collector import run_paced_collector
 from synth_opt.config import GepaConfig, load_config
+from synth_opt.container.circuit import CircuitStats
 from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.errors import (
     RunCancelledError,
@@ -226,6 +227,7 @@ class _Execution:
         self.cancel = cancel
         self.supervisor: Supervisor | None = None
         self.cache: CacheStore | None = None
+        self.circuit_stats: CircuitStats | None = None  # the live container's outage circuit, for its probes' spend
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
         self.output_dir = config.output_dir
@@ -415,6 +417,8 @@ class _Execution:
             client = await open_container(
                 stack, config, store, self.bus, transport=self.seams.container_transport, run_dir=self.run_dir
             )
+            if client.live is not None and client.live.circuit is not None:
+                self.circuit_stats = client.live.circuit.stats
             program = await client.program()
             task_info = await client.task_info()
             dataset = await resolve_dataset(
@@ -479,5 +483,13 @@ class _Execution:
             pipeline=self.plan_json,
             status=status,
             error=error,
-            discarded=Discarded() if self.resume is None else self.resume.discarded,
+            discarded=self._discarded(),
         )
+
+    def _discarded(self) -> Discarded:
+        """Spend thrown away: by earlier attempts (read from the feed at resume) and by this one's outage probes."""
+        earlier = Discarded() if self.resume is None else self.resume.discarded
+        stats = self.circuit_stats
+        if stats is None:
+            return earlier
+        return earlier + Discarded(probes=stats.canaries_served, probe=stats.canary_usage)

@@ -55,7 +55,7 @@ def test_a_run_that_cannot_write_its_feed_fails_naming_the_file_and_resumes_late
     result = GepaResult.from_manifest(manifest)  # what the lost tail cost is on record, and in the summary
     discarded = result.usage["discarded"]
     assert discarded["rollouts"] > 0
-    assert f"discarded by restarts (paid, then done again): {discarded['rollouts']} rollouts" in render_summary(result)
+    assert f"discarded (paid, then thrown away): {discarded['rollouts']} rollouts done again" in render_summary(result)
     whole = write_config(tmp_path / "whole", "async_pipelined", "rebase", "off")
     finish(whole)
     comparison = compare_feeds(

@@ -44,6 +44,7 @@ import anyio.lowlevel
 
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError, ContainerOutageError, ContainerTransportError
+from synth_opt.usage import Usage
 
 __all__ = [
     "HEALTH_PROBE_TIMEOUT_SECONDS",
@@ -81,6 +82,8 @@ class CircuitStats:
     health_probes: int = 0
     rollout_probes: int = 0
     canaries: int = 0
+    canaries_served: int = 0
+    canary_usage: Usage = field(default_factory=Usage)  # what served canaries spent: paid, then thrown away
     retried: int = 0
     degraded: int = 0
 
@@ -380,11 +383,19 @@ class OutageCircuit:
             metadata={**source.metadata, "outage_probe": True},
         )
         try:
-            await self._call(request, self._send, probe=True, canary=True)
+            reply = await self._call(request, self._send, probe=True, canary=True)
         except ContainerTransportError:
             return False
         except ContainerContractError:
-            pass  # served, even if not usable: the container is up
+            return True  # served, even if not usable: the container is up
+        self.stats.canaries_served += 1
+        self.stats.canary_usage = self.stats.canary_usage + reply.usage
+        self._event(
+            "canary_served",
+            f"outage probe {request.rollout_id} was served; its reply is thrown away, its usage is counted",
+            rollout_id=request.rollout_id,
+            usage=reply.usage.to_dict(),
+        )
         return True
 
     def _pick(self, streak: _Streak) -> _Held | RolloutRequest | None:

@@ -49,6 +49,7 @@ from synth_opt.processes import process_group_alive, stop_process_group
 from synth_opt.watchdog import GroupWatchdog, start_watchdog
 
 __all__ = [
+    "FaultSchedule",
     "LocalModelMissingError",
     "LocalModelPaths",
     "LocalModelServer",
@@ -253,10 +254,25 @@ class _Recorder:
             return len(self._calls)
 
 
+FaultSchedule = Callable[[int], int | None]
+"""The number of a POST through the proxy (1, 2, ... since the schedule was set) -> an HTTP status to answer it
+with instead of forwarding it (429, 500, ...), or None to forward it."""
+
+
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     upstream: tuple[str, int]
     recorder: _Recorder
+    faults: FaultSchedule | None = None
+    posts: int = 0
+    fault_lock: threading.Lock
+
+    def fault_for_next_post(self) -> int | None:
+        with self.fault_lock:
+            if self.faults is None:
+                return None
+            self.posts += 1
+            return self.faults(self.posts)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -301,8 +317,25 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if body or self.command == "POST":
             headers["Content-Length"] = str(len(body))
         host, port = self.server.upstream
-        upstream = http.client.HTTPConnection(host, port, timeout=_UPSTREAM_TIMEOUT_SECONDS)
         scanner = _UsageScanner()
+        fault = self.server.fault_for_next_post() if self.command == "POST" else None
+        if fault is not None:  # injected: nothing reaches the server, nothing is served
+            self.server.recorder.record(
+                method=self.command,
+                path=self.path,
+                status=fault,
+                stream=False,
+                usage=None,
+                timings=None,
+                response_id=None,
+                model=None,
+                started_at=started_at,
+                seconds=0.0,
+                client_disconnected=False,
+            )
+            self._send_fault(fault)
+            return
+        upstream = http.client.HTTPConnection(host, port, timeout=_UPSTREAM_TIMEOUT_SECONDS)
 
         def record(status: int, stream: bool, disconnected: bool = False) -> None:
             scanner.close()
@@ -371,6 +404,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         record(False)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _send_fault(self, status: int) -> None:
+        data = json.dumps({"error": {"message": f"injected fault {status}", "type": "injected", "code": status}})
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(data.encode())
 
     def _send_plain(self, status: int, text: str) -> None:
         data = text.encode()
@@ -519,8 +562,8 @@ class LocalModelServer:
             raise
         return self
 
-    def _start_server(self) -> None:
-        self.port = _free_port()
+    def _start_server(self, port: int | None = None) -> None:
+        self.port = port if port is not None else _free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("LLAMA_", "HF_"))}
         self._log_file = self.server_log.open("ab")
         self._log_offset = self._log_file.tell()
@@ -582,12 +625,35 @@ class LocalModelServer:
         proxy = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
         proxy.upstream = ("127.0.0.1", self.port)
         proxy.recorder = self._recorder
+        proxy.fault_lock = threading.Lock()
         self._proxy = proxy
         self.proxy_port = proxy.server_address[1]
         self._proxy_thread = threading.Thread(
             target=proxy.serve_forever, kwargs={"poll_interval": 0.2}, name="local-model-proxy", daemon=True
         )
         self._proxy_thread.start()
+
+    def set_faults(self, schedule: FaultSchedule | None) -> None:
+        """Answer POSTs through the proxy by ``schedule`` (see :data:`FaultSchedule`; counted from this call) with
+        injected statuses instead of forwarding them; None forwards everything again. An injected 429 carries
+        ``Retry-After: 0``. Injected calls are recorded with their status and no usage."""
+        assert self._proxy is not None, "start the server first"
+        with self._proxy.fault_lock:
+            self._proxy.faults = schedule
+            self._proxy.posts = 0
+
+    def kill_server(self) -> None:
+        """Stop the model server now (SIGKILL to its group), leaving the proxy up: clients get 502 (nothing
+        served) until :meth:`restart_server`."""
+        process = self._process
+        if process is not None:
+            stop_process_group(process.pid, 0.0)
+        self._stop_server(0.5)
+
+    def restart_server(self) -> None:
+        """Start the model server again on its old port behind the same proxy (after :meth:`kill_server`)."""
+        port = self.port
+        self._start_server(port)
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop the proxy and the server's process group (SIGTERM, then SIGKILL); idempotent."""
