@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -314,11 +315,19 @@ def _objects(value: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
         yield from _objects(child, depth + 1)
 
 
+_PLACEHOLDER = re.compile(r"\s*<full replacement text(?: \d+)?>\s*")
+"""The example reply's placeholder (the prompt ends with it): a model that copies it has proposed nothing."""
+
+
 def _distinct(items: list[str], *, wanted: int, source: str, raw: str) -> list[str]:
     texts: list[str] = []
+    copied = False
     for item in items:
-        if item.strip() and item not in texts:
+        if _PLACEHOLDER.fullmatch(item):
+            copied = True
+        elif item.strip() and item not in texts:
             texts.append(item)
     if not texts:
-        raise ProposerReplyError(f"{source} reply: 'proposals' holds no non-empty text", raw_reply=raw)
+        what = "copies the example reply's placeholder" if copied else "holds no non-empty text"
+        raise ProposerReplyError(f"{source} reply: 'proposals' {what}", raw_reply=raw)
     return texts[:wanted]
