@@ -47,7 +47,7 @@ def banking77(folder: Path, *, train_rollouts: int = 16, **gepa: Any) -> Path:
             "dataset": {"train_ids": {"count": 4}, "pareto_ids": {"count": 4}, "heldout_ids": {"count": 4}},
             "seed_candidate": {"system_prompt": SEED},
             "policy": {"max_tokens": 16},
-            "proposer": {"timeout_seconds": 120, "config": {"max_tokens": 160, "temperature": 0.8}},
+            "proposer": {"timeout_seconds": 120, "config": {"max_tokens": 160, "temperature": 0.8, "seed": 3}},
             "gepa": {
                 "max_train_rollouts": train_rollouts,
                 "max_heldout_rollouts": 8,
