@@ -15,7 +15,6 @@ import pytest
 
 from synth_opt.testing.local_model import LocalModelMissingError, LocalModelServer, find_local_model
 
-
 REPLY_LIMIT = 256
 
 

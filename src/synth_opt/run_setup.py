@@ -201,16 +201,19 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
         stall = "message_stall_timeout_seconds"
         unused += [stall] if stall in proposer.model_fields_set else []
         found += [(f"proposer.{key}", 'is used only with backend = "codex_app_server"') for key in unused]
-    else:
+    elif "model_provider" in proposer.config:  # codex's own provider: base_url and its key are not used
         unused = [key for key in ("base_url", "api_key_env") if getattr(proposer, key) is not None]
         found += [
-            (
-                f"proposer.{key}",
-                'is used only with backend = "openai_compatible"; codex reaches its model through its own '
-                "configuration (proposer.config)",
-            )
+            (f"proposer.{key}", "does nothing: proposer.config sets codex's model_provider, which codex uses instead")
             for key in unused
         ]
+    elif proposer.base_url is None and proposer.api_key_env is not None:
+        found.append(
+            (
+                "proposer.api_key_env",
+                "does nothing with codex_app_server without proposer.base_url (codex reads its own credentials)",
+            )
+        )
     return found
 
 

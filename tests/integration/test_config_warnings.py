@@ -134,3 +134,21 @@ namespace = "n"
         "proposer.codex_home",
         "proposer.message_stall_timeout_seconds",
     ]
+
+
+def test_codex_uses_a_base_url_unless_its_config_chooses_a_provider(tmp_path: Path) -> None:
+    def warnings(proposer: str) -> list[tuple[str, str]]:
+        path = tmp_path / "gepa.toml"
+        path.write_text(
+            '[container]\nurl = "http://127.0.0.1:9"\n\n[dataset]\ntrain_ids = ["a"]\n\n'
+            f'[proposer]\nbackend = "codex_app_server"\n{proposer}\n',
+            encoding="utf-8",
+        )
+        return [(key, message) for key, message in config_warnings(load_config(path), ("m",)) if "proposer" in key]
+
+    local = 'base_url = "http://127.0.0.1:8080/v1"\napi_key_env = "LOCAL_KEY"'
+    assert warnings(local) == []  # a run-local model provider for codex
+    chosen = warnings(local + '\nconfig = { model_provider = "mine" }')
+    assert [key for key, _ in chosen] == ["proposer.base_url", "proposer.api_key_env"]
+    assert all("model_provider" in message for _, message in chosen)
+    assert [key for key, _ in warnings('api_key_env = "LOCAL_KEY"')] == ["proposer.api_key_env"]
