@@ -1,5 +1,7 @@
 """Fixtures shared by every test directory.
 
+``anyio_backend``: every async test runs on asyncio (synth_opt's runtime).
+
 ``local_model``: one real model server (llama.cpp's ``llama-server`` with SmolLM2-135M-Instruct, behind a proxy
 that records the usage the server reported for every call; see :mod:`synth_opt.testing.local_model`) for the whole
 test run, started by the first test that asks for it. Without ``make local-model`` having run, its tests are
@@ -16,6 +18,11 @@ import pytest
 from synth_opt.testing.local_model import LocalModelMissingError, LocalModelServer, find_local_model
 
 REPLY_LIMIT = 256
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

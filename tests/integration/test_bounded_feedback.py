@@ -25,11 +25,6 @@ MAX_PROMPT_TOKENS = 16_000  # the default
 MAX_OUTPUT_TOKENS = 1_000
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def huge_feedback(candidate: dict[str, str], row: dict[str, Any], reward: float) -> str:
     # words of 8 characters: the fake server counts a word as a token, fewer than 4 characters a token
     head = f"expected {row['answer']}. "

@@ -19,11 +19,6 @@ from .fault_runs import fault_run_config
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def write_config(tmp_path: Path, policy_model: str | None) -> Path:
     # one file name: one config, one cache namespace
     return fault_run_config(tmp_path, command(policy_model=policy_model), budget=24, cache=None)

@@ -22,11 +22,6 @@ from .test_pipeline_fake import LearningProposer, keyword_score, rows
 SECRET = "sk-test-abcdefghijklmnopqrstuvwxyz0123456789"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def config_text(mode: str) -> str:
     in_flight = 1 if mode == "sync_serial" else 4
     return f"""

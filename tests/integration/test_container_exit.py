@@ -19,11 +19,6 @@ from synth_opt.run import RunView
 from .test_run_faults import config
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_a_launched_container_that_exits_mid_run_fails_the_run_at_once(tmp_path: Path) -> None:
     killed_at: list[float] = []

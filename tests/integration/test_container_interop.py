@@ -14,11 +14,6 @@ from synth_opt import ContainerContractError, GepaRun, load_config
 ASYNC_ONLY = Path(__file__).with_name("async_only_container.py")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def config(tmp_path: Path, submission: str) -> Path:
     path = tmp_path / f"{submission}.toml"
     path.write_text(

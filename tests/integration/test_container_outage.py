@@ -32,11 +32,6 @@ pytestmark = pytest.mark.slow
 AFTER = 12  # rollouts served before the fault: the seed's six and part of the search
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def write_config(
     directory: Path,
     argv: list[str] | None,

@@ -30,11 +30,6 @@ COMMAND = [sys.executable, str(TINY), "{port}"]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def launch(*extra: str, stop_grace_seconds: float = 5.0) -> AbstractAsyncContextManager[LaunchedContainer]:
     return launched_container(
         [*COMMAND, *extra],

@@ -32,11 +32,6 @@ TWO_TRIES = RetryPolicy(max_attempts=2, base_delay_seconds=0.05)
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Served:
     url: str

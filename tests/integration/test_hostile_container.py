@@ -18,11 +18,6 @@ from .fault_runs import fault_run_config
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def write_config(tmp_path: Path, argv: list[str], *, container_extra: str = "") -> Path:
     return fault_run_config(tmp_path, argv, run_id="hostile", budget=30, container_extra=container_extra)
 

@@ -29,11 +29,6 @@ def learn(prompt: str) -> str:
     return json.dumps({"proposals": [text]})
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def config(tmp_path: Path, url: str, *, wire_api: str, limits: str) -> Path:
     path = tmp_path / f"{wire_api}.toml"
     path.write_text(

@@ -20,11 +20,6 @@ from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.usage import Usage
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def keyword_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
     """Reward 1 when the row's answer word appears in the instruction."""
     return 1.0 if row["answer"] in candidate["instruction"].split() else 0.0

@@ -18,11 +18,6 @@ from .test_openai_proposer_run import learn
 from .test_pipeline_fake import new_fake
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def write(tmp_path: Path, proposer: str) -> Path:
     path = tmp_path / "gepa.toml"
     path.write_text(

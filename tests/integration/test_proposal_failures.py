@@ -28,11 +28,6 @@ from .test_pipeline_fake import keyword_score, rows
 CALL_USAGE = Usage(calls=1, prompt_tokens=100, completion_tokens=20, total_tokens=120, cost_usd=0.002)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def write_config(folder: Path, *, mode: str = "async_pipelined", cache: str = "readwrite", extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "gepa.toml"

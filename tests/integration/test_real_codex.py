@@ -31,11 +31,6 @@ TINY = Path(__file__).with_name("tiny_container.py")
 KEY_ENV = "SYNTH_OPT_FAKE_MODEL_KEY"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def codex() -> Path:
     return codex_binary()

@@ -21,11 +21,6 @@ from synth_opt.run import RunView
 TINY = Path(__file__).with_name("tiny_container.py")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def config(
     tmp_path: Path, *, proposer_mode: str = "ok", stall: float = 120.0, timeout: float = 300.0, outage: float = 120.0
 ) -> Path:

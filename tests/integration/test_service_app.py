@@ -23,11 +23,6 @@ from synth_opt.service.app import create_app
 TINY = Path(__file__).with_name("tiny_container.py")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def config(
     root: Path,
     name: str = "gepa.toml",

@@ -36,11 +36,6 @@ mode = "off"
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _events(feed: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in feed.read_text(encoding="utf-8").splitlines()]
 

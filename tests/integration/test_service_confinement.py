@@ -51,11 +51,6 @@ def plain(root: Path, name: str = "gepa.toml", **sections: str) -> str:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def roots(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A config root, a separate runs root, and a directory outside both."""
     folders = tuple(tmp_path / name for name in ("configs", "runs-root", "elsewhere"))

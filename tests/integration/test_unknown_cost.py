@@ -20,11 +20,6 @@ from .test_openai_proposer_run import config, learn
 from .test_pipeline_fake import new_fake
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def run(tmp_path: Path, prices: str, limits: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
     with serve_fake_openai(FakeOpenAI(learn)) as url:

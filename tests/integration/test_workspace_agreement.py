@@ -13,11 +13,6 @@ from synth_opt import GepaRun, load_config
 from .test_pipeline_fake import LearningProposer, new_fake, write_config
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_the_workspace_agrees_with_the_container_the_feed_and_the_result(tmp_path: Path) -> None:
     path = write_config(tmp_path, "agree", mode="async_pipelined", rollout_workers=3, budget=300)

@@ -55,11 +55,6 @@ with out.open("w") as fh:
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class LearningProposer:
     """Adds the answer word of one failed record to the text, so candidates keep coming."""
 

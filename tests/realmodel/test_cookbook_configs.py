@@ -30,11 +30,6 @@ SMALL: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("cookbook", sorted(SMALL))
 async def test_the_cookbook_llm_config_runs_against_the_real_model(

@@ -34,11 +34,6 @@ SEED = (
 OUTAGE_SECONDS = 15.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def banking77(folder: Path, *, train_rollouts: int = 16, **gepa: Any) -> Path:
     return derived_config(
         "banking77",

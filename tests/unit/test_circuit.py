@@ -24,11 +24,6 @@ from synth_opt.errors import ConfigError, ContainerContractError
 URL = "http://container.test"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def request(row: str, candidate: str = "c1") -> RolloutRequest:
     return RolloutRequest(
         rollout_id=f"{candidate}-{row}",

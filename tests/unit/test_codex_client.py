@@ -21,11 +21,6 @@ from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, 
 from synth_opt.testing.fake_app_server import LOG_NAME, MARKER
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _request(proposals: int = 1) -> ReflectionRequest:
     return ReflectionRequest(
         candidate_id="cand-0",

@@ -22,11 +22,6 @@ TRAIN = [{"task_id": f"t{i}", "question": f"q{i}", "answer": f"a{i}"} for i in r
 TEST = [{"task_id": str(i), "question": f"h{i}", "answer": f"b{i}"} for i in range(3)]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class RecordingSleep:
     """Records requested delays instead of sleeping, so retry tests are instant and exact."""
 

@@ -16,11 +16,6 @@ from synth_opt.container.connections import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Gate:
     """Mock shards whose responses wait until the test opens the gate; each shard answers with its number."""
 

@@ -28,11 +28,6 @@ KEY_ENV = "FAKE_PROPOSER_KEY"
 SECRET = "sk-test-not-a-real-key"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _request() -> ReflectionRequest:
     return ReflectionRequest(
         candidate_id="cand-0",

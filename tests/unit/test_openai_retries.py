@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 GOOD = json.dumps({"proposals": ["Answer briefly and check the sum."]})
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _request() -> ReflectionRequest:
     return ReflectionRequest(
         candidate_id="cand-0",

@@ -17,11 +17,6 @@ SECRET = "sk-test-not-a-real-key"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _completion(content: Any = "4", usage: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"choices": [{"message": {"role": "assistant", "content": content}}]}
     if usage is not None:

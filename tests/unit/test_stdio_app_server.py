@@ -20,12 +20,6 @@ from synth_opt.proposers.stdio_app_server import (
     turn_text,
 )
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 _reply = proposals_reply(lambda request: [request["current_text"] + " (edited)"])
 
 

@@ -34,11 +34,6 @@ RUN = "r1"
 USAGE = {"calls": 1, "prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost_usd": 0.001}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _rollout(bus: EventBus, rid: str, cid: str, task: str, stage: str, reward: float, **extra: Any) -> None:
     bus.emit(
         "rollout.completed",
