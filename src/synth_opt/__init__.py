@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from synth_opt.version import __version__
+
 if TYPE_CHECKING:
     from synth_opt.config import GepaConfig, load_config
     from synth_opt.errors import (
@@ -113,8 +115,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BudgetExceededError",

@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from synth_opt import __version__
+    from synth_opt.version import __version__
 
     parser = _Parser(prog="synth-opt", description="GEPA prompt optimization against task containers.")
     parser.add_argument("--version", action="version", version=f"synth-opt {__version__}", help="print the version")

@@ -55,3 +55,15 @@ def test_only_the_cli_and_the_service_import_the_service() -> None:
         if path.name == "cli.py" or "service" in path.relative_to(SRC).parts or path.name == "__init__.py":
             continue
         assert not any(name.startswith("synth_opt.service") for name in imports(path)), path
+
+
+def test_no_module_imports_the_package_root() -> None:
+    """The root re-exports the public surface (the run, and so nearly everything): a module that imported it would
+    run back up the layers. The version has a module of its own for that reason."""
+    offenders = [
+        str(path.relative_to(SRC))
+        for path in modules()
+        if path.name != "__init__.py" or path.parent != SRC
+        if "synth_opt" in imports(path)
+    ]
+    assert offenders == []

@@ -32,7 +32,6 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
-from synth_opt import __version__
 from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
@@ -40,6 +39,7 @@ from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
+from synth_opt.version import __version__
 
 __all__ = ["create_app", "error_status"]
 
