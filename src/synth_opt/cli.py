@@ -247,8 +247,8 @@ async def _cancel_on_signals(run: GepaRun) -> None:
 
 
 def _gepa_accept(args: argparse.Namespace) -> int:
-    from synth_opt.acceptance import accept_config
     from synth_opt.config import load_config
+    from synth_opt.run.replay_check import accept_config
 
     report = anyio.run(accept_config, load_config(args.config))
     for label, result in report.results.items():

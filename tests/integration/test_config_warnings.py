@@ -10,7 +10,7 @@ from pathlib import Path
 
 from synth_opt.config import load_config
 from synth_opt.events.model import DECISION_TYPES
-from synth_opt.run_setup import CONFIG_WARNING, config_warnings
+from synth_opt.run.setup import CONFIG_WARNING, config_warnings
 
 TINY = Path(__file__).with_name("tiny_container.py")
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synth_opt.chart import read_events, render_score_chart, write_score_chart
+from synth_opt.run.score_chart import read_events, render_score_chart, write_score_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 SEED = "cand-seed0000"

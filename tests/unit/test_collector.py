@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from synth_opt.collector import YOUNG_THRESHOLD, run_paced_collector
+from synth_opt.run.gc_pacing import YOUNG_THRESHOLD, run_paced_collector
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from synth_opt.events.model import Event
-from synth_opt.resume import Discarded, prepare_resume
+from synth_opt.run.resume import Discarded, prepare_resume
 
 USAGE = {"calls": 1, "prompt_tokens": 70, "completion_tokens": 5, "total_tokens": 75, "cost_usd": 0.0001}
 

@@ -70,7 +70,7 @@ class CachedContainer:
 
     async def metadata(self) -> dict[str, Any] | None:
         """Always the live container's answer in a live run: it names the policy's model, which chooses the
-        cache namespace (:func:`synth_opt.run_container.open_container`); a readonly run reads the last one."""
+        cache namespace (:func:`synth_opt.run.container.open_container`); a readonly run reads the last one."""
         value: dict[str, Any] | None = await self._asked_live(
             "container.metadata", {"route": "GET /metadata"}, lambda: self._client().metadata(), update=True
         )

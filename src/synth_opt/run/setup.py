@@ -16,8 +16,8 @@ from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSet
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
 from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
-from synth_opt.run_container import with_python
-from synth_opt.run_dataset import Dataset
+from synth_opt.run.container import with_python
+from synth_opt.run.dataset import Dataset
 
 __all__ = [
     "CONFIG_WARNING",

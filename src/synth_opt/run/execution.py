@@ -4,10 +4,10 @@ A run directory ``<output_dir>/<run_id>/`` holds ``events.jsonl``, ``result_mani
 ``candidate_registry.json`` and ``frontier.json``; ``<output_dir>/run_registry.jsonl`` gets one line when the
 run starts and one when it ends, and ``<output_dir>/latest`` points at the newest run directory.
 
-This module holds the lifecycle; its parts live beside it: the container (:mod:`synth_opt.run_container`), the
-dataset (:mod:`synth_opt.run_dataset`), the search's parts built from the config (:mod:`synth_opt.run_setup`),
-checkpoints (:mod:`synth_opt.run_checkpoints`), the state events (:mod:`synth_opt.run_state`) and the result
-files (:mod:`synth_opt.run_artifacts`).
+This module holds the lifecycle; its parts live beside it: the container (:mod:`synth_opt.run.container`), the
+dataset (:mod:`synth_opt.run.dataset`), the search's parts built from the config (:mod:`synth_opt.run.setup`),
+checkpoints (:mod:`synth_opt.run.checkpoints`), the state events (:mod:`synth_opt.run.lifecycle`) and the result
+files (:mod:`synth_opt.run.artifacts`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.actors import SearchOutcome, Supervisor, propose_handler, rollout_handler
 from synth_opt.cache import CacheStore
-from synth_opt.cancel import CancelHandle
-from synth_opt.collector import run_paced_collector
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.container.circuit import CircuitStats
 from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
@@ -45,7 +43,15 @@ from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
-from synth_opt.resume import (
+from synth_opt.run.artifacts import RunArtifacts, write_json
+from synth_opt.run.cancel import CancelHandle
+from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
+from synth_opt.run.container import open_container
+from synth_opt.run.container import with_python as with_python  # it was defined here
+from synth_opt.run.dataset import resolve_dataset
+from synth_opt.run.gc_pacing import run_paced_collector
+from synth_opt.run.lifecycle import emit_run_state
+from synth_opt.run.resume import (
     DISCARDED_EVENT,
     Discarded,
     ResumePoint,
@@ -53,12 +59,7 @@ from synth_opt.resume import (
     latest_checkpoint,
     prepare_resume,
 )
-from synth_opt.run_artifacts import RunArtifacts, write_json
-from synth_opt.run_checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
-from synth_opt.run_container import open_container
-from synth_opt.run_container import with_python as with_python  # it was defined here
-from synth_opt.run_dataset import resolve_dataset
-from synth_opt.run_setup import (
+from synth_opt.run.setup import (
     budget_ledger,
     cached_proposer,
     emit_config_warnings,
@@ -67,7 +68,6 @@ from synth_opt.run_setup import (
     seed_and_modules,
     supervisor_settings,
 )
-from synth_opt.run_state import emit_run_state
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]

@@ -32,7 +32,7 @@ from synth_opt.container.launch import launched_container
 from synth_opt.container.replies import policy_model
 from synth_opt.errors import ConfigError, ContainerCheckError
 from synth_opt.events import EventBus
-from synth_opt.run_state import emit_run_state
+from synth_opt.run.lifecycle import emit_run_state
 
 __all__ = ["bearer_token", "container_url", "model_namespace", "open_container", "outage_events", "with_python"]
 

@@ -1,7 +1,7 @@
 """Resuming an unfinished run from its last checkpoint.
 
 A checkpoint (the supervisor's snapshot after a commit, kept durably in ``<run_dir>/checkpoint.json``, see
-:mod:`synth_opt.run_checkpoints`; runs written before that file existed kept it in the workspace's
+:mod:`synth_opt.run.checkpoints`; runs written before that file existed kept it in the workspace's
 ``checkpoints`` table, which is still read as a fallback) holds the algorithm state by reference: pool candidates
 by id, everything else by value. Resuming replaces the lines after the checkpoint's sequence number (work the
 checkpoint does not know about, done again) and the transport lines of the proposals in flight at it by
@@ -24,7 +24,7 @@ from typing import Any
 from synth_opt.events import Event
 from synth_opt.events.normalize import read_feed
 from synth_opt.gepa import CandidateRecord
-from synth_opt.run_checkpoints import CHECKPOINT_FILE, is_current_checkpoint, read_checkpoint_file
+from synth_opt.run.checkpoints import CHECKPOINT_FILE, is_current_checkpoint, read_checkpoint_file
 from synth_opt.usage import Usage
 
 __all__ = ["DISCARDED_EVENT", "Discarded", "ResumePoint", "checkpoint_announced", "latest_checkpoint", "prepare_resume"]

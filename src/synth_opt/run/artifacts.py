@@ -13,14 +13,14 @@ from typing import Any
 
 from synth_opt.actors import SearchOutcome
 from synth_opt.cache import CacheStore
-from synth_opt.chart import write_score_chart
 from synth_opt.config import GepaConfig
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.result import GepaResult, artifact_ref
-from synth_opt.resume import Discarded
-from synth_opt.run_state import StateHistory, emit_run_state
+from synth_opt.run.lifecycle import StateHistory, emit_run_state
+from synth_opt.run.resume import Discarded
+from synth_opt.run.score_chart import write_score_chart
 
 __all__ = ["RunArtifacts", "write_json"]
 
