@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synth_opt.errors import ConfigError
+from synth_opt.lanes.presets import LanePlan, lane_plan
 
 __all__ = [
     "CacheSection",
@@ -281,14 +282,20 @@ class GepaConfig(_Section):
     def output_dir(self) -> Path:
         return self.run.output_dir
 
-    def effective_max_in_flight(self) -> int:
+    def lane_plan(self) -> LanePlan:
+        """The workers per lane and the candidates in flight this config runs with (the mode's preset is the
+        lanes' own: :func:`synth_opt.lanes.presets.lane_plan`)."""
         pipeline = self.gepa.pipeline
-        return 1 if pipeline.mode == "sync_serial" else pipeline.max_in_flight_candidates
+        return lane_plan(
+            pipeline.mode, max_in_flight=pipeline.max_in_flight_candidates, **pipeline.workers.model_dump()
+        )
+
+    def effective_max_in_flight(self) -> int:
+        return self.lane_plan().max_in_flight
 
     def effective_workers(self) -> dict[str, int]:
-        if self.gepa.pipeline.mode == "sync_serial":
-            return {"propose": 1, "rollout": 1, "evaluate": 1}
-        return self.gepa.pipeline.workers.model_dump()
+        plan = self.lane_plan()
+        return {"propose": plan.propose_workers, "rollout": plan.rollout_workers, "evaluate": plan.evaluate_workers}
 
     def decision_config(self) -> dict[str, Any]:
         """Decision-relevant config: no pipeline mode, workers, URLs, paths, run id, overrides or cache."""

@@ -28,7 +28,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from synth_opt.errors import ConfigError, ProposerError, ProposerReplyError, ProposerUnavailableError
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.pricing import TokenPrices
-from synth_opt.proposers.process_group import StderrTail, open_group_process, stop_process_group
+from synth_opt.proposers.process_group import StderrTail, open_group_process, stop_stdio_server
 from synth_opt.proposers.reflection import (
     BASE_INSTRUCTIONS,
     CHARS_PER_TOKEN,
@@ -127,7 +127,7 @@ class CodexAppServerProposer:
                     failure = exc
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await stop_process_group(process)
+                        await stop_stdio_server(process)
                     tasks.cancel_scope.cancel()
         finally:
             self._live.discard(process)
@@ -169,7 +169,7 @@ class CodexAppServerProposer:
         self._closed = True
         with anyio.CancelScope(shield=True):
             for process in list(self._live):
-                await stop_process_group(process)
+                await stop_stdio_server(process)
 
     async def _launch(self) -> anyio.abc.Process:
         env = {**os.environ, **self._extra_env, "CODEX_HOME": str(self.codex_home)}

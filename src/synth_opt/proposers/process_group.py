@@ -13,7 +13,7 @@ import anyio.abc
 
 from synth_opt.processes import open_group_process, terminate_group
 
-__all__ = ["StderrTail", "open_group_process", "stop_process_group"]
+__all__ = ["StderrTail", "open_group_process", "stop_stdio_server"]
 
 _STDERR_TAIL_BYTES = 16 * 1024
 _STDERR_TAIL_LINES = 20
@@ -49,6 +49,6 @@ class StderrTail:
         return [line for line in text.splitlines() if line.strip()][-_STDERR_TAIL_LINES:]
 
 
-async def stop_process_group(process: anyio.abc.Process) -> None:
+async def stop_stdio_server(process: anyio.abc.Process) -> None:
     """Close stdin (a healthy server exits on EOF), then SIGTERM the group, then SIGKILL it; reap the leader."""
     await terminate_group(process, grace_seconds=TERM_GRACE_SECONDS, eof_grace_seconds=EOF_GRACE_SECONDS)

@@ -39,7 +39,6 @@ from synth_opt.errors import (
     collapse_exception_group,
 )
 from synth_opt.events import Event, EventBus
-from synth_opt.lanes import lane_plan
 from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
@@ -428,11 +427,7 @@ class _Execution:
             emit_config_warnings(self.bus, config, modules)  # settings that do nothing: said at start-up
             proposer = cached_proposer(store, config, self.seams.proposer, self.run_dir)
             stack.push_async_callback(proposer.aclose)
-            plan = lane_plan(
-                config.gepa.pipeline.mode,
-                max_in_flight=config.effective_max_in_flight(),
-                **config.gepa.pipeline.workers.model_dump(),
-            )
+            plan = config.lane_plan()
             state = search_state(config, modules, dataset)
             ledger = budget_ledger(config, len(dataset.heldout_ids))
             self.view.train_cap = ledger.limits.train_rollouts
