@@ -23,7 +23,7 @@ from synth_opt.service.functions import (
     workspace_submit_run_request,
 )
 from synth_opt.service.queue import SqliteRunQueue
-from synth_opt.service.queue_schema import APPLICATION_ID, SCHEMA_VERSION
+from synth_opt.service.queue.schema import APPLICATION_ID, SCHEMA_VERSION
 from synth_opt.workspace import workspace_status
 from synth_opt.workspace.db import open_workspace
 
@@ -199,3 +199,16 @@ def test_cancel_through_the_functions(tmp_path: Path) -> None:
     request = workspace_submit_run_request(db, config(tmp_path))
     assert workspace_cancel_run_request(db, request["request_id"])["status"] == "cancelled"
     assert workspace_claim_next_run_request(db, "w") is None
+
+
+def test_open_queue_takes_a_path_or_a_sqlite_url_and_names_an_unknown_scheme(tmp_path: Path) -> None:
+    from synth_opt.errors import ConfigError
+    from synth_opt.service.queue import SqliteRunQueue, open_queue
+
+    for location in (tmp_path / "a.sqlite", str(tmp_path / "b.sqlite"), f"sqlite:///{tmp_path / 'c.sqlite'}"):
+        with open_queue(location) as queue:
+            assert isinstance(queue, SqliteRunQueue)
+    assert sorted(path.name for path in tmp_path.glob("*.sqlite")) == ["a.sqlite", "b.sqlite", "c.sqlite"]
+    with pytest.raises(ConfigError) as caught:
+        open_queue("postgresql://user@db.example/synth")
+    assert "'postgresql'" in caught.value.message and "sqlite:///" in caught.value.message

@@ -35,7 +35,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
@@ -160,7 +160,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        queue = SqliteRunQueue(service.db_path, lease_seconds=lease_seconds)
+        queue = open_queue(service.db_path, lease_seconds=lease_seconds)
         service.queue_ = queue
         service.worker_ = ServiceWorker(queue, worker_id=worker_id, confinement=confinement, poll_seconds=poll_seconds)
         try:

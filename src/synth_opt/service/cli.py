@@ -27,7 +27,7 @@ import uvicorn
 from synth_opt.errors import ConfigError, collapse_exception_group
 from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
 from synth_opt.service.worker import Execution, run_next
 
 __all__ = ["DEFAULT_BIND", "is_loopback", "parse_bind", "recover_command", "run_next_command", "serve"]
@@ -92,7 +92,7 @@ def serve(
             "in an environment variable and pass --token-env NAME, or bind 127.0.0.1",
             field="--bind",
         )
-    SqliteRunQueue(db).close()  # a bad --db is reported here, as one line, not from inside the server
+    open_queue(db).close()  # a bad --db is reported here, as one line, not from inside the server
     app = create_app(
         db,
         worker_id=worker_id,
@@ -154,7 +154,7 @@ def run_next_command(
     queued), 1 when it failed or was cancelled, 130 when SIGINT/SIGTERM stopped it (its lease is released, so the
     request is queued again). With ``config_root`` the request's config is held to the service's rules (paths
     under ``config_root`` or ``runs_root``, programs only with ``allow_commands``); without it, it is trusted."""
-    SqliteRunQueue(db).close()
+    open_queue(db).close()
     if config_root is None and (runs_root is not None or allow_commands):
         raise ConfigError("--runs-root and --allow-commands go with --config-root", field="--config-root")
     confinement = None

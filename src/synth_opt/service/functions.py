@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import ConfigError, SynthOptimizerError
 from synth_opt.redact import redact_url
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
 
 __all__ = [
     "request_fields",
@@ -88,7 +87,7 @@ def workspace_submit_run_request(
     that is already queued, leased or running raises QueueConflictError. ``fresh``: the run directory is started
     over (as ``synth-opt gepa run --fresh``) rather than resumed."""
     fields = request_fields(load_config(config_path))
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.submit(
             **fields, priority=_priority(priority), idempotency_key=_key(idempotency_key), fresh=bool(fresh)
         )
@@ -100,19 +99,19 @@ def workspace_claim_next_run_request(
     """Lease the next request (highest priority, then oldest; skipping requests whose container URL or cache
     namespace a live request holds) to ``worker_id``: the request with its ``request_id``, ``run_id`` and
     ``lease_token``, or None when nothing is claimable."""
-    with SqliteRunQueue(Path(db), lease_seconds=lease_seconds) as queue:
+    with open_queue(db, lease_seconds=lease_seconds) as queue:
         return queue.claim(_worker(worker_id))
 
 
 def workspace_start_run_request(db: Db, request_id: str, lease_token: str | None = None) -> dict[str, Any]:
     """Mark a leased request running (and extend its lease)."""
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.start(request_id, lease_token)
 
 
 def workspace_heartbeat_run_request(db: Db, request_id: str, lease_token: str) -> dict[str, Any]:
     """Extend the lease; the returned request's ``cancel_requested`` tells the worker to stop."""
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.heartbeat(request_id, lease_token)
 
 
@@ -139,7 +138,7 @@ def workspace_complete_run_request(
     """End a request: ``completed`` with no error, ``cancelled`` for an error whose code is ``run_cancelled``, else
     ``failed``. ``result`` (a GEPA result dict) is imported as the run summary; ``error`` is ``{"code", "message",
     "detail"}`` (``SynthOptimizerError.to_dict()``; an error instance or a ``GepaResult`` are accepted too)."""
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.complete(
             request_id,
             result=_as_dict(result, "result"),
@@ -151,12 +150,12 @@ def workspace_complete_run_request(
 def workspace_recover(db: Db) -> dict[str, Any]:
     """Requeue expired leased or running requests (cancel those whose cancel was requested):
     ``{"recovered", "requeued", "cancelled", "invariants"}``."""
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.recover()
 
 
 def workspace_cancel_run_request(db: Db, request_id: str, reason: str = "cancelled by the caller") -> dict[str, Any]:
     """Cancel a queued request at once, or ask the worker of a leased or running one to stop; returns the request
     (``status``, ``cancel_requested``)."""
-    with SqliteRunQueue(Path(db)) as queue:
+    with open_queue(db) as queue:
         return queue.cancel(request_id, reason=reason)

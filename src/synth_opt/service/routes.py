@@ -26,9 +26,9 @@ from synth_opt.errors import ConfigError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
-from synth_opt.service.queue_protocol import RunQueue
-from synth_opt.service.queue_rows import public_view
-from synth_opt.service.queue_schema import TERMINAL_STATUSES
+from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.service.queue.rows import public_view
+from synth_opt.service.queue.schema import TERMINAL_STATUSES
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
 from synth_opt.workspace import workspace_status

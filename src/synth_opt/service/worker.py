@@ -38,8 +38,8 @@ from synth_opt.errors import (
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
 from synth_opt.service.confine import Confinement, config_inside_root
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, SqliteRunQueue
-from synth_opt.service.queue_protocol import RunQueue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
+from synth_opt.service.queue.protocol import RunQueue
 
 __all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
 
@@ -260,7 +260,7 @@ async def run_next(
 ) -> dict[str, Any] | None:
     """Recover expired leases, claim the next request and execute it: the request as finally written, or None
     when nothing was claimable."""
-    queue = SqliteRunQueue(db_path, lease_seconds=lease_seconds)
+    queue = open_queue(db_path, lease_seconds=lease_seconds)
     try:
         await call_in_thread(queue.recover)
         claimed = await call_in_thread(queue.claim, worker_id)

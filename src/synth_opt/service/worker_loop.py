@@ -17,7 +17,7 @@ from anyio.abc import TaskStatus
 
 from synth_opt.errors import LeaseLostError
 from synth_opt.service.confine import Confinement
-from synth_opt.service.queue_protocol import RunQueue
+from synth_opt.service.queue.protocol import RunQueue
 from synth_opt.service.worker import Execution, call_in_thread, execute_claimed
 
 __all__ = ["ServiceWorker"]

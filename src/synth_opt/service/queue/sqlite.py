@@ -32,10 +32,10 @@ from typing import Any
 
 from synth_opt.errors import ConfigError, LeaseLostError, SynthOptimizerError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
-from synth_opt.service.queue_health import refresh_queue_health
-from synth_opt.service.queue_protocol import RunQueue
-from synth_opt.service.queue_rows import dumps, request_view, summary_columns
-from synth_opt.service.queue_schema import LIVE_STATUSES, REQUEST_STATUSES, open_service_db
+from synth_opt.service.queue.health import refresh_queue_health
+from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.service.queue.rows import dumps, request_view, summary_columns
+from synth_opt.service.queue.schema import LIVE_STATUSES, REQUEST_STATUSES, open_service_db
 from synth_opt.workspace.db import write_transaction
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "RunQueue", "SqliteRunQueue"]

@@ -5,7 +5,7 @@ fencing token) and, once terminal, the run's summary. ``operations`` is the audi
 operation, refused ones included) and ``resource_leases`` shows which container URL and cache namespace each live
 request holds; both are written in the same transaction as the ``run_requests`` change they describe.
 ``projection_freshness`` and ``invariant_reports`` have the shape of a run workspace's, so ``workspace_status``
-reports the queue's health with the same keys (see :mod:`synth_opt.service.queue_health`).
+reports the queue's health with the same keys (see :mod:`synth_opt.service.queue.health`).
 
 Times are seconds since the epoch (REAL) from the queue's injected clock, so leases compare as numbers.
 A service file is marked with ``PRAGMA application_id`` so a run's ``workspace.sqlite`` (same ``user_version``
