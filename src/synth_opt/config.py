@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synth_opt.errors import ConfigError
+from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
 
 __all__ = [
@@ -206,6 +207,16 @@ class PipelineSection(_Section):
     workers: WorkersSection = Field(default_factory=WorkersSection)
 
 
+def _registered_selector(name: str) -> str:
+    if name not in SELECTORS:
+        raise ValueError(f"unknown parent selector {name!r}; use one of {', '.join(SELECTORS)}")
+    return name
+
+
+SelectorName = Annotated[str, AfterValidator(_registered_selector)]
+"""A parent selector registered in :data:`synth_opt.gepa.selection.SELECTORS` (a new one registers itself)."""
+
+
 class GepaSection(_Section):
     max_total_rollouts: PosInt = 256
     max_train_rollouts: PosInt | None = None
@@ -220,7 +231,7 @@ class GepaSection(_Section):
     rollout_estimated_tokens: PosInt | None = None
     rollout_estimated_seconds: PosFloat | None = None
     minibatch_size: PosInt = 3
-    candidate_selector: Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"] = "pareto"
+    candidate_selector: SelectorName = "pareto"
     frontier_type: Literal["instance", "objective", "hybrid"] = "instance"
     acceptance: Literal["strict_improvement", "improvement_or_equal"] = "strict_improvement"
     use_merge: bool = False

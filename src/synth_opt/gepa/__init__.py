@@ -6,7 +6,15 @@ from synth_opt.gepa.candidates import CandidateRecord, candidate_id, mean_score
 from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
 from synth_opt.gepa.rebase import merge_text, rebase_payload
 from synth_opt.gepa.sampler import EpochSampler
-from synth_opt.gepa.selection import SELECTORS, best_candidate, select_parent
+from synth_opt.gepa.selection import (
+    SELECTORS,
+    ParentSelector,
+    SelectionView,
+    best_candidate,
+    get_selector,
+    register_selector,
+    select_parent,
+)
 from synth_opt.gepa.state import GepaState, ProposalPlan, SearchSettings
 
 __all__ = [
@@ -20,16 +28,20 @@ __all__ = [
     "Estimates",
     "GepaState",
     "Limits",
+    "ParentSelector",
     "ProposalPlan",
     "SearchSettings",
+    "SelectionView",
     "best_candidate",
     "candidate_id",
     "decide",
+    "get_selector",
     "instance_fronts",
     "lead_counts",
     "mean_score",
     "merge_text",
     "prune_dominated",
     "rebase_payload",
+    "register_selector",
     "select_parent",
 ]

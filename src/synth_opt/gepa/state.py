@@ -20,7 +20,7 @@ from synth_opt.gepa.frontier import instance_fronts, prune_dominated
 from synth_opt.gepa.merge import MergePlan, plan_merge
 from synth_opt.gepa.rebase import rebase_target
 from synth_opt.gepa.sampler import EpochSampler
-from synth_opt.gepa.selection import best_candidate, select_parent
+from synth_opt.gepa.selection import SelectionView, best_candidate, get_selector
 
 __all__ = ["GepaState", "ProposalPlan", "SearchSettings"]
 
@@ -220,15 +220,10 @@ class GepaState:
         if not self.pool:
             raise ValueError("score the seed before planning proposals")
         keys, scores = self.frontier_table()
-        parent = select_parent(
-            self.settings.selector,
-            order=self.order,
-            row_ids=keys,
-            scores=scores,
-            means=self.means(),
-            rng=self.rng,
-            pruned_fronts=self.pruned_fronts() if self.settings.selector == "pareto" else None,
+        view = SelectionView(
+            order=self.order, row_ids=keys, scores=scores, means=self.means(), pool_fronts=self.pruned_fronts
         )
+        parent = get_selector(self.settings.selector).select(view, self.rng)
         minibatch = tuple(self.sampler.next_batch(self.rng))
         modules = self.settings.modules
         module = modules[self.module_cursor % len(modules)]

@@ -363,7 +363,7 @@ def seed_state(seed: int, selector: str, modules: tuple[str, ...]) -> GepaState:
 @FAST
 @given(
     st.integers(0, 2**32 - 1),
-    st.sampled_from(SELECTORS),
+    st.sampled_from(list(SELECTORS)),
     st.sampled_from([("a",), ("a", "b"), ("a", "b", "c")]),
     st.sampled_from([1, 3]),
 )
@@ -482,7 +482,7 @@ def test_objective_frontier_without_reported_objectives_uses_the_reward() -> Non
 # -- checkpoints -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("selector", SELECTORS)
+@pytest.mark.parametrize("selector", list(SELECTORS))
 def test_a_restored_snapshot_continues_exactly(selector: str) -> None:
     original = seed_state(4, selector, ("a", "b"))
     drive(original, 10)
