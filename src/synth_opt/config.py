@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synth_opt.errors import ConfigError
+from synth_opt.gepa.acceptance import ACCEPTANCE_RULES
 from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
 
@@ -217,6 +218,16 @@ SelectorName = Annotated[str, AfterValidator(_registered_selector)]
 """A parent selector registered in :data:`synth_opt.gepa.selection.SELECTORS` (a new one registers itself)."""
 
 
+def _registered_acceptance(name: str) -> str:
+    if name not in ACCEPTANCE_RULES:
+        raise ValueError(f"unknown acceptance rule {name!r}; use one of {', '.join(ACCEPTANCE_RULES)}")
+    return name
+
+
+AcceptanceName = Annotated[str, AfterValidator(_registered_acceptance)]
+"""An acceptance rule registered in :data:`synth_opt.gepa.acceptance.ACCEPTANCE_RULES`."""
+
+
 class GepaSection(_Section):
     max_total_rollouts: PosInt = 256
     max_train_rollouts: PosInt | None = None
@@ -233,7 +244,7 @@ class GepaSection(_Section):
     minibatch_size: PosInt = 3
     candidate_selector: SelectorName = "pareto"
     frontier_type: Literal["instance", "objective", "hybrid"] = "instance"
-    acceptance: Literal["strict_improvement", "improvement_or_equal"] = "strict_improvement"
+    acceptance: AcceptanceName = "strict_improvement"
     use_merge: bool = False
     max_merge_invocations: NonNegInt = 5
     rollout_submission_mode: Literal["sync", "async"] = "sync"

@@ -1,6 +1,13 @@
 """The GEPA algorithm, pure: no I/O, no clock, no global randomness (a test enforces the imports)."""
 
-from synth_opt.gepa.acceptance import ACCEPTANCE_RULES, Decision, decide
+from synth_opt.gepa.acceptance import (
+    ACCEPTANCE_RULES,
+    AcceptanceRule,
+    Decision,
+    decide,
+    get_acceptance_rule,
+    register_acceptance_rule,
+)
 from synth_opt.gepa.budget import Amount, BudgetLedger, Estimates, Limits
 from synth_opt.gepa.candidates import CandidateRecord, candidate_id, mean_score
 from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
@@ -20,6 +27,7 @@ from synth_opt.gepa.state import GepaState, ProposalPlan, SearchSettings
 __all__ = [
     "ACCEPTANCE_RULES",
     "SELECTORS",
+    "AcceptanceRule",
     "Amount",
     "BudgetLedger",
     "CandidateRecord",
@@ -35,6 +43,7 @@ __all__ = [
     "best_candidate",
     "candidate_id",
     "decide",
+    "get_acceptance_rule",
     "get_selector",
     "instance_fronts",
     "lead_counts",
@@ -42,6 +51,7 @@ __all__ = [
     "merge_text",
     "prune_dominated",
     "rebase_payload",
+    "register_acceptance_rule",
     "register_selector",
     "select_parent",
 ]
