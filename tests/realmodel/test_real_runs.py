@@ -20,6 +20,7 @@ import pytest
 from synth_opt import GepaRun, load_config
 from synth_opt.result import GepaResult
 from synth_opt.testing.local_model import LocalModelServer, ServedCall
+from synth_opt.workspace.status import workspace_status
 
 from .configs import derived_config, local_env, served_usage
 
@@ -157,6 +158,9 @@ async def test_a_run_whose_model_server_is_killed_waits_and_completes_when_it_is
     assert any(call.status == 502 for call in calls)
     probes = [event for event in outage if event["fields"].get("state") == "canary_served"]
     assert result.usage["discarded"]["probes"] == len(probes)
+    assert result.workspace_db_path is not None
+    status = workspace_status(Path(result.workspace_db_path))["runs"][0]
+    assert status["discarded_usage"] == (result.usage["discarded"] if probes else None)
     assert_usage_matches_the_server(result, calls)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from synth_opt.errors import ConfigError
+from synth_opt.usage import Usage
 from synth_opt.workspace.db import connect
 from synth_opt.workspace.freshness import compute_health, persist_health
 from synth_opt.workspace.schema import SERVICE_TABLES
@@ -184,14 +185,43 @@ def _usage(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
 
 
 def _discarded(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
-    """What restarts threw away and paid again (the latest ``run.discarded``: its totals are cumulative); None
-    for a run that never resumed."""
+    """What the run paid for and threw away: the latest ``run.discarded`` (cumulative over its restarts, the
+    outage probes of earlier attempts included) plus the outage probes served since (``container.outage`` lines of
+    state ``canary_served``), as the result's ``usage.discarded``; None when there is neither."""
     row = conn.execute(
-        "SELECT fields_json FROM event_stream_events WHERE run_id = ? AND type = 'run.discarded' "
+        "SELECT sequence_number, fields_json FROM event_stream_events WHERE run_id = ? AND type = 'run.discarded' "
         "ORDER BY sequence_number DESC LIMIT 1",
         (run_id,),
     ).fetchone()
-    return None if row is None or row[0] is None else dict(json.loads(row[0]))
+    base = None if row is None or row[1] is None else dict(json.loads(row[1]))
+    probes = [
+        fields
+        for (text,) in conn.execute(
+            "SELECT fields_json FROM event_stream_events WHERE run_id = ? AND type = 'container.outage' "
+            "AND sequence_number > ? ORDER BY sequence_number",
+            (run_id, 0 if row is None else row[0]),
+        )
+        if text is not None
+        for fields in [json.loads(text)]
+        if fields.get("state") == "canary_served"
+    ]
+    if not probes:
+        return base
+    spent = Usage()
+    for fields in probes:
+        usage = fields.get("usage")
+        spent = spent + _as_usage(usage)
+    total: dict[str, Any] = dict(base) if base is not None else {"rollouts": 0}
+    for key in ("rollout", "proposer"):
+        total.setdefault(key, Usage().to_dict())
+    total["probes"] = int(total.get("probes") or 0) + len(probes)
+    total["probe"] = (_as_usage(total.get("probe")) + spent).to_dict()
+    total["total"] = (_as_usage(total.get("total")) + spent).to_dict()
+    return total
+
+
+def _as_usage(value: Any) -> Usage:
+    return Usage.from_dict(value) if isinstance(value, dict) else Usage()
 
 
 def _stopper(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
