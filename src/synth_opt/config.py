@@ -208,23 +208,9 @@ class PipelineSection(_Section):
     workers: WorkersSection = Field(default_factory=WorkersSection)
 
 
-def _registered_selector(name: str) -> str:
-    if name not in SELECTORS:
-        raise ValueError(f"unknown parent selector {name!r}; use one of {', '.join(SELECTORS)}")
-    return name
-
-
-SelectorName = Annotated[str, AfterValidator(_registered_selector)]
+SelectorName = Annotated[str, AfterValidator(SELECTORS.known_name)]
 """A parent selector registered in :data:`synth_opt.gepa.selection.SELECTORS` (a new one registers itself)."""
-
-
-def _registered_acceptance(name: str) -> str:
-    if name not in ACCEPTANCE_RULES:
-        raise ValueError(f"unknown acceptance rule {name!r}; use one of {', '.join(ACCEPTANCE_RULES)}")
-    return name
-
-
-AcceptanceName = Annotated[str, AfterValidator(_registered_acceptance)]
+AcceptanceName = Annotated[str, AfterValidator(ACCEPTANCE_RULES.known_name)]
 """An acceptance rule registered in :data:`synth_opt.gepa.acceptance.ACCEPTANCE_RULES`."""
 
 

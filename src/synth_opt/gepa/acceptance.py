@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from synth_opt.gepa.registry import Registry
+
 __all__ = [
     "ACCEPTANCE_RULES",
     "AcceptanceRule",
@@ -60,29 +62,22 @@ class ImprovementOrEqual:
         return Decision(accepted, reason, parent_sum, child_sum)
 
 
-ACCEPTANCE_RULES: dict[str, AcceptanceRule] = {}
-"""The registered acceptance rules by name."""
+ACCEPTANCE_RULES: Registry[AcceptanceRule] = Registry("acceptance rule")
+"""The registered acceptance rules by name (the values ``gepa.acceptance`` accepts)."""
 
 
 def register_acceptance_rule(rule: AcceptanceRule) -> AcceptanceRule:
     """Register ``rule`` under its name; a name already taken by another rule is a ``ValueError``."""
-    known = ACCEPTANCE_RULES.get(rule.name)
-    if known is not None and known != rule:
-        raise ValueError(f"an acceptance rule named {rule.name!r} is already registered")
-    ACCEPTANCE_RULES[rule.name] = rule
-    return rule
-
-
-register_acceptance_rule(StrictImprovement())
-register_acceptance_rule(ImprovementOrEqual())
+    return ACCEPTANCE_RULES.register(rule)
 
 
 def get_acceptance_rule(name: str) -> AcceptanceRule:
     """The rule registered as ``name``; an unknown name is a ``ValueError`` listing the known ones."""
-    rule = ACCEPTANCE_RULES.get(name)
-    if rule is None:
-        raise ValueError(f"unknown acceptance rule {name!r}; use one of {', '.join(ACCEPTANCE_RULES)}")
-    return rule
+    return ACCEPTANCE_RULES.named(name)
+
+
+register_acceptance_rule(StrictImprovement())
+register_acceptance_rule(ImprovementOrEqual())
 
 
 def decide(rule: str, parent_sum: float, child_sum: float) -> Decision:

@@ -8,11 +8,12 @@ Adding a selector is one class and :func:`register_selector`; the config accepts
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
+from synth_opt.gepa.registry import Registry
 
 __all__ = [
     "SELECTORS",
@@ -128,33 +129,22 @@ class TopKPareto:
         return sample_by_leads(view.fronts_of(order), order=order, means=view.means, rng=rng)
 
 
-SELECTORS: dict[str, ParentSelector] = {}
+SELECTORS: Registry[ParentSelector] = Registry("candidate_selector")
 """The registered parent selectors by name (the values ``gepa.candidate_selector`` accepts)."""
 
 
 def register_selector(selector: ParentSelector) -> ParentSelector:
     """Register ``selector`` under its name; a name already taken by another selector is a ``ValueError``."""
-    known = SELECTORS.get(selector.name)
-    if known is not None and known != selector:
-        raise ValueError(f"a parent selector named {selector.name!r} is already registered")
-    SELECTORS[selector.name] = selector
-    return selector
-
-
-def _register(selectors: Iterable[ParentSelector]) -> None:
-    for selector in selectors:
-        register_selector(selector)
-
-
-_register((Pareto(), CurrentBest(), EpsilonGreedy(), TopKPareto()))
+    return SELECTORS.register(selector)
 
 
 def get_selector(name: str) -> ParentSelector:
     """The selector registered as ``name``; an unknown name is a ``ValueError`` listing the known ones."""
-    chosen = SELECTORS.get(name)
-    if chosen is None:
-        raise ValueError(f"unknown candidate_selector {name!r}; use one of {', '.join(SELECTORS)}")
-    return chosen
+    return SELECTORS.named(name)
+
+
+for _builtin in (Pareto(), CurrentBest(), EpsilonGreedy(), TopKPareto()):
+    register_selector(_builtin)
 
 
 def select_parent(
