@@ -193,6 +193,18 @@ async def test_cancellation_interrupts_and_kills_the_process(tmp_path: Path) -> 
 
 
 @pytest.mark.anyio
+async def test_cancellation_before_the_turn_start_reply_still_interrupts_the_turn(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "slow-turn-start", stall=30.0, timeout=60.0)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(proposer.propose, _request())
+        await _wait_for_logged(tmp_path, "turn/start")
+        tasks.cancel_scope.cancel()
+    await proposer.aclose()
+    interrupts = [m for m in _log(tmp_path) if m.get("method") == "turn/interrupt"]
+    assert [m["params"]["turnId"] for m in interrupts] == ["turn_fake_1"]
+
+
+@pytest.mark.anyio
 async def test_aclose_stops_a_call_in_flight(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "never-answer", stall=30.0, timeout=60.0)
     failures: list[BaseException] = []

@@ -283,6 +283,7 @@ class _Session:
         self._stall_seconds = stall_seconds
         self._next_id = 0
         self._exited = False
+        self._turn_start_id: int | None = None
         self.phase = "start-up"
         self.turn = _TurnState()
 
@@ -290,6 +291,8 @@ class _Session:
         request_id = self._next_id
         self._next_id += 1
         self.phase = f"the {method} reply"
+        if method == "turn/start":
+            self._turn_start_id = request_id
         await self._send({"id": request_id, "method": method, "params": params})
         while True:
             message = await self._receive()
@@ -316,8 +319,16 @@ class _Session:
         return self.turn.completed
 
     async def interrupt(self, thread_id: str) -> None:
-        """Best effort: ask the server to stop the running turn before its process group is killed."""
-        if self._exited or self.turn.turn_id is None or self.turn.completed is not None:
+        """Best effort: ask the server to stop the running turn before its process group is killed.
+
+        A call stopped while the ``turn/start`` reply is on its way waits a moment for the turn's id: the turn
+        runs on the server whether or not we read the reply."""
+        if self._exited or self.turn.completed is not None:
+            return
+        if self.turn.turn_id is None and self._turn_start_id is not None:
+            with anyio.move_on_after(_INTERRUPT_SEND_SECONDS):
+                await self._await_turn_id()
+        if self.turn.turn_id is None or self.turn.completed is not None:
             return
         message = {
             "id": self._next_id,
@@ -330,6 +341,17 @@ class _Session:
                 await self._stdin.send(_encode(message))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 pass
+
+    async def _await_turn_id(self) -> None:
+        try:
+            while self.turn.turn_id is None and self.turn.completed is None:
+                message = await self._receive()
+                if "method" not in message and message.get("id") == self._turn_start_id:
+                    self.turn.note_turn_id(message.get("result"))
+                else:
+                    await self._dispatch(message)
+        except ProposerError:
+            return  # the server is gone or silent: nothing left to interrupt
 
     async def _dispatch(self, message: JsonObject) -> None:
         method = message.get("method")

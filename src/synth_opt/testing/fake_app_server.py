@@ -8,6 +8,8 @@ marker line appended. Modes reproduce the ways a real server misbehaves:
 - ``ok``: a normal turn (deltas, the completed agent message, token usage, ``turn/completed``);
 - ``exit-after-initialize``: answers ``initialize``, prints a config error to stderr and exits with code 3;
 - ``never-answer``: answers up to ``turn/start``, then stays silent (but keeps reading stdin);
+- ``slow-turn-start``: like ``never-answer``, but logs ``turn/start`` 0.5 s before it replies to it (a client
+  stopped in between has not yet read the turn's id);
 - ``bad-reply``: the agent message holds no JSON proposal;
 - ``server-request``: asks the client to approve a command first and completes the turn once answered;
 - ``turn-failed``: the turn ends with ``status: "failed"`` and an error;
@@ -36,6 +38,7 @@ MODES = (
     "ok",
     "exit-after-initialize",
     "never-answer",
+    "slow-turn-start",
     "bad-reply",
     "server-request",
     "turn-failed",
@@ -125,8 +128,10 @@ class _FakeServer:
         inputs = params.get("input") or []
         self.prompt = "\n".join(str(item.get("text", "")) for item in inputs if isinstance(item, dict))
         turn: JsonObject = {"id": self.turn_id, "status": "inProgress", "items": [], "error": None}
+        if self.mode == "slow-turn-start":
+            time.sleep(0.5)
         self._reply(request_id, {"turn": turn})
-        if self.mode == "never-answer":
+        if self.mode in ("never-answer", "slow-turn-start"):
             self.silent = True
             return
         self._notify("turn/started", {"threadId": self.thread_id, "turn": turn})
