@@ -16,7 +16,7 @@ state strictly in proposal order (a reorder buffer), so a run's decisions never 
 
 This module holds the loop and the order of things; what each step computes lives beside it: budget amounts and
 counters (:mod:`~synth_opt.actors.accounting`), decisions (:mod:`~synth_opt.actors.decisions`), stop rules
-(:mod:`~synth_opt.actors.stop_rules`), the heldout phase (:mod:`~synth_opt.actors.heldout`), the events
+(:mod:`~synth_opt.gepa.stopping`), the heldout phase (:mod:`~synth_opt.actors.heldout`), the events
 (:mod:`~synth_opt.actors.supervisor_events`), the candidate registry (:mod:`~synth_opt.actors.registry`), the
 proposer's request (:mod:`~synth_opt.actors.reflection`) and checkpoints (:mod:`~synth_opt.actors.checkpointing`).
 """
@@ -56,7 +56,6 @@ from synth_opt.actors.records import (
 )
 from synth_opt.actors.reflection import frontier_summary, reflection_request
 from synth_opt.actors.registry import record_entry, register_proposal
-from synth_opt.actors.stop_rules import commit_stop_rule
 from synth_opt.actors.supervisor_events import (
     emit_budget,
     emit_candidate,
@@ -72,7 +71,16 @@ from synth_opt.actors.supervisor_events import (
 )
 from synth_opt.errors import BudgetExceededError, ProposerReplyError
 from synth_opt.events import EventBus
-from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
+from synth_opt.gepa import (
+    Amount,
+    BudgetLedger,
+    CandidateRecord,
+    GepaState,
+    ProposalPlan,
+    StopView,
+    budget_stop,
+    first_stop,
+)
 from synth_opt.gepa.candidates import candidate_id
 from synth_opt.gepa.rebase import rebase_payload
 from synth_opt.proposers.base import ProposerResult
@@ -216,8 +224,9 @@ class Supervisor:
             worst_case = worst_case_estimate(self.ledger, self.state, self.settings.proposals_per_call)
             refused = self.ledger.refusal(worst_case, elapsed_seconds=elapsed)
             if refused is not None:
-                if not self._slots or refused == "max_time_seconds":
-                    self._stop(refused, f"the next proposal does not fit in the budget ({refused})")
+                stop = budget_stop(refused, in_flight=len(self._slots))
+                if stop is not None:
+                    self._stop(*stop)
                 # else: in-flight proposals hold worst-case reservations; their commits release what they did
                 # not use, and the next commit plans again (commits come in proposal order: still no timing)
                 break
@@ -443,9 +452,17 @@ class Supervisor:
             self.counters.commits_since_improvement = 0
         else:
             self.counters.commits_since_improvement += 1
-        rule = commit_stop_rule(self.settings, best, self.counters.commits_since_improvement)
-        if rule is not None:
-            self._stop(*rule)
+        stop = first_stop(
+            StopView(
+                commits=plan.index + 1,
+                best_mean=best.mean,
+                commits_since_improvement=self.counters.commits_since_improvement,
+                score_threshold=self.settings.score_threshold,
+                no_improvement_iterations=self.settings.no_improvement_iterations,
+            )
+        )
+        if stop is not None:
+            self._stop(*stop)
         emit_budget(self.bus, self.ledger, self.counters, plan.index)
 
     # -- the end --------------------------------------------------------------------------------------------

@@ -23,10 +23,21 @@ from synth_opt.gepa.selection import (
     select_parent,
 )
 from synth_opt.gepa.state import GepaState, ProposalPlan, SearchSettings
+from synth_opt.gepa.stopping import (
+    STOPPING_RULES,
+    Stop,
+    StoppingRule,
+    StopView,
+    budget_stop,
+    first_stop,
+    get_stopping_rule,
+    register_stopping_rule,
+)
 
 __all__ = [
     "ACCEPTANCE_RULES",
     "SELECTORS",
+    "STOPPING_RULES",
     "AcceptanceRule",
     "Amount",
     "BudgetLedger",
@@ -40,11 +51,17 @@ __all__ = [
     "ProposalPlan",
     "SearchSettings",
     "SelectionView",
+    "Stop",
+    "StopView",
+    "StoppingRule",
     "best_candidate",
+    "budget_stop",
     "candidate_id",
     "decide",
+    "first_stop",
     "get_acceptance_rule",
     "get_selector",
+    "get_stopping_rule",
     "instance_fronts",
     "lead_counts",
     "mean_score",
@@ -53,5 +70,6 @@ __all__ = [
     "rebase_payload",
     "register_acceptance_rule",
     "register_selector",
+    "register_stopping_rule",
     "select_parent",
 ]
