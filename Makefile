@@ -24,6 +24,7 @@ demo: $(STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests cookbooks benchmarks scripts
 	$(BIN)/ruff format --check src tests cookbooks benchmarks scripts
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy

@@ -1,69 +1,42 @@
-"""The layers stay honest by machine: lanes <- actors <- pipeline <- run, and nothing imports the CLI or the service."""
+"""The import contracts live in ``pyproject.toml`` and ``lint-imports`` checks them (``make lint``). What it cannot
+check is that the package map in README's "How it works" says the same thing: this test holds the two together."""
 
 from __future__ import annotations
 
-import ast
+import re
+import tomllib
 from pathlib import Path
 
-import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "src" / "synth_opt"
-
-# package -> synth_opt modules it must not import
-FORBIDDEN = {
-    "lanes": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.gepa", "synth_opt.cli"),
-    "actors": ("synth_opt.pipeline", "synth_opt.run", "synth_opt.cli", "synth_opt.service", "synth_opt.workspace"),
-    "gepa": ("synth_opt.actors", "synth_opt.lanes", "synth_opt.pipeline", "synth_opt.run", "synth_opt.events"),
-    "events": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.cli", "synth_opt.service"),
-    "container": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.cli", "synth_opt.gepa"),
-    "proposers": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.cli", "synth_opt.gepa"),
-    "cache": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.cli"),
-    "workspace": ("synth_opt.actors", "synth_opt.pipeline", "synth_opt.run", "synth_opt.cli"),
-}
+ROOT = Path(__file__).resolve().parents[2]
+MAP_HEADER = re.compile(r"^layer\s+module\s+what it is$")
+MAP_ROW = re.compile(r"^(\d+)\s+((?:\S+(?:\.py|/)\s*)+)")
 
 
-def imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+def contract_layers() -> dict[str, int]:
+    """Module -> layer number (1 is the top) in the ``layers`` contract."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [contract for contract in config["contracts"] if contract["id"] == "layers"]
+    assert layers["containers"] == ["synth_opt"] and layers["exhaustive"] is True
+    return {
+        name.strip(): number
+        for number, layer in enumerate(layers["layers"], start=1)
+        for name in re.split(r"[|:]", layer)
+    }
+
+
+def readme_layers() -> dict[str, int]:
+    """Module -> layer number in README's package map (``3      service/  ...``, several modules on a row allowed)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if MAP_HEADER.match(line))
+    found: dict[str, int] = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("```"):
+            break
+        if match := MAP_ROW.match(line):
+            for name in match.group(2).split():
+                found[name.removesuffix(".py").removesuffix("/")] = int(match.group(1))
     return found
 
 
-def modules() -> list[Path]:
-    return sorted(SRC.rglob("*.py"))
-
-
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_a_package_does_not_import_the_layers_above_it(package: str) -> None:
-    for path in sorted((SRC / package).rglob("*.py")):
-        bad = [name for name in imports(path) if name.startswith(FORBIDDEN[package])]
-        assert not bad, f"{path.relative_to(SRC)} imports {bad}"
-
-
-def test_nothing_imports_the_cli() -> None:
-    for path in modules():
-        if path.name in ("cli.py", "__main__.py"):
-            continue
-        assert not any(name.startswith("synth_opt.cli") for name in imports(path)), path
-
-
-def test_only_the_cli_and_the_service_import_the_service() -> None:
-    for path in modules():
-        if path.name == "cli.py" or "service" in path.relative_to(SRC).parts or path.name == "__init__.py":
-            continue
-        assert not any(name.startswith("synth_opt.service") for name in imports(path)), path
-
-
-def test_no_module_imports_the_package_root() -> None:
-    """The root re-exports the public surface (the run, and so nearly everything): a module that imported it would
-    run back up the layers. The version has a module of its own for that reason."""
-    offenders = [
-        str(path.relative_to(SRC))
-        for path in modules()
-        if path.name != "__init__.py" or path.parent != SRC
-        if "synth_opt" in imports(path)
-    ]
-    assert offenders == []
+def test_the_readme_map_is_the_layers_contract() -> None:
+    assert readme_layers() == contract_layers()
