@@ -26,6 +26,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.gepa.acceptance import ACCEPTANCE_RULES
 from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
+from synth_opt.proposers.backends import PROPOSER_BACKENDS
 
 __all__ = [
     "CacheSection",
@@ -172,8 +173,12 @@ class PolicySection(_Section):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+ProposerBackendName = Annotated[str, AfterValidator(PROPOSER_BACKENDS.known_name)]
+"""A proposer backend registered in :data:`synth_opt.proposers.backends.PROPOSER_BACKENDS`."""
+
+
 class ProposerSection(_Section):
-    backend: Literal["codex_app_server", "openai_compatible"]
+    backend: ProposerBackendName
     command: list[str] = Field(default_factory=lambda: ["codex", "app-server"])
     model: str | None = None
     base_url: str | None = None

@@ -21,6 +21,7 @@ from synth_opt.errors import (
     ContainerTransportError,
     ProposerReplyError,
 )
+from synth_opt.proposers.backends import proposer_backend
 from synth_opt.proposers.base import Proposer, ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.usage import Usage
@@ -185,7 +186,9 @@ class CachedContainer:
 
 
 class CachedProposer:
-    """A proposer through the cache; the live proposer is built on the first miss only."""
+    """A proposer through the cache; the live proposer is built on the first miss only. Its boundary is the
+    registered backend's (:class:`~synth_opt.proposers.backends.ProposerBackend`), whose legacy names are read
+    too."""
 
     def __init__(self, store: CacheStore, backend: str, settings: dict[str, Any], build: Callable[[], Proposer]):
         self.store = store
@@ -194,17 +197,16 @@ class CachedProposer:
         self._settings = settings
         self._build = build
         self._live: Proposer | None = None
-
-    @property
-    def boundary(self) -> str:
-        return "proposer.codex" if self.backend == "codex_app_server" else "proposer.openai_compatible"
+        entry = proposer_backend(backend)
+        self.boundary = entry.boundary
+        self._aliases = entry.legacy_cache_boundaries
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         """A served reply is cached, an unusable one too (raised again on replay, with its raw reply and usage,
         so a replay or a resume decides the failed proposal the same way); an outage served nothing: never
         cached."""
         key_request = {"backend": self.backend, "settings": self._settings, "request": request.to_json()}
-        cached = self.store.get(self.boundary, key_request)
+        cached = self.store.get(self.boundary, key_request, aliases=self._aliases)
         if cached is not None:
             try:
                 failure = cached.get("failure")

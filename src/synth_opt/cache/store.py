@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ BOUNDARIES = (
     "container.program",
     "container.dataset_rows",
     "container.rollout",
-    "proposer.codex",
+    "proposer.codex_app_server",  # "proposer.codex" before the backend registry: entries under it are still served
     "proposer.openai_compatible",
 )
+"""The built-in boundaries; a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``)."""
 COMMIT_EVERY = 200
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache_entries (
@@ -84,16 +86,21 @@ class CacheStore:
     def enabled(self) -> bool:
         return self._db is not None
 
-    def get(self, boundary: str, request: Any) -> Any | None:
-        """The cached value, or None on a miss (in ``readonly``, a miss raises CacheMissError)."""
+    def get(self, boundary: str, request: Any, *, aliases: Sequence[str] = ()) -> Any | None:
+        """The cached value, or None on a miss (in ``readonly``, a miss raises CacheMissError). ``aliases`` are
+        older names of ``boundary``: an entry written under one of them (its key hashed with that name) is served
+        too, and counted under ``boundary``."""
         if self._db is None:
             return None
         key = cache_key(self.namespace, boundary, request)
         try:
-            row = self._db.execute(
-                "SELECT value FROM cache_entries WHERE namespace = ? AND boundary = ? AND key = ?",
-                (self.namespace, boundary, key),
-            ).fetchone()
+            row = self._row(boundary, key)
+            for alias in aliases if row is None else ():
+                alias_key = cache_key(self.namespace, alias, request)
+                row = self._row(alias, alias_key)
+                if row is not None:
+                    key = alias_key
+                    break
             value = None if row is None else json.loads(row[0])
         except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
             raise CacheCorruptError(
@@ -111,6 +118,15 @@ class CacheStore:
                 key=key,
             )
         return value
+
+    def _row(self, boundary: str, key: str) -> tuple[str] | None:
+        db = self._db
+        assert db is not None
+        row: tuple[str] | None = db.execute(
+            "SELECT value FROM cache_entries WHERE namespace = ? AND boundary = ? AND key = ?",
+            (self.namespace, boundary, key),
+        ).fetchone()
+        return row
 
     def put(self, boundary: str, request: Any, value: Any) -> None:
         if self._db is None or self.mode != "readwrite":

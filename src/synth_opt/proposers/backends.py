@@ -1,0 +1,223 @@
+"""The proposer backends, one :class:`ProposerBackend` entry each, registered by name in :data:`PROPOSER_BACKENDS`
+(the values ``[proposer] backend`` accepts).
+
+An entry owns everything that differs between backends: how it is built from the ``[proposer]`` section, what one
+call reserves from the budget, and the boundary name under which the cache files its replies and the usage ledger
+its usage (``proposer.<name>``, for both). Adding a backend is one entry and :func:`register_proposer_backend`.
+
+The section is typed by a small structural protocol rather than the config model itself, so this module does not
+depend on the config module (and tests can pass any object with these attributes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from synth_opt.errors import ConfigError
+from synth_opt.proposers.base import Proposer
+from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, provider_overrides
+from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
+from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
+
+__all__ = [
+    "CODEX_WORKDIR_NAME",
+    "PROPOSER_BACKENDS",
+    "ProposerBackend",
+    "ProposerBackends",
+    "ProposerSettings",
+    "configured_estimate",
+    "proposer_backend",
+    "register_proposer_backend",
+]
+
+CODEX_WORKDIR_NAME = "proposer_workdir"
+
+
+class ProposerSettings(Protocol):
+    """The ``[proposer]`` keys the backends read (read-only, so frozen config models match)."""
+
+    @property
+    def backend(self) -> str: ...
+    @property
+    def command(self) -> Sequence[str] | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def api_key_env(self) -> str | None: ...
+    @property
+    def codex_home(self) -> Path | None: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def message_stall_timeout_seconds(self) -> float: ...
+    @property
+    def cost_per_million_input_tokens(self) -> float | None: ...
+    @property
+    def cost_per_million_output_tokens(self) -> float | None: ...
+
+
+Builder = Callable[[ProposerSettings, Path], Proposer]
+"""Builds the proposer a section asks for, its run-local state under the run directory."""
+Reservation = Callable[[ProposerSettings, int | None, float | None], tuple[int, float]]
+"""The (tokens, cost) one call reserves, given the configured estimates (``gepa.proposer_estimated_*``)."""
+
+
+def configured_estimate(
+    section: ProposerSettings, estimated_tokens: int | None, estimated_cost_usd: float | None
+) -> tuple[int, float]:
+    """No bound is known: a call reserves the configured estimates."""
+    return estimated_tokens or 0, estimated_cost_usd or 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProposerBackend:
+    """One proposer backend. ``legacy_cache_boundaries`` are older names of its cache boundary: entries written
+    under them are still served (never written)."""
+
+    name: str
+    build: Builder
+    reservation: Reservation = configured_estimate
+    legacy_cache_boundaries: tuple[str, ...] = ()
+
+    @property
+    def boundary(self) -> str:
+        """Its name at the cache and in the usage ledger: ``proposer.<name>``."""
+        return f"proposer.{self.name}"
+
+
+class ProposerBackends(dict[str, ProposerBackend]):
+    """The registry: refuses to give a taken name to another backend, names the known ones when asked for an unknown
+    one (as :class:`synth_opt.gepa.registry.Registry`, which this package may not import)."""
+
+    def register(self, backend: ProposerBackend) -> ProposerBackend:
+        known = self.get(backend.name)
+        if known is not None and known != backend:
+            raise ValueError(f"a proposer backend named {backend.name!r} is already registered")
+        self[backend.name] = backend
+        return backend
+
+    def named(self, name: str) -> ProposerBackend:
+        backend = self.get(name)
+        if backend is None:
+            raise ValueError(f"unknown proposer backend {name!r}; use one of {', '.join(self)}")
+        return backend
+
+    def known_name(self, name: str) -> str:
+        """``name`` when it is registered (the config's validator), else the ``ValueError`` of :meth:`named`."""
+        self.named(name)
+        return name
+
+
+PROPOSER_BACKENDS = ProposerBackends()
+"""The registered proposer backends by name (the values ``[proposer] backend`` accepts)."""
+
+
+def register_proposer_backend(backend: ProposerBackend) -> ProposerBackend:
+    """Register ``backend`` under its name; a name already taken by another backend is a ``ValueError``."""
+    return PROPOSER_BACKENDS.register(backend)
+
+
+def proposer_backend(name: str) -> ProposerBackend:
+    """The backend registered as ``name``; an unknown name is a :class:`ConfigError` (key ``proposer.backend``)
+    listing the known ones."""
+    try:
+        return PROPOSER_BACKENDS.named(name)
+    except ValueError as error:
+        raise ConfigError(f"[proposer] backend: {error}", key="proposer.backend") from None
+
+
+def _prompt_limits(section: ProposerSettings) -> tuple[int, int]:
+    max_feedback_chars = int(getattr(section, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
+    max_prompt_tokens = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
+    return max_feedback_chars, max_prompt_tokens
+
+
+def _build_codex(section: ProposerSettings, run_dir: Path) -> Proposer:
+    """``config`` holds codex ``-c`` overrides; a ``base_url`` (with ``api_key_env``) becomes a run-local model
+    provider unless ``config`` sets ``model_provider`` (:func:`provider_overrides`)."""
+    max_feedback_chars, max_prompt_tokens = _prompt_limits(section)
+    return CodexAppServerProposer(
+        section.command or DEFAULT_COMMAND,
+        codex_home=section.codex_home or run_dir / "codex_home",
+        workdir=run_dir / CODEX_WORKDIR_NAME,
+        model=section.model,
+        config_overrides=provider_overrides(section.config, base_url=section.base_url, api_key_env=section.api_key_env),
+        timeout_seconds=section.timeout_seconds,
+        message_stall_timeout_seconds=section.message_stall_timeout_seconds,
+        max_feedback_chars=max_feedback_chars,
+        max_prompt_tokens=max_prompt_tokens,
+        cost_per_million_input_tokens=section.cost_per_million_input_tokens,
+        cost_per_million_output_tokens=section.cost_per_million_output_tokens,
+    )
+
+
+def _build_openai_compatible(section: ProposerSettings, run_dir: Path) -> Proposer:
+    """``config`` holds ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by ``[proposer]
+    response_format``), and any other key is sent in the request body (e.g. ``temperature``, ``max_tokens``)."""
+    if not section.base_url:
+        raise ConfigError("[proposer] base_url is required when backend = 'openai_compatible'")
+    options = dict(section.config)
+    wire_api = options.pop("wire_api", "chat")
+    json_mode = options.pop("json_mode", False)
+    if wire_api not in ("chat", "responses"):
+        raise ConfigError(f"[proposer] config.wire_api must be 'chat' or 'responses', not {wire_api!r}")
+    if not isinstance(json_mode, bool):
+        raise ConfigError("[proposer] config.json_mode must be true or false")
+    response_format = getattr(section, "response_format", None)
+    if response_format is None and json_mode:
+        response_format = "json_object"
+    max_feedback_chars, max_prompt_tokens = _prompt_limits(section)
+    return OpenAICompatibleProposer(
+        section.base_url,
+        model=section.model,
+        api_key_env=section.api_key_env,
+        timeout_seconds=section.timeout_seconds,
+        wire_api=wire_api,
+        response_format=response_format,
+        max_retries=int(getattr(section, "max_retries", 3)),
+        max_feedback_chars=max_feedback_chars,
+        max_prompt_tokens=max_prompt_tokens,
+        extra_body=options,
+        cost_per_million_input_tokens=section.cost_per_million_input_tokens,
+        cost_per_million_output_tokens=section.cost_per_million_output_tokens,
+    )
+
+
+_OUTPUT_LIMIT_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _bounded_reservation(
+    section: ProposerSettings, estimated_tokens: int | None, estimated_cost_usd: float | None
+) -> tuple[int, float]:
+    """The prompt is cut to ``max_prompt_tokens``, so a call uses at most that plus its output limit
+    (``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens`` in ``[proposer] config``; without one,
+    ``gepa.proposer_estimated_tokens`` stands for the output); with known prices the cost is that many tokens at
+    those prices."""
+    tokens, cost = configured_estimate(section, estimated_tokens, estimated_cost_usd)
+    limits = [section.config.get(key) for key in _OUTPUT_LIMIT_KEYS]
+    configured = [int(v) for v in limits if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+    max_output = configured[0] if configured else estimated_tokens
+    if max_output is None:
+        return tokens, cost
+    max_prompt = int(getattr(section, "max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
+    prices = (section.cost_per_million_input_tokens, section.cost_per_million_output_tokens)
+    if any(price is not None for price in prices):  # known prices (0 is free); unset ones: the estimate
+        cost = (max_prompt * (prices[0] or 0.0) + max_output * (prices[1] or 0.0)) / 1e6
+    return max_prompt + max_output, cost
+
+
+CODEX_APP_SERVER = register_proposer_backend(
+    # codex adds its own instructions and tool calls to a turn, so no bound is known: the configured estimate.
+    # Its cache boundary was "proposer.codex" before the registry; those entries are still served.
+    ProposerBackend("codex_app_server", _build_codex, legacy_cache_boundaries=("proposer.codex",))
+)
+OPENAI_COMPATIBLE = register_proposer_backend(
+    ProposerBackend("openai_compatible", _build_openai_compatible, reservation=_bounded_reservation)
+)
