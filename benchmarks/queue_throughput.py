@@ -23,13 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 
 WORKER = """
 import json, sys, time
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 claims = []
-with SqliteRunQueue(sys.argv[1]) as queue:
+with open_queue(sys.argv[1]) as queue:
     sys.stdout.write("ready\\n"); sys.stdout.flush()
     sys.stdin.readline()
     while True:
@@ -38,9 +38,9 @@ with SqliteRunQueue(sys.argv[1]) as queue:
         took = time.perf_counter() - started
         if request is None:
             break
-        queue.start(request["request_id"], request["lease_token"])
-        queue.complete(request["request_id"], lease_token=request["lease_token"])
-        claims.append([request["request_id"], took, time.time()])
+        queue.start(request.request_id, request.lease_token)
+        queue.complete(request.request_id, lease_token=request.lease_token)
+        claims.append([request.request_id, took, time.time()])
 print(json.dumps(claims))
 """
 
@@ -54,10 +54,10 @@ def percentile(values: list[float], q: float) -> float:
 def phase(requests: int, workers: int, folder: Path) -> dict[str, float]:
     db = folder / f"queue-{workers}.sqlite"
     submitted: dict[str, float] = {}
-    with SqliteRunQueue(db) as queue:
+    with open_queue(db) as queue:
         for i in range(requests):
-            request = queue.submit(run_id=f"r{i}", config_path="/c.toml", container_url=f"http://c{i}.test")
-            submitted[request["request_id"]] = float(request["submitted_at"])
+            request = queue.submit(run_id=f"r{i}", config_path="/c.toml", container_url=f"http://c{i}.test").request
+            submitted[request.request_id] = request.submitted_at
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(db), f"w{k}"],

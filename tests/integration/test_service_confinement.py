@@ -182,10 +182,10 @@ def _wait(client: httpx.Client, request_id: str, within: float = 60) -> dict[str
 
 
 def test_run_next_holds_the_config_to_the_rules_when_given_a_config_root(tmp_path: Path) -> None:
-    from synth_opt.service.queue import SqliteRunQueue
+    from synth_opt.service.queue import open_queue
 
     path = config(tmp_path)
-    with SqliteRunQueue(tmp_path / "service.sqlite") as queue:
+    with open_queue(tmp_path / "service.sqlite") as queue:
         queue.submit(run_id="svc", config_path=str(path), run_dir=str(tmp_path / "runs" / "svc"))
     command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", str(tmp_path / "service.sqlite")]
     done = subprocess.run(

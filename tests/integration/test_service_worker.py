@@ -25,7 +25,7 @@ from synth_opt.service.functions import (
     workspace_recover,
     workspace_submit_run_request,
 )
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 from synth_opt.service.worker import run_next
 from tests.integration.test_service_app import config
 
@@ -76,10 +76,10 @@ def test_a_killed_worker_is_requeued_and_a_second_worker_completes_the_run(tmp_p
     time.sleep(2.2)
     assert workspace_recover(db)["requeued"] == [request["request_id"]]
     final = anyio.run(functools.partial(run_next, db, worker_id="survivor", lease_seconds=10))
-    assert final is not None and final["request_id"] == request["request_id"]
-    assert final["status"] == "completed", final["error"]
-    assert final["attempts"] == 2 and final["lease_owner"] == "survivor"
-    assert final["result"]["stop_reason"] == "max_train_rollouts"
+    assert final is not None and final.request_id == request["request_id"]
+    assert final.status == "completed", final.error
+    assert final.attempts == 2 and final.lease_owner == "survivor"
+    assert final.result is not None and final.result["stop_reason"] == "max_train_rollouts"
     with pytest.raises(LeaseLostError):
         workspace_complete_run_request(db, request["request_id"], result={"late": True}, lease_token=old_token)
     assert anyio.run(functools.partial(run_next, db, worker_id="survivor")) is None
@@ -121,8 +121,8 @@ def test_a_worker_that_loses_its_lease_mid_run_stops_writes_nothing_more_and_its
                     break
                 await anyio.sleep(0.05)
         # a recovery that sees the lease as expired (its clock is an hour ahead), then another worker's claim
-        with SqliteRunQueue(db, clock=lambda: time.time() + 3600) as thief:
-            assert thief.recover()["requeued"] == [request["request_id"]]
+        with open_queue(db, clock=lambda: time.time() + 3600) as thief:
+            assert thief.recover().requeued == (request["request_id"],)
             assert thief.claim("thief") is not None
 
     async def work() -> None:

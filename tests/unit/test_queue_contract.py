@@ -3,6 +3,7 @@ so lease expiry is tested without sleeping."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from synth_opt.errors import LeaseLostError
+from synth_opt.errors import ConfigError, LeaseLostError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
-from synth_opt.service.queue import RunQueue, SqliteRunQueue
+from synth_opt.service.queue import RequestStatus, RunQueue, RunRequest, Submission, open_queue
+from synth_opt.service.queue.schema import REQUEST_STATUSES, TERMINAL_STATUSES
 
 LEASE = 10.0
 
@@ -43,7 +45,7 @@ def make_queue(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
 
     def make() -> RunQueue:
         if request.param == "sqlite":
-            queue: RunQueue = SqliteRunQueue(tmp_path / "service.sqlite", clock=clock, lease_seconds=LEASE)
+            queue = open_queue(f"sqlite:///{tmp_path / 'service.sqlite'}", clock=clock, lease_seconds=LEASE)
         else:  # pragma: no cover - a new backend adds its branch here
             raise AssertionError(request.param)
         opened.append(queue)
@@ -59,8 +61,12 @@ def queue(make_queue: MakeQueue) -> RunQueue:
     return make_queue()
 
 
-def submit(queue: RunQueue, run_id: str, **fields: Any) -> dict[str, Any]:
+def submission(queue: RunQueue, run_id: str, **fields: Any) -> Submission:
     return queue.submit(run_id=run_id, config_path=f"/configs/{run_id}.toml", **fields)
+
+
+def submit(queue: RunQueue, run_id: str, **fields: Any) -> RunRequest:
+    return submission(queue, run_id, **fields).request
 
 
 def test_the_sqlite_backend_satisfies_the_protocol(queue: RunQueue) -> None:
@@ -68,18 +74,23 @@ def test_the_sqlite_backend_satisfies_the_protocol(queue: RunQueue) -> None:
 
 
 def test_a_submitted_request_is_queued_with_what_it_was_given(queue: RunQueue, clock: FakeClock) -> None:
-    request = submit(queue, "r1", container_url="http://c:1", cache_namespace="ns", priority=3, run_dir="/runs/r1")
-    assert request["status"] == "queued" and request["deduplicated"] is False
-    assert request["request_id"].startswith("req-")
-    stored = queue.get(request["request_id"])
-    assert {k: stored[k] for k in ("run_id", "config_path", "container_url", "cache_namespace", "priority")} == {
+    submitted = submission(
+        queue, "r1", container_url="http://c:1", cache_namespace="ns", priority=3, run_dir="/runs/r1"
+    )
+    request = submitted.request
+    assert request.status is RequestStatus.QUEUED and submitted.deduplicated is False
+    assert request.request_id.startswith("req-")
+    stored = queue.get(request.request_id)
+    assert {
+        k: getattr(stored, k) for k in ("run_id", "config_path", "container_url", "cache_namespace", "priority")
+    } == {
         "run_id": "r1",
         "config_path": "/configs/r1.toml",
         "container_url": "http://c:1",
         "cache_namespace": "ns",
         "priority": 3,
     }
-    assert stored["submitted_at"] == clock.now and stored["attempts"] == 0 and stored["lease_token"] is None
+    assert stored.submitted_at == clock.now and stored.attempts == 0 and stored.lease_token is None
 
 
 def test_claims_follow_priority_then_submission_order(queue: RunQueue, clock: FakeClock) -> None:
@@ -89,7 +100,7 @@ def test_claims_follow_priority_then_submission_order(queue: RunQueue, clock: Fa
         clock.advance(1)
     claimed = []
     while (request := queue.claim("w")) is not None:
-        claimed.append(request["run_id"])
+        claimed.append(request.run_id)
     assert claimed == ["high-new", "high-newer", "mid", "low-old", "low-new"]
 
 
@@ -97,9 +108,9 @@ def test_a_claim_takes_a_lease_with_owner_expiry_and_token(queue: RunQueue, cloc
     submit(queue, "r1")
     claimed = queue.claim("worker-a")
     assert claimed is not None
-    assert claimed["status"] == "leased" and claimed["lease_owner"] == "worker-a"
-    assert claimed["lease_expires_at"] == clock.now + LEASE and claimed["attempts"] == 1
-    assert isinstance(claimed["lease_token"], str) and len(claimed["lease_token"]) >= 16
+    assert claimed.status == "leased" and claimed.lease_owner == "worker-a"
+    assert claimed.lease_expires_at == clock.now + LEASE and claimed.attempts == 1
+    assert isinstance(claimed.lease_token, str) and len(claimed.lease_token) >= 16
     assert queue.claim("worker-b") is None
 
 
@@ -117,8 +128,8 @@ def test_concurrent_workers_never_claim_one_request_twice(make_queue: MakeQueue)
         try:
             barrier.wait()
             while (request := queue.claim(name)) is not None:
-                mine.append(request["request_id"])
-                queue.complete(request["request_id"], lease_token=request["lease_token"])
+                mine.append(request.request_id)
+                queue.complete(request.request_id, lease_token=request.lease_token)
         except BaseException as error:  # pragma: no cover - reported below
             errors.append(error)
         claims[name] = mine
@@ -131,30 +142,30 @@ def test_concurrent_workers_never_claim_one_request_twice(make_queue: MakeQueue)
     assert not errors
     every = [rid for mine in claims.values() for rid in mine]
     assert len(every) == 60 and len(set(every)) == 60
-    assert {r["status"] for r in first.list_requests(limit=100)} == {"completed"}
+    assert {r.status for r in first.list_requests(limit=100)} == {"completed"}
 
 
 def test_a_worker_whose_lease_was_reclaimed_cannot_write(queue: RunQueue, clock: FakeClock) -> None:
     submit(queue, "r1")
     old = queue.claim("worker-a")
     assert old is not None
-    queue.start(old["request_id"], old["lease_token"])
+    queue.start(old.request_id, old.lease_token)
     clock.advance(LEASE + 1)
-    assert queue.recover()["requeued"] == [old["request_id"]]
+    assert queue.recover().requeued == (old.request_id,)
     new = queue.claim("worker-b")
-    assert new is not None and new["request_id"] == old["request_id"] and new["attempts"] == 2
+    assert new is not None and new.request_id == old.request_id and new.attempts == 2
     late_writes: list[Callable[[], object]] = [
-        lambda: queue.heartbeat(old["request_id"], old["lease_token"]),
-        lambda: queue.start(old["request_id"], old["lease_token"]),
-        lambda: queue.complete(old["request_id"], result={"best_candidate_id": "late"}, lease_token=old["lease_token"]),
+        lambda: queue.heartbeat(old.request_id, old.lease_token),
+        lambda: queue.start(old.request_id, old.lease_token),
+        lambda: queue.complete(old.request_id, result={"best_candidate_id": "late"}, lease_token=old.lease_token),
     ]
     for late_write in late_writes:
         with pytest.raises(LeaseLostError) as caught:
             late_write()
         assert caught.value.detail["lease_owner"] == "worker-b"
-    queue.start(new["request_id"], new["lease_token"])
-    done = queue.complete(new["request_id"], result={"best_candidate_id": "c1"}, lease_token=new["lease_token"])
-    assert done["status"] == "completed" and done["best_candidate_id"] == "c1" and done["attempts"] == 2
+    queue.start(new.request_id, new.lease_token)
+    done = queue.complete(new.request_id, result={"best_candidate_id": "c1"}, lease_token=new.lease_token)
+    assert done.status == "completed" and done.best_candidate_id == "c1" and done.attempts == 2
 
 
 def test_a_heartbeat_extends_the_lease(queue: RunQueue, clock: FakeClock) -> None:
@@ -162,35 +173,35 @@ def test_a_heartbeat_extends_the_lease(queue: RunQueue, clock: FakeClock) -> Non
     claimed = queue.claim("w")
     assert claimed is not None
     clock.advance(LEASE - 2)
-    beat = queue.heartbeat(claimed["request_id"], claimed["lease_token"])
-    assert beat["lease_expires_at"] == clock.now + LEASE and beat["cancel_requested"] is False
+    beat = queue.heartbeat(claimed.request_id, claimed.lease_token)
+    assert beat.lease_expires_at == clock.now + LEASE and beat.cancel_requested is False
     clock.advance(LEASE - 2)  # past the first expiry, within the extended one
-    assert queue.recover()["recovered"] == 0
+    assert queue.recover().recovered == 0
     clock.advance(3)
-    assert queue.recover()["requeued"] == [claimed["request_id"]]
+    assert queue.recover().requeued == (claimed.request_id,)
 
 
 def test_recover_requeues_only_expired_leases(queue: RunQueue, clock: FakeClock) -> None:
     a, b = submit(queue, "a"), submit(queue, "b")
     first = queue.claim("w1")
-    assert first is not None and first["request_id"] == a["request_id"]
-    queue.start(first["request_id"], first["lease_token"])
+    assert first is not None and first.request_id == a.request_id
+    queue.start(first.request_id, first.lease_token)
     clock.advance(LEASE / 2)
     second = queue.claim("w2")
-    assert second is not None and second["request_id"] == b["request_id"]
+    assert second is not None and second.request_id == b.request_id
     clock.advance(LEASE / 2 + 0.1)
     result = queue.recover()
-    assert result["requeued"] == [a["request_id"]] and result["cancelled"] == []
-    requeued = queue.get(a["request_id"])
-    assert requeued["status"] == "queued" and requeued["lease_owner"] is None and requeued["lease_token"] is None
-    assert requeued["attempts"] == 1
-    assert queue.get(b["request_id"])["status"] == "leased"
+    assert result.requeued == (a.request_id,) and result.cancelled == ()
+    requeued = queue.get(a.request_id)
+    assert requeued.status == "queued" and requeued.lease_owner is None and requeued.lease_token is None
+    assert requeued.attempts == 1
+    assert queue.get(b.request_id).status == "leased"
 
 
 def test_an_idempotency_key_returns_the_same_request(queue: RunQueue) -> None:
     first = submit(queue, "r1", idempotency_key="key-1")
-    again = submit(queue, "r1", idempotency_key="key-1")
-    assert again["request_id"] == first["request_id"] and again["deduplicated"] is True
+    again = submission(queue, "r1", idempotency_key="key-1")
+    assert again.request.request_id == first.request_id and again.deduplicated is True
     assert len(queue.list_requests()) == 1
     with pytest.raises(QueueConflictError):  # one key, another config
         submit(queue, "r2", idempotency_key="key-1")
@@ -200,15 +211,15 @@ def test_a_second_live_request_for_one_run_id_is_a_conflict(queue: RunQueue) -> 
     first = submit(queue, "r1", idempotency_key="key-1")
     with pytest.raises(QueueConflictError) as caught:
         submit(queue, "r1")
-    assert caught.value.error_code == "queue_conflict" and caught.value.detail["request_id"] == first["request_id"]
+    assert caught.value.error_code == "queue_conflict" and caught.value.detail["request_id"] == first.request_id
     with pytest.raises(QueueConflictError):
         submit(queue, "r1", idempotency_key="key-2")
     claimed = queue.claim("w")
     assert claimed is not None
     with pytest.raises(QueueConflictError):  # still live while leased
         submit(queue, "r1")
-    queue.complete(claimed["request_id"], lease_token=claimed["lease_token"])
-    assert submit(queue, "r1")["status"] == "queued"  # a finished run id may be queued again
+    queue.complete(claimed.request_id, lease_token=claimed.lease_token)
+    assert submit(queue, "r1").status == "queued"  # a finished run id may be queued again
 
 
 @pytest.mark.parametrize("shared", ["container_url", "cache_namespace"])
@@ -217,13 +228,13 @@ def test_a_held_container_url_or_cache_namespace_is_not_claimed(queue: RunQueue,
     blocked = submit(queue, "b", priority=5, **{shared: "shared-resource"})
     free = submit(queue, "c", priority=0, container_url="http://other", cache_namespace="other")
     held = queue.claim("w1")
-    assert held is not None and held["request_id"] == first["request_id"]
+    assert held is not None and held.request_id == first.request_id
     nxt = queue.claim("w2")
-    assert nxt is not None and nxt["request_id"] == free["request_id"]  # the blocked one is skipped
+    assert nxt is not None and nxt.request_id == free.request_id  # the blocked one is skipped
     assert queue.claim("w3") is None
-    queue.complete(held["request_id"], lease_token=held["lease_token"])
+    queue.complete(held.request_id, lease_token=held.lease_token)
     after = queue.claim("w3")
-    assert after is not None and after["request_id"] == blocked["request_id"]
+    assert after is not None and after.request_id == blocked.request_id
 
 
 def test_an_expired_holder_does_not_block_its_resource(queue: RunQueue, clock: FakeClock) -> None:
@@ -233,43 +244,43 @@ def test_an_expired_holder_does_not_block_its_resource(queue: RunQueue, clock: F
     assert queue.claim("w2") is None
     clock.advance(LEASE + 1)
     claimed = queue.claim("w2")
-    assert claimed is not None and claimed["request_id"] == later["request_id"]
+    assert claimed is not None and claimed.request_id == later.request_id
 
 
 def test_cancelling_a_queued_request_cancels_it_at_once(queue: RunQueue) -> None:
     request = submit(queue, "r1")
-    cancelled = queue.cancel(request["request_id"], reason="not needed")
-    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
-    assert cancelled["cancel"]["reason"] == "not needed"
+    cancelled = queue.cancel(request.request_id, reason="not needed")
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    assert cancelled.cancel["reason"] == "not needed"
     assert queue.claim("w") is None
-    assert queue.cancel(request["request_id"])["status"] == "cancelled"  # idempotent on a terminal request
+    assert queue.cancel(request.request_id).status == "cancelled"  # idempotent on a terminal request
 
 
 def test_cancelling_a_running_request_asks_its_worker_to_stop(queue: RunQueue) -> None:
     submit(queue, "r1")
     claimed = queue.claim("w")
     assert claimed is not None
-    rid, token = claimed["request_id"], claimed["lease_token"]
+    rid, token = claimed.request_id, claimed.lease_token
     queue.start(rid, token)
     asked = queue.cancel(rid)
-    assert asked["status"] == "running" and asked["cancel_requested"] is True
-    assert queue.heartbeat(rid, token)["cancel_requested"] is True
+    assert asked.status == "running" and asked.cancel_requested is True
+    assert queue.heartbeat(rid, token).cancel_requested is True
     error = {"code": "run_cancelled", "message": "run r1 was cancelled", "detail": {}}
     done = queue.complete(
         rid, error=error, result={"manifest_path": "/runs/r1/result_manifest.json"}, lease_token=token
     )
-    assert done["status"] == "cancelled" and done["error"] == error
-    assert done["manifest_path"] == "/runs/r1/result_manifest.json"
+    assert done.status == "cancelled" and done.error == error
+    assert done.manifest_path == "/runs/r1/result_manifest.json"
 
 
 def test_an_expired_request_whose_cancel_was_asked_is_cancelled_by_recover(queue: RunQueue, clock: FakeClock) -> None:
     submit(queue, "r1")
     claimed = queue.claim("w")
     assert claimed is not None
-    queue.cancel(claimed["request_id"])
+    queue.cancel(claimed.request_id)
     clock.advance(LEASE + 1)
-    assert queue.recover()["cancelled"] == [claimed["request_id"]]
-    assert queue.get(claimed["request_id"])["status"] == "cancelled"
+    assert queue.recover().cancelled == (claimed.request_id,)
+    assert queue.get(claimed.request_id).status == "cancelled"
 
 
 def test_complete_imports_the_run_summary_or_the_error(queue: RunQueue) -> None:
@@ -285,43 +296,43 @@ def test_complete_imports_the_run_summary_or_the_error(queue: RunQueue) -> None:
         "usage": {"total": {"calls": 4}},
         "stop_reason": "max_train_rollouts",
     }
-    done = queue.complete(ok["request_id"], result=result, lease_token=ok["lease_token"])
-    assert done["status"] == "completed" and done["error"] is None
-    assert (done["workspace_db_path"], done["best_candidate_id"], done["cost_usd"]) == (
+    done = queue.complete(ok.request_id, result=result, lease_token=ok.lease_token)
+    assert done.status == "completed" and done.error is None
+    assert (done.workspace_db_path, done.best_candidate_id, done.cost_usd) == (
         result["workspace_db_path"],
         "cand-3",
         0.25,
     )
-    assert done["usage"] == {"total": {"calls": 4}} and done["result"] == result
+    assert done.usage == {"total": {"calls": 4}} and done.result == result
     error = {"code": "container_contract", "message": "container died", "detail": {"url": "http://c"}}
-    failed = queue.complete(bad["request_id"], error=error, lease_token=bad["lease_token"])
-    assert failed["status"] == "failed" and failed["error"] == error and failed["result"] is None
+    failed = queue.complete(bad.request_id, error=error, lease_token=bad.lease_token)
+    assert failed.status == "failed" and failed.error == error and failed.result is None
     with pytest.raises(QueueConflictError):  # a terminal request cannot be completed again
-        queue.complete(ok["request_id"], lease_token=ok["lease_token"])
+        queue.complete(ok.request_id, lease_token=ok.lease_token)
 
 
 def test_unfenced_writes_follow_the_state_machine(queue: RunQueue) -> None:
     request = submit(queue, "r1")
     with pytest.raises(QueueConflictError):
-        queue.start(request["request_id"])  # not claimed yet
+        queue.start(request.request_id)  # not claimed yet
     claimed = queue.claim("w")
     assert claimed is not None
     with pytest.raises(LeaseLostError):
-        queue.start(request["request_id"], "not-the-token")
-    assert queue.start(request["request_id"])["status"] == "running"
-    assert queue.complete(request["request_id"])["status"] == "completed"
+        queue.start(request.request_id, "not-the-token")
+    assert queue.start(request.request_id).status == "running"
+    assert queue.complete(request.request_id).status == "completed"
 
 
 def test_release_puts_the_request_back_in_the_queue(queue: RunQueue) -> None:
     submit(queue, "r1")
     claimed = queue.claim("w1")
     assert claimed is not None
-    released = queue.release(claimed["request_id"], claimed["lease_token"], reason="worker shutting down")
-    assert released["status"] == "queued" and released["lease_token"] is None
+    released = queue.release(claimed.request_id, claimed.lease_token, reason="worker shutting down")
+    assert released.status == "queued" and released.lease_token is None
     again = queue.claim("w2")
-    assert again is not None and again["attempts"] == 2
+    assert again is not None and again.attempts == 2
     with pytest.raises(LeaseLostError):
-        queue.release(claimed["request_id"], claimed["lease_token"], reason="late")
+        queue.release(claimed.request_id, claimed.lease_token, reason="late")
 
 
 def test_an_unknown_request_is_not_found(queue: RunQueue) -> None:
@@ -335,3 +346,53 @@ def test_an_unknown_request_is_not_found(queue: RunQueue) -> None:
     for call in calls:
         with pytest.raises(RunRequestNotFoundError):
             call()
+
+
+# -- the typed records ------------------------------------------------------------------------------------------
+
+
+def test_a_request_is_a_typed_frozen_record_whose_dict_is_the_api_shape(queue: RunQueue) -> None:
+    request = submit(queue, "r1", container_url="http://c:1", cache_namespace="ns", priority=2, fresh=True)
+    assert isinstance(request, RunRequest) and request.status is RequestStatus.QUEUED and request.fresh is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.status = RequestStatus.RUNNING  # type: ignore[misc]
+    data = request.to_dict()
+    assert data["status"] == "queued" and type(data["status"]) is str and data["cancel_requested"] is False
+    assert list(data) == [f.name for f in dataclasses.fields(RunRequest)]
+    assert RunRequest(**{**data, "status": RequestStatus(data["status"])}) == request  # the dict round-trips
+    assert queue.get(request.request_id) == request  # and so does the row
+    claimed = queue.claim("w")
+    assert claimed is not None and claimed.lease_token
+    error = {"code": "run_failed", "message": "boom", "detail": {"k": [1, 2]}}
+    failed = queue.complete(claimed.request_id, error=error, result={"cost_usd": 0.5}, lease_token=claimed.lease_token)
+    assert failed.error == error and failed.cost_usd == 0.5 and failed.status.terminal
+    assert queue.get(failed.request_id).to_dict() == failed.to_dict()
+    recovery = queue.recover()
+    assert recovery.to_dict()["recovered"] == 0 and recovery.to_dict()["requeued"] == []
+
+
+def test_the_status_enum_values_are_the_strings_the_database_stores(queue: RunQueue) -> None:
+    assert [status.value for status in RequestStatus] == list(REQUEST_STATUSES)
+    assert {s for s in RequestStatus if s.live} == {RequestStatus.QUEUED, RequestStatus.LEASED, RequestStatus.RUNNING}
+    assert tuple(s.value for s in RequestStatus if s.terminal) == TERMINAL_STATUSES
+    request = submit(queue, "r1")
+    assert queue.list_requests(status="queued") == [request]
+    assert queue.list_requests(status=RequestStatus.QUEUED) == [request]
+    with pytest.raises(ConfigError, match="unknown request status 'done'; use one of queued, leased"):
+        queue.list_requests(status="done")
+
+
+@pytest.mark.anyio
+async def test_the_async_reader_sees_what_the_queue_wrote(queue: RunQueue) -> None:
+    first, second = submit(queue, "r1"), submit(queue, "r2")
+    async with queue.reader() as reader:
+        assert await reader.get(first.request_id) == first
+        assert {r.request_id for r in await reader.list_requests()} == {first.request_id, second.request_id}
+        claimed = queue.claim("w")  # a write through the queue is seen by the open reader
+        assert claimed is not None
+        assert (await reader.get(claimed.request_id)).status is RequestStatus.LEASED
+        assert [r.request_id for r in await reader.list_requests(status="leased")] == [claimed.request_id]
+        with pytest.raises(RunRequestNotFoundError):
+            await reader.get("req-nope")
+        with pytest.raises(ConfigError, match="unknown request status"):
+            await reader.list_requests(status="done")

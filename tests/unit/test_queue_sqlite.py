@@ -22,22 +22,22 @@ from synth_opt.service.functions import (
     workspace_start_run_request,
     workspace_submit_run_request,
 )
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 from synth_opt.service.queue.schema import APPLICATION_ID, SCHEMA_VERSION
 from synth_opt.workspace import workspace_status
 from synth_opt.workspace.db import open_workspace
 
 CLAIM_LOOP = """
 import json, sys
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 claimed = []
-with SqliteRunQueue(sys.argv[1]) as queue:
+with open_queue(sys.argv[1]) as queue:
     sys.stdout.write("ready\\n"); sys.stdout.flush()
     sys.stdin.readline()
     while (request := queue.claim(sys.argv[2])) is not None:
-        claimed.append(request["request_id"])
-        queue.start(request["request_id"], request["lease_token"])
-        queue.complete(request["request_id"], lease_token=request["lease_token"])
+        claimed.append(request.request_id)
+        queue.start(request.request_id, request.lease_token)
+        queue.complete(request.request_id, lease_token=request.lease_token)
 print(json.dumps(claimed))
 """
 
@@ -66,9 +66,9 @@ mode = "{cache}"
 
 def test_four_processes_claim_each_of_200_requests_exactly_once(tmp_path: Path) -> None:
     db = tmp_path / "service.sqlite"
-    with SqliteRunQueue(db) as queue:
+    with open_queue(db) as queue:
         ids = {
-            queue.submit(run_id=f"r{i}", config_path="/c.toml", container_url=f"http://c:{i}")["request_id"]
+            queue.submit(run_id=f"r{i}", config_path="/c.toml", container_url=f"http://c:{i}").request.request_id
             for i in range(200)
         }
     workers = [
@@ -96,7 +96,7 @@ def test_four_processes_claim_each_of_200_requests_exactly_once(tmp_path: Path) 
 def test_a_refused_late_write_is_audited_and_leases_are_tracked(tmp_path: Path) -> None:
     now = [100.0]
     db = tmp_path / "service.sqlite"
-    with SqliteRunQueue(db, clock=lambda: now[0], lease_seconds=5) as queue:
+    with open_queue(db, clock=lambda: now[0], lease_seconds=5) as queue:
         queue.submit(run_id="r1", config_path="/c.toml", container_url="http://c", cache_namespace="ns")
         old = queue.claim("a")
         assert old is not None
@@ -105,7 +105,7 @@ def test_a_refused_late_write_is_audited_and_leases_are_tracked(tmp_path: Path) 
         new = queue.claim("b")
         assert new is not None
         with pytest.raises(LeaseLostError):
-            queue.complete(old["request_id"], lease_token=old["lease_token"])
+            queue.complete(old.request_id, lease_token=old.lease_token)
     conn = sqlite3.connect(db)
     ops = conn.execute("SELECT kind, status, worker_id FROM operations ORDER BY operation_id").fetchall()
     leases = conn.execute("SELECT owner, resource_kind, status FROM resource_leases ORDER BY lease_id").fetchall()
@@ -145,10 +145,10 @@ def test_a_run_workspace_is_not_opened_as_a_service_database(tmp_path: Path) -> 
     workspace = tmp_path / "workspace.sqlite"
     open_workspace(workspace).close()
     with pytest.raises(ConfigError, match="not a synth_opt service database"):
-        SqliteRunQueue(workspace)
+        open_queue(workspace)
     conn = sqlite3.connect(tmp_path / "fresh.sqlite")
     conn.close()
-    with SqliteRunQueue(tmp_path / "fresh.sqlite"):
+    with open_queue(tmp_path / "fresh.sqlite"):
         pass
     conn = sqlite3.connect(tmp_path / "fresh.sqlite")
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
@@ -202,13 +202,27 @@ def test_cancel_through_the_functions(tmp_path: Path) -> None:
 
 
 def test_open_queue_takes_a_path_or_a_sqlite_url_and_names_an_unknown_scheme(tmp_path: Path) -> None:
-    from synth_opt.errors import ConfigError
-    from synth_opt.service.queue import SqliteRunQueue, open_queue
+    from synth_opt.service.queue.sqlite import SqliteRunQueue
 
     for location in (tmp_path / "a.sqlite", str(tmp_path / "b.sqlite"), f"sqlite:///{tmp_path / 'c.sqlite'}"):
         with open_queue(location) as queue:
             assert isinstance(queue, SqliteRunQueue)
     assert sorted(path.name for path in tmp_path.glob("*.sqlite")) == ["a.sqlite", "b.sqlite", "c.sqlite"]
     with pytest.raises(ConfigError) as caught:
-        open_queue("postgresql://user@db.example/synth")
-    assert "'postgresql'" in caught.value.message and "sqlite:///" in caught.value.message
+        open_queue("postgresql://user:secret@db.example/synth")
+    message = caught.value.message
+    assert "'postgresql://user:***@db.example/synth'" in message and "secret" not in message  # the URL, redacted
+    assert "'postgresql'" in message and "sqlite:///path" in message  # the scheme, and the supported ones
+    assert caught.value.detail["supported_schemes"] == ["sqlite"]
+    for bad in ("sqlite://relative.sqlite", "redis://localhost/0", "sqlite:///"):
+        with pytest.raises(ConfigError, match="queue"):
+            open_queue(bad)
+
+
+def test_a_relative_sqlite_url_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_queue("sqlite:///rel.sqlite") as queue:
+        assert queue.submit(run_id="r", config_path="/c.toml").request.status == "queued"
+    assert (tmp_path / "rel.sqlite").is_file()

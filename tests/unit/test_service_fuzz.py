@@ -20,7 +20,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from synth_opt.service.app import create_app
-from synth_opt.service.queue import SqliteRunQueue
+from synth_opt.service.queue import open_queue
 
 TOKEN = "fuzz-token"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -77,18 +77,18 @@ mode = "off"
     (run_dir / "events.jsonl").write_bytes(
         b'{"type": "run.state", "sequence_number": 1}\n[1, 2]\nnot json\n\xff\xfe\n{"type": "run.state"'
     )
-    with SqliteRunQueue(root / "service.sqlite") as queue:
-        cancelled = queue.submit(run_id="queued-then-cancelled", config_path=str(root / "gone.toml"))
-        queue.cancel(cancelled["request_id"])
-        ids = [cancelled["request_id"]]
+    with open_queue(root / "service.sqlite") as queue:
+        cancelled = queue.submit(run_id="queued-then-cancelled", config_path=str(root / "gone.toml")).request
+        queue.cancel(cancelled.request_id)
+        ids = [cancelled.request_id]
         for run_id, error in (("done", None), ("broke", {"code": "run_failed", "message": "boom", "detail": {}})):
             queue.submit(run_id=run_id, config_path=str(root / "gone.toml"), run_dir=str(root / "runs" / run_id))
             claimed = queue.claim("seeder")
             assert claimed is not None
-            queue.start(claimed["request_id"], claimed["lease_token"])
+            queue.start(claimed.request_id, claimed.lease_token)
             result = {"manifest_path": str(run_dir / "missing.json"), "cost_usd": 0.5, "usage": {"total": {}}}
-            queue.complete(claimed["request_id"], result=result, error=error, lease_token=claimed["lease_token"])
-            ids.append(claimed["request_id"])
+            queue.complete(claimed.request_id, result=result, error=error, lease_token=claimed.lease_token)
+            ids.append(claimed.request_id)
     return ids
 
 

@@ -16,12 +16,12 @@ needs ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import hmac
-import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import anyio
 from litestar import Litestar, Request, Response
@@ -31,19 +31,22 @@ from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
+from structlog.contextvars import bound_contextvars
 
 from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
+from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, Recovery, open_queue
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
 from synth_opt.version import __version__
 
-__all__ = ["create_app", "error_status"]
+__all__ = ["BindRequestId", "create_app", "error_status"]
 
-_log = logging.getLogger("synth_opt.service")
+_log = get_logger("synth_opt.service")
 
 _STATUS: tuple[tuple[type[SynthOptimizerError], int], ...] = (
     (RunRequestNotFoundError, 404),
@@ -73,7 +76,7 @@ def _envelope(
 def _synth_error(request: Request[Any, Any, Any], error: SynthOptimizerError) -> Response[Any]:
     status = error_status(error)
     if status == 500:
-        _log.error("%s %s failed: %s", request.method, request.url.path, error.one_line())
+        _log.error("request failed", method=request.method, path=request.url.path, error=error.one_line())
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return _envelope(error.error_code, error.message, error.detail, status, headers)
 
@@ -112,7 +115,7 @@ def _recursion(request: Request[Any, Any, Any], error: RecursionError) -> Respon
 
 
 def _bug(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
-    _log.exception("%s %s failed unexpectedly", request.method, request.url.path, exc_info=error)
+    _log.error("request failed unexpectedly", method=request.method, path=request.url.path, exc_info=error)
     message = f"unexpected {type(error).__name__}; see the service log"
     return _envelope("internal_error", message, {}, 500)
 
@@ -128,6 +131,32 @@ def _token_guard(token: str | None) -> Any:
             raise ServiceAuthError("missing or wrong bearer token; send 'Authorization: Bearer <token>'")
 
     return guard
+
+
+class BindRequestId:
+    """ASGI middleware: while a route serves a request that names a run request (``/runs/{request_id}...`` or
+    ``?request_id=``), its ``request_id`` is bound (``structlog.contextvars``), so every line logged meanwhile, the
+    error handlers' included, carries it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _named_request(scope)
+        if request_id is None:
+            await self.app(scope, receive, send)
+            return
+        with bound_contextvars(request_id=request_id):
+            await self.app(scope, receive, send)
+
+
+def _named_request(scope: Scope) -> str | None:
+    named = scope.get("path_params", {}).get("request_id")
+    if isinstance(named, str) and named:
+        return named
+    query = scope.get("query_string", b"")
+    found = parse_qs(query.decode("latin-1")).get("request_id") if query else None
+    return found[0] if found else None
 
 
 def create_app(
@@ -164,10 +193,13 @@ def create_app(
         service.queue_ = queue
         service.worker_ = ServiceWorker(queue, worker_id=worker_id, confinement=confinement, poll_seconds=poll_seconds)
         try:
-            recovered = await call_in_thread(queue.recover)
-            if recovered["recovered"]:
-                _log.warning("start-up recovery: %s", recovered)
-            async with anyio.create_task_group() as tg:
+            recovered: Recovery = await call_in_thread(queue.recover)
+            if recovered.recovered:
+                _log.warning(
+                    "start-up recovery", requeued=list(recovered.requeued), cancelled=list(recovered.cancelled)
+                )
+            async with AsyncExitStack() as resources, anyio.create_task_group() as tg:
+                service.reader_ = await resources.enter_async_context(queue.reader())
                 service.task_group = tg
                 if auto_start:
                     await tg.start(service.worker.serve)
@@ -180,6 +212,7 @@ def create_app(
                     tg.cancel_scope.cancel()
         finally:
             service.task_group = None
+            service.reader_ = None
             queue.close()
 
     return Litestar(
@@ -187,6 +220,7 @@ def create_app(
         state=State({"service": service}),
         lifespan=[lifespan],
         guards=[_token_guard(bearer_token)],
+        middleware=[BindRequestId],
         exception_handlers={
             SynthOptimizerError: _synth_error,
             HTTPException: _http_error,

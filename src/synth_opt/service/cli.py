@@ -27,7 +27,7 @@ import uvicorn
 from synth_opt.errors import ConfigError, collapse_exception_group
 from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RequestStatus, RunRequest, open_queue
 from synth_opt.service.worker import Execution, run_next
 
 __all__ = ["DEFAULT_BIND", "is_loopback", "parse_bind", "recover_command", "run_next_command", "serve"]
@@ -136,9 +136,10 @@ class _GracefulServer(uvicorn.Server):
             captured.remove(sig)
 
 
-def _summary(request: dict[str, Any]) -> dict[str, Any]:
+def _summary(request: RunRequest) -> dict[str, Any]:
     keys = ("request_id", "run_id", "status", "attempts", "error", "manifest_path", "best_candidate_id", "cost_usd")
-    return {key: request.get(key) for key in keys}
+    data = request.to_dict()
+    return {key: data[key] for key in keys}
 
 
 def run_next_command(
@@ -168,14 +169,14 @@ def run_next_command(
     print(json.dumps({"request": None if final is None else _summary(final)}, indent=2))
     if signalled:
         return 130
-    return 0 if final is None or final["status"] == "completed" else 1
+    return 0 if final is None or final.status is RequestStatus.COMPLETED else 1
 
 
 async def _run_next_with_signals(
     db: Path, worker_id: str, confinement: Confinement | None, lease_seconds: float, signalled: list[str]
-) -> dict[str, Any] | None:
+) -> RunRequest | None:
     current: list[Execution] = []
-    final: dict[str, Any] | None = None
+    final: RunRequest | None = None
     try:
         async with anyio.create_task_group() as tg:
 

@@ -1,4 +1,5 @@
-"""The queue functions of the public surface (SPEC §2), re-exported from ``synth_opt``: plain dicts in and out.
+"""The queue functions of the public surface (SPEC §2), re-exported from ``synth_opt``: plain dicts in and out
+(the queue's typed records, :class:`~synth_opt.service.queue.RunRequest` and friends, as ``to_dict()``).
 
 ::
 
@@ -88,9 +89,10 @@ def workspace_submit_run_request(
     over (as ``synth-opt gepa run --fresh``) rather than resumed."""
     fields = request_fields(load_config(config_path))
     with open_queue(db) as queue:
-        return queue.submit(
+        submission = queue.submit(
             **fields, priority=_priority(priority), idempotency_key=_key(idempotency_key), fresh=bool(fresh)
         )
+    return submission.to_dict()
 
 
 def workspace_claim_next_run_request(
@@ -100,19 +102,20 @@ def workspace_claim_next_run_request(
     namespace a live request holds) to ``worker_id``: the request with its ``request_id``, ``run_id`` and
     ``lease_token``, or None when nothing is claimable."""
     with open_queue(db, lease_seconds=lease_seconds) as queue:
-        return queue.claim(_worker(worker_id))
+        claimed = queue.claim(_worker(worker_id))
+    return None if claimed is None else claimed.to_dict()
 
 
 def workspace_start_run_request(db: Db, request_id: str, lease_token: str | None = None) -> dict[str, Any]:
     """Mark a leased request running (and extend its lease)."""
     with open_queue(db) as queue:
-        return queue.start(request_id, lease_token)
+        return queue.start(request_id, lease_token).to_dict()
 
 
 def workspace_heartbeat_run_request(db: Db, request_id: str, lease_token: str) -> dict[str, Any]:
     """Extend the lease; the returned request's ``cancel_requested`` tells the worker to stop."""
     with open_queue(db) as queue:
-        return queue.heartbeat(request_id, lease_token)
+        return queue.heartbeat(request_id, lease_token).to_dict()
 
 
 def _as_dict(value: Any, what: str) -> Mapping[str, Any] | None:
@@ -144,18 +147,18 @@ def workspace_complete_run_request(
             result=_as_dict(result, "result"),
             error=_as_dict(error, "error"),
             lease_token=lease_token,
-        )
+        ).to_dict()
 
 
 def workspace_recover(db: Db) -> dict[str, Any]:
     """Requeue expired leased or running requests (cancel those whose cancel was requested):
     ``{"recovered", "requeued", "cancelled", "invariants"}``."""
     with open_queue(db) as queue:
-        return queue.recover()
+        return queue.recover().to_dict()
 
 
 def workspace_cancel_run_request(db: Db, request_id: str, reason: str = "cancelled by the caller") -> dict[str, Any]:
     """Cancel a queued request at once, or ask the worker of a leased or running one to stop; returns the request
     (``status``, ``cancel_requested``)."""
     with open_queue(db) as queue:
-        return queue.cancel(request_id, reason=reason)
+        return queue.cancel(request_id, reason=reason).to_dict()

@@ -1,5 +1,9 @@
-"""The service's HTTP routes (SPEC §11). Handlers are thin: they validate, call the queue or the worker in a thread
-or task, and return plain dicts; every SynthOptimizerError they raise becomes the error envelope in ``app.py``."""
+"""The service's HTTP routes (SPEC §11). Handlers are thin: they validate, call the queue or the worker, and return
+plain dicts; every SynthOptimizerError they raise becomes the error envelope in ``app.py``.
+
+Reads never block the event loop: requests are read through the queue's async reader and workspaces through
+:mod:`synth_opt.workspace.live` (both aiosqlite). The queue's writes (submit, cancel, recover) are the synchronous
+queue protocol's short transactions, run in a worker thread (see :mod:`synth_opt.service.queue.protocol`)."""
 
 from __future__ import annotations
 
@@ -26,12 +30,11 @@ from synth_opt.errors import ConfigError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
-from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.service.queue import Recovery, RequestStatus, RunQueue, RunQueueReader, RunRequest, Submission
 from synth_opt.service.queue.rows import public_view
-from synth_opt.service.queue.schema import TERMINAL_STATUSES
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
-from synth_opt.workspace import workspace_status
+from synth_opt.workspace.live import live_workspace_status
 
 __all__ = ["ROUTES", "ServiceContext", "SubmitRun", "service_of"]
 
@@ -48,6 +51,7 @@ class ServiceContext:
     confinement: Confinement | None = None
     events_poll_seconds: float = 0.25
     queue_: RunQueue | None = None
+    reader_: RunQueueReader | None = None
     worker_: ServiceWorker | None = None
     task_group: TaskGroup | None = None
     stopping: bool = False
@@ -63,6 +67,13 @@ class ServiceContext:
         if self.queue_ is None:
             raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
         return self.queue_
+
+    @property
+    def reader(self) -> RunQueueReader:
+        """The queue's async reader (aiosqlite), opened in the app's lifespan."""
+        if self.reader_ is None:
+            raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
+        return self.reader_
 
     @property
     def worker(self) -> ServiceWorker:
@@ -123,7 +134,7 @@ def health(state: State) -> dict[str, Any]:
 async def status(state: State) -> dict[str, Any]:
     """``workspace_status`` of the service database, plus the worker's state."""
     service = service_of(state)
-    report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
+    report = await live_workspace_status(service.db_path)
     return {**report, "worker": service.worker.describe(), **service.rules.describe()}
 
 
@@ -142,14 +153,20 @@ async def submit_run(
     config = await call_in_thread(load_config, path)
     service.rules.check(config)  # again when a worker runs it: the file may change meanwhile
     fields = request_fields(config)
-    queued = await call_in_thread(
+    queued: Submission = await call_in_thread(
         service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key, fresh=data.fresh
     )
     if data.auto_start:
         await service.ensure_worker_loop()
     service.worker.wake()
-    body = {k: queued[k] for k in ("request_id", "run_id", "status", "deduplicated")}
-    return Response(body, status_code=200 if queued["deduplicated"] else 201)
+    queued_request = queued.request
+    body = {
+        "request_id": queued_request.request_id,
+        "run_id": queued_request.run_id,
+        "status": queued_request.status.value,
+        "deduplicated": queued.deduplicated,
+    }
+    return Response(body, status_code=200 if queued.deduplicated else 201)
 
 
 def _inside_root(config_path: str, rules: Confinement) -> Path:
@@ -163,7 +180,7 @@ def _inside_root(config_path: str, rules: Confinement) -> Path:
 async def list_runs(state: State, status: FromQuery[str | None] = None, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Requests, newest first (without their full result JSON)."""
     service = service_of(state)
-    requests = await call_in_thread(service.queue.list_requests, status=status, limit=limit)
+    requests = await service.reader.list_requests(status=status, limit=limit)
     return {"requests": [public_view(r, with_result=False) for r in requests]}
 
 
@@ -171,14 +188,14 @@ async def list_runs(state: State, status: FromQuery[str | None] = None, limit: F
 async def get_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """One request, with its run summary once it has finished."""
     service = service_of(state)
-    return public_view(await call_in_thread(service.queue.get, request_id))
+    return public_view(await service.reader.get(request_id))
 
 
 @post("/runs/{request_id:str}/cancel", status_code=200)
 async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """Cancel a queued request at once; stop a running one (its run is recorded as cancelled)."""
     service = service_of(state)
-    request = await call_in_thread(service.queue.cancel, request_id, reason="cancelled through the service")
+    request: RunRequest = await call_in_thread(service.queue.cancel, request_id, reason="cancelled through the service")
     service.worker.cancel_local(request_id)
     return public_view(request, with_result=False)
 
@@ -189,21 +206,21 @@ async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent
     (with an ``end`` event) when the request is terminal. Lines an earlier attempt or run left in the run directory
     are never sent: the stream starts at the ``run.state`` (``created`` or ``resumed``) the attempt itself wrote."""
     service = service_of(state)
-    request = await call_in_thread(service.queue.get, request_id)
+    request = await service.reader.get(request_id)
     return ServerSentEvent(_follow(service, request))
 
 
-async def _follow(service: ServiceContext, request: dict[str, Any]) -> AsyncIterator[ServerSentEventMessage]:
+async def _follow(service: ServiceContext, request: RunRequest) -> AsyncIterator[ServerSentEventMessage]:
     # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
-    feed = AttemptFeed(Path(request["run_dir"]) / "events.jsonl") if request["run_dir"] else None
+    feed = AttemptFeed(Path(request.run_dir) / "events.jsonl") if request.run_dir else None
     while True:
-        current = await call_in_thread(service.queue.get, request["request_id"])
-        terminal = current["status"] in TERMINAL_STATUSES  # read before the feed, so its last lines are sent
+        current = await service.reader.get(request.request_id)
+        terminal = current.status.terminal  # read before the feed, so its last lines are sent
         lines = [] if feed is None else await call_in_thread(feed.read, current)
         for line in lines:
             yield _message(line)
         if terminal or service.stopping:
-            end = {"request_id": current["request_id"], "status": current["status"]}
+            end = {"request_id": current.request_id, "status": current.status.value}
             yield ServerSentEventMessage(data=json.dumps(end), event="end")
             return
         await anyio.sleep(service.events_poll_seconds)
@@ -229,8 +246,8 @@ class AttemptFeed:
     attempt_started: float | None = None
     begun: bool = False
 
-    def read(self, request: dict[str, Any]) -> list[bytes]:
-        started = request.get("started_at") if request.get("status") != "queued" else None
+    def read(self, request: RunRequest) -> list[bytes]:
+        started = request.started_at if request.status is not RequestStatus.QUEUED else None
         if started is None:  # no attempt is running: nothing of this request's has been written
             return []
         if started != self.attempt_started:  # a new attempt: wait for its first line
@@ -287,20 +304,19 @@ async def workspace(state: State, request_id: FromQuery[str | None] = None) -> d
     candidate and rollout progress while it runs)."""
     service = service_of(state)
     if request_id is None:
-        report: dict[str, Any] = await call_in_thread(workspace_status, service.db_path)
-        return report
-    request = await call_in_thread(service.queue.get, request_id)
-    run_dir = request["run_dir"]
-    db = request["workspace_db_path"] or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)
-    if db is None or not await call_in_thread(Path(db).is_file):
+        return await live_workspace_status(service.db_path)
+    request = await service.reader.get(request_id)
+    run_dir = request.run_dir
+    db = request.workspace_db_path or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)
+    if db is None or not await anyio.Path(db).is_file():
         raise QueueConflictError(
-            f"run request {request_id} is {request['status']} and has no run workspace{f' at {db}' if db else ''}; "
+            f"run request {request_id} is {request.status} and has no run workspace{f' at {db}' if db else ''}; "
             "it is written once the run starts",
             request_id=request_id,
-            status=request["status"],
+            status=request.status.value,
         )
-    run_report: dict[str, Any] = await call_in_thread(workspace_status, db)
-    return {"request_id": request_id, "run_id": request["run_id"], **run_report}
+    run_report = await live_workspace_status(db)
+    return {"request_id": request_id, "run_id": request.run_id, **run_report}
 
 
 @post("/worker/run-next", status_code=200)
@@ -316,8 +332,8 @@ async def worker_run_next(state: State) -> dict[str, Any]:
 async def worker_recover(state: State) -> dict[str, Any]:
     """Requeue expired leased and running requests."""
     service = service_of(state)
-    recovered: dict[str, Any] = await call_in_thread(service.queue.recover)
-    return recovered
+    recovered: Recovery = await call_in_thread(service.queue.recover)
+    return recovered.to_dict()
 
 
 ROUTES = [

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from structlog.contextvars import bound_contextvars
 
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import (
@@ -35,15 +35,15 @@ from synth_opt.errors import (
     RunStateError,
     SynthOptimizerError,
 )
+from synth_opt.logs import get_logger
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
 from synth_opt.service.confine import Confinement, config_inside_root
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue
-from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RunQueue, RunRequest, open_queue
 
 __all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
 
-_log = logging.getLogger("synth_opt.service")
+_log = get_logger("synth_opt.service")
 CANCEL_REASON = "cancelled through the service"
 SHUTDOWN_REASON = "the service worker is shutting down"
 
@@ -109,23 +109,23 @@ async def _watch(queue: RunQueue, execution: Execution, *, heartbeat_seconds: fl
             else:
                 request = await call_in_thread(queue.get, execution.request_id)
         except LeaseLostError as lost:
-            _log.warning("lease of %s lost while running: %s", execution.request_id, lost.message)
+            _log.warning("lease lost while running", error=lost.message)
             execution.lease_lost = lost
             execution.abandon(f"lease lost: {lost.message}")
             return
         except Exception:  # a busy or briefly unreadable database: keep the run going, try again
-            _log.exception("heartbeat of %s failed; retrying", execution.request_id)
+            _log.exception("heartbeat failed; retrying")
             continue
-        if request.get("lease_token") != execution.lease_token:  # recovered, maybe reclaimed: stop at once
+        if request.lease_token != execution.lease_token:  # recovered, maybe reclaimed: stop at once
             execution.lease_lost = LeaseLostError(
-                f"run request {execution.request_id} is no longer leased to this worker (now {request.get('status')}, "
-                f"held by {request.get('lease_owner') or 'nobody'}); stopping its run",
+                f"run request {execution.request_id} is no longer leased to this worker (now {request.status}, "
+                f"held by {request.lease_owner or 'nobody'}); stopping its run",
                 request_id=execution.request_id,
             )
-            _log.warning("%s", execution.lease_lost.message)
+            _log.warning(execution.lease_lost.message)
             execution.abandon("lease lost")
             return
-        if request.get("cancel_requested"):
+        if request.cancel_requested:
             execution.cancel(CANCEL_REASON)
 
 
@@ -159,36 +159,46 @@ async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
         # an earlier attempt died before its first checkpoint: nothing in the run directory can be resumed
         if execution.attempt <= 1 or execution.cancel_reason is not None:
             raise
-        _log.warning("attempt %d of %s: no checkpoint to resume; starting fresh", execution.attempt, config.run_dir())
+        _log.warning(
+            "no checkpoint to resume; starting fresh", attempt=execution.attempt, run_dir=str(config.run_dir())
+        )
         execution.run = GepaRun(config, fresh=True)
         return await execution.run.execute_async()
 
 
 async def execute_claimed(
     queue: RunQueue,
-    claimed: dict[str, Any],
+    claimed: RunRequest,
     *,
     config_root: Path | None = None,
     confinement: Confinement | None = None,
     poll_seconds: float = 0.5,
     on_start: Callable[[Execution], None] | None = None,
-) -> dict[str, Any]:
-    """Run a request this worker has claimed, to its end; returns the request as it was finally written.
+) -> RunRequest:
+    """Run a request this worker has claimed, to its end; returns the request as it was finally written. Every line
+    logged meanwhile (by the run too) carries the ``request_id`` and ``run_id``.
 
     With ``confinement`` (or just a ``config_root``: its rules with no commands allowed) the config is checked
     again before anything runs, since the file may have changed since it was submitted; a refused config fails the
     request with ``config_not_allowed``."""
     if confinement is None and config_root is not None:
         confinement = Confinement.of(config_root)
+    if claimed.lease_token is None:
+        raise LeaseLostError(
+            f"run request {claimed.request_id} holds no lease; claim it first", request_id=claimed.request_id
+        )
     execution = Execution(
-        claimed["request_id"],
-        claimed["run_id"],
-        claimed["lease_token"],
-        int(claimed["attempts"]),
-        fresh=bool(claimed.get("fresh")),
+        claimed.request_id, claimed.run_id, claimed.lease_token, claimed.attempts, fresh=claimed.fresh
     )
     if on_start is not None:
         on_start(execution)
+    with bound_contextvars(request_id=execution.request_id, run_id=execution.run_id):
+        return await _execute(queue, claimed, execution, confinement, poll_seconds)
+
+
+async def _execute(
+    queue: RunQueue, claimed: RunRequest, execution: Execution, confinement: Confinement | None, poll_seconds: float
+) -> RunRequest:
     token = execution.lease_token
     await call_in_thread(queue.start, execution.request_id, token)
     config: GepaConfig | None = None
@@ -199,7 +209,7 @@ async def execute_claimed(
             watch = functools.partial(_watch, queue, execution, heartbeat_seconds=queue.lease_seconds / 3)
             tg.start_soon(functools.partial(watch, poll_seconds=poll_seconds))
             try:
-                path = claimed["config_path"]
+                path: str | Path = claimed.config_path
                 if confinement is not None:
                     path = confinement.config_path(path)
                 loaded: GepaConfig = await call_in_thread(load_config, path)
@@ -212,7 +222,7 @@ async def execute_claimed(
             except Exception as bug:
                 wrapped = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
                 error = wrapped.to_dict()
-                _log.exception("request %s failed unexpectedly", execution.request_id)
+                _log.exception("the request failed unexpectedly")
             finally:
                 tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
@@ -228,22 +238,22 @@ async def execute_claimed(
     if error is not None:
         result = _manifest_summary(config)
     try:
-        final: dict[str, Any] = await call_in_thread(
+        final: RunRequest = await call_in_thread(
             queue.complete, execution.request_id, result=result, error=error, lease_token=token
         )
     except LeaseLostError as lost:
-        _log.error("request %s finished but its result was refused: %s", execution.request_id, lost.message)
+        _log.error("the request finished but its result was refused", error=lost.message)
         raise
     return final
 
 
-async def _release(queue: RunQueue, execution: Execution) -> dict[str, Any]:
+async def _release(queue: RunQueue, execution: Execution) -> RunRequest:
     try:
-        released: dict[str, Any] = await call_in_thread(
+        released: RunRequest = await call_in_thread(
             queue.release, execution.request_id, execution.lease_token, reason=SHUTDOWN_REASON
         )
     except LeaseLostError as lost:
-        _log.error("could not release request %s: %s", execution.request_id, lost.message)
+        _log.error("could not release the request", error=lost.message)
         raise
     return released
 
@@ -257,7 +267,7 @@ async def run_next(
     confinement: Confinement | None = None,
     poll_seconds: float = 0.5,
     on_start: Callable[[Execution], None] | None = None,
-) -> dict[str, Any] | None:
+) -> RunRequest | None:
     """Recover expired leases, claim the next request and execute it: the request as finally written, or None
     when nothing was claimable."""
     queue = open_queue(db_path, lease_seconds=lease_seconds)

@@ -7,7 +7,6 @@ again and resumes later), wait up to a grace period, and only then tear the run 
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,14 @@ import anyio
 from anyio.abc import TaskStatus
 
 from synth_opt.errors import LeaseLostError
+from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
-from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.service.queue import RunQueue, RunRequest
 from synth_opt.service.worker import Execution, call_in_thread, execute_claimed
 
 __all__ = ["ServiceWorker"]
 
-_log = logging.getLogger("synth_opt.service")
+_log = get_logger("synth_opt.service")
 
 
 class ServiceWorker:
@@ -81,7 +81,7 @@ class ServiceWorker:
         self.current = execution
         self.state = "running"
 
-    async def run_next(self, *, recover: bool = True) -> dict[str, Any] | None:
+    async def run_next(self, *, recover: bool = True) -> RunRequest | None:
         """Claim and execute one request (after the current one, if any): the request as finally written, or None."""
         async with self._lock:
             if self.stopping:
@@ -106,11 +106,11 @@ class ServiceWorker:
             finally:
                 self.current = None
                 self.state = "stopping" if self.stopping else "idle"
-            status = str(final["status"])
+            status = final.status.value
             self.finished[status] = self.finished.get(status, 0) + 1
-            self.last_request = {"request_id": final["request_id"], "run_id": final["run_id"], "status": status}
-            if final.get("error"):
-                self.last_error = final["error"]
+            self.last_request = {"request_id": final.request_id, "run_id": final.run_id, "status": status}
+            if final.error:
+                self.last_error = final.error
             return final
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -147,5 +147,6 @@ class ServiceWorker:
         with anyio.move_on_after(grace_seconds):
             async with self._lock:
                 return True
-        _log.warning("request %s did not stop within %.0f s", self.current and self.current.request_id, grace_seconds)
+        request_id = self.current and self.current.request_id
+        _log.warning("the running request did not stop in time", request_id=request_id, grace_seconds=grace_seconds)
         return False

@@ -1,49 +1,71 @@
 """The durable run queue of the standing service.
 
-- :mod:`~synth_opt.service.queue.protocol`: :class:`RunQueue`, what the service, the worker and the CLI use;
-- :mod:`~synth_opt.service.queue.sqlite`: :class:`SqliteRunQueue`, the SQLite backend (claims, leases, fencing);
+- :mod:`~synth_opt.service.queue.protocol`: :class:`RunQueue`, what the service, the worker and the CLI use, and
+  :class:`RunQueueReader`, the async reads of the HTTP handlers;
+- :mod:`~synth_opt.service.queue.records`: what they return: :class:`RunRequest`, :class:`RequestStatus`,
+  :class:`Submission`, :class:`Recovery`;
+- :mod:`~synth_opt.service.queue.sqlite`: the SQLite backend (claims, leases, fencing), and
+  :mod:`~synth_opt.service.queue.reader` its aiosqlite reader;
 - :mod:`~synth_opt.service.queue.schema`, :mod:`~synth_opt.service.queue.rows`, :mod:`~synth_opt.service.queue.health`:
-  its tables, its row views and its health summary.
+  its tables, the HTTP view of a request and its health summary.
 
-:func:`open_queue` is the one place a queue is opened: from a path or a ``sqlite:///path`` URL (another backend
-adds its scheme here).
+:func:`open_queue` is the one way to open a queue, as saq's ``Queue.from_url``: from a path or a ``sqlite:///path``
+URL. Another backend adds its scheme to ``_BACKENDS``.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from synth_opt.errors import ConfigError
-from synth_opt.service.queue.protocol import RunQueue
+from synth_opt.redact import redact_url
+from synth_opt.service.queue.protocol import RunQueue, RunQueueReader
+from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 from synth_opt.service.queue.sqlite import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "RunQueue", "SqliteRunQueue", "open_queue"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "SUPPORTED_SCHEMES",
+    "Recovery",
+    "RequestStatus",
+    "RunQueue",
+    "RunQueueReader",
+    "RunRequest",
+    "Submission",
+    "open_queue",
+]
 
-_SQLITE_PREFIX = "sqlite:///"
+SUPPORTED_SCHEMES = ("sqlite",)
 
 
 def open_queue(
     location: str | os.PathLike[str],
     *,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    clock: Callable[[], float] | None = None,
-) -> SqliteRunQueue:
-    """The queue at ``location``: a database path, or a ``sqlite:///path`` URL (``sqlite:////abs/path`` for an
-    absolute one). Any other ``scheme://`` is a :class:`~synth_opt.errors.ConfigError` naming it."""
-    text = str(location)
-    if text.startswith(_SQLITE_PREFIX):
-        text = text[len(_SQLITE_PREFIX) :]
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
+    clock: Callable[[], float] = time.time,
+) -> RunQueue:
+    """The queue at ``location``: a SQLite database path, or a ``sqlite:///relative/path`` URL
+    (``sqlite:////abs/path`` for an absolute one). Any other ``scheme://`` is a
+    :class:`~synth_opt.errors.ConfigError` naming the URL and the supported schemes. ``clock`` (seconds since the
+    epoch) is injected by tests to expire leases without sleeping."""
+    text = os.fspath(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "sqlite", text
+    elif scheme not in SUPPORTED_SCHEMES or not rest.startswith("/"):
+        schemes = ", ".join(f"{name}:///path" for name in SUPPORTED_SCHEMES)
+        shown = redact_url(text)
         raise ConfigError(
-            f"queue location {scheme}://...: no queue backend for scheme {scheme!r}; give a SQLite database path "
-            "or a sqlite:///path URL",
+            f"queue URL {shown!r}: no queue backend for scheme {scheme!r}; supported: a database path or {schemes}",
             field="db",
+            url=shown,
+            supported_schemes=list(SUPPORTED_SCHEMES),
         )
-    if not text:
-        raise ConfigError("queue location is empty; give a SQLite database path", field="db")
-    if clock is None:
-        return SqliteRunQueue(Path(text), lease_seconds=lease_seconds)
-    return SqliteRunQueue(Path(text), lease_seconds=lease_seconds, clock=clock)
+    else:
+        rest = rest[1:]  # sqlite:///relative, sqlite:////absolute
+    if not rest:
+        raise ConfigError(f"queue location {text!r} names no database; give a SQLite database path", field="db")
+    return SqliteRunQueue(Path(rest), lease_seconds=lease_seconds, clock=clock)

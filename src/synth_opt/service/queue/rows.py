@@ -1,21 +1,17 @@
-"""Plain-dict views of queue rows, and the run summary a completed request imports from a GEPA result."""
+"""The HTTP API's view of a request, JSON column text, and the run summary a completed request imports from a
+GEPA result."""
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PUBLIC_OMIT", "dumps", "public_view", "request_view", "summary_columns"]
+from synth_opt.service.queue.records import RunRequest
 
-_JSON_COLUMNS = {
-    "error_json": "error",
-    "cancel_json": "cancel",
-    "usage_json": "usage",
-    "result_json": "result",
-}
+__all__ = ["PUBLIC_OMIT", "dumps", "public_view", "summary_columns"]
+
 # what a caller of the HTTP API never sees: the lease token is the worker's proof of ownership
 PUBLIC_OMIT = frozenset({"lease_token"})
 
@@ -27,23 +23,9 @@ def dumps(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def request_view(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
-    """A ``run_requests`` row as a plain dict: JSON columns decoded under their short names, flags as booleans."""
-    data = dict(row)
-    view: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _JSON_COLUMNS:
-            view[_JSON_COLUMNS[key]] = None if value is None else json.loads(value)
-        elif key in ("cancel_requested", "fresh"):
-            view[key] = bool(value)
-        else:
-            view[key] = value
-    return view
-
-
-def public_view(request: Mapping[str, Any], *, with_result: bool = True) -> dict[str, Any]:
+def public_view(request: RunRequest, *, with_result: bool = True) -> dict[str, Any]:
     """A request as the HTTP API shows it: no lease token; optionally without the (large) full result."""
-    return {k: v for k, v in request.items() if k not in PUBLIC_OMIT and (with_result or k != "result")}
+    return {k: v for k, v in request.to_dict().items() if k not in PUBLIC_OMIT and (with_result or k != "result")}
 
 
 def _number(value: Any) -> float | None:

@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 
 from synth_opt.errors import ConfigError
+from synth_opt.service.queue.records import RequestStatus
 from synth_opt.workspace.db import connect, migrate
 from synth_opt.workspace.schema import HEALTH_TABLES
 
@@ -33,9 +34,10 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x53594E51  # "SYNQ"
-REQUEST_STATUSES = ("queued", "leased", "running", "completed", "failed", "cancelled")
-LIVE_STATUSES = ("queued", "leased", "running")
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+# the strings stored in ``run_requests.status`` are the values of RequestStatus (the CHECK below lists them)
+REQUEST_STATUSES = tuple(status.value for status in RequestStatus)
+LIVE_STATUSES = tuple(status.value for status in RequestStatus if status.live)
+TERMINAL_STATUSES = tuple(status.value for status in RequestStatus if status.terminal)
 OPERATION_KINDS = ("submit", "claim", "start", "heartbeat", "complete", "fail", "cancel", "recover", "release")
 
 

@@ -34,8 +34,10 @@ from synth_opt.errors import ConfigError, LeaseLostError, SynthOptimizerError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
 from synth_opt.service.queue.health import refresh_queue_health
 from synth_opt.service.queue.protocol import RunQueue
-from synth_opt.service.queue.rows import dumps, request_view, summary_columns
-from synth_opt.service.queue.schema import LIVE_STATUSES, REQUEST_STATUSES, open_service_db
+from synth_opt.service.queue.reader import SqliteQueueReader, list_filter, list_limit, not_found
+from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
+from synth_opt.service.queue.rows import dumps, summary_columns
+from synth_opt.service.queue.schema import LIVE_STATUSES, open_service_db
 from synth_opt.workspace.db import write_transaction
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "RunQueue", "SqliteRunQueue"]
@@ -123,8 +125,8 @@ class SqliteRunQueue:
         priority: int = 0,
         idempotency_key: str | None = None,
         fresh: bool = False,
-    ) -> dict[str, Any]:
-        """Queue a request; with a known idempotency key, return that request (``deduplicated: True``) instead.
+    ) -> Submission:
+        """Queue a request; with a known idempotency key, return that request (``deduplicated``) instead.
         ``fresh``: its first attempt starts the run directory over instead of resuming or returning what it holds."""
         now = self.clock()
         refused: SynthOptimizerError | None = None
@@ -135,7 +137,7 @@ class SqliteRunQueue:
                 if existing is not None:
                     if existing["run_id"] == run_id and existing["config_path"] == config_path:
                         self._record(conn, existing["request_id"], "submit", "deduplicated", None, key=idempotency_key)
-                        return {**request_view(existing), "deduplicated": True}
+                        return Submission(RunRequest.from_row(existing), deduplicated=True)
                     refused = QueueConflictError(
                         f"idempotency key {idempotency_key!r} already names request {existing['request_id']} for "
                         f"run {existing['run_id']} ({existing['config_path']}); use a new key for another config",
@@ -174,12 +176,12 @@ class SqliteRunQueue:
                     ),
                 ).fetchone()
                 self._record(conn, request_id, "submit", "succeeded", None, run_id=run_id, priority=priority)
-                return {**request_view(row), "deduplicated": False}
+                return Submission(RunRequest.from_row(row), deduplicated=False)
         raise refused
 
     # -- the worker's lease ---------------------------------------------------------------------------------------
 
-    def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> dict[str, Any] | None:
+    def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
         """Lease the next claimable request to ``worker_id`` (highest priority, then oldest), or None."""
         lease = float(lease_seconds or self.lease_seconds)
         token = uuid.uuid4().hex
@@ -196,9 +198,9 @@ class SqliteRunQueue:
                         (row["request_id"], kind, row[kind], worker_id, token, params["now"], row["lease_expires_at"]),
                     )
             self._record(conn, row["request_id"], "claim", "succeeded", worker_id, attempt=row["attempts"])
-            return request_view(row)
+            return RunRequest.from_row(row)
 
-    def start(self, request_id: str, lease_token: str | None = None) -> dict[str, Any]:
+    def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
         return self._fenced(
             "start",
             request_id,
@@ -207,7 +209,7 @@ class SqliteRunQueue:
             "lease_expires_at = :now + lease_seconds WHERE request_id = :id AND status = 'leased' {fence} RETURNING *",
         )
 
-    def heartbeat(self, request_id: str, lease_token: str) -> dict[str, Any]:
+    def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
         """Extend the lease by its length from now; the returned request says whether a cancel was requested."""
         return self._fenced(
             "heartbeat",
@@ -224,7 +226,7 @@ class SqliteRunQueue:
         result: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         lease_token: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunRequest:
         """End a leased or running request: ``completed`` without an error, ``cancelled`` for a ``run_cancelled``
         error, else ``failed``. ``result`` (with or without an error) fills the run summary columns."""
         status = "completed" if error is None else "cancelled" if error.get("code") == "run_cancelled" else "failed"
@@ -245,7 +247,7 @@ class SqliteRunQueue:
             **summary,
         )
 
-    def release(self, request_id: str, lease_token: str, *, reason: str) -> dict[str, Any]:
+    def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
         """Give a lease back (a worker shutting down): the request is queued again, or cancelled if that was asked."""
         return self._fenced(
             "release",
@@ -258,7 +260,7 @@ class SqliteRunQueue:
             reason=reason,
         )
 
-    def _fenced(self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any) -> dict[str, Any]:
+    def _fenced(self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any) -> RunRequest:
         """Run one worker write; fenced by the lease token when one is given. Nothing changed means the lease is
         lost (token given and no longer the request's), the request is unknown, or it is in the wrong state."""
         params = {"id": request_id, "token": lease_token, "now": self.clock(), **values}
@@ -268,7 +270,7 @@ class SqliteRunQueue:
             if row is not None:
                 self._after_write(conn, kind, row, lease_token or row["lease_token"], params["now"])
                 self._record(conn, request_id, kind, "succeeded", row["lease_owner"], attempt=row["attempts"])
-                return request_view(row)
+                return RunRequest.from_row(row)
             refused = self._refusal(conn, kind, request_id, lease_token)
             if not isinstance(refused, RunRequestNotFoundError):
                 self._record(conn, request_id, kind, "rejected", None, error=refused.error_code)
@@ -296,9 +298,7 @@ class SqliteRunQueue:
             "SELECT status, lease_owner, lease_token FROM run_requests WHERE request_id = ?", (request_id,)
         ).fetchone()
         if row is None:
-            return RunRequestNotFoundError(
-                f"run request {request_id} does not exist; list requests with GET /runs", request_id=request_id
-            )
+            return not_found(request_id)
         if lease_token is not None and row["lease_token"] != lease_token:
             return LeaseLostError(
                 f"{kind} of run request {request_id} refused: this worker's lease is gone (the request is now "
@@ -315,7 +315,7 @@ class SqliteRunQueue:
 
     # -- maintenance and control ----------------------------------------------------------------------------------
 
-    def recover(self) -> dict[str, Any]:
+    def recover(self) -> Recovery:
         """Requeue every leased or running request whose lease has expired (or cancel it, if a cancel was asked),
         and refresh the queue's freshness and invariant rows."""
         now = self.clock()
@@ -349,11 +349,11 @@ class SqliteRunQueue:
                     to=to,
                 )
             health = refresh_queue_health(conn, now)
-        requeued = [r["request_id"] for r in expired if not r["cancel_requested"]]
-        cancelled = [r["request_id"] for r in expired if r["cancel_requested"]]
-        return {"recovered": len(expired), "requeued": requeued, "cancelled": cancelled, "invariants": health}
+        requeued = tuple(r["request_id"] for r in expired if not r["cancel_requested"])
+        cancelled = tuple(r["request_id"] for r in expired if r["cancel_requested"])
+        return Recovery(requeued=requeued, cancelled=cancelled, invariants=health)
 
-    def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> dict[str, Any]:
+    def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> RunRequest:
         """Cancel a queued request at once; ask a leased or running one to stop (its worker polls
         ``cancel_requested``). A terminal request is returned unchanged."""
         now = self.clock()
@@ -375,28 +375,26 @@ class SqliteRunQueue:
                 ).fetchone()
                 self._record(conn, request_id, "cancel", "succeeded", None, phase="requested", reason=reason)
             if row is not None:
-                return request_view(row)
+                return RunRequest.from_row(row)
         raise RunRequestNotFoundError(f"run request {request_id} does not exist; list requests with GET /runs")
 
-    def get(self, request_id: str) -> dict[str, Any]:
+    def get(self, request_id: str) -> RunRequest:
         with self._lock:
             row = self._conn.execute("SELECT * FROM run_requests WHERE request_id = ?", (request_id,)).fetchone()
         if row is None:
-            raise RunRequestNotFoundError(
-                f"run request {request_id} does not exist; list requests with GET /runs", request_id=request_id
-            )
-        return request_view(row)
+            raise not_found(request_id)
+        return RunRequest.from_row(row)
 
-    def list_requests(self, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]:
         """Requests, newest first, optionally of one status."""
-        if status is not None and status not in REQUEST_STATUSES:
-            raise ConfigError(
-                f"unknown request status {status!r}; use one of {', '.join(REQUEST_STATUSES)}", field="status"
-            )
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        where, params = list_filter(status)
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT * FROM run_requests {where} ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
-                (*params, max(1, min(int(limit), 1000))),
+                (*params, list_limit(limit)),
             ).fetchall()
-        return [request_view(row) for row in rows]
+        return [RunRequest.from_row(row) for row in rows]
+
+    def reader(self) -> SqliteQueueReader:
+        """An async (aiosqlite) reader of this queue's file, for the service's HTTP handlers."""
+        return SqliteQueueReader(self.db_path)
