@@ -1,0 +1,300 @@
+"""The supervisor alone, driven through in-memory lanes by a script that plays the rollout and proposer workers.
+
+The script reads the supervisor's requests from its lanes (``RolloutJob``s, ``ProposeJob``s) and answers them:
+every rollout's reward is a function of the candidate's text and the row, every proposal's text (or failure) a
+function of the proposal's index. The tests check the decisions (which child is accepted or rejected, the
+frontier, why the search stops) and that they do not depend on the order in which the lanes answer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutDone, RolloutJob, SupervisorMessage
+from synth_opt.actors.supervisor import SearchOutcome, Supervisor, SupervisorSettings
+from synth_opt.container.wire import RolloutReply
+from synth_opt.errors import ProposerReplyError
+from synth_opt.events import DECISION_TYPES, Event, EventBus
+from synth_opt.gepa import (
+    STOPPING_RULES,
+    BudgetLedger,
+    GepaState,
+    Limits,
+    SearchSettings,
+    Stop,
+    StopView,
+    register_stopping_rule,
+)
+from synth_opt.gepa.candidates import candidate_id
+from synth_opt.lanes import Channel, open_channel
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.usage import Usage
+
+TRAIN = [f"t{i}" for i in range(6)]
+PARETO = [f"p{i}" for i in range(4)]
+
+# reward by candidate text: on every train row, and on each pareto row
+TRAIN_REWARD = {"v0": 0.25, "v1": 0.5, "v2": 0.125, "v3": 0.75}
+PARETO_REWARD = {
+    "v0": {"p0": 0.25, "p1": 0.25, "p2": 0.25, "p3": 0.25},
+    "v1": {"p0": 0.75, "p1": 0.75, "p2": 0.25, "p3": 0.25},  # mean 0.5
+    "v3": {"p0": 0.5, "p1": 0.5, "p2": 1.0, "p3": 1.0},  # mean 0.75, but v1 still leads on p0 and p1
+}
+FAIL = "<unusable reply>"
+# proposal index -> what the proposer answers: a text, or an unusable reply (a failed proposal)
+PROPOSALS = {0: "v1", 1: "v2", 2: FAIL, 3: "v3"}
+
+
+def reward(text: str, row: str) -> float:
+    if row in PARETO:
+        return PARETO_REWARD.get(text, {}).get(row, 0.0)
+    return TRAIN_REWARD.get(text, 0.0)
+
+
+def cid(text: str) -> str:
+    return candidate_id({"instruction": text})
+
+
+Order = Callable[[list[Any]], list[Any]]
+
+
+def in_order(items: list[Any]) -> list[Any]:
+    return items
+
+
+def reversed_order(items: list[Any]) -> list[Any]:
+    return items[::-1]
+
+
+def shuffled(seed: int) -> Order:
+    rng = random.Random(seed)
+
+    def order(items: list[Any]) -> list[Any]:
+        return rng.sample(items, len(items))
+
+    return order
+
+
+@dataclass
+class ScriptedLanes:
+    """Both workers in one task: whenever every other task is blocked, it takes every request waiting in the
+    lanes, answers all of them, and sends the answers (whole batches and proposer replies) in ``order``."""
+
+    order: Order = in_order
+    proposals: dict[int, str] = field(default_factory=lambda: dict(PROPOSALS))
+    batches: dict[int, list[RolloutJob]] = field(default_factory=dict)
+    asked: list[int] = field(default_factory=list)
+    reordered: int = 0
+    """Rounds whose answers went out in another order than the requests came in."""
+
+    async def serve(
+        self,
+        rollouts: MemoryObjectReceiveStream[RolloutJob],
+        proposals: MemoryObjectReceiveStream[ProposeJob],
+        inbox: MemoryObjectSendStream[SupervisorMessage],
+    ) -> None:
+        async with rollouts, proposals, inbox:
+            open_lanes = 2
+            while open_lanes:
+                await anyio.wait_all_tasks_blocked()
+                answers: list[SupervisorMessage] = []
+                open_lanes = 0
+                for lane, answer in ((rollouts, self._rollout), (proposals, self._propose)):
+                    closed = self._drain(lane, answer, answers)
+                    open_lanes += not closed
+                ordered = self.order(answers)
+                self.reordered += ordered != answers
+                for message in ordered:
+                    await inbox.send(message)
+
+    @staticmethod
+    def _drain(
+        lane: MemoryObjectReceiveStream[Any], answer: Callable[[Any], SupervisorMessage | None], out: list[Any]
+    ) -> bool:
+        """Answer every request waiting in ``lane``; True once the supervisor closed it."""
+        while True:
+            try:
+                request = lane.receive_nowait()
+            except anyio.WouldBlock:
+                return False
+            except anyio.EndOfStream:
+                return True
+            message = answer(request)
+            if message is not None:
+                out.append(message)
+
+    def _rollout(self, job: RolloutJob) -> BatchDone | None:
+        batch = self.batches.setdefault(job.batch_id, [])
+        batch.append(job)
+        if len(batch) < job.batch_size:
+            return None
+        del self.batches[job.batch_id]
+        results = tuple(
+            RolloutDone(
+                job, RolloutReply(job.rollout_id, "ok", reward(job.candidate["instruction"], job.task_id)), None, 0.0
+            )
+            for job in sorted(batch, key=lambda job: job.position)
+        )
+        return BatchDone(job.batch_id, results)
+
+    def _propose(self, job: ProposeJob) -> ProposeDone:
+        self.asked.append(job.proposal_index)
+        text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
+        if text == FAIL:
+            error = ProposerReplyError("no proposal in the reply", raw_reply=FAIL, usage=Usage(calls=1))
+            return ProposeDone(job.proposal_index, None, error)
+        return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=Usage(calls=1)), None)
+
+
+@dataclass
+class Run:
+    outcome: SearchOutcome
+    supervisor: Supervisor
+    events: list[Event]
+    asked: list[int]
+    reordered: int
+
+    def status(self, text: str) -> str:
+        return str(self.supervisor.registry[cid(text)]["status"])
+
+    def decisions(self) -> list[tuple[str, str]]:
+        return [(event.type, event.message) for event in self.events if event.type in DECISION_TYPES]
+
+    def decided(self) -> list[str]:
+        """The messages of the decisions proper: acceptance, failure, stop."""
+        kinds = ("acceptance.decided", "proposal.failed", "search.stopped")
+        return [event.message for event in self.events if event.type in kinds]
+
+    def stopped(self) -> list[str]:
+        return [event.message for event in self.events if event.type == "search.stopped"]
+
+
+async def drive(
+    *,
+    max_in_flight: int = 1,
+    train_rollouts: int = 33,
+    score_threshold: float | None = None,
+    no_improvement_iterations: int | None = None,
+    order: Order = in_order,
+) -> Run:
+    bus = EventBus()
+    events: list[Event] = []
+    bus.on_event(events.append)
+    state = GepaState(SearchSettings(seed=7, modules=("instruction",), selector="current_best"), PARETO, TRAIN)
+    settings = SupervisorSettings(
+        run_id="scripted",
+        max_in_flight=max_in_flight,
+        heldout_ids=(),
+        rows={row: {"id": row} for row in TRAIN + PARETO},
+        score_threshold=score_threshold,
+        no_improvement_iterations=no_improvement_iterations,
+    )
+    ledger = BudgetLedger(Limits(train_rollouts=train_rollouts, heldout_rollouts=0))
+    supervisor = Supervisor(
+        state=state, ledger=ledger, bus=bus, settings=settings, seed={"instruction": "v0"}, clock=lambda: 0.0
+    )
+    inbox: Channel[SupervisorMessage] = open_channel(1000)
+    rollouts: Channel[RolloutJob] = open_channel(1000)
+    proposals: Channel[ProposeJob] = open_channel(1000)
+    lanes = ScriptedLanes(order=order)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lanes.serve, rollouts.receive, proposals.receive, inbox.send)
+            outcome = await supervisor.run(inbox.receive, rollouts.send, proposals.send)
+    return Run(outcome, supervisor, events, lanes.asked, lanes.reordered)
+
+
+@pytest.mark.anyio
+async def test_each_proposal_is_decided_and_the_search_stops_when_the_budget_is_spent() -> None:
+    run = await drive()
+    assert run.asked == [0, 1, 2, 3]
+    assert [run.status(text) for text in ("v0", "v1", "v2", "v3")] == ["seed", "accepted", "rejected", "accepted"]
+    assert run.decided() == [
+        "proposal 0: accepted (improved, 1.5 vs 0.75)",
+        "proposal 1: rejected (not_improved, 0.375 vs 1.5)",
+        "proposal 2: failed (no proposal in the reply; the reply starts: '<unusable reply>')",
+        "proposal 3: accepted (improved, 2.25 vs 1.5)",
+        "the next proposal does not fit in the budget (max_total_rollouts)",
+    ]
+    outcome = run.outcome
+    assert (outcome.proposals, outcome.accepted, outcome.proposals_failed) == (4, 2, 1)
+    assert outcome.stop_reason == "max_total_rollouts"
+    assert run.stopped() == ["the next proposal does not fit in the budget (max_total_rollouts)"]
+    assert outcome.rollouts_train == 33  # seed 4, then 10, 6, 3 and 10: exactly the cap
+    assert outcome.best.candidate_id == cid("v3") and outcome.best.mean == 0.75
+    assert run.supervisor.state.order == [cid("v0"), cid("v1"), cid("v3")]
+    fronts = {row: set(front) for row, front in run.supervisor.state.fronts().items()}
+    assert fronts == {"p0": {cid("v1")}, "p1": {cid("v1")}, "p2": {cid("v3")}, "p3": {cid("v3")}}
+
+
+@pytest.mark.anyio
+async def test_the_score_threshold_stops_the_search_after_the_commit_that_reaches_it() -> None:
+    run = await drive(score_threshold=0.5)
+    assert run.asked == [0]
+    assert run.outcome.stop_reason == "score_threshold" and run.outcome.proposals == 1
+    assert run.stopped() == ["best mean 0.5000 reached score_threshold 0.5"]
+    assert run.outcome.best.candidate_id == cid("v1")
+
+
+@pytest.mark.anyio
+async def test_no_improvement_stops_after_that_many_commits_without_a_better_best() -> None:
+    run = await drive(no_improvement_iterations=2)
+    assert run.asked == [0, 1, 2]  # v2 rejected, then a failed proposal: two commits without a better best
+    assert run.outcome.stop_reason == "no_improvement_iterations"
+    assert run.stopped() == ["no improvement in 2 proposals"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "order", [reversed_order, shuffled(1), shuffled(2)], ids=["reversed", "shuffled1", "shuffled2"]
+)
+async def test_decisions_do_not_depend_on_the_order_the_lanes_answer_in(order: Order) -> None:
+    """Several proposals in flight: the lanes answer each round of requests in a different order, and the
+    supervisor still commits in proposal order, so the decisions, the pool and the stop are the same."""
+    first = await drive(max_in_flight=3, train_rollouts=60)
+    other = await drive(max_in_flight=3, train_rollouts=60, order=order)
+    assert first.reordered == 0 and other.reordered > 0
+    assert other.decisions() == first.decisions()
+    assert {k: v["status"] for k, v in other.supervisor.registry.items()} == {
+        k: v["status"] for k, v in first.supervisor.registry.items()
+    }
+    assert other.supervisor.state.order == first.supervisor.state.order
+    assert other.outcome.stop_reason == first.outcome.stop_reason == "max_total_rollouts"
+    assert (other.outcome.proposals, other.outcome.accepted) == (first.outcome.proposals, first.outcome.accepted)
+    assert other.outcome.rollouts_train == first.outcome.rollouts_train
+    assert first.outcome.accepted >= 2 and first.status("v2") == "rejected"
+
+
+@dataclass(frozen=True)
+class AfterCommits:
+    """A stopping rule defined here: stop after ``limit`` commits."""
+
+    limit: int
+    name: str = "after_commits"
+
+    def check(self, view: StopView) -> Stop | None:
+        return Stop(self.name, f"{view.commits} proposals committed") if view.commits >= self.limit else None
+
+
+@pytest.fixture
+def after_two_commits() -> Iterator[None]:
+    rule = register_stopping_rule(AfterCommits(limit=2))
+    try:
+        yield
+    finally:
+        del STOPPING_RULES[rule.name]
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("after_two_commits")
+async def test_a_stopping_rule_registered_here_stops_the_search() -> None:
+    run = await drive()
+    assert run.asked == [0, 1]
+    assert run.outcome.stop_reason == "after_commits" and run.stopped() == ["2 proposals committed"]
