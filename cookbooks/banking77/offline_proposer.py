@@ -1,10 +1,8 @@
 """A deterministic offline proposer for the Banking77 keyword policy, speaking the codex app-server protocol.
 
 It stands in for ``codex app-server`` so the demo and the tests drive the optimizer's real proposer client with no
-network and no key. Protocol (newline-delimited JSON, JSON-RPC without the ``jsonrpc`` member): it answers
-``initialize`` and ``thread/start``, accepts the ``initialized`` notification, and on ``turn/start`` answers with
-the turn, then sends ``turn/started``, ``item/completed`` (one ``agentMessage`` holding the reply),
-``thread/tokenUsage/updated`` and ``turn/completed``. It exits on end of input.
+network and no key; :mod:`synth_opt.proposers.stdio_app_server` speaks the protocol around :func:`propose`
+(``cookbook_kit.proposer``).
 
 The reply is a pure function of the turn's text (no data files, no memory across calls; a restarted proposer
 answers the same). It reads the request in the fenced ``json synth-opt-reflection`` block and edits the keyword
@@ -29,14 +27,14 @@ import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``banking77``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from banking77.policy import stem
+from cookbook_kit.proposer import distinct_proposals, offline_proposer, wanted_proposals
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["ADD_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -136,26 +134,18 @@ def _reward(record: Mapping[str, Any]) -> float:
 
 def propose(request: Mapping[str, Any]) -> list[str]:
     """The proposals for one reflection request: ``request["proposals"]`` distinct texts where edits allow."""
-    wanted = max(1, int(request.get("proposals") or 1))
     current = str(request["current_text"])
-    texts: list[str] = []
-    for extra in range(wanted + 8):
+
+    def variant(extra: int) -> str:
         text = _edit(request, ADD_WORDS + extra)
         if text == current:  # nothing failed: reinforce the correct records instead
             text = _edit(request, 1 + extra, failures=False)
-        if text not in texts:
-            texts.append(text)
-        if len(texts) == wanted:
-            break
-    return texts
+        return text
+
+    return distinct_proposals(request, map(variant, range(wanted_proposals(request) + 8)), keep_unchanged=True)
 
 
-reply_for_turn = proposals_reply(propose)
-
-
-def serve(stdin: TextIO, stdout: TextIO) -> int:
-    """Answer app-server requests line by line until end of input."""
-    return serve_app_server(reply_for_turn, stdin, stdout, name="banking77-offline-proposer")
+reply_for_turn, serve = offline_proposer(propose, name="banking77-offline-proposer")
 
 
 if __name__ == "__main__":

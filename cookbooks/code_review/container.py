@@ -11,8 +11,6 @@ Run it: ``python cookbooks/code_review/container.py --port 8932`` (or ``PORT=893
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,16 +19,16 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``code_review``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
 from code_review import diffs, policy, scoring
-from synth_opt.policies.check import CHECK_ROUTE, container_check
+from cookbook_kit import container as kit
+from cookbook_kit.container import CANDIDATE_FIELD
 
 __all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "main"]
 
 PROGRAM_ID = "code_review.checklist_reviewer.v1"
-CANDIDATE_FIELD = "system_prompt"
 TASK_DESCRIPTION = (
     "Code review: each task is one small unified diff (Python mostly, some JavaScript, shell and SQL) written with "
     "known defects on its added lines, or none. The review reports findings `<new-file line>: <category>`; the "
@@ -41,6 +39,15 @@ TASK_DESCRIPTION = (
     "every added line (a pattern is a phrase of code tokens, STR / FSTR for string literals, ... for a gap, or a "
     "/regex/); the `llm` policy gives the text to a model as its system prompt and the diff as the user message."
 )
+TASK = kit.PromptTask(
+    task_id="code_review",
+    task_name="Code review",
+    summary="Code review of small diffs with known defects (F1 reward)",
+    description=TASK_DESCRIPTION,
+    program_id=PROGRAM_ID,
+    module_id="reviewer",
+    policies=("checklist", "llm"),
+)
 
 
 def build_container() -> Container:
@@ -49,40 +56,14 @@ def build_container() -> Container:
     tasks = {task.task_id: task for split in diffs.SPLITS for task in by_split[split]}
     seed = policy.seed_checklist()
     served: set[str] = set()
-    container = Container(
-        "code_review",
-        description="Code review of small diffs with known defects (F1 reward)",
+    container = kit.prompt_container(
+        TASK,
+        seed=seed,
+        served=served,
         metadata={"categories": list(diffs.CATEGORIES)},
-        default_submission_mode="sync",
+        live_metadata=lambda: {"categories": list(diffs.CATEGORIES)},
+        task_metadata={"categories": list(diffs.CATEGORIES)},
     )
-
-    @container.metadata_route
-    async def metadata() -> dict[str, Any]:
-        return {"metadata": {"served_rollouts": len(served), "categories": list(diffs.CATEGORIES)}}
-
-    @container.program
-    async def program() -> dict[str, Any]:
-        module = {
-            "module_id": "reviewer",
-            "role": "system",
-            "content": seed,
-            "mutable": True,
-            "candidate_field": CANDIDATE_FIELD,
-        }
-        return {
-            "program_id": PROGRAM_ID,
-            "modules": [module],
-            "target_modules": [CANDIDATE_FIELD],
-            "seed_candidate": {CANDIDATE_FIELD: seed},
-        }
-
-    @container.task_info
-    async def task_info() -> dict[str, Any]:
-        return {
-            "task": {"task_id": "code_review", "task_name": "Code review", "description": TASK_DESCRIPTION},
-            "description": TASK_DESCRIPTION,
-            "metadata": {"categories": list(diffs.CATEGORIES)},
-        }
 
     @container.taskset
     async def taskset() -> dict[str, Any]:
@@ -102,53 +83,29 @@ def build_container() -> Container:
 
     @container.taskset_tasks
     async def taskset_tasks(payload: dict[str, Any]) -> dict[str, Any]:
-        split = str(payload.get("split") or "train")
-        if split not in diffs.SPLITS:
-            raise HTTPException(status_code=404, detail=f"unknown split {split!r}; the splits are train and test")
-        raw_ids = payload.get("task_ids")
-        if raw_ids is not None and not isinstance(raw_ids, list):
-            raise HTTPException(status_code=422, detail="task_ids must be a list of task ids")
-        task_ids = [str(task_id) for task_id in raw_ids or []]
-        unknown = [task_id for task_id in task_ids if task_id not in tasks or tasks[task_id].split != split]
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise HTTPException(status_code=404, detail=f"unknown task id(s) in split {split!r}: {shown}")
+        task_ids = kit.requested_task_ids(
+            payload, diffs.SPLITS, lambda task_id, split: task_id in tasks and tasks[task_id].split == split
+        )
         return {"tasks": [tasks[task_id].row() for task_id in task_ids]}
 
     @container.rollout
     async def rollout(payload: dict[str, Any]) -> dict[str, Any]:
-        rollout_id = payload.get("rollout_id")
-        if not isinstance(rollout_id, str) or not rollout_id:
-            raise HTTPException(status_code=422, detail="rollout_id (a non-empty string) is required")
-        candidate = payload.get("candidate")
-        if not isinstance(candidate, dict) or not isinstance(candidate.get(CANDIDATE_FIELD), str):
-            raise HTTPException(status_code=422, detail=f"candidate.{CANDIDATE_FIELD} (a string) is required")
+        request = kit.rollout_request(payload, TASK)
         task_id, diff, defects = _task(payload, tasks)
-        policy_table = payload.get("policy") or {}
-        if not isinstance(policy_table, dict):
-            raise HTTPException(status_code=422, detail="policy must be an object")
-        policy_type = str(policy_table.get("type") or "checklist")
-        prompt = candidate[CANDIDATE_FIELD]
-        trace: dict[str, Any] = {"policy": policy_type}
-        if policy_type == "checklist":
-            findings = policy.review(prompt, diff)
-            problems = policy.parse_checklist(prompt).problems
+        trace: dict[str, Any] = {"policy": request.policy_type}
+        if request.policy_type == "checklist":
+            findings = policy.review(request.prompt, diff)
+            problems = policy.parse_checklist(request.prompt).problems
             if problems:
                 trace["checklist_problems"] = list(problems)
-            usage: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-            usage["cost_usd"] = 0.0
-        elif policy_type == "llm":
+            usage = kit.zero_usage()
+        else:
             try:
-                findings, reply, usage = await policy.predict_llm(prompt, diff, policy_table)
+                findings, reply, usage = await policy.predict_llm(request.prompt, diff, request.policy)
             except policy.LlmPolicyError as exc:
                 raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
             trace["reply"] = reply
-        else:
-            raise HTTPException(
-                status_code=400,
-                detail=f"unknown policy.type {policy_type!r}; this container runs checklist or llm",
-            )
-        served.add(rollout_id)
+        served.add(request.rollout_id)
         pairs = [(finding.line, finding.category) for finding in findings]
         score = scoring.score_findings(pairs, defects)
         rules = {(finding.line, finding.category): finding.rule for finding in findings}
@@ -161,7 +118,7 @@ def build_container() -> Container:
         }
         metrics = {"precision": score.precision, "recall": score.recall, "f1": score.f1, "true_positives": score.tp}
         return RolloutResult(
-            rollout_id=rollout_id,
+            rollout_id=request.rollout_id,
             reward=score.f1,
             task_id=task_id,
             trace=trace,
@@ -199,7 +156,6 @@ def build_app() -> FastAPI:
     """The container's web app: its routes plus the start-up check (``POST /health/check``,
     :mod:`synth_opt.policies.check`): a review that names a train diff's known defects scores 1, the policy type is
     known and, for ``llm``, its endpoint serves its model."""
-    app = build_container().fastapi()
     task = diffs.tasks()["train"][0]
 
     async def known_good() -> str:
@@ -209,29 +165,12 @@ def build_app() -> FastAPI:
         findings = policy.review(policy.seed_checklist(), task.diff)
         return f"{task.task_id}: its known defects score 1; the seed checklist finds {len(findings)}"
 
-    @app.post(CHECK_ROUTE)
-    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
-        return await container_check(
-            payload.get("policy"),
-            known_good=("scoring", known_good),
-            policy_types=("checklist", "llm"),
-            llm_max_tokens=400,
-        )
-
-    return app
+    return kit.with_start_up_check(build_container(), TASK, known_good=("scoring", known_good), llm_max_tokens=400)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the code-review task container.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8932")))
-    args = parser.parse_args(argv)
-    import uvicorn
-
-    app = build_app()
-    print(f"code_review container on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    args = kit.container_parser("Serve the code-review task container.", 8932).parse_args(argv)
+    return kit.serve(build_app(), args, f"code_review container on http://{args.host}:{args.port}")
 
 
 if __name__ == "__main__":

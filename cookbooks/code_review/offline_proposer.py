@@ -1,10 +1,8 @@
 """A deterministic offline proposer for the code-review checklist policy, speaking the codex app-server protocol.
 
 It stands in for ``codex app-server`` so the demo and the tests drive the optimizer's real proposer client with no
-network and no key. Protocol (newline-delimited JSON, JSON-RPC without the ``jsonrpc`` member): it answers
-``initialize`` and ``thread/start``, accepts the ``initialized`` notification, and on ``turn/start`` answers with
-the turn, then sends ``turn/started``, ``item/completed`` (one ``agentMessage`` holding the reply),
-``thread/tokenUsage/updated`` and ``turn/completed``. It exits on end of input.
+network and no key; :mod:`synth_opt.proposers.stdio_app_server` speaks the protocol around :func:`propose`
+(``cookbook_kit.proposer``).
 
 The reply is a pure function of the turn's text (no data files, no memory across calls; a restarted proposer
 answers the same). It reads the request in the fenced ``json synth-opt-reflection`` block: the current checklist
@@ -36,14 +34,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``code_review``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from code_review.policy import RULE_LINE, parse_checklist, parse_diff, phrase_matches, render_phrase, tokenize
+from cookbook_kit.proposer import distinct_proposals, offline_proposer, wanted_proposals
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["MAX_WINDOW", "extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -253,29 +251,13 @@ def _exception_matches(source: str, line: _Line) -> bool:
 
 def propose(request: Mapping[str, Any]) -> list[str]:
     """The proposals for one reflection request: ``request["proposals"]`` distinct texts where edits allow."""
-    wanted = max(1, int(request.get("proposals") or 1))
-    current = str(request["current_text"])
     records = [record for record in request.get("records") or [] if isinstance(record, Mapping)]
     evidence = _evidence(records)
-    texts: list[str] = []
-    for variant in range(wanted + 4):
-        text = _edit(request, evidence, variant)
-        if text != current and text not in texts:
-            texts.append(text)
-        if len(texts) == wanted:
-            break
-    return texts or [current]
+    variants = (_edit(request, evidence, variant) for variant in range(wanted_proposals(request) + 4))
+    return distinct_proposals(request, variants, keep_unchanged=False) or [str(request["current_text"])]
 
 
-reply_for_turn = proposals_reply(propose)
-
-
-# ------------------------------------------------------------------------------------------------------- protocol
-
-
-def serve(stdin: TextIO, stdout: TextIO) -> int:
-    """Answer app-server requests line by line until end of input."""
-    return serve_app_server(reply_for_turn, stdin, stdout, name="code-review-offline-proposer")
+reply_for_turn, serve = offline_proposer(propose, name="code-review-offline-proposer")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the cookbooks' shared cookbook_kit
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # crafter_cookbook
 
 from crafter_cookbook.app import build_app, build_container, main
 

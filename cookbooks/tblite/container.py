@@ -12,8 +12,6 @@ Run it: ``python cookbooks/tblite/container.py --port 8932`` (or ``PORT=8932``).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,18 +20,17 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the cookbook importable as the package ``tblite``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi import Body, FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException
 from synth_containers import Container, RolloutResult
 
-from synth_opt.policies.check import CHECK_ROUTE, container_check
+from cookbook_kit import container as kit
+from cookbook_kit.container import CANDIDATE_FIELD
 from tblite import policy, sandbox
 from tblite.tasks import SPLITS, TASKS, Task
 
 __all__ = ["CANDIDATE_FIELD", "PROGRAM_ID", "build_app", "build_container", "main"]
 
 PROGRAM_ID = "tblite.shell_agent.v1"
-CANDIDATE_FIELD = "system_prompt"
-POLICIES = ("playbook", "llm")
 TASK_DESCRIPTION = (
     "tblite: small terminal tasks (file and text manipulation, small scripts, data wrangling). Each task has an "
     "instruction, declared parameters (params: input file, pattern, column...) and a hint naming the general "
@@ -45,47 +42,29 @@ TASK_DESCRIPTION = (
     "placeholder; rules run in prompt order. The `llm` policy gives the text to a model as its system prompt and "
     "runs the bash blocks it replies with, for a few turns."
 )
+TASK = kit.PromptTask(
+    task_id="tblite",
+    task_name="tblite",
+    summary="tblite: small terminal tasks scored by pytest checks",
+    description=TASK_DESCRIPTION,
+    program_id=PROGRAM_ID,
+    module_id="agent",
+    policies=("playbook", "llm"),
+)
 
 
 def build_container(tasks: Sequence[Task] = TASKS) -> Container:
     rows = {task.task_id: task for task in tasks}
     served: set[str] = set()
     seed = policy.seed_prompt()
-    container = Container(
-        "tblite",
-        description="tblite: small terminal tasks scored by pytest checks",
+    container = kit.prompt_container(
+        TASK,
+        seed=seed,
+        served=served,
         metadata={"tasks": len(rows)},
-        default_submission_mode="sync",
+        live_metadata=lambda: {"tasks": len(rows), "network_isolation": sandbox.network_isolation()[1]},
+        task_metadata={"tasks": len(rows)},
     )
-
-    @container.metadata_route
-    async def metadata() -> dict[str, Any]:
-        _, network = sandbox.network_isolation()
-        return {"metadata": {"served_rollouts": len(served), "tasks": len(rows), "network_isolation": network}}
-
-    @container.program
-    async def program() -> dict[str, Any]:
-        module = {
-            "module_id": "agent",
-            "role": "system",
-            "content": seed,
-            "mutable": True,
-            "candidate_field": CANDIDATE_FIELD,
-        }
-        return {
-            "program_id": PROGRAM_ID,
-            "modules": [module],
-            "target_modules": [CANDIDATE_FIELD],
-            "seed_candidate": {CANDIDATE_FIELD: seed},
-        }
-
-    @container.task_info
-    async def task_info() -> dict[str, Any]:
-        return {
-            "task": {"task_id": "tblite", "task_name": "tblite", "description": TASK_DESCRIPTION},
-            "description": TASK_DESCRIPTION,
-            "metadata": {"tasks": len(rows)},
-        }
 
     @container.taskset
     async def taskset() -> dict[str, Any]:
@@ -104,45 +83,20 @@ def build_container(tasks: Sequence[Task] = TASKS) -> Container:
 
     @container.taskset_tasks
     async def taskset_tasks(payload: dict[str, Any]) -> dict[str, Any]:
-        split = payload.get("split", "train")
-        if split not in SPLITS:
-            raise HTTPException(
-                status_code=404, detail=f"split: unknown split {split!r}; the splits are train and test"
-            )
-        task_ids = payload.get("task_ids")
-        if task_ids is None:
-            task_ids = []
-        if not isinstance(task_ids, list):
-            raise HTTPException(status_code=422, detail="task_ids must be a list of task id strings")
-        wanted = [str(task_id) for task_id in task_ids]
-        unknown = [task_id for task_id in wanted if task_id not in rows or rows[task_id].split != split]
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            raise HTTPException(status_code=404, detail=f"task_ids: unknown task id(s) in split {split!r}: {shown}")
-        return {"tasks": [rows[task_id].row() for task_id in wanted]}
+        task_ids = kit.requested_task_ids(
+            payload, SPLITS, lambda task_id, split: task_id in rows and rows[task_id].split == split
+        )
+        return {"tasks": [rows[task_id].row() for task_id in task_ids]}
 
     @container.rollout
     async def rollout(payload: dict[str, Any]) -> dict[str, Any]:
-        rollout_id = str(payload.get("rollout_id") or "")
-        if not rollout_id:
-            raise HTTPException(status_code=422, detail="rollout_id (a non-empty string) is required")
-        candidate = payload.get("candidate")
-        if not isinstance(candidate, dict) or not isinstance(candidate.get(CANDIDATE_FIELD), str):
-            raise HTTPException(status_code=422, detail=f"candidate.{CANDIDATE_FIELD} (a string) is required")
+        request = kit.rollout_request(payload, TASK)
         task = _task(payload, rows)
-        policy_table = payload.get("policy") or {}
-        if not isinstance(policy_table, dict):
-            raise HTTPException(status_code=422, detail="policy must be an object")
-        policy_type = str(policy_table.get("type") or "playbook")
-        if policy_type not in POLICIES:
-            raise HTTPException(
-                status_code=400, detail=f"policy.type {policy_type!r} is unknown; this container runs playbook or llm"
-            )
-        timeout = _command_timeout(policy_table)
-        result = await _run_episode(task, candidate[CANDIDATE_FIELD], policy_type, policy_table, timeout)
-        served.add(rollout_id)
+        timeout = _command_timeout(request.policy)
+        result = await _run_episode(task, request.prompt, request.policy_type, request.policy, timeout)
+        served.add(request.rollout_id)
         reply: dict[str, Any] = RolloutResult(
-            rollout_id=rollout_id,
+            rollout_id=request.rollout_id,
             reward=result["reward"],
             task_id=task.task_id,
             trace=result["trace"],
@@ -189,8 +143,7 @@ async def _run_episode(
     task: Task, prompt: str, policy_type: str, policy_table: Mapping[str, Any], command_timeout: float
 ) -> dict[str, Any]:
     row = task.row()
-    usage: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    usage["cost_usd"] = 0.0
+    usage = kit.zero_usage()
     async with sandbox.Sandbox(task, command_timeout=command_timeout) as box:
         trace: dict[str, Any] = {
             "policy": policy_type,
@@ -279,7 +232,6 @@ def build_app(tasks: Sequence[Task] = TASKS) -> FastAPI:
     """The container's web app: its routes plus the start-up check (``POST /health/check``,
     :mod:`synth_opt.policies.check`): a train task's oracle solution passes its pytest checks in the sandbox, the
     policy type is known and, for ``llm``, its endpoint serves its model."""
-    app = build_container(tasks).fastapi()
     task = next(task for task in tasks if task.split == "train")
 
     async def known_good() -> str:
@@ -295,31 +247,14 @@ def build_app(tasks: Sequence[Task] = TASKS) -> FastAPI:
             raise RuntimeError(f"{task.task_id}: its oracle solution fails its own checks ({shown})")
         return f"{task.task_id}: its oracle solution passes its {len(checks)} pytest checks (network: {box.network})"
 
-    @app.post(CHECK_ROUTE)
-    async def health_check(payload: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
-        return await container_check(
-            payload.get("policy"), known_good=("sandbox", known_good), policy_types=POLICIES, llm_max_tokens=512
-        )
-
-    return app
+    return kit.with_start_up_check(build_container(tasks), TASK, known_good=("sandbox", known_good), llm_max_tokens=512)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve the tblite task container.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8932")))
-    args = parser.parse_args(argv)
-    import uvicorn
-
+    args = kit.container_parser("Serve the tblite task container.", 8932).parse_args(argv)
     _, network = sandbox.network_isolation()
-    app = build_app()
-    print(
-        f"tblite container on http://{args.host}:{args.port} ({len(TASKS)} tasks; network isolation: {network})",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    banner = f"tblite container on http://{args.host}:{args.port} ({len(TASKS)} tasks; network isolation: {network})"
+    return kit.serve(build_app(), args, banner)
 
 
 if __name__ == "__main__":

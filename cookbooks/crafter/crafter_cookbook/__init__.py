@@ -2,8 +2,8 @@
 
 It lives in this package, not beside ``container.py`` as a package named ``crafter``, because a folder named
 ``crafter`` that is importable would shadow the real ``crafter`` package from PyPI that the cookbook runs.
-``cookbooks/crafter`` therefore has no ``__init__.py``; its scripts put their own folder on ``sys.path`` and import
-``crafter_cookbook``.
+``cookbooks/crafter`` therefore has no ``__init__.py``; its scripts put their own folder (and ``cookbooks/``, for the
+shared ``cookbook_kit``) on ``sys.path`` and import ``crafter_cookbook``.
 
 - :mod:`crafter_cookbook.game`: the real crafter environment, made exact and fast (no pixels), the text
   observation, and the environment's own rules (crafter's ``data.yaml``) used to explain what a press needed;

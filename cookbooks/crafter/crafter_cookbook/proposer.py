@@ -1,10 +1,8 @@
 """A deterministic offline proposer for the Crafter plan agent, speaking the codex app-server protocol.
 
 It stands in for ``codex app-server`` so the offline run drives the optimizer's real proposer client with no network
-and no key. Protocol (newline-delimited JSON, JSON-RPC without the ``jsonrpc`` member), as in the Banking77
-cookbook: it answers ``initialize`` and ``thread/start``, accepts the ``initialized`` notification, and on
-``turn/start`` answers with the turn, then sends ``turn/started``, ``item/completed`` (one ``agentMessage`` holding
-the reply), ``thread/tokenUsage/updated`` and ``turn/completed``. It exits on end of input.
+and no key; :mod:`synth_opt.proposers.stdio_app_server` speaks the protocol around :func:`propose`
+(``cookbook_kit.proposer``).
 
 The reply is a pure function of the turn's text (no data files, no memory across calls). It reads the fenced
 ``json synth-opt-reflection`` block and edits the plan in ``current_text`` from the minibatch records' feedback,
@@ -34,11 +32,11 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
+from typing import Any
 
+from cookbook_kit.proposer import distinct_proposals, offline_proposer
 from crafter_cookbook.policy import Condition, Goal, parse_goal
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
-from synth_opt.proposers.stdio_app_server import proposals_reply, serve_app_server
 
 __all__ = ["extract_request", "propose", "reply_for_turn", "serve"]
 
@@ -357,28 +355,19 @@ def _render(lines: list[_Line], edits: _Edits, *, drops: bool, append: bool) -> 
 
 def propose(request: Mapping[str, Any]) -> list[str]:
     """The proposals for one reflection request: up to ``request["proposals"]`` distinct texts."""
-    wanted = max(1, int(request.get("proposals") or 1))
     current = str(request["current_text"])
     lines = _lines(current)
     edits = _collect_edits(lines, _records(request), current)
-    texts: list[str] = []
-    for drops, append in ((True, True), (False, True), (True, False), (False, False)):
-        text = _render(lines, edits, drops=drops, append=append)
-        if text not in texts and text != current:
-            texts.append(text)
-        if len(texts) == wanted:
-            break
-    if not texts:  # nothing to change: say so in the text rather than repeat it
-        texts.append(current.rstrip("\n") + "\n# the feedback suggested no change")
-    return texts
+    variants = (
+        _render(lines, edits, drops=drops, append=append)
+        for drops, append in ((True, True), (False, True), (True, False), (False, False))
+    )
+    texts = distinct_proposals(request, variants, keep_unchanged=False)
+    # nothing to change: say so in the text rather than repeat it
+    return texts or [current.rstrip("\n") + "\n# the feedback suggested no change"]
 
 
-reply_for_turn = proposals_reply(propose)
-
-
-def serve(stdin: TextIO, stdout: TextIO) -> int:
-    """Answer app-server requests line by line until end of input."""
-    return serve_app_server(reply_for_turn, stdin, stdout, name="crafter-offline-proposer")
+reply_for_turn, serve = offline_proposer(propose, name="crafter-offline-proposer")
 
 
 if __name__ == "__main__":  # pragma: no cover - run through offline_proposer.py
