@@ -31,7 +31,6 @@ standard library, so it starts in milliseconds and cannot be broken by the envir
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import signal
@@ -50,7 +49,14 @@ __all__ = [
 ORPHAN_GRACE_SECONDS = 1.0  # nobody waits for a graceful stop once the optimizer is gone; a server can flush its log
 CHECK_SECONDS = 1.0  # how often an idle watchdog checks that its group still exists
 _STOP_POLL_SECONDS = 0.02
-_log = logging.getLogger("synth_opt.processes")
+
+
+def _warn(event: str, **fields: object) -> None:
+    """A warning in the optimizer's process, through structlog. The import is here, not at the top: the watchdog
+    script itself runs without ``site`` and imports only the standard library (it never calls this)."""
+    from synth_opt.logs import get_logger
+
+    get_logger("synth_opt.processes").warning(event, **fields)
 
 
 def process_group_alive(pgid: int) -> bool:
@@ -98,7 +104,7 @@ class GroupWatchdog:
         """Guard the process group ``pgid`` (once, right after it started)."""
         self.pgid = pgid
         if not self._send(f"watch {pgid}\n"):
-            _log.warning("the orphan watchdog of process group %d is gone; it will not be stopped should we die", pgid)
+            _warn("the orphan watchdog is gone; the process group will not be stopped should we die", pgid=pgid)
 
     def release(self) -> None:
         """The group was stopped normally: tell the watchdog to exit without signalling anything."""
@@ -144,7 +150,7 @@ def start_watchdog(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> GroupWatchdog
         )
     except OSError as error:
         os.close(write_fd)
-        _log.warning("the orphan watchdog did not start (%s); a launched process may outlive a killed run", error)
+        _warn("the orphan watchdog did not start; a launched process may outlive a killed run", error=str(error))
         return None
     finally:
         os.close(read_fd)

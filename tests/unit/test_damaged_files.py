@@ -7,12 +7,13 @@ stray ``DELETE`` would.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from synth_opt import GepaRun, load_config
 from synth_opt.cli import main
@@ -103,12 +104,19 @@ def run_dir(finished_run: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _torn_warnings(caplog: pytest.LogCaptureFixture, feed: Path) -> list[str]:
-    """The warnings logged about a torn last line of ``feed``."""
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    """The structlog lines logged during the test."""
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def _torn_warnings(logs: list[dict[str, Any]], feed: Path) -> list[str]:
+    """Where (``file:line``) the warnings logged about a torn last line of ``feed`` point."""
     return [
-        r.getMessage()
-        for r in caplog.records
-        if r.levelno == logging.WARNING and "torn" in r.getMessage() and str(feed) in r.getMessage()
+        str(entry["file"])
+        for entry in logs
+        if entry["log_level"] == "warning" and "torn" in entry["event"] and str(entry.get("file")).startswith(str(feed))
     ]
 
 
@@ -116,7 +124,7 @@ def _torn_warnings(caplog: pytest.LogCaptureFixture, feed: Path) -> list[str]:
 
 
 def test_events_replay_ignores_a_torn_last_line_with_a_warning(
-    run_dir: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    run_dir: Path, capsys: pytest.CaptureFixture[str], logs: list[dict[str, Any]]
 ) -> None:
     feed = run_dir / "events.jsonl"
     whole = main(["events", "replay", "--events", str(feed)])
@@ -128,20 +136,18 @@ def test_events_replay_ignores_a_torn_last_line_with_a_warning(
     assert whole == 0
     assert main(["events", "replay", "--events", str(feed)]) == 0
     assert capsys.readouterr().out == expected
-    warnings = _torn_warnings(caplog, feed)
-    assert warnings and f"{feed}:{lines + 1}" in warnings[0]
+    warnings = _torn_warnings(logs, feed)
+    assert warnings == [f"{feed}:{lines + 1}"]
 
 
-def test_a_torn_last_line_cut_inside_a_character_is_ignored_too(
-    run_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_torn_last_line_cut_inside_a_character_is_ignored_too(run_dir: Path, logs: list[dict[str, Any]]) -> None:
     feed = run_dir / "events.jsonl"
     events = list(read_feed(feed))
     with feed.open("ab") as out:
         out.write('{"type": "run.state", "message": "caf\u00e9'.encode()[:-1])  # half of a two-byte character
     assert [e.sequence_number for e in read_feed(feed)] == [e.sequence_number for e in events]
     assert len(list(render_timeline(feed))) == len(events)
-    assert _torn_warnings(caplog, feed)
+    assert _torn_warnings(logs, feed)
     assert main(["events", "replay", "--events", str(feed)]) == 0  # the command as a whole, too
 
 
@@ -164,7 +170,7 @@ def test_a_complete_last_line_without_a_newline_is_kept(run_dir: Path) -> None:
 
 
 def test_events_compare_ignores_a_torn_last_line_with_a_warning(
-    run_dir: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    run_dir: Path, capsys: pytest.CaptureFixture[str], logs: list[dict[str, Any]]
 ) -> None:
     normalized = run_dir / "events.normalized.jsonl"
     copy = run_dir / "copy.normalized.jsonl"
@@ -173,7 +179,7 @@ def test_events_compare_ignores_a_torn_last_line_with_a_warning(
         out.write(b'{"fields": {"accepted": tr')
     assert main(["events", "compare", "--left", str(normalized), "--right", str(copy)]) == 0
     assert "equal" in capsys.readouterr().out
-    assert _torn_warnings(caplog, copy)
+    assert _torn_warnings(logs, copy)
 
 
 # -- a corrupt workspace database -------------------------------------------------------------------------------

@@ -12,18 +12,18 @@ the ``synth_opt.events`` logger. Any other line that does not parse is an error 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from synth_opt.events.model import DECISION_TYPES, Event
+from synth_opt.logs import get_logger
 
 __all__ = ["is_torn_line", "json_lines", "normalize_events", "read_feed", "warn_torn_line", "write_normalized_feed"]
 
 DROPPED_FIELDS = frozenset({"duration_seconds", "ts", "rollout_id", "run_id", "url", "pid", "path", "lane"})
 
-_log = logging.getLogger("synth_opt.events")
+_log = get_logger("synth_opt.events")
 _warned: set[tuple[str, int, int]] = set()  # (file, line, size): one warning per torn line, however often it is read
 
 
@@ -47,7 +47,7 @@ def warn_torn_line(path: Path, number: int, size: int) -> None:
         _warned.clear()
     _warned.add(key)
     _log.warning(
-        "%s:%d: ignoring a torn last line (%d bytes without a newline, as a crash mid-write leaves)", path, number, size
+        "ignoring a torn last line (no newline, as a crash mid-write leaves)", file=f"{path}:{number}", bytes=size
     )
 
 

@@ -3,7 +3,6 @@ budget ledger and the supervisor's settings; and the start-up warnings for setti
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from synth_opt.actors import SupervisorSettings
@@ -13,6 +12,7 @@ from synth_opt.container.wire import ProgramInfo
 from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
+from synth_opt.logs import get_logger
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
 from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 CONFIG_WARNING = "config.warning"  # not a decision event: the normalized feed and the digest never see it
-_log = logging.getLogger("synth_opt.config")
+_log = get_logger("synth_opt.config")
 
 
 def seed_and_modules(config: GepaConfig, program: ProgramInfo) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -221,7 +221,7 @@ def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, 
     """A ``config.warning`` event and a log line for each setting that does nothing in this run."""
     for key, message in config_warnings(config, modules):
         bus.emit(CONFIG_WARNING, f"{key} {message}", lane="supervisor", key=key)
-        _log.warning("config warning: %s %s", key, message)
+        _log.warning(f"config warning: {key} {message}", key=key)
 
 
 async def preflight_proposer(config: GepaConfig) -> None:

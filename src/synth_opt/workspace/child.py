@@ -6,6 +6,10 @@ one JSON line on stdout when stdin ends. It ignores SIGINT: the run handles Ctrl
 run dies (SIGKILL included) stdin ends too, so the writer commits the complete lines it already has and exits: it
 never outlives the run by more than that (its stats then have no reader and are dropped quietly). (This module is
 never imported by the package, so ``-m`` runs it cleanly.)
+
+It writes with sqlite3, not aiosqlite: it is a separate process whose whole job is one synchronous loop (read a line,
+commit it in one ``BEGIN IMMEDIATE`` transaction), the single writer of the workspace, with no event loop to keep
+free; an async driver would only add a thread hop per statement.
 """
 
 from __future__ import annotations

@@ -6,13 +6,18 @@ the bus hands it events through a bounded stream (dropping, and counting, what a
 batches are projected and committed by a child process (:mod:`synth_opt.workspace.child`), so that work holds
 neither the event loop nor the run's GIL. A batch that is not written is logged and left to
 :func:`finalize_workspace`, which back-fills every event of ``events.jsonl`` that the tables do not hold.
+
+Why sqlite3 here and not aiosqlite (which the service's live readers use, :mod:`synth_opt.workspace.live`): the
+writing happens in a separate process with its own synchronous loop (read a line, commit a batch), the single
+writer of the file, so there is no event loop there to keep free. Only when that process cannot start or dies does
+this process write the batches itself, through the same :class:`WorkspaceSink` in a worker thread: one code path for
+the projection and its transactions, and the run's loop is still never blocked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import subprocess
@@ -26,6 +31,7 @@ from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.events import Event, utc_now
+from synth_opt.logs import get_logger
 from synth_opt.workspace.db import (
     apply_rows,
     load_context,
@@ -49,7 +55,7 @@ __all__ = [
     "stored_manifest",
 ]
 
-_log = logging.getLogger("synth_opt.workspace")
+_log = get_logger("synth_opt.workspace")
 _POLL_SECONDS = 0.01
 _CHILD_EXIT_SECONDS = 60.0
 
@@ -91,7 +97,9 @@ class WorkspaceSink:
         except sqlite3.Error as error:
             stats.failed_batches += 1
             stats.last_error = f"{type(error).__name__}: {error}"
-            _log.warning("workspace: %d events not written (%s); the back-fill will add them", len(events), error)
+            _log.warning(
+                "workspace events not written; the back-fill will add them", events=len(events), error=str(error)
+            )
             return
         stats.batches += 1
         stats.events += len(events)
@@ -167,7 +175,7 @@ async def _start_child(db_path: Path, run_id: str) -> Process | None:
     try:
         return await anyio.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
     except OSError as error:
-        _log.warning("workspace writer process did not start (%s); writing from a thread", error)
+        _log.warning("workspace writer process did not start; writing from a thread", error=str(error))
         return None
 
 
@@ -186,7 +194,7 @@ async def _write(
             await child.stdin.send(("[" + lines + "]\n").encode())
             return child, sink
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as error:
-            _log.warning("workspace writer process died (%s); writing from a thread", error)
+            _log.warning("workspace writer process died; writing from a thread", error=str(error))
             await _stop_child(child, stats)
             child = None
     if sink is None:
@@ -195,7 +203,9 @@ async def _write(
         except (sqlite3.Error, OSError) as error:
             stats.failed_batches += 1
             stats.last_error = f"{type(error).__name__}: {error}"
-            _log.warning("workspace %s cannot be opened (%s); the back-fill will add these events", db_path, error)
+            _log.warning(
+                "workspace cannot be opened; the back-fill will add these events", db=str(db_path), error=str(error)
+            )
             return child, None
     await anyio.to_thread.run_sync(sink.write, batch, stats)
     return child, sink
