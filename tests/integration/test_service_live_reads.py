@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from structlog.contextvars import get_contextvars, merge_contextvars
 
 from synth_opt import GepaRun, load_config
+from synth_opt.errors import ConfigError
 from synth_opt.events import Event
 from synth_opt.run import RunView
 from synth_opt.service import worker as worker_module
@@ -100,6 +101,7 @@ async def test_a_workers_log_lines_carry_the_request_and_run_ids(
     failure = [entry for entry in logs if entry["event"] == "the request failed unexpectedly"]
     assert failure and failure[0]["log_level"] == "error", logs
     assert failure[0]["request_id"] == claimed.request_id and failure[0]["run_id"] == "logged-run"
+    assert failure[0]["worker_id"] == "w"
     assert failure[0]["logger_name"] == "synth_opt.service"
     assert get_contextvars() == {}  # unbound again once the request is done
 
@@ -121,3 +123,16 @@ async def test_an_http_handler_binds_the_request_id_its_path_names(
     failures = [entry for entry in logs if entry["event"] == "request failed unexpectedly"]
     assert [entry["request_id"] for entry in failures] == ["req-logged", "req-query"], logs
     assert failures[0]["path"] == "/runs/req-logged"
+
+
+@pytest.mark.anyio
+async def test_the_service_opens_its_queue_from_a_sqlite_url_and_reads_its_status_live(tmp_path: Path) -> None:
+    db = tmp_path / "svc.sqlite"
+    app = create_app(f"sqlite:///{db}", worker_id="w", config_root=tmp_path, auto_start=False)
+    async with AsyncTestClient(app, timeout=30) as client:
+        status = (await client.get("/status")).json()
+        assert status["db_path"] == str(db) and status["runs"] == [] and status["run_request_status_counts"] == {}
+        assert (await client.get("/runs", params={"status": "done"})).json()["error"]["code"] == "config_error"
+        assert (await client.get("/runs/req-nope")).status_code == 404
+    with pytest.raises(ConfigError, match="'redis'"):
+        create_app("redis://localhost/0", worker_id="w", config_root=tmp_path)

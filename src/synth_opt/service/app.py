@@ -1,8 +1,13 @@
 """``create_app()``: the standing GEPA service (litestar) over a SQLite run queue.
 
-Resources are opened in the lifespan: the queue (recovering expired leases at start-up) and, with ``auto_start``,
-a background worker that claims and runs requests one at a time. Shutting down stops claiming, asks the running
-request to stop within ``grace_seconds`` and releases its lease, so it is queued again.
+Resources are opened in the lifespan: the queue (recovering expired leases at start-up), its async (aiosqlite)
+reader for the routes and, with ``auto_start``, a background worker that claims and runs requests one at a time.
+Shutting down stops claiming, asks the running request to stop within ``grace_seconds`` and releases its lease, so
+it is queued again.
+
+Logs go through structlog (:mod:`synth_opt.logs`); while a route serves a request that names a run request
+(``/runs/{request_id}...``, ``?request_id=``) its ``request_id`` is bound (:class:`BindRequestId`), and the worker
+binds ``request_id``, ``run_id`` and ``worker_id`` while it runs one, so every line logged beneath carries them.
 
 Every error reaches the caller as ``{"error": {"code", "message", "detail"}}``: 4xx for the caller's mistakes
 (malformed or too deeply nested JSON, and missing, mistyped or unknown fields 400, with the field named in the
@@ -38,7 +43,7 @@ from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOp
 from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, Recovery, open_queue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, Recovery, open_queue, sqlite_path
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
@@ -185,7 +190,8 @@ def create_app(
     if runs is not None and not runs.is_dir():
         raise ConfigError(f"runs root {runs} is not a directory; pass an existing --runs-root", field="runs_root")
     confinement = Confinement.of(root, runs, allow_commands=allow_commands)
-    service = ServiceContext(db_path=Path(db_path), config_root=root, worker_id=worker_id, confinement=confinement)
+    db = sqlite_path(db_path)  # a path or a sqlite:/// URL: /status reads the file itself
+    service = ServiceContext(db_path=db, config_root=root, worker_id=worker_id, confinement=confinement)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

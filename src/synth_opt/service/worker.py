@@ -176,7 +176,7 @@ async def execute_claimed(
     on_start: Callable[[Execution], None] | None = None,
 ) -> RunRequest:
     """Run a request this worker has claimed, to its end; returns the request as it was finally written. Every line
-    logged meanwhile (by the run too) carries the ``request_id`` and ``run_id``.
+    logged meanwhile (by the run too) carries the ``request_id``, ``run_id`` and ``worker_id``.
 
     With ``confinement`` (or just a ``config_root``: its rules with no commands allowed) the config is checked
     again before anything runs, since the file may have changed since it was submitted; a refused config fails the
@@ -192,7 +192,7 @@ async def execute_claimed(
     )
     if on_start is not None:
         on_start(execution)
-    with bound_contextvars(request_id=execution.request_id, run_id=execution.run_id):
+    with bound_contextvars(request_id=execution.request_id, run_id=execution.run_id, worker_id=claimed.lease_owner):
         return await _execute(queue, claimed, execution, confinement, poll_seconds)
 
 

@@ -93,6 +93,9 @@ _REASONS: Final = {
     501: "Not Implemented",
 }
 
+# stdlib logging, not structlog (synth_opt.logs), on purpose: this is a standalone test server process, not part of
+# a run; its stderr lines ("fault_container: ...", configured in main) are read by tests and people as they are,
+# there is no run or request id to bind, and ``logging.shutdown()`` flushes them before a ``die`` fault SIGKILLs it.
 log = logging.getLogger("synth_opt.testing.fault_container")
 
 

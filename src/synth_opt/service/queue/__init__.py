@@ -36,28 +36,23 @@ __all__ = [
     "RunRequest",
     "Submission",
     "open_queue",
+    "sqlite_path",
 ]
 
 SUPPORTED_SCHEMES = ("sqlite",)
 
 
-def open_queue(
-    location: str | os.PathLike[str],
-    *,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    clock: Callable[[], float] = time.time,
-) -> RunQueue:
-    """The queue at ``location``: a SQLite database path, or a ``sqlite:///relative/path`` URL
+def sqlite_path(location: str | os.PathLike[str]) -> Path:
+    """The database file a queue location names: a path, or a ``sqlite:///relative/path`` URL
     (``sqlite:////abs/path`` for an absolute one). Any other ``scheme://`` is a
-    :class:`~synth_opt.errors.ConfigError` naming the URL and the supported schemes. ``clock`` (seconds since the
-    epoch) is injected by tests to expire leases without sleeping."""
+    :class:`~synth_opt.errors.ConfigError` naming the (redacted) URL and the supported schemes."""
     text = os.fspath(location)
     scheme, sep, rest = text.partition("://")
     if not sep:
-        scheme, rest = "sqlite", text
+        rest = text
     elif scheme not in SUPPORTED_SCHEMES or not rest.startswith("/"):
-        schemes = ", ".join(f"{name}:///path" for name in SUPPORTED_SCHEMES)
         shown = redact_url(text)
+        schemes = ", ".join(f"{name}:///path" for name in SUPPORTED_SCHEMES)
         raise ConfigError(
             f"queue URL {shown!r}: no queue backend for scheme {scheme!r}; supported: a database path or {schemes}",
             field="db",
@@ -68,4 +63,15 @@ def open_queue(
         rest = rest[1:]  # sqlite:///relative, sqlite:////absolute
     if not rest:
         raise ConfigError(f"queue location {text!r} names no database; give a SQLite database path", field="db")
-    return SqliteRunQueue(Path(rest), lease_seconds=lease_seconds, clock=clock)
+    return Path(rest)
+
+
+def open_queue(
+    location: str | os.PathLike[str],
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    clock: Callable[[], float] = time.time,
+) -> RunQueue:
+    """The queue at ``location`` (:func:`sqlite_path`: a database path or a ``sqlite:///`` URL; the only backend
+    today). ``clock`` (seconds since the epoch) is injected by tests to expire leases without sleeping."""
+    return SqliteRunQueue(sqlite_path(location), lease_seconds=lease_seconds, clock=clock)

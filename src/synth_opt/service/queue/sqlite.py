@@ -1,4 +1,4 @@
-"""The durable run queue: a :class:`RunQueue` protocol and its SQLite implementation.
+"""The durable run queue in SQLite: the implementation of the :class:`RunQueue` protocol.
 
 The patterns are those of procrastinate, saq and Oban:
 
@@ -16,6 +16,11 @@ The patterns are those of procrastinate, saq and Oban:
 
 ``attempts`` counts claims: the worker holding a lease runs attempt number ``attempts``. ``recover()`` puts expired
 requests back in the queue (their next claim is attempt ``attempts + 1``). Every write runs in ``BEGIN IMMEDIATE``.
+
+Every method returns a typed record (:mod:`~synth_opt.service.queue.records`) built from the row the statement
+returned. The queue is synchronous (sqlite3, a lock around one connection); async callers run its short
+transactions in a worker thread, and read through :meth:`SqliteRunQueue.reader` (aiosqlite) instead. Open one with
+:func:`~synth_opt.service.queue.open_queue`.
 """
 
 from __future__ import annotations
