@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from synth_opt.errors import ContainerContractError
-from synth_opt.events import EventBus
+from synth_opt.events import EventBus, UnknownEvent
 from synth_opt.events.model import Event
 from synth_opt.redact import redact_text, redact_url
 
@@ -40,11 +40,15 @@ def test_every_event_is_redacted_but_task_content_is_kept(tmp_path: Path) -> Non
     seen: list[Event] = []
     bus.on_event(seen.append)
     bus.emit(
-        "x.y",
+        UnknownEvent(
+            "x.y",
+            {
+                "url": "http://u:secret@h/?k=secret",
+                "nested": {"errors": ["GET http://h/?token=secret failed"]},
+                "payload": {"instruction": "see https://docs.test/page?id=3"},
+            },
+        ),
         "connecting to http://u:secret@h/?k=secret",
-        url="http://u:secret@h/?k=secret",
-        nested={"errors": ["GET http://h/?token=secret failed"]},
-        payload={"instruction": "see https://docs.test/page?id=3"},
     )
     bus.close()
     line = feed.read_text()

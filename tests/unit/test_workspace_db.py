@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from synth_opt.errors import ConfigError, InvariantError
-from synth_opt.events import Event, EventBus
+from synth_opt.events import Event, EventBus, UnknownEvent
 from synth_opt.workspace import (
     SCHEMA_VERSION,
     WriterStats,
@@ -34,8 +34,15 @@ RUN = "r1"
 USAGE = {"calls": 1, "prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost_usd": 0.001}
 
 
+def emit(bus: EventBus, type: str, message: str, *, lane: str | None = None, **fields: Any) -> None:
+    """A hand-made event of ``type``: some have fewer fields than a run writes (the workspace reads such feeds,
+    an older version's, too), so they go on the bus as they are."""
+    bus.emit(UnknownEvent(type, fields), message, lane=lane)
+
+
 def _rollout(bus: EventBus, rid: str, cid: str, task: str, stage: str, reward: float, **extra: Any) -> None:
-    bus.emit(
+    emit(
+        bus,
         "rollout.completed",
         f"{stage} {cid} on {task}",
         lane="rollout",
@@ -57,13 +64,14 @@ def _rollout(bus: EventBus, rid: str, cid: str, task: str, stage: str, reward: f
 
 def emit_run(bus: EventBus, *, finish: bool = True) -> None:
     """A small run that touches every derived table: 8 rollouts, a seed, one accepted child, cache and checkpoint."""
-    bus.emit("run.state", "state: created", lane="supervisor", state="created", run_id=RUN, config_path="/c.toml")
-    bus.emit("run.config", "config", digest="d1", decision_config={"gepa": {"max_cost_usd": 1.0}})
-    bus.emit("dataset.resolved", "ids", train_ids=["t1", "t2"], pareto_ids=["t1", "t2"], heldout_ids=["h1", "h2"])
+    emit(bus, "run.state", "state: created", lane="supervisor", state="created", run_id=RUN, config_path="/c.toml")
+    emit(bus, "run.config", "config", digest="d1", decision_config={"gepa": {"max_cost_usd": 1.0}})
+    emit(bus, "dataset.resolved", "ids", train_ids=["t1", "t2"], pareto_ids=["t1", "t2"], heldout_ids=["h1", "h2"])
     judge = [{"job_id": "j1", "kind": "judge", "status": "succeeded"}]
     _rollout(bus, "ro-1", "seed", "t1", "seed.pareto", 1.0, verifier_jobs=judge)
     _rollout(bus, "ro-2", "seed", "t2", "seed.pareto", 0.0)
-    bus.emit(
+    emit(
+        bus,
         "candidate.registered",
         "seed",
         candidate_id="seed",
@@ -72,9 +80,10 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         proposal_index=None,
         payload={"instruction": "answer"},
     )
-    bus.emit("seed.scored", "seed", candidate_id="seed", scores={"t1": 1.0, "t2": 0.0}, mean_score=0.5)
-    bus.emit("candidate.status", "seed: seed", candidate_id="seed", parent_ids=[], status="seed", mean_score=0.5)
-    bus.emit(
+    emit(bus, "seed.scored", "seed", candidate_id="seed", scores={"t1": 1.0, "t2": 0.0}, mean_score=0.5)
+    emit(bus, "candidate.status", "seed: seed", candidate_id="seed", parent_ids=[], status="seed", mean_score=0.5)
+    emit(
+        bus,
         "frontier.updated",
         "f",
         pool_version=0,
@@ -85,8 +94,9 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         best_candidate_id="seed",
         best_mean_score=0.5,
     )
-    bus.emit("run.state", "state: searching", lane="supervisor", state="searching")
-    bus.emit(
+    emit(bus, "run.state", "state: searching", lane="supervisor", state="searching")
+    emit(
+        bus,
         "proposal.planned",
         "p0",
         index=0,
@@ -99,7 +109,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
     )
     _rollout(bus, "ro-3", "seed", "t1", "p0.parent", 1.0)
     _rollout(bus, "ro-4", "seed", "t2", "p0.parent", 0.0)
-    bus.emit(
+    emit(
+        bus,
         "reflection.requested",
         "r",
         lane="propose",
@@ -111,7 +122,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
             {"task_id": "t2", "reward": 0.0, "feedback": "say w2"},
         ],
     )
-    bus.emit(
+    emit(
+        bus,
         "proposer.called",
         "called",
         lane="propose",
@@ -125,7 +137,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
     )
     _rollout(bus, "ro-5", "child", "t1", "p0.child", 1.0)
     _rollout(bus, "ro-6", "child", "t2", "p0.child", 1.0)
-    bus.emit(
+    emit(
+        bus,
         "proposal.created",
         "c",
         proposal_index=0,
@@ -138,7 +151,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         pool_version=0,
         staleness=0,
     )
-    bus.emit(
+    emit(
+        bus,
         "candidate.registered",
         "child",
         candidate_id="child",
@@ -147,7 +161,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         proposal_index=0,
         payload={"instruction": "answer w2"},
     )
-    bus.emit(
+    emit(
+        bus,
         "candidate.scored",
         "s",
         candidate_id="child",
@@ -156,7 +171,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         objective_scores={},
         mean_score=1.0,
     )
-    bus.emit(
+    emit(
+        bus,
         "acceptance.decided",
         "a",
         proposal_index=0,
@@ -166,7 +182,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         parent_sum=1.0,
         child_sum=2.0,
     )
-    bus.emit(
+    emit(
+        bus,
         "candidate.status",
         "child: accepted",
         candidate_id="child",
@@ -179,7 +196,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
     )
     _rollout(bus, "ro-7", "child", "t1", "p0.pareto", 1.0)
     _rollout(bus, "ro-8", "child", "t2", "p0.pareto", 1.0)
-    bus.emit(
+    emit(
+        bus,
         "frontier.updated",
         "f",
         pool_version=1,
@@ -190,7 +208,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         best_candidate_id="child",
         best_mean_score=1.0,
     )
-    bus.emit(
+    emit(
+        bus,
         "budget.updated",
         "b",
         lane="supervisor",
@@ -202,7 +221,7 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
         rejected=0,
     )
     for action in ("miss", "write", "hit"):
-        bus.emit("cache.access", action, boundary="container.rollout", action=action, key="k1", namespace="ns")
+        emit(bus, "cache.access", action, boundary="container.rollout", action=action, key="k1", namespace="ns")
     snapshot = {
         "version": 1,
         "commits": 1,
@@ -216,10 +235,11 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
             "proposer_usage": {"cost_usd": None},
         },
     }
-    bus.emit("checkpoint.written", "cp", commits=1, payload=snapshot)
-    bus.emit("search.stopped", "stop", stop_reason="max_train_rollouts")
+    emit(bus, "checkpoint.written", "cp", commits=1, payload=snapshot)
+    emit(bus, "search.stopped", "stop", stop_reason="max_train_rollouts")
     if finish:
-        bus.emit(
+        emit(
+            bus,
             "run.finished",
             "done",
             stop_reason="max_train_rollouts",
@@ -228,8 +248,8 @@ def emit_run(bus: EventBus, *, finish: bool = True) -> None:
             best_train_score=1.0,
             seed_train_score=0.5,
         )
-        bus.emit(
-            "run.state", "state: completed", lane="supervisor", state="completed", stop_reason="max_train_rollouts"
+        emit(
+            bus, "run.state", "state: completed", lane="supervisor", state="completed", stop_reason="max_train_rollouts"
         )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from synth_opt.events import EventBus
+from synth_opt.events.types import BudgetWarning
 from synth_opt.gepa import Amount, BudgetLedger, GepaState
 
 __all__ = ["HeldoutPhase"]
@@ -32,10 +33,9 @@ class HeldoutPhase:
             self.reserved = amount
         else:
             bus.emit(
-                "budget.warning",
+                BudgetWarning(refused),
                 f"{refused} leaves no room for the heldout evaluation of {rows} rollouts; it gets what is left",
                 lane="supervisor",
-                limit=refused,
             )
 
     def release(self, ledger: BudgetLedger) -> None:

@@ -30,6 +30,7 @@ import anyio
 from synth_opt.actors.messages import ProposeDone, ProposeJob
 from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError, RunFailedError
 from synth_opt.events import EventBus
+from synth_opt.events.types import ProposerCalled, ProposerFailed, ProposerOutage, ReflectionRequested
 from synth_opt.proposers.base import Proposer, ProposerResult
 from synth_opt.proposers.reflection import render_prompt
 from synth_opt.usage import Usage
@@ -53,52 +54,56 @@ def propose_handler(
         request = job.request
         stem = f"p{job.proposal_index:05d}"
         bus.emit(
-            "reflection.requested",
+            ReflectionRequested(
+                proposal_index=job.proposal_index,
+                candidate_id=request.candidate_id,
+                module=request.target_module,
+                records=tuple(
+                    {"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback}
+                    | ({"cut": r.cut} if r.cut else {})
+                    for r in request.records
+                ),
+                omitted_records=request.omitted_records,
+                **_kept(calls_dir, f"{stem}.prompt.md", render_prompt(request), "prompt"),
+            ),
             f"proposal {job.proposal_index}: reflect on {len(request.records)} rows of {request.candidate_id}",
             lane="propose",
-            proposal_index=job.proposal_index,
-            candidate_id=request.candidate_id,
-            module=request.target_module,
-            records=[
-                {"task_id": r.task_id, "reward": r.reward, "feedback": r.feedback, **({"cut": r.cut} if r.cut else {})}
-                for r in request.records
-            ],
-            omitted_records=request.omitted_records,
-            **_kept(calls_dir, f"{stem}.prompt.md", render_prompt(request), "prompt"),
         )
         try:
             result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep)
         except ProposerError as exc:
             usage = exc.usage if isinstance(exc, ProposerReplyError) and isinstance(exc.usage, Usage) else None
             bus.emit(
-                "proposer.failed",
+                ProposerFailed(
+                    proposal_index=job.proposal_index,
+                    backend=proposer.backend,
+                    model=getattr(proposer, "model", None),
+                    outcome="unusable_reply" if isinstance(exc, ProposerReplyError) else "error",
+                    error=exc.message,
+                    usage=None if usage is None else usage.to_dict(),
+                    **(
+                        _kept(calls_dir, f"{stem}.reply.txt", exc.raw_reply, "reply")
+                        if isinstance(exc, ProposerReplyError)
+                        else {}
+                    ),
+                ),
                 f"proposal {job.proposal_index}: {exc.message}",
                 lane="propose",
-                proposal_index=job.proposal_index,
-                backend=proposer.backend,
-                model=getattr(proposer, "model", None),
-                outcome="unusable_reply" if isinstance(exc, ProposerReplyError) else "error",
-                error=exc.message,
-                usage=None if usage is None else usage.to_dict(),
-                **(
-                    _kept(calls_dir, f"{stem}.reply.txt", exc.raw_reply, "reply")
-                    if isinstance(exc, ProposerReplyError)
-                    else {}
-                ),
             )
             return ProposeDone(job.proposal_index, None, exc)
         bus.emit(
-            "proposer.called",
+            ProposerCalled(
+                proposal_index=job.proposal_index,
+                backend=proposer.backend,
+                model=getattr(proposer, "model", None),
+                outcome="ok",
+                texts=len(result.texts),
+                duration_seconds=round(result.duration_seconds, 6),
+                usage=result.usage.to_dict(),
+                **_kept(calls_dir, f"{stem}.reply.txt", result.raw_text, "reply"),
+            ),
             f"proposal {job.proposal_index}: {len(result.texts)} text(s)",
             lane="propose",
-            proposal_index=job.proposal_index,
-            backend=proposer.backend,
-            model=getattr(proposer, "model", None),
-            outcome="ok",
-            texts=len(result.texts),
-            duration_seconds=round(result.duration_seconds, 6),
-            usage=result.usage.to_dict(),
-            **_kept(calls_dir, f"{stem}.reply.txt", result.raw_text, "reply"),
         )
         return ProposeDone(job.proposal_index, result, None)
 
@@ -125,12 +130,9 @@ async def _served(
             waited = now - first_failure
             if waited >= outage_timeout_seconds:
                 bus.emit(
-                    "proposer.outage",
+                    ProposerOutage("failed", job.proposal_index, error=exc.message),
                     f"proposer served nothing for {waited:.0f} s: failing the run",
                     lane="propose",
-                    state="failed",
-                    proposal_index=job.proposal_index,
-                    error=exc.message,
                 )
                 raise ProposerError(
                     f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
@@ -141,24 +143,18 @@ async def _served(
             delay = OUTAGE_PROBE_DELAYS_SECONDS[min(attempt, len(OUTAGE_PROBE_DELAYS_SECONDS) - 1)]
             delay = min(delay, max(0.0, first_failure + outage_timeout_seconds - now))
             bus.emit(
-                "proposer.outage",
+                ProposerOutage("waiting", job.proposal_index, attempt=attempt + 1, error=exc.message),
                 f"proposal {job.proposal_index}: proposer unavailable ({exc.message}); trying again in {delay:g} s",
                 lane="propose",
-                state="waiting",
-                proposal_index=job.proposal_index,
-                attempt=attempt + 1,
-                error=exc.message,
             )
             attempt += 1
             await sleep(delay)
             continue
         if attempt:
             bus.emit(
-                "proposer.outage",
+                ProposerOutage("closed", job.proposal_index),
                 f"proposal {job.proposal_index}: proposer served again after {attempt} failed attempt(s)",
                 lane="propose",
-                state="closed",
-                proposal_index=job.proposal_index,
             )
         return result
 

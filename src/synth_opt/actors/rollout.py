@@ -12,7 +12,8 @@ from synth_opt.actors.messages import RolloutDone, RolloutJob
 from synth_opt.container.circuit import ContainerOutageError
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
-from synth_opt.events import EventBus
+from synth_opt.events import EventBus, Stage
+from synth_opt.events.types import RolloutCompleted, RolloutDegraded
 
 __all__ = ["RolloutRunner", "rollout_handler", "trace_digest"]
 
@@ -55,23 +56,25 @@ def rollout_handler(
             error = exc.message
         duration = time.perf_counter() - started
         verifiers = _verifier_jobs(reply)
+        kind = RolloutCompleted if reply is not None else RolloutDegraded
         bus.emit(
-            "rollout.completed" if reply is not None else "rollout.degraded",
+            kind(
+                rollout_id=job.rollout_id,
+                candidate_id=job.candidate_id,
+                task_id=job.task_id,
+                stage=Stage.parse(job.stage),
+                reward=None if reply is None else reply.reward,
+                status="degraded" if reply is None else reply.status,
+                objectives=None if reply is None else reply.objectives,
+                error=error,
+                feedback=None if reply is None else reply.feedback,
+                trace_digest=None if reply is None else trace_digest(reply.trace),
+                duration_seconds=round(duration, 6),
+                usage=None if reply is None else reply.usage.to_dict(),
+                verifier_jobs=tuple(verifiers),
+            ),
             f"{job.stage} {job.candidate_id} on {job.task_id}",
             lane="rollout",
-            rollout_id=job.rollout_id,
-            candidate_id=job.candidate_id,
-            task_id=job.task_id,
-            stage=job.stage,
-            reward=None if reply is None else reply.reward,
-            status="degraded" if reply is None else reply.status,
-            objectives=None if reply is None else reply.objectives,
-            error=error,
-            feedback=None if reply is None else reply.feedback,
-            trace_digest=None if reply is None else trace_digest(reply.trace),
-            duration_seconds=round(duration, 6),
-            usage=None if reply is None else reply.usage.to_dict(),
-            verifier_jobs=verifiers,
         )
         return RolloutDone(job, reply, error, duration)
 

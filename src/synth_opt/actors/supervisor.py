@@ -70,7 +70,8 @@ from synth_opt.actors.supervisor_events import (
     warn_on_a_broken_seed,
 )
 from synth_opt.errors import BudgetExceededError, ProposerReplyError
-from synth_opt.events import EventBus
+from synth_opt.events import EventBus, Stage
+from synth_opt.events.types import SearchStopped
 from synth_opt.gepa import (
     Amount,
     BudgetLedger,
@@ -254,7 +255,7 @@ class Supervisor:
     def _stop(self, reason: str, message: str) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
-            self.bus.emit("search.stopped", message, stop_reason=reason)
+            self.bus.emit(SearchStopped(reason), message)
 
     # -- messages -------------------------------------------------------------------------------------------
 
@@ -416,12 +417,12 @@ class Supervisor:
             slot.staleness = self.state.staleness(plan)
         emit_proposal_created(self.bus, slot, chosen_id)
         if slot.parent_batch is not None:
-            emit_scores(self.bus, plan.parent_id, f"p{plan.index}.parent", slot.parent_batch)
+            emit_scores(self.bus, plan.parent_id, Stage(plan.index, "parent"), slot.parent_batch)
         for child in slot.children:
             assert child.batch is not None
             emit_candidate(self.bus, child.candidate_id, child.payload, plan.parent_ids, plan.module, plan.index)
             stage = "merge" if plan.merge is not None else "child"
-            emit_scores(self.bus, child.candidate_id, f"p{plan.index}.{stage}", child.batch)
+            emit_scores(self.bus, child.candidate_id, Stage(plan.index, stage), child.batch)
         emit_decision(self.bus, slot, chosen_id)
         previous_best = self.state.best()
         record: CandidateRecord | None = None
@@ -431,7 +432,7 @@ class Supervisor:
             if slot.rebase is not None and slot.rebase.applied:
                 payload, scored_id = slot.rebase.payload, slot.rebase.candidate_id
                 emit_candidate(self.bus, scored_id, payload, slot.pool_parent_ids, plan.module, plan.index)
-            emit_scores(self.bus, scored_id, f"p{plan.index}.pareto", slot.pareto_batch)
+            emit_scores(self.bus, scored_id, Stage(plan.index, "pareto"), slot.pareto_batch)
             batch = slot.pareto_batch
             record = self.state.commit(plan, payload, batch.scores, batch.objective_scores, slot.pool_parent_ids)
         else:

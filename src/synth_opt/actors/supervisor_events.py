@@ -7,11 +7,27 @@ commit order), so these never read or change the search state themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from synth_opt.actors.messages import BatchDone
 from synth_opt.actors.records import Counters, Slot
-from synth_opt.events import EventBus
+from synth_opt.events import UNSET, EventBus, Stage
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    BudgetUpdated,
+    CandidateRegistered,
+    CandidateScored,
+    CandidateStatus,
+    FrontierUpdated,
+    HeldoutScored,
+    ProposalCreated,
+    ProposalFailed,
+    ProposalPlanned,
+    RunState,
+    RunWarning,
+    SeedScored,
+)
 from synth_opt.gepa import BudgetLedger, CandidateRecord, GepaState, ProposalPlan
 from synth_opt.gepa.candidates import mean_score
 
@@ -32,7 +48,7 @@ __all__ = [
 
 
 def emit_state(bus: EventBus, name: str) -> None:
-    bus.emit("run.state", f"state: {name}", lane="supervisor", state=name)
+    bus.emit(RunState(name), f"state: {name}", lane="supervisor")
 
 
 def emit_planned(bus: EventBus, plan: ProposalPlan) -> None:
@@ -40,16 +56,25 @@ def emit_planned(bus: EventBus, plan: ProposalPlan) -> None:
         message = f"proposal {plan.index}: merge of {' and '.join(plan.parent_ids)}"
     else:
         message = f"proposal {plan.index}: parent {plan.parent_id}, module {plan.module}"
-    bus.emit("proposal.planned", message, **plan.to_json())
+    bus.emit(
+        ProposalPlanned(
+            plan.index,
+            "merge" if plan.merge is not None else "reflection",
+            plan.parent_id,
+            tuple(plan.parent_ids),
+            tuple(plan.minibatch),
+            plan.module,
+            plan.pool_version,
+            UNSET if plan.merge is None else plan.merge.ancestor_id,
+        ),
+        message,
+    )
 
 
 def emit_seed_scored(bus: EventBus, record: CandidateRecord) -> None:
     bus.emit(
-        "seed.scored",
+        SeedScored(record.candidate_id, record.scores, record.mean),
         f"seed {record.candidate_id}: mean {record.mean:.4f} on {len(record.scores)} pareto rows",
-        candidate_id=record.candidate_id,
-        scores=record.scores,
-        mean_score=record.mean,
     )
 
 
@@ -62,59 +87,43 @@ def emit_candidate(
     proposal: int | None,
 ) -> None:
     bus.emit(
-        "candidate.registered",
+        CandidateRegistered(cid, tuple(parents), module, proposal, payload),
         f"candidate {cid}" + (f" from {', '.join(parents)}" if parents else " (seed)"),
-        candidate_id=cid,
-        parent_ids=list(parents),
-        module=module,
-        proposal_index=proposal,
-        payload=payload,
     )
 
 
 def emit_status(bus: EventBus, entry: dict[str, Any]) -> None:
     """A candidate registry entry, announced without its payload (``candidate.registered`` carries that)."""
-    bus.emit(
-        "candidate.status",
-        f"{entry['candidate_id']}: {entry['status']}",
-        **{key: value for key, value in entry.items() if key != "payload"},
-    )
+    shown = {key: value for key, value in entry.items() if key != "payload"}
+    bus.emit(CandidateStatus.from_fields(shown), f"{entry['candidate_id']}: {entry['status']}")
 
 
-def emit_scores(bus: EventBus, cid: str, stage: str, batch: BatchDone) -> None:
+def emit_scores(bus: EventBus, cid: str, stage: Stage, batch: BatchDone) -> None:
     scores = batch.scores
     bus.emit(
-        "candidate.scored",
+        CandidateScored(cid, stage, scores, batch.objective_scores, mean_score(scores)),
         f"{cid} {stage}: sum {sum(scores.values()):g} over {len(scores)} rows",
-        candidate_id=cid,
-        stage=stage,
-        scores=scores,
-        objective_scores=batch.objective_scores,
-        mean_score=mean_score(scores),
     )
 
 
 def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     plan = slot.plan
-    rebase: dict[str, Any] = {}
+    created = ProposalCreated(
+        plan.index,
+        chosen_id,
+        tuple(child.candidate_id for child in slot.children),
+        plan.parent_id,
+        tuple(plan.parent_ids),
+        "merge" if plan.merge is not None else "reflection",
+        plan.module,
+        plan.pool_version,
+        slot.staleness,
+    )
     onto = ""
     if slot.rebase is not None:  # the fields appear only on proposals that met a newer candidate (rebase policy)
-        rebase = {"rebase": slot.rebase.outcome, "rebased_onto": slot.rebase.target_id}
+        created = replace(created, rebase=slot.rebase.outcome, rebased_onto=slot.rebase.target_id)
         onto = f", {slot.rebase.outcome} onto {slot.rebase.target_id}"
-    bus.emit(
-        "proposal.created",
-        f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module}){onto}",
-        proposal_index=plan.index,
-        candidate_id=chosen_id,
-        candidate_ids=[child.candidate_id for child in slot.children],
-        parent_id=plan.parent_id,
-        parent_ids=list(plan.parent_ids),
-        kind="merge" if plan.merge is not None else "reflection",
-        module=plan.module,
-        pool_version=plan.pool_version,
-        staleness=slot.staleness,
-        **rebase,
-    )
+    bus.emit(created, f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module}){onto}")
 
 
 def emit_decision(bus: EventBus, slot: Slot, chosen_id: str) -> None:
@@ -122,27 +131,18 @@ def emit_decision(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     assert decision is not None
     if slot.failure is not None:  # a failed proposal's decision: the parent stays, nothing is adopted
         bus.emit(
-            "proposal.failed",
+            ProposalFailed(
+                plan.index, chosen_id, False, decision.reason, decision.parent_sum, decision.child_sum, slot.failure
+            ),
             f"proposal {plan.index}: failed ({slot.failure})",
-            proposal_index=plan.index,
-            candidate_id=chosen_id,
-            accepted=False,
-            reason=decision.reason,
-            parent_sum=decision.parent_sum,
-            child_sum=decision.child_sum,
-            error=slot.failure,
         )
         return
     bus.emit(
-        "acceptance.decided",
+        AcceptanceDecided(
+            plan.index, chosen_id, decision.accepted, decision.reason, decision.parent_sum, decision.child_sum
+        ),
         f"proposal {plan.index}: {'accepted' if decision.accepted else 'rejected'} ({decision.reason}, "
         f"{decision.child_sum:g} vs {decision.parent_sum:g})",
-        proposal_index=plan.index,
-        candidate_id=chosen_id,
-        accepted=decision.accepted,
-        reason=decision.reason,
-        parent_sum=decision.parent_sum,
-        child_sum=decision.child_sum,
     )
 
 
@@ -151,31 +151,33 @@ def emit_frontier(bus: EventBus, state: GepaState, changed: list[str]) -> None:
     members = sorted({cid for front in fronts.values() for cid in front})
     best = state.best()
     bus.emit(
-        "frontier.updated",
+        FrontierUpdated(
+            state.pool_version,
+            len(state.pool),
+            tuple(members),
+            tuple(changed),
+            {row: list(fronts[row]) for row in changed if row in fronts},
+            best.candidate_id,
+            best.mean,
+        ),
         f"frontier: {len(members)} candidate(s); best {best.candidate_id} mean {best.mean:.4f}",
-        pool_version=state.pool_version,
-        pool_size=len(state.pool),
-        members=members,
-        rows_changed=changed,
-        fronts={row: list(fronts[row]) for row in changed if row in fronts},
-        best_candidate_id=best.candidate_id,
-        best_mean_score=best.mean,
     )
 
 
 def emit_budget(bus: EventBus, ledger: BudgetLedger, counters: Counters, proposal_index: int) -> None:
     used = ledger.used
     bus.emit(
-        "budget.updated",
+        BudgetUpdated(
+            proposal_index,
+            used.to_json(),
+            ledger.reserved.to_json(),
+            ledger.limits.train_rollouts,
+            counters.accepted,
+            counters.rejected,
+            counters.commits_since_improvement,
+        ),
         f"rollouts used {used.rollouts}; train remaining {ledger.remaining_train()}",
         lane="supervisor",
-        proposal_index=proposal_index,
-        used=used.to_json(),
-        reserved=ledger.reserved.to_json(),
-        train_cap=ledger.limits.train_rollouts,
-        accepted=counters.accepted,
-        rejected=counters.rejected,
-        since_improvement=counters.commits_since_improvement,
     )
 
 
@@ -184,11 +186,8 @@ def emit_heldout_scores(bus: EventBus, order: Iterable[str], heldout: dict[str, 
     for cid in [cid for cid in order if cid in heldout]:
         scores = heldout[cid]
         bus.emit(
-            "heldout.scored",
+            HeldoutScored(cid, scores, mean_score(scores)),
             f"{cid}: heldout mean {mean_score(scores):.4f} on {len(scores)} rows",
-            candidate_id=cid,
-            scores=scores,
-            mean_score=mean_score(scores),
         )
 
 
@@ -205,10 +204,8 @@ def warn_on_a_broken_seed(bus: EventBus, batch: BatchDone) -> None:
     if len(said) != 1 or not (text := said.pop()):
         return
     bus.emit(
-        "run.warning",
+        RunWarning(text[:2000], len(batch.results)),
         f"the seed scored 0 on all {len(batch.results)} pareto rows, every one with the same feedback: {text[:300]!r}; "
         "the container is probably broken (check its log and its dependencies), not the prompt",
         lane="supervisor",
-        feedback=text[:2000],
-        rows=len(batch.results),
     )

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from synth_opt.cache.keys import cache_key
 from synth_opt.errors import CacheCorruptError, CacheMissError
 from synth_opt.events import EventBus, utc_now
+from synth_opt.events.types import CacheAccess
 
 __all__ = ["BOUNDARIES", "CacheStore"]
 
@@ -26,10 +26,11 @@ BOUNDARIES = (
     "container.program",
     "container.dataset_rows",
     "container.rollout",
-    "proposer.codex_app_server",  # "proposer.codex" before the backend registry: entries under it are still served
+    "proposer.codex",
     "proposer.openai_compatible",
 )
-"""The built-in boundaries; a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``)."""
+"""The built-in boundaries (SPEC §8); a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``:
+``proposer.codex`` is ``codex_app_server``'s)."""
 COMMIT_EVERY = 200
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache_entries (
@@ -86,21 +87,16 @@ class CacheStore:
     def enabled(self) -> bool:
         return self._db is not None
 
-    def get(self, boundary: str, request: Any, *, aliases: Sequence[str] = ()) -> Any | None:
-        """The cached value, or None on a miss (in ``readonly``, a miss raises CacheMissError). ``aliases`` are
-        older names of ``boundary``: an entry written under one of them (its key hashed with that name) is served
-        too, and counted under ``boundary``."""
+    def get(self, boundary: str, request: Any) -> Any | None:
+        """The cached value, or None on a miss (in ``readonly``, a miss raises CacheMissError)."""
         if self._db is None:
             return None
         key = cache_key(self.namespace, boundary, request)
         try:
-            row = self._row(boundary, key)
-            for alias in aliases if row is None else ():
-                alias_key = cache_key(self.namespace, alias, request)
-                row = self._row(alias, alias_key)
-                if row is not None:
-                    key = alias_key
-                    break
+            row = self._db.execute(
+                "SELECT value FROM cache_entries WHERE namespace = ? AND boundary = ? AND key = ?",
+                (self.namespace, boundary, key),
+            ).fetchone()
             value = None if row is None else json.loads(row[0])
         except (sqlite3.DatabaseError, json.JSONDecodeError) as error:
             raise CacheCorruptError(
@@ -118,15 +114,6 @@ class CacheStore:
                 key=key,
             )
         return value
-
-    def _row(self, boundary: str, key: str) -> tuple[str] | None:
-        db = self._db
-        assert db is not None
-        row: tuple[str] | None = db.execute(
-            "SELECT value FROM cache_entries WHERE namespace = ? AND boundary = ? AND key = ?",
-            (self.namespace, boundary, key),
-        ).fetchone()
-        return row
 
     def put(self, boundary: str, request: Any, value: Any) -> None:
         if self._db is None or self.mode != "readwrite":
@@ -158,15 +145,8 @@ class CacheStore:
     def _record(self, boundary: str, action: str, key: str) -> None:
         self.counts[(boundary, action)] += 1
         if self.bus is not None:
-            self.bus.emit(
-                "cache.access",
-                f"cache {action} {boundary}",
-                lane="cache",
-                boundary=boundary,
-                action=action,
-                key=key,
-                namespace=self.namespace,
-            )
+            access = CacheAccess(boundary, action, key, self.namespace)
+            self.bus.emit(access, f"cache {action} {boundary}", lane="cache")
 
     def profile(self) -> dict[str, Any]:
         """The compact ``cache_profile.json``: mode, entries, and hits, misses and writes by boundary."""

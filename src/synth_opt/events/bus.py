@@ -22,14 +22,33 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from synth_opt.errors import RunFailedError
 from synth_opt.events.model import Event
+from synth_opt.events.types import EVENT_TYPES, EventPayload
 from synth_opt.redact import CONTENT_FIELDS, redact_text
 
-__all__ = ["FEED_OMITTED_FIELDS", "EventBus", "utc_now"]
+__all__ = ["FEED_OMITTED_FIELDS", "EventBus", "observe_every_bus", "utc_now"]
 
 # Bulky fields kept out of events.jsonl (observers such as the workspace writer still get them; a checkpoint's
 # payload is stored durably in checkpoint.json before its event is emitted).
-FEED_OMITTED_FIELDS: dict[str, tuple[str, ...]] = {"checkpoint.written": ("payload",)}
+FEED_OMITTED_FIELDS: dict[str, tuple[str, ...]] = {
+    name: cls.FEED_OMITTED for name, cls in EVENT_TYPES.items() if cls.FEED_OMITTED
+}
 OMITTED_PLACEHOLDER = "<in checkpoint.json>"
+
+
+_EVERY_BUS: list[Callable[[Event], None]] = []
+"""Callbacks that see the events of every bus in this process (:func:`synth_opt.testing.capture_events`)."""
+
+
+def observe_every_bus(callback: Callable[[Event], None]) -> Callable[[], None]:
+    """Call ``callback`` for every event any bus of this process emits from now on, until the returned function
+    is called. For tests (:func:`synth_opt.testing.capture_events`); ``callback`` must be quick and not raise."""
+    _EVERY_BUS.append(callback)
+
+    def stop() -> None:
+        if callback in _EVERY_BUS:
+            _EVERY_BUS.remove(callback)
+
+    return stop
 
 
 def utc_now() -> str:
@@ -63,15 +82,17 @@ class EventBus:
         """Call ``callback`` synchronously for every event (it must be quick and must not raise)."""
         self._callbacks.append(callback)
 
-    def emit(self, type: str, message: str, *, lane: str | None = None, **fields: Any) -> Event:
-        """Number the event, append it to the feed and hand it to the observers. A feed that cannot be written
-        (a full disk) raises :class:`~synth_opt.errors.RunFailedError` naming the file and the OS error, for this
-        event and every later one: no observer ever sees an event the feed did not store."""
+    def emit(self, payload: EventPayload, message: str, *, lane: str | None = None) -> Event:
+        """Number the event ``payload`` describes (:mod:`synth_opt.events.types`), append it to the feed and hand
+        it to the observers. A feed that cannot be written (a full disk) raises
+        :class:`~synth_opt.errors.RunFailedError` naming the file and the OS error, for this event and every later
+        one: no observer ever sees an event the feed did not store."""
         if self.write_error is not None:
             raise self._write_failure()
         self.sequence_number += 1
+        type = payload.event_type
         message = redact_text(message)
-        fields = _jsonable(fields)
+        fields: dict[str, Any] = _jsonable(payload.to_fields())
         ts = self._clock()
         line: dict[str, Any] = {
             "sequence_number": self.sequence_number,
@@ -95,7 +116,7 @@ class EventBus:
             except OSError as error:
                 self.write_error = error
                 raise self._write_failure() from None
-        for callback in self._callbacks:
+        for callback in (*self._callbacks, *_EVERY_BUS):
             callback(event)
         for stream, types in () if self._quiet else self._subscribers:
             if types is not None and type not in types:

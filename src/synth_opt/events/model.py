@@ -6,31 +6,23 @@ ones the normalized feed keeps (SPEC §9): what the search decided, never how fa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from synth_opt.events.types import EventPayload, UnknownEvent, decision_types, payload_of
 
 __all__ = ["DECISION_TYPES", "Event"]
 
-DECISION_TYPES = frozenset(
-    {
-        "run.config",
-        "dataset.resolved",
-        "seed.scored",
-        "proposal.planned",
-        "proposal.created",
-        "candidate.scored",
-        "acceptance.decided",
-        "proposal.failed",
-        "frontier.updated",
-        "search.stopped",
-        "heldout.scored",
-        "run.finished",
-    }
-)
+DECISION_TYPES = decision_types()
+"""The decision events' type names: the payload classes that say ``DECISION`` (:mod:`synth_opt.events.types`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One event: its envelope (number, time, type, message, lane), its ``fields`` as the feed holds them, and
+    ``data``, the same fields as the typed payload of its type (:mod:`synth_opt.events.types`; an
+    :class:`~synth_opt.events.types.UnknownEvent` for a type no class claims)."""
+
     sequence_number: int
     ts: str
     type: str
@@ -40,6 +32,24 @@ class Event:
     encoded: str | None = field(default=None, compare=False, repr=False)
     """The event's JSON line as ``events.jsonl`` holds it, when that is the whole event (a cache for observers
     that serialize events again, such as the workspace writer)."""
+    data: EventPayload = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", payload_of(self.type, self.fields))
+
+    def read_partially(self) -> Event:
+        """This event, or, when its fields are fewer than its type's class has (an older feed, a hand-made event),
+        a copy whose ``data`` is that class read partially: the missing fields are None whatever their annotation
+        (:meth:`~synth_opt.events.types.EventPayload.from_fields`). An event without one of its type's key fields
+        stays as it is (an :class:`~synth_opt.events.types.UnknownEvent`)."""
+        if not isinstance(self.data, UnknownEvent):
+            return self
+        data = payload_of(self.type, self.fields, partial=True)
+        if isinstance(data, UnknownEvent):
+            return self
+        copy = replace(self)
+        object.__setattr__(copy, "data", data)
+        return copy
 
     @property
     def is_decision(self) -> bool:
@@ -57,6 +67,7 @@ class Event:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
+        """An event as ``to_json`` (a line of ``events.jsonl``) gives it, its typed payload in ``data``."""
         return cls(
             sequence_number=int(data["sequence_number"]),
             ts=str(data["ts"]),

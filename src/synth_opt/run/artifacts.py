@@ -16,6 +16,7 @@ from synth_opt.cache import CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
+from synth_opt.events.types import RunFinished, RunState
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
@@ -207,15 +208,16 @@ class RunArtifacts:
 
     def _emit_finished(self, outcome: SearchOutcome, *, status: str, error: str | None) -> None:
         self.bus.emit(
-            "run.finished",
+            RunFinished(
+                outcome.stop_reason,
+                outcome.best.candidate_id,
+                outcome.seed.candidate_id,
+                outcome.best.mean,
+                outcome.seed.mean,
+            ),
             f"stop reason {outcome.stop_reason}; best {outcome.best.candidate_id}",
-            stop_reason=outcome.stop_reason,
-            best_candidate_id=outcome.best.candidate_id,
-            seed_candidate_id=outcome.seed.candidate_id,
-            best_train_score=outcome.best.mean,
-            seed_train_score=outcome.seed.mean,
         )
-        emit_run_state(self.bus, status, stop_reason=outcome.stop_reason, error=error)
+        emit_run_state(self.bus, RunState(status, stop_reason=outcome.stop_reason, error=error))
 
 
 def _heldout_mean(heldout: dict[str, dict[str, float]], cid: str) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from synth_opt.actors.records import CHECKPOINT_VERSION
 from synth_opt.errors import RunFailedError
 from synth_opt.events import EventBus
+from synth_opt.events.types import CheckpointWritten
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -108,12 +109,13 @@ def is_current_checkpoint(payload: Any) -> bool:
 
 def emit_checkpoint(bus: EventBus, snapshot: dict[str, Any]) -> None:
     bus.emit(
-        "checkpoint.written",
+        CheckpointWritten(
+            commits=snapshot["commits"],
+            generation=snapshot["commits"],
+            best_candidate_id=snapshot.get("best_candidate_id"),
+            candidate_count=snapshot.get("pool_size"),
+            snapshot=snapshot,
+        ),
         f"checkpoint after {snapshot['commits']} commits",
         lane="supervisor",
-        commits=snapshot["commits"],
-        generation=snapshot["commits"],
-        best_candidate_id=snapshot.get("best_candidate_id"),
-        candidate_count=snapshot.get("pool_size"),
-        payload=snapshot,
     )

@@ -32,6 +32,14 @@ from synth_opt.container.launch import launched_container
 from synth_opt.container.replies import policy_model
 from synth_opt.errors import ConfigError, ContainerCheckError
 from synth_opt.events import EventBus
+from synth_opt.events.types import (
+    CacheNamespace,
+    ContainerChecked,
+    ContainerLaunched,
+    ContainerOutage,
+    ContainerWarning,
+    RunState,
+)
 from synth_opt.run.lifecycle import emit_run_state
 
 __all__ = ["bearer_token", "container_url", "model_namespace", "open_container", "outage_events", "with_python"]
@@ -57,7 +65,7 @@ async def open_container(
     if store.mode == "readonly":
         url = config.container.url or "readonly-cache://container"
         client = CachedContainer(store, None, url=url)
-        emit_run_state(bus, "replaying_from_cache", cache_path=str(store.path))
+        emit_run_state(bus, RunState("replaying_from_cache", cache_path=str(store.path)))
     else:
         url = await stack.enter_async_context(container_url(config, bus, transport=transport, run_dir=run_dir))
         live = await stack.enter_async_context(
@@ -74,12 +82,12 @@ async def open_container(
             )
         )
         client = CachedContainer(store, live, url=url)
-        emit_run_state(bus, "connecting", container_url=url)
+        emit_run_state(bus, RunState("connecting", container_url=url))
     await client.health()
     metadata = await client.metadata()
     if metadata is None:
         bus.emit(
-            "container.warning",
+            ContainerWarning(),
             f"{url} has no /metadata route; using it as is without a contract check",
             lane="rollout",
         )
@@ -90,11 +98,9 @@ async def open_container(
     if model is not None and store.enabled:
         store.namespace = model_namespace(store.namespace, model)
         bus.emit(
-            "cache.namespace",
+            CacheNamespace(store.namespace, model),
             f"cache namespace {store.namespace} (the container's policy uses model {model})",
             lane="cache",
-            namespace=store.namespace,
-            policy_model=model,
         )
     return client
 
@@ -106,11 +112,9 @@ def report_check(reply: dict[str, Any], url: str, bus: EventBus) -> None:
     failed = [check for check in checks if not check.get("ok")]
     status = str(reply.get("status"))
     bus.emit(
-        "container.checked",
+        ContainerChecked(status, tuple(checks)),
         f"container start-up check: {status} ({len(checks) - len(failed)} of {len(checks)} checks passed)",
         lane="rollout",
-        status=status,
-        checks=checks,
     )
     if status == "ok":
         return
@@ -135,7 +139,7 @@ async def container_url(
     """The container's url: a launched container's while the context is open, or ``[container].url``."""
     section = config.container
     if section.command and transport is None:
-        emit_run_state(bus, "launching_container", command=section.command)
+        emit_run_state(bus, RunState("launching_container", command=tuple(section.command)))
         async with launched_container(
             with_python(section.command),
             cwd=section.cwd,
@@ -145,11 +149,9 @@ async def container_url(
             log_path=run_dir / "container.log",
         ) as launched:
             bus.emit(
-                "container.launched",
+                ContainerLaunched(launched.url, launched.pid),
                 f"container started at {launched.url} (pid {launched.pid})",
                 lane="rollout",
-                url=launched.url,
-                pid=launched.pid,
             )
             yield launched.url
     else:
@@ -162,7 +164,7 @@ def outage_events(bus: EventBus) -> Callable[[str, str, dict[str, Any]], None]:
     """The outage circuit's events, as ``container.outage`` transport events on the rollout lane."""
 
     def emit(state: str, message: str, fields: dict[str, Any]) -> None:
-        bus.emit("container.outage", message, lane="rollout", **fields)
+        bus.emit(ContainerOutage.from_fields(fields), message, lane="rollout")
 
     return emit
 

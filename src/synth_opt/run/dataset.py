@@ -10,6 +10,7 @@ from synth_opt.config import CountSelection, GepaConfig, IdSelection
 from synth_opt.container.wire import TasksetInfo
 from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
+from synth_opt.events.types import ContainerWarning, DatasetResolved
 
 __all__ = ["Dataset", "resolve_dataset", "resolve_ids"]
 
@@ -37,7 +38,7 @@ async def resolve_dataset(
     ds, source = config.dataset, config.source_path
     warning = taskset.metadata.get("warning")
     if warning:
-        bus.emit("container.warning", str(warning), lane="rollout")
+        bus.emit(ContainerWarning(), str(warning), lane="rollout")
     train = resolve_ids(ds.train_ids, taskset, ds.train_split)
     pareto = resolve_ids(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
     minibatch = resolve_ids(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
@@ -45,7 +46,7 @@ async def resolve_dataset(
     for key, selection, ids in (("train_ids", ds.train_ids, train), ("heldout_ids", ds.heldout_ids, heldout)):
         if isinstance(selection, CountSelection) and len(ids) < selection.count:
             bus.emit(
-                "container.warning",
+                ContainerWarning(),
                 f"dataset.{key} asks for {selection.count} ids but the container lists only {len(ids)}",
                 lane="rollout",
             )
@@ -65,12 +66,8 @@ async def resolve_dataset(
             rows[row_id] = row
     if announce:
         bus.emit(
-            "dataset.resolved",
+            DatasetResolved(tuple(train), tuple(pareto), tuple(minibatch), tuple(heldout)),
             f"{len(train)} train ids ({len(pareto)} pareto, {len(minibatch)} minibatch), {len(heldout)} heldout ids"
             + (f"; data source: {taskset.metadata['data_source']}" if "data_source" in taskset.metadata else ""),
-            train_ids=train,
-            pareto_ids=pareto,
-            minibatch_ids=minibatch,
-            heldout_ids=heldout,
         )
     return Dataset(train, pareto, minibatch, heldout, rows)

@@ -39,6 +39,7 @@ from synth_opt.errors import (
     collapse_exception_group,
 )
 from synth_opt.events import Event, EventBus
+from synth_opt.events.types import RunConfig, RunDiscarded, RunState
 from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
@@ -51,7 +52,6 @@ from synth_opt.run.dataset import resolve_dataset
 from synth_opt.run.gc_pacing import run_paced_collector
 from synth_opt.run.lifecycle import emit_run_state
 from synth_opt.run.resume import (
-    DISCARDED_EVENT,
     Discarded,
     ResumePoint,
     checkpoint_announced,
@@ -254,33 +254,30 @@ class _Execution:
         self.bus.go_quiet()
         self.checkpoints.path = None
 
-    def _state(self, name: str, message: str | None = None, **fields: Any) -> None:
-        emit_run_state(self.bus, name, message, **fields)
+    def _state(self, state: RunState, message: str | None = None) -> None:
+        emit_run_state(self.bus, state, message)
 
     async def run(self) -> GepaResult:
         self.artifacts.point_latest()
         if self.resume is None:
             self.artifacts.registry_line("started")
-            self._state("created", run_id=self.run_id, config_path=str(self.config.source_path))
+            self._state(RunState("created", run_id=self.run_id, config_path=str(self.config.source_path)))
             self.bus.emit(
-                "run.config",
+                RunConfig(self.config.decision_digest(), self.config.decision_config()),
                 f"config digest {self.config.decision_digest()}",
-                digest=self.config.decision_digest(),
-                decision_config=self.config.decision_config(),
             )
         else:
             await self._finalize_workspace()
             # commits: the seed's scoring and every proposal committed before the checkpoint
             proposals = self.resume.snapshot["commits"]
             self.artifacts.registry_line("resumed", commits=proposals + 1, proposals=proposals)
-            self._state("resumed", commits=self.resume.snapshot["commits"])
+            self._state(RunState("resumed", commits=self.resume.snapshot["commits"]))
             emit_checkpoint(self.bus, self.resume.snapshot)
             discarded = self.resume.discarded
             self.bus.emit(
-                DISCARDED_EVENT,
+                RunDiscarded(**discarded.to_json()),
                 f"restarts so far discarded {discarded.rollouts} rollouts and their proposer calls (done again)",
                 lane="supervisor",
-                **discarded.to_json(),
             )
         observing = None
         if self.observer is not None:  # an observer may name the only event types it reads
@@ -396,7 +393,7 @@ class _Execution:
                 outcome = self.supervisor.outcome(stop_reason="cancelled" if cancelled else "failed")
                 self._write_result(outcome, status=status, error=reason)
             else:
-                self._state(status, error=reason)
+                self._state(RunState(status, error=reason))
                 self.artifacts.registry_line(status, error=reason)
             history = self.artifacts.history.entries
             write_json(self.run_dir / "run_status.json", {"status": status, "error": reason, "state_history": history})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from synth_opt.events import Event, EventBus
+from synth_opt.events.types import RunState
 
 __all__ = ["StateHistory", "emit_run_state"]
 
 
-def emit_run_state(bus: EventBus, name: str, message: str | None = None, **fields: Any) -> None:
-    bus.emit("run.state", message or f"state: {name}", lane="supervisor", state=name, **fields)
+def emit_run_state(bus: EventBus, state: RunState, message: str | None = None) -> None:
+    bus.emit(state, message or f"state: {state.state}", lane="supervisor")
 
 
 class StateHistory:
@@ -21,5 +20,5 @@ class StateHistory:
         bus.on_event(self._track)
 
     def _track(self, event: Event) -> None:
-        if event.type == "run.state":
-            self.entries.append({"state": str(event.fields["state"]), "at": event.ts})
+        if isinstance(event.data, RunState):
+            self.entries.append({"state": str(event.data.state), "at": event.ts})

@@ -11,6 +11,7 @@ from synth_opt.config import GepaConfig, ProposerSection
 from synth_opt.container.wire import ProgramInfo
 from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
+from synth_opt.events.types import ConfigWarning
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
 from synth_opt.logs import get_logger
 from synth_opt.proposers.base import Proposer
@@ -220,7 +221,7 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
 def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, ...]) -> None:
     """A ``config.warning`` event and a log line for each setting that does nothing in this run."""
     for key, message in config_warnings(config, modules):
-        bus.emit(CONFIG_WARNING, f"{key} {message}", lane="supervisor", key=key)
+        bus.emit(ConfigWarning(key), f"{key} {message}", lane="supervisor")
         _log.warning(f"config warning: {key} {message}", key=key)
 
 
