@@ -23,7 +23,28 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from synth_opt.events import Event
+from synth_opt.events import UNSET, Event
+from synth_opt.events.types import (
+    HELDOUT_STAGE,
+    AcceptanceDecided,
+    BudgetUpdated,
+    ConfigWarning,
+    ContainerWarning,
+    DatasetResolved,
+    FrontierUpdated,
+    HeldoutScored,
+    ProposalFailed,
+    ProposalPlanned,
+    ProposerCalled,
+    ProposerFailed,
+    RolloutCompleted,
+    RolloutDegraded,
+    RunFinished,
+    RunState,
+    RunWarning,
+    SearchStopped,
+    SeedScored,
+)
 from synth_opt.pipeline import PipelineStats
 from synth_opt.run import RunObserver, RunView
 
@@ -38,26 +59,29 @@ __all__ = [
 ]
 
 LOGGED_TYPES = frozenset(
-    {
-        "run.state",
-        "dataset.resolved",
-        "seed.scored",
-        "acceptance.decided",
-        "proposal.failed",
-        "search.stopped",
-        "heldout.scored",
-        "run.finished",
-        "container.warning",
-        "config.warning",
-        "run.warning",
-        "proposer.failed",
-        "rollout.degraded",
-    }
+    cls.TYPE
+    for cls in (
+        RunState,
+        DatasetResolved,
+        SeedScored,
+        AcceptanceDecided,
+        ProposalFailed,
+        SearchStopped,
+        HeldoutScored,
+        RunFinished,
+        ContainerWarning,
+        ConfigWarning,
+        RunWarning,
+        ProposerFailed,
+        RolloutDegraded,
+    )
 )
 
 
 # What the live display reads from the bus: not one event per rollout (the budget and lane counters carry those).
-DISPLAY_TYPES = LOGGED_TYPES | frozenset({"proposal.planned", "frontier.updated", "budget.updated", "proposer.called"})
+DISPLAY_TYPES = LOGGED_TYPES | frozenset(
+    cls.TYPE for cls in (ProposalPlanned, FrontierUpdated, BudgetUpdated, ProposerCalled)
+)
 
 
 @dataclass(slots=True)
@@ -110,49 +134,49 @@ class ProgressModel:
         return max(self.counted_cost_usd, self.ledger_cost_usd)
 
     def apply(self, event: Event) -> None:
-        f = event.fields
-        kind = event.type
-        if kind == "run.state":
-            self.state = str(f.get("state", self.state))
-        elif kind in ("rollout.completed", "rollout.degraded"):
-            if f.get("stage") == "heldout":
-                self.counted_heldout += 1
-            else:
-                self.counted_train += 1
-            self._count_usage(f.get("usage"))
-        elif kind in ("proposer.called", "proposer.failed"):
-            self._count_usage(f.get("usage"))
-        elif kind == "budget.updated":
-            used = f.get("used") or {}
-            self.ledger_train = int(used.get("train_rollouts") or 0)
-            self.ledger_heldout = int(used.get("heldout_rollouts") or 0)
-            self.ledger_tokens = int(used.get("tokens") or 0)
-            self.ledger_cost_usd = float(used.get("cost_usd") or 0.0)
-            self.since_improvement = int(f.get("since_improvement") or 0)
-        elif kind == "proposal.planned":
-            self.proposals += 1
-        elif kind == "acceptance.decided":
-            if f.get("accepted"):
-                self.accepted += 1
-            else:
+        # read partially: a replayed older feed's event may lack a field this version writes (then None)
+        match event.read_partially().data:
+            case RunState(state=state):
+                self.state = str(state)
+            case RolloutCompleted() | RolloutDegraded() as rollout:
+                if rollout.stage == HELDOUT_STAGE:
+                    self.counted_heldout += 1
+                else:
+                    self.counted_train += 1
+                self._count_usage(rollout.usage)
+            case ProposerCalled() | ProposerFailed() as call:
+                self._count_usage(call.usage)
+            case BudgetUpdated() as budget:
+                used = budget.used or {}
+                self.ledger_train = int(used.get("train_rollouts") or 0)
+                self.ledger_heldout = int(used.get("heldout_rollouts") or 0)
+                self.ledger_tokens = int(used.get("tokens") or 0)
+                self.ledger_cost_usd = float(used.get("cost_usd") or 0.0)
+                self.since_improvement = int(budget.since_improvement or 0)
+            case ProposalPlanned():
+                self.proposals += 1
+            case AcceptanceDecided() as decision:
+                if decision.accepted:
+                    self.accepted += 1
+                else:
+                    self.rejected += 1
+                    self.stale += decision.reason == "stale"
+            case ProposalFailed():
                 self.rejected += 1
-                self.stale += f.get("reason") == "stale"
-        elif kind == "proposal.failed":
-            self.rejected += 1
-            self.failed += 1
-        elif kind == "seed.scored" and f.get("mean_score") is not None:
-            self.seed_score = float(f["mean_score"])
-        elif kind == "frontier.updated":
-            self.frontier_size = len(f.get("members") or [])
-            self.pool_size = int(f.get("pool_size") or 0)
-            if f.get("best_mean_score") is not None:
-                self.best_score = float(f["best_mean_score"])
-        elif kind == "search.stopped":
-            self.stop_reason = str(f.get("stop_reason"))
-        elif kind == "heldout.scored" and f.get("mean_score") is not None:
-            self.heldout[str(f.get("candidate_id"))] = float(f["mean_score"])
-            self.scored_heldout += len(f.get("scores") or {})
-        if kind in LOGGED_TYPES:
+                self.failed += 1
+            case SeedScored(mean_score=mean) if mean is not None:
+                self.seed_score = float(mean)
+            case FrontierUpdated() as frontier:
+                self.frontier_size = len(frontier.members or [])
+                self.pool_size = int(frontier.pool_size or 0)
+                if frontier.best_mean_score is not None:
+                    self.best_score = float(frontier.best_mean_score)
+            case SearchStopped(stop_reason=reason):
+                self.stop_reason = str(reason)
+            case HeldoutScored() as heldout if heldout.mean_score is not None:
+                self.heldout[str(heldout.candidate_id)] = float(heldout.mean_score)
+                self.scored_heldout += len(heldout.scores or {})
+        if event.type in LOGGED_TYPES:
             self.last_message = event.message
 
     def _count_usage(self, usage: Any) -> None:
@@ -272,10 +296,11 @@ def replay_summary(events: Iterable[Event], *, run_id: str) -> Group:
     last: datetime | None = None
     for event in events:
         model.apply(event)
-        if event.type == "budget.updated":
-            view.train_cap = int(event.fields.get("train_cap") or view.train_cap)
-        if event.type == "dataset.resolved":
-            view.heldout_cap = 2 * len(event.fields.get("heldout_ids") or [])
+        match event.read_partially().data:
+            case BudgetUpdated(train_cap=cap):
+                view.train_cap = int(cap or view.train_cap)
+            case DatasetResolved(heldout_ids=heldout):
+                view.heldout_cap = 2 * len(heldout or [])
         stamp = _parse_ts(event.ts)
         if stamp is not None:
             first = first or stamp
@@ -339,8 +364,9 @@ def log_observer(*, log_format: str = "console", log_level: str = "info", interv
             async for event in _each(events):
                 model.apply(event)
                 fields: dict[str, Any] = {"event_type": event.type}
-                if "candidate_id" in event.fields:
-                    fields["candidate_id"] = event.fields["candidate_id"]
+                candidate = getattr(event.data, "candidate_id", UNSET)  # the events about one candidate
+                if candidate is not UNSET:
+                    fields["candidate_id"] = candidate
                 if event.type in LOGGED_TYPES:
                     log.info(event.message, **fields)
                 elif event.type.startswith("rollout.") or event.type.startswith("proposer."):

@@ -12,16 +12,25 @@ from typing import Any
 
 from synth_opt.errors import ConfigError
 from synth_opt.events.normalize import json_lines
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    FrontierUpdated,
+    HeldoutScored,
+    ProposalPlanned,
+    SearchStopped,
+    SeedScored,
+    payload_of,
+)
 
 __all__ = ["render_timeline"]
 
 MARKS = {
-    "acceptance.decided": "✓",
-    "search.stopped": "■",
-    "heldout.scored": "◆",
-    "seed.scored": "●",
-    "proposal.planned": "→",
-    "frontier.updated": "▲",
+    AcceptanceDecided.TYPE: "✓",
+    SearchStopped.TYPE: "■",
+    HeldoutScored.TYPE: "◆",
+    SeedScored.TYPE: "●",
+    ProposalPlanned.TYPE: "→",
+    FrontierUpdated.TYPE: "▲",
 }
 
 
@@ -53,6 +62,8 @@ def render_timeline(path: Path, *, decisions_only: bool = False) -> Iterator[str
         ts = str(event.get("ts", ""))[11:23]
         lane = event.get("lane") or ""
         mark = MARKS.get(kind, " ")
-        if kind == "acceptance.decided" and not event.get("fields", {}).get("accepted"):
+        fields = event.get("fields")
+        data = payload_of(kind, fields if isinstance(fields, dict) else {}, partial=True)
+        if isinstance(data, AcceptanceDecided) and not data.accepted:
             mark = "✗"
         yield f"{number!s:>6} {ts:<12} {mark} {lane:<10} {kind:<20} {event.get('message', '')}"

@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synth_opt.events import Event
+from synth_opt.events import Event, Stage
 from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import (
+    CandidateRegistered,
+    CandidateStatus,
+    CheckpointWritten,
+    ContainerOutage,
+    EventDiscarded,
+    ProposalPlanned,
+    ProposerCalled,
+    ProposerFailed,
+    ReflectionRequested,
+    RolloutCompleted,
+    RolloutDegraded,
+    RunDiscarded,
+    shared_field,
+)
 from synth_opt.gepa import CandidateRecord
 from synth_opt.run.checkpoints import CHECKPOINT_FILE, is_current_checkpoint, read_checkpoint_file
 from synth_opt.usage import Usage
@@ -39,13 +53,11 @@ DERIVED_FILES = (
 )
 
 
-DISCARDED_EVENT = "run.discarded"  # emitted by a resumed run: the total so far, for observers
-DISCARDED_LINE = "event.discarded"  # a feed line a resume replaced (what it spent, and whether that is paid again)
+DISCARDED_EVENT = RunDiscarded.TYPE  # emitted by a resumed run: the total so far, for observers
+DISCARDED_LINE = EventDiscarded.TYPE  # a feed line a resume replaced (what it spent, and whether that is paid again)
 # Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
-IN_FLIGHT_TYPES = frozenset(
-    {"rollout.completed", "rollout.degraded", "reflection.requested", "proposer.called", "proposer.failed"}
-)
-_PROPOSAL_STAGE = re.compile(r"p(\d+)\.")
+IN_FLIGHT = (RolloutCompleted, RolloutDegraded, ReflectionRequested, ProposerCalled, ProposerFailed)
+IN_FLIGHT_TYPES = frozenset(cls.TYPE for cls in IN_FLIGHT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,17 +84,17 @@ class Discarded:
     def of_line(cls, event: Event) -> Discarded:
         """What an ``event.discarded`` line records as spent and paid again, or what a served outage probe
         (a ``container.outage`` line of state ``canary_served``) spent; nothing for any other line."""
-        fields = event.fields
-        if is_canary_line(event):
-            usage = fields.get("usage")
-            return cls(probes=1, probe=Usage.from_dict(usage) if isinstance(usage, dict) else Usage())
-        if event.type != DISCARDED_LINE or fields.get("paid_again") is False:
+        data = event.read_partially().data  # a line of an older feed may lack a field (then None)
+        if isinstance(data, ContainerOutage) and data.state == "canary_served":
+            usage = data.usage
+            return cls(probes=1, probe=Usage.from_dict(usage) if usage is not None else Usage())
+        if not isinstance(data, EventDiscarded) or data.paid_again is False:
             return cls()
-        usage = fields.get("discarded_usage")
+        usage = data.discarded_usage
         spent = Usage.from_dict(usage) if isinstance(usage, dict) else Usage()
-        if fields.get("discarded_type") in ("rollout.completed", "rollout.degraded"):
+        if data.discarded_type in (RolloutCompleted.TYPE, RolloutDegraded.TYPE):
             return cls(rollouts=1, rollout=spent)
-        if fields.get("discarded_type") in ("proposer.called", "proposer.failed"):
+        if data.discarded_type in (ProposerCalled.TYPE, ProposerFailed.TYPE):
             return cls(proposer=spent)
         return cls()
 
@@ -99,7 +111,8 @@ class Discarded:
 
 def is_canary_line(event: Event) -> bool:
     """A served outage probe: spend already made, never done again, so a resume keeps its line as it is."""
-    return event.type == "container.outage" and event.fields.get("state") == "canary_served"
+    data = event.read_partially().data
+    return isinstance(data, ContainerOutage) and data.state == "canary_served"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +143,7 @@ def checkpoint_announced(run_dir: Path) -> bool:
     if not feed.exists():
         return False
     with feed.open(encoding="utf-8", errors="replace") as lines:
-        return any('"checkpoint.written"' in line for line in lines)
+        return any(f'"{CheckpointWritten.TYPE}"' in line for line in lines)
 
 
 def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
@@ -189,11 +202,12 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
     registry: dict[str, dict[str, Any]] = {}
     payloads: dict[str, dict[str, str]] = {}
     for event in kept:
-        if event.type == "candidate.registered":
-            payloads[str(event.fields["candidate_id"])] = dict(event.fields["payload"])
-        elif event.type == "candidate.status":
-            cid = str(event.fields["candidate_id"])
-            registry[cid] = {**event.fields, "payload": payloads.get(cid, {})}
+        match event.data:
+            case CandidateRegistered() as registered:
+                payloads[str(registered.candidate_id)] = dict(registered.payload)
+            case CandidateStatus() as status:  # the registry entry without its payload, as the feed has it
+                cid = str(status.candidate_id)
+                registry[cid] = {**status.to_fields(), "payload": payloads.get(cid, {})}
     records = {
         cid: CandidateRecord.from_json(entry)
         for cid, entry in registry.items()
@@ -207,29 +221,33 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
 
 
 def _discarded_line(event: Event, *, paid_again: bool) -> Event:
-    fields = event.fields
+    data = event.read_partially().data
+    stage = shared_field(data, "stage")
+    discarded = EventDiscarded(
+        discarded_type=event.type,
+        # a plan's index is ``index`` on the wire, which this line never read as its proposal_index
+        proposal_index=None if isinstance(data, ProposalPlanned) else shared_field(data, "proposal_index"),
+        stage=Stage.parse(stage) if isinstance(stage, str) else stage,
+        discarded_usage=shared_field(data, "usage"),
+        paid_again=paid_again,
+    )
     return Event(
         event.sequence_number,
         event.ts,
-        DISCARDED_LINE,
+        discarded.event_type,
         f"{event.type}: work after the checkpoint a resume started from (or in flight at it); it was done again",
-        {
-            "discarded_type": event.type,
-            "proposal_index": fields.get("proposal_index"),
-            "stage": fields.get("stage"),
-            "discarded_usage": fields.get("usage"),
-            "paid_again": paid_again,
-        },
+        discarded.to_fields(),
         event.lane,
     )
 
 
 def _in_flight(event: Event, commits: int) -> bool:
     """A transport line of a proposal that had not committed at the checkpoint (index ``commits`` or later)."""
-    if event.type not in IN_FLIGHT_TYPES:
+    data = event.read_partially().data
+    if not isinstance(data, IN_FLIGHT):
         return False
-    index = event.fields.get("proposal_index")
-    if index is None:
-        match = _PROPOSAL_STAGE.match(str(event.fields.get("stage") or ""))
-        index = match and int(match.group(1))
+    if isinstance(data, RolloutCompleted | RolloutDegraded):  # a rollout says its proposal in its stage
+        index = data.stage.proposal if isinstance(data.stage, Stage) else None
+    else:
+        index = data.proposal_index
     return isinstance(index, int) and index >= commits

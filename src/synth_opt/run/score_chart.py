@@ -15,6 +15,22 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    CandidateScored,
+    CandidateStatus,
+    FrontierUpdated,
+    HeldoutScored,
+    ProposalCreated,
+    RolloutCompleted,
+    RolloutDegraded,
+    RunFinished,
+    RunState,
+    SeedScored,
+    UnknownEvent,
+    payload_of,
+)
+
 __all__ = ["read_events", "render_score_chart", "write_score_chart"]
 
 WIDTH, HEIGHT = 900, 520
@@ -62,62 +78,72 @@ def _str(value: Any) -> str | None:
 def _collect(events: Iterable[Any]) -> _Run:
     """Fold the feed into plot data; events of unknown types or with odd fields are skipped, never raised on."""
     run = _Run()
-    plans: dict[int | None, dict[str, Any]] = {}
+    plans: dict[int | None, ProposalCreated] = {}
     for event in events:
         if not isinstance(event, dict):
             continue
         kind, f = event.get("type"), event.get("fields")
-        f = f if isinstance(f, dict) else {}
-        cid = _str(f.get("candidate_id"))
-        if kind in ("rollout.completed", "rollout.degraded"):
-            if not str(f.get("stage") or "").startswith("heldout"):
-                run.rollouts += 1
-        elif kind in ("run.state", "run.started") and run.run_id is None:
-            run.run_id = _str(f.get("run_id"))
-        elif kind == "seed.scored" and cid and run.seed_id is None:
-            run.seed_id = cid
-            run.points[cid] = _Point(cid, run.rollouts, _num(f.get("mean_score")), [], "seed", None)
-        elif kind == "proposal.created" and isinstance(f.get("proposal_index"), int):
-            plans[f["proposal_index"]] = f
-        elif kind == "acceptance.decided" and cid:
-            index = f.get("proposal_index") if isinstance(f.get("proposal_index"), int) else None
-            plan = plans.get(index, {})
-            listed = plan.get("parent_ids")
-            parents = [
-                p for p in (listed if isinstance(listed, list) else [plan.get("parent_id")]) if isinstance(p, str)
-            ]
-            label = f"p{index}" if isinstance(index, int) else "proposal"
-            if f.get("accepted") is True and cid not in run.points:
-                merge = plan.get("kind") == "merge" or len(parents) > 1
-                run.points[cid] = _Point(cid, run.rollouts, None, parents, "merge" if merge else "reflection", index)
-            else:
-                # A rejected proposal has only a minibatch score: a handful of rows picked where the parent did
-                # badly, so it runs far above the pareto means (0.9 against 0.4 in the banking77 cookbook).
-                # Plotted on the same axis it would look better than every accepted candidate; it goes in the
-                # strip under the plot instead, at the rollout count of its decision.
-                status = "accepted, duplicate" if f.get("accepted") is True else "rejected"
-                run.rejected.append((run.rollouts, f"{label} {status} ({f.get('reason')}): {cid}"))
-        elif kind == "candidate.scored" and cid in run.points and str(f.get("stage") or "").endswith(".pareto"):
-            point = run.points[cid]
-            point.y = point.y if point.y is not None else _num(f.get("mean_score"))
-        elif kind == "candidate.status" and cid in run.points and f.get("status") in ("accepted", "seed"):
-            point = run.points[cid]
-            point.y = point.y if point.y is not None else _num(f.get("mean_score"))
-        elif kind == "frontier.updated":
-            members = f.get("members")
-            run.frontier = [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
-            run.best_id = _str(f.get("best_candidate_id")) or run.best_id
-        elif kind == "heldout.scored" and cid and _num(f.get("mean_score")) is not None:
-            run.heldout[cid] = float(f["mean_score"])
-        elif kind == "run.finished":
-            run.best_id = _str(f.get("best_candidate_id")) or run.best_id
-            run.seed_id = run.seed_id or _str(f.get("seed_candidate_id"))
-            run.stop_reason = _str(f.get("stop_reason"))
+        # raw or normalized lines alike; partially: an older feed may lack a field this version writes (then None)
+        data = payload_of(str(kind), f if isinstance(f, dict) else {}, partial=True)
+        match data:
+            case RolloutCompleted() | RolloutDegraded() as rollout:
+                if not str(rollout.stage or "").startswith("heldout"):
+                    run.rollouts += 1
+            case RunState(run_id=rid) if run.run_id is None:
+                run.run_id = _str(rid)
+            case UnknownEvent(type_name="run.started", data=legacy) if run.run_id is None:
+                run.run_id = _str(legacy.get("run_id"))
+            case SeedScored(candidate_id=cid) if _str(cid) and run.seed_id is None:
+                run.seed_id = cid
+                run.points[cid] = _Point(cid, run.rollouts, _num(data.mean_score), [], "seed", None)
+            case ProposalCreated(proposal_index=index) if _int(index) is not None:
+                plans[index] = data
+            case AcceptanceDecided(candidate_id=cid) if _str(cid):
+                _decided(run, data, plans.get(_int(data.proposal_index)))
+            case CandidateScored(candidate_id=cid) | CandidateStatus(candidate_id=cid) if _str(cid) in run.points:
+                pareto = str(data.stage).endswith(".pareto") if isinstance(data, CandidateScored) else False
+                if pareto or (isinstance(data, CandidateStatus) and data.status in ("accepted", "seed")):
+                    point = run.points[cid]
+                    point.y = point.y if point.y is not None else _num(data.mean_score)
+            case FrontierUpdated(members=members):
+                listed = isinstance(members, list | tuple)
+                run.frontier = [m for m in members if isinstance(m, str)] if listed else []
+                run.best_id = _str(data.best_candidate_id) or run.best_id
+            case HeldoutScored(candidate_id=cid, mean_score=mean) if _str(cid) and (score := _num(mean)) is not None:
+                run.heldout[cid] = score
+            case RunFinished():
+                run.best_id = _str(data.best_candidate_id) or run.best_id
+                run.seed_id = run.seed_id or _str(data.seed_candidate_id)
+                run.stop_reason = _str(data.stop_reason)
     run.points = {cid: p for cid, p in run.points.items() if p.y is not None}
     scored = list(run.points.values())
     if run.best_id not in run.points and scored:
         run.best_id = max(scored, key=lambda p: p.y or 0.0).candidate_id
     return run
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _decided(run: _Run, decision: AcceptanceDecided, plan: ProposalCreated | None) -> None:
+    """An accepted proposal's candidate becomes a point (its pareto score comes later); any other decision goes in
+    the strip of rejected proposals."""
+    cid, index = decision.candidate_id, _int(decision.proposal_index)
+    listed = None if plan is None else plan.parent_ids
+    candidates = listed if isinstance(listed, list | tuple) else [None if plan is None else plan.parent_id]
+    parents = [p for p in candidates if isinstance(p, str)]
+    label = f"p{index}" if index is not None else "proposal"
+    if decision.accepted is True and cid not in run.points:
+        merge = (plan is not None and plan.kind == "merge") or len(parents) > 1
+        run.points[cid] = _Point(cid, run.rollouts, None, parents, "merge" if merge else "reflection", index)
+    else:
+        # A rejected proposal has only a minibatch score: a handful of rows picked where the parent did
+        # badly, so it runs far above the pareto means (0.9 against 0.4 in the banking77 cookbook).
+        # Plotted on the same axis it would look better than every accepted candidate; it goes in the
+        # strip under the plot instead, at the rollout count of its decision.
+        status = "accepted, duplicate" if decision.accepted is True else "rejected"
+        run.rejected.append((run.rollouts, f"{label} {status} ({decision.reason}): {cid}"))
 
 
 def _step(span: float, target: int = 6) -> float:

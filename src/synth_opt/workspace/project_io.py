@@ -6,7 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth_opt.events import Event
+from synth_opt.events import UNSET, Event
+from synth_opt.events.types import (
+    BudgetUpdated,
+    CacheAccess,
+    CandidateStatus,
+    CheckpointWritten,
+    ProposerCalled,
+    ProposerFailed,
+    ReflectionRequested,
+    RolloutCompleted,
+    RolloutDegraded,
+    RunFinished,
+    SearchStopped,
+)
 from synth_opt.workspace.rows import (
     BUDGET_STOP_REASONS,
     EventKey,
@@ -35,26 +48,39 @@ __all__ = [
 ROLLOUT_BOUNDARY = "container.rollout"
 
 
+def _given(value: Any) -> Any:
+    """A field's value, None for one the event left out."""
+    return None if value is UNSET else value
+
+
 def proposer_boundary(backend: str | None) -> str:
     return f"proposer.{backend}" if backend else "proposer"
+
+
+def _source(event: Event) -> str:
+    """Where a call's reply came from: ``source`` or ``cached`` in the fields of a feed that says (no event of
+    this version does: its calls are ``live``, and the cache's own accesses are ``cache.access`` events)."""
+    source, cached = event.fields.get("source"), event.fields.get("cached")
+    return source if isinstance(source, str) else ("cache" if cached else "live")
 
 
 def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """``rollout.completed`` / ``rollout.degraded``: the rollout, its evidence frame, one score per objective,
     one row per verifier job, and one usage row (the external call) linked by ``rollout_id``."""
-    f = event.fields
-    rid = str(f["rollout_id"])
-    stage = str_or_none(f.get("stage"))
+    data = event.data
+    assert isinstance(data, RolloutCompleted | RolloutDegraded)
+    rid = str(data.rollout_id)
+    stage = None if data.stage is None else str(data.stage)
     kind, proposal = stage_kind(stage)
-    status = str(f.get("status") or ("degraded" if event.type == "rollout.degraded" else "unknown"))
-    reward = float_or_none(f.get("reward"))
-    usage = usage_columns(f.get("usage"))
-    jobs = [job for job in f.get("verifier_jobs") or [] if isinstance(job, dict)]
+    status = str(data.status or ("degraded" if isinstance(data, RolloutDegraded) else "unknown"))
+    reward = float_or_none(data.reward)
+    usage = usage_columns(data.usage)
+    jobs = [job for job in data.verifier_jobs or [] if isinstance(job, dict)]
     common = {
         "run_id": k.run_id,
         "rollout_id": rid,
-        "candidate_id": str_or_none(f.get("candidate_id")),
-        "task_id": str_or_none(f.get("task_id")),
+        "candidate_id": str_or_none(data.candidate_id),
+        "task_id": str_or_none(data.task_id),
         "stage": stage,
     }
     rollout = {
@@ -63,8 +89,8 @@ def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
         "proposal_index": proposal,
         "status": status,
         "reward": reward,
-        "error": str_or_none(f.get("error")),
-        "duration_seconds": float_or_none(f.get("duration_seconds")),
+        "error": str_or_none(data.error),
+        "duration_seconds": float_or_none(data.duration_seconds),
         "event_type": event.type,
         "sequence_number": k.seq,
         "completed_at": k.ts,
@@ -75,15 +101,15 @@ def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
         "frame_kind": kind,
         "status": status,
         "reward": reward,
-        "trace_digest": str_or_none(f.get("trace_digest")),
-        "feedback": str_or_none(f.get("feedback")),
-        "error": str_or_none(f.get("error")),
-        "duration_seconds": float_or_none(f.get("duration_seconds")),
+        "trace_digest": str_or_none(data.trace_digest),
+        "feedback": str_or_none(data.feedback),
+        "error": str_or_none(data.error),
+        "duration_seconds": float_or_none(data.duration_seconds),
         "verifier_job_count": len(jobs),
         "sequence_number": k.seq,
     }
     rows = [Row("rollouts", rollout), Row("evidence_frames", frame)]
-    objectives = f.get("objectives")
+    objectives = data.objectives
     values: dict[str, Any] = dict(objectives) if isinstance(objectives, dict) and objectives else {}
     if not values and reward is not None:
         values = {"reward": reward}
@@ -102,7 +128,6 @@ def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
             "sequence_number": k.seq,
         }
         rows.append(Row("verifier_jobs", verifier))
-    source = f.get("source") if isinstance(f.get("source"), str) else ("cache" if f.get("cached") else "live")
     ledger = {
         **usage,
         "run_id": k.run_id,
@@ -110,7 +135,7 @@ def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
         "boundary": ROLLOUT_BOUNDARY,
         "rollout_id": rid,
         "proposal_index": proposal,
-        "source": source,
+        "source": _source(event),
         "recorded_at": k.ts,
     }
     rows.append(Row("usage_ledger", ledger))
@@ -119,7 +144,8 @@ def rollout_finished(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
 
 def reflection_requested(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """The feedback shown to the proposer: one annotation per record of the reflection."""
-    f = event.fields
+    data = event.data
+    assert isinstance(data, ReflectionRequested)
     return [
         Row(
             "trace_annotations",
@@ -127,39 +153,40 @@ def reflection_requested(event: Event, k: EventKey, _: ProjectionContext) -> lis
                 "run_id": k.run_id,
                 "sequence_number": k.seq,
                 "position": position,
-                "proposal_index": int_or_none(f.get("proposal_index")),
-                "candidate_id": str_or_none(f.get("candidate_id")),
-                "module": str_or_none(f.get("module")),
+                "proposal_index": int_or_none(data.proposal_index),
+                "candidate_id": str_or_none(data.candidate_id),
+                "module": str_or_none(data.module),
                 "task_id": str_or_none(record.get("task_id")),
                 "reward": float_or_none(record.get("reward")),
                 "feedback": str_or_none(record.get("feedback")),
             },
         )
-        for position, record in enumerate(f.get("records") or [])
+        for position, record in enumerate(data.records or [])
         if isinstance(record, dict)
     ]
 
 
 def proposer_call(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """``proposer.called`` / ``proposer.failed``: the invocation and its usage row (linked by sequence number)."""
-    f = event.fields
-    backend = str_or_none(f.get("backend"))
-    usage = usage_columns(f.get("usage"))
-    proposal = int_or_none(f.get("proposal_index"))
+    data = event.data
+    assert isinstance(data, ProposerCalled | ProposerFailed)
+    backend = str_or_none(data.backend)
+    usage = usage_columns(data.usage)
+    proposal = int_or_none(data.proposal_index)
+    called = data if isinstance(data, ProposerCalled) else None
     invocation = {
         **usage,
         "run_id": k.run_id,
         "sequence_number": k.seq,
         "proposal_index": proposal,
         "backend": backend,
-        "model": str_or_none(f.get("model")),
-        "outcome": str(f.get("outcome") or ("error" if event.type == "proposer.failed" else "ok")),
-        "error": str_or_none(f.get("error")),
-        "texts": int_or_none(f.get("texts")),
-        "duration_seconds": float_or_none(f.get("duration_seconds")),
+        "model": str_or_none(data.model),
+        "outcome": str(data.outcome or ("error" if called is None else "ok")),
+        "error": str_or_none(data.error) if isinstance(data, ProposerFailed) else None,
+        "texts": None if called is None else int_or_none(called.texts),
+        "duration_seconds": None if called is None else float_or_none(called.duration_seconds),
         "invoked_at": k.ts,
     }
-    source = f.get("source") if isinstance(f.get("source"), str) else ("cache" if f.get("cached") else "live")
     ledger = {
         **usage,
         "run_id": k.run_id,
@@ -167,7 +194,7 @@ def proposer_call(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
         "boundary": proposer_boundary(backend),
         "proposal_index": proposal,
         "invocation_sequence_number": k.seq,
-        "source": source,
+        "source": _source(event),
         "recorded_at": k.ts,
     }
     return [Row("subagent_invocations", invocation), Row("usage_ledger", ledger)]
@@ -176,19 +203,22 @@ def proposer_call(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
 def stopper_state(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row]:
     """A budget/stopper snapshot at ``budget.updated``, ``search.stopped`` and ``run.finished``; the last two
     carry the previous budget forward and mark the stop or the completion they observed."""
-    f = event.fields
+    data = event.data
+    assert isinstance(data, BudgetUpdated | SearchStopped | RunFinished)
     rows: list[Row] = []
-    if event.type == "budget.updated":
-        used, reserved = dict(f.get("used") or {}), dict(f.get("reserved") or {})
-        train_cap = int_or_none(f.get("train_cap"))
-        generation = (int_or_none(f.get("proposal_index")) or 0) + 1
-        accepted, rejected = int_or_none(f.get("accepted")), int_or_none(f.get("rejected"))
+    budget = data if isinstance(data, BudgetUpdated) else None
+    if isinstance(data, BudgetUpdated):
+        used, reserved = dict(data.used or {}), dict(data.reserved or {})
+        train_cap = int_or_none(data.train_cap)
+        generation = (int_or_none(data.proposal_index) or 0) + 1
+        accepted, rejected = int_or_none(data.accepted), int_or_none(data.rejected)
         candidate = ctx.best_candidate_id
     else:
         used, reserved, train_cap = ctx.used, ctx.reserved, ctx.train_cap
         generation, accepted, rejected = ctx.generation, ctx.accepted, ctx.rejected
-        candidate = str_or_none(f.get("best_candidate_id")) or ctx.best_candidate_id
-    stop_reason = str_or_none(f.get("stop_reason"))
+        best = data.best_candidate_id if isinstance(data, RunFinished) else None
+        candidate = str_or_none(best) or ctx.best_candidate_id
+    stop_reason = None if isinstance(data, BudgetUpdated) else str_or_none(data.stop_reason)
     train_used, heldout_used = int_or_none(used.get("train_rollouts")), int_or_none(used.get("heldout_rollouts"))
     remaining = None
     if train_cap is not None and train_used is not None:
@@ -197,7 +227,7 @@ def stopper_state(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row
         "run_id": k.run_id,
         "sequence_number": k.seq,
         "event_type": event.type,
-        "proposal_index": int_or_none(f.get("proposal_index")),
+        "proposal_index": None if budget is None else int_or_none(budget.proposal_index),
         "generation": generation,
         "rollouts_used": None if train_used is None else train_used + (heldout_used or 0),
         "train_rollouts_used": train_used,
@@ -213,39 +243,43 @@ def stopper_state(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row
         "rejected": rejected,
         "stop_reason": stop_reason,
         "budget_stop_observed": int(stop_reason in BUDGET_STOP_REASONS),
-        "completion_observed": int(event.type == "run.finished"),
+        "completion_observed": int(isinstance(data, RunFinished)),
         "reserved_json": dumps(reserved),
         "observed_at": k.ts,
     }
     rows.append(Row("stopper_states", state))
-    if event.type == "search.stopped":
+    if isinstance(data, SearchStopped):
         rows.append(Row("runs", {"run_id": k.run_id, "stop_reason": stop_reason}))
-    elif event.type == "run.finished":
-        best_score = float_or_none(f.get("best_train_score"))
+    elif isinstance(data, RunFinished):
+        best_score = float_or_none(data.best_train_score)
         run = {
             "run_id": k.run_id,
             "stop_reason": stop_reason,
-            "seed_candidate_id": str_or_none(f.get("seed_candidate_id")),
-            "best_candidate_id": str_or_none(f.get("best_candidate_id")),
+            "seed_candidate_id": str_or_none(data.seed_candidate_id),
+            "best_candidate_id": str_or_none(data.best_candidate_id),
             "best_mean_score": best_score,
             "best_seq": k.seq,
             "best_train_score": best_score,
-            "seed_train_score": float_or_none(f.get("seed_train_score")),
+            "seed_train_score": float_or_none(data.seed_train_score),
         }
         rows.append(Row("runs", run))
     return rows
 
 
 def cache_access(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    f = event.fields
-    detail = {key: value for key, value in f.items() if key not in {"boundary", "action", "key", "namespace"}}
+    data = event.data
+    assert isinstance(data, CacheAccess)
+    # any field beyond the four named ones, as the feed has it
+    detail = {
+        key: value for key, value in event.fields.items() if key not in {"boundary", "action", "key", "namespace"}
+    }
     access = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
-        "boundary": str(f.get("boundary") or "unknown"),
-        "action": str(f.get("action") or "unknown"),
-        "cache_key": str_or_none(f.get("key")),
-        "namespace": str(f.get("namespace") or "default"),
+        "boundary": str(data.boundary or "unknown"),
+        "action": str(data.action or "unknown"),
+        "cache_key": str_or_none(data.key),
+        "namespace": str(data.namespace or "default"),
         "accessed_at": k.ts,
         "detail_json": dumps(detail),
     }
@@ -256,8 +290,10 @@ def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> lis
     """A checkpoint and its whole snapshot payload (``events.jsonl`` leaves the payload out: this row is where a
     resume finds it). Summary columns come from the fields, else the payload (the supervisor's snapshot: commits,
     counters, best candidate, pool size), else what earlier events told the context."""
-    f = event.fields
-    raw = f.get("payload")
+    data = event.data
+    assert isinstance(data, CheckpointWritten)
+    f = event.fields  # the summary fields as the event has them, looked up with the snapshot's by name below
+    raw = data.snapshot  # "<in checkpoint.json>" in a feed read back
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     counters = payload.get("counters") if isinstance(payload.get("counters"), dict) else {}
 
@@ -311,18 +347,21 @@ def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> lis
 
 def candidate_status(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """A candidate registry entry (``candidate.status``): its status, the reason, and the scores it was judged on."""
-    f = event.fields
-    scores = f.get("scores") if f.get("scores") is not None else f.get("minibatch_scores")
+    data = event.data
+    assert isinstance(data, CandidateStatus)
+    scores = _given(data.scores)
+    if scores is None:
+        scores = _given(data.minibatch_scores)
     entry = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
-        "candidate_id": str(f["candidate_id"]),
-        "status": str(f.get("status") or "unknown"),
-        "reason": str_or_none(f.get("reason")),
-        "proposal_index": int_or_none(f.get("proposal_index")),
-        "pool_index": int_or_none(f.get("pool_index")),
-        "mean_score": float_or_none(f.get("mean_score")),
+        "candidate_id": str(data.candidate_id),
+        "status": str(data.status or "unknown"),
+        "reason": str_or_none(_given(data.reason)),
+        "proposal_index": int_or_none(data.proposal_index),
+        "pool_index": int_or_none(_given(data.pool_index)),
+        "mean_score": float_or_none(_given(data.mean_score)),
         "scores_json": None if scores is None else dumps(scores),
-        "entry_json": dumps(f),
+        "entry_json": dumps(event.fields),
     }
     return [Row("candidate_statuses", entry)]

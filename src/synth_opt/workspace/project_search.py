@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth_opt.events import Event
+from synth_opt.events import UNSET, Event
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    CandidateRegistered,
+    FrontierUpdated,
+    ProposalCreated,
+    ProposalFailed,
+    ProposalPlanned,
+    RunConfig,
+    RunState,
+    SeedScored,
+)
 from synth_opt.workspace.rows import (
     MERGE_MODULE,
     EventKey,
@@ -31,37 +42,48 @@ __all__ = [
 ]
 
 
+def _given(value: Any) -> Any:
+    """A field's value, None for one the event left out."""
+    return None if value is UNSET else value
+
+
 def run_state(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    f = event.fields
-    state = str(f.get("state"))
-    detail = {key: value for key, value in f.items() if key not in {"state", "error", "stop_reason"}}
-    run: dict[str, Any] = {"run_id": k.run_id, "status": state, "status_seq": k.seq, "error": f.get("error")}
+    data = event.data
+    assert isinstance(data, RunState)
+    state = str(data.state)
+    # the state's own details, as the feed has them (every field but these three)
+    detail = {key: value for key, value in event.fields.items() if key not in {"state", "error", "stop_reason"}}
+    error = _given(data.error)
+    run: dict[str, Any] = {"run_id": k.run_id, "status": state, "status_seq": k.seq, "error": error}
     if state == "created":
-        run.update(created_at=k.ts, config_path=str_or_none(f.get("config_path")))
+        run.update(created_at=k.ts, config_path=str_or_none(_given(data.config_path)))
     transition = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
         "state": state,
         "at": k.ts,
-        "error": str_or_none(f.get("error")),
-        "stop_reason": str_or_none(f.get("stop_reason")),
+        "error": str_or_none(error),
+        "stop_reason": str_or_none(_given(data.stop_reason)),
         "detail_json": dumps(detail),
     }
     return [Row("runs", run), Row("state_transitions", transition)]
 
 
 def run_config(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    return [Row("runs", {"run_id": k.run_id, "config_digest": str_or_none(event.fields.get("digest"))})]
+    data = event.data
+    assert isinstance(data, RunConfig)
+    return [Row("runs", {"run_id": k.run_id, "config_digest": str_or_none(data.digest)})]
 
 
 def candidate_registered(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row]:
     """The candidate, its payload, one delta per module that differs from each parent, and its lineage links."""
-    f = event.fields
-    cid = str(f["candidate_id"])
-    parents = [str(p) for p in f.get("parent_ids") or []]
-    payload = {str(key): str(value) for key, value in (f.get("payload") or {}).items()}
-    module = str_or_none(f.get("module"))
-    proposal = int_or_none(f.get("proposal_index"))
+    data = event.data
+    assert isinstance(data, CandidateRegistered)
+    cid = str(data.candidate_id)
+    parents = [str(p) for p in data.parent_ids or []]
+    payload = {str(key): str(value) for key, value in (data.payload or {}).items()}
+    module = str_or_none(data.module)
+    proposal = int_or_none(data.proposal_index)
     text = canonical(payload)
     candidate = {
         "run_id": k.run_id,
@@ -119,59 +141,65 @@ def _link(k: EventKey, link_kind: str, source: str, target: str, proposal: int |
     return Row("plan_links", values)
 
 
-def _plan_extra(f: dict[str, Any]) -> dict[str, Any]:
+def _plan_extra(plan: ProposalPlanned | ProposalCreated) -> dict[str, Any]:
     return {
-        "kind": str_or_none(f.get("kind")),
-        "module": str_or_none(f.get("module")),
-        "pool_version": int_or_none(f.get("pool_version")),
+        "kind": str_or_none(plan.kind),
+        "module": str_or_none(plan.module),
+        "pool_version": int_or_none(plan.pool_version),
     }
 
 
 def proposal_planned(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """Links from each parent (and a merge's common ancestor) to ``proposal:<index>``."""
-    f = event.fields
-    index = int_or_none(f.get("index"))
+    plan = event.data
+    assert isinstance(plan, ProposalPlanned)
+    index = int_or_none(plan.proposal_index)
     target = f"proposal:{index}"
-    parents = [str(p) for p in (f.get("parent_ids") or [f.get("parent_id")]) if p is not None]
-    rows = [_link(k, "plan_parent", parent, target, index, **_plan_extra(f)) for parent in parents]
-    if f.get("ancestor_id"):
-        rows.append(_link(k, "plan_ancestor", str(f["ancestor_id"]), target, index, **_plan_extra(f)))
+    parents = [str(p) for p in (plan.parent_ids or [plan.parent_id]) if p is not None]
+    rows = [_link(k, "plan_parent", parent, target, index, **_plan_extra(plan)) for parent in parents]
+    if plan.ancestor_id:
+        rows.append(_link(k, "plan_ancestor", str(plan.ancestor_id), target, index, **_plan_extra(plan)))
     return rows
 
 
 def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """Links from ``proposal:<index>`` to every candidate it produced and to the one it put up for acceptance, and
     from the candidate a rebased proposal was carried onto."""
-    f = event.fields
-    index = int_or_none(f.get("proposal_index"))
+    created = event.data
+    assert isinstance(created, ProposalCreated)
+    index = int_or_none(created.proposal_index)
     source = f"proposal:{index}"
-    extra = _plan_extra(f)
-    rows = [_link(k, "proposal_candidate", source, str(cid), index, **extra) for cid in f.get("candidate_ids") or []]
-    if f.get("candidate_id") is not None:
-        rows.append(_link(k, "proposal_chosen", source, str(f["candidate_id"]), index, **extra))
-    if f.get("rebased_onto") is not None:
-        rows.append(_link(k, "rebase_target", str(f["rebased_onto"]), source, index, **extra))
+    extra = _plan_extra(created)
+    rows = [_link(k, "proposal_candidate", source, str(cid), index, **extra) for cid in created.candidate_ids or []]
+    if created.candidate_id is not None:
+        rows.append(_link(k, "proposal_chosen", source, str(created.candidate_id), index, **extra))
+    onto = _given(created.rebased_onto)
+    if onto is not None:
+        rows.append(_link(k, "rebase_target", str(onto), source, index, **extra))
     return rows
 
 
 def seed_scored(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """The run's seed (its per-row scores are its ``seed.pareto`` rollouts)."""
-    seed = {"run_id": k.run_id, "seed_candidate_id": str_or_none(event.fields.get("candidate_id"))}
+    data = event.data
+    assert isinstance(data, SeedScored)
+    seed = {"run_id": k.run_id, "seed_candidate_id": str_or_none(data.candidate_id)}
     return [Row("runs", seed)]
 
 
 def frontier_updated(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     """One cell per (front key, member) of the fronts that changed; the run's best candidate."""
-    f = event.fields
-    version, size = int_or_none(f.get("pool_version")), int_or_none(f.get("pool_size"))
+    data = event.data
+    assert isinstance(data, FrontierUpdated)
+    version, size = int_or_none(data.pool_version), int_or_none(data.pool_size)
     best = {
         "run_id": k.run_id,
-        "best_candidate_id": str_or_none(f.get("best_candidate_id")),
-        "best_mean_score": float_or_none(f.get("best_mean_score")),
+        "best_candidate_id": str_or_none(data.best_candidate_id),
+        "best_mean_score": float_or_none(data.best_mean_score),
         "best_seq": k.seq,
     }
     rows = [Row("runs", best)]
-    for key, members in (f.get("fronts") or {}).items():
+    for key, members in (data.fronts or {}).items():
         for cid in members:
             cell = {
                 "run_id": k.run_id,
@@ -186,15 +214,17 @@ def frontier_updated(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
 
 
 def acceptance_decided(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    f = event.fields
+    """``acceptance.decided``, and ``proposal.failed`` (a failed proposal's decision: rejected)."""
+    data = event.data
+    assert isinstance(data, AcceptanceDecided | ProposalFailed)
     decision = {
         "run_id": k.run_id,
-        "proposal_index": int_or_none(f.get("proposal_index")),
-        "candidate_id": str(f.get("candidate_id")),
-        "accepted": int(bool(f.get("accepted"))),
-        "reason": str(f.get("reason")),
-        "parent_sum": float_or_none(f.get("parent_sum")),
-        "child_sum": float_or_none(f.get("child_sum")),
+        "proposal_index": int_or_none(data.proposal_index),
+        "candidate_id": str(data.candidate_id),
+        "accepted": int(bool(data.accepted)),
+        "reason": str(data.reason),
+        "parent_sum": float_or_none(data.parent_sum),
+        "child_sum": float_or_none(data.child_sum),
         "sequence_number": k.seq,
         "decided_at": k.ts,
     }

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from synth_opt.events import Event
+from synth_opt.events import Event, EventPayload, UnknownEvent
+from synth_opt.events import types as t
+from synth_opt.events.types import shared_field
 from synth_opt.workspace import project_io as io
 from synth_opt.workspace import project_search as search
 from synth_opt.workspace.rows import EventKey, ProjectionContext, Row, dumps, int_or_none, str_or_none
@@ -28,37 +30,43 @@ __all__ = [
 
 Handler = Callable[[Event, EventKey, ProjectionContext], list[Row]]
 
-_HANDLERS: dict[str, Handler] = {
-    "run.state": search.run_state,
-    "run.config": search.run_config,
-    "candidate.registered": search.candidate_registered,
-    "seed.scored": search.seed_scored,
-    "frontier.updated": search.frontier_updated,
-    "proposal.planned": search.proposal_planned,
-    "proposal.created": search.proposal_created,
-    "acceptance.decided": search.acceptance_decided,
-    "proposal.failed": search.acceptance_decided,  # a failed proposal's decision: rejected, reason proposal_failed
-    "rollout.completed": io.rollout_finished,
-    "rollout.degraded": io.rollout_finished,
-    "reflection.requested": io.reflection_requested,
-    "proposer.called": io.proposer_call,
-    "proposer.failed": io.proposer_call,
-    "budget.updated": io.stopper_state,
-    "search.stopped": io.stopper_state,
-    "run.finished": io.stopper_state,
-    "cache.access": io.cache_access,
-    "checkpoint.written": io.checkpoint_written,
-    "candidate.status": io.candidate_status,
+_HANDLERS: dict[type[EventPayload], Handler] = {
+    t.RunState: search.run_state,
+    t.RunConfig: search.run_config,
+    t.CandidateRegistered: search.candidate_registered,
+    t.SeedScored: search.seed_scored,
+    t.FrontierUpdated: search.frontier_updated,
+    t.ProposalPlanned: search.proposal_planned,
+    t.ProposalCreated: search.proposal_created,
+    t.AcceptanceDecided: search.acceptance_decided,
+    t.ProposalFailed: search.acceptance_decided,  # a failed proposal's decision: rejected, reason proposal_failed
+    t.RolloutCompleted: io.rollout_finished,
+    t.RolloutDegraded: io.rollout_finished,
+    t.ReflectionRequested: io.reflection_requested,
+    t.ProposerCalled: io.proposer_call,
+    t.ProposerFailed: io.proposer_call,
+    t.BudgetUpdated: io.stopper_state,
+    t.SearchStopped: io.stopper_state,
+    t.RunFinished: io.stopper_state,
+    t.CacheAccess: io.cache_access,
+    t.CheckpointWritten: io.checkpoint_written,
+    t.CandidateStatus: io.candidate_status,
 }
-HANDLED_TYPES = frozenset(_HANDLERS)
+HANDLED_TYPES = frozenset(cls.TYPE for cls in _HANDLERS)
 PROJECTION_ERROR = "projection_error"
 
 
 def project_event(event: Event, run_id: str, context: ProjectionContext) -> list[Row]:
     """The rows one event produces: its ``event_stream_events`` row first, then the derived rows. Event types
-    without a handler (``container.launched``, ``budget.warning``, ...) give only the stream row."""
-    handler = _HANDLERS.get(event.type)
+    without a handler (``container.launched``, ``budget.warning``, ...) give only the stream row. An event with
+    fewer fields than its class is read partially (:meth:`~synth_opt.events.Event.read_partially`: the handlers
+    read every attribute as possibly None); one without a key field of its class (a rollout's id) is malformed."""
+    if event.type in HANDLED_TYPES:
+        event = event.read_partially()  # an older feed's event may have fewer fields than this version writes
+        if isinstance(event.data, UnknownEvent) or any(key not in event.fields for key in event.data.KEY):
+            return [_stream_row(event, run_id, [PROJECTION_ERROR])]  # malformed: not even partially its type
     try:
+        handler = _HANDLERS.get(type(event.data))
         derived = handler(event, EventKey(run_id, event.sequence_number, event.ts), context) if handler else []
     except (KeyError, TypeError, ValueError, AttributeError):
         # A malformed event must not stop the writer: it is stored, marked, and named by the invariant report.
@@ -95,8 +103,7 @@ def touch_run(run_id: str, events: Iterable[Event]) -> Row:
 
 
 def _stream_row(event: Event, run_id: str, tables: list[str]) -> Row:
-    f = event.fields
-    proposal = f.get("index") if event.type == "proposal.planned" else f.get("proposal_index")
+    data = event.data
     return Row(
         "event_stream_events",
         {
@@ -107,9 +114,9 @@ def _stream_row(event: Event, run_id: str, tables: list[str]) -> Row:
             "ts": event.ts,
             "lane": event.lane,
             "is_decision": int(event.is_decision),
-            "candidate_id": str_or_none(f.get("candidate_id")),
-            "rollout_id": str_or_none(f.get("rollout_id")),
-            "proposal_index": int_or_none(proposal),
+            "candidate_id": str_or_none(shared_field(data, "candidate_id")),
+            "rollout_id": str_or_none(shared_field(data, "rollout_id")),
+            "proposal_index": int_or_none(shared_field(data, "proposal_index")),
             "projected_tables": "," + "".join(f"{table}," for table in tables),
             "payload_json": dumps(event.to_json()),
         },
