@@ -3,13 +3,14 @@ each, in a real run (the tiny container, launched; the fake app-server proposer)
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 from synth_opt.config import load_config
 from synth_opt.events.model import DECISION_TYPES
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import ConfigWarning, SeedScored
 from synth_opt.run.setup import CONFIG_WARNING, config_warnings
 
 TINY = Path(__file__).with_name("tiny_container.py")
@@ -63,14 +64,15 @@ def test_settings_that_do_nothing_are_warned_at_start_up(tmp_path: Path) -> None
         "gepa.perfect_score",  # skip_perfect_score is off
     ]
     feed = tmp_path / "runs" / "warned" / "events.jsonl"
-    events = [json.loads(line) for line in feed.read_text(encoding="utf-8").splitlines()]
-    warnings = [e for e in events if e["type"] == CONFIG_WARNING]
-    assert [w["fields"]["key"] for w in warnings] == expected
-    assert "single target module (instruction)" in warnings[0]["message"]
+    events = list(read_feed(feed))
+    warnings = [e for e in events if isinstance(e.data, ConfigWarning)]
+    assert [w.type for w in warnings] == [CONFIG_WARNING] * len(expected)
+    assert [w.data.key for w in warnings if isinstance(w.data, ConfigWarning)] == expected
+    assert "single target module (instruction)" in warnings[0].message
     for key in expected:
         assert f"config warning: {key} " in done.stderr, done.stderr[-3000:]
     # said before any work: before the seed is scored, and never a decision
-    first_seed = next(i for i, e in enumerate(events) if e["type"] == "seed.scored")
+    first_seed = next(i for i, e in enumerate(events) if isinstance(e.data, SeedScored))
     assert all(events.index(w) < first_seed for w in warnings)
     assert CONFIG_WARNING not in DECISION_TYPES
     normalized = (tmp_path / "runs" / "warned" / "events.normalized.jsonl").read_text(encoding="utf-8")

@@ -3,7 +3,6 @@ of its log, and before a single decision is made from its absence."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -14,6 +13,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt import ContainerContractError, GepaRun, load_config
 from synth_opt.events import Event
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import RolloutDegraded
 from synth_opt.run import RunView
 
 from .test_run_faults import config
@@ -41,6 +42,6 @@ async def test_a_launched_container_that_exits_mid_run_fails_the_run_at_once(tmp
     assert "exited with code" in message and "container.log" in message, message
     assert caught.value.detail["returncode"] is not None
     assert took < 10, took  # noticed at once (about 0.1 s here), not after the client's retries
-    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
-    degraded = [e for e in feed if e["type"] == "rollout.degraded"]
+    feed = read_feed(run.run_dir / "events.jsonl")
+    degraded = [e.data for e in feed if isinstance(e.data, RolloutDegraded)]
     assert len(degraded) <= 8, degraded  # at most the rollouts in flight when it died; none decided from it

@@ -20,7 +20,10 @@ import pytest
 
 from synth_opt import ContainerContractError, GepaRun, load_config
 from synth_opt.container.launch import free_loopback_port
+from synth_opt.events import EventPayload
 from synth_opt.events.compare import compare_feeds
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import AcceptanceDecided, ContainerOutage, RolloutCompleted, RolloutDegraded
 from synth_opt.result import GepaResult
 from synth_opt.testing.fault_container import command
 
@@ -91,16 +94,17 @@ mode = "off"
     return path
 
 
-def events(feed: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in feed.read_text().splitlines() if line.strip()]
+def payloads(feed: Path) -> list[EventPayload]:
+    """The typed payloads of the feed's events, in order."""
+    return [event.data for event in read_feed(feed)]
 
 
-def degraded(feed: Path) -> list[dict[str, Any]]:
-    return [event for event in events(feed) if event["type"] == "rollout.degraded"]
+def degraded(feed: Path) -> list[RolloutDegraded]:
+    return [data for data in payloads(feed) if isinstance(data, RolloutDegraded)]
 
 
 def outage_states(feed: Path) -> list[str]:
-    return [event["fields"]["state"] for event in events(feed) if event["type"] == "container.outage"]
+    return [data.state for data in payloads(feed) if isinstance(data, ContainerOutage)]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> GepaResult:
     assert result.normalized_event_feed_path is not None
     feed = Path(result.event_feed_path)
     assert not degraded(feed)
-    scores = [e for e in events(feed) if e["type"] == "acceptance.decided"]
+    scores = [data for data in payloads(feed) if isinstance(data, AcceptanceDecided)]
     assert len(scores) >= 3, "the reference run must decide several proposals"
     return result
 
@@ -256,10 +260,10 @@ async def test_a_row_that_always_fails_while_others_are_served_is_degraded_and_t
 ) -> None:
     result = await recovered_run(tmp_path, command("http500", row="t3"))
     feed = Path(result.event_feed_path)
-    rollouts = [e["fields"] for e in events(feed) if e["type"] in ("rollout.completed", "rollout.degraded")]
-    bad = [fields for fields in rollouts if fields["task_id"] == "t3"]
-    good = [fields for fields in rollouts if fields["task_id"] != "t3"]
+    rollouts = [data for data in payloads(feed) if isinstance(data, RolloutCompleted | RolloutDegraded)]
+    bad = [rollout for rollout in rollouts if rollout.task_id == "t3"]
+    good = [rollout for rollout in rollouts if rollout.task_id != "t3"]
     assert bad and good
-    assert all(fields["status"] == "degraded" for fields in bad)
-    assert all(fields["status"] != "degraded" for fields in good)
+    assert all(rollout.status == "degraded" for rollout in bad)
+    assert all(rollout.status != "degraded" for rollout in good)
     assert "opened" not in outage_states(feed)

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from synth_opt import GepaRun, load_config
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import RolloutDegraded
 from synth_opt.testing.fault_container import command
 
 from .fault_runs import fault_run_config
@@ -22,9 +23,10 @@ def write_config(tmp_path: Path, argv: list[str], *, container_extra: str = "") 
     return fault_run_config(tmp_path, argv, run_id="hostile", budget=30, container_extra=container_extra)
 
 
-def feed(tmp_path: Path) -> list[dict[str, Any]]:
-    lines = (tmp_path / "runs" / "hostile" / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+def degraded_rollouts(tmp_path: Path) -> list[RolloutDegraded]:
+    """The degraded rollouts the run's feed records, typed."""
+    feed = read_feed(tmp_path / "runs" / "hostile" / "events.jsonl")
+    return [event.data for event in feed if isinstance(event.data, RolloutDegraded)]
 
 
 @pytest.mark.anyio
@@ -55,11 +57,11 @@ async def test_a_hostile_reply_is_a_degraded_rollout_naming_the_problem_and_the_
     argv = command(fault, after=2, count=2, **options)
     result = await GepaRun(load_config(write_config(tmp_path, argv, container_extra=container_extra))).execute_async()
     assert result.status == "completed", result
-    degraded = [event for event in feed(tmp_path) if event["type"] == "rollout.degraded"]
-    assert len(degraded) == 2, [event["fields"]["error"] for event in degraded]
-    for event in degraded:
-        error = event["fields"]["error"]
-        assert named in error, error
+    degraded = degraded_rollouts(tmp_path)
+    assert len(degraded) == 2, [rollout.error for rollout in degraded]
+    for rollout in degraded:
+        error = rollout.error
+        assert error is not None and named in error, error
         assert "POST /rollout" in error or "(/rollout)" in error, error
     log = (tmp_path / "runs" / "hostile" / "container.log").read_text()
     assert log.count(f"fault {fault} on rollout request") == 2

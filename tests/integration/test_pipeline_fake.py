@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 import anyio
@@ -13,7 +13,17 @@ import httpx
 import pytest
 
 from synth_opt import GepaRun, ProposerError, RunCancelledError, load_config
+from synth_opt.events import UNSET, EventPayload
 from synth_opt.events.compare import compare_feeds
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    CandidateScored,
+    FrontierUpdated,
+    ProposalCreated,
+    ProposalPlanned,
+    RunState,
+)
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.testing.fake_container import FakeContainer
@@ -119,14 +129,12 @@ def new_fake() -> FakeContainer:
     )
 
 
-def decisions(feed: str) -> list[dict[str, Any]]:
-    keep = {"proposal.planned", "proposal.created", "candidate.scored", "acceptance.decided", "frontier.updated"}
-    out = []
-    for line in Path(feed).read_text().splitlines():
-        event = json.loads(line)
-        if event["type"] in keep:
-            out.append({"type": event["type"], "fields": event["fields"]})
-    return out
+DECIDING = (ProposalPlanned, ProposalCreated, CandidateScored, AcceptanceDecided, FrontierUpdated)
+
+
+def decisions(feed: str) -> list[EventPayload]:
+    """The search's decisions in the feed, as typed payloads (the class says the type)."""
+    return [event.data for event in read_feed(Path(feed)) if isinstance(event.data, DECIDING)]
 
 
 @pytest.mark.anyio
@@ -242,16 +250,16 @@ async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, stale
     assert first.accepted >= 2
     assert decisions(first.event_feed_path) == decisions(second.event_feed_path)
     assert first.rollouts_used == second.rollouts_used
-    created = [e for e in decisions(first.event_feed_path) if e["type"] == "proposal.created"]
-    assert max(e["fields"]["staleness"] for e in created) >= 1
-    reasons = [e["fields"]["reason"] for e in decisions(first.event_feed_path) if e["type"] == "acceptance.decided"]
+    created = [e for e in decisions(first.event_feed_path) if isinstance(e, ProposalCreated)]
+    assert max(e.staleness for e in created) >= 1
+    reasons = [e.reason for e in decisions(first.event_feed_path) if isinstance(e, AcceptanceDecided)]
     for reason, proposal in zip(reasons, created, strict=True):
-        too_stale = proposal["fields"]["staleness"] > 1 and reason != "unchanged"
+        too_stale = proposal.staleness > 1 and reason != "unchanged"
         assert (reason == "stale") == (staleness == "guarded" and too_stale)
     assert ("stale" in reasons) == (staleness == "guarded")
     registry = json.loads(Path(first.candidate_registry_path).read_text())["candidates"]
     assert registry == json.loads(Path(second.candidate_registry_path).read_text())["candidates"]
-    assert any("rebase" in e["fields"] for e in created) == (staleness == "rebase")
+    assert any(e.rebase is not UNSET for e in created) == (staleness == "rebase")
 
 
 @pytest.mark.anyio
@@ -286,9 +294,9 @@ async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(t
     manifest = json.loads((run.run_dir / "result_manifest.json").read_text())
     assert manifest["status"] == "cancelled" and manifest["stop_reason"] == "cancelled"
     assert manifest["proposals"] >= 2
-    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
-    assert feed[-1]["type"] == "run.state" and feed[-1]["fields"]["state"] == "cancelled"
-    assert sum(e["type"] == "acceptance.decided" for e in feed) >= 2
+    feed = [event.data for event in read_feed(run.run_dir / "events.jsonl")]
+    assert isinstance(feed[-1], RunState) and feed[-1].state == "cancelled"
+    assert sum(isinstance(e, AcceptanceDecided) for e in feed) >= 2
 
 
 def two_module_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
@@ -332,10 +340,10 @@ async def test_merge_combines_two_lineages_and_is_timing_independent(tmp_path: P
         )
     first, second = outcomes
     events = decisions(first.event_feed_path)
-    merges = [e for e in events if e["type"] == "proposal.planned" and e["fields"]["kind"] == "merge"]
+    merges = [e for e in events if isinstance(e, ProposalPlanned) and e.kind == "merge"]
     assert merges, "a merge should have been planned"
-    decided = {e["fields"]["proposal_index"]: e["fields"] for e in events if e["type"] == "acceptance.decided"}
-    assert any(decided[m["fields"]["index"]]["accepted"] for m in merges)
+    decided = {e.proposal_index: e for e in events if isinstance(e, AcceptanceDecided)}
+    assert any(decided[m.proposal_index].accepted for m in merges)
     registry = json.loads(Path(first.candidate_registry_path).read_text())["candidates"]
     merged = [c for c in registry.values() if len(c["parent_ids"]) == 2 and c["status"] == "accepted"]
     assert merged and all(c["module_changed"] == "*merge*" for c in merged)
@@ -464,9 +472,7 @@ async def test_skip_perfect_score_calls_no_proposer_for_a_perfect_minibatch(tmp_
         result = await GepaRun(
             load_config(path), container_transport=jittery(new_fake(), 5), proposer=proposer
         ).execute_async()
-        reasons = [
-            e["fields"]["reason"] for e in decisions(result.event_feed_path) if e["type"] == "acceptance.decided"
-        ]
+        reasons = [e.reason for e in decisions(result.event_feed_path) if isinstance(e, AcceptanceDecided)]
         outcomes[skip] = (result, proposer.calls, reasons)
     plain, plain_calls, plain_reasons = outcomes[False]
     skipping, skipping_calls, skipping_reasons = outcomes[True]
@@ -536,28 +542,27 @@ async def test_rebased_proposals_build_on_each_other(tmp_path: Path) -> None:
     assert rebase.best_train_score > full.best_train_score
 
     registry = json.loads(Path(rebase.candidate_registry_path).read_text())["candidates"]
-    feed = [json.loads(line) for line in Path(rebase.event_feed_path).read_text().splitlines()]
-    created = {e["fields"]["proposal_index"]: e["fields"] for e in feed if e["type"] == "proposal.created"}
+    created = {e.proposal_index: e for e in payloads_of(rebase.event_feed_path, ProposalCreated)}
     carried = [c for c in registry.values() if c["status"] == "rebased"]
     assert len(carried) >= 3
-    assert any(created[c["proposal_index"]]["rebase"] == "rebased" for c in carried)
+    assert any(created[c["proposal_index"]].rebase == "rebased" for c in carried)
     for child in carried:
         proposal = created[child["proposal_index"]]
-        assert proposal["rebase"] in ("rebased", "contained")
-        target = registry[proposal["rebased_onto"]]
+        assert proposal.rebase in ("rebased", "contained")
+        target = registry[proposal.rebased_onto]
         pooled = registry[child["rebased_to"]]
         parent = registry[child["parent_ids"][0]]
         edit = set(child["payload"]["instruction"].split()) - set(parent["payload"]["instruction"].split())
         assert edit, "a rebased child carries an edit"
         words = set(pooled["payload"]["instruction"].split())
         assert edit <= words and set(target["payload"]["instruction"].split()) <= words
-        if proposal["rebase"] == "rebased":
+        if proposal.rebase == "rebased":
             assert pooled["status"] == "accepted" and pooled["parent_ids"] == [target["candidate_id"]]
-    planned = {e["fields"]["index"]: e["fields"]["pool_version"] for e in feed if e["type"] == "proposal.planned"}
+    planned = {e.proposal_index: e.pool_version for e in payloads_of(rebase.event_feed_path, ProposalPlanned)}
     pooled_by = sorted(c["proposal_index"] for c in registry.values() if c["status"] == "accepted")
-    for index, fields in created.items():  # the gap: candidates that joined the pool between plan and commit
-        assert fields["staleness"] == sum(j < index for j in pooled_by) - planned[index]
-    assert max(fields["staleness"] for fields in created.values()) >= 3
+    for index, proposal in created.items():  # the gap: candidates that joined the pool between plan and commit
+        assert proposal.staleness == sum(j < index for j in pooled_by) - planned[index]
+    assert max(proposal.staleness for proposal in created.values()) >= 3
     best = registry[rebase.best_candidate_id]["payload"]["instruction"].split()
     full_registry = json.loads(Path(full.candidate_registry_path).read_text())["candidates"]
     assert len(best) > len(full_registry[full.best_candidate_id]["payload"]["instruction"].split())
@@ -602,12 +607,16 @@ async def test_a_cancelled_rebasing_run_resumes_to_the_uninterrupted_result(tmp_
     resumed = await GepaRun(
         config, container_transport=jittery(new_fake(), 9), proposer=FirstWordProposer()
     ).execute_async()
-    states = [e["fields"]["state"] for e in decisions_of(resumed.event_feed_path, "run.state")]
+    states = [e.state for e in payloads_of(resumed.event_feed_path, RunState)]
     assert "resumed" in states
     comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
     assert comparison.equal, comparison
     assert (resumed.best_candidate_id, resumed.rollouts_used) == (whole.best_candidate_id, whole.rollouts_used)
 
 
-def decisions_of(feed: str, kind: str) -> list[dict[str, Any]]:
-    return [e for e in map(json.loads, Path(feed).read_text().splitlines()) if e["type"] == kind]
+P = TypeVar("P", bound=EventPayload)
+
+
+def payloads_of(feed: str, cls: type[P]) -> list[P]:
+    """The typed payloads of the feed's events of class ``cls``, in order."""
+    return [event.data for event in read_feed(Path(feed)) if isinstance(event.data, cls)]

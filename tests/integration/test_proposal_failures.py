@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from rich.console import Console
@@ -13,12 +13,21 @@ from rich.console import Console
 from synth_opt import GepaRun, ProposerError, load_config, workspace_status
 from synth_opt.cli import render_summary
 from synth_opt.errors import ProposerReplyError, ProposerUnavailableError
+from synth_opt.events import EventPayload
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    ProposalFailed,
+    ProposerFailed,
+    ProposerOutage,
+    ReflectionRequested,
+    RunWarning,
+)
 from synth_opt.progress import replay_summary
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
-from synth_opt.testing import FakeOpenAI, FakeOpenAIError, serve_fake_openai
+from synth_opt.testing import FakeOpenAI, FakeOpenAIError, capture_events, serve_fake_openai
 from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.testing.fake_openai import FakeReply
 from synth_opt.usage import Usage
@@ -108,9 +117,12 @@ class FlakyProposer:
         return None
 
 
-def events(result: Any, kind: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in Path(result.event_feed_path).read_text().splitlines()]
-    return [e for e in lines if e["type"] == kind]
+P = TypeVar("P", bound=EventPayload)
+
+
+def events(result: Any, cls: type[P]) -> list[P]:
+    """The typed payloads of the events of class ``cls`` in the run's feed, in order."""
+    return [event.data for event in read_feed(Path(result.event_feed_path)) if isinstance(event.data, cls)]
 
 
 @pytest.mark.anyio
@@ -119,10 +131,10 @@ async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failur
     config = load_config(write_config(tmp_path / "a", extra="max_consecutive_failures = 10"))
     result = await GepaRun(config, container_transport=fake().transport(), proposer=proposer).execute_async()
 
-    failed = events(result, "proposal.failed")
+    failed = events(result, ProposalFailed)
     assert failed and result.accepted > 0 and result.status == "completed"
-    assert all(e["fields"]["reason"] == "proposal_failed" and not e["fields"]["accepted"] for e in failed)
-    assert "cut short" in failed[0]["fields"]["error"] and '{"proposals": ["answer w0' in failed[0]["fields"]["error"]
+    assert all(e.reason == "proposal_failed" and not e.accepted for e in failed)
+    assert "cut short" in failed[0].error and '{"proposals": ["answer w0' in failed[0].error
     normalized = [json.loads(line) for line in Path(result.normalized_event_feed_path).read_text().splitlines()]
     assert sum(line["type"] == "proposal.failed" for line in normalized) == len(failed)
     # every call was billed, failed ones included, and the run's usage is exactly that
@@ -139,13 +151,15 @@ async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failur
 
     # what the proposer saw and said is kept with the run, failed calls included
     run_dir = Path(result.manifest_path).parent
-    requested = events(result, "reflection.requested")
+    requested = events(result, ReflectionRequested)
     for event in requested:
-        prompt = (run_dir / event["fields"]["prompt_file"]).read_text()
-        assert len(prompt) == event["fields"]["prompt_chars"] and event["fields"]["candidate_id"] in prompt
-    for event in events(result, "proposer.failed"):
-        reply = (run_dir / event["fields"]["reply_file"]).read_text()
-        assert reply == '{"proposals": ["answer w0 w1 and th' == event["fields"]["reply"]
+        assert isinstance(event.prompt_file, str)
+        prompt = (run_dir / event.prompt_file).read_text()
+        assert len(prompt) == event.prompt_chars and event.candidate_id in prompt
+    for call in events(result, ProposerFailed):
+        assert isinstance(call.reply_file, str)
+        reply = (run_dir / call.reply_file).read_text()
+        assert reply == '{"proposals": ["answer w0 w1 and th' == call.reply
     assert len(list((run_dir / "proposer_calls").glob("*.reply.txt"))) == proposer.calls
 
     # a readonly replay decides the failed proposals the same way, from the cache
@@ -177,14 +191,16 @@ async def test_an_unavailable_proposer_is_waited_out_and_the_run_decides_as_if_i
         container_transport=fake().transport(),
         proposer=FlakyProposer(),
     ).execute_async()
-    waited = await GepaRun(
-        load_config(write_config(tmp_path / "waited", cache="off", extra="max_consecutive_failures = 10")),
-        container_transport=fake().transport(),
-        proposer=FlakyProposer(unavailable=2),
-    ).execute_async()
+    with capture_events() as captured:
+        waited = await GepaRun(
+            load_config(write_config(tmp_path / "waited", cache="off", extra="max_consecutive_failures = 10")),
+            container_transport=fake().transport(),
+            proposer=FlakyProposer(unavailable=2),
+        ).execute_async()
     comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(waited.normalized_event_feed_path))
     assert comparison.equal, comparison
-    states = [e["fields"]["state"] for e in events(waited, "proposer.outage")]
+    states = [outage.state for outage in captured.of(ProposerOutage)]
+    assert states == [outage.state for outage in events(waited, ProposerOutage)]  # the feed holds what was emitted
     assert states.count("waiting") == 2 and "closed" in states
     assert waited.usage["proposer"] == whole.usage["proposer"]  # an outage bills nothing
 
@@ -196,8 +212,8 @@ async def test_a_proposer_that_stays_unavailable_fails_the_run_after_the_outage_
     with pytest.raises(ProposerError) as caught:
         await run.execute_async()
     assert "served nothing for" in caught.value.message and "outage_timeout_seconds = 1.5" in caught.value.message
-    feed = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
-    decided = [e for e in feed if e["type"] in ("acceptance.decided", "proposal.failed")]
+    feed = read_feed(run.run_dir / "events.jsonl")
+    decided = [e for e in feed if isinstance(e.data, AcceptanceDecided | ProposalFailed)]
     assert decided == []  # nothing was decided from the outage
 
 
@@ -239,8 +255,8 @@ async def test_a_real_proposer_server_failing_one_call_in_three_is_billed_exactl
         result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
 
     assert result.status == "completed" and result.accepted > 0
-    failed = events(result, "proposal.failed")
-    reasons = " ".join(e["fields"]["error"] for e in failed)
+    failed = events(result, ProposalFailed)
+    reasons = " ".join(e.error for e in failed)
     assert "cut short" in reasons and "I would make the instruction" in reasons
     assert result.proposals_failed == len(failed) >= 2
     # what the run charged is what the server itself logged for every reply it served, failed ones included
@@ -262,13 +278,15 @@ async def test_a_seed_that_scores_zero_everywhere_with_one_error_is_reported_lou
     )
     config = load_config(write_config(tmp_path / "a", mode="sync_serial", cache="off"))
     steady = FlakyProposer(fail_every=1_000_003)  # (practically) never fails
-    result = await GepaRun(config, container_transport=broken.transport(), proposer=steady).execute_async()
-    (warning,) = events(result, "run.warning")
-    assert "scored 0 on all 8 pareto rows" in warning["message"] and "No module named pytest" in warning["message"]
+    with capture_events() as captured:
+        result = await GepaRun(config, container_transport=broken.transport(), proposer=steady).execute_async()
+    (warning,) = [event for event in captured if isinstance(event.data, RunWarning)]
+    assert "scored 0 on all 8 pareto rows" in warning.message and "No module named pytest" in warning.message
+    assert events(result, RunWarning) == [warning.data] and warning.data.rows == 8
 
     healthy = await GepaRun(
         load_config(write_config(tmp_path / "b", mode="sync_serial", cache="off")),
         container_transport=fake().transport(),
         proposer=FlakyProposer(),
     ).execute_async()
-    assert events(healthy, "run.warning") == []
+    assert events(healthy, RunWarning) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from synth_opt import ContainerContractError, GepaRun, ProposerError, load_config
 from synth_opt.container.launch import process_group_alive
 from synth_opt.events import Event
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import ContainerLaunched, RunState
 from synth_opt.run import RunView
 
 TINY = Path(__file__).with_name("tiny_container.py")
@@ -119,7 +120,7 @@ def test_ctrl_c_exits_130_and_stops_the_container(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=20)
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("error[run_cancelled]")
-    events = [json.loads(line) for line in feed.read_text().splitlines()]
-    pid = next(e["fields"]["pid"] for e in events if e["type"] == "container.launched")
+    events = list(read_feed(feed))
+    pid = next(e.data.pid for e in events if isinstance(e.data, ContainerLaunched))
     assert not process_group_alive(pid)
-    assert events[-1]["type"] == "run.state" and events[-1]["fields"]["state"] == "cancelled"
+    assert isinstance(events[-1].data, RunState) and events[-1].data.state == "cancelled"
