@@ -187,8 +187,8 @@ class CachedContainer:
 
 class CachedProposer:
     """A proposer through the cache; the live proposer is built on the first miss only. Its boundary is the
-    registered backend's (:class:`~synth_opt.proposers.backends.ProposerBackend`), whose legacy names are read
-    too."""
+    registered backend's (:class:`~synth_opt.proposers.backends.ProposerBackend`): ``proposer.codex`` for
+    ``codex_app_server``, the name the usage ledger gives its calls too."""
 
     def __init__(self, store: CacheStore, backend: str, settings: dict[str, Any], build: Callable[[], Proposer]):
         self.store = store
@@ -197,16 +197,14 @@ class CachedProposer:
         self._settings = settings
         self._build = build
         self._live: Proposer | None = None
-        entry = proposer_backend(backend)
-        self.boundary = entry.boundary
-        self._aliases = entry.legacy_cache_boundaries
+        self.boundary = proposer_backend(backend).boundary
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         """A served reply is cached, an unusable one too (raised again on replay, with its raw reply and usage,
         so a replay or a resume decides the failed proposal the same way); an outage served nothing: never
         cached."""
         key_request = {"backend": self.backend, "settings": self._settings, "request": request.to_json()}
-        cached = self.store.get(self.boundary, key_request, aliases=self._aliases)
+        cached = self.store.get(self.boundary, key_request)
         if cached is not None:
             try:
                 failure = cached.get("failure")

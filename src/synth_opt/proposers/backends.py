@@ -2,8 +2,13 @@
 (the values ``[proposer] backend`` accepts).
 
 An entry owns everything that differs between backends: how it is built from the ``[proposer]`` section, what one
-call reserves from the budget, and the boundary name under which the cache files its replies and the usage ledger
-its usage (``proposer.<name>``, for both). Adding a backend is one entry and :func:`register_proposer_backend`.
+call reserves from the budget, the boundary name under which the cache files its replies and the usage ledger its
+usage (the same name for both: :func:`proposer_boundary`), the ``[proposer]`` keys only it reads, its own start-up
+warnings, and its preflight check. Adding a backend is one entry and :func:`register_proposer_backend`.
+
+The boundary names are the spec's (SPEC §8): ``proposer.codex`` for ``codex_app_server`` and
+``proposer.openai_compatible``; a new backend's defaults to ``proposer.<name>``. The name is hashed into every cache
+key, so an entry's boundary never changes once its replies have been cached.
 
 The section is typed by a small structural protocol rather than the config model itself, so this module does not
 depend on the config module (and tests can pass any object with these attributes).
@@ -11,7 +16,7 @@ depend on the config module (and tests can pass any object with these attributes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +25,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, provider_overrides
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
+from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
 from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
 
 __all__ = [
@@ -29,7 +35,10 @@ __all__ = [
     "ProposerBackends",
     "ProposerSettings",
     "configured_estimate",
+    "no_preflight",
+    "no_warnings",
     "proposer_backend",
+    "proposer_boundary",
     "register_proposer_backend",
 ]
 
@@ -67,6 +76,11 @@ Builder = Callable[[ProposerSettings, Path], Proposer]
 """Builds the proposer a section asks for, its run-local state under the run directory."""
 Reservation = Callable[[ProposerSettings, int | None, float | None], tuple[int, float]]
 """The (tokens, cost) one call reserves, given the configured estimates (``gepa.proposer_estimated_*``)."""
+Warnings = Callable[[ProposerSettings], list[tuple[str, str]]]
+"""The backend's own start-up warnings for a section: (key, message) for each setting that does nothing with it."""
+Preflight = Callable[[ProposerSettings, Path], Awaitable[None]]
+"""Fail before spending: checks the section (its ``command`` already resolved) from the config's directory; raises
+:class:`ConfigError` saying what to fix."""
 
 
 def configured_estimate(
@@ -76,20 +90,35 @@ def configured_estimate(
     return estimated_tokens or 0, estimated_cost_usd or 0.0
 
 
+def no_warnings(section: ProposerSettings) -> list[tuple[str, str]]:
+    """A backend without warnings of its own."""
+    return []
+
+
+async def no_preflight(section: ProposerSettings, cwd: Path) -> None:
+    """A backend with nothing to check before the run."""
+
+
 @dataclass(frozen=True, slots=True)
 class ProposerBackend:
-    """One proposer backend. ``legacy_cache_boundaries`` are older names of its cache boundary: entries written
-    under them are still served (never written)."""
+    """One proposer backend.
+
+    ``boundary`` is its name at the cache (hashed into its keys) and in the usage ledger; empty means
+    ``proposer.<name>``. ``own_keys`` are the ``[proposer]`` keys only this backend reads: one set with another
+    backend is a start-up warning naming the backends that read it. ``warnings`` are its other start-up warnings,
+    ``preflight`` its start-up check."""
 
     name: str
     build: Builder
     reservation: Reservation = configured_estimate
-    legacy_cache_boundaries: tuple[str, ...] = ()
+    boundary: str = ""
+    own_keys: frozenset[str] = frozenset()
+    warnings: Warnings = no_warnings
+    preflight: Preflight = no_preflight
 
-    @property
-    def boundary(self) -> str:
-        """Its name at the cache and in the usage ledger: ``proposer.<name>``."""
-        return f"proposer.{self.name}"
+    def __post_init__(self) -> None:
+        if not self.boundary:
+            object.__setattr__(self, "boundary", f"proposer.{self.name}")
 
 
 class ProposerBackends(dict[str, ProposerBackend]):
@@ -114,6 +143,10 @@ class ProposerBackends(dict[str, ProposerBackend]):
         self.named(name)
         return name
 
+    def readers(self, key: str) -> tuple[str, ...]:
+        """The backends whose own ``[proposer]`` key ``key`` is (empty for a key every backend reads)."""
+        return tuple(backend.name for backend in self.values() if key in backend.own_keys)
+
 
 PROPOSER_BACKENDS = ProposerBackends()
 """The registered proposer backends by name (the values ``[proposer] backend`` accepts)."""
@@ -131,6 +164,16 @@ def proposer_backend(name: str) -> ProposerBackend:
         return PROPOSER_BACKENDS.named(name)
     except ValueError as error:
         raise ConfigError(f"[proposer] backend: {error}", key="proposer.backend") from None
+
+
+def proposer_boundary(backend: str | None) -> str:
+    """The boundary name of ``backend``'s calls, at the cache and in the usage ledger: the registered entry's
+    (``proposer.codex`` for ``codex_app_server``); an unregistered name is ``proposer.<name>``, none is
+    ``proposer``."""
+    entry = PROPOSER_BACKENDS.get(backend) if backend else None
+    if entry is not None:
+        return entry.boundary
+    return f"proposer.{backend}" if backend else "proposer"
 
 
 def _prompt_limits(section: ProposerSettings) -> tuple[int, int]:
@@ -213,11 +256,55 @@ def _bounded_reservation(
     return max_prompt + max_output, cost
 
 
+def _codex_warnings(section: ProposerSettings) -> list[tuple[str, str]]:
+    """``base_url`` and ``api_key_env`` do nothing when ``config`` chooses codex's own ``model_provider``, and
+    ``api_key_env`` does nothing without ``base_url`` (codex reads its own credentials)."""
+    if "model_provider" in section.config:  # codex's own provider: base_url and its key are not used
+        unused = [key for key in ("base_url", "api_key_env") if getattr(section, key) is not None]
+        return [
+            (f"proposer.{key}", "does nothing: proposer.config sets codex's model_provider, which codex uses instead")
+            for key in unused
+        ]
+    if section.base_url is None and section.api_key_env is not None:
+        return [
+            (
+                "proposer.api_key_env",
+                "does nothing with codex_app_server without proposer.base_url (codex reads its own credentials)",
+            )
+        ]
+    return []
+
+
+async def _codex_preflight(section: ProposerSettings, cwd: Path) -> None:
+    """The app-server command runs; a ``base_url`` that is codex's provider (no ``model_provider`` in ``config``)
+    answers."""
+    await check_codex_command(DEFAULT_COMMAND if section.command is None else section.command, cwd=cwd)
+    if section.base_url and "model_provider" not in section.config:  # codex's provider is this endpoint
+        await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
+
+
+async def _openai_preflight(section: ProposerSettings, cwd: Path) -> None:
+    """``base_url`` is set and answers, with the key when one is named."""
+    await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
+
+
 CODEX_APP_SERVER = register_proposer_backend(
     # codex adds its own instructions and tool calls to a turn, so no bound is known: the configured estimate.
-    # Its cache boundary was "proposer.codex" before the registry; those entries are still served.
-    ProposerBackend("codex_app_server", _build_codex, legacy_cache_boundaries=("proposer.codex",))
+    ProposerBackend(
+        "codex_app_server",
+        _build_codex,
+        boundary="proposer.codex",  # SPEC §8; hashed into its cache keys
+        own_keys=frozenset({"command", "codex_home", "message_stall_timeout_seconds"}),
+        warnings=_codex_warnings,
+        preflight=_codex_preflight,
+    )
 )
 OPENAI_COMPATIBLE = register_proposer_backend(
-    ProposerBackend("openai_compatible", _build_openai_compatible, reservation=_bounded_reservation)
+    ProposerBackend(
+        "openai_compatible",
+        _build_openai_compatible,
+        reservation=_bounded_reservation,
+        boundary="proposer.openai_compatible",
+        preflight=_openai_preflight,
+    )
 )
