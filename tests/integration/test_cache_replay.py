@@ -15,6 +15,8 @@ import pytest
 
 from synth_opt import CacheMissError, GepaRun, load_config
 from synth_opt.events.compare import compare_feeds
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import RolloutDegraded
 from synth_opt.testing import FakeContainer
 
 from .test_pipeline_fake import LearningProposer, keyword_score, rows
@@ -159,8 +161,7 @@ async def test_a_task_failure_is_cached_and_replayed_as_the_same_degraded_rollou
     ).execute_async()
 
     def degraded(feed: str) -> list[str]:
-        events = [json.loads(line) for line in Path(feed).read_text().splitlines()]
-        return [e["fields"]["rollout_id"] for e in events if e["type"] == "rollout.degraded"]
+        return [e.data.rollout_id for e in read_feed(Path(feed)) if isinstance(e.data, RolloutDegraded)]
 
     assert len(degraded(fresh.event_feed_path)) == 3
     assert len(degraded(replay.event_feed_path)) == 3

@@ -4,7 +4,6 @@ proposer)."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from synth_opt import ConfigError, GepaRun, load_config
+from synth_opt.events.types import ProposalPlanned
 from synth_opt.gepa.selection import SELECTORS, SelectionView, register_selector
+from synth_opt.testing import capture_events
 from synth_opt.testing.fault_container import command
 
 from .fault_runs import fault_run_config
@@ -51,10 +52,10 @@ def config_with(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.anyio
 async def test_a_registered_selector_chooses_every_parent_of_a_run(tmp_path: Path, newest: Newest) -> None:
-    result = await GepaRun(load_config(config_with(tmp_path, "newest"))).execute_async()
+    with capture_events() as events:
+        result = await GepaRun(load_config(config_with(tmp_path, "newest"))).execute_async()
     assert result.status == "completed", result.stop_reason
-    feed = [json.loads(line) for line in Path(result.event_feed_path).read_text().splitlines()]
-    parents = [event["fields"]["parent_id"] for event in feed if event["type"] == "proposal.planned"]
+    parents = [plan.parent_id for plan in events.of(ProposalPlanned)]
     assert len(parents) == result.proposals > 1 and parents == newest.chosen  # it chose each one, in order
 
 

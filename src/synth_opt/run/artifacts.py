@@ -16,7 +16,20 @@ from synth_opt.cache import CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
-from synth_opt.events.types import RunFinished, RunState
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    CandidateScored,
+    CandidateStatus,
+    FrontierUpdated,
+    HeldoutScored,
+    ProposalCreated,
+    RolloutCompleted,
+    RolloutDegraded,
+    RunFinished,
+    RunState,
+    SearchStopped,
+    SeedScored,
+)
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
@@ -28,18 +41,19 @@ __all__ = ["RunArtifacts", "write_json"]
 _TRAIN_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "train"}}
 _HELDOUT_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "heldout"}}
 _CHART_TYPES = frozenset(
-    {
-        "run.state",
-        "seed.scored",
-        "proposal.created",
-        "candidate.scored",
-        "acceptance.decided",
-        "candidate.status",
-        "frontier.updated",
-        "search.stopped",
-        "heldout.scored",
-        "run.finished",
-    }
+    cls.TYPE
+    for cls in (
+        RunState,
+        SeedScored,
+        ProposalCreated,
+        CandidateScored,
+        AcceptanceDecided,
+        CandidateStatus,
+        FrontierUpdated,
+        SearchStopped,
+        HeldoutScored,
+        RunFinished,
+    )
 )
 
 
@@ -78,8 +92,9 @@ class RunArtifacts:
         bus.on_event(self._collect)
 
     def _collect(self, event: Event) -> None:
-        if event.type in ("rollout.completed", "rollout.degraded"):
-            heldout = str(event.fields.get("stage", "")).startswith("heldout")
+        data = event.read_partially().data  # a resumed run's feed may be an older version's
+        if isinstance(data, RolloutCompleted | RolloutDegraded):
+            heldout = data.stage is not None and str(data.stage).startswith("heldout")
             self.chart_events.append(_HELDOUT_ROLLOUT if heldout else _TRAIN_ROLLOUT)
             return
         if event.is_decision:
