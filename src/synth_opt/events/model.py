@@ -32,10 +32,16 @@ class Event:
     encoded: str | None = field(default=None, compare=False, repr=False)
     """The event's JSON line as ``events.jsonl`` holds it, when that is the whole event (a cache for observers
     that serialize events again, such as the workspace writer)."""
-    data: EventPayload = field(init=False, compare=False, repr=False)
+    _data: EventPayload | None = field(default=None, init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data", payload_of(self.type, self.fields))
+    @property
+    def data(self) -> EventPayload:
+        """The typed payload (read from ``fields`` the first time it is asked for)."""
+        data = self._data
+        if data is None:
+            data = payload_of(self.type, self.fields)
+            object.__setattr__(self, "_data", data)
+        return data
 
     def read_partially(self) -> Event:
         """This event, or, when its fields are fewer than its type's class has (an older feed, a hand-made event),
@@ -48,7 +54,7 @@ class Event:
         if isinstance(data, UnknownEvent):
             return self
         copy = replace(self)
-        object.__setattr__(copy, "data", data)
+        object.__setattr__(copy, "_data", data)
         return copy
 
     @property
