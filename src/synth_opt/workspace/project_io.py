@@ -288,40 +288,44 @@ def cache_access(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
 
 def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row]:
     """A checkpoint and its whole snapshot payload (``events.jsonl`` leaves the payload out: this row is where a
-    resume finds it). Summary columns come from the fields, else the payload (the supervisor's snapshot: commits,
-    counters, best candidate, pool size), else what earlier events told the context."""
+    resume finds it). Summary columns come from the event (commits, generation, best candidate, candidate count),
+    else the snapshot (the supervisor's: commits, counters, best candidate, pool size), else what earlier events
+    told the context."""
     data = event.data
     assert isinstance(data, CheckpointWritten)
-    f = event.fields  # the summary fields as the event has them, looked up with the snapshot's by name below
     raw = data.snapshot  # "<in checkpoint.json>" in a feed read back
     payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     counters = payload.get("counters") if isinstance(payload.get("counters"), dict) else {}
 
-    def pick(*names: str) -> Any:
+    def snapshot(*names: str) -> Any:
+        """The snapshot's first set value of ``names`` (a snapshot dict, not an event: its keys are its own)."""
         for name in names:
-            for source in (f, payload):
-                if source.get(name) is not None:
-                    return source[name]
+            if payload.get(name) is not None:
+                return payload[name]
         return None
 
-    registry, frontier = pick("candidate_registry", "candidates"), pick("frontier")
-    rollouts = pick("rollouts", "rollouts_used")
+    def said(value: Any, *names: str) -> Any:
+        """The event's own value, else the snapshot's."""
+        return value if value is not None else snapshot(*names)
+
+    registry, frontier = snapshot("candidate_registry", "candidates"), snapshot("frontier")
+    rollouts = snapshot("rollouts", "rollouts_used")
     if isinstance(rollouts, dict):
         rollouts = rollouts.get("total")
     if rollouts is None and counters:
         rollouts = (int_or_none(counters.get("rollouts_train")) or 0) + (
             int_or_none(counters.get("rollouts_heldout")) or 0
         )
-    usage = pick("usage")
+    usage = snapshot("usage")
     if usage is None and counters:
         usage = {"rollout": counters.get("rollout_usage"), "proposer": counters.get("proposer_usage")}
-    cost = float_or_none(pick("cost_usd"))
+    cost = float_or_none(snapshot("cost_usd"))
     if cost is None and isinstance(usage, dict):
         costs = [float_or_none((part or {}).get("cost_usd")) for part in usage.values() if isinstance(part, dict)]
         cost = None if all(c is None for c in costs) else sum(c or 0.0 for c in costs)
-    state = pick("run_state", "state")
-    commits = int_or_none(pick("commits"))
-    candidates = int_or_none(pick("candidate_count", "pool_size"))
+    state = snapshot("run_state", "state")
+    commits = int_or_none(said(data.commits, "commits"))
+    candidates = int_or_none(said(data.candidate_count, "candidate_count", "pool_size"))
     if candidates is None and isinstance(registry, dict | list):
         candidates = len(registry)
     members = frontier.get("members") if isinstance(frontier, dict) else None
@@ -330,11 +334,11 @@ def checkpoint_written(event: Event, k: EventKey, ctx: ProjectionContext) -> lis
         "sequence_number": k.seq,
         "commits": commits,
         "state": state if isinstance(state, str) else ctx.run_state,
-        "generation": int_or_none(pick("generation")) or commits,
-        "candidate_id": str_or_none(pick("candidate_id")),
-        "best_candidate_id": str_or_none(pick("best_candidate_id")) or ctx.best_candidate_id,
+        "generation": int_or_none(said(data.generation, "generation")) or commits,
+        "candidate_id": str_or_none(snapshot("candidate_id")),
+        "best_candidate_id": str_or_none(said(data.best_candidate_id, "best_candidate_id")) or ctx.best_candidate_id,
         "candidate_count": candidates,
-        "frontier_count": int_or_none(pick("frontier_count"))
+        "frontier_count": int_or_none(snapshot("frontier_count"))
         or (len(members) if isinstance(members, list) else ctx.frontier_size),
         "rollouts": int_or_none(rollouts),
         "cost_usd": cost,
