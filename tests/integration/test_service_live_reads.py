@@ -21,7 +21,7 @@ from synth_opt.run import RunView
 from synth_opt.service import worker as worker_module
 from synth_opt.service.app import create_app
 from synth_opt.service.queue import open_queue
-from synth_opt.service.queue.reader import SqliteQueueReader
+from synth_opt.service.queue.aio import AsyncSqliteRunQueue
 from synth_opt.service.worker import execute_claimed
 from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.workspace import WriterStats, run_workspace_writer, workspace_status
@@ -110,12 +110,12 @@ async def test_a_workers_log_lines_carry_the_request_and_run_ids(
 async def test_an_http_handler_binds_the_request_id_its_path_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken_get(self: SqliteQueueReader, request_id: str) -> Any:
+    async def broken_get(self: AsyncSqliteRunQueue, request_id: str) -> Any:
         raise RuntimeError("the reader broke")
 
     app = create_app(tmp_path / "service.sqlite", worker_id="w", config_root=tmp_path, auto_start=False)
     async with AsyncTestClient(app, timeout=30) as client:
-        monkeypatch.setattr(SqliteQueueReader, "get", broken_get)
+        monkeypatch.setattr(AsyncSqliteRunQueue, "get", broken_get)
         with structlog.testing.capture_logs(processors=[merge_contextvars]) as logs:
             response = await client.get("/runs/req-logged")
             assert (await client.get("/workspace", params={"request_id": "req-query"})).status_code == 500

@@ -13,7 +13,7 @@ import pytest
 
 from synth_opt.errors import ConfigError, LeaseLostError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
-from synth_opt.service.queue import RequestStatus, RunQueue, RunRequest, Submission, open_queue
+from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunQueue, RunRequest, Submission, open_queue
 from synth_opt.service.queue.schema import REQUEST_STATUSES, TERMINAL_STATUSES
 
 LEASE = 10.0
@@ -383,16 +383,37 @@ def test_the_status_enum_values_are_the_strings_the_database_stores(queue: RunQu
 
 
 @pytest.mark.anyio
-async def test_the_async_reader_sees_what_the_queue_wrote(queue: RunQueue) -> None:
-    first, second = submit(queue, "r1"), submit(queue, "r2")
-    async with queue.reader() as reader:
-        assert await reader.get(first.request_id) == first
-        assert {r.request_id for r in await reader.list_requests()} == {first.request_id, second.request_id}
-        claimed = queue.claim("w")  # a write through the queue is seen by the open reader
-        assert claimed is not None
-        assert (await reader.get(claimed.request_id)).status is RequestStatus.LEASED
-        assert [r.request_id for r in await reader.list_requests(status="leased")] == [claimed.request_id]
+async def test_the_async_queue_shares_the_store_and_the_rules(queue: RunQueue, clock: FakeClock) -> None:
+    first = submit(queue, "r1", idempotency_key="k1")
+    async with queue.open_async() as aq:
+        assert isinstance(aq, AsyncRunQueue)
+        assert await aq.get(first.request_id) == first  # what the sync queue wrote
+        again = await aq.submit(run_id="r1", config_path="/configs/r1.toml", idempotency_key="k1")
+        assert again.deduplicated and again.request == first
+        with pytest.raises(QueueConflictError):
+            await aq.submit(run_id="r1", config_path="/configs/r1.toml")
+        second = (await aq.submit(run_id="r2", config_path="/configs/r2.toml", container_url="http://c")).request
+        assert queue.get(second.request_id) == second  # and the sync queue sees what it wrote
+        assert {r.request_id for r in await aq.list_requests()} == {first.request_id, second.request_id}
+        claimed = queue.claim("w")  # a worker's write, seen at once
+        assert claimed is not None and claimed.lease_token is not None
+        assert (await aq.get(claimed.request_id)).status is RequestStatus.LEASED
+        assert [r.request_id for r in await aq.list_requests(status="leased")] == [claimed.request_id]
+        asked = await aq.cancel(claimed.request_id, reason="through the API")
+        assert asked.status is RequestStatus.LEASED and asked.cancel_requested
+        clock.advance(LEASE + 1)
+        recovery = await aq.recover()
+        assert recovery.cancelled == (claimed.request_id,) and recovery.invariants["status"] == "ok"
+        with pytest.raises(LeaseLostError):  # fenced, and the refusal is audited, as in the sync queue
+            await aq.heartbeat(claimed.request_id, claimed.lease_token)
         with pytest.raises(RunRequestNotFoundError):
-            await reader.get("req-nope")
+            await aq.get("req-nope")
         with pytest.raises(ConfigError, match="unknown request status"):
-            await reader.list_requests(status="done")
+            await aq.list_requests(status="done")
+        other = await aq.claim("w2")
+        assert other is not None and other.request_id == (second if other.run_id == "r2" else first).request_id
+        assert other.lease_token is not None
+        await aq.start(other.request_id, other.lease_token)
+        done = await aq.complete(other.request_id, result={"cost_usd": 1.0}, lease_token=other.lease_token)
+        assert done.status is RequestStatus.COMPLETED and done.cost_usd == 1.0
+    assert queue.get(done.request_id) == done

@@ -1,7 +1,7 @@
 """``create_app()``: the standing GEPA service (litestar) over a SQLite run queue.
 
-Resources are opened in the lifespan: the queue (recovering expired leases at start-up), its async (aiosqlite)
-reader for the routes and, with ``auto_start``, a background worker that claims and runs requests one at a time.
+Resources are opened in the lifespan: the queue (recovering expired leases at start-up), its async (aiosqlite) twin
+for the routes and, with ``auto_start``, a background worker that claims and runs requests one at a time.
 Shutting down stops claiming, asks the running request to stop within ``grace_seconds`` and releases its lease, so
 it is queued again.
 
@@ -205,7 +205,7 @@ def create_app(
                     "start-up recovery", requeued=list(recovered.requeued), cancelled=list(recovered.cancelled)
                 )
             async with AsyncExitStack() as resources, anyio.create_task_group() as tg:
-                service.reader_ = await resources.enter_async_context(queue.reader())
+                service.aqueue_ = await resources.enter_async_context(queue.open_async())
                 service.task_group = tg
                 if auto_start:
                     await tg.start(service.worker.serve)
@@ -218,7 +218,7 @@ def create_app(
                     tg.cancel_scope.cancel()
         finally:
             service.task_group = None
-            service.reader_ = None
+            service.aqueue_ = None
             queue.close()
 
     return Litestar(

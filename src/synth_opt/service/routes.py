@@ -1,9 +1,10 @@
 """The service's HTTP routes (SPEC §11). Handlers are thin: they validate, call the queue or the worker, and return
 plain dicts; every SynthOptimizerError they raise becomes the error envelope in ``app.py``.
 
-Reads never block the event loop: requests are read through the queue's async reader and workspaces through
-:mod:`synth_opt.workspace.live` (both aiosqlite). The queue's writes (submit, cancel, recover) are the synchronous
-queue protocol's short transactions, run in a worker thread (see :mod:`synth_opt.service.queue.protocol`)."""
+Handlers never block the event loop on SQLite: the queue is read and written through its async twin
+(:class:`~synth_opt.service.queue.AsyncRunQueue`, aiosqlite) and workspaces are read through
+:mod:`synth_opt.workspace.live` (aiosqlite). Only loading a submitted config and reading a run's ``events.jsonl``
+(files, not databases) run in a worker thread."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
-from synth_opt.service.queue import Recovery, RequestStatus, RunQueue, RunQueueReader, RunRequest, Submission
+from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunQueue, RunRequest
 from synth_opt.service.queue.rows import public_view
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
@@ -51,7 +52,7 @@ class ServiceContext:
     confinement: Confinement | None = None
     events_poll_seconds: float = 0.25
     queue_: RunQueue | None = None
-    reader_: RunQueueReader | None = None
+    aqueue_: AsyncRunQueue | None = None
     worker_: ServiceWorker | None = None
     task_group: TaskGroup | None = None
     stopping: bool = False
@@ -69,11 +70,11 @@ class ServiceContext:
         return self.queue_
 
     @property
-    def reader(self) -> RunQueueReader:
-        """The queue's async reader (aiosqlite), opened in the app's lifespan."""
-        if self.reader_ is None:
+    def aqueue(self) -> AsyncRunQueue:
+        """The queue for the handlers (aiosqlite), opened in the app's lifespan."""
+        if self.aqueue_ is None:
             raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
-        return self.reader_
+        return self.aqueue_
 
     @property
     def worker(self) -> ServiceWorker:
@@ -153,8 +154,8 @@ async def submit_run(
     config = await call_in_thread(load_config, path)
     service.rules.check(config)  # again when a worker runs it: the file may change meanwhile
     fields = request_fields(config)
-    queued: Submission = await call_in_thread(
-        service.queue.submit, **fields, priority=data.priority, idempotency_key=data.idempotency_key, fresh=data.fresh
+    queued = await service.aqueue.submit(
+        **fields, priority=data.priority, idempotency_key=data.idempotency_key, fresh=data.fresh
     )
     if data.auto_start:
         await service.ensure_worker_loop()
@@ -180,7 +181,7 @@ def _inside_root(config_path: str, rules: Confinement) -> Path:
 async def list_runs(state: State, status: FromQuery[str | None] = None, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Requests, newest first (without their full result JSON)."""
     service = service_of(state)
-    requests = await service.reader.list_requests(status=status, limit=limit)
+    requests = await service.aqueue.list_requests(status=status, limit=limit)
     return {"requests": [public_view(r, with_result=False) for r in requests]}
 
 
@@ -188,14 +189,14 @@ async def list_runs(state: State, status: FromQuery[str | None] = None, limit: F
 async def get_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """One request, with its run summary once it has finished."""
     service = service_of(state)
-    return public_view(await service.reader.get(request_id))
+    return public_view(await service.aqueue.get(request_id))
 
 
 @post("/runs/{request_id:str}/cancel", status_code=200)
 async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """Cancel a queued request at once; stop a running one (its run is recorded as cancelled)."""
     service = service_of(state)
-    request: RunRequest = await call_in_thread(service.queue.cancel, request_id, reason="cancelled through the service")
+    request = await service.aqueue.cancel(request_id, reason="cancelled through the service")
     service.worker.cancel_local(request_id)
     return public_view(request, with_result=False)
 
@@ -206,7 +207,7 @@ async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent
     (with an ``end`` event) when the request is terminal. Lines an earlier attempt or run left in the run directory
     are never sent: the stream starts at the ``run.state`` (``created`` or ``resumed``) the attempt itself wrote."""
     service = service_of(state)
-    request = await service.reader.get(request_id)
+    request = await service.aqueue.get(request_id)
     return ServerSentEvent(_follow(service, request))
 
 
@@ -214,7 +215,7 @@ async def _follow(service: ServiceContext, request: RunRequest) -> AsyncIterator
     # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
     feed = AttemptFeed(Path(request.run_dir) / "events.jsonl") if request.run_dir else None
     while True:
-        current = await service.reader.get(request.request_id)
+        current = await service.aqueue.get(request.request_id)
         terminal = current.status.terminal  # read before the feed, so its last lines are sent
         lines = [] if feed is None else await call_in_thread(feed.read, current)
         for line in lines:
@@ -305,7 +306,7 @@ async def workspace(state: State, request_id: FromQuery[str | None] = None) -> d
     service = service_of(state)
     if request_id is None:
         return await live_workspace_status(service.db_path)
-    request = await service.reader.get(request_id)
+    request = await service.aqueue.get(request_id)
     run_dir = request.run_dir
     db = request.workspace_db_path or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)
     if db is None or not await anyio.Path(db).is_file():
@@ -332,8 +333,7 @@ async def worker_run_next(state: State) -> dict[str, Any]:
 async def worker_recover(state: State) -> dict[str, Any]:
     """Requeue expired leased and running requests."""
     service = service_of(state)
-    recovered: Recovery = await call_in_thread(service.queue.recover)
-    return recovered.to_dict()
+    return (await service.aqueue.recover()).to_dict()
 
 
 ROUTES = [

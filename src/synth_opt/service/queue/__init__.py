@@ -1,11 +1,12 @@
 """The durable run queue of the standing service.
 
-- :mod:`~synth_opt.service.queue.protocol`: :class:`RunQueue`, what the service, the worker and the CLI use, and
-  :class:`RunQueueReader`, the async reads of the HTTP handlers;
+- :mod:`~synth_opt.service.queue.protocol`: :class:`RunQueue`, what the workers, the CLI and the ``workspace_*``
+  functions use, and :class:`AsyncRunQueue`, the same for the HTTP handlers;
 - :mod:`~synth_opt.service.queue.records`: what they return: :class:`RunRequest`, :class:`RequestStatus`,
   :class:`Submission`, :class:`Recovery`;
-- :mod:`~synth_opt.service.queue.sqlite`: the SQLite backend (claims, leases, fencing), and
-  :mod:`~synth_opt.service.queue.reader` its aiosqlite reader;
+- :mod:`~synth_opt.service.queue.plans`: the SQLite backend's operations (claims, leases, fencing), written once;
+  :mod:`~synth_opt.service.queue.sqlite` drives them with sqlite3, :mod:`~synth_opt.service.queue.aio` with
+  aiosqlite;
 - :mod:`~synth_opt.service.queue.schema`, :mod:`~synth_opt.service.queue.rows`, :mod:`~synth_opt.service.queue.health`:
   its tables, the HTTP view of a request and its health summary.
 
@@ -22,17 +23,17 @@ from pathlib import Path
 
 from synth_opt.errors import ConfigError
 from synth_opt.redact import redact_url
-from synth_opt.service.queue.protocol import RunQueue, RunQueueReader
+from synth_opt.service.queue.protocol import AsyncRunQueue, RunQueue
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 from synth_opt.service.queue.sqlite import DEFAULT_LEASE_SECONDS, SqliteRunQueue
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "SUPPORTED_SCHEMES",
+    "AsyncRunQueue",
     "Recovery",
     "RequestStatus",
     "RunQueue",
-    "RunQueueReader",
     "RunRequest",
     "Submission",
     "open_queue",

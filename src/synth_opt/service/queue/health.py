@@ -4,17 +4,22 @@
 Derived state checked against ``run_requests`` (the source of truth): every live lease's resources have an active
 ``resource_leases`` row and no finished lease keeps one; every request has its ``submit`` operation. Invariants: no
 two live, unexpired requests share a container URL or cache namespace; a leased or running request has a lease
-token and an expiry; a terminal request has a finish time. Refreshed by ``recover()`` inside its transaction.
+token and an expiry; a terminal request has a finish time. Refreshed by ``recover()`` inside its transaction (a
+plan of :mod:`synth_opt.service.queue.plans`, so either SQLite driver runs it).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["SERVICE_RUN_ID", "refresh_queue_health"]
+__all__ = ["SERVICE_RUN_ID", "queue_health_plan"]
+
+T = TypeVar("T")
+# a plan of :mod:`synth_opt.service.queue.plans`: yields statements, is sent their rows
+_Plan = Generator[tuple[str, Mapping[str, Any] | tuple[Any, ...]], list[Any], T]
 
 SERVICE_RUN_ID = "service"
 KEEP_REPORTS = 50
@@ -22,27 +27,31 @@ SAMPLE = 10
 _LIVE_LEASE = "r.status IN ('leased', 'running') AND r.lease_token IS NOT NULL"
 
 
-def _ids(conn: sqlite3.Connection, sql: str, *params: Any) -> list[str]:
-    return [str(row[0]) for row in conn.execute(sql, params)]
+def _ids(sql: str, *params: Any) -> _Plan[list[str]]:
+    rows = yield (sql, params)
+    return [str(row[0]) for row in rows]
 
 
-def _freshness(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    held = conn.execute(
+def _one(sql: str) -> _Plan[Any]:
+    rows = yield (sql, ())
+    return rows[0][0]
+
+
+def _freshness() -> _Plan[dict[str, dict[str, Any]]]:
+    held = yield from _one(
         "SELECT coalesce(sum((r.container_url IS NOT NULL) + (r.cache_namespace IS NOT NULL)), 0) "
         f"FROM run_requests r WHERE {_LIVE_LEASE}"
-    ).fetchone()[0]
-    active = conn.execute("SELECT count(*) FROM resource_leases WHERE status = 'active'").fetchone()[0]
-    unleased = _ids(
-        conn,
+    )
+    active = yield from _one("SELECT count(*) FROM resource_leases WHERE status = 'active'")
+    unleased = yield from _ids(
         f"SELECT r.request_id FROM run_requests r WHERE {_LIVE_LEASE} "
         "AND (r.container_url IS NOT NULL OR r.cache_namespace IS NOT NULL) "
         "AND NOT EXISTS (SELECT 1 FROM resource_leases l WHERE l.request_id = r.request_id "
         "AND l.lease_token = r.lease_token AND l.status = 'active')",
     )
-    requests = conn.execute("SELECT count(*) FROM run_requests").fetchone()[0]
-    submitted = conn.execute("SELECT count(DISTINCT request_id) FROM operations WHERE kind = 'submit'").fetchone()[0]
-    unaudited = _ids(
-        conn,
+    requests = yield from _one("SELECT count(*) FROM run_requests")
+    submitted = yield from _one("SELECT count(DISTINCT request_id) FROM operations WHERE kind = 'submit'")
+    unaudited = yield from _ids(
         "SELECT request_id FROM run_requests r WHERE NOT EXISTS (SELECT 1 FROM operations o "
         "WHERE o.request_id = r.request_id AND o.kind = 'submit')",
     )
@@ -63,9 +72,8 @@ def _entry(source: str, source_rows: int, derived_rows: int, missing: list[str])
     }
 
 
-def _checks(conn: sqlite3.Connection, now: float) -> dict[str, dict[str, Any]]:
-    shared = _ids(
-        conn,
+def _checks(now: float) -> _Plan[dict[str, dict[str, Any]]]:
+    shared = yield from _ids(
         "SELECT a.request_id || ' & ' || b.request_id FROM run_requests a JOIN run_requests b "
         "ON a.rowid < b.rowid AND (a.container_url = b.container_url OR a.cache_namespace = b.cache_namespace) "
         "WHERE a.status IN ('leased', 'running') AND b.status IN ('leased', 'running') "
@@ -73,18 +81,15 @@ def _checks(conn: sqlite3.Connection, now: float) -> dict[str, dict[str, Any]]:
         now,
         now,
     )
-    tokenless = _ids(
-        conn,
+    tokenless = yield from _ids(
         "SELECT request_id FROM run_requests WHERE status IN ('leased', 'running') "
         "AND (lease_token IS NULL OR lease_expires_at IS NULL)",
     )
-    unfinished = _ids(
-        conn,
+    unfinished = yield from _ids(
         "SELECT request_id FROM run_requests WHERE status IN ('completed', 'failed', 'cancelled') "
         "AND finished_at IS NULL",
     )
-    stale_leases = _ids(
-        conn,
+    stale_leases = yield from _ids(
         "SELECT l.lease_id FROM resource_leases l JOIN run_requests r ON r.request_id = l.request_id "
         "WHERE l.status = 'active' AND (r.status NOT IN ('leased', 'running') OR r.lease_token IS NOT l.lease_token)",
     )
@@ -97,19 +102,19 @@ def _checks(conn: sqlite3.Connection, now: float) -> dict[str, dict[str, Any]]:
     return {name: {"status": "violated" if rows else "ok", "rows": rows[:SAMPLE]} for name, rows in checks.items()}
 
 
-def refresh_queue_health(conn: sqlite3.Connection, now: float) -> dict[str, Any]:
-    """Compute and store (inside the caller's write transaction) the queue's freshness rows and invariant report;
+def queue_health_plan(now: float) -> _Plan[dict[str, Any]]:
+    """Compute and store (inside the driver's write transaction) the queue's freshness rows and invariant report;
     return the report."""
     checked_at = datetime.fromtimestamp(now, UTC).isoformat()
-    freshness = _freshness(conn)
-    checks = _checks(conn, now)
+    freshness = yield from _freshness()
+    checks = yield from _checks(now)
     stale = [table for table, entry in freshness.items() if entry["status"] == "stale"]
     violated = [name for name, check in checks.items() if check["status"] == "violated"]
     status = "violated" if stale or violated else "ok"
     hint = "synth-opt workspace recover --db <service db>" if status == "violated" else None
     report = {"status": status, "stale_tables": stale, "violated": violated, "checks": checks, "repair_hint": hint}
     for table, entry in freshness.items():
-        conn.execute(
+        yield (
             "INSERT OR REPLACE INTO projection_freshness (run_id, table_name, source, source_rows, derived_rows, "
             "missing_rows, status, missing_sample_json, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -124,7 +129,7 @@ def refresh_queue_health(conn: sqlite3.Connection, now: float) -> dict[str, Any]
                 checked_at,
             ),
         )
-    conn.execute(
+    yield (
         "INSERT INTO invariant_reports (run_id, checked_at, status, missing_json, stale_tables_json, repair_hint, "
         "report_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -137,7 +142,7 @@ def refresh_queue_health(conn: sqlite3.Connection, now: float) -> dict[str, Any]
             json.dumps(report, sort_keys=True),
         ),
     )
-    conn.execute(
+    yield (
         "DELETE FROM invariant_reports WHERE run_id = ? AND report_id NOT IN (SELECT report_id FROM "
         "invariant_reports WHERE run_id = ? ORDER BY report_id DESC LIMIT ?)",
         (SERVICE_RUN_ID, SERVICE_RUN_ID, KEEP_REPORTS),

@@ -1,14 +1,13 @@
-"""The queue protocol: what the service and its workers need from a queue backend.
+"""The queue protocols: what the service and its workers need from a queue backend.
 
-:class:`~synth_opt.service.queue.SqliteRunQueue` is the implementation today; a PostgreSQL one (claims with
+:class:`~synth_opt.service.queue.sqlite.SqliteRunQueue` is the implementation today; a PostgreSQL one (claims with
 ``FOR UPDATE SKIP LOCKED``) would be a second class passing the same contract suite
 (``tests/unit/test_queue_contract.py``).
 
-The protocol is synchronous: each method is one short transaction, and a worker's writes (claim, start, heartbeat,
-complete, release) are few, so async callers (the service's worker, its write routes) run them in a worker thread
-(``anyio.to_thread``) rather than on the event loop. What the HTTP handlers read often (one request, the request
-list, polled by the live event stream) goes through :class:`RunQueueReader`, which is async (aiosqlite for SQLite)
-and never blocks the loop.
+:class:`RunQueue` is synchronous: each method is one short transaction. The workers use it (their writes are a few
+per run: claim, start, a heartbeat every third of a lease, complete), from async code in a worker thread
+(``anyio.to_thread``), as do the ``workspace_*`` functions. :class:`AsyncRunQueue` is the same queue for async
+callers, the service's HTTP handlers: for SQLite it runs on aiosqlite, so a handler never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -19,14 +18,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 
-__all__ = ["RunQueue", "RunQueueReader"]
+__all__ = ["AsyncRunQueue", "RunQueue"]
 
 
 @runtime_checkable
 class RunQueue(Protocol):
     """What the service and its workers need from a queue backend (SQLite today; PostgreSQL could follow with
     ``FOR UPDATE SKIP LOCKED``). Methods return typed records (:class:`RunRequest` and friends);
-    ``tests/unit/test_queue_contract.py`` is the suite each backend must pass."""
+    ``tests/unit/test_queue_contract.py`` is the suite each backend must pass (its async twin included)."""
 
     lease_seconds: float
 
@@ -74,21 +73,57 @@ class RunQueue(Protocol):
 
     def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]: ...
 
-    def reader(self) -> RunQueueReader:
-        """An async reader of the same store (opened by the caller: ``async with queue.reader() as reader``)."""
+    def open_async(self) -> AsyncRunQueue:
+        """The same store for async callers, opened by them: ``async with queue.open_async() as aq``."""
         ...
 
     def close(self) -> None: ...
 
 
 @runtime_checkable
-class RunQueueReader(Protocol):
-    """Async, read-only access to the queue, for the HTTP handlers: an async context manager that opens its own
-    connection on entry and closes it on exit."""
+class AsyncRunQueue(Protocol):
+    """:class:`RunQueue`'s operations as coroutines, for the HTTP handlers: an async context manager that opens its
+    own connection on entry and closes it on exit."""
 
-    async def __aenter__(self) -> RunQueueReader: ...
+    lease_seconds: float
+
+    async def __aenter__(self) -> AsyncRunQueue: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def submit(
+        self,
+        *,
+        run_id: str,
+        config_path: str,
+        run_dir: str | None = None,
+        container_url: str | None = None,
+        cache_namespace: str | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        fresh: bool = False,
+    ) -> Submission: ...
+
+    async def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None: ...
+
+    async def start(self, request_id: str, lease_token: str | None = None) -> RunRequest: ...
+
+    async def heartbeat(self, request_id: str, lease_token: str) -> RunRequest: ...
+
+    async def complete(
+        self,
+        request_id: str,
+        *,
+        result: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        lease_token: str | None = None,
+    ) -> RunRequest: ...
+
+    async def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest: ...
+
+    async def recover(self) -> Recovery: ...
+
+    async def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> RunRequest: ...
 
     async def get(self, request_id: str) -> RunRequest: ...
 

@@ -18,9 +18,10 @@ The patterns are those of procrastinate, saq and Oban:
 requests back in the queue (their next claim is attempt ``attempts + 1``). Every write runs in ``BEGIN IMMEDIATE``.
 
 Every method returns a typed record (:mod:`~synth_opt.service.queue.records`) built from the row the statement
-returned. The queue is synchronous (sqlite3, a lock around one connection); async callers run its short
-transactions in a worker thread, and read through :meth:`SqliteRunQueue.reader` (aiosqlite) instead. Open one with
-:func:`~synth_opt.service.queue.open_queue`.
+returned. The operations themselves are the plans of :mod:`~synth_opt.service.queue.plans`; this class drives them
+synchronously (sqlite3, a lock around one connection), for the workers (in a worker thread) and the ``workspace_*``
+functions. The service's HTTP handlers use :meth:`SqliteRunQueue.open_async`, the same plans on aiosqlite. Open one
+with :func:`~synth_opt.service.queue.open_queue`.
 """
 
 from __future__ import annotations
@@ -28,47 +29,26 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from synth_opt.errors import ConfigError, LeaseLostError, SynthOptimizerError
-from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
-from synth_opt.service.queue.health import refresh_queue_health
+from synth_opt.errors import ConfigError
+from synth_opt.service.queue.aio import AsyncSqliteRunQueue
+from synth_opt.service.queue.plans import Plan, QueuePlans, Refused
 from synth_opt.service.queue.protocol import RunQueue
-from synth_opt.service.queue.reader import SqliteQueueReader, list_filter, list_limit, not_found
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
-from synth_opt.service.queue.rows import dumps, summary_columns
-from synth_opt.service.queue.schema import LIVE_STATUSES, open_service_db
+from synth_opt.service.queue.schema import open_service_db
 from synth_opt.workspace.db import write_transaction
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "RunQueue", "SqliteRunQueue"]
 
 DEFAULT_LEASE_SECONDS = 60.0
-
-_CLAIM = """
-UPDATE run_requests
-SET status = 'leased', lease_owner = :owner, lease_token = :token, lease_seconds = :lease,
-    lease_expires_at = :now + :lease, leased_at = :now, heartbeat_at = :now, attempts = attempts + 1
-WHERE request_id = (
-    SELECT q.request_id FROM run_requests AS q
-    WHERE q.status = 'queued' AND q.cancel_requested = 0
-      AND NOT EXISTS (
-        SELECT 1 FROM run_requests AS held
-        WHERE held.status IN ('leased', 'running') AND held.lease_expires_at > :now
-          AND ((q.container_url IS NOT NULL AND held.container_url = q.container_url)
-            OR (q.cache_namespace IS NOT NULL AND held.cache_namespace = q.cache_namespace)))
-    ORDER BY q.priority DESC, q.submitted_at, q.rowid
-    LIMIT 1)
-RETURNING *
-"""
-_EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+T = TypeVar("T")
 
 
-class SqliteRunQueue:
+class SqliteRunQueue(QueuePlans):
     """The queue in one SQLite file. One instance holds one connection; it is safe to share between threads (a lock
     serialises its use) and any number of instances in any number of processes may open the same file."""
 
@@ -98,24 +78,33 @@ class SqliteRunQueue:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, write_transaction(self._conn) as conn:
-            yield conn
+    def open_async(self) -> AsyncSqliteRunQueue:
+        """The same queue file through aiosqlite, for async callers (``async with queue.open_async() as aq``)."""
+        return AsyncSqliteRunQueue(self.db_path, clock=self.clock, lease_seconds=self.lease_seconds)
 
-    def _record(
-        self,
-        conn: sqlite3.Connection,
-        request_id: str | None,
-        kind: str,
-        status: str,
-        worker: str | None,
-        **detail: Any,
-    ) -> None:
-        conn.execute(
-            "INSERT INTO operations (request_id, kind, status, worker_id, at, detail_json) VALUES (?, ?, ?, ?, ?, ?)",
-            (request_id, kind, status, worker, self.clock(), dumps(detail) or "{}"),
-        )
+    def _drive(self, plan: Plan[T]) -> T:
+        try:
+            step = next(plan)
+            while True:
+                step = plan.send(self._conn.execute(*step).fetchall())
+        except StopIteration as done:
+            value: T = done.value
+            return value
+
+    def _write(self, plan: Plan[T | Refused]) -> T:
+        """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits."""
+        with self._lock, write_transaction(self._conn):
+            outcome = self._drive(plan)
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
+
+    def _read(self, plan: Plan[T | Refused]) -> T:
+        with self._lock:
+            outcome = self._drive(plan)
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
 
     # -- submission -----------------------------------------------------------------------------------------------
 
@@ -133,96 +122,31 @@ class SqliteRunQueue:
     ) -> Submission:
         """Queue a request; with a known idempotency key, return that request (``deduplicated``) instead.
         ``fresh``: its first attempt starts the run directory over instead of resuming or returning what it holds."""
-        now = self.clock()
-        refused: SynthOptimizerError | None = None
-        with self._write() as conn:
-            if idempotency_key is not None:
-                found = conn.execute("SELECT * FROM run_requests WHERE idempotency_key = ?", (idempotency_key,))
-                existing = found.fetchone()
-                if existing is not None:
-                    if existing["run_id"] == run_id and existing["config_path"] == config_path:
-                        self._record(conn, existing["request_id"], "submit", "deduplicated", None, key=idempotency_key)
-                        return Submission(RunRequest.from_row(existing), deduplicated=True)
-                    refused = QueueConflictError(
-                        f"idempotency key {idempotency_key!r} already names request {existing['request_id']} for "
-                        f"run {existing['run_id']} ({existing['config_path']}); use a new key for another config",
-                        request_id=existing["request_id"],
-                        run_id=existing["run_id"],
-                    )
-            live = conn.execute(
-                "SELECT request_id, status FROM run_requests WHERE run_id = ? AND status IN (?, ?, ?)",
-                (run_id, *LIVE_STATUSES),
-            ).fetchone()
-            if refused is None and live is not None:
-                refused = QueueConflictError(
-                    f"run {run_id} already has a {live['status']} request {live['request_id']}; wait for it, cancel "
-                    "it, or resubmit with the idempotency key it was submitted with",
-                    request_id=live["request_id"],
-                    run_id=run_id,
-                    status=live["status"],
-                )
-            if refused is None:
-                request_id = f"req-{uuid.uuid4().hex[:20]}"
-                row = conn.execute(
-                    "INSERT INTO run_requests (request_id, run_id, config_path, run_dir, container_url, "
-                    "cache_namespace, priority, status, idempotency_key, submitted_at, fresh) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING *",
-                    (
-                        request_id,
-                        run_id,
-                        config_path,
-                        run_dir,
-                        container_url,
-                        cache_namespace,
-                        int(priority),
-                        idempotency_key,
-                        now,
-                        int(bool(fresh)),
-                    ),
-                ).fetchone()
-                self._record(conn, request_id, "submit", "succeeded", None, run_id=run_id, priority=priority)
-                return Submission(RunRequest.from_row(row), deduplicated=False)
-        raise refused
+        return self._write(
+            self._submit_plan(
+                run_id=run_id,
+                config_path=config_path,
+                run_dir=run_dir,
+                container_url=container_url,
+                cache_namespace=cache_namespace,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                fresh=fresh,
+            )
+        )
 
     # -- the worker's lease ---------------------------------------------------------------------------------------
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
         """Lease the next claimable request to ``worker_id`` (highest priority, then oldest), or None."""
-        lease = float(lease_seconds or self.lease_seconds)
-        token = uuid.uuid4().hex
-        with self._write() as conn:
-            params = {"owner": worker_id, "token": token, "lease": lease, "now": self.clock()}
-            row = conn.execute(_CLAIM, params).fetchone()
-            if row is None:
-                return None
-            for kind in ("container_url", "cache_namespace"):
-                if row[kind] is not None:
-                    conn.execute(
-                        "INSERT INTO resource_leases (request_id, resource_kind, resource_key, owner, lease_token, "
-                        "status, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-                        (row["request_id"], kind, row[kind], worker_id, token, params["now"], row["lease_expires_at"]),
-                    )
-            self._record(conn, row["request_id"], "claim", "succeeded", worker_id, attempt=row["attempts"])
-            return RunRequest.from_row(row)
+        return self._write(self._claim_plan(worker_id, lease_seconds))
 
     def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
-        return self._fenced(
-            "start",
-            request_id,
-            lease_token,
-            "UPDATE run_requests SET status = 'running', started_at = :now, heartbeat_at = :now, "
-            "lease_expires_at = :now + lease_seconds WHERE request_id = :id AND status = 'leased' {fence} RETURNING *",
-        )
+        return self._write(self._start_plan(request_id, lease_token))
 
     def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
         """Extend the lease by its length from now; the returned request says whether a cancel was requested."""
-        return self._fenced(
-            "heartbeat",
-            request_id,
-            lease_token,
-            "UPDATE run_requests SET heartbeat_at = :now, lease_expires_at = :now + lease_seconds "
-            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
-        )
+        return self._write(self._heartbeat_plan(request_id, lease_token))
 
     def complete(
         self,
@@ -234,172 +158,27 @@ class SqliteRunQueue:
     ) -> RunRequest:
         """End a leased or running request: ``completed`` without an error, ``cancelled`` for a ``run_cancelled``
         error, else ``failed``. ``result`` (with or without an error) fills the run summary columns."""
-        status = "completed" if error is None else "cancelled" if error.get("code") == "run_cancelled" else "failed"
-        summary = summary_columns(result)
-        assignments = ", ".join(f"{column} = :{column}" for column in summary)
-        kind = {"completed": "complete", "failed": "fail", "cancelled": "cancel"}[status]
-        cancel = dumps({"reason": error.get("message"), "by": "worker"}) if error and status == "cancelled" else None
-        return self._fenced(
-            kind,
-            request_id,
-            lease_token,
-            f"UPDATE run_requests SET status = :status, finished_at = :now, lease_expires_at = NULL, "
-            f"error_json = :error, cancel_json = coalesce(cancel_json, :cancel), {assignments} "
-            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
-            status=status,
-            error=dumps(dict(error)) if error is not None else None,
-            cancel=cancel,
-            **summary,
-        )
+        return self._write(self._complete_plan(request_id, result, error, lease_token))
 
     def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
         """Give a lease back (a worker shutting down): the request is queued again, or cancelled if that was asked."""
-        return self._fenced(
-            "release",
-            request_id,
-            lease_token,
-            "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
-            "finished_at = CASE WHEN cancel_requested THEN :now END, lease_owner = NULL, lease_token = NULL, "
-            "lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL "
-            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
-            reason=reason,
-        )
-
-    def _fenced(self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any) -> RunRequest:
-        """Run one worker write; fenced by the lease token when one is given. Nothing changed means the lease is
-        lost (token given and no longer the request's), the request is unknown, or it is in the wrong state."""
-        params = {"id": request_id, "token": lease_token, "now": self.clock(), **values}
-        statement = sql.replace("{fence}", "" if lease_token is None else "AND lease_token = :token")
-        with self._write() as conn:
-            row = conn.execute(statement, params).fetchone()
-            if row is not None:
-                self._after_write(conn, kind, row, lease_token or row["lease_token"], params["now"])
-                self._record(conn, request_id, kind, "succeeded", row["lease_owner"], attempt=row["attempts"])
-                return RunRequest.from_row(row)
-            refused = self._refusal(conn, kind, request_id, lease_token)
-            if not isinstance(refused, RunRequestNotFoundError):
-                self._record(conn, request_id, kind, "rejected", None, error=refused.error_code)
-        raise refused
-
-    def _after_write(self, conn: sqlite3.Connection, kind: str, row: sqlite3.Row, token: str, now: float) -> None:
-        """Keep ``resource_leases`` in step with the request's lease."""
-        if kind in ("start", "heartbeat"):
-            conn.execute(
-                "UPDATE resource_leases SET expires_at = ? WHERE request_id = ? AND lease_token = ? "
-                "AND status = 'active'",
-                (row["lease_expires_at"], row["request_id"], token),
-            )
-        else:
-            conn.execute(
-                "UPDATE resource_leases SET status = 'released', released_at = ? WHERE request_id = ? "
-                "AND lease_token = ? AND status = 'active'",
-                (now, row["request_id"], token),
-            )
-
-    def _refusal(
-        self, conn: sqlite3.Connection, kind: str, request_id: str, lease_token: str | None
-    ) -> SynthOptimizerError:
-        row = conn.execute(
-            "SELECT status, lease_owner, lease_token FROM run_requests WHERE request_id = ?", (request_id,)
-        ).fetchone()
-        if row is None:
-            return not_found(request_id)
-        if lease_token is not None and row["lease_token"] != lease_token:
-            return LeaseLostError(
-                f"{kind} of run request {request_id} refused: this worker's lease is gone (the request is now "
-                f"{row['status']}, held by {row['lease_owner'] or 'nobody'}); stop working on it",
-                request_id=request_id,
-                status=row["status"],
-                lease_owner=row["lease_owner"],
-            )
-        return QueueConflictError(
-            f"cannot {kind} run request {request_id}: it is {row['status']}",
-            request_id=request_id,
-            status=row["status"],
-        )
+        return self._write(self._release_plan(request_id, lease_token, reason))
 
     # -- maintenance and control ----------------------------------------------------------------------------------
 
     def recover(self) -> Recovery:
         """Requeue every leased or running request whose lease has expired (or cancel it, if a cancel was asked),
         and refresh the queue's freshness and invariant rows."""
-        now = self.clock()
-        with self._write() as conn:
-            expired = conn.execute(
-                f"SELECT request_id, lease_owner, lease_token, attempts, cancel_requested FROM run_requests "
-                f"WHERE {_EXPIRED} ORDER BY request_id",
-                (now,),
-            ).fetchall()
-            conn.execute(
-                "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
-                "finished_at = CASE WHEN cancel_requested THEN ? END, lease_owner = NULL, lease_token = NULL, "
-                f"lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL WHERE {_EXPIRED}",
-                (now, now),
-            )
-            for row in expired:
-                conn.execute(
-                    "UPDATE resource_leases SET status = 'expired', released_at = ? WHERE request_id = ? "
-                    "AND lease_token = ? AND status = 'active'",
-                    (now, row["request_id"], row["lease_token"]),
-                )
-                to = "cancelled" if row["cancel_requested"] else "queued"
-                self._record(
-                    conn,
-                    row["request_id"],
-                    "recover",
-                    "succeeded",
-                    None,
-                    previous_owner=row["lease_owner"],
-                    attempts=row["attempts"],
-                    to=to,
-                )
-            health = refresh_queue_health(conn, now)
-        requeued = tuple(r["request_id"] for r in expired if not r["cancel_requested"])
-        cancelled = tuple(r["request_id"] for r in expired if r["cancel_requested"])
-        return Recovery(requeued=requeued, cancelled=cancelled, invariants=health)
+        return self._write(self._recover_plan())
 
     def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> RunRequest:
         """Cancel a queued request at once; ask a leased or running one to stop (its worker polls
         ``cancel_requested``). A terminal request is returned unchanged."""
-        now = self.clock()
-        payload = dumps({"reason": reason, "requested_at": now})
-        with self._write() as conn:
-            row = conn.execute("SELECT * FROM run_requests WHERE request_id = ?", (request_id,)).fetchone()
-            if row is not None and row["status"] == "queued":
-                row = conn.execute(
-                    "UPDATE run_requests SET status = 'cancelled', cancel_requested = 1, finished_at = ?, "
-                    "cancel_json = ? WHERE request_id = ? RETURNING *",
-                    (now, payload, request_id),
-                ).fetchone()
-                self._record(conn, request_id, "cancel", "succeeded", None, phase="cancelled", reason=reason)
-            elif row is not None and row["status"] in ("leased", "running"):
-                row = conn.execute(
-                    "UPDATE run_requests SET cancel_requested = 1, cancel_json = coalesce(cancel_json, ?) "
-                    "WHERE request_id = ? RETURNING *",
-                    (payload, request_id),
-                ).fetchone()
-                self._record(conn, request_id, "cancel", "succeeded", None, phase="requested", reason=reason)
-            if row is not None:
-                return RunRequest.from_row(row)
-        raise RunRequestNotFoundError(f"run request {request_id} does not exist; list requests with GET /runs")
+        return self._write(self._cancel_plan(request_id, reason))
 
     def get(self, request_id: str) -> RunRequest:
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM run_requests WHERE request_id = ?", (request_id,)).fetchone()
-        if row is None:
-            raise not_found(request_id)
-        return RunRequest.from_row(row)
+        return self._read(self._get_plan(request_id))
 
     def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]:
         """Requests, newest first, optionally of one status."""
-        where, params = list_filter(status)
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT * FROM run_requests {where} ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
-                (*params, list_limit(limit)),
-            ).fetchall()
-        return [RunRequest.from_row(row) for row in rows]
-
-    def reader(self) -> SqliteQueueReader:
-        """An async (aiosqlite) reader of this queue's file, for the service's HTTP handlers."""
-        return SqliteQueueReader(self.db_path)
+        return self._read(self._list_plan(status, limit))

@@ -1,0 +1,367 @@
+"""The queue's operations, written once for both SQLite drivers.
+
+Each operation is a *plan*: a generator that yields its statements (``(sql, params)``), is sent each statement's
+rows (``sqlite3.Row``) and returns its record. The synchronous queue (:mod:`~synth_opt.service.queue.sqlite`,
+sqlite3) and the async one (:mod:`~synth_opt.service.queue.aio`, aiosqlite) only drive plans: each in one
+``BEGIN IMMEDIATE`` transaction for a write, so the claim, the fencing and the audit trail cannot drift apart
+between them. A refusal that must still be audited (a fenced write whose lease is gone) is returned as
+:class:`Refused`: the driver commits the audit row, then raises the error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from synth_opt.errors import LeaseLostError, SynthOptimizerError
+from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
+from synth_opt.service.queue.health import queue_health_plan
+from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
+from synth_opt.service.queue.rows import dumps, summary_columns
+from synth_opt.service.queue.schema import LIVE_STATUSES
+
+__all__ = ["MAX_LIST", "Plan", "QueuePlans", "Refused", "Step", "not_found"]
+
+T = TypeVar("T")
+Step = tuple[str, Mapping[str, Any] | tuple[Any, ...]]
+Plan = Generator[Step, list[Any], T]
+MAX_LIST = 1000
+
+_CLAIM = """
+UPDATE run_requests
+SET status = 'leased', lease_owner = :owner, lease_token = :token, lease_seconds = :lease,
+    lease_expires_at = :now + :lease, leased_at = :now, heartbeat_at = :now, attempts = attempts + 1
+WHERE request_id = (
+    SELECT q.request_id FROM run_requests AS q
+    WHERE q.status = 'queued' AND q.cancel_requested = 0
+      AND NOT EXISTS (
+        SELECT 1 FROM run_requests AS held
+        WHERE held.status IN ('leased', 'running') AND held.lease_expires_at > :now
+          AND ((q.container_url IS NOT NULL AND held.container_url = q.container_url)
+            OR (q.cache_namespace IS NOT NULL AND held.cache_namespace = q.cache_namespace)))
+    ORDER BY q.priority DESC, q.submitted_at, q.rowid
+    LIMIT 1)
+RETURNING *
+"""
+_EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A plan's refusal: the driver commits what the plan wrote (its audit row), then raises ``error``."""
+
+    error: SynthOptimizerError
+
+
+def not_found(request_id: str) -> RunRequestNotFoundError:
+    return RunRequestNotFoundError(
+        f"run request {request_id} does not exist; list requests with GET /runs", request_id=request_id
+    )
+
+
+def _first(rows: list[Any]) -> Any:
+    return rows[0] if rows else None
+
+
+class QueuePlans:
+    """The plans of every queue operation; a driver subclass provides ``clock`` and ``lease_seconds``."""
+
+    clock: Callable[[], float]
+    lease_seconds: float
+
+    def _record(self, request_id: str | None, kind: str, status: str, worker: str | None, **detail: Any) -> Plan[None]:
+        yield (
+            "INSERT INTO operations (request_id, kind, status, worker_id, at, detail_json) VALUES (?, ?, ?, ?, ?, ?)",
+            (request_id, kind, status, worker, self.clock(), dumps(detail) or "{}"),
+        )
+
+    # -- submission -----------------------------------------------------------------------------------------------
+
+    def _submit_plan(
+        self,
+        *,
+        run_id: str,
+        config_path: str,
+        run_dir: str | None,
+        container_url: str | None,
+        cache_namespace: str | None,
+        priority: int,
+        idempotency_key: str | None,
+        fresh: bool,
+    ) -> Plan[Submission | Refused]:
+        now = self.clock()
+        if idempotency_key is not None:
+            existing = _first((yield ("SELECT * FROM run_requests WHERE idempotency_key = ?", (idempotency_key,))))
+            if existing is not None:
+                if existing["run_id"] == run_id and existing["config_path"] == config_path:
+                    yield from self._record(existing["request_id"], "submit", "deduplicated", None, key=idempotency_key)
+                    return Submission(RunRequest.from_row(existing), deduplicated=True)
+                return Refused(
+                    QueueConflictError(
+                        f"idempotency key {idempotency_key!r} already names request {existing['request_id']} for "
+                        f"run {existing['run_id']} ({existing['config_path']}); use a new key for another config",
+                        request_id=existing["request_id"],
+                        run_id=existing["run_id"],
+                    )
+                )
+        live = _first(
+            (
+                yield (
+                    "SELECT request_id, status FROM run_requests WHERE run_id = ? AND status IN (?, ?, ?)",
+                    (run_id, *LIVE_STATUSES),
+                )
+            )
+        )
+        if live is not None:
+            return Refused(
+                QueueConflictError(
+                    f"run {run_id} already has a {live['status']} request {live['request_id']}; wait for it, cancel "
+                    "it, or resubmit with the idempotency key it was submitted with",
+                    request_id=live["request_id"],
+                    run_id=run_id,
+                    status=live["status"],
+                )
+            )
+        request_id = f"req-{uuid.uuid4().hex[:20]}"
+        rows = yield (
+            "INSERT INTO run_requests (request_id, run_id, config_path, run_dir, container_url, "
+            "cache_namespace, priority, status, idempotency_key, submitted_at, fresh) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING *",
+            (
+                request_id,
+                run_id,
+                config_path,
+                run_dir,
+                container_url,
+                cache_namespace,
+                int(priority),
+                idempotency_key,
+                now,
+                int(bool(fresh)),
+            ),
+        )
+        yield from self._record(request_id, "submit", "succeeded", None, run_id=run_id, priority=priority)
+        return Submission(RunRequest.from_row(rows[0]), deduplicated=False)
+
+    # -- the worker's lease ---------------------------------------------------------------------------------------
+
+    def _claim_plan(self, worker_id: str, lease_seconds: float | None) -> Plan[RunRequest | None]:
+        lease = float(lease_seconds or self.lease_seconds)
+        params = {"owner": worker_id, "token": uuid.uuid4().hex, "lease": lease, "now": self.clock()}
+        row = _first((yield (_CLAIM, params)))
+        if row is None:
+            return None
+        for kind in ("container_url", "cache_namespace"):
+            if row[kind] is not None:
+                yield (
+                    "INSERT INTO resource_leases (request_id, resource_kind, resource_key, owner, lease_token, "
+                    "status, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+                    (
+                        row["request_id"],
+                        kind,
+                        row[kind],
+                        worker_id,
+                        params["token"],
+                        params["now"],
+                        row["lease_expires_at"],
+                    ),
+                )
+        yield from self._record(row["request_id"], "claim", "succeeded", worker_id, attempt=row["attempts"])
+        return RunRequest.from_row(row)
+
+    def _start_plan(self, request_id: str, lease_token: str | None) -> Plan[RunRequest | Refused]:
+        return self._fenced_plan(
+            "start",
+            request_id,
+            lease_token,
+            "UPDATE run_requests SET status = 'running', started_at = :now, heartbeat_at = :now, "
+            "lease_expires_at = :now + lease_seconds WHERE request_id = :id AND status = 'leased' {fence} RETURNING *",
+        )
+
+    def _heartbeat_plan(self, request_id: str, lease_token: str) -> Plan[RunRequest | Refused]:
+        return self._fenced_plan(
+            "heartbeat",
+            request_id,
+            lease_token,
+            "UPDATE run_requests SET heartbeat_at = :now, lease_expires_at = :now + lease_seconds "
+            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
+        )
+
+    def _complete_plan(
+        self,
+        request_id: str,
+        result: Mapping[str, Any] | None,
+        error: Mapping[str, Any] | None,
+        lease_token: str | None,
+    ) -> Plan[RunRequest | Refused]:
+        status = "completed" if error is None else "cancelled" if error.get("code") == "run_cancelled" else "failed"
+        summary = summary_columns(result)
+        assignments = ", ".join(f"{column} = :{column}" for column in summary)
+        kind = {"completed": "complete", "failed": "fail", "cancelled": "cancel"}[status]
+        cancel = dumps({"reason": error.get("message"), "by": "worker"}) if error and status == "cancelled" else None
+        return self._fenced_plan(
+            kind,
+            request_id,
+            lease_token,
+            f"UPDATE run_requests SET status = :status, finished_at = :now, lease_expires_at = NULL, "
+            f"error_json = :error, cancel_json = coalesce(cancel_json, :cancel), {assignments} "
+            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
+            status=status,
+            error=dumps(dict(error)) if error is not None else None,
+            cancel=cancel,
+            **summary,
+        )
+
+    def _release_plan(self, request_id: str, lease_token: str, reason: str) -> Plan[RunRequest | Refused]:
+        return self._fenced_plan(
+            "release",
+            request_id,
+            lease_token,
+            "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+            "finished_at = CASE WHEN cancel_requested THEN :now END, lease_owner = NULL, lease_token = NULL, "
+            "lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL "
+            "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
+            reason=reason,
+        )
+
+    def _fenced_plan(
+        self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any
+    ) -> Plan[RunRequest | Refused]:
+        """One worker write; fenced by the lease token when one is given. Nothing changed means the lease is lost
+        (token given and no longer the request's), the request is unknown, or it is in the wrong state."""
+        params = {"id": request_id, "token": lease_token, "now": self.clock(), **values}
+        statement = sql.replace("{fence}", "" if lease_token is None else "AND lease_token = :token")
+        row = _first((yield (statement, params)))
+        if row is not None:
+            yield from self._after_write(kind, row, lease_token or row["lease_token"], params["now"])
+            yield from self._record(request_id, kind, "succeeded", row["lease_owner"], attempt=row["attempts"])
+            return RunRequest.from_row(row)
+        refused = yield from self._refusal(kind, request_id, lease_token)
+        if not isinstance(refused, RunRequestNotFoundError):
+            yield from self._record(request_id, kind, "rejected", None, error=refused.error_code)
+        return Refused(refused)
+
+    def _after_write(self, kind: str, row: Any, token: str, now: float) -> Plan[None]:
+        """Keep ``resource_leases`` in step with the request's lease."""
+        if kind in ("start", "heartbeat"):
+            yield (
+                "UPDATE resource_leases SET expires_at = ? WHERE request_id = ? AND lease_token = ? "
+                "AND status = 'active'",
+                (row["lease_expires_at"], row["request_id"], token),
+            )
+        else:
+            yield (
+                "UPDATE resource_leases SET status = 'released', released_at = ? WHERE request_id = ? "
+                "AND lease_token = ? AND status = 'active'",
+                (now, row["request_id"], token),
+            )
+
+    def _refusal(self, kind: str, request_id: str, lease_token: str | None) -> Plan[SynthOptimizerError]:
+        row = _first(
+            (
+                yield (
+                    "SELECT status, lease_owner, lease_token FROM run_requests WHERE request_id = ?",
+                    (request_id,),
+                )
+            )
+        )
+        if row is None:
+            return not_found(request_id)
+        if lease_token is not None and row["lease_token"] != lease_token:
+            return LeaseLostError(
+                f"{kind} of run request {request_id} refused: this worker's lease is gone (the request is now "
+                f"{row['status']}, held by {row['lease_owner'] or 'nobody'}); stop working on it",
+                request_id=request_id,
+                status=row["status"],
+                lease_owner=row["lease_owner"],
+            )
+        return QueueConflictError(
+            f"cannot {kind} run request {request_id}: it is {row['status']}",
+            request_id=request_id,
+            status=row["status"],
+        )
+
+    # -- maintenance and control ----------------------------------------------------------------------------------
+
+    def _recover_plan(self) -> Plan[Recovery]:
+        now = self.clock()
+        expired = yield (
+            f"SELECT request_id, lease_owner, lease_token, attempts, cancel_requested FROM run_requests "
+            f"WHERE {_EXPIRED} ORDER BY request_id",
+            (now,),
+        )
+        yield (
+            "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+            "finished_at = CASE WHEN cancel_requested THEN ? END, lease_owner = NULL, lease_token = NULL, "
+            f"lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL WHERE {_EXPIRED}",
+            (now, now),
+        )
+        for row in expired:
+            yield (
+                "UPDATE resource_leases SET status = 'expired', released_at = ? WHERE request_id = ? "
+                "AND lease_token = ? AND status = 'active'",
+                (now, row["request_id"], row["lease_token"]),
+            )
+            to = "cancelled" if row["cancel_requested"] else "queued"
+            yield from self._record(
+                row["request_id"],
+                "recover",
+                "succeeded",
+                None,
+                previous_owner=row["lease_owner"],
+                attempts=row["attempts"],
+                to=to,
+            )
+        health = yield from queue_health_plan(now)
+        requeued = tuple(r["request_id"] for r in expired if not r["cancel_requested"])
+        cancelled = tuple(r["request_id"] for r in expired if r["cancel_requested"])
+        return Recovery(requeued=requeued, cancelled=cancelled, invariants=health)
+
+    def _cancel_plan(self, request_id: str, reason: str) -> Plan[RunRequest | Refused]:
+        now = self.clock()
+        payload = dumps({"reason": reason, "requested_at": now})
+        row = _first((yield ("SELECT * FROM run_requests WHERE request_id = ?", (request_id,))))
+        if row is not None and row["status"] == "queued":
+            row = _first(
+                (
+                    yield (
+                        "UPDATE run_requests SET status = 'cancelled', cancel_requested = 1, finished_at = ?, "
+                        "cancel_json = ? WHERE request_id = ? RETURNING *",
+                        (now, payload, request_id),
+                    )
+                )
+            )
+            yield from self._record(request_id, "cancel", "succeeded", None, phase="cancelled", reason=reason)
+        elif row is not None and row["status"] in ("leased", "running"):
+            row = _first(
+                (
+                    yield (
+                        "UPDATE run_requests SET cancel_requested = 1, cancel_json = coalesce(cancel_json, ?) "
+                        "WHERE request_id = ? RETURNING *",
+                        (payload, request_id),
+                    )
+                )
+            )
+            yield from self._record(request_id, "cancel", "succeeded", None, phase="requested", reason=reason)
+        if row is None:
+            return Refused(
+                RunRequestNotFoundError(f"run request {request_id} does not exist; list requests with GET /runs")
+            )
+        return RunRequest.from_row(row)
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    def _get_plan(self, request_id: str) -> Plan[RunRequest | Refused]:
+        row = _first((yield ("SELECT * FROM run_requests WHERE request_id = ?", (request_id,))))
+        return Refused(not_found(request_id)) if row is None else RunRequest.from_row(row)
+
+    def _list_plan(self, status: RequestStatus | str | None, limit: int) -> Plan[list[RunRequest]]:
+        """Requests, newest first, optionally of one status (a ConfigError names an unknown one)."""
+        where, params = ("", ()) if status is None else ("WHERE status = ?", (RequestStatus.parse(str(status)).value,))
+        rows = yield (
+            f"SELECT * FROM run_requests {where} ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
+            (*params, max(1, min(int(limit), MAX_LIST))),
+        )
+        return [RunRequest.from_row(row) for row in rows]
