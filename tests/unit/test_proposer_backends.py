@@ -1,9 +1,10 @@
-"""The proposer backend registry: the built-in entries, an unknown name, a backend registered here (accepted by the
-config, built by the factory, its reservation used), one boundary name for the cache and the usage ledger, and a
-cache written under codex's old boundary name still served."""
+"""The proposer backend registry: the built-in entries and their boundary names (the spec's), an unknown name, a
+backend registered here (accepted by the config, built by the factory, its reservation, start-up warnings and
+preflight used), and one boundary name for the cache and the usage ledger."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,26 +14,37 @@ import pytest
 
 from synth_opt import ConfigError, load_config
 from synth_opt.cache import CachedProposer, CacheStore
-from synth_opt.errors import CacheMissError
+from synth_opt.cache.store import BOUNDARIES
 from synth_opt.proposers.backends import (
     PROPOSER_BACKENDS,
     ProposerBackend,
     ProposerSettings,
     proposer_backend,
+    proposer_boundary,
     register_proposer_backend,
 )
 from synth_opt.proposers.base import Proposer, ProposerResult
 from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
 from synth_opt.proposers.reflection import ReflectionRequest
+from synth_opt.run.setup import config_warnings, preflight_proposer
 from synth_opt.usage import Usage
-from synth_opt.workspace.project_io import proposer_boundary
 
 
 def test_the_built_in_backends_and_their_boundaries() -> None:
     assert list(PROPOSER_BACKENDS) == ["codex_app_server", "openai_compatible"]
     codex, openai = PROPOSER_BACKENDS.values()
-    assert codex.boundary == "proposer.codex_app_server" and codex.legacy_cache_boundaries == ("proposer.codex",)
-    assert openai.boundary == "proposer.openai_compatible" and openai.legacy_cache_boundaries == ()
+    assert codex.boundary == "proposer.codex" and openai.boundary == "proposer.openai_compatible"  # SPEC §8
+    assert {codex.boundary, openai.boundary} <= set(BOUNDARIES)
+    assert codex.own_keys == {"command", "codex_home", "message_stall_timeout_seconds"} and not openai.own_keys
+    assert PROPOSER_BACKENDS.readers("codex_home") == ("codex_app_server",) and PROPOSER_BACKENDS.readers("model") == ()
+
+
+def test_a_boundary_is_proposer_and_the_name_unless_the_entry_names_one() -> None:
+    assert ProposerBackend("echo", build_echo).boundary == "proposer.echo"
+    assert ProposerBackend("echo", build_echo, boundary="proposer.echoes").boundary == "proposer.echoes"
+    assert proposer_boundary("codex_app_server") == "proposer.codex"
+    assert proposer_boundary("openai_compatible") == "proposer.openai_compatible"
+    assert proposer_boundary("claude") == "proposer.claude" and proposer_boundary(None) == "proposer"
 
 
 def test_an_unknown_backend_names_the_known_ones(tmp_path: Path) -> None:
@@ -68,7 +80,20 @@ def echo_reservation(section: ProposerSettings, tokens: int | None, cost: float 
     return 100 + (tokens or 0), 0.25
 
 
-ECHO = ProposerBackend("echo", build_echo, reservation=echo_reservation)
+def echo_warnings(section: ProposerSettings) -> list[tuple[str, str]]:
+    return [("proposer.model", "does nothing with echo")] if section.model else []
+
+
+PREFLIGHTS: list[tuple[list[str], Path]] = []
+
+
+async def echo_preflight(section: ProposerSettings, cwd: Path) -> None:
+    PREFLIGHTS.append((list(section.command or ()), cwd))
+
+
+ECHO = ProposerBackend(
+    "echo", build_echo, reservation=echo_reservation, warnings=echo_warnings, preflight=echo_preflight
+)
 
 
 @pytest.fixture
@@ -117,56 +142,25 @@ def test_the_cache_and_the_usage_ledger_use_the_one_boundary_name(echo: Proposer
         CachedProposer(store, "claude", {}, lambda: Echo("!"))
 
 
-class Unreachable:
-    backend = "codex_app_server"
-
-    async def propose(self, request: ReflectionRequest) -> ProposerResult:
-        raise AssertionError("a readonly replay called the proposer")
-
-    async def aclose(self) -> None:
-        return None
-
-
-def old_codex_entry(store: CacheStore, key_request: Any, value: Any) -> None:
-    """What the cache wrote before the registry: codex's replies under ``proposer.codex`` (the key hashed with it)."""
-    store.put("proposer.codex", key_request, value)
+def test_a_registered_backend_warns_of_the_keys_only_others_read_and_of_its_own(
+    echo: ProposerBackend, tmp_path: Path
+) -> None:
+    given = 'codex_home = "codex"\nmessage_stall_timeout_seconds = 30\nmodel = "m"\n'
+    found = config_warnings(load_config(write(tmp_path, "echo", given)), ("instruction",))
+    assert [w for w in found if w[0].startswith("proposer.")] == [
+        ("proposer.codex_home", 'is used only with backend = "codex_app_server"'),
+        ("proposer.message_stall_timeout_seconds", 'is used only with backend = "codex_app_server"'),
+        ("proposer.model", "does nothing with echo"),
+    ]
 
 
 @pytest.mark.anyio
-async def test_a_cache_written_under_codex_old_boundary_name_still_serves_a_readonly_replay(tmp_path: Path) -> None:
-    path = tmp_path / "cache.sqlite"
-    settings: dict[str, Any] = {"model": None, "proposals_per_call": 1, "config": {}}
-    key_request = {"backend": "codex_app_server", "settings": settings, "request": request().to_json()}
-    served = {"texts": ["answer better"], "usage": Usage(calls=1, total_tokens=9).to_dict(), "raw_text": "raw"}
-    writer = CacheStore(path, mode="readwrite", namespace="ns")
-    old_codex_entry(writer, key_request, served)
-    writer.close()
-
-    replay = CacheStore(path, mode="readonly", namespace="ns")
-    proposer = CachedProposer(replay, "codex_app_server", settings, lambda: Unreachable())
-    result = await proposer.propose(request())
-    assert result.texts == ("answer better",) and result.usage.total_tokens == 9 and result.raw_text == "raw"
-    profile = replay.profile()
-    assert profile["by_boundary"] == {"proposer.codex_app_server": {"hits": 1, "misses": 0, "writes": 0}}
-    other = ReflectionRequest("c0", {"instruction": "other"}, "instruction", records=())
-    with pytest.raises(CacheMissError, match=r"proposer\.codex_app_server"):  # a miss names the boundary it has now
-        await proposer.propose(other)
-    replay.close()
-
-
-@pytest.mark.anyio
-async def test_new_entries_are_written_under_the_new_name_and_preferred(tmp_path: Path) -> None:
-    path = tmp_path / "cache.sqlite"
-    settings: dict[str, Any] = {"model": None}
-    key_request = {"backend": "codex_app_server", "settings": settings, "request": request().to_json()}
-    store = CacheStore(path, mode="readwrite", namespace="ns")
-    old_codex_entry(store, key_request, {"texts": ["old"], "usage": Usage().to_dict()})
-    assert (await CachedProposer(store, "codex_app_server", settings, lambda: Unreachable()).propose(request())).texts
-    assert store.counts[("proposer.codex_app_server", "write")] == 0  # served from the old entry: nothing written
-    store.put("proposer.codex_app_server", key_request, {"texts": ["new"], "usage": Usage().to_dict()})
-    result = await CachedProposer(store, "codex_app_server", settings, lambda: Unreachable()).propose(request())
-    assert result.texts == ("new",)
-    store.close()
+async def test_the_preflight_is_the_backends_with_the_command_resolved(echo: ProposerBackend, tmp_path: Path) -> None:
+    PREFLIGHTS.clear()
+    config = load_config(write(tmp_path, "echo", 'command = ["{python}", "-V"]\n'))
+    await preflight_proposer(config)
+    assert PREFLIGHTS == [([sys.executable, "-V"], tmp_path)]
+    await ProposerBackend("quiet", build_echo).preflight(config.proposer, tmp_path)  # none: nothing checked
 
 
 @dataclass

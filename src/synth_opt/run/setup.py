@@ -14,9 +14,9 @@ from synth_opt.events import EventBus
 from synth_opt.events.types import ConfigWarning
 from synth_opt.gepa import BudgetLedger, Estimates, GepaState, Limits, SearchSettings
 from synth_opt.logs import get_logger
+from synth_opt.proposers.backends import PROPOSER_BACKENDS, proposer_backend
 from synth_opt.proposers.base import Proposer
 from synth_opt.proposers.factory import build_proposer, proposer_call_reservation
-from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
 from synth_opt.run.container import with_python
 from synth_opt.run.dataset import Dataset
 
@@ -195,26 +195,31 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
         unused += [key for key in ("env",) if getattr(container, key)]
         unused += [key for key in ("startup_timeout_seconds",) if key in container.model_fields_set]
         found += [(f"container.{key}", "is used only with container.command (a launched container)") for key in unused]
-    default_command = ProposerSection.model_fields["command"].get_default(call_default_factory=True)
-    if proposer.backend == "openai_compatible":
-        unused = ["command"] if list(proposer.command) != default_command else []
-        unused += ["codex_home"] if proposer.codex_home is not None else []
-        stall = "message_stall_timeout_seconds"
-        unused += [stall] if stall in proposer.model_fields_set else []
-        found += [(f"proposer.{key}", 'is used only with backend = "codex_app_server"') for key in unused]
-    elif "model_provider" in proposer.config:  # codex's own provider: base_url and its key are not used
-        unused = [key for key in ("base_url", "api_key_env") if getattr(proposer, key) is not None]
-        found += [
-            (f"proposer.{key}", "does nothing: proposer.config sets codex's model_provider, which codex uses instead")
-            for key in unused
-        ]
-    elif proposer.base_url is None and proposer.api_key_env is not None:
-        found.append(
-            (
-                "proposer.api_key_env",
-                "does nothing with codex_app_server without proposer.base_url (codex reads its own credentials)",
-            )
-        )
+    backend = proposer_backend(proposer.backend)  # what differs between backends is its entry's
+    for key in _proposer_keys_set(proposer):
+        readers = PROPOSER_BACKENDS.readers(key)
+        if readers and backend.name not in readers:
+            backends = " or ".join(f'"{name}"' for name in readers)
+            found.append((f"proposer.{key}", f"is used only with backend = {backends}"))
+    found += backend.warnings(proposer)
+    return found
+
+
+_RESOLVED_AT_LOAD = frozenset({"command", "codex_home"})
+"""``[proposer]`` keys :func:`~synth_opt.config.load_config` rewrites (their paths resolved), so they are always
+among the section's set fields: only a value other than the default says the file set them."""
+
+
+def _proposer_keys_set(proposer: ProposerSection) -> list[str]:
+    """The backend-specific ``[proposer]`` keys (some backend's ``own_keys``) this config sets, in the section's
+    order."""
+    found = []
+    for key, info in ProposerSection.model_fields.items():
+        if not PROPOSER_BACKENDS.readers(key):
+            continue
+        named = key in proposer.model_fields_set and key not in _RESOLVED_AT_LOAD
+        if named or getattr(proposer, key) != info.get_default(call_default_factory=True):
+            found.append(key)
     return found
 
 
@@ -226,11 +231,8 @@ def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, 
 
 
 async def preflight_proposer(config: GepaConfig) -> None:
-    """Fail before spending: check the configured proposer (:mod:`synth_opt.proposers.preflight`)."""
+    """Fail before spending: the configured backend's check (its entry's ``preflight``; see
+    :mod:`synth_opt.proposers.preflight`), from the config's directory."""
     section = config.proposer
-    if section.backend == "codex_app_server":
-        await check_codex_command(with_python(list(section.command)), cwd=config.source_path.parent)
-        if section.base_url and "model_provider" not in section.config:  # codex's provider is this endpoint
-            await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
-    else:
-        await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
+    resolved = section.model_copy(update={"command": with_python(list(section.command))})
+    await proposer_backend(section.backend).preflight(resolved, config.source_path.parent)
