@@ -350,7 +350,7 @@ def test_proposer_calls_become_invocations_with_a_linked_usage_row(type: str) ->
     (call,) = rows_of(rows, "subagent_invocations")
     (usage,) = rows_of(rows, "usage_ledger")
     assert call["backend"] == "codex_app_server" and call["model"] == "gpt-x"
-    assert usage["boundary"] == "proposer.codex_app_server" and usage["invocation_sequence_number"] == 23
+    assert usage["boundary"] == "proposer.codex" and usage["invocation_sequence_number"] == 23
     assert usage["proposal_index"] == 3 and usage["cost_usd"] is None
     if type == "proposer.failed":
         assert (call["outcome"], call["error"], usage["total_tokens"]) == ("error", "died", 0)
