@@ -91,12 +91,13 @@ async def test_a_workers_log_lines_carry_the_request_and_run_ids(
         raise RuntimeError("the loader broke")
 
     monkeypatch.setattr(worker_module, "load_config", broken_loader)
-    with open_queue(tmp_path / "service.sqlite") as queue:
-        queue.submit(run_id="logged-run", config_path=str(tmp_path / "gepa.toml"))
-        claimed = queue.claim("w")
-        assert claimed is not None
-        with structlog.testing.capture_logs(processors=[merge_contextvars]) as logs:
-            final = await execute_claimed(queue, claimed, poll_seconds=0.05)
+    with open_queue(tmp_path / "service.sqlite") as opened:
+        async with opened.open_async() as queue:
+            await queue.submit(run_id="logged-run", config_path=str(tmp_path / "gepa.toml"))
+            claimed = await queue.claim("w")
+            assert claimed is not None
+            with structlog.testing.capture_logs(processors=[merge_contextvars]) as logs:
+                final = await execute_claimed(queue, claimed, poll_seconds=0.05)
     assert final.status == "failed" and final.error is not None and "the loader broke" in final.error["message"]
     failure = [entry for entry in logs if entry["event"] == "the request failed unexpectedly"]
     assert failure and failure[0]["log_level"] == "error", logs

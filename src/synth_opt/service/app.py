@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -43,9 +43,8 @@ from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOp
 from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, Recovery, open_queue, sqlite_path
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue, sqlite_path
 from synth_opt.service.routes import ROUTES, ServiceContext
-from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
 from synth_opt.version import __version__
 
@@ -195,17 +194,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        queue = open_queue(service.db_path, lease_seconds=lease_seconds)
-        service.queue_ = queue
-        service.worker_ = ServiceWorker(queue, worker_id=worker_id, confinement=confinement, poll_seconds=poll_seconds)
+        opened = open_queue(service.db_path, lease_seconds=lease_seconds)  # creates and migrates the file
         try:
-            recovered: Recovery = await call_in_thread(queue.recover)
-            if recovered.recovered:
-                _log.warning(
-                    "start-up recovery", requeued=list(recovered.requeued), cancelled=list(recovered.cancelled)
+            async with opened.open_async() as queue, anyio.create_task_group() as tg:
+                service.queue_ = queue
+                service.worker_ = ServiceWorker(
+                    queue, worker_id=worker_id, confinement=confinement, poll_seconds=poll_seconds
                 )
-            async with AsyncExitStack() as resources, anyio.create_task_group() as tg:
-                service.aqueue_ = await resources.enter_async_context(queue.open_async())
+                recovered = await queue.recover()
+                if recovered.recovered:
+                    _log.warning(
+                        "start-up recovery", requeued=list(recovered.requeued), cancelled=list(recovered.cancelled)
+                    )
                 service.task_group = tg
                 if auto_start:
                     await tg.start(service.worker.serve)
@@ -218,8 +218,8 @@ def create_app(
                     tg.cancel_scope.cancel()
         finally:
             service.task_group = None
-            service.aqueue_ = None
-            queue.close()
+            service.queue_ = None
+            opened.close()
 
     return Litestar(
         route_handlers=ROUTES,

@@ -31,7 +31,7 @@ from synth_opt.errors import ConfigError
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
-from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunQueue, RunRequest
+from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunRequest
 from synth_opt.service.queue.rows import public_view
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
@@ -51,8 +51,7 @@ class ServiceContext:
     worker_id: str
     confinement: Confinement | None = None
     events_poll_seconds: float = 0.25
-    queue_: RunQueue | None = None
-    aqueue_: AsyncRunQueue | None = None
+    queue_: AsyncRunQueue | None = None
     worker_: ServiceWorker | None = None
     task_group: TaskGroup | None = None
     stopping: bool = False
@@ -64,17 +63,11 @@ class ServiceContext:
         return self.confinement or Confinement.of(self.config_root)
 
     @property
-    def queue(self) -> RunQueue:
+    def queue(self) -> AsyncRunQueue:
+        """The queue (its async twin: aiosqlite), opened in the app's lifespan."""
         if self.queue_ is None:
             raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
         return self.queue_
-
-    @property
-    def aqueue(self) -> AsyncRunQueue:
-        """The queue for the handlers (aiosqlite), opened in the app's lifespan."""
-        if self.aqueue_ is None:
-            raise RuntimeError("the service queue is opened in the app's lifespan; it is not running")
-        return self.aqueue_
 
     @property
     def worker(self) -> ServiceWorker:
@@ -154,7 +147,7 @@ async def submit_run(
     config = await call_in_thread(load_config, path)
     service.rules.check(config)  # again when a worker runs it: the file may change meanwhile
     fields = request_fields(config)
-    queued = await service.aqueue.submit(
+    queued = await service.queue.submit(
         **fields, priority=data.priority, idempotency_key=data.idempotency_key, fresh=data.fresh
     )
     if data.auto_start:
@@ -181,7 +174,7 @@ def _inside_root(config_path: str, rules: Confinement) -> Path:
 async def list_runs(state: State, status: FromQuery[str | None] = None, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Requests, newest first (without their full result JSON)."""
     service = service_of(state)
-    requests = await service.aqueue.list_requests(status=status, limit=limit)
+    requests = await service.queue.list_requests(status=status, limit=limit)
     return {"requests": [public_view(r, with_result=False) for r in requests]}
 
 
@@ -189,14 +182,14 @@ async def list_runs(state: State, status: FromQuery[str | None] = None, limit: F
 async def get_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """One request, with its run summary once it has finished."""
     service = service_of(state)
-    return public_view(await service.aqueue.get(request_id))
+    return public_view(await service.queue.get(request_id))
 
 
 @post("/runs/{request_id:str}/cancel", status_code=200)
 async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
     """Cancel a queued request at once; stop a running one (its run is recorded as cancelled)."""
     service = service_of(state)
-    request = await service.aqueue.cancel(request_id, reason="cancelled through the service")
+    request = await service.queue.cancel(request_id, reason="cancelled through the service")
     service.worker.cancel_local(request_id)
     return public_view(request, with_result=False)
 
@@ -207,7 +200,7 @@ async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent
     (with an ``end`` event) when the request is terminal. Lines an earlier attempt or run left in the run directory
     are never sent: the stream starts at the ``run.state`` (``created`` or ``resumed``) the attempt itself wrote."""
     service = service_of(state)
-    request = await service.aqueue.get(request_id)
+    request = await service.queue.get(request_id)
     return ServerSentEvent(_follow(service, request))
 
 
@@ -215,7 +208,7 @@ async def _follow(service: ServiceContext, request: RunRequest) -> AsyncIterator
     # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
     feed = AttemptFeed(Path(request.run_dir) / "events.jsonl") if request.run_dir else None
     while True:
-        current = await service.aqueue.get(request.request_id)
+        current = await service.queue.get(request.request_id)
         terminal = current.status.terminal  # read before the feed, so its last lines are sent
         lines = [] if feed is None else await call_in_thread(feed.read, current)
         for line in lines:
@@ -306,7 +299,7 @@ async def workspace(state: State, request_id: FromQuery[str | None] = None) -> d
     service = service_of(state)
     if request_id is None:
         return await live_workspace_status(service.db_path)
-    request = await service.aqueue.get(request_id)
+    request = await service.queue.get(request_id)
     run_dir = request.run_dir
     db = request.workspace_db_path or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)
     if db is None or not await anyio.Path(db).is_file():
@@ -333,7 +326,7 @@ async def worker_run_next(state: State) -> dict[str, Any]:
 async def worker_recover(state: State) -> dict[str, Any]:
     """Requeue expired leased and running requests."""
     service = service_of(state)
-    return (await service.aqueue.recover()).to_dict()
+    return (await service.queue.recover()).to_dict()
 
 
 ROUTES = [

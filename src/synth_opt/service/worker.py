@@ -39,7 +39,7 @@ from synth_opt.logs import get_logger
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
 from synth_opt.service.confine import Confinement, config_inside_root
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RunQueue, RunRequest, open_queue
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, AsyncRunQueue, RunRequest, open_queue
 
 __all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
 
@@ -97,17 +97,17 @@ async def call_in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) ->
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
-async def _watch(queue: RunQueue, execution: Execution, *, heartbeat_seconds: float, poll_seconds: float) -> None:
+async def _watch(queue: AsyncRunQueue, execution: Execution, *, heartbeat_seconds: float, poll_seconds: float) -> None:
     """Heartbeat and poll for a cancel until cancelled by the caller."""
     next_beat = time.monotonic() + heartbeat_seconds
     while True:
         await anyio.sleep(poll_seconds)
         try:
             if time.monotonic() >= next_beat:
-                request = await call_in_thread(queue.heartbeat, execution.request_id, execution.lease_token)
+                request = await queue.heartbeat(execution.request_id, execution.lease_token)
                 next_beat = time.monotonic() + heartbeat_seconds
             else:
-                request = await call_in_thread(queue.get, execution.request_id)
+                request = await queue.get(execution.request_id)
         except LeaseLostError as lost:
             _log.warning("lease lost while running", error=lost.message)
             execution.lease_lost = lost
@@ -167,7 +167,7 @@ async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
 
 
 async def execute_claimed(
-    queue: RunQueue,
+    queue: AsyncRunQueue,
     claimed: RunRequest,
     *,
     config_root: Path | None = None,
@@ -197,10 +197,14 @@ async def execute_claimed(
 
 
 async def _execute(
-    queue: RunQueue, claimed: RunRequest, execution: Execution, confinement: Confinement | None, poll_seconds: float
+    queue: AsyncRunQueue,
+    claimed: RunRequest,
+    execution: Execution,
+    confinement: Confinement | None,
+    poll_seconds: float,
 ) -> RunRequest:
     token = execution.lease_token
-    await call_in_thread(queue.start, execution.request_id, token)
+    await queue.start(execution.request_id, token)
     config: GepaConfig | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -238,20 +242,16 @@ async def _execute(
     if error is not None:
         result = _manifest_summary(config)
     try:
-        final: RunRequest = await call_in_thread(
-            queue.complete, execution.request_id, result=result, error=error, lease_token=token
-        )
+        final = await queue.complete(execution.request_id, result=result, error=error, lease_token=token)
     except LeaseLostError as lost:
         _log.error("the request finished but its result was refused", error=lost.message)
         raise
     return final
 
 
-async def _release(queue: RunQueue, execution: Execution) -> RunRequest:
+async def _release(queue: AsyncRunQueue, execution: Execution) -> RunRequest:
     try:
-        released: RunRequest = await call_in_thread(
-            queue.release, execution.request_id, execution.lease_token, reason=SHUTDOWN_REASON
-        )
+        released = await queue.release(execution.request_id, execution.lease_token, reason=SHUTDOWN_REASON)
     except LeaseLostError as lost:
         _log.error("could not release the request", error=lost.message)
         raise
@@ -270,19 +270,17 @@ async def run_next(
 ) -> RunRequest | None:
     """Recover expired leases, claim the next request and execute it: the request as finally written, or None
     when nothing was claimable."""
-    queue = open_queue(db_path, lease_seconds=lease_seconds)
-    try:
-        await call_in_thread(queue.recover)
-        claimed = await call_in_thread(queue.claim, worker_id)
-        if claimed is None:
-            return None
-        return await execute_claimed(
-            queue,
-            claimed,
-            config_root=config_root,
-            confinement=confinement,
-            poll_seconds=poll_seconds,
-            on_start=on_start,
-        )
-    finally:
-        queue.close()
+    with open_queue(db_path, lease_seconds=lease_seconds) as opened:  # creates and migrates the file
+        async with opened.open_async() as queue:
+            await queue.recover()
+            claimed = await queue.claim(worker_id)
+            if claimed is None:
+                return None
+            return await execute_claimed(
+                queue,
+                claimed,
+                config_root=config_root,
+                confinement=confinement,
+                poll_seconds=poll_seconds,
+                on_start=on_start,
+            )

@@ -17,8 +17,8 @@ from anyio.abc import TaskStatus
 from synth_opt.errors import LeaseLostError
 from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
-from synth_opt.service.queue import RunQueue, RunRequest
-from synth_opt.service.worker import Execution, call_in_thread, execute_claimed
+from synth_opt.service.queue import AsyncRunQueue, RunRequest
+from synth_opt.service.worker import Execution, execute_claimed
 
 __all__ = ["ServiceWorker"]
 
@@ -28,7 +28,7 @@ _log = get_logger("synth_opt.service")
 class ServiceWorker:
     def __init__(
         self,
-        queue: RunQueue,
+        queue: AsyncRunQueue,
         *,
         worker_id: str,
         config_root: Path | None = None,
@@ -87,9 +87,9 @@ class ServiceWorker:
             if self.stopping:
                 return None
             if recover:
-                await call_in_thread(self.queue.recover)
+                await self.queue.recover()
                 self._last_recover = time.monotonic()
-            claimed = await call_in_thread(self.queue.claim, self.worker_id)
+            claimed = await self.queue.claim(self.worker_id)
             if claimed is None:
                 return None
             try:

@@ -1,12 +1,12 @@
 """The SQLite queue for async callers, through aiosqlite: the service's HTTP handlers submit, cancel, recover, show
-and list requests (and poll one for the live event stream) without blocking the event loop or hopping threads by
-hand.
+and list requests (and poll one for the live event stream), and its workers claim, start, heartbeat, complete and
+release, without blocking the event loop or hopping threads by hand.
 
 It drives the same plans as the synchronous queue (:mod:`~synth_opt.service.queue.plans`): every write in one
 ``BEGIN IMMEDIATE`` transaction, on a connection with the queue's settings (WAL, ``synchronous=FULL``,
-``busy_timeout``, ``foreign_keys``). One connection serves every handler, so an ``anyio.Lock`` keeps one plan at a
-time on it (a transaction spans several awaits). The file must exist already: the synchronous queue, opened first,
-creates and migrates it (:func:`~synth_opt.service.queue.open_queue`), and hands out this one
+``busy_timeout``, ``foreign_keys``). One connection serves every handler and the worker, so an ``anyio.Lock`` keeps
+one plan at a time on it (a transaction spans several awaits). The file must exist already: the synchronous queue,
+opened first, creates and migrates it (:func:`~synth_opt.service.queue.open_queue`) and hands out this one
 (``SqliteRunQueue.open_async()``).
 """
 

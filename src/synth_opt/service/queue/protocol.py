@@ -4,10 +4,10 @@
 ``FOR UPDATE SKIP LOCKED``) would be a second class passing the same contract suite
 (``tests/unit/test_queue_contract.py``).
 
-:class:`RunQueue` is synchronous: each method is one short transaction. The workers use it (their writes are a few
-per run: claim, start, a heartbeat every third of a lease, complete), from async code in a worker thread
-(``anyio.to_thread``), as do the ``workspace_*`` functions. :class:`AsyncRunQueue` is the same queue for async
-callers, the service's HTTP handlers: for SQLite it runs on aiosqlite, so a handler never blocks the event loop.
+:class:`RunQueue` is synchronous, each method one short transaction: the ``workspace_*`` functions and scripts use
+it, and it opens (creates, migrates) the store. :class:`AsyncRunQueue` (``RunQueue.open_async()``) is the same queue
+for async code, the service's HTTP handlers and its workers (``gepa run-next`` too): for SQLite it runs on
+aiosqlite, so nothing blocks the event loop or hops threads by hand.
 """
 
 from __future__ import annotations

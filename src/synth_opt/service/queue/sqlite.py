@@ -19,9 +19,9 @@ requests back in the queue (their next claim is attempt ``attempts + 1``). Every
 
 Every method returns a typed record (:mod:`~synth_opt.service.queue.records`) built from the row the statement
 returned. The operations themselves are the plans of :mod:`~synth_opt.service.queue.plans`; this class drives them
-synchronously (sqlite3, a lock around one connection), for the workers (in a worker thread) and the ``workspace_*``
-functions. The service's HTTP handlers use :meth:`SqliteRunQueue.open_async`, the same plans on aiosqlite. Open one
-with :func:`~synth_opt.service.queue.open_queue`.
+synchronously (sqlite3, a lock around one connection) for the ``workspace_*`` functions and scripts, and creates
+and migrates the file. Async code (the service's handlers and workers) uses :meth:`SqliteRunQueue.open_async`, the
+same plans on aiosqlite. Open one with :func:`~synth_opt.service.queue.open_queue`.
 """
 
 from __future__ import annotations
