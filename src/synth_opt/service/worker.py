@@ -11,6 +11,9 @@ The outcome is written with the lease token: ``completed`` with the run summary,
 ``{"code", "message", "detail"}`` (plus whatever summary the run's manifest holds). A worker told to stop (service
 shutdown) releases its lease instead, so the request is queued again and resumes from its last checkpoint. A
 LeaseLostError on the final write is logged and re-raised.
+
+Every queue call goes through the async queue (aiosqlite); only loading the config file runs in a worker thread.
+While a request executes, ``request_id``, ``run_id`` and ``worker_id`` are bound to structlog's context.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Execution:
 
 
 async def call_in_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Blocking file work (loading a config, reading a feed) off the event loop; SQLite goes through aiosqlite."""
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
