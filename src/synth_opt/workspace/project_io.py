@@ -20,6 +20,7 @@ from synth_opt.events.types import (
     RunFinished,
     SearchStopped,
 )
+from synth_opt.proposers.backends import proposer_boundary as backend_boundary
 from synth_opt.workspace.rows import (
     BUDGET_STOP_REASONS,
     EventKey,
@@ -54,7 +55,8 @@ def _given(value: Any) -> Any:
 
 
 def proposer_boundary(backend: str | None) -> str:
-    return f"proposer.{backend}" if backend else "proposer"
+    """The usage ledger's name for a proposer's calls: the backend's one boundary name, as the cache files them."""
+    return backend_boundary(backend)
 
 
 def _source(event: Event) -> str:
