@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from synth_opt.gepa.registry import Registry
+from synth_opt.registry import Registry
 
 __all__ = [
     "ACCEPTANCE_RULES",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from synth_opt.gepa.frontier import instance_fronts, lead_counts, prune_dominated
-from synth_opt.gepa.registry import Registry
+from synth_opt.registry import Registry
 
 __all__ = [
     "SELECTORS",

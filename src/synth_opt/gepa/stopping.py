@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from synth_opt.gepa.registry import Registry
+from synth_opt.registry import Registry
 
 __all__ = [
     "STOPPING_RULES",

@@ -27,6 +27,7 @@ from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, p
 from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
 from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
 from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
+from synth_opt.registry import Registry
 
 __all__ = [
     "CODEX_WORKDIR_NAME",
@@ -121,27 +122,11 @@ class ProposerBackend:
             object.__setattr__(self, "boundary", f"proposer.{self.name}")
 
 
-class ProposerBackends(dict[str, ProposerBackend]):
-    """The registry: refuses to give a taken name to another backend, names the known ones when asked for an unknown
-    one (as :class:`synth_opt.gepa.registry.Registry`, which this package may not import)."""
+class ProposerBackends(Registry[ProposerBackend]):
+    """The registry of proposer backends (the values ``[proposer] backend`` accepts)."""
 
-    def register(self, backend: ProposerBackend) -> ProposerBackend:
-        known = self.get(backend.name)
-        if known is not None and known != backend:
-            raise ValueError(f"a proposer backend named {backend.name!r} is already registered")
-        self[backend.name] = backend
-        return backend
-
-    def named(self, name: str) -> ProposerBackend:
-        backend = self.get(name)
-        if backend is None:
-            raise ValueError(f"unknown proposer backend {name!r}; use one of {', '.join(self)}")
-        return backend
-
-    def known_name(self, name: str) -> str:
-        """``name`` when it is registered (the config's validator), else the ``ValueError`` of :meth:`named`."""
-        self.named(name)
-        return name
+    def __init__(self) -> None:
+        super().__init__("proposer backend")
 
     def readers(self, key: str) -> tuple[str, ...]:
         """The backends whose own ``[proposer]`` key ``key`` is (empty for a key every backend reads)."""

@@ -1,5 +1,6 @@
-"""A registry of named strategies (parent selectors, acceptance rules): a dict from name to strategy that refuses
-to give a taken name to another strategy and names the registered ones when asked for an unknown one."""
+"""A registry of named strategies (parent selectors, acceptance and stopping rules, proposer backends): a dict from
+name to strategy that refuses to give a taken name to another strategy and names the registered ones when asked for
+an unknown one."""
 
 from __future__ import annotations
 
