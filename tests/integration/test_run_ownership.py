@@ -141,7 +141,7 @@ def test_a_service_worker_fails_a_request_whose_run_directory_is_held(tmp_path: 
     request = workspace_submit_run_request(db, config)
     with RunDirLock(run_dir(config)):  # another live owner (the lock is per open file, so this process counts)
         final = anyio.run(functools.partial(run_next, db, worker_id="w", lease_seconds=30))
-    assert final is not None and final["request_id"] == request["request_id"]
-    assert final["status"] == "failed"
-    assert final["error"]["code"] == "run_locked" and str(os.getpid()) in final["error"]["message"]
+    assert final is not None and final.request_id == request["request_id"]
+    assert final.status == "failed" and final.error is not None
+    assert final.error["code"] == "run_locked" and str(os.getpid()) in final.error["message"]
     assert not (run_dir(config) / "events.jsonl").exists()  # it changed nothing there
