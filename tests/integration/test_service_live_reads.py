@@ -137,3 +137,33 @@ async def test_the_service_opens_its_queue_from_a_sqlite_url_and_reads_its_statu
         assert (await client.get("/runs/req-nope")).status_code == 404
     with pytest.raises(ConfigError, match="'redis'"):
         create_app("redis://localhost/0", worker_id="w", config_root=tmp_path)
+
+
+@pytest.mark.anyio
+async def test_the_queue_and_status_routes_hop_no_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "service.sqlite"
+    with open_queue(db) as queue:
+        request = queue.submit(run_id="r1", config_path=str(tmp_path / "gone.toml")).request
+    app = create_app(db, worker_id="w", config_root=tmp_path, auto_start=False)
+    hops: list[Any] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    async with AsyncTestClient(app, timeout=30) as client:
+        monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+        assert (await client.get("/status")).json()["run_request_status_counts"] == {"queued": 1}
+        assert (await client.get("/workspace")).status_code == 200
+        assert [r["request_id"] for r in (await client.get("/runs")).json()["requests"]] == [request.request_id]
+        assert (await client.get(f"/runs/{request.request_id}")).json()["status"] == "queued"
+        assert (await client.post(f"/runs/{request.request_id}/cancel")).json()["status"] == "cancelled"
+        assert (await client.post("/worker/recover")).json()["recovered"] == 0
+        events = await client.get(f"/runs/{request.request_id}/events")
+        assert events.status_code == 200 and "event: end" in events.text
+    # SQLite went through aiosqlite, not hand-rolled thread hops; what is left is anyio.Path's file checks
+    sqlite_hops = [
+        hop for hop in hops if type(getattr(getattr(hop, "func", hop), "__self__", None)).__module__ != "pathlib"
+    ]
+    assert sqlite_hops == [], hops
