@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     service = gepa_commands.add_parser("service", help="the standing GEPA service (litestar) over a queue database")
-    service.add_argument("--db", required=True, help="the service database (created if missing)")
+    service.add_argument(
+        "--db", required=True, help="the service database: a path or sqlite:///path, created if missing"
+    )
     service.add_argument("--bind", default="127.0.0.1:8879", help="host:port; loopback unless a token is set")
     service.add_argument("--worker-id", default="local-gepa", help="the name leases are taken under")
     service.add_argument(
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     service.add_argument("--token-env", help="environment variable holding the bearer token")
     run_next = gepa_commands.add_parser("run-next", help="claim and execute the next queued request, then exit")
-    run_next.add_argument("--db", required=True, help="the service database to claim from")
+    run_next.add_argument("--db", required=True, help="the service database to claim from: a path or sqlite:///path")
     run_next.add_argument(
         "--worker-id", default=f"run-next-{os.getpid()}", help="the name the lease is taken under (default: by pid)"
     )
@@ -127,9 +129,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return _gepa_accept(args)
         if args.group == "gepa" and args.command == "service":
             from synth_opt.service.cli import serve
+            from synth_opt.service.queue import sqlite_path
 
             return serve(
-                Path(args.db),
+                sqlite_path(args.db),
                 args.bind,
                 args.worker_id,
                 Path(args.config_root),
@@ -139,9 +142,10 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         if args.group == "gepa" and args.command == "run-next":
             from synth_opt.service.cli import run_next_command
+            from synth_opt.service.queue import sqlite_path
 
             return run_next_command(
-                Path(args.db),
+                sqlite_path(args.db),
                 args.worker_id,
                 config_root=_path(args.config_root),
                 runs_root=_path(args.runs_root),
@@ -149,8 +153,9 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         if args.group == "workspace" and args.command == "recover":
             from synth_opt.service.cli import recover_command
+            from synth_opt.service.queue import sqlite_path
 
-            return recover_command(Path(args.db))
+            return recover_command(sqlite_path(args.db))
         if args.group == "workspace":
             from synth_opt.workspace import repair_command, status_command
 

@@ -207,10 +207,10 @@ def test_two_requests_for_one_container_url_never_run_at_once(tmp_path: Path) ->
         waiting = submit(client, write_config(tmp_path, "waiting", url=shared), priority=1)
         beside = submit(client, write_config(tmp_path, "beside", url=other))
         # two free workers: one takes the request for the other URL, the other finds nothing it may claim, though
-        # a request of higher priority is queued
+        # a request of higher priority is queued (one names the database by path, the other by a sqlite:/// URL)
         workers = [
-            synth_opt("gepa", "run-next", "--db", str(db), "--worker-id", name, cwd=tmp_path)
-            for name in ("run-next-1", "run-next-2")
+            synth_opt("gepa", "run-next", "--db", location, "--worker-id", name, cwd=tmp_path)
+            for name, location in (("run-next-1", str(db)), ("run-next-2", f"sqlite:///{db.name}"))
         ]
         try:
             printed = [finished_worker(worker) for worker in workers]
