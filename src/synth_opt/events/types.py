@@ -8,9 +8,15 @@ the wire name (``metadata={WIRE: "index"}``: ``proposal.planned`` writes ``index
 :data:`UNSET` and is then left out of the feed (``None`` is written as ``null``), so a payload's
 :meth:`~EventPayload.to_fields` is exactly the dict the untyped ``emit`` wrote before.
 
+A payload is emitted with ``bus.emit(payload, message, lane=...)``: the message and the lane stay arguments of the
+emit, since they say where and how it happened (a rollout's message names its stage as the job wrote it, an
+outage's depends on the moment), not what the event records.
+
 :func:`payload_of` reads a type name and its fields back (replay, :meth:`synth_opt.events.model.Event.from_json`).
 A type no class claims, or fields a class cannot be built from (an old or foreign feed), give an
-:class:`UnknownEvent` that keeps the fields as they are, so such a feed still reads.
+:class:`UnknownEvent` that keeps the fields as they are, so such a feed still reads; a reader that wants what there
+is of an older feed's event with fewer fields reads it *partially* (``partial=True``, ``Event.read_partially``).
+A stage is a :class:`Stage` (``Stage(3, "child")``), written ``"p3.child"`` and parsed back by ``Stage.parse``.
 """
 
 from __future__ import annotations
