@@ -491,7 +491,7 @@ class CandidateStatus(EventPayload):
     scores: dict[str, float] | Unset = UNSET
     objective_scores: dict[str, Any] | Unset | None = UNSET
     mean_score: float | Unset | None = UNSET
-    status: str = ""
+    status: str = field(kw_only=True)  # required, and written where the registry entry has it
     minibatch_scores: dict[str, float] | Unset | None = UNSET
     reason: str | Unset = UNSET
     rebased_to: str | Unset = UNSET
