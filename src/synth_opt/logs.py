@@ -17,10 +17,11 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_default_logging", "get_logger"]
+__all__ = ["configure_default_logging", "get_logger", "stderr_logger"]
 
 
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+def stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """structlog's logger factory for lines on stderr."""
     # sys.stderr is looked up per line, so a replaced stderr (pytest's capture, a redirect) is honoured
     return structlog.PrintLogger(sys.stderr)
 
@@ -37,7 +38,7 @@ def configure_default_logging() -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=_stderr_logger,
+        logger_factory=stderr_logger,
         cache_logger_on_first_use=False,
     )
 

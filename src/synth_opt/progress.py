@@ -7,7 +7,6 @@ the event bus, so a slow terminal drops events instead of slowing the pipeline.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from synth_opt.events.types import (
     SearchStopped,
     SeedScored,
 )
+from synth_opt.logs import stderr_logger
 from synth_opt.pipeline import PipelineStats
 from synth_opt.run import RunObserver, RunView
 
@@ -426,6 +426,6 @@ def _configure_logging(log_format: str, log_level: str) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(log_level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=stderr_logger,
         cache_logger_on_first_use=False,
     )

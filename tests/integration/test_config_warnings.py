@@ -71,6 +71,9 @@ def test_settings_that_do_nothing_are_warned_at_start_up(tmp_path: Path) -> None
     assert "single target module (instruction)" in warnings[0].message
     for key in expected:
         assert f"config warning: {key} " in done.stderr, done.stderr[-3000:]
+    # the run binds its id to every line logged beneath it
+    logged = [line for line in done.stderr.splitlines() if "config warning:" in line]
+    assert len(logged) == len(expected) and all("run_id=warned" in line for line in logged), logged
     # said before any work: before the seed is scored, and never a decision
     first_seed = next(i for i, e in enumerate(events) if isinstance(e.data, SeedScored))
     assert all(events.index(w) < first_seed for w in warnings)

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import httpx
+import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from synth_opt.actors import SearchOutcome, Supervisor, propose_handler, rollout_handler
@@ -155,11 +156,13 @@ class GepaRun:
             )
         lock = RunDirLock(self.run_dir)
         try:
-            prepared = self._prepare_run_dir(lock)
-            if isinstance(prepared, GepaResult):
-                return prepared
-            with run_paced_collector():
-                return await _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared).run()
+            with structlog.contextvars.bound_contextvars(run_id=self.run_id):  # on every line logged beneath
+                prepared = self._prepare_run_dir(lock)
+                if isinstance(prepared, GepaResult):
+                    return prepared
+                with run_paced_collector():
+                    execution = _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared)
+                    return await execution.run()
         finally:
             lock.release()
 
