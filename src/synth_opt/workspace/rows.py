@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from synth_opt.events import Event
+from synth_opt.events.types import BudgetUpdated, CandidateRegistered, FrontierUpdated, RunConfig, RunState, Stage
 
 __all__ = [
     "BUDGET_STOP_REASONS",
@@ -31,7 +31,6 @@ BUDGET_STOP_REASONS = frozenset(
     {"max_total_rollouts", "max_train_rollouts", "max_cost_usd", "max_total_tokens", "max_time_seconds"}
 )
 MERGE_MODULE = "*merge*"
-_STAGE = re.compile(r"^p(?P<index>\d+)\.(?P<kind>\w+)$")
 
 
 class Row(NamedTuple):
@@ -67,37 +66,44 @@ class ProjectionContext:
     rejected: int = 0
 
     def observe(self, event: Event) -> None:
-        f = event.fields
-        if event.type == "candidate.registered" and isinstance(f.get("payload"), dict):
-            self.payloads.setdefault(str(f["candidate_id"]), {str(k): str(v) for k, v in f["payload"].items()})
-        elif event.type == "run.config":
-            gepa = (f.get("decision_config") or {}).get("gepa") or {}
+        if event.type not in _OBSERVED:  # most events (every rollout's) need no payload
+            return
+        data = event.read_partially().data  # an older feed's event may lack fields: its attributes are None
+        if isinstance(data, CandidateRegistered):
+            if isinstance(data.payload, dict):
+                payload = {str(k): str(v) for k, v in data.payload.items()}
+                self.payloads.setdefault(str(data.candidate_id), payload)
+        elif isinstance(data, RunConfig):
+            gepa = (data.decision_config or {}).get("gepa") or {}
             cost = float_or_none(gepa.get("max_cost_usd"))
             self.max_cost_usd = cost if cost is not None and cost > 0 else None
-        elif event.type == "frontier.updated":
-            self.best_candidate_id = str_or_none(f.get("best_candidate_id")) or self.best_candidate_id
-            members = f.get("members")
-            self.frontier_size = len(members) if isinstance(members, list) else self.frontier_size
-        elif event.type == "run.state":
-            self.run_state = str_or_none(f.get("state"))
-        elif event.type == "budget.updated":
-            self.used = dict(f.get("used") or {})
-            self.reserved = dict(f.get("reserved") or {})
-            self.train_cap = int_or_none(f.get("train_cap"))
-            self.generation = (int_or_none(f.get("proposal_index")) or 0) + 1
-            self.accepted = int_or_none(f.get("accepted")) or 0
-            self.rejected = int_or_none(f.get("rejected")) or 0
+        elif isinstance(data, FrontierUpdated):
+            self.best_candidate_id = str_or_none(data.best_candidate_id) or self.best_candidate_id
+            members = data.members
+            self.frontier_size = len(members) if isinstance(members, list | tuple) else self.frontier_size
+        elif isinstance(data, RunState):
+            self.run_state = str_or_none(data.state)
+        elif isinstance(data, BudgetUpdated):
+            self.used = dict(data.used or {})
+            self.reserved = dict(data.reserved or {})
+            self.train_cap = int_or_none(data.train_cap)
+            self.generation = (int_or_none(data.proposal_index) or 0) + 1
+            self.accepted = int_or_none(data.accepted) or 0
+            self.rejected = int_or_none(data.rejected) or 0
+
+
+_OBSERVED = frozenset(cls.TYPE for cls in (CandidateRegistered, RunConfig, FrontierUpdated, RunState, BudgetUpdated))
 
 
 def stage_kind(stage: str | None) -> tuple[str, int | None]:
     """``"p3.child"`` -> ``("child", 3)``, ``"seed.pareto"`` -> ``("seed", None)``, ``"heldout"`` ->
-    ``("heldout", None)``."""
+    ``("heldout", None)`` (:class:`~synth_opt.events.types.Stage`)."""
     if not stage:
         return "unknown", None
-    match = _STAGE.match(stage)
-    if match:
-        return match["kind"], int(match["index"])
-    return stage.split(".", 1)[0], None
+    parsed = Stage.parse(stage)
+    if parsed.proposal is not None:
+        return parsed.step, parsed.proposal
+    return parsed.step.split(".", 1)[0], None
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
