@@ -15,19 +15,21 @@ import logging
 import sys
 from typing import Any
 
-import structlog
-
 __all__ = ["configure_default_logging", "get_logger", "stderr_logger"]
 
 
-def stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    """structlog's logger factory for lines on stderr."""
+def stderr_logger(*_args: Any) -> Any:
+    """structlog's logger factory for lines on stderr (a ``structlog.PrintLogger``)."""
+    import structlog
+
     # sys.stderr is looked up per line, so a replaced stderr (pytest's capture, a redirect) is honoured
     return structlog.PrintLogger(sys.stderr)
 
 
 def configure_default_logging() -> None:
     """Console lines on stderr, with the bound context, unless structlog is configured already."""
+    import structlog
+
     if structlog.is_configured():
         return
     structlog.configure(
@@ -44,6 +46,23 @@ def configure_default_logging() -> None:
 
 
 def get_logger(name: str) -> Any:
-    """A lazy structlog logger for module ``name`` (the configuration is read when a line is logged)."""
-    configure_default_logging()
-    return structlog.get_logger(logger_name=name)
+    """A lazy structlog logger for module ``name``: structlog is imported, and the default configuration applied,
+    when the first line is logged (a module that defines its logger at import time, such as the workspace's writer
+    process, does not pay for structlog's import until it has something to say)."""
+    return _LazyLogger(name)
+
+
+class _LazyLogger:
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            configure_default_logging()
+            self._logger = structlog.get_logger(logger_name=self._name)
+        return getattr(self._logger, attribute)

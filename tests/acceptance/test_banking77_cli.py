@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from synth_opt.container.launch import process_group_alive
+from synth_opt.events import Event
 from synth_opt.events.compare import compare_feeds
+from synth_opt.events.types import AcceptanceDecided, ContainerLaunched, ProposalCreated, ProposerCalled, RunState
 
 from ..cookbook_runs import offline_config, run_accept
 
@@ -58,10 +59,10 @@ def run_cli(
     )
 
 
-def events(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete lines of the feed (a line still being written, or torn by a kill, is left out)."""
+def events(run_dir: Path) -> list[Event]:
+    """The typed events of the feed's complete lines (a line still being written, or torn by a kill, is left out)."""
     lines = (run_dir / "events.jsonl").read_text().splitlines(keepends=True)
-    return [json.loads(line) for line in lines if line.endswith("\n") and line.strip()]
+    return [Event.from_json(json.loads(line)) for line in lines if line.endswith("\n") and line.strip()]
 
 
 def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> None:
@@ -96,9 +97,9 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
     assert manifest["stop_reason"] == "max_train_rollouts"
     assert {entry["state"] for entry in manifest["state_history"]} >= {"created", "searching", "completed"}
     run_dir = Path(manifest["manifest_path"]).parent
-    launched = [e for e in events(run_dir) if e["type"] == "container.launched"]
-    assert launched and not process_group_alive(launched[0]["fields"]["pid"])
-    assert any(e["type"] == "proposer.called" for e in events(run_dir)), "the offline proposer answered through codex"
+    launched = [e.data for e in events(run_dir) if isinstance(e.data, ContainerLaunched)]
+    assert launched and not process_group_alive(launched[0].pid)
+    assert any(isinstance(e.data, ProposerCalled) for e in events(run_dir)), "the offline proposer answered via codex"
 
 
 def test_the_three_run_acceptance_passes_for_the_banking77_cookbook(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_a_rebasing_pipelined_run_replays_exactly_and_carries_edits_onto_newer_c
     assert "fresh vs readonly: identical" in done.stdout
     (run_dir,) = (tmp_path / "runs").glob("*-fresh")
     fresh = json.loads((run_dir / "result_manifest.json").read_text())
-    outcomes = [e["fields"].get("rebase") for e in events(run_dir) if e["type"] == "proposal.created"]
+    outcomes = [e.data.rebase for e in events(run_dir) if isinstance(e.data, ProposalCreated)]
     assert "rebased" in outcomes, outcomes
     registry = json.loads((run_dir / "candidate_registry.json").read_text())["candidates"]
     carried = [entry for entry in registry.values() if entry["status"] == "rebased"]
@@ -153,7 +154,7 @@ def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             feed = run_dir / "events.jsonl"
-            if feed.exists() and sum(e["type"] == "acceptance.decided" for e in events(run_dir)) >= 4:
+            if feed.exists() and sum(isinstance(e.data, AcceptanceDecided) for e in events(run_dir)) >= 4:
                 break
             time.sleep(0.05)
         time.sleep(0.7)  # let a throttled checkpoint reach the workspace
@@ -161,17 +162,17 @@ def test_a_sigkilled_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     for event in events(run_dir):  # a SIGKILL leaves the container running: stop it as an operator would
-        if event["type"] == "container.launched":
+        if isinstance(event.data, ContainerLaunched):
             try:
-                os.killpg(event["fields"]["pid"], signal.SIGKILL)
+                os.killpg(event.data.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
     assert not (run_dir / "result_manifest.json").exists()
-    decided_before = sum(e["type"] == "acceptance.decided" for e in events(run_dir))
+    decided_before = sum(isinstance(e.data, AcceptanceDecided) for e in events(run_dir))
 
     resumed = run_cli(config, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    states = [e["fields"]["state"] for e in events(run_dir) if e["type"] == "run.state"]
+    states = [e.data.state for e in events(run_dir) if isinstance(e.data, RunState)]
     assert "resumed" in states and states[-1] == "completed"
 
     whole = run_cli(config, env={"SYNTH_OPTIMIZERS_RUN_ID": "uninterrupted"})

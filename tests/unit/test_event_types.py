@@ -447,3 +447,13 @@ def test_capture_events_sees_every_bus_while_open_and_none_after() -> None:
     assert events.of(t.ContainerWarning) == [t.ContainerWarning()]
     with pytest.raises(LookupError):
         events.first(t.RunFinished)
+
+
+def test_data_as_gives_the_payload_of_its_own_type_only_and_reads_no_other() -> None:
+    bus = EventBus()
+    state = bus.emit(t.RunState(state="searching"), "state: searching")
+    warning = bus.emit(t.ConfigWarning(key="gepa.use_merge"), "config warning")
+    assert state.data_as(t.RunState) == t.RunState(state="searching")
+    assert warning.data_as(t.RunState) is None
+    assert warning._data is None  # another type's payload was not read to answer
+    assert Event.from_json(state.to_json()).data_as(t.RunState) == t.RunState(state="searching")

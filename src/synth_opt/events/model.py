@@ -6,12 +6,15 @@ ones the normalized feed keeps (SPEC §9): what the search decided, never how fa
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from synth_opt.events.types import EventPayload, UnknownEvent, decision_types, payload_of
 
 __all__ = ["DECISION_TYPES", "Event"]
+
+P = TypeVar("P", bound=EventPayload)
 
 DECISION_TYPES = decision_types()
 """The decision events' type names: the payload classes that say ``DECISION`` (:mod:`synth_opt.events.types`)."""
@@ -42,6 +45,14 @@ class Event:
             data = payload_of(self.type, self.fields)
             object.__setattr__(self, "_data", data)
         return data
+
+    def data_as(self, cls: builtins.type[P]) -> P | None:
+        """``data`` when this event is of ``cls``'s type, else None, without reading the payload of any other
+        event (for an observer called on every event that follows a few types: ``bus.on_event`` callbacks)."""
+        if self.type != cls.TYPE:
+            return None
+        data = self.data
+        return data if isinstance(data, cls) else None
 
     def read_partially(self) -> Event:
         """This event, or, when its fields are fewer than its type's class has (an older feed, a hand-made event),

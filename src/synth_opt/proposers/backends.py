@@ -10,6 +10,9 @@ The boundary names are the spec's (SPEC §8): ``proposer.codex`` for ``codex_app
 ``proposer.openai_compatible``; a new backend's defaults to ``proposer.<name>``. The name is hashed into every cache
 key, so an entry's boundary never changes once its replies have been cached.
 
+The clients and the preflight checks are imported when a backend is built or checked, not with this module: the
+workspace's writer process reads the boundary names here and should not load httpx and both clients to do so.
+
 The section is typed by a small structural protocol rather than the config model itself, so this module does not
 depend on the config module (and tests can pass any object with these attributes).
 """
@@ -23,9 +26,6 @@ from typing import Any, Protocol
 
 from synth_opt.errors import ConfigError
 from synth_opt.proposers.base import Proposer
-from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, provider_overrides
-from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
-from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
 from synth_opt.proposers.reflection import DEFAULT_MAX_FEEDBACK_CHARS, DEFAULT_MAX_PROMPT_TOKENS
 from synth_opt.registry import Registry
 
@@ -170,6 +170,8 @@ def _prompt_limits(section: ProposerSettings) -> tuple[int, int]:
 def _build_codex(section: ProposerSettings, run_dir: Path) -> Proposer:
     """``config`` holds codex ``-c`` overrides; a ``base_url`` (with ``api_key_env``) becomes a run-local model
     provider unless ``config`` sets ``model_provider`` (:func:`provider_overrides`)."""
+    from synth_opt.proposers.codex import DEFAULT_COMMAND, CodexAppServerProposer, provider_overrides
+
     max_feedback_chars, max_prompt_tokens = _prompt_limits(section)
     return CodexAppServerProposer(
         section.command or DEFAULT_COMMAND,
@@ -189,6 +191,8 @@ def _build_codex(section: ProposerSettings, run_dir: Path) -> Proposer:
 def _build_openai_compatible(section: ProposerSettings, run_dir: Path) -> Proposer:
     """``config`` holds ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by ``[proposer]
     response_format``), and any other key is sent in the request body (e.g. ``temperature``, ``max_tokens``)."""
+    from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
+
     if not section.base_url:
         raise ConfigError("[proposer] base_url is required when backend = 'openai_compatible'")
     options = dict(section.config)
@@ -263,6 +267,9 @@ def _codex_warnings(section: ProposerSettings) -> list[tuple[str, str]]:
 async def _codex_preflight(section: ProposerSettings, cwd: Path) -> None:
     """The app-server command runs; a ``base_url`` that is codex's provider (no ``model_provider`` in ``config``)
     answers."""
+    from synth_opt.proposers.codex import DEFAULT_COMMAND
+    from synth_opt.proposers.preflight import check_codex_command, check_openai_endpoint
+
     await check_codex_command(DEFAULT_COMMAND if section.command is None else section.command, cwd=cwd)
     if section.base_url and "model_provider" not in section.config:  # codex's provider is this endpoint
         await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
@@ -270,6 +277,8 @@ async def _codex_preflight(section: ProposerSettings, cwd: Path) -> None:
 
 async def _openai_preflight(section: ProposerSettings, cwd: Path) -> None:
     """``base_url`` is set and answers, with the key when one is named."""
+    from synth_opt.proposers.preflight import check_openai_endpoint
+
     await check_openai_endpoint(section.base_url, api_key_env=section.api_key_env)
 
 

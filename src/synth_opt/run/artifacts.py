@@ -34,12 +34,11 @@ from synth_opt.gepa import GepaState, mean_score
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
 from synth_opt.run.resume import Discarded
-from synth_opt.run.score_chart import write_score_chart
+from synth_opt.run.score_chart import HELDOUT_ROLLOUT, TRAIN_ROLLOUT, write_score_chart
 
 __all__ = ["RunArtifacts", "write_json"]
 
-_TRAIN_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "train"}}
-_HELDOUT_ROLLOUT: dict[str, Any] = {"type": "rollout.completed", "fields": {"stage": "heldout"}}
+_ROLLOUT_TYPES = frozenset({RolloutCompleted.TYPE, RolloutDegraded.TYPE})
 _CHART_TYPES = frozenset(
     cls.TYPE
     for cls in (
@@ -92,10 +91,11 @@ class RunArtifacts:
         bus.on_event(self._collect)
 
     def _collect(self, event: Event) -> None:
-        data = event.read_partially().data  # a resumed run's feed may be an older version's
-        if isinstance(data, RolloutCompleted | RolloutDegraded):
-            heldout = data.stage is not None and str(data.stage).startswith("heldout")
-            self.chart_events.append(_HELDOUT_ROLLOUT if heldout else _TRAIN_ROLLOUT)
+        if event.type in _ROLLOUT_TYPES:  # the type first: most events need no payload read here
+            data = event.read_partially().data  # a resumed run's feed may be an older version's
+            stage = data.stage if isinstance(data, RolloutCompleted | RolloutDegraded) else None
+            heldout = stage is not None and str(stage).startswith("heldout")
+            self.chart_events.append(HELDOUT_ROLLOUT if heldout else TRAIN_ROLLOUT)
             return
         if event.is_decision:
             self.decisions.append(event)

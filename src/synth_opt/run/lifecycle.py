@@ -20,5 +20,6 @@ class StateHistory:
         bus.on_event(self._track)
 
     def _track(self, event: Event) -> None:
-        if isinstance(event.data, RunState):
-            self.entries.append({"state": str(event.data.state), "at": event.ts})
+        state = event.data_as(RunState)
+        if state is not None:
+            self.entries.append({"state": str(state.state), "at": event.ts})

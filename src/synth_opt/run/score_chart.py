@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from xml.sax.saxutils import escape
 
 from synth_opt.events.types import (
@@ -31,7 +31,7 @@ from synth_opt.events.types import (
     payload_of,
 )
 
-__all__ = ["read_events", "render_score_chart", "write_score_chart"]
+__all__ = ["HELDOUT_ROLLOUT", "TRAIN_ROLLOUT", "read_events", "render_score_chart", "write_score_chart"]
 
 WIDTH, HEIGHT = 900, 520
 LEFT, RIGHT, TOP, BOTTOM = 78, 680, 86, 418  # the plot box
@@ -75,16 +75,43 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+TRAIN_ROLLOUT: Final[dict[str, Any]] = {"type": "rollout.completed", "fields": {"stage": "train"}}
+"""A line that stands for a train rollout, all the chart reads of one (a run collects these instead of each
+rollout's line; :data:`HELDOUT_ROLLOUT` for a heldout one)."""
+HELDOUT_ROLLOUT: Final[dict[str, Any]] = {"type": "rollout.completed", "fields": {"stage": "heldout"}}
+_TRAIN_MARK = payload_of("rollout.completed", TRAIN_ROLLOUT["fields"], partial=True)
+_HELDOUT_MARK = payload_of("rollout.completed", HELDOUT_ROLLOUT["fields"], partial=True)
+_READ_TYPES = frozenset(
+    cls.TYPE
+    for cls in (
+        RolloutCompleted,
+        RolloutDegraded,
+        RunState,
+        SeedScored,
+        ProposalCreated,
+        AcceptanceDecided,
+        CandidateScored,
+        CandidateStatus,
+        FrontierUpdated,
+        HeldoutScored,
+        RunFinished,
+    )
+) | {"run.started"}  # an older feed's first event
+
+
 def _collect(events: Iterable[Any]) -> _Run:
     """Fold the feed into plot data; events of unknown types or with odd fields are skipped, never raised on."""
     run = _Run()
     plans: dict[int | None, ProposalCreated] = {}
     for event in events:
-        if not isinstance(event, dict):
+        if event is TRAIN_ROLLOUT or event is HELDOUT_ROLLOUT:
+            data = _TRAIN_MARK if event is TRAIN_ROLLOUT else _HELDOUT_MARK
+        elif isinstance(event, dict) and event.get("type") in _READ_TYPES:
+            kind, f = event.get("type"), event.get("fields")
+            # raw or normalized lines alike; partially: an older feed may lack a field this version writes (None)
+            data = payload_of(str(kind), f if isinstance(f, dict) else {}, partial=True)
+        else:
             continue
-        kind, f = event.get("type"), event.get("fields")
-        # raw or normalized lines alike; partially: an older feed may lack a field this version writes (then None)
-        data = payload_of(str(kind), f if isinstance(f, dict) else {}, partial=True)
         match data:
             case RolloutCompleted() | RolloutDegraded() as rollout:
                 if not str(rollout.stage or "").startswith("heldout"):

@@ -13,11 +13,40 @@ transactions; :func:`finalize_workspace` back-fills from ``events.jsonl`` at the
 - ``status``, ``repair``, ``commands``: what users call.
 """
 
-from synth_opt.workspace.commands import repair_command, status_command
-from synth_opt.workspace.repair import repair_workspace
-from synth_opt.workspace.schema import SCHEMA_VERSION
-from synth_opt.workspace.status import workspace_status
-from synth_opt.workspace.writer import WriterStats, finalize_workspace, run_workspace_writer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synth_opt.workspace.commands import repair_command, status_command
+    from synth_opt.workspace.repair import repair_workspace
+    from synth_opt.workspace.schema import SCHEMA_VERSION
+    from synth_opt.workspace.status import workspace_status
+    from synth_opt.workspace.writer import WriterStats, finalize_workspace, run_workspace_writer
+
+# Loaded when first asked for: the writer's child process imports this package for its writer alone, and should not
+# load the commands' display (rich) and the repair to start.
+_EXPORTS = {
+    "SCHEMA_VERSION": "schema",
+    "WriterStats": "writer",
+    "finalize_workspace": "writer",
+    "repair_command": "commands",
+    "repair_workspace": "repair",
+    "run_workspace_writer": "writer",
+    "status_command": "commands",
+    "workspace_status": "status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "SCHEMA_VERSION",
