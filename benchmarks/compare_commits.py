@@ -53,10 +53,12 @@ def _engine_parse(label: str) -> Callable[[str], dict[str, float]]:
 def _pipeline_parse(out: str) -> dict[str, float]:
     found: dict[str, float] = {}
     for line in out.splitlines():
-        match = re.match(r"(sync_serial|async_pipelined)\s+(\d+)\s+(\d+)\s+\d+\s+[\d.]+\s+([\d.]+)", line)
+        match = re.match(
+            r"(sync_serial|async_pipelined)\s+(\d+)\s+\d+\s+(small pools|one pool)?\s*\d+\s+[\d.]+\s+([\d.]+)", line
+        )
         if match:
-            mode, workers, _in_flight, rate = match.groups()
-            found[f"pipeline rollouts/s, {mode} {workers} workers"] = float(rate)
+            mode, workers, pools, rate = match.groups()
+            found[f"pipeline rollouts/s, {mode} {workers} workers{', ' + pools if pools else ''}"] = float(rate)
     return found
 
 
@@ -160,19 +162,19 @@ def main() -> None:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)
     print(f"base {args.base} against current {head.stdout.strip()} (working tree), best of {args.repeats} each")
-    print(f"{'metric':<48} {'base':>10} {'current':>10} {'ratio':>7}  within {args.tolerance:.0%}")
+    print(f"{'metric':<60} {'base':>10} {'current':>10} {'ratio':>7}  within {args.tolerance:.0%}")
     worst = 1.0
     for metric, values in results["base"].items():
         now = results["current"].get(metric, [])
         if not now:
-            print(f"{metric:<48} {'-':>10} {'missing':>10}")
+            print(f"{metric:<60} {'-':>10} {'missing':>10}")
             continue
         pick = max if better[metric] else min
         base_best, now_best = pick(values), pick(now)
         ratio = now_best / base_best if better[metric] else base_best / now_best
         worst = min(worst, ratio)
         ok = "yes" if ratio >= 1 - args.tolerance else "NO"
-        print(f"{metric:<48} {base_best:>10.2f} {now_best:>10.2f} {ratio:>7.3f}  {ok}")
+        print(f"{metric:<60} {base_best:>10.2f} {now_best:>10.2f} {ratio:>7.3f}  {ok}")
     print(f"worst ratio {worst:.3f} (below 1: the current tree is slower)")
 
 
