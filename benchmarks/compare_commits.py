@@ -1,10 +1,11 @@
 """The same benchmarks at two commits, interleaved: best of N runs each, and the ratio of the two.
 
 A refactor should not move the numbers. This script checks out ``--base`` into a temporary git worktree and runs each
-probe there and in the current checkout, alternately (base, current, base, current, ...), so both see the same
-machine load; each probe runs the benchmark script of its own tree against its own ``src`` (``PYTHONPATH``), in a
-fresh process. For each metric it prints the best of the runs on each side and current / base (for times, base /
-current), so a ratio below 1 always means the current tree is slower.
+probe there and in the current checkout, alternately (base first in odd rounds, current first in even ones), so
+both see the same machine load and neither always runs second; each probe runs the benchmark script of its own
+tree against its own ``src`` (``PYTHONPATH``), in a fresh process. For each metric it prints the best of the runs on
+each side and current / base (for times, base / current), so a ratio below 1 always means the current tree is
+slower.
 
     .venv/bin/python benchmarks/compare_commits.py --base 954580f --repeats 3
 
@@ -154,7 +155,8 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name in args.probes:
                     for probe in PROBES[name]:
-                        for side, tree in (("base", base_tree), ("current", ROOT)):
+                        sides = (("base", base_tree), ("current", ROOT))
+                        for side, tree in sides if repeat % 2 == 0 else sides[::-1]:  # neither always goes first
                             for metric, value in run_probe(tree, probe, args).items():
                                 results[side].setdefault(metric, []).append(value)
                                 better[metric] = probe.higher_is_better

@@ -93,17 +93,19 @@ class RunRequest:
     @classmethod
     def from_row(cls, row: sqlite3.Row | Mapping[str, Any]) -> RunRequest:
         """A ``run_requests`` row (``SELECT *`` or ``RETURNING *``): JSON columns decoded, flags as booleans."""
-        values: dict[str, Any] = {}
-        for key in row.keys():  # a sqlite3.Row iterates over its values, not its keys
-            value = row[key]
-            if key in _JSON_COLUMNS:
-                values[_JSON_COLUMNS[key]] = None if value is None else json.loads(value)
-            elif key in _FLAGS:
-                values[key] = bool(value)
-            elif key == "status":
-                values[key] = RequestStatus(value)
-            else:
-                values[key] = value
+        keys = row.keys()
+        # a sqlite3.Row iterates over its values, in its keys' order (one pass, no lookup by name per column)
+        cells = row if isinstance(row, sqlite3.Row) else [row[k] for k in keys]
+        values: dict[str, Any] = dict(zip(keys, cells, strict=True))
+        for column, attribute in _JSON_COLUMNS.items():
+            if column in values:
+                value = values.pop(column)
+                values[attribute] = None if value is None else json.loads(value)
+        for flag in _FLAGS:
+            if flag in values:
+                values[flag] = bool(values[flag])
+        if "status" in values:
+            values["status"] = RequestStatus(values["status"])
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
