@@ -416,13 +416,17 @@ def choose_observer(*, live: bool, log_format: str = "console", log_level: str =
 
 def _configure_logging(log_format: str, log_level: str) -> None:
     renderer: Any = (
-        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        # plain tracebacks, never rich's, which print every frame's locals (configs with URLs and keys)
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([structlog.processors.format_exc_info] if log_format == "json" else []),  # a plain traceback string
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(log_level.upper())),

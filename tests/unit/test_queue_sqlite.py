@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from synth_opt.errors import ConfigError, LeaseLostError
@@ -226,3 +228,21 @@ def test_a_relative_sqlite_url_is_relative_to_the_working_directory(
     with open_queue("sqlite:///rel.sqlite") as queue:
         assert queue.submit(run_id="r", config_path="/c.toml").request.status == "queued"
     assert (tmp_path / "rel.sqlite").is_file()
+
+
+@pytest.mark.anyio
+async def test_a_write_cancelled_while_it_waits_for_the_lock_leaves_no_transaction_open(tmp_path: Path) -> None:
+    db = tmp_path / "service.sqlite"
+    open_queue(db).close()
+    async with open_queue(db).open_async() as aq:
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(aq.submit, run_id="r1", config_path="/c/r1.toml"))
+            await anyio.sleep(0.3)  # the submit waits inside BEGIN IMMEDIATE (busy_timeout)
+            tasks.cancel_scope.cancel()  # a heartbeat cancelled as its run ends, say
+            holder.execute("ROLLBACK")
+        holder.close()
+        assert not aq.conn.in_transaction
+        later = await aq.submit(run_id="r2", config_path="/c/r2.toml")  # the one connection still writes
+    assert open_queue(db).get(later.request.request_id) == later.request

@@ -57,7 +57,6 @@ DISCARDED_EVENT = RunDiscarded.TYPE  # emitted by a resumed run: the total so fa
 DISCARDED_LINE = EventDiscarded.TYPE  # a feed line a resume replaced (what it spent, and whether that is paid again)
 # Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
 IN_FLIGHT = (RolloutCompleted, RolloutDegraded, ReflectionRequested, ProposerCalled, ProposerFailed)
-IN_FLIGHT_TYPES = frozenset(cls.TYPE for cls in IN_FLIGHT)
 
 
 @dataclass(frozen=True, slots=True)

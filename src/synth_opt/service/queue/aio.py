@@ -81,15 +81,19 @@ class AsyncSqliteRunQueue(QueuePlans):
     async def _write(self, plan: Plan[T | Refused]) -> T:
         """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits."""
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            # BEGIN runs in aiosqlite's thread whether or not the caller is cancelled while it waits for the write
+            # lock: shielded, so a cancel cannot leave the one connection inside a transaction nobody ends
+            with anyio.CancelScope(shield=True):
+                await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 outcome = await self._drive(plan)
+                with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the transaction open
+                    await self.conn.execute("COMMIT")
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await self.conn.execute("ROLLBACK")
+                    if self.conn.in_transaction:
+                        await self.conn.execute("ROLLBACK")
                 raise
-            with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the transaction open
-                await self.conn.execute("COMMIT")
         if isinstance(outcome, Refused):
             raise outcome.error
         return outcome
