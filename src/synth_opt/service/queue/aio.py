@@ -131,13 +131,14 @@ class AsyncSqliteRunQueue(QueuePlans):
         )
 
     async def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
-        return await self._write(self._claim_plan(worker_id, lease_seconds))
+        built = await self._write(self._claim_plan(worker_id, lease_seconds))
+        return None if built is None else built.value()
 
     async def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
-        return await self._write(self._start_plan(request_id, lease_token))
+        return (await self._write(self._start_plan(request_id, lease_token))).value()
 
     async def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
-        return await self._write(self._heartbeat_plan(request_id, lease_token))
+        return (await self._write(self._heartbeat_plan(request_id, lease_token))).value()
 
     async def complete(
         self,
@@ -147,10 +148,10 @@ class AsyncSqliteRunQueue(QueuePlans):
         error: Mapping[str, Any] | None = None,
         lease_token: str | None = None,
     ) -> RunRequest:
-        return await self._write(self._complete_plan(request_id, result, error, lease_token))
+        return (await self._write(self._complete_plan(request_id, result, error, lease_token))).value()
 
     async def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
-        return await self._write(self._release_plan(request_id, lease_token, reason))
+        return (await self._write(self._release_plan(request_id, lease_token, reason))).value()
 
     async def recover(self) -> Recovery:
         return await self._write(self._recover_plan())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from synth_opt.errors import LeaseLostError, SynthOptimizerError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
@@ -22,7 +22,7 @@ from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest,
 from synth_opt.service.queue.rows import dumps, summary_columns
 from synth_opt.service.queue.schema import LIVE_STATUSES
 
-__all__ = ["MAX_LIST", "Plan", "QueuePlans", "Refused", "Step", "not_found"]
+__all__ = ["MAX_LIST", "Built", "Plan", "QueuePlans", "Refused", "Step", "not_found"]
 
 T = TypeVar("T")
 Step = tuple[str, Mapping[str, Any] | tuple[Any, ...]]
@@ -53,6 +53,18 @@ class Refused:
     """A plan's refusal: the driver commits what the plan wrote (its audit row), then raises ``error``."""
 
     error: SynthOptimizerError
+
+
+@dataclass(frozen=True, slots=True)
+class Built(Generic[T]):
+    """A plan's result still as its row: the driver builds the record (``build(row)``) once the transaction has
+    committed, outside the write lock the other workers wait on."""
+
+    build: Callable[[Any], T]
+    row: Any
+
+    def value(self) -> T:
+        return self.build(self.row)
 
 
 def not_found(request_id: str) -> RunRequestNotFoundError:
@@ -147,7 +159,7 @@ class QueuePlans:
 
     # -- the worker's lease ---------------------------------------------------------------------------------------
 
-    def _claim_plan(self, worker_id: str, lease_seconds: float | None) -> Plan[RunRequest | None]:
+    def _claim_plan(self, worker_id: str, lease_seconds: float | None) -> Plan[Built[RunRequest] | None]:
         lease = float(lease_seconds or self.lease_seconds)
         params = {"owner": worker_id, "token": uuid.uuid4().hex, "lease": lease, "now": self.clock()}
         row = _first((yield (_CLAIM, params)))
@@ -169,9 +181,9 @@ class QueuePlans:
                     ),
                 )
         yield from self._record(row["request_id"], "claim", "succeeded", worker_id, attempt=row["attempts"])
-        return RunRequest.from_row(row)
+        return Built(RunRequest.from_row, row)
 
-    def _start_plan(self, request_id: str, lease_token: str | None) -> Plan[RunRequest | Refused]:
+    def _start_plan(self, request_id: str, lease_token: str | None) -> Plan[Built[RunRequest] | Refused]:
         return self._fenced_plan(
             "start",
             request_id,
@@ -180,7 +192,7 @@ class QueuePlans:
             "lease_expires_at = :now + lease_seconds WHERE request_id = :id AND status = 'leased' {fence} RETURNING *",
         )
 
-    def _heartbeat_plan(self, request_id: str, lease_token: str) -> Plan[RunRequest | Refused]:
+    def _heartbeat_plan(self, request_id: str, lease_token: str) -> Plan[Built[RunRequest] | Refused]:
         return self._fenced_plan(
             "heartbeat",
             request_id,
@@ -195,7 +207,7 @@ class QueuePlans:
         result: Mapping[str, Any] | None,
         error: Mapping[str, Any] | None,
         lease_token: str | None,
-    ) -> Plan[RunRequest | Refused]:
+    ) -> Plan[Built[RunRequest] | Refused]:
         status = "completed" if error is None else "cancelled" if error.get("code") == "run_cancelled" else "failed"
         summary = summary_columns(result)
         assignments = ", ".join(f"{column} = :{column}" for column in summary)
@@ -214,7 +226,7 @@ class QueuePlans:
             **summary,
         )
 
-    def _release_plan(self, request_id: str, lease_token: str, reason: str) -> Plan[RunRequest | Refused]:
+    def _release_plan(self, request_id: str, lease_token: str, reason: str) -> Plan[Built[RunRequest] | Refused]:
         return self._fenced_plan(
             "release",
             request_id,
@@ -228,7 +240,7 @@ class QueuePlans:
 
     def _fenced_plan(
         self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any
-    ) -> Plan[RunRequest | Refused]:
+    ) -> Plan[Built[RunRequest] | Refused]:
         """One worker write; fenced by the lease token when one is given. Nothing changed means the lease is lost
         (token given and no longer the request's), the request is unknown, or it is in the wrong state."""
         params = {"id": request_id, "token": lease_token, "now": self.clock(), **values}
@@ -237,7 +249,7 @@ class QueuePlans:
         if row is not None:
             yield from self._after_write(kind, row, lease_token or row["lease_token"], params["now"])
             yield from self._record(request_id, kind, "succeeded", row["lease_owner"], attempt=row["attempts"])
-            return RunRequest.from_row(row)
+            return Built(RunRequest.from_row, row)
         refused = yield from self._refusal(kind, request_id, lease_token)
         if not isinstance(refused, RunRequestNotFoundError):
             yield from self._record(request_id, kind, "rejected", None, error=refused.error_code)

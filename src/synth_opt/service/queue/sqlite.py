@@ -92,7 +92,8 @@ class SqliteRunQueue(QueuePlans):
             return value
 
     def _write(self, plan: Plan[T | Refused]) -> T:
-        """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits."""
+        """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits. A
+        plan that returns a :class:`Built` row leaves its record to the caller, built after the commit."""
         with self._lock, write_transaction(self._conn):
             outcome = self._drive(plan)
         if isinstance(outcome, Refused):
@@ -139,14 +140,15 @@ class SqliteRunQueue(QueuePlans):
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
         """Lease the next claimable request to ``worker_id`` (highest priority, then oldest), or None."""
-        return self._write(self._claim_plan(worker_id, lease_seconds))
+        built = self._write(self._claim_plan(worker_id, lease_seconds))
+        return None if built is None else built.value()
 
     def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
-        return self._write(self._start_plan(request_id, lease_token))
+        return self._write(self._start_plan(request_id, lease_token)).value()
 
     def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
         """Extend the lease by its length from now; the returned request says whether a cancel was requested."""
-        return self._write(self._heartbeat_plan(request_id, lease_token))
+        return self._write(self._heartbeat_plan(request_id, lease_token)).value()
 
     def complete(
         self,
@@ -158,11 +160,11 @@ class SqliteRunQueue(QueuePlans):
     ) -> RunRequest:
         """End a leased or running request: ``completed`` without an error, ``cancelled`` for a ``run_cancelled``
         error, else ``failed``. ``result`` (with or without an error) fills the run summary columns."""
-        return self._write(self._complete_plan(request_id, result, error, lease_token))
+        return self._write(self._complete_plan(request_id, result, error, lease_token)).value()
 
     def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
         """Give a lease back (a worker shutting down): the request is queued again, or cancelled if that was asked."""
-        return self._write(self._release_plan(request_id, lease_token, reason))
+        return self._write(self._release_plan(request_id, lease_token, reason)).value()
 
     # -- maintenance and control ----------------------------------------------------------------------------------
 
