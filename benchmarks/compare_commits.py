@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--probes", nargs="+", choices=sorted(PROBES), default=["engine", "pipeline", "queue"])
     parser.add_argument("--budget", type=int, default=10000, help="engine probe train budget")
     parser.add_argument("--pipeline-budget", type=int, default=1000)
-    parser.add_argument("--requests", type=int, default=1000, help="queue probe requests")
+    parser.add_argument("--requests", type=int, default=3000, help="queue probe requests (fewer: noisier)")
     parser.add_argument("--tolerance", type=float, default=0.10)
     args = parser.parse_args()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
