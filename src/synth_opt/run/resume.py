@@ -34,14 +34,13 @@ from synth_opt.events.types import (
     ReflectionRequested,
     RolloutCompleted,
     RolloutDegraded,
-    RunDiscarded,
     shared_field,
 )
 from synth_opt.gepa import CandidateRecord
 from synth_opt.run.checkpoints import CHECKPOINT_FILE, is_current_checkpoint, read_checkpoint_file
 from synth_opt.usage import Usage
 
-__all__ = ["DISCARDED_EVENT", "Discarded", "ResumePoint", "checkpoint_announced", "latest_checkpoint", "prepare_resume"]
+__all__ = ["Discarded", "ResumePoint", "checkpoint_announced", "latest_checkpoint", "prepare_resume"]
 
 DERIVED_FILES = (
     "result_manifest.json",
@@ -53,7 +52,6 @@ DERIVED_FILES = (
 )
 
 
-DISCARDED_EVENT = RunDiscarded.TYPE  # emitted by a resumed run: the total so far, for observers
 DISCARDED_LINE = EventDiscarded.TYPE  # a feed line a resume replaced (what it spent, and whether that is paid again)
 # Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
 IN_FLIGHT = (RolloutCompleted, RolloutDegraded, ReflectionRequested, ProposerCalled, ProposerFailed)

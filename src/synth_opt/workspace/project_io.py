@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth_opt.events import UNSET, Event
+from synth_opt.events import Event
 from synth_opt.events.types import (
     BudgetUpdated,
     CacheAccess,
@@ -20,7 +20,7 @@ from synth_opt.events.types import (
     RunFinished,
     SearchStopped,
 )
-from synth_opt.proposers.backends import proposer_boundary as backend_boundary
+from synth_opt.proposers.backends import proposer_boundary  # the usage ledger's name: the cache's
 from synth_opt.workspace.rows import (
     BUDGET_STOP_REASONS,
     EventKey,
@@ -28,6 +28,7 @@ from synth_opt.workspace.rows import (
     Row,
     dumps,
     float_or_none,
+    given,
     int_or_none,
     stage_kind,
     str_or_none,
@@ -47,16 +48,6 @@ __all__ = [
 ]
 
 ROLLOUT_BOUNDARY = "container.rollout"
-
-
-def _given(value: Any) -> Any:
-    """A field's value, None for one the event left out."""
-    return None if value is UNSET else value
-
-
-def proposer_boundary(backend: str | None) -> str:
-    """The usage ledger's name for a proposer's calls: the backend's one boundary name, as the cache files them."""
-    return backend_boundary(backend)
 
 
 def _source(event: Event) -> str:
@@ -355,18 +346,18 @@ def candidate_status(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
     """A candidate registry entry (``candidate.status``): its status, the reason, and the scores it was judged on."""
     data = event.data
     assert isinstance(data, CandidateStatus)
-    scores = _given(data.scores)
+    scores = given(data.scores)
     if scores is None:
-        scores = _given(data.minibatch_scores)
+        scores = given(data.minibatch_scores)
     entry = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
         "candidate_id": str(data.candidate_id),
         "status": str(data.status or "unknown"),
-        "reason": str_or_none(_given(data.reason)),
+        "reason": str_or_none(given(data.reason)),
         "proposal_index": int_or_none(data.proposal_index),
-        "pool_index": int_or_none(_given(data.pool_index)),
-        "mean_score": float_or_none(_given(data.mean_score)),
+        "pool_index": int_or_none(given(data.pool_index)),
+        "mean_score": float_or_none(given(data.mean_score)),
         "scores_json": None if scores is None else dumps(scores),
         "entry_json": dumps(event.fields),
     }

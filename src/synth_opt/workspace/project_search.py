@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synth_opt.events import UNSET, Event
+from synth_opt.events import Event
 from synth_opt.events.types import (
     AcceptanceDecided,
     CandidateRegistered,
@@ -25,6 +25,7 @@ from synth_opt.workspace.rows import (
     canonical,
     dumps,
     float_or_none,
+    given,
     int_or_none,
     sha256,
     str_or_none,
@@ -42,28 +43,23 @@ __all__ = [
 ]
 
 
-def _given(value: Any) -> Any:
-    """A field's value, None for one the event left out."""
-    return None if value is UNSET else value
-
-
 def run_state(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
     data = event.data
     assert isinstance(data, RunState)
     state = str(data.state)
     # the state's own details, as the feed has them (every field but these three)
     detail = {key: value for key, value in event.fields.items() if key not in {"state", "error", "stop_reason"}}
-    error = _given(data.error)
+    error = given(data.error)
     run: dict[str, Any] = {"run_id": k.run_id, "status": state, "status_seq": k.seq, "error": error}
     if state == "created":
-        run.update(created_at=k.ts, config_path=str_or_none(_given(data.config_path)))
+        run.update(created_at=k.ts, config_path=str_or_none(given(data.config_path)))
     transition = {
         "run_id": k.run_id,
         "sequence_number": k.seq,
         "state": state,
         "at": k.ts,
         "error": str_or_none(error),
-        "stop_reason": str_or_none(_given(data.stop_reason)),
+        "stop_reason": str_or_none(given(data.stop_reason)),
         "detail_json": dumps(detail),
     }
     return [Row("runs", run), Row("state_transitions", transition)]
@@ -173,7 +169,7 @@ def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
     rows = [_link(k, "proposal_candidate", source, str(cid), index, **extra) for cid in created.candidate_ids or []]
     if created.candidate_id is not None:
         rows.append(_link(k, "proposal_chosen", source, str(created.candidate_id), index, **extra))
-    onto = _given(created.rebased_onto)
+    onto = given(created.rebased_onto)
     if onto is not None:
         rows.append(_link(k, "rebase_target", str(onto), source, index, **extra))
     return rows

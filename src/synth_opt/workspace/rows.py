@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from synth_opt.events import Event
-from synth_opt.events.types import BudgetUpdated, CandidateRegistered, FrontierUpdated, RunConfig, RunState, Stage
+from synth_opt.events.types import (
+    UNSET,
+    BudgetUpdated,
+    CandidateRegistered,
+    FrontierUpdated,
+    RunConfig,
+    RunState,
+    Stage,
+)
 
 __all__ = [
     "BUDGET_STOP_REASONS",
@@ -20,6 +28,7 @@ __all__ = [
     "canonical",
     "dumps",
     "float_or_none",
+    "given",
     "int_or_none",
     "sha256",
     "stage_kind",
@@ -123,6 +132,11 @@ def canonical(value: Any) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def given(value: Any) -> Any:
+    """A payload field's value, None for one its event left out (:data:`~synth_opt.events.types.UNSET`)."""
+    return None if value is UNSET else value
 
 
 def str_or_none(value: Any) -> str | None:

@@ -29,7 +29,6 @@ __all__ = [
     "OPERATION_KINDS",
     "REQUEST_STATUSES",
     "SCHEMA_VERSION",
-    "TERMINAL_STATUSES",
     "open_service_db",
 ]
 
@@ -37,7 +36,6 @@ APPLICATION_ID = 0x53594E51  # "SYNQ"
 # the strings stored in ``run_requests.status`` are the values of RequestStatus (the CHECK below lists them)
 REQUEST_STATUSES = tuple(status.value for status in RequestStatus)
 LIVE_STATUSES = tuple(status.value for status in RequestStatus if status.live)
-TERMINAL_STATUSES = tuple(status.value for status in RequestStatus if status.terminal)
 OPERATION_KINDS = ("submit", "claim", "start", "heartbeat", "complete", "fail", "cancel", "recover", "release")
 
 
