@@ -62,6 +62,16 @@ def banking77_rule() -> Rule:
     return lambda request: propose(request)[0]
 
 
+def code_review_rule() -> Rule:
+    """The offline code_review cookbook proposer's rule (``cookbooks/code_review/offline_proposer.py``: drop or
+    fence the patterns that fired on clean lines, add a pattern for each missed defect line), its first proposal
+    (the current text when the minibatch gives nothing to change)."""
+    import_cookbooks()
+    from code_review.offline_proposer import propose
+
+    return lambda request: propose(request)[0]
+
+
 class LatencyProposer:
     """Applies a :data:`Rule` to the reflection request after a fixed delay: a pure function of the request.
 
@@ -141,7 +151,8 @@ mode = "off"
 @asynccontextmanager
 async def standing_container(latency_ms: float, *, vocabulary: int = 40, task: str = "words") -> AsyncIterator[str]:
     """``latency_container.py`` in its own process: the word task (``vocabulary`` answer words) or, with
-    ``task = "banking77"``, the Banking77 cookbook container, either one waiting ``latency_ms`` per rollout."""
+    ``task = "banking77"`` or ``"code_review"``, that cookbook's container, each one waiting ``latency_ms`` per
+    rollout."""
     command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
     command += ["--vocabulary", str(vocabulary), "--task", task]
     async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:

@@ -6,9 +6,11 @@ from ``--vocabulary`` words (40 by default). ``GET /stats`` reports how many dis
 Written with the public ``synth-containers`` package, async callbacks.
 
 ``--task banking77`` serves the Banking77 cookbook's container instead (``cookbooks/banking77/container.py``, the
-offline keyword policy, the real data from ``../shared/data/banking77``), each ``POST /rollout`` held for the same
-latency first; its ``GET /stats`` counts the rollouts it answered with 200 (a retried rollout counts again, so
-the count is never below the distinct rollouts served).
+offline keyword policy, the real data from ``../shared/data/banking77``), and ``--task code_review`` the code_review
+cookbook's (``cookbooks/code_review/container.py``, the offline ``checklist`` policy, the 65 diffs of
+``diffs.py``); either one holds each ``POST /rollout`` for the same latency first, and its ``GET /stats`` counts
+the rollouts it answered with 200 (a retried rollout counts again, so the count is never below the distinct
+rollouts served).
 """
 
 from __future__ import annotations
@@ -129,15 +131,29 @@ def build_banking77(latency_seconds: float) -> Any:
     return Latency(build_container(source).fastapi(), latency_seconds)
 
 
+def build_code_review(latency_seconds: float) -> Any:
+    """The code_review cookbook container (its default policy is the offline ``checklist``), each rollout held
+    ``latency_seconds`` before it runs."""
+    from _common import import_cookbooks
+
+    import_cookbooks()
+    from code_review.container import build_container
+
+    return Latency(build_container().fastapi(), latency_seconds)
+
+
+BUILDERS = {"banking77": build_banking77, "code_review": build_code_review}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--vocabulary", type=int, default=40, help="answer words of the word task")
-    parser.add_argument("--task", choices=("words", "banking77"), default="words")
+    parser.add_argument("--task", choices=("words", *BUILDERS), default="words")
     args = parser.parse_args()
     seconds = args.latency_ms / 1000
-    app = build(seconds, args.vocabulary) if args.task == "words" else build_banking77(seconds)
+    app = build(seconds, args.vocabulary) if args.task == "words" else BUILDERS[args.task](seconds)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -9,18 +9,35 @@ flight) once per ``--staleness`` policy (``rebase`` and ``full`` by default). Sa
 ``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and then apply the same deterministic rule to
 the same reflection request (the parent's text and its minibatch records: task row, reward, feedback). gepa's
 proposer is its adapter's ``propose_new_texts`` reading the reflective dataset built from the container's replies;
-synth_opt's is ``_common.LatencyProposer`` through ``GepaRun(proposer=...)``. ``pareto`` parent selection,
-strict-improvement acceptance, no merge, the same seed on both sides.
+synth_opt's is ``_common.LatencyProposer`` through ``GepaRun(proposer=...)``. The task's parent selection (below)
+on both sides, strict-improvement acceptance, no merge, the same seed on both sides.
 
-Two tasks (``--task``):
+Three tasks (``--task``), each with its frozen defaults (minibatch rows, valset/pareto rows, minibatch size,
+budget, parent selection; every one can be overridden by its flag):
 
 - ``banking77`` (default): the Banking77 cookbook's container (real data, the offline keyword policy) and its
   offline proposer's rule (for each failed query, add its most telling words to the expected label's line); 600
-  minibatch rows, 60 valset/pareto rows, minibatch 10, budget 2,000.
+  minibatch rows, 30 valset/pareto rows, minibatch 5, budget 1,000, ``current_best`` (the cookbook's).
+- ``code_review``: the code_review cookbook's container (its 41 train diffs with known defects, several findings
+  per diff, reward = F1 of the findings; the offline ``checklist`` policy) and its offline proposer's rule (drop or
+  fence with ``unless`` a pattern that fired on a clean line, add a pattern for each missed defect line); 25
+  minibatch rows (``train-01..train-25``), 16 valset/pareto rows (``train-26..train-41``; the seed checklist scores
+  0.25 on them), minibatch 5, budget 500, ``current_best`` (the cookbook's).
 - ``words``: a word task built to show what staleness costs. A row scores 1 when the instruction contains its
   answer word (40 words); the proposer appends the answer of the first failed record (``--edit all``: of every
   failed record). Every edit is one word, so two concurrent proposals often make the same edit. 100 minibatch rows,
-  20 valset/pareto rows, minibatch 3, budget 600.
+  20 valset/pareto rows, minibatch 3, budget 600, ``pareto``.
+
+Reuse of evaluations (``--reuse``, ``on`` by default): with ``on``, gepa runs with ``cache_evaluation=True`` and
+synth_opt with ``[gepa] reuse_evaluations = true`` (a (candidate, row) already evaluated in the run is not rolled
+out again; the synth_opt rows then show the reused count); with ``off``, neither. The key is written only when the
+installed synth_opt knows it (older ones reject it; the header says so). gepa's cache keys a result by (candidate,
+data id), and a list passed as trainset or valset has ids 0, 1, ...: with both as lists, a valset row would be
+served the cached score of the trainset row with the same index. So the valset goes to gepa as a loader whose ids
+follow the trainset's (``OffsetRows``: valset row i has id ``len(trainset) + i``), on and off alike. (With two
+lists and the cache on, gepa reported 0.625 instead of 0.5 on ``code_review`` seed 0.) gepa 0.1.4 looks its cache
+up only when it scores the valset (and in merges); minibatch evaluations always run, so with a valset disjoint
+from the trainset its cache saves little.
 
 gepa.optimize() has no option for parallel evaluation: it calls ``adapter.evaluate`` (or ``batch_evaluate``) and
 leaves concurrency to the adapter. The "16 evaluation threads" variant is this adapter's ``evaluate`` mapping the
@@ -30,11 +47,12 @@ Wall time: gepa's ``optimize()`` call; synth_opt's whole ``execute_async()`` (wh
 fetch rows, search, write every artifact). Served = distinct rollouts the container reports (``GET /stats``)
 before and after each run. ``--repeats N`` runs every configuration N times and reports the run with the median
 wall time (the decisions, so calls and scores, are the same in every repeat). ``--seeds A B ...`` runs everything
-once per seed (both sides) and ends with the means over the seeds: on this task the score depends on which
-answer words the sampled minibatches happen to show, so one seed says little about a score difference.
+once per seed (both sides) and ends with the means over the seeds: the score depends on which rows the sampled
+minibatches happen to show, so one seed says little about a score difference.
 
     bash benchmarks/setup_bench_env.sh
     .venv-bench/bin/python benchmarks/vs_gepa.py
+    .venv-bench/bin/python benchmarks/vs_gepa.py --task code_review --seeds 0 1
 """
 
 from __future__ import annotations
@@ -56,8 +74,9 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from _common import LatencyProposer, Rule, banking77_rule, served, standing_container, words_rule
+from _common import LatencyProposer, Rule, banking77_rule, code_review_rule, served, standing_container, words_rule
 from synth_opt import GepaRun, load_config
+from synth_opt.config import GepaSection
 
 try:
     import gepa
@@ -86,6 +105,8 @@ class Row:
     proposals: str
     best_score: float
     added_words: int
+    reused: int | None = None
+    """synth_opt's ``rollouts_reused["total"]`` (evaluations served from the run's earlier ones), when it reports it."""
 
 
 # -- gepa ------------------------------------------------------------------------------------------------------
@@ -96,6 +117,26 @@ class QuietLogger:
 
     def log(self, message: str) -> None:
         return None
+
+
+class OffsetRows:
+    """A gepa ``DataLoader`` over a list whose ids start at ``first_id`` (a list passed as is has ids 0, 1, ...).
+
+    gepa's evaluation cache keys a result by (candidate, data id) in one table for trainset and valset alike; the
+    valset's ids start after the trainset's so a valset row is never served a trainset row's cached score."""
+
+    def __init__(self, items: Sequence[dict[str, Any]], first_id: int) -> None:
+        self.items = list(items)
+        self.first_id = first_id
+
+    def all_ids(self) -> list[int]:
+        return list(range(self.first_id, self.first_id + len(self.items)))
+
+    def fetch(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        return [self.items[data_id - self.first_id] for data_id in ids]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class ContainerAdapter:
@@ -214,7 +255,7 @@ def run_gepa(
         result = gepa.optimize(
             seed_candidate=dict(seed_candidate),
             trainset=trainset,
-            valset=valset,
+            valset=OffsetRows(valset, first_id=len(trainset)),
             adapter=adapter,
             candidate_selection_strategy=args.selector,
             frontier_type="instance",
@@ -230,6 +271,7 @@ def run_gepa(
             track_best_outputs=False,
             display_progress_bar=False,
             raise_on_exception=True,
+            cache_evaluation=args.reuse == "on",
         )
         seconds = time.perf_counter() - started
     finally:
@@ -298,6 +340,7 @@ acceptance = "strict_improvement"
 skip_perfect_score = {str(args.skip_perfect).lower()}
 use_merge = {str(args.merge > 0).lower()}
 max_merge_invocations = {args.merge}
+{reuse_line(args)}
 
 [gepa.pipeline]
 mode = "{mode}"
@@ -314,6 +357,16 @@ mode = "off"
 """
     )
     return path
+
+
+def synth_opt_reuses() -> bool:
+    """Whether the installed synth_opt has ``[gepa] reuse_evaluations`` (an older one rejects the unknown key)."""
+    return "reuse_evaluations" in GepaSection.model_fields
+
+
+def reuse_line(args: argparse.Namespace) -> str:
+    """The ``[gepa]`` line that sets reuse from ``--reuse``, or nothing when synth_opt does not know the key."""
+    return f"reuse_evaluations = {str(args.reuse == 'on').lower()}" if synth_opt_reuses() else ""
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -351,6 +404,7 @@ async def synth_opt_row(
     seconds = time.perf_counter() - started
     count = await served(url) - before
     assert result.best_train_score is not None
+    reused = getattr(result, "rollouts_reused", None)
     return Row(
         "synth_opt",
         mode,
@@ -362,6 +416,7 @@ async def synth_opt_row(
         f"{result.proposals} prop / {result.accepted} acc",
         result.best_train_score,
         added_words(seed, result.best_candidate),
+        int(reused["total"]) if isinstance(reused, Mapping) and "total" in reused else None,
     )
 
 
@@ -386,9 +441,10 @@ async def main(args: argparse.Namespace) -> None:
         f"(standing process), proposer {args.proposer_ms:g} ms; {args.train_rows} minibatch rows, "
         f"{args.pareto_rows} valset/pareto rows, budget {args.budget} metric calls / "
         f"{train} train rollouts{' as gepa used' if train == 'as many' else ''}, minibatch "
-        f"{args.minibatch_size}, seeds {seeds}; skip_perfect_score={args.skip_perfect} on both sides; wall = median "
-        f"of {args.repeats}"
+        f"{args.minibatch_size}, {args.selector} parent selection, seeds {seeds}; skip_perfect_score="
+        f"{args.skip_perfect} on both sides; wall = median of {args.repeats}"
     )
+    print(f"reuse {args.reuse}: {reuse_note(args)}")
     if installed != GEPA_VERSION:
         print(f"warning: gepa {installed} is installed; this benchmark was written against {GEPA_VERSION}")
     by_seed: dict[int, list[Row]] = {}
@@ -454,21 +510,22 @@ def report(rows: list[Row]) -> None:
     fastest = min(gepa_rows, key=lambda row: row.seconds)
     best_score = max(row.best_score for row in gepa_rows)
     header = (
-        f"{'system':<10} {'mode':<16} {'workers':<44} {'wall s':>7} {'calls':>6} {'served':>6} {'props':>5} "
-        f"{'candidates':<18} {'best val':>8} {'+words':>6} {'x gepa best':>11}"
+        f"{'system':<10} {'mode':<16} {'workers':<44} {'wall s':>7} {'calls':>6} {'served':>6} {'reused':>6} "
+        f"{'props':>5} {'candidates':<18} {'best val':>8} {'+words':>6} {'x gepa best':>11}"
     )
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
             f"{row.system:<10} {row.mode:<16} {row.workers:<44} {row.seconds:>7.2f} {row.metric_calls:>6} "
-            f"{row.served:>6} {row.proposer_calls:>5} {row.proposals:<18} {row.best_score:>8.4f} {row.added_words:>6} "
-            f"{row.seconds / fastest.seconds:>11.2f}"
+            f"{row.served:>6} {'-' if row.reused is None else row.reused:>6} {row.proposer_calls:>5} "
+            f"{row.proposals:<18} {row.best_score:>8.4f} {row.added_words:>6} {row.seconds / fastest.seconds:>11.2f}"
         )
     print(
         "calls = metric calls (gepa's own count) or train rollouts (synth_opt's); served = rollouts the container "
-        "served (its GET /stats); props = proposer calls; best val = best mean score on the valset / pareto rows; "
-        "+words = words the best candidate added to the seed"
+        "served (its GET /stats); reused = evaluations synth_opt served from the run's earlier ones (- when not "
+        "reported; gepa reports no count); props = proposer calls; best val = best mean score on the valset / "
+        "pareto rows; +words = words the best candidate added to the seed"
     )
     for row in rows:
         if row.mode == "async_pipelined":
@@ -533,18 +590,40 @@ def synth_budget(args: argparse.Namespace) -> int:
 
 
 def task_rule(args: argparse.Namespace) -> Rule:
-    return banking77_rule() if args.task == "banking77" else words_rule(args.edit)
+    if args.task == "banking77":
+        return banking77_rule()
+    if args.task == "code_review":
+        return code_review_rule()
+    return words_rule(args.edit)
 
 
 def task_name(args: argparse.Namespace) -> str:
     if args.task == "banking77":
         return "task banking77 (cookbook container, keyword policy, offline proposer rule)"
+    if args.task == "code_review":
+        return "task code_review (cookbook container, checklist policy, F1 reward, offline proposer rule)"
     return f"task words ({args.vocabulary} answer words, {args.edit} edit)"
 
 
-# per task: minibatch rows, pareto rows, minibatch size, budget, parent selector
+def reuse_note(args: argparse.Namespace) -> str:
+    """What ``--reuse`` set on each side, for the header."""
+    if args.reuse == "off":
+        synth = (
+            "reuse_evaluations = false" if synth_opt_reuses() else "no reuse_evaluations key (not in this synth_opt)"
+        )
+        return f"gepa without its evaluation cache; synth_opt {synth}"
+    synth = (
+        "reuse_evaluations = true"
+        if synth_opt_reuses()
+        else "this synth_opt has no [gepa] reuse_evaluations: key not written, nothing reused"
+    )
+    return f"gepa cache_evaluation=True; synth_opt {synth}"
+
+
+# per task (frozen: see the module docstring): minibatch rows, pareto rows, minibatch size, budget, parent selector
 TASK_DEFAULTS = {
     "banking77": (600, 30, 5, 1000, "current_best"),
+    "code_review": (25, 16, 5, 500, "current_best"),
     "words": (100, 20, 3, 600, "pareto"),
 }
 
@@ -563,7 +642,9 @@ def parse_args() -> argparse.Namespace:
         "calls gepa really used on the same seed (gepa checks its budget only when an iteration starts)",
     )
     parser.add_argument("--train-rows", type=int, help="minibatch rows: the first N train rows (default: the task's)")
-    parser.add_argument("--pareto-rows", type=int, help="valset / pareto rows: the next N train rows")
+    parser.add_argument(
+        "--pareto-rows", type=int, help="valset / pareto rows: the next N train rows (default: the task's)"
+    )
     parser.add_argument("--minibatch-size", type=int, help="minibatch size (default: the task's)")
     parser.add_argument(
         "--selector",
@@ -601,6 +682,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--delta-max", type=int, default=2, help="synth_opt delta_max (guarded staleness)")
     parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")
+    parser.add_argument(
+        "--reuse",
+        choices=("on", "off"),
+        default="on",
+        help="reuse evaluations within a run: gepa's cache_evaluation and synth_opt's gepa.reuse_evaluations (the "
+        "key is written only when the installed synth_opt has it)",
+    )
     parser.add_argument("--runs-dir", help="keep synth_opt's configs and run directories here (default: a temp dir)")
     args = parser.parse_args()
     defaults = TASK_DEFAULTS[args.task]
