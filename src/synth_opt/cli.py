@@ -313,7 +313,8 @@ def render_summary(result: GepaResult) -> str:
         f"run {result.run_id}: {result.status} (stop reason: {result.stop_reason})",
         f"  train   (pareto rows)   seed {score(result.seed_train_score)}   best {score(result.best_train_score)}",
         f"  heldout                 seed {score(result.seed_heldout_score)}   best {score(result.best_heldout_score)}",
-        f"  rollouts used: {rollouts['train']} train + {rollouts['heldout']} heldout = {rollouts['total']}",
+        f"  rollouts used: {rollouts['train']} train + {rollouts['heldout']} heldout = {rollouts['total']}"
+        + (f" (and {result.rollouts_reused['total']} reused)" if result.rollouts_reused["total"] else ""),
         f"  proposals: {result.proposals}, accepted: {result.accepted}"
         + (f", failed proposals: {result.proposals_failed}" if result.proposals_failed else ""),
         f"  best candidate: {result.best_candidate_id}",

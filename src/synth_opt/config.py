@@ -207,7 +207,7 @@ class WorkersSection(_Section):
 
 class PipelineSection(_Section):
     mode: Literal["sync_serial", "async_pipelined"] = "sync_serial"
-    staleness_policy: Literal["full", "guarded", "rebase"] = "full"
+    staleness_policy: Literal["full", "guarded", "rebase"] = "rebase"
     delta_max: PosInt = 2
     max_in_flight_candidates: PosInt = 8
     workers: WorkersSection = Field(default_factory=WorkersSection)
@@ -246,6 +246,7 @@ class GepaSection(_Section):
     score_threshold: float | None = None
     skip_perfect_score: bool = False
     perfect_score: float = 1.0
+    reuse_evaluations: bool = True
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
 
 
@@ -319,6 +320,8 @@ class GepaConfig(_Section):
         gepa = self.gepa.model_dump(mode="json", exclude=_NON_DECISION_GEPA_KEYS)
         if not self.gepa.skip_perfect_score:  # off: neither key decides anything (and older digests stay)
             del gepa["skip_perfect_score"], gepa["perfect_score"]
+        if self.gepa.reuse_evaluations:  # the default: in the digest only when off (older digests stay)
+            del gepa["reuse_evaluations"]
         return {
             "seed": self.run.seed,
             "dataset": self.dataset.model_dump(mode="json"),

@@ -58,6 +58,7 @@ async def run_pipeline(
     finished: Channel[RolloutDone] = open_channel(plan.job_capacity)
     proposals: Channel[ProposeJob] = open_channel(plan.max_in_flight + 1)
     results: Channel[BatchDone | ProposeDone] = open_channel(plan.result_capacity)
+    reused = finished.send.clone()  # reused rows skip the rollout lane and join their batches in the evaluate lane
     outcome: SearchOutcome | None = None
     try:
         async with anyio.create_task_group() as tg:
@@ -79,7 +80,7 @@ async def run_pipeline(
                 handle=propose,
             )
             results.send.close()
-            outcome = await supervisor.run(results.receive, jobs.send, proposals.send)
+            outcome = await supervisor.run(results.receive, jobs.send, proposals.send, reused)
     except BaseExceptionGroup as group:
         raise collapse_exception_group(group) from None
     assert outcome is not None

@@ -101,6 +101,7 @@ class ProgressModel:
     ledger_heldout: int = 0
     ledger_tokens: int = 0
     ledger_cost_usd: float = 0.0
+    reused: int = 0  # rollouts not made: earlier evaluations stood for them (gepa.reuse_evaluations)
     cost_unknown: bool = False  # a call of unknown cost (no prices): the total is unknown, never $0
     scored_heldout: int = 0
     proposals: int = 0
@@ -153,6 +154,7 @@ class ProgressModel:
                 self.ledger_tokens = int(used.get("tokens") or 0)
                 self.ledger_cost_usd = float(used.get("cost_usd") or 0.0)
                 self.since_improvement = int(budget.since_improvement or 0)
+                self.reused = budget.reused if isinstance(budget.reused, int) else self.reused
             case ProposalPlanned():
                 self.proposals += 1
             case AcceptanceDecided() as decision:
@@ -239,6 +241,8 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         f"{rate:,.0f}/s",
         f"ETA {eta:,.0f}s" if eta else "",
     )
+    if model.reused:
+        budget.add_row("reused", "(earlier evaluations, not rolled out again)", f"{model.reused:,}", "", "")
     if view.heldout_cap:
         budget.add_row(
             "heldout rollouts",

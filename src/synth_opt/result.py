@@ -53,6 +53,7 @@ class GepaResult:
     proposals: int = 0
     accepted: int = 0
     proposals_failed: int = 0
+    rollouts_reused: dict[str, int] = field(default_factory=lambda: {"train": 0, "heldout": 0, "total": 0})
     overrides_applied: dict[str, str] = field(default_factory=dict)
     from_stored_result: bool = False
 

@@ -79,6 +79,7 @@ command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
 [gepa]
 max_train_rollouts = 36
 minibatch_size = 2
+reuse_evaluations = false  # every evaluation live, so the fault lands where the test puts it
 
 [gepa.pipeline]
 mode = "async_pipelined"

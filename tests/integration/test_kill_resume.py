@@ -1,12 +1,13 @@
 """Kill and resume: a run SIGKILLed from outside at seeded points, resumed each time, ends exactly where an
 uninterrupted run of the same config ends.
 
-Each cell of the matrix (pipeline mode x staleness policy x cache mode) runs the config once without interruption,
-then runs it again in another output directory under a chain of ten SIGKILLs: the killer watches ``events.jsonl``
-and kills the process when the file reaches the next of ten line counts drawn by a seeded generator over the
-uninterrupted run's length; the next start resumes (and may itself be killed, so later kills land in resumed runs).
-One more start finishes the run. Its normalized feed, candidate registry, usage, rollouts and best candidate must
-equal the uninterrupted run's, and its workspace must pass its invariant report.
+Each cell of the matrix (pipeline mode x staleness policy x cache mode; evaluation reuse on in all but one cell)
+runs the config once without interruption, then runs it again in another output directory under a chain of ten
+SIGKILLs: the killer watches ``events.jsonl`` and kills the process when the file reaches the next of ten line
+counts drawn by a seeded generator over the uninterrupted run's length; the next start resumes (and may itself be
+killed, so later kills land in resumed runs). One more start finishes the run. Its normalized feed, candidate
+registry, usage, rollouts (used and reused) and best candidate must equal the uninterrupted run's, and its workspace
+must pass its invariant report.
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ DRIVER = Path(__file__).with_name("kill_driver.py")
 KILLS_PER_CELL = 10
 
 CELLS = [
-    ("sync_serial", "full", "off"),
-    ("sync_serial", "full", "readwrite"),
-    *(("async_pipelined", policy, cache) for policy in ("full", "guarded", "rebase") for cache in ("off", "readwrite")),
+    ("sync_serial", "full", "off", "reuse"),
+    ("sync_serial", "full", "readwrite", "reuse"),
+    ("sync_serial", "full", "off", "no-reuse"),
+    *(
+        ("async_pipelined", policy, cache, "reuse")
+        for policy in ("full", "guarded", "rebase")
+        for cache in ("off", "readwrite")
+    ),
 ]
 
 
-def write_config(folder: Path, mode: str, policy: str, cache: str) -> Path:
+def write_config(folder: Path, mode: str, policy: str, cache: str, reuse: str = "reuse") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "gepa.toml"
     path.write_text(
@@ -62,6 +68,7 @@ failure_tolerance = 1.0
 [gepa]
 max_train_rollouts = 150
 minibatch_size = 3
+reuse_evaluations = {"true" if reuse == "reuse" else "false"}
 
 [gepa.pipeline]
 mode = "{mode}"
@@ -176,6 +183,7 @@ def outcome(run_dir: Path) -> dict[str, Any]:
     return {
         "best_candidate_id": manifest["best_candidate_id"],
         "rollouts_used": manifest["rollouts_used"],
+        "rollouts_reused": manifest["rollouts_reused"],
         "usage": usage,
         "stop_reason": manifest["stop_reason"],
         "status": manifest["status"],
@@ -183,14 +191,16 @@ def outcome(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def check_cell(tmp_path: Path, mode: str, policy: str, cache: str) -> list[Kill]:
-    whole = write_config(tmp_path / "whole", mode, policy, cache)
+def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, reuse: str) -> list[Kill]:
+    whole = write_config(tmp_path / "whole", mode, policy, cache, reuse)
     finish(whole)
     whole_dir = whole.parent / "runs" / "kill"
     length = line_count(whole_dir / "events.jsonl")
+    reused = json.loads((whole_dir / "result_manifest.json").read_text())["rollouts_reused"]["total"]
+    assert (reused > 0) == (reuse == "reuse"), reused  # the cell exercises what it names
 
-    parts = write_config(tmp_path / "parts", mode, policy, cache)
-    draw = random.Random(f"{mode}/{policy}/{cache}")
+    parts = write_config(tmp_path / "parts", mode, policy, cache, reuse)
+    draw = random.Random(f"{mode}/{policy}/{cache}" + ("" if reuse == "reuse" else "/no-reuse"))
     points = sorted(draw.sample(range(8, length), KILLS_PER_CELL - 2))
     kills = [kill_at(parts, point) for point in points[:3]]
     kills.append(kill_at(parts, 0, after_state="resumed"))  # a kill inside the resume itself
@@ -220,11 +230,11 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str) -> list[Kill]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "policy", "cache"), CELLS, ids=["/".join(cell) for cell in CELLS])
+@pytest.mark.parametrize(("mode", "policy", "cache", "reuse"), CELLS, ids=["/".join(cell) for cell in CELLS])
 def test_a_run_killed_at_ten_points_resumes_to_the_uninterrupted_result(
-    tmp_path: Path, mode: str, policy: str, cache: str
+    tmp_path: Path, mode: str, policy: str, cache: str, reuse: str
 ) -> None:
-    kills = check_cell(tmp_path, mode, policy, cache)
+    kills = check_cell(tmp_path, mode, policy, cache, reuse)
     assert sum(not kill.finished for kill in kills) >= KILLS_PER_CELL - 1, kills
     if mode == "async_pipelined":
         assert any(kill.in_flight >= 2 for kill in kills), kills

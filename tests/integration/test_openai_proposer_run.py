@@ -89,6 +89,7 @@ async def test_usage_and_cost_of_the_proposer_flow_into_the_result(
 async def test_a_cost_limit_stops_the_run_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
     limits = """max_train_rollouts = 100000
+reuse_evaluations = false
 max_cost_usd = 25.0
 proposer_estimated_cost_usd = 3.0
 rollout_estimated_cost_usd = 0.0001"""

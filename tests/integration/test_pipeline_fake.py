@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -327,6 +328,8 @@ async def test_merge_combines_two_lineages_and_is_timing_independent(tmp_path: P
         (tmp_path / name).mkdir()
         path = write_config(tmp_path / name, name, mode="async_pipelined", rollout_workers=3, budget=600)
         text = path.read_text().replace("minibatch_size = 3", "minibatch_size = 4\nuse_merge = true")
+        # without rebasing, concurrent proposals grow two lineages for the merge to combine
+        text = text.replace("[gepa.pipeline]\n", '[gepa.pipeline]\nstaleness_policy = "full"\n')
         path.write_text(text.replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 2"))
         fake = FakeContainer(
             rows={"train": rows("train", 12), "test": rows("test", 10)},
@@ -350,15 +353,28 @@ async def test_merge_combines_two_lineages_and_is_timing_independent(tmp_path: P
     assert events == decisions(second.event_feed_path)
 
 
+class FillerProposer(LearningProposer):
+    """Adds the missing answer words and a filler word derived from the request, so no child is ever one seen
+    before and every proposal rolls its child out (the budget, not the search, ends the run)."""
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        learned = await super().propose(request)
+        digest = hashlib.sha256(json.dumps(request.to_json(), sort_keys=True).encode()).hexdigest()[:8]
+        return ProposerResult(texts=(f"{learned.texts[0]} z{digest}",), usage=learned.usage)
+
+
 @pytest.mark.anyio
-async def test_sixteen_rollout_workers_never_overshoot_the_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reuse", ["true", "false"])
+async def test_sixteen_rollout_workers_never_overshoot_the_budget(tmp_path: Path, reuse: str) -> None:
     path = write_config(tmp_path, "wide", mode="async_pipelined", rollout_workers=16, budget=157)
-    path.write_text(path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 8"))
+    text = path.read_text().replace("max_in_flight_candidates = 1", "max_in_flight_candidates = 8")
+    path.write_text(text.replace("[gepa]\n", f"[gepa]\nreuse_evaluations = {reuse}\n"))
     fake = new_fake()
     result = await GepaRun(
-        load_config(path), container_transport=jittery(fake, 5), proposer=LearningProposer()
+        load_config(path), container_transport=jittery(fake, 5), proposer=FillerProposer()
     ).execute_async()
     assert result.stop_reason == "max_train_rollouts"
+    assert (result.rollouts_reused["total"] > 0) == (reuse == "true")
     assert result.rollouts_used["train"] <= 157
     assert fake.rollouts_served == result.rollouts_used["total"] <= 157 + 20
 
@@ -440,7 +456,9 @@ async def test_several_proposals_per_call_evaluate_each_and_keep_the_best(tmp_pa
 )
 async def test_stopping_rules_name_themselves(tmp_path: Path, rule: str, proposer: LearningProposer, key: str) -> None:
     path = write_config(tmp_path, "rules", mode="sync_serial", budget=100000)
-    path.write_text(path.read_text().replace("minibatch_size = 3", f"minibatch_size = 3\n{rule}"))
+    # reuse off: once the search has learned every word, reuse would end it first (reuse_evaluations)
+    extra = f"minibatch_size = 3\n{rule}\nreuse_evaluations = false"
+    path.write_text(path.read_text().replace("minibatch_size = 3", extra))
     result = await GepaRun(
         load_config(path), container_transport=new_fake().transport(), proposer=proposer
     ).execute_async()
@@ -571,7 +589,8 @@ async def test_rebased_proposals_build_on_each_other(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_rebase_never_overshoots_the_budget_with_sixteen_rollout_workers(tmp_path: Path) -> None:
     path = pipelined_config(tmp_path, "wide", staleness="rebase", budget=157)
-    path.write_text(path.read_text().replace("rollout = 8", "rollout = 16"))
+    text = path.read_text().replace("rollout = 8", "rollout = 16")
+    path.write_text(text.replace("[gepa]\n", "[gepa]\nreuse_evaluations = false\n"))  # (the budget binds)
     fake = new_fake()
     result = await GepaRun(
         load_config(path), container_transport=jittery(fake, 5), proposer=FirstWordProposer()

@@ -128,7 +128,11 @@ def events(result: Any, cls: type[P]) -> list[P]:
 @pytest.mark.anyio
 async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failures_on_record(tmp_path: Path) -> None:
     proposer = FlakyProposer()
-    config = load_config(write_config(tmp_path / "a", extra="max_consecutive_failures = 10"))
+    # reuse off: once the words are learned, reused parents ask the same reflection request again, which the cache
+    # serves (counted in the usage, not billed), and this test counts bills
+    path = write_config(tmp_path / "a", extra="max_consecutive_failures = 10")
+    path.write_text(path.read_text().replace("[gepa]\n", "[gepa]\nreuse_evaluations = false\n"))
+    config = load_config(path)
     result = await GepaRun(config, container_transport=fake().transport(), proposer=proposer).execute_async()
 
     failed = events(result, ProposalFailed)
@@ -165,6 +169,7 @@ async def test_a_proposer_that_fails_one_call_in_three_completes_with_the_failur
     # a readonly replay decides the failed proposals the same way, from the cache
     replay_path = write_config(tmp_path / "a", cache="readonly", extra="max_consecutive_failures = 10")
     replay_text = replay_path.read_text().replace('run_id = "failures"', 'run_id = "replay"')
+    replay_text = replay_text.replace("[gepa]\n", "[gepa]\nreuse_evaluations = false\n")
     replay_path.write_text(replay_text)
     replay = await GepaRun(load_config(replay_path), proposer=FlakyProposer(always_fail=True)).execute_async()
     comparison = compare_feeds(Path(result.normalized_event_feed_path), Path(replay.normalized_event_feed_path))

@@ -57,6 +57,7 @@ cost_per_million_output_tokens = 0.0
 [gepa]
 max_train_rollouts = {max_train_rollouts}
 minibatch_size = 2
+reuse_evaluations = false  # every proposal rolls out, so the budget ends the run
 
 [cache]
 mode = "off"

@@ -51,6 +51,9 @@ async def test_the_cookbook_llm_config_runs_against_the_real_model(
                 "max_train_rollouts": 6,
                 "max_heldout_rollouts": 4,
                 "max_total_rollouts": None,
+                # reuse off: a free parent minibatch would let the tiny budget buy more calls of the slow real
+                # model (and of its failures): these runs stay as small as they are
+                "reuse_evaluations": False,
                 "minibatch_size": 1,
             },
         },

@@ -49,6 +49,9 @@ def banking77(folder: Path, *, train_rollouts: int = 16, **gepa: Any) -> Path:
                 "max_heldout_rollouts": 8,
                 "max_total_rollouts": None,
                 "max_time_seconds": 600,
+                # reuse off: a free parent minibatch would let the tiny budget buy more calls of the slow real
+                # model (and of its failures): these runs stay as small as they are
+                "reuse_evaluations": False,
                 "minibatch_size": 2,
                 **gepa,
             },

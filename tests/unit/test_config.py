@@ -91,7 +91,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert g.use_merge is False and g.max_merge_invocations == 5
     assert (g.rollout_submission_mode, g.rollout_poll_interval_ms) == ("sync", 250)
     assert g.rollout_async_timeout_seconds == 600 and g.rollout_failure_rate_tolerance == 0.25
-    assert g.pipeline.mode == "sync_serial" and g.pipeline.staleness_policy == "full"
+    assert g.pipeline.mode == "sync_serial" and g.pipeline.staleness_policy == "rebase"
+    assert g.reuse_evaluations is True
     assert g.pipeline.delta_max == 2 and g.pipeline.max_in_flight_candidates == 8
     assert g.pipeline.workers.model_dump() == {"propose": 1, "rollout": 8, "evaluate": 1}
     assert cfg.cache.mode == "readwrite"

@@ -261,6 +261,23 @@ EXAMPLES: list[tuple[t.EventPayload, dict[str, Any]]] = [
         },
     ),
     (
+        t.RolloutCompleted(
+            **{**ROLLOUT, "stage": Stage(None, "seed.pareto"), "verifier_jobs": (), "output": {"turns": ["hi"]}}
+        ),
+        {**ROLLOUT, "stage": "seed.pareto", "verifier_jobs": [], "output": {"turns": ["hi"]}},
+    ),
+    (
+        t.RolloutReused("ro-2", "c1", "t1", Stage(4, "parent"), 0.5, "ro-1"),
+        {
+            "rollout_id": "ro-2",
+            "candidate_id": "c1",
+            "task_id": "t1",
+            "stage": "p4.parent",
+            "reward": 0.5,
+            "source_rollout_id": "ro-1",
+        },
+    ),
+    (
         t.ReflectionRequested(
             3, "c1", "m", ({"task_id": "t1", "reward": 0.0, "feedback": "f", "cut": 10},), 0, 12, "s"
         ),

@@ -51,15 +51,17 @@ def actual_amount(
     proposer: ProposerResult | None = None,
     heldout: bool = False,
 ) -> Amount:
-    """What the work really used. A proposer call of unknown cost is charged at its estimate, so a cost
-    limit still binds when the proposer reports no prices."""
+    """What the work really used (a reused evaluation uses nothing). A proposer call of unknown cost is charged
+    at its estimate, so a cost limit still binds when the proposer reports no prices."""
     usage = Usage()
     rollouts = 0
     for batch in batches:
         if batch is None:
             continue
-        rollouts += len(batch.results)
         for done in batch.results:
+            if done.reused:  # not made: no rollout, no tokens, no cost
+                continue
+            rollouts += 1
             if done.reply is not None:
                 usage += done.reply.usage
     cost = usage.known_cost_usd
@@ -78,21 +80,28 @@ def actual_amount(
 def count_batch(counters: Counters, batch: BatchDone, *, heldout: bool, failure_tolerance: float) -> None:
     """Add a finished batch to the counters; too many failed rollouts end the run (ContainerContractError)."""
     c = counters
+    live, reused = batch.live, batch.reused
     if heldout:
-        c.rollouts_heldout += len(batch.results)
+        c.rollouts_heldout += live
+        c.reused_heldout += reused
     else:
-        c.rollouts_train += len(batch.results)
+        c.rollouts_train += live
+        c.reused_train += reused
     for done in batch.results:
+        if done.reused:
+            continue
         if done.reply is not None:
             c.rollout_usage += done.reply.usage
         else:
             c.degraded += 1
             c.last_error = done.error
-    total = c.rollouts_train + c.rollouts_heldout
+    # the share of the evaluations the search used: reused ones count (a row that always fails is retried live
+    # each time while the rows around it are reused, so a share of live rollouts alone would overstate it)
+    total = c.rollouts_train + c.rollouts_heldout + c.reused_train + c.reused_heldout
     allowed = failure_tolerance * max(total, MIN_ROLLOUTS_FOR_FAILURE_RATE)
     if c.degraded > allowed:
         raise ContainerContractError(
-            f"{c.degraded} of {total} rollouts failed after retries, more than "
+            f"{c.degraded} of {total} evaluations failed after retries, more than "
             f"rollout_failure_rate_tolerance = {failure_tolerance} allows; "
             f"last error: {c.last_error}"
         )

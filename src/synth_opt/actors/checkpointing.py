@@ -23,10 +23,11 @@ def committed_counters(counters: Counters, slots: Iterable[Slot]) -> Counters:
         for batch in (slot.parent_batch, *(child.batch for child in slot.children), slot.pareto_batch):
             if batch is None:
                 continue
-            committed.rollouts_train -= len(batch.results)
+            committed.rollouts_train -= batch.live
+            committed.reused_train -= batch.reused
             committed.degraded -= batch.degraded
             for done in batch.results:
-                if done.reply is not None:
+                if done.reply is not None and not done.reused:
                     committed.rollout_usage = minus_usage(committed.rollout_usage, done.reply.usage)
         if slot.proposal is not None:
             committed.proposer_usage = minus_usage(committed.proposer_usage, slot.proposal.usage)
@@ -44,6 +45,7 @@ def take_snapshot(
     added: dict[int, bool],
     stop_reason: str | None,
     heldout_reserved: Amount,
+    reuse_evaluations: bool,
 ) -> dict[str, Any]:
     """Everything a resume needs, as JSON: the state, the ledger, the committed counters and the in-flight plans."""
     return {
@@ -59,11 +61,13 @@ def take_snapshot(
                 "plan": slot.plan.to_checkpoint(),
                 "reserved": slot.reserved.to_json(),
                 "summary": slot.frontier_summary,
+                "commits_at_plan": slot.commits_at_plan,
             }
             for _, slot in sorted(slots.items())
         ],
         "stop_reason": stop_reason,
         "heldout_reserved": heldout_reserved.to_json(),
+        "reuse_evaluations": reuse_evaluations,
         "best_candidate_id": state.best().candidate_id,
         "pool_size": len(state.pool),
     }
@@ -80,6 +84,7 @@ class Restored:
     stop_reason: str | None
     heldout_reserved: Amount
     slots: dict[int, Slot]
+    reuse_evaluations: bool  # False for a run checkpointed before reuse existed: it goes on without
 
 
 def restore_checkpoint(
@@ -98,5 +103,8 @@ def restore_checkpoint(
     slots: dict[int, Slot] = {}
     for item in snapshot["in_flight"]:
         plan = ProposalPlan.from_checkpoint(item["plan"])
-        slots[plan.index] = Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
-    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots)
+        slot = Slot(plan, Amount.from_json(item["reserved"]), dict(item["summary"]))
+        slot.commits_at_plan = int(item.get("commits_at_plan", 0))
+        slots[plan.index] = slot
+    reuse = bool(snapshot.get("reuse_evaluations", False))
+    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse)

@@ -33,10 +33,13 @@ class RolloutJob:
 
 @dataclass(frozen=True, slots=True)
 class RolloutDone:
+    """A finished rollout; ``reused``: not made, an evaluation committed earlier in the run stands for it."""
+
     job: RolloutJob
     reply: RolloutReply | None
     error: str | None
     duration_seconds: float
+    reused: bool = False
 
     @property
     def reward(self) -> float:
@@ -65,6 +68,15 @@ class BatchDone:
     @property
     def degraded(self) -> int:
         return sum(1 for done in self.results if done.reply is None)
+
+    @property
+    def live(self) -> int:
+        """The rollouts the container served for this batch (the rest were reused)."""
+        return sum(1 for done in self.results if not done.reused)
+
+    @property
+    def reused(self) -> int:
+        return sum(1 for done in self.results if done.reused)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,8 @@ class SupervisorSettings:
     delta_max: int = 2
     skip_perfect_score: bool = False
     perfect_score: float = 1.0
+    reuse_evaluations: bool = False
+    max_commits_without_rollouts: int = 10
 
 
 @dataclass(slots=True)
@@ -112,6 +114,7 @@ class Slot:
     held: bool = False  # (rebase) the accepted child's pareto scoring waits until it is next to commit
     rebase: Rebase | None = None
     failure: str | None = None  # the proposer served an unusable reply: a failed proposal (why, and its start)
+    commits_at_plan: int = 0  # proposals committed when this one was planned: the evaluations it may reuse
 
     @property
     def pool_parent_ids(self) -> tuple[str, ...]:
@@ -150,17 +153,22 @@ class SearchOutcome:
     proposals: int
     accepted: int
     proposals_failed: int = 0
+    reused_train: int = 0
+    reused_heldout: int = 0
 
 
 @dataclass(slots=True)
 class Counters:
-    rollouts_train: int = 0
+    rollouts_train: int = 0  # served live (the budgets count these)
     rollouts_heldout: int = 0
+    reused_train: int = 0  # taken from the run's earlier evaluations (gepa.reuse_evaluations)
+    reused_heldout: int = 0
     degraded: int = 0
     last_error: str | None = None
     accepted: int = 0
     rejected: int = 0
     commits_since_improvement: int = 0
+    commits_without_rollouts: int = 0  # in a row: proposals that rolled nothing out (all reused)
     proposer_calls: int = 0  # committed proposals that called the proposer
     proposer_failures: int = 0  # of those, the failed ones
     consecutive_proposer_failures: int = 0
@@ -171,11 +179,14 @@ class Counters:
         return {
             "rollouts_train": self.rollouts_train,
             "rollouts_heldout": self.rollouts_heldout,
+            "reused_train": self.reused_train,
+            "reused_heldout": self.reused_heldout,
             "degraded": self.degraded,
             "last_error": self.last_error,
             "accepted": self.accepted,
             "rejected": self.rejected,
             "commits_since_improvement": self.commits_since_improvement,
+            "commits_without_rollouts": self.commits_without_rollouts,
             "proposer_calls": self.proposer_calls,
             "proposer_failures": self.proposer_failures,
             "consecutive_proposer_failures": self.consecutive_proposer_failures,

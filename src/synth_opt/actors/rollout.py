@@ -13,7 +13,7 @@ from synth_opt.container.circuit import ContainerOutageError
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus, Stage
-from synth_opt.events.types import RolloutCompleted, RolloutDegraded
+from synth_opt.events.types import UNSET, RolloutCompleted, RolloutDegraded
 
 __all__ = ["RolloutRunner", "rollout_handler", "trace_digest"]
 
@@ -27,12 +27,14 @@ def rollout_handler(
     policy: dict[str, Any],
     submission_mode: str,
     run_id: str,
+    keep_output: bool = False,
 ) -> Callable[[RolloutJob], Awaitable[RolloutDone]]:
     """A handler for the rollout lane. A rollout that ends in a task failure, or in a transport failure that the
     container's outage circuit judged to be its own row's (:mod:`synth_opt.container.circuit`), comes back as a
     *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance. An outage
     (:class:`~synth_opt.container.circuit.ContainerOutageError`) is never an outcome: it ends the run, and no
-    rollout it touched reaches the supervisor."""
+    rollout it touched reaches the supervisor. ``keep_output``: the ``rollout.completed`` line keeps the reply's
+    trace (evaluation reuse rebuilds its store from the feed on a resume)."""
 
     async def handle(job: RolloutJob) -> RolloutDone:
         request = RolloutRequest(
@@ -72,6 +74,7 @@ def rollout_handler(
                 duration_seconds=round(duration, 6),
                 usage=None if reply is None else reply.usage.to_dict(),
                 verifier_jobs=tuple(verifiers),
+                output=reply.trace if keep_output and reply is not None else UNSET,
             ),
             f"{job.stage} {job.candidate_id} on {job.task_id}",
             lane="rollout",

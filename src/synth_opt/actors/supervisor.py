@@ -12,7 +12,10 @@ state strictly in proposal order (a reorder buffer), so a run's decisions never 
 - decision events are emitted at commit time, in commit order; transport events are emitted as they happen;
 - with ``staleness_policy = "rebase"``, an accepted child's pareto scoring waits until every earlier proposal has
   committed; the child is then carried onto the best descendant of its parent that joined the pool since the
-  plan (:mod:`~synth_opt.gepa.rebase`), a fixed pool version again, so still no timing.
+  plan (:mod:`~synth_opt.gepa.rebase`), a fixed pool version again, so still no timing;
+- with ``reuse_evaluations``, a batch takes the replies of the evaluations committed before its proposal was
+  planned (and of the proposal's own earlier batches) instead of rolling those rows out again
+  (:mod:`~synth_opt.actors.evaluations`): a fixed set again; the reused rows reach the evaluate lane directly.
 
 This module holds the loop and the order of things; what each step computes lives beside it: budget amounts and
 counters (:mod:`~synth_opt.actors.accounting`), decisions (:mod:`~synth_opt.actors.decisions`), stop rules
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from typing import Any
 
@@ -41,8 +45,16 @@ from synth_opt.actors.decisions import (
     failure_summary,
     prune_added,
 )
+from synth_opt.actors.evaluations import EvaluationStore, Lookup
 from synth_opt.actors.heldout import HeldoutPhase
-from synth_opt.actors.messages import BatchDone, ProposeDone, ProposeJob, RolloutJob, SupervisorMessage
+from synth_opt.actors.messages import (
+    BatchDone,
+    ProposeDone,
+    ProposeJob,
+    RolloutDone,
+    RolloutJob,
+    SupervisorMessage,
+)
 from synth_opt.actors.records import (
     Batch,
     CheckpointSink,
@@ -71,7 +83,7 @@ from synth_opt.actors.supervisor_events import (
 )
 from synth_opt.errors import BudgetExceededError, ProposerReplyError
 from synth_opt.events import EventBus, Stage
-from synth_opt.events.types import SearchStopped
+from synth_opt.events.types import RolloutReused, SearchStopped
 from synth_opt.gepa import (
     Amount,
     BudgetLedger,
@@ -127,6 +139,9 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
         self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
+        self._reused_out: MemoryObjectSendStream[RolloutDone] | None = None
+        self._reuse = settings.reuse_evaluations
+        self.evaluations = EvaluationStore()
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -135,9 +150,27 @@ class Supervisor:
         inbox: MemoryObjectReceiveStream[SupervisorMessage],
         rollout_out: MemoryObjectSendStream[RolloutJob],
         propose_out: MemoryObjectSendStream[ProposeJob],
+        reused_out: MemoryObjectSendStream[RolloutDone] | None = None,
+    ) -> SearchOutcome:
+        """``reused_out``: the evaluate lane's inbox, where reused rows join their batches (needed only with
+        ``reuse_evaluations``)."""
+        if self._reuse and reused_out is None:
+            raise ValueError("reuse_evaluations needs the evaluate lane's inbox (reused_out)")
+        async with AsyncExitStack() as streams:
+            if reused_out is not None:  # closed last: the evaluate lane ends once every sender has closed
+                await streams.enter_async_context(reused_out)
+            return await self._run(inbox, rollout_out, propose_out, reused_out)
+
+    async def _run(
+        self,
+        inbox: MemoryObjectReceiveStream[SupervisorMessage],
+        rollout_out: MemoryObjectSendStream[RolloutJob],
+        propose_out: MemoryObjectSendStream[ProposeJob],
+        reused_out: MemoryObjectSendStream[RolloutDone] | None,
     ) -> SearchOutcome:
         async with inbox, rollout_out, propose_out, anyio.create_task_group() as tg:
             self._tg, self._rollout_out, self._propose_out = tg, rollout_out, propose_out
+            self._reused_out = reused_out
             if self._resumed:
                 self._continue_after_resume()
             else:
@@ -164,7 +197,11 @@ class Supervisor:
         stage: str,
         proposal: int | None,
         child_index: int = 0,
+        *,
+        reuse: Lookup | None = None,
     ) -> None:
+        """Send a batch to the lanes: each row to the rollout lane, or (``reuse`` finds its reply) straight to
+        the evaluate lane as a reused rollout."""
         assert self._tg is not None
         cid = candidate_id(candidate)
         batch_id = self._next_batch
@@ -184,10 +221,29 @@ class Supervisor:
             )
             for position, row in enumerate(rows)
         ]
-        self._tg.start_soon(self._send_jobs, jobs)
+        reused: list[RolloutDone] = []
+        if reuse is not None and self._reuse:
+            live: list[RolloutJob] = []
+            for job in jobs:
+                reply = reuse(cid, job.task_id)
+                if reply is None:
+                    live.append(job)
+                    continue
+                reused.append(RolloutDone(job, reply, None, 0.0, reused=True))
+                self.bus.emit(
+                    RolloutReused(job.rollout_id, cid, job.task_id, Stage.parse(stage), reply.reward, reply.rollout_id),
+                    f"{stage} {cid} on {job.task_id}: reused {reply.rollout_id}",
+                    lane="supervisor",
+                )
+            jobs = live
+        self._tg.start_soon(self._send_jobs, jobs, reused)
 
-    async def _send_jobs(self, jobs: list[RolloutJob]) -> None:
+    async def _send_jobs(self, jobs: list[RolloutJob], reused: list[RolloutDone]) -> None:
         assert self._rollout_out is not None
+        if reused:
+            assert self._reused_out is not None
+            for done in reused:
+                await self._reused_out.send(done)
         for job in jobs:
             await self._rollout_out.send(job)
 
@@ -208,6 +264,7 @@ class Supervisor:
     def _on_seed(self, batch: BatchDone) -> None:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), actual_amount(self.ledger, batch))
         record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
+        self.evaluations.add(batch, visible_from=0)
         emit_candidate(self.bus, record.candidate_id, record.payload, (), None, None)
         record_entry(self.registry, self.bus, {**record.to_json(), "status": "seed"})
         emit_seed_scored(self.bus, record)
@@ -235,7 +292,9 @@ class Supervisor:
             amount = proposal_estimate(self.ledger, self.state, self.settings.proposals_per_call, plan)
             if self.ledger.reserve(amount, elapsed_seconds=elapsed) is not None:  # amount <= the worst case
                 raise AssertionError(f"proposal {plan.index} exceeds the worst case it was checked against")
-            slot = self._slots[plan.index] = Slot(plan, amount, frontier_summary(self.state, plan))
+            slot = self._slots[plan.index] = Slot(
+                plan, amount, frontier_summary(self.state, plan), commits_at_plan=self._next_commit
+            )
             emit_planned(self.bus, plan)
             self._start_slot(slot)
         self._maybe_finish_search()
@@ -247,10 +306,16 @@ class Supervisor:
         if plan.merge is not None:
             merged = Child(plan.merge.payload, plan.merge.candidate_id)
             slot.children.append(merged)
-            self._dispatch("child", merged.payload, list(plan.minibatch), f"p{plan.index}.merge", plan.index)
+            stage = f"p{plan.index}.merge"
+            self._dispatch("child", merged.payload, list(plan.minibatch), stage, plan.index, reuse=self._lookup(slot))
         else:
             parent = self.state.by_id[plan.parent_id].payload
-            self._dispatch("parent", parent, list(plan.minibatch), f"p{plan.index}.parent", plan.index)
+            stage = f"p{plan.index}.parent"
+            self._dispatch("parent", parent, list(plan.minibatch), stage, plan.index, reuse=self._lookup(slot))
+
+    def _lookup(self, slot: Slot, *own: BatchDone | None) -> Lookup:
+        """What the slot's next batch may reuse: the evaluations committed before its plan, and ``own``."""
+        return self.evaluations.lookup(slot.commits_at_plan, *own)
 
     def _stop(self, reason: str, message: str) -> None:
         if self._stop_reason is None:
@@ -317,8 +382,10 @@ class Supervisor:
         if slot.unchanged:
             self._advance()
             return
+        lookup = self._lookup(slot)  # (a child equal to a candidate evaluated before)
         for index, child in enumerate(slot.children):
-            self._dispatch("child", child.payload, list(plan.minibatch), f"p{plan.index}.child", plan.index, index)
+            stage = f"p{plan.index}.child"
+            self._dispatch("child", child.payload, list(plan.minibatch), stage, plan.index, index, reuse=lookup)
 
     # -- the reorder buffer ---------------------------------------------------------------------------------
 
@@ -363,7 +430,8 @@ class Supervisor:
 
     def _dispatch_pareto(self, slot: Slot, payload: dict[str, str]) -> None:
         index = slot.plan.index
-        self._dispatch("pareto", payload, list(self.state.pareto_ids), f"p{index}.pareto", index)
+        lookup = self._lookup(slot, slot.parent_batch, *(child.batch for child in slot.children))
+        self._dispatch("pareto", payload, list(self.state.pareto_ids), f"p{index}.pareto", index, reuse=lookup)
 
     # -- rebasing -------------------------------------------------------------------------------------------
 
@@ -412,6 +480,8 @@ class Supervisor:
             slot.reserved,
             actual_amount(self.ledger, slot.parent_batch, *child_batches, slot.pareto_batch, proposer=slot.proposal),
         )
+        for batch in (slot.parent_batch, *child_batches, slot.pareto_batch):  # reusable by proposals planned next
+            self.evaluations.add(batch, visible_from=plan.index + 1)
         chosen_id = plan.parent_id if chosen is None else chosen.candidate_id
         if self._rebasing:  # every earlier proposal has committed: the gap is exact
             slot.staleness = self.state.staleness(plan)
@@ -453,6 +523,10 @@ class Supervisor:
             self.counters.commits_since_improvement = 0
         else:
             self.counters.commits_since_improvement += 1
+        if any(batch is not None and batch.live for batch in (slot.parent_batch, *child_batches, slot.pareto_batch)):
+            self.counters.commits_without_rollouts = 0
+        else:
+            self.counters.commits_without_rollouts += 1
         stop = first_stop(
             StopView(
                 commits=plan.index + 1,
@@ -460,11 +534,13 @@ class Supervisor:
                 commits_since_improvement=self.counters.commits_since_improvement,
                 score_threshold=self.settings.score_threshold,
                 no_improvement_iterations=self.settings.no_improvement_iterations,
+                commits_without_rollouts=self.counters.commits_without_rollouts,
+                max_commits_without_rollouts=self.settings.max_commits_without_rollouts if self._reuse else None,
             )
         )
         if stop is not None:
             self._stop(*stop)
-        emit_budget(self.bus, self.ledger, self.counters, plan.index)
+        emit_budget(self.bus, self.ledger, self.counters, plan.index, reuse=self._reuse)
 
     # -- the end --------------------------------------------------------------------------------------------
 
@@ -478,7 +554,8 @@ class Supervisor:
 
     def _start_heldout(self) -> None:
         def dispatch(payload: dict[str, str], rows: list[str]) -> None:
-            self._dispatch("heldout", payload, rows, "heldout", None)
+            # every proposal has committed: the whole store is fixed
+            self._dispatch("heldout", payload, rows, "heldout", None, reuse=self.evaluations.lookup(None))
 
         if not self._heldout.start(self.state, self.ledger, self.settings.heldout_ids, self._set_state, dispatch):
             self._finish()
@@ -516,13 +593,25 @@ class Supervisor:
             added=self._added,
             stop_reason=self._stop_reason,
             heldout_reserved=self._heldout.reserved,
+            reuse_evaluations=self._reuse,
         )
 
     def resume(
-        self, snapshot: dict[str, Any], records: dict[str, CandidateRecord], registry: dict[str, dict[str, Any]]
+        self,
+        snapshot: dict[str, Any],
+        records: dict[str, CandidateRecord],
+        registry: dict[str, dict[str, Any]],
+        evaluations: EvaluationStore | None = None,
     ) -> None:
-        """Return to a checkpoint before ``run``: the run then re-dispatches the work that was in flight."""
+        """Return to a checkpoint before ``run``: the run then re-dispatches the work that was in flight.
+        ``evaluations``: the store rebuilt from the feed kept at the checkpoint (with ``reuse_evaluations``; a run
+        checkpointed before reuse existed goes on without it)."""
         restored = restore_checkpoint(snapshot, self.state, records, self.ledger)
+        self._reuse = self._reuse and restored.reuse_evaluations
+        if self._reuse:
+            if evaluations is None:
+                raise ValueError("resuming a run that reuses evaluations needs the store rebuilt from its feed")
+            self.evaluations = evaluations
         self.ledger = restored.ledger
         self.counters = restored.counters
         self.registry = dict(registry)
@@ -562,4 +651,6 @@ class Supervisor:
             proposals=self._next_commit,
             accepted=self.counters.accepted,
             proposals_failed=self.counters.proposer_failures,
+            reused_train=self.counters.reused_train,
+            reused_heldout=self.counters.reused_heldout,
         )

@@ -164,7 +164,10 @@ def emit_frontier(bus: EventBus, state: GepaState, changed: list[str]) -> None:
     )
 
 
-def emit_budget(bus: EventBus, ledger: BudgetLedger, counters: Counters, proposal_index: int) -> None:
+def emit_budget(
+    bus: EventBus, ledger: BudgetLedger, counters: Counters, proposal_index: int, *, reuse: bool = False
+) -> None:
+    """The budget after a commit; ``reuse``: with the count of reused rollouts (``reused``)."""
     used = ledger.used
     bus.emit(
         BudgetUpdated(
@@ -175,6 +178,7 @@ def emit_budget(bus: EventBus, ledger: BudgetLedger, counters: Counters, proposa
             counters.accepted,
             counters.rejected,
             counters.commits_since_improvement,
+            counters.reused_train + counters.reused_heldout if reuse else UNSET,
         ),
         f"rollouts used {used.rollouts}; train remaining {ledger.remaining_train()}",
         lane="supervisor",

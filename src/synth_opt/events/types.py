@@ -61,6 +61,7 @@ __all__ = [
     "ReflectionRequested",
     "RolloutCompleted",
     "RolloutDegraded",
+    "RolloutReused",
     "RunConfig",
     "RunDiscarded",
     "RunFinished",
@@ -598,6 +599,7 @@ class BudgetUpdated(EventPayload):
     accepted: int
     rejected: int
     since_improvement: int
+    reused: int | Unset = UNSET  # rollouts the run did not make (evaluation reuse on)
 
 
 @_register
@@ -646,6 +648,9 @@ class _Rollout(EventPayload):
     duration_seconds: float
     usage: dict[str, Any] | None
     verifier_jobs: tuple[dict[str, Any], ...]
+    # the container's trace (what the policy saw and did), kept when the run reuses evaluations: a resume rebuilds
+    # its store of evaluations from the feed, and a reused row shows the proposer this output again
+    output: Any | Unset = UNSET
 
 
 @_register
@@ -662,6 +667,22 @@ class RolloutDegraded(_Rollout):
     """A degraded attempt: a task failure or the row's own transport failure (``error`` says which)."""
 
     TYPE: ClassVar[str] = "rollout.degraded"
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class RolloutReused(EventPayload):
+    """A rollout the run did not make (``gepa.reuse_evaluations``): the same candidate's evaluation on the same row,
+    committed earlier in the run as ``source_rollout_id``, stands for it, reward, output and feedback."""
+
+    TYPE: ClassVar[str] = "rollout.reused"
+    KEY: ClassVar[tuple[str, ...]] = ("rollout_id",)
+    rollout_id: str
+    candidate_id: str
+    task_id: str
+    stage: Stage = field(metadata={_STAGE: True})
+    reward: float
+    source_rollout_id: str
 
 
 @_register

@@ -2,9 +2,9 @@
 small immutable :class:`StopView`), registered by name in :data:`STOPPING_RULES`.
 
 After every commit the supervisor asks the registered rules in registration order (the built-in ones first:
-``score_threshold``, then ``no_improvement_iterations``) and stops on the first :class:`Stop`. A rule whose
-``[gepa]`` key is unset never stops. Adding a rule is one class and :func:`register_stopping_rule`; a rule's own
-parameters are fields of its instance.
+``score_threshold``, ``no_improvement_iterations``, then ``reuse_evaluations``) and stops on the first
+:class:`Stop`. A rule whose ``[gepa]`` key is unset never stops. Adding a rule is one class and
+:func:`register_stopping_rule`; a rule's own parameters are fields of its instance.
 
 The budget's stop is not one of them: it is decided when the next proposal is planned, not after a commit, and a
 proposal that does not fit while others are in flight waits instead of stopping (:func:`budget_stop`).
@@ -21,6 +21,7 @@ from synth_opt.registry import Registry
 __all__ = [
     "STOPPING_RULES",
     "NoImprovement",
+    "NothingToRollOut",
     "ScoreThreshold",
     "Stop",
     "StopView",
@@ -51,6 +52,10 @@ class StopView:
     """Commits since the best mean last rose (0 right after it rose)."""
     score_threshold: float | None = None
     no_improvement_iterations: int | None = None
+    commits_without_rollouts: int = 0
+    """Commits in a row whose proposal made no live rollout (evaluation reuse served all it needed)."""
+    max_commits_without_rollouts: int | None = None
+    """With evaluation reuse: how many such commits end the search (None: never)."""
 
 
 class StoppingRule(Protocol):
@@ -88,6 +93,26 @@ class NoImprovement:
         return Stop(self.name, f"no improvement in {limit} proposals")
 
 
+@dataclass(frozen=True, slots=True)
+class NothingToRollOut:
+    """With ``gepa.reuse_evaluations``: stop after ``max_commits_without_rollouts`` commits in a row whose proposals
+    rolled nothing out (each reused every evaluation it needed: a proposer that keeps proposing known candidates
+    from a parent already evaluated on every row). Such a proposal uses no rollout budget, so without this rule
+    the search would go round in circles for ever."""
+
+    name: str = "reuse_evaluations"
+
+    def check(self, view: StopView) -> Stop | None:
+        limit = view.max_commits_without_rollouts
+        if limit is None or view.commits_without_rollouts < limit:
+            return None
+        return Stop(
+            self.name,
+            f"{view.commits_without_rollouts} proposals in a row rolled nothing out: every evaluation they needed "
+            "was known already (the proposer keeps proposing known candidates)",
+        )
+
+
 STOPPING_RULES: Registry[StoppingRule] = Registry("stopping rule")
 """The registered stopping rules by name, in the order they are asked."""
 
@@ -105,6 +130,7 @@ def get_stopping_rule(name: str) -> StoppingRule:
 
 register_stopping_rule(ScoreThreshold())
 register_stopping_rule(NoImprovement())
+register_stopping_rule(NothingToRollOut())
 
 
 def first_stop(view: StopView, rules: Iterable[StoppingRule] | None = None) -> Stop | None:

@@ -210,6 +210,11 @@ class RunArtifacts:
             proposals=outcome.proposals,
             accepted=outcome.accepted,
             proposals_failed=outcome.proposals_failed,
+            rollouts_reused={
+                "train": outcome.reused_train,
+                "heldout": outcome.reused_heldout,
+                "total": outcome.reused_train + outcome.reused_heldout,
+            },
             overrides_applied=dict(self.config.overrides_applied),
         )
         manifest = {

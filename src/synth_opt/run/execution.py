@@ -441,7 +441,9 @@ class _Execution:
                 checkpoint=self.checkpoints.offer if self.workspace_db is not None else None,
             )
             if self.resume is not None:
-                supervisor.resume(self.resume.snapshot, self.resume.records, self.resume.registry)
+                supervisor.resume(
+                    self.resume.snapshot, self.resume.records, self.resume.registry, self.resume.evaluations
+                )
             self.plan_json = plan.to_json()
             self.supervisor = supervisor
             policy = config.policy.model_dump(exclude_none=True)
@@ -458,6 +460,7 @@ class _Execution:
                     policy=policy,
                     submission_mode=config.gepa.rollout_submission_mode,
                     run_id=self.run_id,
+                    keep_output=config.gepa.reuse_evaluations,
                 ),
                 propose=propose_handler(
                     proposer,

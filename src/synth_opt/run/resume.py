@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synth_opt.actors.evaluations import EvaluationStore
 from synth_opt.events import Event, Stage
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import (
@@ -34,6 +35,7 @@ from synth_opt.events.types import (
     ReflectionRequested,
     RolloutCompleted,
     RolloutDegraded,
+    RolloutReused,
     shared_field,
 )
 from synth_opt.gepa import CandidateRecord
@@ -54,7 +56,8 @@ DERIVED_FILES = (
 
 DISCARDED_LINE = EventDiscarded.TYPE  # a feed line a resume replaced (what it spent, and whether that is paid again)
 # Transport lines of work in flight: a resume drops those of proposals that had not committed at its checkpoint.
-IN_FLIGHT = (RolloutCompleted, RolloutDegraded, ReflectionRequested, ProposerCalled, ProposerFailed)
+IN_FLIGHT = (RolloutCompleted, RolloutDegraded, RolloutReused, ReflectionRequested, ProposerCalled, ProposerFailed)
+ROLLOUT_LINES = (RolloutCompleted, RolloutDegraded, RolloutReused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,7 @@ class ResumePoint:
     registry: dict[str, dict[str, Any]]
     discarded: Discarded = field(default_factory=Discarded)
     last_sequence_number: int | None = None  # the feed's last line: the resumed run numbers its events after it
+    evaluations: EvaluationStore = field(default_factory=EvaluationStore)  # what the kept feed had evaluated
 
     @property
     def sequence_number(self) -> int:
@@ -210,11 +214,12 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
         for cid, entry in registry.items()
         if entry.get("status") in ("seed", "accepted")
     }
+    evaluations = EvaluationStore.from_events(kept)
     for name in DERIVED_FILES:
         (run_dir / name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (run_dir / f"workspace.sqlite{suffix}").unlink(missing_ok=True)
-    return ResumePoint(snapshot, records, registry, total, last)
+    return ResumePoint(snapshot, records, registry, total, last, evaluations)
 
 
 def _discarded_line(event: Event, *, paid_again: bool) -> Event:
@@ -243,7 +248,7 @@ def _in_flight(event: Event, commits: int) -> bool:
     data = event.read_partially().data
     if not isinstance(data, IN_FLIGHT):
         return False
-    if isinstance(data, RolloutCompleted | RolloutDegraded):  # a rollout says its proposal in its stage
+    if isinstance(data, ROLLOUT_LINES):  # a rollout says its proposal in its stage
         index = data.stage.proposal if isinstance(data.stage, Stage) else None
     else:
         index = data.proposal_index

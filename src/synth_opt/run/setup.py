@@ -122,6 +122,9 @@ def supervisor_settings(
         delta_max=config.gepa.pipeline.delta_max,
         skip_perfect_score=config.gepa.skip_perfect_score,
         perfect_score=config.gepa.perfect_score,
+        reuse_evaluations=config.gepa.reuse_evaluations,
+        # a whole epoch of minibatches (and at least 10 proposals) with nothing rolled out: the search is stuck
+        max_commits_without_rollouts=max(10, -(-len(dataset.minibatch_ids) // config.gepa.minibatch_size)),
         proposer_max_consecutive_failures=config.proposer.max_consecutive_failures,
         proposer_failure_tolerance=config.proposer.failure_tolerance,
         max_feedback_chars=config.proposer.max_feedback_chars,
@@ -164,6 +167,16 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
             (
                 "gepa.pipeline.delta_max",
                 f'is used only with staleness_policy = "guarded" (this run uses "{pipeline.staleness_policy}")',
+            )
+        )
+    temperature = config.policy.temperature or 0.0
+    if g.reuse_evaluations and temperature > 0:
+        found.append(
+            (
+                "gepa.reuse_evaluations",
+                f"is on with policy.temperature = {temperature:g}: a candidate's reply on a row is sampled once and "
+                "reused, which hides the policy's sampling noise from the search; set gepa.reuse_evaluations = "
+                "false for a stochastic policy",
             )
         )
     if not g.skip_perfect_score and "perfect_score" in given:

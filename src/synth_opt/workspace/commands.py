@@ -94,6 +94,8 @@ def render_status(status: dict[str, Any]) -> list[Table]:
         summary.add_row(
             "rollouts used / train cap", f"{_cell(stopper.get('rollouts_used'))} / {_cell(stopper.get('train_cap'))}"
         )
+        if stopper.get("rollouts_reused") is not None:
+            summary.add_row("rollouts reused", _cell(stopper.get("rollouts_reused")))
         usage = run.get("usage") or {}
         summary.add_row("tokens / cost", f"{_cell(usage.get('total_tokens'))} / {_cell(usage.get('cost_usd'))}")
         report = run["invariant_report"]

@@ -205,10 +205,11 @@ def stopper_state(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row
         train_cap = int_or_none(data.train_cap)
         generation = (int_or_none(data.proposal_index) or 0) + 1
         accepted, rejected = int_or_none(data.accepted), int_or_none(data.rejected)
+        reused = int_or_none(data.reused)
         candidate = ctx.best_candidate_id
     else:
         used, reserved, train_cap = ctx.used, ctx.reserved, ctx.train_cap
-        generation, accepted, rejected = ctx.generation, ctx.accepted, ctx.rejected
+        generation, accepted, rejected, reused = ctx.generation, ctx.accepted, ctx.rejected, ctx.reused
         best = data.best_candidate_id if isinstance(data, RunFinished) else None
         candidate = str_or_none(best) or ctx.best_candidate_id
     stop_reason = None if isinstance(data, BudgetUpdated) else str_or_none(data.stop_reason)
@@ -225,6 +226,7 @@ def stopper_state(event: Event, k: EventKey, ctx: ProjectionContext) -> list[Row
         "rollouts_used": None if train_used is None else train_used + (heldout_used or 0),
         "train_rollouts_used": train_used,
         "heldout_rollouts_used": heldout_used,
+        "rollouts_reused": reused,
         "train_cap": train_cap,
         "remaining_train_rollouts": remaining,
         "proposer_calls": int_or_none(used.get("proposer_calls")),

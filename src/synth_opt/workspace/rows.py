@@ -73,6 +73,7 @@ class ProjectionContext:
     generation: int = 0
     accepted: int = 0
     rejected: int = 0
+    reused: int | None = None
 
     def observe(self, event: Event) -> None:
         if event.type not in _OBSERVED:  # most events (every rollout's) need no payload
@@ -99,6 +100,7 @@ class ProjectionContext:
             self.generation = (int_or_none(data.proposal_index) or 0) + 1
             self.accepted = int_or_none(data.accepted) or 0
             self.rejected = int_or_none(data.rejected) or 0
+            self.reused = int_or_none(data.reused)
 
 
 _OBSERVED = frozenset(cls.TYPE for cls in (CandidateRegistered, RunConfig, FrontierUpdated, RunState, BudgetUpdated))

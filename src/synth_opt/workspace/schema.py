@@ -200,7 +200,10 @@ _V1: tuple[str, ...] = (
     *HEALTH_TABLES,
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# 2: the rollouts a run did not make, its evaluations reused (budget.updated's ``reused``)
+_V2: tuple[str, ...] = ("ALTER TABLE stopper_states ADD COLUMN rollouts_reused INTEGER",)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Rebuilt by a repair, children before parents (foreign keys cascade from candidates and rollouts).

@@ -17,7 +17,7 @@ from synth_opt.gepa import (
     get_stopping_rule,
     register_stopping_rule,
 )
-from synth_opt.gepa.stopping import NoImprovement, ScoreThreshold
+from synth_opt.gepa.stopping import NoImprovement, NothingToRollOut, ScoreThreshold
 
 
 def view(**fields: float | int | None) -> StopView:
@@ -47,8 +47,17 @@ def test_no_improvement_stops_after_that_many_commits_without_a_better_best() ->
     )
 
 
+def test_nothing_to_roll_out_stops_a_search_that_only_reuses() -> None:
+    rule = NothingToRollOut()
+    assert rule.check(view(commits_without_rollouts=500)) is None  # reuse off: never
+    assert rule.check(view(commits_without_rollouts=9, max_commits_without_rollouts=10)) is None
+    stop = rule.check(view(commits_without_rollouts=10, max_commits_without_rollouts=10))
+    assert stop is not None and stop.reason == "reuse_evaluations"
+    assert stop.message.startswith("10 proposals in a row rolled nothing out")
+
+
 def test_the_rules_are_asked_in_order_and_the_first_stop_wins() -> None:
-    assert list(STOPPING_RULES) == ["score_threshold", "no_improvement_iterations"]
+    assert list(STOPPING_RULES) == ["score_threshold", "no_improvement_iterations", "reuse_evaluations"]
     both = view(best_mean=0.9, score_threshold=0.8, commits_since_improvement=4, no_improvement_iterations=2)
     assert first_stop(both) == Stop("score_threshold", "best mean 0.9000 reached score_threshold 0.8")
     assert first_stop(both, [NoImprovement(), ScoreThreshold()]) == Stop(
@@ -107,5 +116,5 @@ def test_a_taken_name_and_an_unknown_name_are_refused(max_commits: MaxCommits) -
     with pytest.raises(ValueError, match="already registered"):
         register_stopping_rule(MaxCommits(limit=5))
     assert register_stopping_rule(max_commits) is max_commits  # the same rule again: a no-op
-    with pytest.raises(ValueError, match="score_threshold, no_improvement_iterations, max_commits"):
+    with pytest.raises(ValueError, match="score_threshold, no_improvement_iterations, reuse_evaluations, max_commits"):
         get_stopping_rule("max_seconds")
