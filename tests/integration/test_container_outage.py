@@ -86,6 +86,7 @@ mode = "async_pipelined"
 max_in_flight_candidates = 2
 
 [gepa.pipeline.workers]
+propose = 1
 rollout = {rollout_workers}
 
 [cache]
