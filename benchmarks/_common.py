@@ -96,6 +96,53 @@ class LatencyProposer:
         return None
 
 
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return str(value)
+
+
+def _table(name: str, keys: Mapping[str, object]) -> str:
+    return f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in keys.items() if value is not None)
+
+
+def task_config(
+    folder: Path,
+    name: str,
+    *,
+    url: str,
+    seed: int,
+    minibatch_ids: list[str],
+    pareto_ids: list[str],
+    gepa: Mapping[str, object],
+    pipeline: Mapping[str, object],
+    workers: Mapping[str, object] | None = None,
+) -> Path:
+    """A synth_opt config for one run of a ``vs_gepa.py`` task against a standing container: its minibatch and
+    pareto rows (no heldout rows), the proposer the run is given (``GepaRun(proposer=...)``), the cache off, and the
+    ``[gepa]``, ``[gepa.pipeline]`` and ``[gepa.pipeline.workers]`` keys given (a key given as None is left to its
+    default)."""
+    train_ids = list(dict.fromkeys([*minibatch_ids, *pareto_ids]))
+    sections = [
+        _table("run", {"run_id": name, "output_dir": str(folder / "runs"), "seed": seed}),
+        _table("container", {"url": url}),
+        _table("dataset", {"train_ids": train_ids, "minibatch_ids": minibatch_ids, "pareto_ids": pareto_ids})
+        + "heldout_ids = []\n",
+        _table("proposer", {"backend": "codex_app_server"}),
+        _table("gepa", gepa),
+        _table("gepa.pipeline", pipeline),
+        *([_table("gepa.pipeline.workers", workers)] if workers else []),
+        _table("cache", {"mode": "off"}),
+    ]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(sections))
+    return path
+
+
 def write_config(
     folder: Path,
     name: str,

@@ -66,7 +66,7 @@ from typing import Any
 import anyio
 
 import vs_gepa
-from _common import LatencyProposer, standing_container
+from _common import LatencyProposer, standing_container, task_config
 from synth_opt import GepaRun, load_config
 from synth_opt.config import GepaSection
 
@@ -158,10 +158,6 @@ def defaults_note() -> tuple[str, list[str]]:
     return note, warnings
 
 
-def _ids(ids: list[str]) -> str:
-    return "[" + ", ".join(f'"{i}"' for i in ids) + "]"
-
-
 def write_config(
     folder: Path,
     name: str,
@@ -176,45 +172,19 @@ def write_config(
 ) -> Path:
     """A synth_opt config: the task's data and parameters, gepa's budget, the pipeline; defaults for the rest
     (no ``staleness_policy``, ``delta_max`` or ``reuse_evaluations``). ``pipeline = None`` is ``sync_serial``."""
-    if pipeline is None:
-        section = 'mode = "sync_serial"\n'
-    else:
-        section = (
-            f'mode = "async_pipelined"\nmax_in_flight_candidates = {pipeline.in_flight}\n\n'
-            f"[gepa.pipeline.workers]\npropose = {pipeline.propose}\nrollout = {rollout_workers}\n"
-        )
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "{name}"
-output_dir = "{folder / "runs"}"
-seed = {task.seed}
-
-[container]
-url = "{url}"
-
-[dataset]
-train_ids = {_ids(minibatch_ids + pareto_ids)}
-minibatch_ids = {_ids(minibatch_ids)}
-pareto_ids = {_ids(pareto_ids)}
-heldout_ids = []
-
-[proposer]
-backend = "codex_app_server"
-
-[gepa]
-max_train_rollouts = {budget}
-minibatch_size = {task.minibatch_size}
-candidate_selector = "{task.selector}"
-
-[gepa.pipeline]
-{section}
-[cache]
-mode = "off"
-"""
+    return task_config(
+        folder,
+        name,
+        url=url,
+        seed=task.seed,
+        minibatch_ids=minibatch_ids,
+        pareto_ids=pareto_ids,
+        gepa={"max_train_rollouts": budget, "minibatch_size": task.minibatch_size, "candidate_selector": task.selector},
+        pipeline={"mode": "sync_serial"}
+        if pipeline is None
+        else {"mode": "async_pipelined", "max_in_flight_candidates": pipeline.in_flight},
+        workers=None if pipeline is None else {"propose": pipeline.propose, "rollout": rollout_workers},
     )
-    return path
 
 
 async def gepa_run(url: str, data: dict[str, Any], task: argparse.Namespace) -> Run:

@@ -65,7 +65,7 @@ from typing import Any
 import anyio
 
 import vs_gepa
-from _common import LatencyProposer, standing_container
+from _common import LatencyProposer, standing_container, task_config
 from synth_opt import GepaRun, load_config
 from synth_opt.config import GepaSection
 from synth_opt.events.model import Event
@@ -138,49 +138,26 @@ def task_args(task: str, seed: int, args: argparse.Namespace) -> argparse.Namesp
     )
 
 
-def _ids(ids: list[str]) -> str:
-    return "[" + ", ".join(f'"{i}"' for i in ids) + "]"
-
-
 def write_config(folder: Path, name: str, *, url: str, task: argparse.Namespace, ids: list[str], reuse: bool) -> Path:
     """A ``sync_serial`` config whose minibatch rows are its pareto rows; the task's settings, reuse as given."""
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "{name}"
-output_dir = "{folder / "runs"}"
-seed = {task.seed}
-
-[container]
-url = "{url}"
-
-[dataset]
-train_ids = {_ids(ids)}
-minibatch_ids = {_ids(ids)}
-pareto_ids = {_ids(ids)}
-heldout_ids = []
-
-[proposer]
-backend = "codex_app_server"
-
-[gepa]
-max_train_rollouts = {task.budget}
-minibatch_size = {task.minibatch_size}
-candidate_selector = "{task.selector}"
-acceptance = "strict_improvement"
-skip_perfect_score = false
-use_merge = false
-reuse_evaluations = {str(reuse).lower()}
-
-[gepa.pipeline]
-mode = "sync_serial"
-
-[cache]
-mode = "off"
-"""
+    return task_config(
+        folder,
+        name,
+        url=url,
+        seed=task.seed,
+        minibatch_ids=ids,
+        pareto_ids=ids,
+        gepa={
+            "max_train_rollouts": task.budget,
+            "minibatch_size": task.minibatch_size,
+            "candidate_selector": task.selector,
+            "acceptance": "strict_improvement",
+            "skip_perfect_score": False,
+            "use_merge": False,
+            "reuse_evaluations": reuse,
+        },
+        pipeline={"mode": "sync_serial"},
     )
-    return path
 
 
 def commits_of(events: list[Event]) -> list[tuple[int, list[dict[str, Any]]]]:

@@ -74,7 +74,16 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from _common import LatencyProposer, Rule, banking77_rule, code_review_rule, served, standing_container, words_rule
+from _common import (
+    LatencyProposer,
+    Rule,
+    banking77_rule,
+    code_review_rule,
+    served,
+    standing_container,
+    task_config,
+    words_rule,
+)
 from synth_opt import GepaRun, load_config
 from synth_opt.config import GepaSection
 
@@ -297,10 +306,6 @@ def added_words(seed: dict[str, str], best: Any) -> int:
 # -- synth_opt -------------------------------------------------------------------------------------------------
 
 
-def _ids(ids: list[str]) -> str:
-    return "[" + ", ".join(f'"{i}"' for i in ids) + "]"
-
-
 def write_config(
     folder: Path,
     name: str,
@@ -311,62 +316,36 @@ def write_config(
     pareto_ids: list[str],
     args: argparse.Namespace,
 ) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "{name}"
-output_dir = "{folder / "runs"}"
-seed = {args.seed}
-
-[container]
-url = "{url}"
-
-[dataset]
-train_ids = {_ids(minibatch_ids + pareto_ids)}
-minibatch_ids = {_ids(minibatch_ids)}
-pareto_ids = {_ids(pareto_ids)}
-heldout_ids = []
-
-[proposer]
-backend = "codex_app_server"
-
-[gepa]
-max_train_rollouts = {synth_budget(args)}
-max_heldout_rollouts = 1
-minibatch_size = {args.minibatch_size}
-candidate_selector = "{args.selector}"
-acceptance = "strict_improvement"
-skip_perfect_score = {str(args.skip_perfect).lower()}
-use_merge = {str(args.merge > 0).lower()}
-max_merge_invocations = {args.merge}
-{reuse_line(args)}
-
-[gepa.pipeline]
-mode = "{mode}"
-max_in_flight_candidates = {args.in_flight}
-staleness_policy = "{args.staleness}"
-delta_max = {args.delta_max}
-
-[gepa.pipeline.workers]
-propose = {args.propose_workers}
-rollout = {args.rollout_workers}
-
-[cache]
-mode = "off"
-"""
+    return task_config(
+        folder,
+        name,
+        url=url,
+        seed=args.seed,
+        minibatch_ids=minibatch_ids,
+        pareto_ids=pareto_ids,
+        gepa={
+            "max_train_rollouts": synth_budget(args),
+            "minibatch_size": args.minibatch_size,
+            "candidate_selector": args.selector,
+            "acceptance": "strict_improvement",
+            "skip_perfect_score": args.skip_perfect,
+            "use_merge": args.merge > 0,
+            "max_merge_invocations": args.merge,
+            "reuse_evaluations": (args.reuse == "on") if synth_opt_reuses() else None,
+        },
+        pipeline={
+            "mode": mode,
+            "max_in_flight_candidates": args.in_flight,
+            "staleness_policy": args.staleness,
+            "delta_max": args.delta_max,
+        },
+        workers={"propose": args.propose_workers, "rollout": args.rollout_workers},
     )
-    return path
 
 
 def synth_opt_reuses() -> bool:
     """Whether the installed synth_opt has ``[gepa] reuse_evaluations`` (an older one rejects the unknown key)."""
     return "reuse_evaluations" in GepaSection.model_fields
-
-
-def reuse_line(args: argparse.Namespace) -> str:
-    """The ``[gepa]`` line that sets reuse from ``--reuse``, or nothing when synth_opt does not know the key."""
-    return f"reuse_evaluations = {str(args.reuse == 'on').lower()}" if synth_opt_reuses() else ""
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------

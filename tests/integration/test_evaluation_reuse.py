@@ -5,12 +5,11 @@ from the feed, and that a search which could only reuse stops instead of going r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
-from synth_opt import GepaRun, RunCancelledError, load_config, workspace_status
+from synth_opt import GepaRun, load_config, workspace_status
 from synth_opt.actors.evaluations import EvaluationStore
 from synth_opt.actors.messages import BatchDone, RolloutDone, RolloutJob
 from synth_opt.container.wire import RolloutReply
@@ -20,7 +19,15 @@ from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import BudgetUpdated, ConfigWarning, RolloutCompleted, RolloutReused, RunState
 from synth_opt.testing import capture_events
 
-from .test_pipeline_fake import EchoProposer, LearningProposer, decisions, jittery, new_fake, write_config
+from .test_pipeline_fake import (
+    EchoProposer,
+    LearningProposer,
+    cancelled_after_decisions,
+    decisions,
+    jittery,
+    new_fake,
+    write_config,
+)
 
 
 def reuse_config(tmp_path: Path, name: str, *, reuse: bool, mode: str = "sync_serial", budget: int = 160) -> Path:
@@ -114,19 +121,9 @@ async def test_a_cancelled_run_resumes_with_the_store_rebuilt_to_the_uninterrupt
     assert whole.rollouts_reused["train"] > 0
 
     config = load_config(reuse_config(tmp_path, "parts", reuse=True, mode="async_pipelined", budget=300))
-    first = GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=LearningProposer())
-
-    async def cancel_after_six_decisions(events: Any, view: Any) -> None:
-        decided = 0
-        async with events:
-            async for event in events:
-                decided += event.type == "acceptance.decided"
-                if decided == 6:
-                    first.cancel("test cancel")
-
-    first.observer = cancel_after_six_decisions
-    with pytest.raises(RunCancelledError):
-        await first.execute_async()
+    await cancelled_after_decisions(
+        GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=LearningProposer())
+    )
     resumed = await GepaRun(
         config, container_transport=jittery(new_fake(), 9), proposer=LearningProposer()
     ).execute_async()

@@ -610,19 +610,9 @@ async def test_a_cancelled_rebasing_run_resumes_to_the_uninterrupted_result(tmp_
 
     path = pipelined_config(tmp_path, "parts", staleness="rebase")
     config = load_config(path)
-    first = GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
-
-    async def cancel_after_six_decisions(events: Any, view: Any) -> None:
-        decided = 0
-        async with events:
-            async for event in events:
-                decided += event.type == "acceptance.decided"
-                if decided == 6:
-                    first.cancel("test cancel")
-
-    first.observer = cancel_after_six_decisions
-    with pytest.raises(RunCancelledError):
-        await first.execute_async()
+    await cancelled_after_decisions(
+        GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
+    )
     resumed = await GepaRun(
         config, container_transport=jittery(new_fake(), 9), proposer=FirstWordProposer()
     ).execute_async()
@@ -631,6 +621,22 @@ async def test_a_cancelled_rebasing_run_resumes_to_the_uninterrupted_result(tmp_
     comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
     assert comparison.equal, comparison
     assert (resumed.best_candidate_id, resumed.rollouts_used) == (whole.best_candidate_id, whole.rollouts_used)
+
+
+async def cancelled_after_decisions(run: GepaRun, decisions: int = 6) -> None:
+    """Run ``run`` and cancel it once ``decisions`` proposals are decided (it raises RunCancelledError)."""
+
+    async def cancel(events: Any, view: Any) -> None:
+        decided = 0
+        async with events:
+            async for event in events:
+                decided += event.type == "acceptance.decided"
+                if decided == decisions:
+                    run.cancel("test cancel")
+
+    run.observer = cancel
+    with pytest.raises(RunCancelledError):
+        await run.execute_async()
 
 
 P = TypeVar("P", bound=EventPayload)

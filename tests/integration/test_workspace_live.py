@@ -95,6 +95,8 @@ backend = "codex_app_server"
 [gepa]
 max_train_rollouts = 300
 minibatch_size = 3
+# the whole budget, for the reader to watch: with reuse the search would stop once it knows every word
+reuse_evaluations = false
 
 [gepa.pipeline]
 mode = "sync_serial"
