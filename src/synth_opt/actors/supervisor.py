@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -156,19 +156,8 @@ class Supervisor:
         ``reuse_evaluations``)."""
         if self._reuse and reused_out is None:
             raise ValueError("reuse_evaluations needs the evaluate lane's inbox (reused_out)")
-        async with AsyncExitStack() as streams:
-            if reused_out is not None:  # closed last: the evaluate lane ends once every sender has closed
-                await streams.enter_async_context(reused_out)
-            return await self._run(inbox, rollout_out, propose_out, reused_out)
-
-    async def _run(
-        self,
-        inbox: MemoryObjectReceiveStream[SupervisorMessage],
-        rollout_out: MemoryObjectSendStream[RolloutJob],
-        propose_out: MemoryObjectSendStream[ProposeJob],
-        reused_out: MemoryObjectSendStream[RolloutDone] | None,
-    ) -> SearchOutcome:
-        async with inbox, rollout_out, propose_out, anyio.create_task_group() as tg:
+        reused = nullcontext() if reused_out is None else reused_out  # the evaluate lane ends once every sender closed
+        async with inbox, rollout_out, propose_out, reused, anyio.create_task_group() as tg:
             self._tg, self._rollout_out, self._propose_out = tg, rollout_out, propose_out
             self._reused_out = reused_out
             if self._resumed:
