@@ -37,8 +37,10 @@ Reading the table (one per task, one row per system/configuration):
   (they move in steps of one pareto row: 1/20 on ``words``, 1/30 on ``banking77``, F1 steps on ``code_review``);
 - ``wall s`` the mean wall seconds (gepa's ``optimize()``; synth_opt's whole ``execute_async()``), ``x gepa`` the
   mean over seeds of wall / gepa's wall on the same seed, ``>=gepa`` on how many seeds the score reaches gepa's;
-- ``props`` mean proposals (gepa: proposer calls, one per iteration), ``reused`` mean ``rollouts_reused`` (gepa
-  reports none), ``calls`` mean train rollouts used (gepa: its metric calls; synth_opt never exceeds gepa's).
+- ``props`` mean proposals (gepa: proposer calls, one per iteration), ``contained`` mean proposals whose rebased
+  edit the pool already held (a stale proposal that repeated a concurrent one's edit: its minibatch rollouts bought
+  nothing), ``reused`` mean ``rollouts_reused`` (gepa reports none), ``calls`` mean train rollouts used (gepa: its
+  metric calls; synth_opt never exceeds gepa's).
 
 Then, per ``async_pipelined`` configuration, whether it meets both targets on the task: a mean best at least
 gepa's and at least ``sync_serial``'s (score), and a wall ratio at most 0.40 (time); and at the end the
@@ -54,6 +56,7 @@ moves both sides; the absolute seconds of two tables run at different times are 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -99,6 +102,9 @@ class Run:
     best: float
     reused: int | None
     stop_reason: str
+    contained: int | None = None
+    """Accepted proposals whose edit the pool already held once carried onto its newer candidates (``rebase``
+    outcome ``contained``): a stale proposal that repeated a concurrent one's edit; None for gepa."""
 
 
 def pipeline_spec(text: str) -> Pipeline:
@@ -207,11 +213,22 @@ async def synth_opt_run(key: str, path: Path, task: argparse.Namespace) -> Run:
         result.best_train_score,
         result.rollouts_reused["total"],
         result.stop_reason,
+        contained(Path(result.event_feed_path)),
     )
+
+
+def contained(feed: Path) -> int:
+    """How many proposals of a run's feed ended ``contained`` (their rebased edit was already in the pool)."""
+    count = 0
+    for line in feed.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        count += event["type"] == "proposal.created" and event["fields"].get("rebase") == "contained"
+    return count
 
 
 def progress(task: str, seed: int, run: Run) -> None:
     reused = "" if run.reused is None else f", reused {run.reused}"
+    reused += "" if not run.contained else f", contained {run.contained}"
     print(
         f"  {task} seed {seed} {run.key:<11} {run.seconds:7.2f} s  best {run.best:.4f}  calls {run.calls}, "
         f"proposals {run.proposals}{reused}, stop {run.stop_reason}",
@@ -288,7 +305,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
     print(f"\n{task}: means over {len(seeds)} seeds ({', '.join(str(seed) for seed in seeds)})")
     header = (
         f"{'system':<22} {'propose/rollout/flight':<22} {'best':>7}  {'per seed':<{width}} {'wall s':>7} "
-        f"{'x gepa':>6} {'>=gepa':>6} {'props':>6} {'reused':>7} {'calls':>6}"
+        f"{'x gepa':>6} {'>=gepa':>6} {'props':>6} {'contained':>9} {'reused':>7} {'calls':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -300,6 +317,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
         summaries[key] = Summary(best, ratio)
         at_least = sum(by_seed[seed][key].best >= gepa_best[seed] - TOLERANCE for seed in seeds)
         reused = [run.reused for run in runs if run.reused is not None]
+        held = [run.contained for run in runs if run.contained is not None]
         system = (
             f"gepa {args.gepa_version}"
             if key == "gepa"
@@ -310,6 +328,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
             f"{system:<22} {workers[key]:<22} {best:>7.4f}  {per_seed:<{width}} "
             f"{mean([run.seconds for run in runs]):>7.2f} {ratio:>6.2f} {f'{at_least}/{len(seeds)}':>6} "
             f"{mean([float(run.proposals) for run in runs]):>6.1f} "
+            f"{f'{mean([float(c) for c in held]):.1f}' if held else '-':>9} "
             f"{f'{mean([float(r) for r in reused]):.1f}' if reused else '-':>7} "
             f"{mean([float(run.calls) for run in runs]):>6.1f}"
         )
