@@ -13,16 +13,16 @@ opened first, creates and migrates it (:func:`~synth_opt.service.queue.open_queu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiosqlite
 import anyio
 
 from synth_opt.errors import ConfigError
-from synth_opt.service.queue.plans import Plan, QueuePlans, Refused
-from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
+from synth_opt.service.queue.plans import Plan, Refused
+from synth_opt.service.queue.surface import AsyncQueueSurface, PlanFactory
 from synth_opt.workspace.db import BUSY_TIMEOUT_MS
 
 __all__ = ["AsyncSqliteRunQueue"]
@@ -30,7 +30,7 @@ __all__ = ["AsyncSqliteRunQueue"]
 T = TypeVar("T")
 
 
-class AsyncSqliteRunQueue(QueuePlans):
+class AsyncSqliteRunQueue(AsyncQueueSurface):
     """``async with AsyncSqliteRunQueue(path) as queue: await queue.get(request_id)``: one aiosqlite connection for
     its life."""
 
@@ -78,7 +78,7 @@ class AsyncSqliteRunQueue(QueuePlans):
             value: T = done.value
             return value
 
-    async def _write(self, plan: Plan[T | Refused]) -> T:
+    async def _write(self, make: PlanFactory[T | Refused], *, wakes: bool = False) -> T:
         """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits."""
         async with self._lock:
             # BEGIN runs in aiosqlite's thread whether or not the caller is cancelled while it waits for the write
@@ -86,7 +86,7 @@ class AsyncSqliteRunQueue(QueuePlans):
             with anyio.CancelScope(shield=True):
                 await self.conn.execute("BEGIN IMMEDIATE")
             try:
-                outcome = await self._drive(plan)
+                outcome = await self._drive(make())
                 with anyio.CancelScope(shield=True):  # a cancelled caller must not leave the transaction open
                     await self.conn.execute("COMMIT")
             except BaseException:
@@ -98,69 +98,9 @@ class AsyncSqliteRunQueue(QueuePlans):
             raise outcome.error
         return outcome
 
-    async def _read(self, plan: Plan[T | Refused]) -> T:
+    async def _read(self, make: PlanFactory[T | Refused]) -> T:
         async with self._lock:
-            outcome = await self._drive(plan)
+            outcome = await self._drive(make())
         if isinstance(outcome, Refused):
             raise outcome.error
         return outcome
-
-    async def submit(
-        self,
-        *,
-        run_id: str,
-        config_path: str,
-        run_dir: str | None = None,
-        container_url: str | None = None,
-        cache_namespace: str | None = None,
-        priority: int = 0,
-        idempotency_key: str | None = None,
-        fresh: bool = False,
-    ) -> Submission:
-        return await self._write(
-            self._submit_plan(
-                run_id=run_id,
-                config_path=config_path,
-                run_dir=run_dir,
-                container_url=container_url,
-                cache_namespace=cache_namespace,
-                priority=priority,
-                idempotency_key=idempotency_key,
-                fresh=fresh,
-            )
-        )
-
-    async def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
-        built = await self._write(self._claim_plan(worker_id, lease_seconds))
-        return None if built is None else built.value()
-
-    async def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
-        return (await self._write(self._start_plan(request_id, lease_token))).value()
-
-    async def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
-        return (await self._write(self._heartbeat_plan(request_id, lease_token))).value()
-
-    async def complete(
-        self,
-        request_id: str,
-        *,
-        result: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
-        lease_token: str | None = None,
-    ) -> RunRequest:
-        return (await self._write(self._complete_plan(request_id, result, error, lease_token))).value()
-
-    async def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
-        return (await self._write(self._release_plan(request_id, lease_token, reason))).value()
-
-    async def recover(self) -> Recovery:
-        return await self._write(self._recover_plan())
-
-    async def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> RunRequest:
-        return await self._write(self._cancel_plan(request_id, reason))
-
-    async def get(self, request_id: str) -> RunRequest:
-        return await self._read(self._get_plan(request_id))
-
-    async def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]:
-        return await self._read(self._list_plan(status, limit))

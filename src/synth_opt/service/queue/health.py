@@ -5,7 +5,7 @@ Derived state checked against ``run_requests`` (the source of truth): every live
 ``resource_leases`` row and no finished lease keeps one; every request has its ``submit`` operation. Invariants: no
 two live, unexpired requests share a container URL or cache namespace; a leased or running request has a lease
 token and an expiry; a terminal request has a finish time. Refreshed by ``recover()`` inside its transaction (a
-plan of :mod:`synth_opt.service.queue.plans`, so either SQLite driver runs it).
+plan of :mod:`synth_opt.service.queue.plans`, so every driver runs it).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def _one(sql: str) -> _Plan[Any]:
 
 def _freshness() -> _Plan[dict[str, dict[str, Any]]]:
     held = yield from _one(
-        "SELECT coalesce(sum((r.container_url IS NOT NULL) + (r.cache_namespace IS NOT NULL)), 0) "
+        "SELECT coalesce(sum(CASE WHEN r.container_url IS NOT NULL THEN 1 ELSE 0 END "
+        "+ CASE WHEN r.cache_namespace IS NOT NULL THEN 1 ELSE 0 END), 0) "
         f"FROM run_requests r WHERE {_LIVE_LEASE}"
     )
     active = yield from _one("SELECT count(*) FROM resource_leases WHERE status = 'active'")
@@ -75,7 +76,8 @@ def _entry(source: str, source_rows: int, derived_rows: int, missing: list[str])
 def _checks(now: float) -> _Plan[dict[str, dict[str, Any]]]:
     shared = yield from _ids(
         "SELECT a.request_id || ' & ' || b.request_id FROM run_requests a JOIN run_requests b "
-        "ON a.rowid < b.rowid AND (a.container_url = b.container_url OR a.cache_namespace = b.cache_namespace) "
+        "ON a.request_id < b.request_id "
+        "AND (a.container_url = b.container_url OR a.cache_namespace = b.cache_namespace) "
         "WHERE a.status IN ('leased', 'running') AND b.status IN ('leased', 'running') "
         "AND a.lease_expires_at > ? AND b.lease_expires_at > ?",
         now,
@@ -91,7 +93,8 @@ def _checks(now: float) -> _Plan[dict[str, dict[str, Any]]]:
     )
     stale_leases = yield from _ids(
         "SELECT l.lease_id FROM resource_leases l JOIN run_requests r ON r.request_id = l.request_id "
-        "WHERE l.status = 'active' AND (r.status NOT IN ('leased', 'running') OR r.lease_token IS NOT l.lease_token)",
+        "WHERE l.status = 'active' AND (r.status NOT IN ('leased', 'running') OR r.lease_token IS NULL "
+        "OR r.lease_token <> l.lease_token)",
     )
     checks = {
         "one_live_request_per_resource": shared,
@@ -115,8 +118,12 @@ def queue_health_plan(now: float) -> _Plan[dict[str, Any]]:
     report = {"status": status, "stale_tables": stale, "violated": violated, "checks": checks, "repair_hint": hint}
     for table, entry in freshness.items():
         yield (
-            "INSERT OR REPLACE INTO projection_freshness (run_id, table_name, source, source_rows, derived_rows, "
-            "missing_rows, status, missing_sample_json, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO projection_freshness (run_id, table_name, source, source_rows, derived_rows, "
+            "missing_rows, status, missing_sample_json, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, table_name) DO UPDATE SET source = excluded.source, source_rows = "
+            "excluded.source_rows, derived_rows = excluded.derived_rows, missing_rows = excluded.missing_rows, "
+            "status = excluded.status, missing_sample_json = excluded.missing_sample_json, "
+            "checked_at = excluded.checked_at",
             (
                 SERVICE_RUN_ID,
                 table,

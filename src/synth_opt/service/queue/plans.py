@@ -42,7 +42,7 @@ WHERE request_id = (
           AND ((q.container_url IS NOT NULL AND held.container_url = q.container_url)
             OR (q.cache_namespace IS NOT NULL AND held.cache_namespace = q.cache_namespace)))
     ORDER BY q.priority DESC, q.submitted_at, q.rowid
-    LIMIT 1)
+    LIMIT 1{lock})
 RETURNING *
 """
 _EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
@@ -78,10 +78,12 @@ def _first(rows: list[Any]) -> Any:
 
 
 class QueuePlans:
-    """The plans of every queue operation; a driver subclass provides ``clock`` and ``lease_seconds``."""
+    """The plans of every queue operation; a driver subclass provides ``clock`` and ``lease_seconds``, and a
+    backend whose claims lock rows sets ``claim_lock`` (PostgreSQL: ``FOR UPDATE OF q SKIP LOCKED``)."""
 
     clock: Callable[[], float]
     lease_seconds: float
+    claim_lock: str = ""
 
     def _record(self, request_id: str | None, kind: str, status: str, worker: str | None, **detail: Any) -> Plan[None]:
         yield (
@@ -162,7 +164,7 @@ class QueuePlans:
     def _claim_plan(self, worker_id: str, lease_seconds: float | None) -> Plan[Built[RunRequest] | None]:
         lease = float(lease_seconds or self.lease_seconds)
         params = {"owner": worker_id, "token": uuid.uuid4().hex, "lease": lease, "now": self.clock()}
-        row = _first((yield (_CLAIM, params)))
+        row = _first((yield (_CLAIM.format(lock=self.claim_lock), params)))
         if row is None:
             return None
         for kind in ("container_url", "cache_namespace"):
@@ -231,8 +233,8 @@ class QueuePlans:
             "release",
             request_id,
             lease_token,
-            "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
-            "finished_at = CASE WHEN cancel_requested THEN :now END, lease_owner = NULL, lease_token = NULL, "
+            "UPDATE run_requests SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, "
+            "finished_at = CASE WHEN cancel_requested = 1 THEN :now END, lease_owner = NULL, lease_token = NULL, "
             "lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL "
             "WHERE request_id = :id AND status IN ('leased', 'running') {fence} RETURNING *",
             reason=reason,
@@ -305,8 +307,8 @@ class QueuePlans:
             (now,),
         )
         yield (
-            "UPDATE run_requests SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
-            "finished_at = CASE WHEN cancel_requested THEN ? END, lease_owner = NULL, lease_token = NULL, "
+            "UPDATE run_requests SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, "
+            "finished_at = CASE WHEN cancel_requested = 1 THEN ? END, lease_owner = NULL, lease_token = NULL, "
             f"lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL WHERE {_EXPIRED}",
             (now, now),
         )

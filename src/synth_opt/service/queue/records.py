@@ -97,6 +97,7 @@ class RunRequest:
         # a sqlite3.Row iterates over its values, in its keys' order (one pass, no lookup by name per column)
         cells = row if isinstance(row, sqlite3.Row) else [row[k] for k in keys]
         values: dict[str, Any] = dict(zip(keys, cells, strict=True))
+        values.pop("seq", None)  # PostgreSQL's insertion order (SQLite's is its rowid)
         for column, attribute in _JSON_COLUMNS.items():
             if column in values:
                 value = values.pop(column)

@@ -29,17 +29,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from synth_opt.errors import ConfigError
 from synth_opt.service.queue.aio import AsyncSqliteRunQueue
-from synth_opt.service.queue.plans import Plan, QueuePlans, Refused
+from synth_opt.service.queue.plans import Plan, Refused
 from synth_opt.service.queue.protocol import RunQueue
-from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 from synth_opt.service.queue.schema import open_service_db
+from synth_opt.service.queue.surface import PlanFactory, SyncQueueSurface
 from synth_opt.workspace.db import write_transaction
 
 __all__ = ["DEFAULT_LEASE_SECONDS", "RunQueue", "SqliteRunQueue"]
@@ -48,7 +48,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 T = TypeVar("T")
 
 
-class SqliteRunQueue(QueuePlans):
+class SqliteRunQueue(SyncQueueSurface):
     """The queue in one SQLite file. One instance holds one connection; it is safe to share between threads (a lock
     serialises its use) and any number of instances in any number of processes may open the same file."""
 
@@ -91,96 +91,19 @@ class SqliteRunQueue(QueuePlans):
             value: T = done.value
             return value
 
-    def _write(self, plan: Plan[T | Refused]) -> T:
+    def _write(self, make: PlanFactory[T | Refused], *, wakes: bool = False) -> T:
         """Run a plan in one ``BEGIN IMMEDIATE`` transaction; a refusal is raised after its audit row commits. A
-        plan that returns a :class:`Built` row leaves its record to the caller, built after the commit."""
+        plan that returns a :class:`Built` row leaves its record to the caller, built after the commit. (Workers
+        on SQLite poll: ``wakes`` signals nothing.)"""
         with self._lock, write_transaction(self._conn):
-            outcome = self._drive(plan)
+            outcome = self._drive(make())
         if isinstance(outcome, Refused):
             raise outcome.error
         return outcome
 
-    def _read(self, plan: Plan[T | Refused]) -> T:
+    def _read(self, make: PlanFactory[T | Refused]) -> T:
         with self._lock:
-            outcome = self._drive(plan)
+            outcome = self._drive(make())
         if isinstance(outcome, Refused):
             raise outcome.error
         return outcome
-
-    # -- submission -----------------------------------------------------------------------------------------------
-
-    def submit(
-        self,
-        *,
-        run_id: str,
-        config_path: str,
-        run_dir: str | None = None,
-        container_url: str | None = None,
-        cache_namespace: str | None = None,
-        priority: int = 0,
-        idempotency_key: str | None = None,
-        fresh: bool = False,
-    ) -> Submission:
-        """Queue a request; with a known idempotency key, return that request (``deduplicated``) instead.
-        ``fresh``: its first attempt starts the run directory over instead of resuming or returning what it holds."""
-        return self._write(
-            self._submit_plan(
-                run_id=run_id,
-                config_path=config_path,
-                run_dir=run_dir,
-                container_url=container_url,
-                cache_namespace=cache_namespace,
-                priority=priority,
-                idempotency_key=idempotency_key,
-                fresh=fresh,
-            )
-        )
-
-    # -- the worker's lease ---------------------------------------------------------------------------------------
-
-    def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
-        """Lease the next claimable request to ``worker_id`` (highest priority, then oldest), or None."""
-        built = self._write(self._claim_plan(worker_id, lease_seconds))
-        return None if built is None else built.value()
-
-    def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
-        return self._write(self._start_plan(request_id, lease_token)).value()
-
-    def heartbeat(self, request_id: str, lease_token: str) -> RunRequest:
-        """Extend the lease by its length from now; the returned request says whether a cancel was requested."""
-        return self._write(self._heartbeat_plan(request_id, lease_token)).value()
-
-    def complete(
-        self,
-        request_id: str,
-        *,
-        result: Mapping[str, Any] | None = None,
-        error: Mapping[str, Any] | None = None,
-        lease_token: str | None = None,
-    ) -> RunRequest:
-        """End a leased or running request: ``completed`` without an error, ``cancelled`` for a ``run_cancelled``
-        error, else ``failed``. ``result`` (with or without an error) fills the run summary columns."""
-        return self._write(self._complete_plan(request_id, result, error, lease_token)).value()
-
-    def release(self, request_id: str, lease_token: str, *, reason: str) -> RunRequest:
-        """Give a lease back (a worker shutting down): the request is queued again, or cancelled if that was asked."""
-        return self._write(self._release_plan(request_id, lease_token, reason)).value()
-
-    # -- maintenance and control ----------------------------------------------------------------------------------
-
-    def recover(self) -> Recovery:
-        """Requeue every leased or running request whose lease has expired (or cancel it, if a cancel was asked),
-        and refresh the queue's freshness and invariant rows."""
-        return self._write(self._recover_plan())
-
-    def cancel(self, request_id: str, *, reason: str = "cancelled by the caller") -> RunRequest:
-        """Cancel a queued request at once; ask a leased or running one to stop (its worker polls
-        ``cancel_requested``). A terminal request is returned unchanged."""
-        return self._write(self._cancel_plan(request_id, reason))
-
-    def get(self, request_id: str) -> RunRequest:
-        return self._read(self._get_plan(request_id))
-
-    def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]:
-        """Requests, newest first, optionally of one status."""
-        return self._read(self._list_plan(status, limit))
