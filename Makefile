@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck local-model clean
+.PHONY: demo test lint typecheck local-model postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,15 @@ typecheck: $(DEV_STAMP)
 local-model: | $(BIN)/python
 	$(BIN)/python scripts/local_model.py
 
-test: lint typecheck local-model
+# PostgreSQL's server binaries for the queue tests (each test run starts its own throwaway cluster on loopback):
+# Debian's postgresql package, installed when initdb is nowhere to be found (a no-op once there)
+postgres:
+	@$(PYTHON) -c "import glob, shutil, sys; sys.exit(0 if shutil.which('initdb') or glob.glob('/usr/lib/postgresql/*/bin/initdb') else 1)" \
+		|| (echo "installing PostgreSQL's server binaries (apt-get install postgresql)" && \
+		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q postgresql >/dev/null)
+
+test: lint typecheck local-model postgres
 	$(BIN)/python -m pytest
 
 clean:

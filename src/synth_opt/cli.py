@@ -129,10 +129,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return _gepa_accept(args)
         if args.group == "gepa" and args.command == "service":
             from synth_opt.service.cli import serve
-            from synth_opt.service.queue import sqlite_path
+            from synth_opt.service.queue import queue_location
 
             return serve(
-                sqlite_path(args.db),
+                queue_location(args.db),
                 args.bind,
                 args.worker_id,
                 Path(args.config_root),
@@ -142,10 +142,10 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         if args.group == "gepa" and args.command == "run-next":
             from synth_opt.service.cli import run_next_command
-            from synth_opt.service.queue import sqlite_path
+            from synth_opt.service.queue import queue_location
 
             return run_next_command(
-                sqlite_path(args.db),
+                queue_location(args.db),
                 args.worker_id,
                 config_root=_path(args.config_root),
                 runs_root=_path(args.runs_root),
@@ -153,9 +153,9 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         if args.group == "workspace" and args.command == "recover":
             from synth_opt.service.cli import recover_command
-            from synth_opt.service.queue import sqlite_path
+            from synth_opt.service.queue import queue_location
 
-            return recover_command(sqlite_path(args.db))
+            return recover_command(queue_location(args.db))
         if args.group == "workspace":
             from synth_opt.workspace import repair_command, status_command
 

@@ -211,12 +211,12 @@ def test_open_queue_takes_a_path_or_a_sqlite_url_and_names_an_unknown_scheme(tmp
             assert isinstance(queue, SqliteRunQueue)
     assert sorted(path.name for path in tmp_path.glob("*.sqlite")) == ["a.sqlite", "b.sqlite", "c.sqlite"]
     with pytest.raises(ConfigError) as caught:
-        open_queue("postgresql://user:secret@db.example/synth")
+        open_queue("redis://user:secret@db.example/0")
     message = caught.value.message
-    assert "'postgresql://user:***@db.example/synth'" in message and "secret" not in message  # the URL, redacted
-    assert "'postgresql'" in message and "sqlite:///path" in message  # the scheme, and the supported ones
-    assert caught.value.detail["supported_schemes"] == ["sqlite"]
-    for bad in ("sqlite://relative.sqlite", "redis://localhost/0", "sqlite:///"):
+    assert "'redis://user:***@db.example/0'" in message and "secret" not in message  # the URL, redacted
+    assert "'redis'" in message and "sqlite:///path" in message and "postgresql://" in message  # what is supported
+    assert caught.value.detail["supported_schemes"] == ["sqlite", "postgresql"]
+    for bad in ("sqlite://relative.sqlite", "mysql://localhost/0", "sqlite:///"):
         with pytest.raises(ConfigError, match="queue"):
             open_queue(bad)
 

@@ -13,9 +13,10 @@ Every error reaches the caller as ``{"error": {"code", "message", "detail"}}``: 
 (malformed or too deeply nested JSON, and missing, mistyped or unknown fields 400, with the field named in the
 message; a submitted config that names a path outside the service's roots or a command the service does not allow
 400, naming the key; a bad or missing config or a config path outside the config root 422; an unknown request 404;
-a conflict, a lost lease or a request with no run workspace yet 409; a missing or wrong bearer token 401), 500
-only for a bug. With a ``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included)
-needs ``Authorization: Bearer <token>``.
+a conflict, a lost lease or a request with no run workspace yet 409; a missing or wrong bearer token 401), 503
+when the queue's PostgreSQL server stayed unreachable while the queue reconnected, 500 only for a bug. With a
+``bearer_token`` every route but ``/health`` (the OpenAPI schema at ``/schema`` included) needs
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ from structlog.contextvars import bound_contextvars
 from synth_opt.errors import ConfigError, LeaseLostError, RunStateError, SynthOptimizerError, UsageError
 from synth_opt.logs import get_logger
 from synth_opt.service.confine import Confinement
-from synth_opt.service.errors import ConfinementError, QueueConflictError, RunRequestNotFoundError, ServiceAuthError
-from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue, sqlite_path
+from synth_opt.service.errors import (
+    ConfinementError,
+    QueueConflictError,
+    QueueUnavailableError,
+    RunRequestNotFoundError,
+    ServiceAuthError,
+)
+from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, open_queue, queue_location
 from synth_opt.service.routes import ROUTES, ServiceContext
 from synth_opt.service.worker_loop import ServiceWorker
 from synth_opt.version import __version__
@@ -58,6 +65,7 @@ _STATUS: tuple[tuple[type[SynthOptimizerError], int], ...] = (
     (QueueConflictError, 409),
     (LeaseLostError, 409),
     (RunStateError, 409),
+    (QueueUnavailableError, 503),
     (ConfinementError, 400),
     (ConfigError, 422),
     (UsageError, 400),
@@ -189,7 +197,7 @@ def create_app(
     if runs is not None and not runs.is_dir():
         raise ConfigError(f"runs root {runs} is not a directory; pass an existing --runs-root", field="runs_root")
     confinement = Confinement.of(root, runs, allow_commands=allow_commands)
-    db = sqlite_path(db_path)  # a path or a sqlite:/// URL: /status reads the file itself
+    db = queue_location(db_path)  # a SQLite file (/status reads it itself) or a postgresql:// URL
     service = ServiceContext(db_path=db, config_root=root, worker_id=worker_id, confinement=confinement)
 
     @asynccontextmanager

@@ -25,6 +25,7 @@ import anyio
 import uvicorn
 
 from synth_opt.errors import ConfigError, collapse_exception_group
+from synth_opt.redact import redact_url
 from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RequestStatus, RunRequest, open_queue
@@ -68,7 +69,7 @@ def _token(token_env: str | None) -> str | None:
 
 
 def serve(
-    db: Path,
+    db: Path | str,
     bind: str,
     worker_id: str,
     config_root: Path,
@@ -106,7 +107,8 @@ def serve(
     )
     runs = f", runs root {runs_root.resolve()}" if runs_root is not None else ""
     print(
-        f"synth-opt service on http://{bind} (worker {worker_id}, db {db}, config root {config_root.resolve()}{runs}"
+        f"synth-opt service on http://{bind} (worker {worker_id}, db {redact_url(str(db))}, config root "
+        f"{config_root.resolve()}{runs}"
         f"{', submitted configs may run commands' if allow_commands else ''}"
         f"{', bearer token required' if token else ''})",
         file=sys.stderr,
@@ -143,7 +145,7 @@ def _summary(request: RunRequest) -> dict[str, Any]:
 
 
 def run_next_command(
-    db: Path,
+    db: Path | str,
     worker_id: str,
     *,
     config_root: Path | None = None,
@@ -173,7 +175,7 @@ def run_next_command(
 
 
 async def _run_next_with_signals(
-    db: Path, worker_id: str, confinement: Confinement | None, lease_seconds: float, signalled: list[str]
+    db: Path | str, worker_id: str, confinement: Confinement | None, lease_seconds: float, signalled: list[str]
 ) -> RunRequest | None:
     current: list[Execution] = []
     final: RunRequest | None = None
@@ -201,9 +203,9 @@ async def _run_next_with_signals(
     return final
 
 
-def recover_command(db: Path) -> int:
-    """Requeue expired leases and print what was recovered."""
-    if not db.is_file():
+def recover_command(db: Path | str) -> int:
+    """Requeue expired leases and print what was recovered (``db``: a SQLite file or a ``postgresql://`` URL)."""
+    if isinstance(db, Path) and not db.is_file():
         raise ConfigError(f"service database {db} does not exist; pass the --db the service uses", field="--db")
     print(json.dumps(workspace_recover(db), indent=2, sort_keys=True))
     return 0

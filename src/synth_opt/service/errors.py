@@ -5,6 +5,8 @@
     │   └── ConfinementError        config_not_allowed      exit 2   (HTTP 400: a path outside the service's roots,
     │                                                                 or a command the service does not allow)
     ├── QueueConflictError          queue_conflict          exit 1   (HTTP 409: live run id, wrong request state)
+    ├── QueueUnavailableError       queue_unavailable       exit 1   (HTTP 503: the queue's database server is
+    │                                                                 unreachable, and stayed so while reconnecting)
     ├── RunRequestNotFoundError     run_request_not_found   exit 2   (HTTP 404)
     └── ServiceAuthError            unauthorized            exit 2   (HTTP 401: missing or wrong bearer token)
 
@@ -15,7 +17,13 @@ from __future__ import annotations
 
 from synth_opt.errors import ConfigError, SynthOptimizerError
 
-__all__ = ["ConfinementError", "QueueConflictError", "RunRequestNotFoundError", "ServiceAuthError"]
+__all__ = [
+    "ConfinementError",
+    "QueueConflictError",
+    "QueueUnavailableError",
+    "RunRequestNotFoundError",
+    "ServiceAuthError",
+]
 
 
 class ConfinementError(ConfigError):
@@ -26,6 +34,10 @@ class ConfinementError(ConfigError):
 
 class QueueConflictError(SynthOptimizerError):
     error_code = "queue_conflict"
+
+
+class QueueUnavailableError(SynthOptimizerError):
+    error_code = "queue_unavailable"
 
 
 class RunRequestNotFoundError(SynthOptimizerError):

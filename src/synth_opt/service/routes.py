@@ -28,6 +28,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from synth_opt.config import load_config
 from synth_opt.errors import ConfigError
+from synth_opt.redact import redact_url
 from synth_opt.service.confine import Confinement
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
@@ -46,7 +47,8 @@ MAX_PRIORITY = 1_000_000
 class ServiceContext:
     """What the routes share; the queue and the worker are opened in the app's lifespan."""
 
-    db_path: Path
+    db_path: Path | str
+    """The queue's SQLite file, or its ``postgresql://`` URL."""
     config_root: Path
     worker_id: str
     confinement: Confinement | None = None
@@ -128,8 +130,16 @@ def health(state: State) -> dict[str, Any]:
 async def status(state: State) -> dict[str, Any]:
     """``workspace_status`` of the service database, plus the worker's state."""
     service = service_of(state)
-    report = await live_workspace_status(service.db_path)
+    report = await _queue_status(service)
     return {**report, "worker": service.worker.describe(), **service.rules.describe()}
+
+
+async def _queue_status(service: ServiceContext) -> dict[str, Any]:
+    """``workspace_status`` of a SQLite service database; of a PostgreSQL one, the queue's own status counts."""
+    if isinstance(service.db_path, Path):
+        return await live_workspace_status(service.db_path)
+    counts = await service.queue.status()
+    return {"runs": [], "db_path": redact_url(service.db_path), "backend": "postgresql", **counts}
 
 
 @post("/runs")
@@ -298,7 +308,7 @@ async def workspace(state: State, request_id: FromQuery[str | None] = None) -> d
     candidate and rollout progress while it runs)."""
     service = service_of(state)
     if request_id is None:
-        return await live_workspace_status(service.db_path)
+        return await _queue_status(service)
     request = await service.queue.get(request_id)
     run_dir = request.run_dir
     db = request.workspace_db_path or (str(Path(run_dir) / "workspace.sqlite") if run_dir else None)

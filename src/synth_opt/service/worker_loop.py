@@ -131,11 +131,27 @@ class ServiceWorker:
                     self.last_error = {"code": "worker_error", "message": str(error), "detail": {}}
                     final = None
                 if final is None and not self.stopping:
-                    with anyio.move_on_after(self.poll_seconds):
-                        await self._wake.wait()
+                    await self._idle()
         finally:
             self.loop_running = False
             self.state = "stopped"
+
+    async def _idle(self) -> None:
+        """Wait for work: a submission through this process (:meth:`wake`), the queue's signal that a request may
+        be claimable (another host's submission, a release, a finished run: PostgreSQL's ``NOTIFY``), or the poll
+        interval, whichever comes first."""
+        async with anyio.create_task_group() as tg:
+
+            async def woken_here() -> None:
+                await self._wake.wait()
+                tg.cancel_scope.cancel()
+
+            async def woken_by_queue() -> None:
+                await self.queue.wait_for_work(self.poll_seconds)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(woken_here)
+            tg.start_soon(woken_by_queue)
 
     async def shutdown(self, grace_seconds: float) -> bool:
         """Stop claiming and ask the running request to stop; True when it ended within the grace period."""

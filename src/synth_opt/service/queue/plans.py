@@ -46,6 +46,12 @@ WHERE request_id = (
 RETURNING *
 """
 _EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+_STATUS_COUNTS = {
+    "run_requests": "run_request_status_counts",
+    "operations": "operation_status_counts",
+    "resource_leases": "resource_lease_status_counts",
+    "projection_freshness": "projection_status_counts",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,3 +385,18 @@ class QueuePlans:
             (*params, max(1, min(int(limit), MAX_LIST))),
         )
         return [RunRequest.from_row(row) for row in rows]
+
+    def _status_plan(self) -> Plan[dict[str, Any]]:
+        """The queue's status counts, in ``workspace_status``'s keys for a service database: requests, operations
+        and resource leases by status, freshness rows by status, and the latest invariant report's status."""
+        out: dict[str, Any] = {}
+        for table, key in _STATUS_COUNTS.items():
+            rows = yield (f"SELECT status, count(*) FROM {table} GROUP BY status", ())
+            out[key] = {str(row[0]): int(row[1]) for row in rows}
+        rows = yield (
+            "SELECT status, count(*) FROM invariant_reports WHERE report_id IN "
+            "(SELECT max(report_id) FROM invariant_reports GROUP BY run_id) GROUP BY status",
+            (),
+        )
+        out["invariant_status_counts"] = {str(row[0]): int(row[1]) for row in rows}
+        return out

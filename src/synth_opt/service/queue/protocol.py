@@ -1,13 +1,14 @@
 """The queue protocols: what the service and its workers need from a queue backend.
 
-:class:`~synth_opt.service.queue.sqlite.SqliteRunQueue` is the implementation today; a PostgreSQL one (claims with
-``FOR UPDATE SKIP LOCKED``) would be a second class passing the same contract suite
-(``tests/unit/test_queue_contract.py``).
+Two backends implement them, passing one contract suite (``tests/unit/test_queue_contract.py``):
+:class:`~synth_opt.service.queue.sqlite.SqliteRunQueue` (one host's file) and
+:class:`~synth_opt.service.queue.postgres.PostgresRunQueue` (workers on many hosts; claims with
+``FOR UPDATE SKIP LOCKED``, wake-ups by ``LISTEN``/``NOTIFY``).
 
 :class:`RunQueue` is synchronous, each method one short transaction: the ``workspace_*`` functions and scripts use
 it, and it opens (creates, migrates) the store. :class:`AsyncRunQueue` (``RunQueue.open_async()``) is the same queue
 for async code, the service's HTTP handlers and its workers (``gepa run-next`` too): for SQLite it runs on
-aiosqlite, so nothing blocks the event loop or hops threads by hand.
+aiosqlite, for PostgreSQL on psycopg's async connection, so nothing blocks the event loop or hops threads by hand.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ __all__ = ["AsyncRunQueue", "RunQueue"]
 
 @runtime_checkable
 class RunQueue(Protocol):
-    """What the service and its workers need from a queue backend (SQLite today; PostgreSQL could follow with
-    ``FOR UPDATE SKIP LOCKED``). Methods return typed records (:class:`RunRequest` and friends);
+    """What the service and its workers need from a queue backend (SQLite or PostgreSQL). Methods return typed
+    records (:class:`RunRequest` and friends);
     ``tests/unit/test_queue_contract.py`` is the suite each backend must pass (its async twin included)."""
 
     lease_seconds: float
@@ -72,6 +73,8 @@ class RunQueue(Protocol):
     def get(self, request_id: str) -> RunRequest: ...
 
     def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]: ...
+
+    def status(self) -> dict[str, Any]: ...
 
     def open_async(self) -> AsyncRunQueue:
         """The same store for async callers, opened by them: ``async with queue.open_async() as aq``."""
@@ -130,3 +133,9 @@ class AsyncRunQueue(Protocol):
     async def list_requests(
         self, *, status: RequestStatus | str | None = None, limit: int = 100
     ) -> list[RunRequest]: ...
+
+    async def status(self) -> dict[str, Any]: ...
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Return when a request may have become claimable (PostgreSQL: a ``NOTIFY``), or after ``seconds``."""
+        ...

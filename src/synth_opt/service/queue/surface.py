@@ -107,6 +107,10 @@ class SyncQueueSurface(QueuePlans):
         """Requests, newest first, optionally of one status."""
         return self._read(partial(self._list_plan, status, limit))
 
+    def status(self) -> dict[str, Any]:
+        """Status counts of the queue's tables (``workspace_status``'s keys for a service database)."""
+        return self._read(self._status_plan)
+
 
 class AsyncQueueSurface(QueuePlans):
     """Every :class:`AsyncRunQueue` method, run by the driver's ``_write`` and ``_read`` coroutines."""
@@ -177,6 +181,9 @@ class AsyncQueueSurface(QueuePlans):
 
     async def list_requests(self, *, status: RequestStatus | str | None = None, limit: int = 100) -> list[RunRequest]:
         return await self._read(partial(self._list_plan, status, limit))
+
+    async def status(self) -> dict[str, Any]:
+        return await self._read(self._status_plan)
 
     async def wait_for_work(self, seconds: float) -> None:
         """Return when a request may have become claimable, or after ``seconds`` (polling, the fallback; a backend
