@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.test_service_app import config
 from tests.integration.test_service_server import free_port
@@ -86,10 +87,12 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 @contextmanager
-def service(root: Path, containers: int = 0) -> Iterator[tuple[httpx.Client, list[str], list[str]]]:
-    """``synth-opt gepa service`` on a free loopback port (its background worker is ``service-worker``) and
-    ``containers`` standing tiny containers, started side by side: yields a client, the containers' URLs, and the
-    service's exit code and stderr once it has stopped (SIGTERM)."""
+def service(
+    root: Path, containers: int = 0, db: str | None = None
+) -> Iterator[tuple[httpx.Client, list[str], list[str]]]:
+    """``synth-opt gepa service`` on a free loopback port (its background worker is ``service-worker``; its queue
+    ``db``, by default ``root/service.sqlite``) and ``containers`` standing tiny containers, started side by side:
+    yields a client, the containers' URLs, and the service's exit code and stderr once it has stopped (SIGTERM)."""
     urls = [f"http://127.0.0.1:{free_port()}" for _ in range(containers)]
     standing = [
         subprocess.Popen(
@@ -106,7 +109,7 @@ def service(root: Path, containers: int = 0) -> Iterator[tuple[httpx.Client, lis
         "gepa",
         "service",
         "--db",
-        str(root / "service.sqlite"),
+        db or str(root / "service.sqlite"),
         "--bind",
         f"127.0.0.1:{port}",
         "--worker-id",
@@ -154,12 +157,17 @@ def finished_worker(worker: subprocess.Popen[str], within: float = 60) -> dict[s
     return request
 
 
-def test_three_runs_over_three_worker_processes_complete_with_their_summaries(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_runs_over_three_worker_processes_complete_with_their_summaries(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """On either queue backend: the service's worker and two ``run-next`` processes share only ``--db``."""
+    db = str(tmp_path / "service.sqlite") if backend == "sqlite" else request.getfixturevalue("postgres_url")
     configs = [write_config(tmp_path, run_id) for run_id in ("alpha", "beta", "gamma")]
-    with service(tmp_path) as (client, _, ended):
+    with service(tmp_path, db=db) as (client, _, ended):
         ids = [submit(client, path) for path in configs]
         workers = [
-            synth_opt("gepa", "run-next", "--db", str(tmp_path / "service.sqlite"), "--worker-id", name, cwd=tmp_path)
+            synth_opt("gepa", "run-next", "--db", db, "--worker-id", name, cwd=tmp_path)
             for name in ("run-next-1", "run-next-2")
         ]
         try:
