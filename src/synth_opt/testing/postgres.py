@@ -9,7 +9,8 @@ loopback port, one database, everything removed on exit.
 The server binaries come from ``$SYNTH_OPT_PG_BIN``, the ``PATH``, or Debian's ``/usr/lib/postgresql/<n>/bin``;
 none found is a :class:`PostgresUnavailableError` that says how to install them. ``initdb`` refuses to run as root,
 so as root the cluster belongs to the ``postgres`` user (``runuser``) in a directory that user owns. Durability is
-off (``fsync``, ``synchronous_commit``): a test's server dies with the test.
+off (``fsync``, ``synchronous_commit``: a test's server dies with the test) unless ``durable=True`` (a benchmark
+that compares it with SQLite's ``synchronous=FULL``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class PostgresServer:
     data_dir: Path
     port: int
     run_as: str | None
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -83,10 +85,9 @@ class PostgresServer:
         return done
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         log = str(self.data_dir / "server.log")
         self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", log, "-w", "-t", "30", "start")
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -131,7 +132,7 @@ class PostgresServer:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[PostgresServer]:
+def throwaway_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
     """Start a cluster with one database (:data:`DATABASE`, owned by :data:`USER`, trust authentication on
     loopback); stop it and delete its files on exit."""
     bin_dir = find_pg_bin()
@@ -141,7 +142,7 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
     if run_as is not None:
         shutil.chown(root, user=run_as)
         os.chmod(root, 0o700)
-    server = PostgresServer(bin_dir, data_dir, _free_port(), run_as)
+    server = PostgresServer(bin_dir, data_dir, _free_port(), run_as, durable)
     try:
         server._run("initdb", "-D", str(data_dir), "-U", USER, "-A", "trust", "--no-sync", "-E", "UTF8")
         server.start()

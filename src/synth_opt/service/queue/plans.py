@@ -36,11 +36,14 @@ SET status = 'leased', lease_owner = :owner, lease_token = :token, lease_seconds
 WHERE request_id = (
     SELECT q.request_id FROM run_requests AS q
     WHERE q.status = 'queued' AND q.cancel_requested = 0
-      AND NOT EXISTS (
+      AND (q.container_url IS NULL OR NOT EXISTS (
         SELECT 1 FROM run_requests AS held
-        WHERE held.status IN ('leased', 'running') AND held.lease_expires_at > :now
-          AND ((q.container_url IS NOT NULL AND held.container_url = q.container_url)
-            OR (q.cache_namespace IS NOT NULL AND held.cache_namespace = q.cache_namespace)))
+        WHERE held.container_url = q.container_url
+          AND held.status IN ('leased', 'running') AND held.lease_expires_at > :now))
+      AND (q.cache_namespace IS NULL OR NOT EXISTS (
+        SELECT 1 FROM run_requests AS held
+        WHERE held.cache_namespace = q.cache_namespace
+          AND held.status IN ('leased', 'running') AND held.lease_expires_at > :now))
     ORDER BY q.priority DESC, q.submitted_at, q.rowid
     LIMIT 1{lock})
 RETURNING *
