@@ -424,3 +424,30 @@ async def test_the_async_queue_shares_the_store_and_the_rules(queue: RunQueue, c
         done = await aq.complete(other.request_id, result={"cost_usd": 1.0}, lease_token=other.lease_token)
         assert done.status is RequestStatus.COMPLETED and done.cost_usd == 1.0
     assert queue.get(done.request_id) == done
+
+
+def test_an_attempts_event_lines_are_appended_fenced_and_read_back_in_order(queue: RunQueue, clock: FakeClock) -> None:
+    request = submit(queue, "r1")
+    first = queue.claim("w")
+    assert first is not None and first.lease_token is not None and first.attempts == 1
+    queue.append_events(request.request_id, first.lease_token, 1, 0, ['{"n": 0}', '{"n": 1}'])
+    queue.append_events(request.request_id, first.lease_token, 1, 2, ['{"n": 2}'])
+    queue.append_events(request.request_id, first.lease_token, 1, 1, ['{"n": "again"}', '{"n": 2}'])  # a retry
+    assert queue.events(request.request_id, 1) == [(0, '{"n": 0}'), (1, '{"n": 1}'), (2, '{"n": 2}')]
+    assert queue.events(request.request_id, 1, after=0, limit=1) == [(1, '{"n": 1}')]
+    with pytest.raises(LeaseLostError):  # another worker's token: nothing is written
+        queue.append_events(request.request_id, "not-the-token", 1, 3, ['{"n": 3}'])
+    clock.advance(LEASE + 1)
+    queue.recover()
+    with pytest.raises(LeaseLostError):  # the lease is gone: the old attempt's late lines are refused
+        queue.append_events(request.request_id, first.lease_token, 1, 3, ['{"n": 3}'])
+    second = queue.claim("w2")
+    assert second is not None and second.lease_token is not None and second.attempts == 2
+    queue.append_events(request.request_id, second.lease_token, 2, 0, ['{"attempt": 2}'])
+    assert queue.events(request.request_id, 2) == [(0, '{"attempt": 2}')]  # each attempt its own stream
+    assert len(queue.events(request.request_id, 1)) == 3
+    with pytest.raises(RunRequestNotFoundError):
+        queue.append_events("req-nope", second.lease_token, 1, 0, ["x"])
+    many = [f'{{"n": {n}}}' for n in range(250)]  # more rows than one statement takes
+    queue.append_events(request.request_id, second.lease_token, 2, 1, many)
+    assert [number for number, _ in queue.events(request.request_id, 2, limit=1000)] == list(range(251))

@@ -2,19 +2,16 @@
 plain dicts; every SynthOptimizerError they raise becomes the error envelope in ``app.py``.
 
 Handlers never block the event loop on SQLite: the queue is read and written through its async twin
-(:class:`~synth_opt.service.queue.AsyncRunQueue`, aiosqlite) and workspaces are read through
-:mod:`synth_opt.workspace.live` (aiosqlite). Only loading a submitted config and reading a run's ``events.jsonl``
-(files, not databases) run in a worker thread."""
+(:class:`~synth_opt.service.queue.AsyncRunQueue`: aiosqlite, or psycopg's async connection) and workspaces are
+read through :mod:`synth_opt.workspace.live` (aiosqlite). Only loading a submitted config (a file) runs in a worker
+thread."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,23 +203,28 @@ async def cancel_run(request_id: FromPath[str], state: State) -> dict[str, Any]:
 
 @get("/runs/{request_id:str}/events")
 async def run_events(request_id: FromPath[str], state: State) -> ServerSentEvent:
-    """The events of the request's current attempt (from its ``events.jsonl``) as server-sent events, live, ending
-    (with an ``end`` event) when the request is terminal. Lines an earlier attempt or run left in the run directory
-    are never sent: the stream starts at the ``run.state`` (``created`` or ``resumed``) the attempt itself wrote."""
+    """The events of the request's current attempt as server-sent events, live, ending (with an ``end`` event) when
+    the request is terminal. They come from the queue's database, where the worker running the request appends
+    its run's feed (:mod:`synth_opt.service.feed`), so a run on another host streams as well as one here. Lines an
+    earlier attempt or run left in the run directory are never sent: an attempt's stream starts at the
+    ``run.state`` (``created`` or ``resumed``) it wrote itself."""
     service = service_of(state)
     request = await service.queue.get(request_id)
     return ServerSentEvent(_follow(service, request))
 
 
 async def _follow(service: ServiceContext, request: RunRequest) -> AsyncIterator[ServerSentEventMessage]:
-    # a request queued without a run directory has no feed (not the service's working directory's events.jsonl)
-    feed = AttemptFeed(Path(request.run_dir) / "events.jsonl") if request.run_dir else None
+    attempt, after = request.attempts, -1
     while True:
         current = await service.queue.get(request.request_id)
-        terminal = current.status.terminal  # read before the feed, so its last lines are sent
-        lines = [] if feed is None else await call_in_thread(feed.read, current)
-        for line in lines:
-            yield _message(line)
+        terminal = current.status.terminal  # read before the lines: the worker appends them all before its outcome
+        if current.attempts != attempt:  # a new attempt: its stream starts over
+            attempt, after = current.attempts, -1
+        if current.status is not RequestStatus.QUEUED and attempt > 0:
+            while rows := await service.queue.events(current.request_id, attempt, after=after):
+                for _, line in rows:
+                    yield _message(line)
+                after = rows[-1][0]
         if terminal or service.stopping:
             end = {"request_id": current.request_id, "status": current.status.value}
             yield ServerSentEventMessage(data=json.dumps(end), event="end")
@@ -230,69 +232,7 @@ async def _follow(service: ServiceContext, request: RunRequest) -> AsyncIterator
         await anyio.sleep(service.events_poll_seconds)
 
 
-_ATTEMPT_STARTS = frozenset({"created", "resumed"})
-
-
-@dataclass
-class AttemptFeed:
-    """Reads a run's ``events.jsonl`` for one request, from the first line its current attempt wrote.
-
-    An attempt starts when its worker marks the request running (``started_at``); its run then writes a ``run.state``
-    ``created`` (a fresh run directory) or ``resumed`` event. Until that line appears nothing is sent, so what an
-    earlier attempt or an earlier request left in the run directory (the failure of a run that was started over,
-    say) is not replayed as if it were this attempt's. A file that is replaced (a new inode) or cut back is read
-    again from its start."""
-
-    path: Path
-    offset: int = 0
-    pending: bytes = b""
-    identity: tuple[int, int] | None = None
-    attempt_started: float | None = None
-    begun: bool = False
-
-    def read(self, request: RunRequest) -> list[bytes]:
-        started = request.started_at if request.status is not RequestStatus.QUEUED else None
-        if started is None:  # no attempt is running: nothing of this request's has been written
-            return []
-        if started != self.attempt_started:  # a new attempt: wait for its first line
-            self.attempt_started, self.begun = float(started), False
-        if not self.begun:  # until the attempt's first line shows up, look from the top (the file may be replaced)
-            self.offset, self.pending = 0, b""
-        try:
-            with self.path.open("rb") as handle:
-                stat = os.fstat(handle.fileno())
-                if (stat.st_dev, stat.st_ino) != self.identity or stat.st_size < self.offset:
-                    self.identity, self.offset, self.pending, self.begun = (stat.st_dev, stat.st_ino), 0, b"", False
-                handle.seek(self.offset)
-                chunk = handle.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(chunk)
-        *lines, self.pending = (self.pending + chunk).split(b"\n")
-        found: list[bytes] = []
-        for line in lines:
-            if line.strip() and (self.begun or self._starts_attempt(line)):
-                self.begun = True
-                found.append(line)
-        return found
-
-    def _starts_attempt(self, line: bytes) -> bool:
-        try:
-            event = json.loads(line)
-            if not isinstance(event, dict) or event.get("type") != "run.state":
-                return False
-            fields = event.get("fields")
-            if not isinstance(fields, dict) or fields.get("state") not in _ATTEMPT_STARTS:
-                return False
-            written = datetime.fromisoformat(str(event["ts"]).replace("Z", "+00:00")).timestamp()
-        except (ValueError, TypeError, KeyError):
-            return False
-        # ``ts`` has milliseconds (truncated): compare at that precision
-        return math.floor(written * 1000 + 0.5) >= math.floor((self.attempt_started or 0.0) * 1000)
-
-
-def _message(line: bytes) -> ServerSentEventMessage:
-    text = line.decode("utf-8", errors="replace")
+def _message(text: str) -> ServerSentEventMessage:
     try:
         event = json.loads(text)
     except ValueError:

@@ -1,8 +1,10 @@
 """Executing one claimed run request: start it, run GEPA under a heartbeat, and write the outcome back, fenced.
 
 While the run goes, a watcher task heartbeats every ``lease_seconds / 3`` (extending the lease) and polls the
-request's ``cancel_requested`` every ``poll_seconds``; a requested cancel calls ``run.cancel(...)``, which stops the
-GEPA loop and the processes it launched and records the run as cancelled. A lost lease (the heartbeat was refused:
+request's ``cancel_requested`` every ``poll_seconds``, and a pump copies the run's new event lines into the queue
+(:mod:`synth_opt.service.feed`; once more when the run ends, before the outcome is written). A requested cancel
+calls ``run.cancel(...)``, which stops the GEPA loop and the processes it launched and records the run as
+cancelled. A lost lease (the heartbeat was refused:
 the request was recovered and maybe reclaimed) stops the run too, and from then on the worker writes nothing into
 the run directory (``GepaRun.abandon``), since another worker owns it now. A run directory that another live
 process holds fails the request at once with ``run_locked``.
@@ -12,7 +14,8 @@ The outcome is written with the lease token: ``completed`` with the run summary,
 shutdown) releases its lease instead, so the request is queued again and resumes from its last checkpoint. A
 LeaseLostError on the final write is logged and re-raised.
 
-Every queue call goes through the async queue (aiosqlite); only loading the config file runs in a worker thread.
+Every queue call goes through the async queue (aiosqlite or psycopg); only loading the config file and reading the
+feed run in a worker thread.
 While a request executes, ``request_id``, ``run_id`` and ``worker_id`` are bound to structlog's context.
 """
 
@@ -42,6 +45,7 @@ from synth_opt.logs import get_logger
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
 from synth_opt.service.confine import Confinement, config_inside_root
+from synth_opt.service.feed import EventPump
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, AsyncRunQueue, RunRequest, open_queue
 
 __all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
@@ -208,14 +212,16 @@ async def _execute(
     poll_seconds: float,
 ) -> RunRequest:
     token = execution.lease_token
-    await queue.start(execution.request_id, token)
+    started = await queue.start(execution.request_id, token)
     config: GepaConfig | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    pump = EventPump(queue, started, token, lambda: None if config is None else config.run_dir() / "events.jsonl")
     try:
         async with anyio.create_task_group() as tg:
             watch = functools.partial(_watch, queue, execution, heartbeat_seconds=queue.lease_seconds / 3)
             tg.start_soon(functools.partial(watch, poll_seconds=poll_seconds))
+            tg.start_soon(pump.run)
             try:
                 path: str | Path = claimed.config_path
                 if confinement is not None:
@@ -240,6 +246,7 @@ async def _execute(
             except LeaseLostError:
                 pass  # logged; the cancellation goes on
         raise
+    await _last_events(pump)
     # a lease lost while running still gets its final write: the refusal is audited and raised as LeaseLostError
     if execution.shutting_down and (error or {}).get("code") == RunCancelledError.error_code:
         return await _release(queue, execution)
@@ -251,6 +258,15 @@ async def _execute(
         _log.error("the request finished but its result was refused", error=lost.message)
         raise
     return final
+
+
+async def _last_events(pump: EventPump) -> None:
+    """The feed's last lines, appended before the outcome is written (a reader that sees the request terminal has
+    every line); a failure is logged, not raised: the outcome matters more than the stream."""
+    try:
+        await pump.pump()
+    except Exception as error:
+        _log.warning("the run's last events did not reach the queue", error=str(error))
 
 
 async def _release(queue: AsyncRunQueue, execution: Execution) -> RunRequest:

@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from synth_opt.service.queue.schema import LIVE_STATUSES, OPERATION_KINDS, REQUEST_STATUSES
+from synth_opt.service.queue.schema import LIVE_STATUSES, OPERATION_KINDS, REQUEST_EVENTS, REQUEST_STATUSES
 
 __all__ = ["MIGRATION_LOCK", "PG_MIGRATIONS", "PG_SCHEMA_VERSION", "WRITE_LOCK", "migrate_pg", "pg_sql"]
 
@@ -102,7 +102,9 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX invariant_reports_run ON invariant_reports (run_id, report_id)",
 )
 
-PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2: tuple[str, ...] = (REQUEST_EVENTS,)  # each attempt's event feed (the same table as SQLite's)
+
+PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

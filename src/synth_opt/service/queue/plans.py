@@ -49,6 +49,7 @@ WHERE request_id = (
 RETURNING *
 """
 _EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+_EVENT_ROWS = 100  # rows per INSERT of an append (SQLite allows 32,766 parameters a statement; 4 a row)
 _STATUS_COUNTS = {
     "run_requests": "run_request_status_counts",
     "operations": "operation_status_counts",
@@ -305,6 +306,41 @@ class QueuePlans:
             request_id=request_id,
             status=row["status"],
         )
+
+    # -- the event stream -----------------------------------------------------------------------------------------
+
+    def _append_events_plan(
+        self, request_id: str, lease_token: str, attempt: int, first_line: int, lines: list[str]
+    ) -> Plan[Refused | None]:
+        """Append an attempt's feed lines from line number ``first_line``, fenced by the lease token; lines already
+        there (an append retried after its commit) are kept as they are."""
+        row = _first((yield ("SELECT lease_token FROM run_requests WHERE request_id = ?", (request_id,))))
+        if row is None or row["lease_token"] != lease_token:
+            refused = yield from self._refusal("append events to", request_id, lease_token)
+            return Refused(refused)
+        for start in range(0, len(lines), _EVENT_ROWS):
+            chunk = lines[start : start + _EVENT_ROWS]
+            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            params = [
+                value
+                for number, line in enumerate(chunk, start=first_line + start)
+                for value in (request_id, attempt, number, line)
+            ]
+            yield (
+                f"INSERT INTO request_events (request_id, attempt, line_no, line) VALUES {values} "
+                "ON CONFLICT (request_id, attempt, line_no) DO NOTHING",
+                tuple(params),
+            )
+        return None
+
+    def _events_plan(self, request_id: str, attempt: int, after: int, limit: int) -> Plan[list[tuple[int, str]]]:
+        """An attempt's feed lines numbered above ``after`` (-1: from the first), in order, at most ``limit``."""
+        rows = yield (
+            "SELECT line_no, line FROM request_events WHERE request_id = ? AND attempt = ? AND line_no > ? "
+            "ORDER BY line_no LIMIT ?",
+            (request_id, attempt, after, max(1, int(limit))),
+        )
+        return [(int(row[0]), str(row[1])) for row in rows]
 
     # -- maintenance and control ----------------------------------------------------------------------------------
 

@@ -76,6 +76,12 @@ class RunQueue(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def append_events(
+        self, request_id: str, lease_token: str, attempt: int, first_line: int, lines: list[str]
+    ) -> None: ...
+
+    def events(self, request_id: str, attempt: int, *, after: int = -1, limit: int = 1000) -> list[tuple[int, str]]: ...
+
     def open_async(self) -> AsyncRunQueue:
         """The same store for async callers, opened by them: ``async with queue.open_async() as aq``."""
         ...
@@ -135,6 +141,14 @@ class AsyncRunQueue(Protocol):
     ) -> list[RunRequest]: ...
 
     async def status(self) -> dict[str, Any]: ...
+
+    async def append_events(
+        self, request_id: str, lease_token: str, attempt: int, first_line: int, lines: list[str]
+    ) -> None: ...
+
+    async def events(
+        self, request_id: str, attempt: int, *, after: int = -1, limit: int = 1000
+    ) -> list[tuple[int, str]]: ...
 
     async def wait_for_work(self, seconds: float) -> None:
         """Return when a request may have become claimable (PostgreSQL: a ``NOTIFY``), or after ``seconds``."""

@@ -27,6 +27,7 @@ __all__ = [
     "LIVE_STATUSES",
     "MIGRATIONS",
     "OPERATION_KINDS",
+    "REQUEST_EVENTS",
     "REQUEST_STATUSES",
     "SCHEMA_VERSION",
     "open_service_db",
@@ -109,7 +110,18 @@ _V1: tuple[str, ...] = (
 # ``fresh``: the request's first attempt starts its run directory over (``POST /runs`` with ``fresh: true``)
 _V2: tuple[str, ...] = ("ALTER TABLE run_requests ADD COLUMN fresh INTEGER NOT NULL DEFAULT 0",)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# the lines of each attempt's event feed, appended by the worker running it (synth_opt.service.feed), read by
+# GET /runs/{id}/events: the stream reaches the API through the database, from whichever host runs the request
+REQUEST_EVENTS = """CREATE TABLE request_events (
+        request_id TEXT NOT NULL REFERENCES run_requests (request_id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        line_no INTEGER NOT NULL,
+        line TEXT NOT NULL,
+        PRIMARY KEY (request_id, attempt, line_no)
+    )"""
+_V3: tuple[str, ...] = (REQUEST_EVENTS,)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -111,6 +111,14 @@ class SyncQueueSurface(QueuePlans):
         """Status counts of the queue's tables (``workspace_status``'s keys for a service database)."""
         return self._read(self._status_plan)
 
+    def append_events(self, request_id: str, lease_token: str, attempt: int, first_line: int, lines: list[str]) -> None:
+        """Append an attempt's event feed lines (numbered from ``first_line``), fenced by the lease token."""
+        self._write(partial(self._append_events_plan, request_id, lease_token, attempt, first_line, lines))
+
+    def events(self, request_id: str, attempt: int, *, after: int = -1, limit: int = 1000) -> list[tuple[int, str]]:
+        """An attempt's event feed lines numbered above ``after``: ``(line_no, line)`` in order."""
+        return self._read(partial(self._events_plan, request_id, attempt, after, limit))
+
 
 class AsyncQueueSurface(QueuePlans):
     """Every :class:`AsyncRunQueue` method, run by the driver's ``_write`` and ``_read`` coroutines."""
@@ -184,6 +192,16 @@ class AsyncQueueSurface(QueuePlans):
 
     async def status(self) -> dict[str, Any]:
         return await self._read(self._status_plan)
+
+    async def append_events(
+        self, request_id: str, lease_token: str, attempt: int, first_line: int, lines: list[str]
+    ) -> None:
+        await self._write(partial(self._append_events_plan, request_id, lease_token, attempt, first_line, lines))
+
+    async def events(
+        self, request_id: str, attempt: int, *, after: int = -1, limit: int = 1000
+    ) -> list[tuple[int, str]]:
+        return await self._read(partial(self._events_plan, request_id, attempt, after, limit))
 
     async def wait_for_work(self, seconds: float) -> None:
         """Return when a request may have become claimable, or after ``seconds`` (polling, the fallback; a backend

@@ -1,0 +1,66 @@
+"""The service API and a worker that share only the PostgreSQL queue: the worker is a ``gepa run-next`` process in
+a directory of its own (standing for another host), the API the litestar app in this process. The request's event
+stream reaches the API through the database while the run goes, every line of the attempt in order and then the
+``end`` event, and still does once the run directory is gone; the run summary answers ``GET /runs/{id}``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from litestar.testing import AsyncTestClient
+
+from synth_opt.service.app import create_app
+from tests.integration.test_service_app import config
+
+
+def data_lines(stream: str) -> list[str]:
+    return [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.anyio
+async def test_a_run_on_another_host_streams_its_events_through_the_database(postgres_url: str, tmp_path: Path) -> None:
+    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
+    configs.mkdir()
+    host_b.mkdir()
+    config(configs, run_id="remote")
+    app = create_app(
+        postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
+    )
+    async with AsyncTestClient(app, timeout=120) as client:
+        created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
+        assert created.status_code == 201, created.text
+        request_id = created.json()["request_id"]
+        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
+        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
+        log = tmp_path / "host-b.log"
+        with log.open("w") as output:  # a file, not a pipe: nothing reads a pipe while the stream is followed
+            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
+        try:  # the stream is opened as the worker starts: it follows the attempt live, to its end
+            streamed = (await client.get(f"/runs/{request_id}/events")).text
+            with anyio.fail_after(120):
+                await worker.wait()
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+        assert worker.returncode == 0, log.read_text()[-3000:]
+        request = (await client.get(f"/runs/{request_id}")).json()
+        assert request["status"] == "completed" and request["lease_owner"] == "host-b", request["error"]
+        run_dir = Path(request["manifest_path"]).parent
+        written = [line for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
+        shutil.rmtree(run_dir)  # from here on only the database holds the stream
+        again = (await client.get(f"/runs/{request_id}/events")).text
+        summary = (await client.get(f"/runs/{request_id}")).json()
+
+    live = data_lines(streamed)
+    end = {"request_id": request_id, "status": "completed"}
+    assert json.loads(live[-1]) == end and json.loads(data_lines(again)[-1]) == end
+    assert live[:-1] == written == data_lines(again)[:-1]  # every line of the attempt, in order, live and after
+    types = [json.loads(line)["type"] for line in written]
+    assert types[0] == "run.state" and "run.finished" in types
+    assert summary["best_candidate_id"] == request["best_candidate_id"] and summary["result"]["stop_reason"]
