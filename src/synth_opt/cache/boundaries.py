@@ -11,6 +11,7 @@ from typing import Any
 
 from synth_opt.cache.store import CacheStore
 from synth_opt.container.client import ContainerClient
+from synth_opt.container.replicas import ReplicaSet
 from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
 from synth_opt.errors import (
@@ -32,12 +33,12 @@ __all__ = ["CachedContainer", "CachedProposer"]
 class CachedContainer:
     """The container routes a run uses, through the cache. ``live`` is None in readonly mode."""
 
-    def __init__(self, store: CacheStore, live: ContainerClient | None, *, url: str) -> None:
+    def __init__(self, store: CacheStore, live: ContainerClient | ReplicaSet | None, *, url: str) -> None:
         self.store = store
         self.live = live
         self.url = url
 
-    def _client(self) -> ContainerClient:
+    def _client(self) -> ContainerClient | ReplicaSet:
         if self.live is None:  # readonly: the store raised CacheMissError before we got here
             raise AssertionError("a readonly run reached the live container")
         return self.live

@@ -172,7 +172,7 @@ class ContainerClient:
                 url=self.url,
                 outage_timeout_seconds=outage_timeout_seconds,
                 request_timeout_seconds=request_timeout_seconds,
-                health=self._probe_health,
+                health=self.probe_health,
                 emit=outage_events,
             )
 
@@ -275,12 +275,25 @@ class ContainerClient:
         :mod:`~synth_opt.container.circuit`)."""
 
         async def send(sent: RolloutRequest, probe: bool) -> RolloutReply:
-            attempts = 1 if probe else None
-            return await self._rollout_once(sent, poll_interval_seconds, async_timeout_seconds, attempts)
+            poll, limit = poll_interval_seconds, async_timeout_seconds
+            return await self.send_rollout(sent, probe=probe, poll_interval_seconds=poll, async_timeout_seconds=limit)
 
         if self.circuit is None:
             return await send(request, False)
         return await self.circuit.run(request, send)
+
+    async def send_rollout(
+        self,
+        request: RolloutRequest,
+        *,
+        probe: bool = False,
+        poll_interval_seconds: float = 0.25,
+        async_timeout_seconds: float = 600.0,
+    ) -> RolloutReply:
+        """One rollout without the outage circuit (what the circuit, or a replica set's, sends): the retry
+        policy's attempts, or one for a ``probe``."""
+        attempts = 1 if probe else None
+        return await self._rollout_once(request, poll_interval_seconds, async_timeout_seconds, attempts)
 
     async def _rollout_once(
         self, request: RolloutRequest, poll_interval_seconds: float, async_timeout_seconds: float, attempts: int | None
@@ -294,7 +307,7 @@ class ContainerClient:
             reply = await self._await_rollout(request.rollout_id, poll_interval_seconds, async_timeout_seconds)
         return validate_rollout_reply(reply, request.rollout_id, url=self.url, route=route)
 
-    async def _probe_health(self, within_seconds: float) -> None:
+    async def probe_health(self, within_seconds: float) -> None:
         """``GET /health`` once, within ``within_seconds``, for the outage circuit's probes (never cached)."""
         payload = await self._call("GET", "/health", max_attempts=1, attempt_seconds=within_seconds)
         self._expect_object(payload, "GET", "/health")

@@ -435,6 +435,18 @@ class ContainerOutage(EventPayload):
 
 @_register
 @dataclass(frozen=True, slots=True)
+class ContainerReplica(EventPayload):
+    """A replica of ``[container] urls`` taken out (``out``: a transport failure) or brought back in (``in``: it
+    answers ``GET /health`` again); :mod:`synth_opt.container.replicas`."""
+
+    TYPE: ClassVar[str] = "container.replica"
+    url: str
+    state: str
+    reason: str
+
+
+@_register
+@dataclass(frozen=True, slots=True)
 class CacheNamespace(EventPayload):
     TYPE: ClassVar[str] = "cache.namespace"
     namespace: str

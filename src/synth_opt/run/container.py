@@ -29,6 +29,7 @@ from synth_opt.cache import CachedContainer, CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.container.client import ContainerClient
 from synth_opt.container.launch import launched_container
+from synth_opt.container.replicas import ReplicaSet
 from synth_opt.container.replies import policy_model
 from synth_opt.errors import ConfigError, ContainerCheckError
 from synth_opt.events import EventBus
@@ -37,6 +38,7 @@ from synth_opt.events.types import (
     ContainerChecked,
     ContainerLaunched,
     ContainerOutage,
+    ContainerReplica,
     ContainerWarning,
     RunState,
 )
@@ -66,20 +68,17 @@ async def open_container(
         url = config.container.url or "readonly-cache://container"
         client = CachedContainer(store, None, url=url)
         emit_run_state(bus, RunState("replaying_from_cache", cache_path=str(store.path)))
+    elif config.container.urls is not None:
+        replicas = await stack.enter_async_context(replica_set(config, bus, transport=transport))
+        url = replicas.url
+        client = CachedContainer(store, replicas, url=url)
+        emit_run_state(bus, RunState("connecting", container_url=url))
+        await replicas.health()  # every replica: those down are taken out, and the run goes on with the others
+        await replicas.check_identical()
     else:
         url = await stack.enter_async_context(container_url(config, bus, transport=transport, run_dir=run_dir))
         live = await stack.enter_async_context(
-            ContainerClient(
-                url,
-                headers=config.container.headers,
-                bearer_token=bearer_token(config),
-                request_timeout_seconds=config.container.request_timeout_seconds,
-                transport=transport,
-                concurrency=config.gepa.pipeline.workers.rollout + CONTROL_REQUESTS,
-                outage_timeout_seconds=config.container.outage_timeout_seconds,
-                outage_events=outage_events(bus),
-                max_reply_bytes=config.container.max_reply_bytes,
-            )
+            live_client(config, url, transport=transport, outage=config.container.outage_timeout_seconds, bus=bus)
         )
         client = CachedContainer(store, live, url=url)
         emit_run_state(bus, RunState("connecting", container_url=url))
@@ -103,6 +102,41 @@ async def open_container(
             lane="cache",
         )
     return client
+
+
+def live_client(
+    config: GepaConfig, url: str, *, transport: httpx.AsyncBaseTransport | None, outage: float | None, bus: EventBus
+) -> ContainerClient:
+    """A client of the container at ``url`` with the config's settings; through an outage circuit when
+    ``outage`` is set (a replica's client has none: its set has one)."""
+    return ContainerClient(
+        url,
+        headers=config.container.headers,
+        bearer_token=bearer_token(config),
+        request_timeout_seconds=config.container.request_timeout_seconds,
+        transport=transport,
+        concurrency=config.gepa.pipeline.workers.rollout + CONTROL_REQUESTS,
+        outage_timeout_seconds=outage,
+        outage_events=outage_events(bus),
+        max_reply_bytes=config.container.max_reply_bytes,
+    )
+
+
+def replica_set(config: GepaConfig, bus: EventBus, *, transport: httpx.AsyncBaseTransport | None) -> ReplicaSet:
+    """The replicas of ``[container] urls`` as one container (:mod:`synth_opt.container.replicas`)."""
+    urls = config.container.urls or []
+
+    def replica_event(url: str, state: str, reason: str) -> None:
+        verb = "taken out" if state == "out" else "back in"
+        bus.emit(ContainerReplica(url, state, reason), f"container replica {url} {verb}: {reason}", lane="rollout")
+
+    return ReplicaSet(
+        [live_client(config, url, transport=transport, outage=None, bus=bus) for url in urls],
+        outage_timeout_seconds=config.container.outage_timeout_seconds,
+        request_timeout_seconds=config.container.request_timeout_seconds,
+        outage_events=outage_events(bus),
+        replica_events=replica_event,
+    )
 
 
 def report_check(reply: dict[str, Any], url: str, bus: EventBus) -> None:
