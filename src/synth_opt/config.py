@@ -138,6 +138,9 @@ class RunSection(_Section):
 
 class ContainerSection(_Section):
     url: str | None = None
+    urls: list[str] | None = None
+    """Standing replicas of one container: each rollout goes to the least busy healthy one
+    (:mod:`synth_opt.container.replicas`); instead of ``url`` and ``command``."""
     command: list[str] | None = None
     cwd: LoosePath | None = None
     env: dict[str, str] = Field(default_factory=dict)
@@ -399,6 +402,7 @@ class _EnvOverrides(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNTH_OPTIMIZERS_", env_ignore_empty=True, extra="ignore")
 
     run_id: str | None = None
+    output_dir: str | None = None
     cache_mode: str | None = None
     proposer_backend: str | None = None
     proposer_base_url: str | None = None
@@ -412,6 +416,8 @@ class _EnvOverrides(BaseSettings):
 # settings field -> (environment variable, TOML location it overrides)
 _OVERRIDES: dict[str, tuple[str, tuple[str, str]]] = {
     "run_id": ("SYNTH_OPTIMIZERS_RUN_ID", ("run", "run_id")),
+    # a worker host keeps its run directories on its own disk, whatever the shared config says
+    "output_dir": ("SYNTH_OPTIMIZERS_OUTPUT_DIR", ("run", "output_dir")),
     "cache_mode": ("SYNTH_OPTIMIZERS_CACHE_MODE", ("cache", "mode")),
     "proposer_backend": ("SYNTH_OPTIMIZERS_PROPOSER_BACKEND", ("proposer", "backend")),
     "proposer_base_url": ("SYNTH_OPTIMIZERS_PROPOSER_BASE_URL", ("proposer", "base_url")),
@@ -573,14 +579,34 @@ def _output_dir_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
     return []
 
 
+def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
+    if container.urls is None:
+        return []
+    if container.url is not None or container.command:
+        other = "container.url" if container.url is not None else "container.command"
+        return [("container.urls", f"lists standing replicas; drop {other} (one or the other, not both)")]
+    if not container.urls:
+        return [("container.urls", "is empty; list the replicas' URLs, or use container.url for one container")]
+    for url in container.urls:
+        if not url.startswith(("http://", "https://")):
+            return [("container.urls", f"each URL must start with http:// or https:// (got {url!r})")]
+    duplicate = next((url for i, url in enumerate(container.urls) if url in container.urls[:i]), None)
+    if duplicate is not None:
+        return [("container.urls", f"lists {duplicate!r} twice; list each replica once")]
+    return []
+
+
 def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
     """Checks that span several keys, run on the validated model."""
     problems: list[tuple[str, str]] = _output_dir_problems(cfg)
     container, dataset, gepa = cfg.container, cfg.dataset, cfg.gepa
-    if container.url is None and not container.command:
-        problems.append(("container.url", "no container; set container.url or container.command (argv list)"))
+    if container.url is None and not container.command and container.urls is None:
+        problems.append(
+            ("container.url", "no container; set container.url, container.urls or container.command (argv list)")
+        )
     if container.url is not None and not container.url.startswith(("http://", "https://")):
         problems.append(("container.url", f"must start with http:// or https:// (got {container.url!r})"))
+    problems += _replica_problems(container)
     if container.command is not None and not container.command:
         problems.append(("container.command", "is empty; give the argv list that starts the container"))
     for name in ("train_ids", "pareto_ids", "minibatch_ids"):

@@ -364,6 +364,17 @@ def test_env_overrides_applied_and_recorded(tmp_path: Path, monkeypatch: pytest.
     }
 
 
+def test_an_env_output_dir_puts_a_workers_runs_on_its_own_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = load(tmp_path)
+    assert shared.output_dir == (tmp_path / "runs").resolve()  # relative to the config file
+    local = tmp_path / "host-b" / "runs"
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_OUTPUT_DIR", str(local))
+    cfg = load(tmp_path)
+    assert cfg.output_dir == local and cfg.run_dir() == local / cfg.effective_run_id()
+    assert cfg.effective_run_id() == shared.effective_run_id()  # the same run, kept elsewhere
+    assert cfg.overrides_applied == {"SYNTH_OPTIMIZERS_OUTPUT_DIR": str(local)}
+
+
 def test_env_overrides_point_a_cookbook_config_at_another_endpoint_and_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
