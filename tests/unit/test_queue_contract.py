@@ -240,6 +240,25 @@ def test_a_held_container_url_or_cache_namespace_is_not_claimed(queue: RunQueue,
     assert after is not None and after.request_id == blocked.request_id
 
 
+def test_requests_over_replica_sets_that_share_a_url_never_run_at_once(queue: RunQueue) -> None:
+    first = submit(queue, "a", priority=9, container_urls=["http://r1", "http://r2"])
+    overlapping = submit(queue, "b", priority=8, container_urls=["http://r2", "http://r3"])
+    single = submit(queue, "c", priority=7, container_url="http://r1")  # one of the first set's replicas
+    disjoint = submit(queue, "d", priority=6, container_urls=["http://r4", "http://r5"])
+    assert first.container_url == "http://r1, http://r2"  # what the request shows
+    held = queue.claim("w1")
+    assert held is not None and held.request_id == first.request_id
+    nxt = queue.claim("w2")
+    assert nxt is not None and nxt.request_id == disjoint.request_id  # both others share a URL with the first
+    assert queue.claim("w3") is None
+    assert queue.recover().invariants["status"] == "ok"  # every held resource has its lease row
+    queue.complete(held.request_id, lease_token=held.lease_token)
+    after = queue.claim("w3")
+    assert after is not None and after.request_id == overlapping.request_id
+    last = queue.claim("w4")  # r1 is free again and the running sets hold r2, r3, r4, r5
+    assert last is not None and last.request_id == single.request_id
+
+
 def test_an_expired_holder_does_not_block_its_resource(queue: RunQueue, clock: FakeClock) -> None:
     submit(queue, "a", container_url="http://c")
     later = submit(queue, "b", container_url="http://c")

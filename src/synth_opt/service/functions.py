@@ -40,7 +40,9 @@ Db = str | os.PathLike[str]
 def request_fields(config: GepaConfig) -> dict[str, Any]:
     """What a request fixes at submission: the run id (``[run].run_id``, else generated from the config), the config
     path, the run directory, the standing container URL (None for a container the run launches itself, which gets a
-    port of its own) and the cache namespace (None with ``[cache] mode = "off"``: such a run touches no cache).
+    port of its own), the URLs of its container replicas (``[container] urls``: two requests whose replica sets share
+    a URL never run at once) and the cache namespace (None with ``[cache] mode = "off"``: such a run touches no
+    cache).
     The URL is stored and served without its secrets (:func:`synth_opt.redact.redact_url`): it only names the
     container that two requests may not share (the worker reads the config itself)."""
     url = config.container.url
@@ -49,6 +51,7 @@ def request_fields(config: GepaConfig) -> dict[str, Any]:
         "config_path": str(config.source_path),
         "run_dir": str(config.run_dir()),
         "container_url": redact_url(url.rstrip("/")) if url else None,
+        "container_urls": [redact_url(replica.rstrip("/")) for replica in config.container.urls or []],
         "cache_namespace": None if config.cache.mode == "off" else config.cache_namespace(),
     }
 

@@ -39,14 +39,13 @@ def _one(sql: str) -> _Plan[Any]:
 
 def _freshness() -> _Plan[dict[str, dict[str, Any]]]:
     held = yield from _one(
-        "SELECT coalesce(sum(CASE WHEN r.container_url IS NOT NULL THEN 1 ELSE 0 END "
-        "+ CASE WHEN r.cache_namespace IS NOT NULL THEN 1 ELSE 0 END), 0) "
-        f"FROM run_requests r WHERE {_LIVE_LEASE}"
+        f"SELECT count(*) FROM request_resources x JOIN run_requests r ON r.request_id = x.request_id "
+        f"WHERE {_LIVE_LEASE}"
     )
     active = yield from _one("SELECT count(*) FROM resource_leases WHERE status = 'active'")
     unleased = yield from _ids(
         f"SELECT r.request_id FROM run_requests r WHERE {_LIVE_LEASE} "
-        "AND (r.container_url IS NOT NULL OR r.cache_namespace IS NOT NULL) "
+        "AND EXISTS (SELECT 1 FROM request_resources x WHERE x.request_id = r.request_id) "
         "AND NOT EXISTS (SELECT 1 FROM resource_leases l WHERE l.request_id = r.request_id "
         "AND l.lease_token = r.lease_token AND l.status = 'active')",
     )
@@ -75,9 +74,10 @@ def _entry(source: str, source_rows: int, derived_rows: int, missing: list[str])
 
 def _checks(now: float) -> _Plan[dict[str, dict[str, Any]]]:
     shared = yield from _ids(
-        "SELECT a.request_id || ' & ' || b.request_id FROM run_requests a JOIN run_requests b "
-        "ON a.request_id < b.request_id "
-        "AND (a.container_url = b.container_url OR a.cache_namespace = b.cache_namespace) "
+        "SELECT DISTINCT a.request_id || ' & ' || b.request_id FROM request_resources x "
+        "JOIN request_resources y ON y.resource_kind = x.resource_kind AND y.resource_key = x.resource_key "
+        "AND x.request_id < y.request_id "
+        "JOIN run_requests a ON a.request_id = x.request_id JOIN run_requests b ON b.request_id = y.request_id "
         "WHERE a.status IN ('leased', 'running') AND b.status IN ('leased', 'running') "
         "AND a.lease_expires_at > ? AND b.lease_expires_at > ?",
         now,

@@ -15,7 +15,13 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from synth_opt.service.queue.schema import LIVE_STATUSES, OPERATION_KINDS, REQUEST_EVENTS, REQUEST_STATUSES
+from synth_opt.service.queue.schema import (
+    LIVE_STATUSES,
+    OPERATION_KINDS,
+    REQUEST_EVENTS,
+    REQUEST_RESOURCES,
+    REQUEST_STATUSES,
+)
 
 __all__ = ["MIGRATION_LOCK", "PG_MIGRATIONS", "PG_SCHEMA_VERSION", "WRITE_LOCK", "migrate_pg", "pg_sql"]
 
@@ -103,8 +109,9 @@ _V1: tuple[str, ...] = (
 )
 
 _V2: tuple[str, ...] = (REQUEST_EVENTS,)  # each attempt's event feed (the same table as SQLite's)
+_V3: tuple[str, ...] = REQUEST_RESOURCES  # each live request's resources, one row each (as SQLite's)
 
-PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

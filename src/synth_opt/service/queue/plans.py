@@ -11,7 +11,7 @@ between them. A refusal that must still be audited (a fenced write whose lease i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -36,14 +36,14 @@ SET status = 'leased', lease_owner = :owner, lease_token = :token, lease_seconds
 WHERE request_id = (
     SELECT q.request_id FROM run_requests AS q
     WHERE q.status = 'queued' AND q.cancel_requested = 0
-      AND (q.container_url IS NULL OR NOT EXISTS (
-        SELECT 1 FROM run_requests AS held
-        WHERE held.container_url = q.container_url
-          AND held.status IN ('leased', 'running') AND held.lease_expires_at > :now))
-      AND (q.cache_namespace IS NULL OR NOT EXISTS (
-        SELECT 1 FROM run_requests AS held
-        WHERE held.cache_namespace = q.cache_namespace
-          AND held.status IN ('leased', 'running') AND held.lease_expires_at > :now))
+      AND NOT EXISTS (
+        SELECT 1 FROM request_resources AS mine
+        JOIN request_resources AS theirs
+          ON theirs.resource_kind = mine.resource_kind AND theirs.resource_key = mine.resource_key
+         AND theirs.request_id <> mine.request_id
+        JOIN run_requests AS held ON held.request_id = theirs.request_id
+        WHERE mine.request_id = q.request_id
+          AND held.status IN ('leased', 'running') AND held.lease_expires_at > :now)
     ORDER BY q.priority DESC, q.submitted_at, q.rowid
     LIMIT 1{lock})
 RETURNING *
@@ -114,8 +114,13 @@ class QueuePlans:
         priority: int,
         idempotency_key: str | None,
         fresh: bool,
+        container_urls: Sequence[str] = (),
     ) -> Plan[Submission | Refused]:
+        """``container_urls``: the replicas of ``[container] urls``; each is a resource of the request, as
+        ``container_url`` is (and ``container_url`` shows them, comma-separated, when it is not given)."""
         now = self.clock()
+        urls = list(dict.fromkeys(container_urls)) or ([container_url] if container_url else [])
+        container_url = container_url or (", ".join(urls) if urls else None)
         if idempotency_key is not None:
             existing = _first((yield ("SELECT * FROM run_requests WHERE idempotency_key = ?", (idempotency_key,))))
             if existing is not None:
@@ -166,6 +171,13 @@ class QueuePlans:
                 int(bool(fresh)),
             ),
         )
+        resources = [("container_url", url) for url in urls]
+        resources += [("cache_namespace", cache_namespace)] if cache_namespace is not None else []
+        for kind, key in resources:
+            yield (
+                "INSERT INTO request_resources (request_id, resource_kind, resource_key) VALUES (?, ?, ?)",
+                (request_id, kind, key),
+            )
         yield from self._record(request_id, "submit", "succeeded", None, run_id=run_id, priority=priority)
         return Submission(RunRequest.from_row(rows[0]), deduplicated=False)
 
@@ -177,21 +189,25 @@ class QueuePlans:
         row = _first((yield (_CLAIM.format(lock=self.claim_lock), params)))
         if row is None:
             return None
-        for kind in ("container_url", "cache_namespace"):
-            if row[kind] is not None:
-                yield (
-                    "INSERT INTO resource_leases (request_id, resource_kind, resource_key, owner, lease_token, "
-                    "status, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-                    (
-                        row["request_id"],
-                        kind,
-                        row[kind],
-                        worker_id,
-                        params["token"],
-                        params["now"],
-                        row["lease_expires_at"],
-                    ),
-                )
+        held = yield (
+            "SELECT resource_kind, resource_key FROM request_resources WHERE request_id = ? "
+            "ORDER BY resource_kind DESC, resource_key",  # container URLs first, then the namespace
+            (row["request_id"],),
+        )
+        for resource in held:
+            yield (
+                "INSERT INTO resource_leases (request_id, resource_kind, resource_key, owner, lease_token, "
+                "status, acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+                (
+                    row["request_id"],
+                    resource["resource_kind"],
+                    resource["resource_key"],
+                    worker_id,
+                    params["token"],
+                    params["now"],
+                    row["lease_expires_at"],
+                ),
+            )
         yield from self._record(row["request_id"], "claim", "succeeded", worker_id, attempt=row["attempts"])
         return Built(RunRequest.from_row, row)
 

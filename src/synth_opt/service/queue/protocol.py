@@ -13,7 +13,7 @@ aiosqlite, for PostgreSQL on psycopg's async connection, so nothing blocks the e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -47,6 +47,7 @@ class RunQueue(Protocol):
         priority: int = 0,
         idempotency_key: str | None = None,
         fresh: bool = False,
+        container_urls: Sequence[str] = (),
     ) -> Submission: ...
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None: ...
@@ -111,6 +112,7 @@ class AsyncRunQueue(Protocol):
         priority: int = 0,
         idempotency_key: str | None = None,
         fresh: bool = False,
+        container_urls: Sequence[str] = (),
     ) -> Submission: ...
 
     async def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None: ...

@@ -28,6 +28,7 @@ __all__ = [
     "MIGRATIONS",
     "OPERATION_KINDS",
     "REQUEST_EVENTS",
+    "REQUEST_RESOURCES",
     "REQUEST_STATUSES",
     "SCHEMA_VERSION",
     "open_service_db",
@@ -121,7 +122,25 @@ REQUEST_EVENTS = """CREATE TABLE request_events (
     )"""
 _V3: tuple[str, ...] = (REQUEST_EVENTS,)
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# every resource a request holds while it is live, one row each: its container URL, or each URL of its container
+# replicas, and its cache namespace. The claim refuses a request one of whose resources another live request holds
+# (so two requests over replica sets that share one URL never run at once); filled from the old columns
+REQUEST_RESOURCES: tuple[str, ...] = (
+    """CREATE TABLE request_resources (
+        request_id TEXT NOT NULL REFERENCES run_requests (request_id) ON DELETE CASCADE,
+        resource_kind TEXT NOT NULL CHECK (resource_kind IN ('container_url', 'cache_namespace')),
+        resource_key TEXT NOT NULL,
+        PRIMARY KEY (request_id, resource_kind, resource_key)
+    )""",
+    "CREATE INDEX request_resources_key ON request_resources (resource_kind, resource_key)",
+    "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'container_url', "
+    "container_url FROM run_requests WHERE container_url IS NOT NULL",
+    "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'cache_namespace', "
+    "cache_namespace FROM run_requests WHERE cache_namespace IS NOT NULL",
+)
+_V4: tuple[str, ...] = REQUEST_RESOURCES
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,7 +10,7 @@ freeing its container URL), so a backend whose workers wait for a signal (Postgr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,6 +45,7 @@ class SyncQueueSurface(QueuePlans):
         priority: int = 0,
         idempotency_key: str | None = None,
         fresh: bool = False,
+        container_urls: Sequence[str] = (),
     ) -> Submission:
         """Queue a request; with a known idempotency key, return that request (``deduplicated``) instead.
         ``fresh``: its first attempt starts the run directory over instead of resuming or returning what it holds."""
@@ -58,6 +59,7 @@ class SyncQueueSurface(QueuePlans):
             priority=priority,
             idempotency_key=idempotency_key,
             fresh=fresh,
+            container_urls=tuple(container_urls),
         )
         return self._write(plan, wakes=True)
 
@@ -140,6 +142,7 @@ class AsyncQueueSurface(QueuePlans):
         priority: int = 0,
         idempotency_key: str | None = None,
         fresh: bool = False,
+        container_urls: Sequence[str] = (),
     ) -> Submission:
         plan = partial(
             self._submit_plan,
@@ -151,6 +154,7 @@ class AsyncQueueSurface(QueuePlans):
             priority=priority,
             idempotency_key=idempotency_key,
             fresh=fresh,
+            container_urls=tuple(container_urls),
         )
         return await self._write(plan, wakes=True)
 
