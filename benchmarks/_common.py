@@ -155,9 +155,12 @@ def write_config(
     pareto: int = 20,
     propose_workers: int = 4,
     heldout: int = 0,
+    urls: list[str] | None = None,
 ) -> Path:
+    """``urls``: standing replicas (``[container] urls``) instead of ``url``."""
     path = folder / f"{name}.toml"
     heldout_ids = f"{{count = {heldout}}}" if heldout else "[]"
+    where = f'url = "{url}"' if urls is None else f"urls = {_toml(urls)}"
     path.write_text(
         f"""
 [run]
@@ -165,7 +168,7 @@ run_id = "{name}"
 output_dir = "{folder / "runs"}"
 
 [container]
-url = "{url}"
+{where}
 
 [dataset]
 train_ids = {{count = 200}}
@@ -196,12 +199,14 @@ mode = "off"
 
 
 @asynccontextmanager
-async def standing_container(latency_ms: float, *, vocabulary: int = 40, task: str = "words") -> AsyncIterator[str]:
+async def standing_container(
+    latency_ms: float, *, vocabulary: int = 40, task: str = "words", concurrency: int = 0
+) -> AsyncIterator[str]:
     """``latency_container.py`` in its own process: the word task (``vocabulary`` answer words) or, with
     ``task = "banking77"`` or ``"code_review"``, that cookbook's container, each one waiting ``latency_ms`` per
-    rollout."""
+    rollout and serving at most ``concurrency`` at once (0: no limit)."""
     command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
-    command += ["--vocabulary", str(vocabulary), "--task", task]
+    command += ["--vocabulary", str(vocabulary), "--task", task, "--concurrency", str(concurrency)]
     async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:
         yield launched.url
 

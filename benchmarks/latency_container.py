@@ -11,6 +11,9 @@ cookbook's (``cookbooks/code_review/container.py``, the offline ``checklist`` po
 ``diffs.py``); either one holds each ``POST /rollout`` for the same latency first, and its ``GET /stats`` counts
 the rollouts it answered with 200 (a retried rollout counts again, so the count is never below the distinct
 rollouts served).
+
+``--concurrency N`` serves at most N rollouts at once (the others wait their turn): a replica whose capacity is
+the limit, as a container backed by N model slots would be.
 """
 
 from __future__ import annotations
@@ -142,6 +145,21 @@ def build_code_review(latency_seconds: float) -> Any:
     return Latency(build_container().fastapi(), latency_seconds)
 
 
+class Limited:
+    """ASGI wrapper: at most ``concurrency`` ``POST /rollout`` requests are handled at once; the rest wait."""
+
+    def __init__(self, app: Any, concurrency: int) -> None:
+        self.app = app
+        self.slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/rollout":
+            async with self.slots:
+                await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 BUILDERS = {"banking77": build_banking77, "code_review": build_code_review}
 
 
@@ -151,9 +169,12 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--vocabulary", type=int, default=40, help="answer words of the word task")
     parser.add_argument("--task", choices=("words", *BUILDERS), default="words")
+    parser.add_argument("--concurrency", type=int, default=0, help="rollouts served at once (0: no limit)")
     args = parser.parse_args()
     seconds = args.latency_ms / 1000
     app = build(seconds, args.vocabulary) if args.task == "words" else BUILDERS[args.task](seconds)
+    if args.concurrency > 0:
+        app = Limited(app, args.concurrency)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -10,13 +10,24 @@ connection pool (``GepaRun(container_transport=httpx.AsyncHTTPTransport())``) in
 (``synth_opt.container.connections``), right after the default one.
 
     .venv/bin/python benchmarks/pipeline_throughput.py --latency-ms 50 --proposer-ms 0 --train-budget 400
+
+``--replicas 1 2 4`` measures ``[container] urls`` instead: ``async_pipelined`` with ``--replica-workers`` (16)
+rollout workers against 1, 2 and 4 standing replicas of the word container at ``--latency-ms`` each, every replica
+serving at most ``--replica-concurrency`` (4) rollouts at once, so one replica is the limit; then a row with the
+largest count of replicas where the first is ``--slow-factor`` (4) times slower than the others, to show the
+balancer routing around it. Each row reports rollouts/s, how many rollouts each replica served, and whether its
+decisions (the normalized event feed, without the config line that names the URLs) equal the first row's.
+
+    .venv/bin/python benchmarks/pipeline_throughput.py --replicas 1 2 4
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -67,6 +78,65 @@ async def main(args: argparse.Namespace) -> None:
                 )
 
 
+def decisions(feed: str | None) -> list[str]:
+    """A run's normalized feed without the config line (it names the container URLs)."""
+    assert feed is not None
+    return [line for line in Path(feed).read_text().splitlines() if json.loads(line)["type"] != "run.config"]
+
+
+async def replicas(args: argparse.Namespace) -> None:
+    most = max(args.replicas)
+    rows = [(f"{n} replica{'s' if n > 1 else ''}", n, False) for n in args.replicas]
+    rows.append((f"{most}, first {args.slow_factor:g}x slower", most, True))
+    print(
+        f"async_pipelined, {args.replica_workers} rollout workers, {args.in_flight} candidates in flight, train budget "
+        f"{args.train_budget}; replicas at {args.latency_ms:g} ms, each serving at most {args.replica_concurrency} "
+        f"rollouts at once; proposer {args.proposer_ms:g} ms"
+    )
+    header = f"{'replicas':<24} {'served':>7} {'seconds':>8} {'rollouts/s':>11} {'x one':>6}  {'per replica':<22}"
+    print(f"{header} decisions")
+    first: list[str] | None = None
+    baseline = None
+    with tempfile.TemporaryDirectory() as tmp:
+        async with AsyncExitStack() as stack:
+            fast = [
+                await stack.enter_async_context(
+                    standing_container(args.latency_ms, concurrency=args.replica_concurrency)
+                )
+                for _ in range(most)
+            ]
+            slow = await stack.enter_async_context(
+                standing_container(args.latency_ms * args.slow_factor, concurrency=args.replica_concurrency)
+            )
+            for index, (label, count, with_slow) in enumerate(rows):
+                urls = [slow, *fast[: count - 1]] if with_slow else fast[:count]
+                path = write_config(
+                    Path(tmp),
+                    f"replicas{index}",
+                    url=urls[0],
+                    urls=urls,
+                    mode="async_pipelined",
+                    rollout_workers=args.replica_workers,
+                    in_flight=args.in_flight,
+                    train_budget=args.train_budget,
+                )
+                before = [await served(url) for url in urls]
+                started = time.perf_counter()
+                proposer = LatencyProposer(args.proposer_ms / 1000)
+                result = await GepaRun(load_config(path), proposer=proposer).execute_async()
+                seconds = time.perf_counter() - started
+                each = [await served(url) - was for url, was in zip(urls, before, strict=True)]
+                rate = sum(each) / seconds
+                baseline = baseline or rate
+                mine = decisions(result.normalized_event_feed_path)
+                first = first or mine
+                print(
+                    f"{label:<24} {sum(each):>7} {seconds:>8.2f} {rate:>11.1f} {rate / baseline:>6.2f}  "
+                    f"{' '.join(str(n) for n in each):<22} {'same' if mine == first else 'DIFFERENT'}",
+                    flush=True,
+                )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=50.0)
@@ -74,4 +144,9 @@ if __name__ == "__main__":
     parser.add_argument("--train-budget", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--one-pool", action="store_true", help="also run async configs on one httpx pool")
-    anyio.run(main, parser.parse_args())
+    parser.add_argument("--replicas", type=int, nargs="+", help="measure [container] urls with these replica counts")
+    parser.add_argument("--replica-workers", type=int, default=16, help="rollout workers of the replica rows")
+    parser.add_argument("--replica-concurrency", type=int, default=4, help="rollouts each replica serves at once")
+    parser.add_argument("--slow-factor", type=float, default=4.0, help="how much slower the slow replica is")
+    arguments = parser.parse_args()
+    anyio.run(replicas if arguments.replicas else main, arguments)
