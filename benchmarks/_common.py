@@ -180,7 +180,7 @@ backend = "codex_app_server"
 
 [gepa]
 max_train_rollouts = {train_budget}
-max_heldout_rollouts = {max(2 * heldout, 1)}
+{f"max_heldout_rollouts = {2 * heldout}" if heldout else ""}
 minibatch_size = 3
 
 [gepa.pipeline]

@@ -13,7 +13,7 @@ connection pool (``GepaRun(container_transport=httpx.AsyncHTTPTransport())``) in
 
 ``--replicas 1 2 4`` measures ``[container] urls`` instead: ``async_pipelined`` with ``--replica-workers`` (16)
 rollout workers against 1, 2 and 4 standing replicas of the word container at ``--latency-ms`` each, every replica
-serving at most ``--replica-concurrency`` (4) rollouts at once, so one replica is the limit; then a row with the
+serving at most ``--replica-concurrency`` (2) rollouts at once, so one replica is the limit; then a row with the
 largest count of replicas where the first is ``--slow-factor`` (4) times slower than the others, to show the
 balancer routing around it. Each row reports rollouts/s, how many rollouts each replica served, and whether its
 decisions (the normalized event feed, without the config line that names the URLs) equal the first row's.
@@ -146,7 +146,7 @@ if __name__ == "__main__":
     parser.add_argument("--one-pool", action="store_true", help="also run async configs on one httpx pool")
     parser.add_argument("--replicas", type=int, nargs="+", help="measure [container] urls with these replica counts")
     parser.add_argument("--replica-workers", type=int, default=16, help="rollout workers of the replica rows")
-    parser.add_argument("--replica-concurrency", type=int, default=4, help="rollouts each replica serves at once")
+    parser.add_argument("--replica-concurrency", type=int, default=2, help="rollouts each replica serves at once")
     parser.add_argument("--slow-factor", type=float, default=4.0, help="how much slower the slow replica is")
     arguments = parser.parse_args()
     anyio.run(replicas if arguments.replicas else main, arguments)

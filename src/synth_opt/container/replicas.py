@@ -3,9 +3,12 @@
 A :class:`ReplicaSet` answers every route the run uses, as one :class:`~synth_opt.container.client.ContainerClient`
 does, over one client per replica:
 
-- **Routing.** A rollout goes to the healthy replica with the fewest rollouts in flight (ties to the earlier URL in
-  the list): a slow replica keeps more in flight, so it is sent fewer. The other routes (``/health``, metadata,
-  the start-up check, ``/taskset``, ``/program``) go to the first healthy replica.
+- **Routing.** A rollout goes to the healthy replica that should finish it first: the fewest rollouts in flight,
+  weighted by how long its rollouts have been taking (``(in flight + 1) x`` a moving average of its rollouts'
+  durations; a replica with none yet counts as the fastest, so each is tried; ties to the earlier URL in the
+  list). A slow replica is so sent fewer rollouts in proportion, even when a batch starts with every replica
+  idle. The other routes (``/health``, metadata, the start-up check, ``/taskset``, ``/program``) go to the first
+  healthy replica.
 - **Taking a replica out.** A rollout that ends in a transport failure on a replica (nothing served, after the
   client's retries) takes that replica out: no rollout is routed to it until a background probe (``GET /health``
   at :data:`PROBE_DELAYS_SECONDS`, the last repeating) sees it answer again, and a ``container.replica`` event says
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -45,6 +49,8 @@ __all__ = ["PROBE_DELAYS_SECONDS", "Replica", "ReplicaSet"]
 PROBE_DELAYS_SECONDS: Final = (0.25, 0.5, 1.0, 2.0)
 """Pauses between health probes of a replica that is out (the last one repeats)."""
 PROBE_TIMEOUT_SECONDS: Final = 5.0
+SMOOTHING: Final = 0.2
+"""The weight of the latest rollout's duration in a replica's moving average."""
 
 ReplicaEmit = Callable[[str, str, str], None]
 """``(url, state, reason)`` of a ``container.replica`` event: ``out`` or ``in``."""
@@ -60,7 +66,13 @@ class Replica:
     in_flight: int = 0
     served: int = 0
     taken_out: int = 0
+    seconds: float | None = None
+    """A moving average of its served rollouts' durations (None before the first)."""
     probing: bool = field(default=False, repr=False)
+
+    def took(self, seconds: float) -> None:
+        self.served += 1
+        self.seconds = seconds if self.seconds is None else (1 - SMOOTHING) * self.seconds + SMOOTHING * seconds
 
     @property
     def url(self) -> str:
@@ -121,8 +133,9 @@ class ReplicaSet:
     # -- routing ------------------------------------------------------------------------------------------------
 
     def _least_busy(self) -> Replica | None:
+        """The healthy replica expected to finish a new rollout first (see the module's routing rule)."""
         healthy = [replica for replica in self.replicas if replica.healthy]
-        return min(healthy, key=lambda r: (r.in_flight, r.index)) if healthy else None
+        return min(healthy, key=lambda r: ((r.in_flight + 1) * (r.seconds or 0.0), r.in_flight, r.index), default=None)
 
     def _take_out(self, replica: Replica, reason: str) -> None:
         if not replica.healthy:
@@ -204,6 +217,7 @@ class ReplicaSet:
                 route="/rollout",
             )
         replica.in_flight += 1
+        started = time.monotonic()
         try:
             reply = await replica.client.send_rollout(
                 request,
@@ -216,7 +230,7 @@ class ReplicaSet:
             raise
         finally:
             replica.in_flight -= 1
-        replica.served += 1
+        replica.took(time.monotonic() - started)
         return reply
 
     # -- the other routes ---------------------------------------------------------------------------------------
