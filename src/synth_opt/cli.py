@@ -157,8 +157,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
             return recover_command(queue_location(args.db))
         if args.group == "workspace":
+            from synth_opt.service.queue import is_postgres_url
             from synth_opt.workspace import repair_command, status_command
 
+            if is_postgres_url(args.db):
+                from synth_opt.service.cli import queue_status_command
+
+                return queue_status_command(args.db, args.command)
             if args.command == "status":
                 return status_command(Path(args.db), as_json=args.json or not sys.stdout.isatty())
             return repair_command(Path(args.db), as_json=args.json)

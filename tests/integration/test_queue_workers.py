@@ -214,3 +214,19 @@ def test_an_unreachable_postgresql_server_is_named_without_its_password() -> Non
     message = caught.value.message
     assert "postgresql://synth:***@127.0.0.1:1/queue" in message and "hunter2" not in message
     assert caught.value.error_code == "queue_unavailable"
+
+
+def test_the_workspace_commands_read_a_postgresql_queue(postgres_url: str) -> None:
+    with open_queue(postgres_url) as queue:
+        queue.submit(run_id="listed", config_path="/configs/listed.toml")
+        claimed = queue.claim("w")
+        assert claimed is not None
+    command = [sys.executable, "-m", "synth_opt", "workspace"]
+    status = subprocess.run([*command, "status", "--db", postgres_url], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["backend"] == "postgresql" and report["run_request_status_counts"] == {"leased": 1}
+    recovered = subprocess.run([*command, "recover", "--db", postgres_url], capture_output=True, text=True, timeout=60)
+    assert recovered.returncode == 0 and json.loads(recovered.stdout)["recovered"] == 0, recovered.stderr
+    repair = subprocess.run([*command, "repair", "--db", postgres_url], capture_output=True, text=True, timeout=60)
+    assert repair.returncode == 2 and "workspace recover" in repair.stderr

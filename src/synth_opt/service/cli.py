@@ -209,3 +209,18 @@ def recover_command(db: Path | str) -> int:
         raise ConfigError(f"service database {db} does not exist; pass the --db the service uses", field="--db")
     print(json.dumps(workspace_recover(db), indent=2, sort_keys=True))
     return 0
+
+
+def queue_status_command(url: str, command: str) -> int:
+    """``workspace status`` of a PostgreSQL queue: its status counts as JSON (``workspace repair`` has nothing to
+    rebuild there: the queue keeps no derived tables a repair could redo)."""
+    if command != "status":
+        raise ConfigError(
+            f"workspace {command} rebuilds a SQLite workspace's derived tables; the PostgreSQL queue at "
+            f"{redact_url(url)} has none: use 'workspace recover --db URL' to requeue expired leases",
+            field="--db",
+        )
+    with open_queue(url) as queue:
+        report = {"db_path": redact_url(url), "backend": "postgresql", "runs": [], **queue.status()}
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
