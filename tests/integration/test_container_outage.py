@@ -40,13 +40,17 @@ def write_config(
     argv: list[str] | None,
     *,
     url: str | None = None,
+    urls: list[str] | None = None,
     request_timeout: float | None = None,
     outage_timeout: float | None = None,
     rollout_workers: int = 4,
 ) -> Path:
+    """The fault container launched from ``argv``, or standing at ``url`` (or as the replicas ``urls``)."""
     directory.mkdir(parents=True, exist_ok=True)
     if argv is not None:
         container = "command = [" + ", ".join(repr(part) for part in argv) + "]"
+    elif urls is not None:
+        container = f"urls = {json.dumps(urls)}"
     else:
         container = f"url = {url!r}"
     extra = ""

@@ -27,6 +27,7 @@ from synth_opt.errors import ConfigError, ContainerContractError
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import ContainerReplica
 from synth_opt.result import GepaResult
+from tests.integration.test_container_outage import write_config as outage_config
 
 pytestmark = pytest.mark.slow
 
@@ -62,48 +63,10 @@ def replicas(*argvs: Sequence[str]) -> Iterator[list[tuple[str, subprocess.Popen
 
 
 def write_config(directory: Path, urls: list[str], *, outage_timeout: float = 30.0) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "gepa.toml"
-    path.write_text(
-        f"""
-[run]
-run_id = "replicas"
-output_dir = {str(directory / "runs")!r}
-
-[container]
-urls = {json.dumps(urls)}
-outage_timeout_seconds = {outage_timeout}
-request_timeout_seconds = 5
-
-[dataset]
-train_ids = {{count = 6}}
-heldout_ids = {{count = 2}}
-
-[seed_candidate]
-instruction = "Answer w0 or w1."
-
-[proposer]
-backend = "codex_app_server"
-command = [{sys.executable!r}, "-m", "synth_opt.testing.fake_app_server"]
-
-[gepa]
-max_train_rollouts = 36
-minibatch_size = 2
-reuse_evaluations = false  # every evaluation live
-
-[gepa.pipeline]
-mode = "async_pipelined"
-max_in_flight_candidates = 2
-
-[gepa.pipeline.workers]
-propose = 1
-rollout = 6
-
-[cache]
-mode = "off"
-"""
+    """The outage tests' run (six train rows, the fake proposer, every evaluation live) over the replicas."""
+    return outage_config(
+        directory, None, urls=urls, request_timeout=5, outage_timeout=outage_timeout, rollout_workers=6
     )
-    return path
 
 
 def decisions(result: GepaResult) -> list[str]:

@@ -99,7 +99,6 @@ class ReplicaSet:
         self._emit = replica_events
         self._sleep = sleep
         self._tg: TaskGroup | None = None
-        self._changed = anyio.Event()
         self.circuit: OutageCircuit | None = None
         if outage_timeout_seconds is not None:
             self.circuit = OutageCircuit(
