@@ -7,7 +7,8 @@
 and on PostgreSQL alone:
 
 - a worker that holds a lease through a server restart reconnects, keeps heartbeating and completes its request
-  (attempt 1, nothing refused);
+  (attempt 1, nothing refused); one whose lease expired while the server was down (and was recovered) has its
+  next heartbeat refused and stops, and the request is queued again;
 - an idle worker waiting for work wakes on another process's submission (``LISTEN``/``NOTIFY``), long before its
   poll interval;
 - an unreachable server is a :class:`QueueUnavailableError` naming the URL without its password.
@@ -45,6 +46,25 @@ with open_queue(location, lease_seconds=60) as queue:
     while (request := queue.claim(worker_id)) is not None:
         queue.complete(request.request_id, result={"by": worker_id}, lease_token=request.lease_token)
         print(json.dumps({"request_id": request.request_id, "attempts": request.attempts}), flush=True)
+"""
+
+# a worker that claims one request, starts it and heartbeats until its lease is refused; then it says so and stops
+LOSING_WORKER = """
+import json, sys, time
+from synth_opt.errors import LeaseLostError
+from synth_opt.service.queue import open_queue
+
+location, worker_id = sys.argv[1], sys.argv[2]
+with open_queue(location, lease_seconds=30) as queue:
+    request = queue.claim(worker_id)
+    queue.start(request.request_id, request.lease_token)
+    print(json.dumps({"request_id": request.request_id}), flush=True)
+    try:
+        while True:
+            queue.heartbeat(request.request_id, request.lease_token)
+            time.sleep(0.05)
+    except LeaseLostError as lost:
+        print(json.dumps({"lost": lost.error_code}), flush=True)
 """
 
 # a worker that claims one request, starts it, says so, and then holds the lease (heartbeating into a file)
@@ -183,6 +203,32 @@ def test_a_worker_keeps_its_lease_through_a_postgresql_restart(
         status = queue.status()
     assert final.status is RequestStatus.COMPLETED and final.attempts == 1 and final.lease_owner == "steady-worker"
     assert "rejected" not in status["operation_status_counts"]  # no write was refused: the lease was never lost
+
+
+def test_a_worker_whose_lease_expired_while_postgresql_was_down_loses_it_cleanly(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    with open_queue(postgres_url) as queue:
+        request_id = queue.submit(run_id="stranded", config_path="/configs/stranded.toml").request.request_id
+    holder = worker(LOSING_WORKER, postgres_url, "stranded-worker")
+    try:
+        assert first_line(holder)["request_id"] == request_id
+        postgres_server.stop()  # the worker's heartbeats fail; it keeps reconnecting
+        time.sleep(1.0)
+        postgres_server.start()
+        later = time.time() + 120  # past any lease the worker could have renewed meanwhile
+        with open_queue(postgres_url, clock=lambda: later) as queue:
+            assert queue.recover().requeued == (request_id,)
+        out, err = holder.communicate(timeout=60)  # its next heartbeat is refused: it stops
+        assert holder.returncode == 0, err[-3000:]
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
+            holder.communicate()
+    assert json.loads(out.splitlines()[-1]) == {"lost": "lease_lost"}
+    with open_queue(postgres_url) as queue:
+        again = queue.get(request_id)
+    assert again.status is RequestStatus.QUEUED and again.attempts == 1 and again.lease_owner is None
 
 
 @pytest.mark.anyio
