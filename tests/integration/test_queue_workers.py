@@ -30,8 +30,18 @@ import pytest
 
 from synth_opt.errors import LeaseLostError
 from synth_opt.service.errors import QueueUnavailableError
+from synth_opt.service.functions import (
+    workspace_cancel_run_request,
+    workspace_claim_next_run_request,
+    workspace_complete_run_request,
+    workspace_heartbeat_run_request,
+    workspace_recover,
+    workspace_start_run_request,
+    workspace_submit_run_request,
+)
 from synth_opt.service.queue import RequestStatus, open_queue
 from synth_opt.testing.postgres import PostgresServer
+from tests.unit.test_queue_sqlite import config
 
 REQUESTS = 200
 WORKERS = 4
@@ -276,3 +286,22 @@ def test_the_workspace_commands_read_a_postgresql_queue(postgres_url: str) -> No
     assert recovered.returncode == 0 and json.loads(recovered.stdout)["recovered"] == 0, recovered.stderr
     repair = subprocess.run([*command, "repair", "--db", postgres_url], capture_output=True, text=True, timeout=60)
     assert repair.returncode == 2 and "workspace recover" in repair.stderr
+
+
+def test_the_workspace_functions_drive_either_backend(location: str, tmp_path: Path) -> None:
+    request = workspace_submit_run_request(location, config(tmp_path))
+    assert request["run_id"] == "svc" and request["container_url"] == "http://127.0.0.1:8102"
+    assert workspace_submit_run_request(location, config(tmp_path, "b.toml", run_id="b"), idempotency_key="k")
+    claimed = workspace_claim_next_run_request(location, "worker-1")
+    assert claimed is not None and claimed["request_id"] == request["request_id"]
+    workspace_start_run_request(location, claimed["request_id"], claimed["lease_token"])
+    beat = workspace_heartbeat_run_request(location, claimed["request_id"], claimed["lease_token"])
+    assert beat["status"] == "running"
+    done = workspace_complete_run_request(location, claimed["request_id"], lease_token=claimed["lease_token"])
+    assert done["status"] == "completed"
+    with pytest.raises(LeaseLostError):
+        workspace_complete_run_request(location, claimed["request_id"], lease_token="not-the-token")
+    other = workspace_submit_run_request(location, config(tmp_path, "b.toml", run_id="b"), idempotency_key="k")
+    assert workspace_cancel_run_request(location, other["request_id"])["status"] == "cancelled"
+    assert workspace_recover(location)["invariants"]["status"] == "ok"
+    assert workspace_claim_next_run_request(location, "worker-2") is None

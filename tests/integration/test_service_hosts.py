@@ -1,7 +1,8 @@
 """The service API and a worker that share only the PostgreSQL queue: the worker is a ``gepa run-next`` process in
 a directory of its own (standing for another host), the API the litestar app in this process. The request's event
 stream reaches the API through the database while the run goes, every line of the attempt in order and then the
-``end`` event, and still does once the run directory is gone; the run summary answers ``GET /runs/{id}``."""
+``end`` event, and still does once the run directory is gone; the run summary answers ``GET /runs/{id}``; a cancel
+asked of the API stops the run on the other host."""
 
 from __future__ import annotations
 
@@ -64,3 +65,42 @@ async def test_a_run_on_another_host_streams_its_events_through_the_database(pos
     types = [json.loads(line)["type"] for line in written]
     assert types[0] == "run.state" and "run.finished" in types
     assert summary["best_candidate_id"] == request["best_candidate_id"] and summary["result"]["stop_reason"]
+
+
+@pytest.mark.anyio
+async def test_a_cancel_through_the_api_stops_a_run_on_another_host(postgres_url: str, tmp_path: Path) -> None:
+    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
+    configs.mkdir()
+    host_b.mkdir()
+    config(configs, run_id="endless", proposer="trickle")  # its proposer never finishes: only a cancel ends it
+    app = create_app(
+        postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
+    )
+    async with AsyncTestClient(app, timeout=120) as client:
+        created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
+        request_id = created.json()["request_id"]
+        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
+        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
+        log = tmp_path / "host-b.log"
+        with log.open("w") as output:
+            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
+        try:
+            with anyio.fail_after(60):
+                while True:  # polled through the API: the run starts on the other host
+                    if (await client.get(f"/runs/{request_id}")).json()["status"] == "running":
+                        break
+                    await anyio.sleep(0.1)
+            asked = await client.post(f"/runs/{request_id}/cancel", json={"reason": "not needed"})
+            assert asked.status_code == 200 and asked.json()["cancel_requested"]
+            with anyio.fail_after(60):
+                await worker.wait()  # the worker on the other host saw the cancel through the database
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+        assert worker.returncode == 1, log.read_text()[-3000:]  # run-next: the request did not complete
+        request = (await client.get(f"/runs/{request_id}")).json()
+        events = (await client.get(f"/runs/{request_id}/events")).text
+    assert request["status"] == "cancelled" and request["lease_owner"] == "host-b"
+    assert request["error"]["code"] == "run_cancelled"
+    assert json.loads(data_lines(events)[-1]) == {"request_id": request_id, "status": "cancelled"}
