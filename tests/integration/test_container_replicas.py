@@ -2,7 +2,7 @@
 
 - a run over three replicas makes the decisions of a run over one, and the rollouts are spread over the three;
 - a replica SIGKILLed mid-run (``--fault die``) is taken out and routed around: the run completes with the
-  decisions of a run that never lost it;
+  decisions of a run that never lost it; so does a replica that answers ``/health`` but fails every rollout;
 - replicas that report different tasks are refused at start-up, naming both URLs; a replica down at start-up is
   taken out and the run goes on with the others;
 - with every replica dead the run fails as an outage, in bounded time.
@@ -120,6 +120,20 @@ def test_a_replica_killed_mid_run_is_routed_around_and_the_decisions_stand(
     assert result.best_candidate == one_replica.best_candidate
     out = [event for event in replica_events(result) if event.state == "out"]
     assert [event.url for event in out] == [urls[1]]  # the dead one, taken out once (it never answers again)
+
+
+def test_a_replica_that_answers_health_but_fails_every_rollout_changes_no_decision(
+    tmp_path: Path, one_replica: GepaResult
+) -> None:
+    """Its /health brings it back in after every failure, but a rollout it failed goes to the other replica: no
+    rollout is struck three times (a degraded attempt would change the scores)."""
+    with replicas((), ("--fault", "http500", "--after", "0")) as started:
+        urls = [url for url, _ in started]
+        result = GepaRun(load_config(write_config(tmp_path, urls))).execute()
+        assert served(urls[1]) == 0
+    assert result.status == "completed"
+    assert decisions(result) == decisions(one_replica)
+    assert {event.url for event in replica_events(result) if event.state == "out"} == {urls[1]}
 
 
 def test_replicas_of_different_containers_are_refused_naming_both(tmp_path: Path) -> None:

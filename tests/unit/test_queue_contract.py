@@ -470,3 +470,55 @@ def test_an_attempts_event_lines_are_appended_fenced_and_read_back_in_order(queu
     many = [f'{{"n": {n}}}' for n in range(250)]  # more rows than one statement takes
     queue.append_events(request.request_id, second.lease_token, 2, 1, many)
     assert [number for number, _ in queue.events(request.request_id, 2, limit=1000)] == list(range(251))
+
+
+def test_a_write_run_again_after_its_commit_finds_its_own_result(queue: RunQueue) -> None:
+    """A driver runs an operation again when its connection was lost before the commit was acknowledged (a
+    PostgreSQL restart); the second run must return what the first one did, not take a second lease, refuse the
+    worker's own state change or report a conflict with its own submission."""
+    from functools import partial
+
+    from synth_opt.service.queue.plans import new_request_id
+    from synth_opt.service.queue.surface import SyncQueueSurface
+
+    assert isinstance(queue, SyncQueueSurface)
+    again = queue._write  # each call below runs the same plan (same ids) a second time
+    submit_plan = partial(
+        queue._submit_plan,
+        run_id="r1",
+        config_path="/configs/r1.toml",
+        run_dir=None,
+        container_url="http://c",
+        cache_namespace=None,
+        priority=0,
+        idempotency_key=None,
+        fresh=False,
+        request_id=new_request_id(),
+    )
+    first, second = again(submit_plan), again(submit_plan)
+    assert second.request == first.request and not second.deduplicated
+    claim_plan = partial(queue._claim_plan, "w", None, "the-token")
+    claimed, reclaimed = again(claim_plan).value(), again(claim_plan).value()
+    assert reclaimed == claimed and claimed.attempts == 1 and claimed.lease_token == "the-token"
+    start_plan = partial(queue._start_plan, claimed.request_id, "the-token")
+    complete_plan = partial(queue._complete_plan, claimed.request_id, {"ok": True}, None, "the-token")
+    assert again(start_plan).value().status is RequestStatus.RUNNING
+    with pytest.raises(QueueConflictError):  # called twice on purpose, a second start is a conflict ...
+        again(start_plan)
+    queue.rerun = True  # ... but run again by the driver (the first commit's ack lost), it finds its own result
+    try:
+        assert again(start_plan).value().status is RequestStatus.RUNNING
+    finally:
+        queue.rerun = False
+    done = again(complete_plan).value()
+    assert done.status is RequestStatus.COMPLETED and done.result == {"ok": True}
+    with pytest.raises(QueueConflictError):
+        again(complete_plan)
+    queue.rerun = True
+    try:
+        assert again(complete_plan).value() == done
+        with pytest.raises(LeaseLostError):  # another token still finds nothing of its own
+            again(partial(queue._complete_plan, claimed.request_id, {"ok": True}, None, "another-token"))
+    finally:
+        queue.rerun = False
+    assert [r.request_id for r in queue.list_requests()] == [first.request.request_id]

@@ -4,16 +4,19 @@ A :class:`ReplicaSet` answers every route the run uses, as one :class:`~synth_op
 does, over one client per replica:
 
 - **Routing.** A rollout goes to the healthy replica that should finish it first: the fewest rollouts in flight,
-  weighted by how long its rollouts have been taking (``(in flight + 1) x`` a moving average of its rollouts'
-  durations; a replica with none yet counts as the fastest, so each is tried; ties to the earlier URL in the
-  list). A slow replica is so sent fewer rollouts in proportion, even when a batch starts with every replica
-  idle. The other routes (``/health``, metadata, the start-up check, ``/taskset``, ``/program``) go to the first
+  weighted by how much slower than the fastest replica its rollouts have been (``(in flight + 1) x`` the ratio of
+  its moving average of rollout durations to the fastest's, counted as 1 within :data:`SIMILAR`, so that noise
+  starves no replica; a replica with no history yet counts as fast; ties to the earlier URL in the list). A slow
+  replica is so sent fewer rollouts in proportion, even when a batch starts with every replica idle. The other
+  routes (``/health``, metadata, the start-up check, ``/taskset``, ``/program``) go to the first
   healthy replica.
 - **Taking a replica out.** A rollout that ends in a transport failure on a replica (nothing served, after the
   client's retries) takes that replica out: no rollout is routed to it until a background probe (``GET /health``
   at :data:`PROBE_DELAYS_SECONDS`, the last repeating) sees it answer again, and a ``container.replica`` event says
   so each way. The failed rollout itself goes back to the set's one outage circuit
-  (:mod:`~synth_opt.container.circuit`), which holds it and sends it again, so it is served by another replica.
+  (:mod:`~synth_opt.container.circuit`; ``outage_timeout_seconds`` always sets one in a run), which holds it and
+  sends it again, to a replica it has not failed on while there is one: so a replica that answers ``/health`` but
+  fails rollouts cannot strike one rollout three times and make it a degraded attempt.
 - **Failing.** Only when no replica is healthy does a rollout fail at once, and then the outage circuit's rules
   apply to the set as to one container: it probes every replica, and fails the run with
   :class:`~synth_opt.errors.ContainerOutageError` only if none serves within ``outage_timeout_seconds``.
@@ -51,6 +54,8 @@ PROBE_DELAYS_SECONDS: Final = (0.25, 0.5, 1.0, 2.0)
 PROBE_TIMEOUT_SECONDS: Final = 5.0
 SMOOTHING: Final = 0.2
 """The weight of the latest rollout's duration in a replica's moving average."""
+SIMILAR: Final = 1.5
+"""Replicas whose average durations are within this factor of the fastest's count as equally fast."""
 
 ReplicaEmit = Callable[[str, str, str], None]
 """``(url, state, reason)`` of a ``container.replica`` event: ``out`` or ``in``."""
@@ -98,6 +103,9 @@ class ReplicaSet:
         self.url = ", ".join(replica.url for replica in self.replicas)
         self._emit = replica_events
         self._sleep = sleep
+        self._failed_on: dict[str, frozenset[int]] = {}
+        """The replicas each held rollout failed on: it is sent again to another one while another is healthy (a
+        replica that answers ``/health`` but fails rollouts must not be the one every retry lands on)."""
         self._tg: TaskGroup | None = None
         self.circuit: OutageCircuit | None = None
         if outage_timeout_seconds is not None:
@@ -131,10 +139,20 @@ class ReplicaSet:
 
     # -- routing ------------------------------------------------------------------------------------------------
 
-    def _least_busy(self) -> Replica | None:
-        """The healthy replica expected to finish a new rollout first (see the module's routing rule)."""
+    def _least_busy(self, avoid: frozenset[int] = frozenset()) -> Replica | None:
+        """The healthy replica expected to finish a new rollout first (see the module's routing rule), other than
+        those in ``avoid`` (the replicas this rollout already failed on) while another one is healthy."""
         healthy = [replica for replica in self.replicas if replica.healthy]
-        return min(healthy, key=lambda r: ((r.in_flight + 1) * (r.seconds or 0.0), r.in_flight, r.index), default=None)
+        fresh = [replica for replica in healthy if replica.index not in avoid]
+        fastest = min((replica.seconds for replica in healthy if replica.seconds), default=None)
+
+        def expected(replica: Replica) -> tuple[float, int, int]:
+            slowness = 1.0  # no history yet, or within SIMILAR of the fastest: as fast (noise must not starve it)
+            if fastest and replica.seconds and replica.seconds > SIMILAR * fastest:
+                slowness = replica.seconds / fastest
+            return ((replica.in_flight + 1) * slowness, replica.in_flight, replica.index)
+
+        return min(fresh or healthy, key=expected, default=None)
 
     def _take_out(self, replica: Replica, reason: str) -> None:
         if not replica.healthy:
@@ -207,7 +225,8 @@ class ReplicaSet:
     async def _send(
         self, request: RolloutRequest, probe: bool, *, poll_interval_seconds: float, async_timeout_seconds: float
     ) -> RolloutReply:
-        replica = self._least_busy()
+        failed_on = self._failed_on.get(request.rollout_id, frozenset())
+        replica = self._least_busy(failed_on)
         if replica is None:
             raise ContainerTransportError(
                 f"no replica of the container is healthy ({self.url}); each is probed with GET /health until it "
@@ -226,9 +245,11 @@ class ReplicaSet:
             )
         except ContainerTransportError as error:
             self._take_out(replica, error.message)
+            self._failed_on[request.rollout_id] = failed_on | {replica.index}
             raise
         finally:
             replica.in_flight -= 1
+        self._failed_on.pop(request.rollout_id, None)
         replica.took(time.monotonic() - started)
         return reply
 

@@ -22,7 +22,7 @@ from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest,
 from synth_opt.service.queue.rows import dumps, summary_columns
 from synth_opt.service.queue.schema import LIVE_STATUSES
 
-__all__ = ["MAX_LIST", "Built", "Plan", "QueuePlans", "Refused", "Step", "not_found"]
+__all__ = ["MAX_LIST", "Built", "Plan", "QueuePlans", "Refused", "Step", "new_request_id", "not_found"]
 
 T = TypeVar("T")
 Step = tuple[str, Mapping[str, Any] | tuple[Any, ...]]
@@ -49,6 +49,9 @@ WHERE request_id = (
 RETURNING *
 """
 _EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+# the status a fenced write leaves its request in ("" for complete: the status it writes), by operation kind: how a
+# write run a second time recognises that the first one committed (release clears the token: not recognisable)
+_DONE = {"start": "running", "complete": "", "fail": "", "cancel": ""}
 _EVENT_ROWS = 100  # rows per INSERT of an append (SQLite allows 32,766 parameters a statement; 4 a row)
 _STATUS_COUNTS = {
     "run_requests": "run_request_status_counts",
@@ -77,6 +80,10 @@ class Built(Generic[T]):
         return self.build(self.row)
 
 
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex[:20]}"
+
+
 def not_found(request_id: str) -> RunRequestNotFoundError:
     return RunRequestNotFoundError(
         f"run request {request_id} does not exist; list requests with GET /runs", request_id=request_id
@@ -94,6 +101,9 @@ class QueuePlans:
     clock: Callable[[], float]
     lease_seconds: float
     claim_lock: str = ""
+    rerun: bool = False
+    """Set by a driver while it runs an operation a second time, after its connection was lost before the first
+    try's commit was acknowledged: a fenced write that finds its own result then returns it instead of a refusal."""
 
     def _record(self, request_id: str | None, kind: str, status: str, worker: str | None, **detail: Any) -> Plan[None]:
         yield (
@@ -115,10 +125,17 @@ class QueuePlans:
         idempotency_key: str | None,
         fresh: bool,
         container_urls: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Plan[Submission | Refused]:
         """``container_urls``: the replicas of ``[container] urls``; each is a resource of the request, as
-        ``container_url`` is (and ``container_url`` shows them, comma-separated, when it is not given)."""
+        ``container_url`` is (and ``container_url`` shows them, comma-separated, when it is not given).
+        ``request_id``: chosen by the caller before the first try, so a submission run again after a lost
+        connection finds its own request instead of a conflict with it."""
         now = self.clock()
+        request_id = request_id or new_request_id()
+        mine = _first((yield ("SELECT * FROM run_requests WHERE request_id = ?", (request_id,))))
+        if mine is not None:  # this submission committed before its connection was lost
+            return Submission(RunRequest.from_row(mine), deduplicated=False)
         urls = list(dict.fromkeys(container_urls)) or ([container_url] if container_url else [])
         container_url = container_url or (", ".join(urls) if urls else None)
         if idempotency_key is not None:
@@ -153,7 +170,6 @@ class QueuePlans:
                     status=live["status"],
                 )
             )
-        request_id = f"req-{uuid.uuid4().hex[:20]}"
         rows = yield (
             "INSERT INTO run_requests (request_id, run_id, config_path, run_dir, container_url, "
             "cache_namespace, priority, status, idempotency_key, submitted_at, fresh) "
@@ -183,9 +199,17 @@ class QueuePlans:
 
     # -- the worker's lease ---------------------------------------------------------------------------------------
 
-    def _claim_plan(self, worker_id: str, lease_seconds: float | None) -> Plan[Built[RunRequest] | None]:
+    def _claim_plan(
+        self, worker_id: str, lease_seconds: float | None, token: str | None = None
+    ) -> Plan[Built[RunRequest] | None]:
+        """``token``: the new lease's fencing token, chosen by the caller before the first try, so a claim run again
+        after a lost connection returns the lease it took instead of taking a second one."""
         lease = float(lease_seconds or self.lease_seconds)
-        params = {"owner": worker_id, "token": uuid.uuid4().hex, "lease": lease, "now": self.clock()}
+        params = {"owner": worker_id, "token": token or uuid.uuid4().hex, "lease": lease, "now": self.clock()}
+        if token is not None:
+            mine = _first((yield ("SELECT * FROM run_requests WHERE lease_token = ?", (token,))))
+            if mine is not None:
+                return Built(RunRequest.from_row, mine)
         row = _first((yield (_CLAIM.format(lock=self.claim_lock), params)))
         if row is None:
             return None
@@ -267,17 +291,24 @@ class QueuePlans:
         )
 
     def _fenced_plan(
-        self, kind: str, request_id: str, lease_token: str | None, sql: str, **values: Any
+        self, kind: str, request_id: str, lease_token: str | None, sql: str, *, status: str = "", **values: Any
     ) -> Plan[Built[RunRequest] | Refused]:
         """One worker write; fenced by the lease token when one is given. Nothing changed means the lease is lost
         (token given and no longer the request's), the request is unknown, or it is in the wrong state."""
-        params = {"id": request_id, "token": lease_token, "now": self.clock(), **values}
+        params = {"id": request_id, "token": lease_token, "now": self.clock(), "status": status, **values}
         statement = sql.replace("{fence}", "" if lease_token is None else "AND lease_token = :token")
         row = _first((yield (statement, params)))
         if row is not None:
             yield from self._after_write(kind, row, lease_token or row["lease_token"], params["now"])
             yield from self._record(request_id, kind, "succeeded", row["lease_owner"], attempt=row["attempts"])
             return Built(RunRequest.from_row, row)
+        done = _DONE.get(kind)
+        if self.rerun and lease_token is not None and done is not None:
+            # this very write may have committed already: the driver runs an operation again when its connection
+            # was lost before the commit was acknowledged; the request as that write left it is its result
+            again = _first((yield ("SELECT * FROM run_requests WHERE request_id = ?", (request_id,))))
+            if again is not None and again["lease_token"] == lease_token and again["status"] == (done or status):
+                return Built(RunRequest.from_row, again)
         refused = yield from self._refusal(kind, request_id, lease_token)
         if not isinstance(refused, RunRequestNotFoundError):
             yield from self._record(request_id, kind, "rejected", None, error=refused.error_code)

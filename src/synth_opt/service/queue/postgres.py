@@ -11,16 +11,20 @@ The operations are the shared plans (:mod:`~synth_opt.service.queue.plans`), the
 - every write is one transaction that first takes a transaction-scoped advisory lock, so writes run one at a time
   as SQLite's ``BEGIN IMMEDIATE`` makes them (the container URL and cache namespace rule, the idempotency key and
   the one-live-request-per-run rule are checked and written with no other writer in between);
-- a claim is still ONE statement, its row taken ``FOR UPDATE OF q SKIP LOCKED`` (a row another transaction is
-  cancelling or reading for update is skipped, not waited on);
+- a claim is still ONE statement, its row taken ``FOR UPDATE OF q SKIP LOCKED`` (with writes serialised it never
+  meets a locked row today; it keeps the claim correct if writes other than claims ever run beside it);
 - a write that can make a request claimable sends ``NOTIFY synth_opt_queue`` (delivered on commit): idle workers
   ``LISTEN`` and wake at once instead of waiting out their poll interval (:meth:`AsyncPostgresRunQueue.wait_for_work`;
   polling stays the fallback when the listening connection is down);
 - a lost connection (a server restart, a network cut) is reconnected with backoff for up to ``reconnect_seconds``
-  and the operation run again from a new plan. A write whose commit was sent but not acknowledged may so run
-  twice: every operation but ``claim`` is idempotent or refused the second time (a heartbeat extends the lease
-  again; a second ``complete`` is a :class:`~synth_opt.service.errors.QueueConflictError`), and a claim taken twice
-  leaves the first lease unheld until it expires and ``recover()`` requeues it.
+  and the operation run again from a new plan. A write whose commit was sent but not acknowledged so runs twice,
+  and the second run finds the first one's result: a submission and a claim carry ids chosen before the first try
+  (the request id, the lease token) and return what they find under them; a fenced start or complete run again
+  (``rerun``) returns the request in the state it left (a heartbeat is idempotent anyway). A release run again is
+  refused (it clears the token it would be recognised by);
+- every connection sets ``lock_timeout`` (a write does not wait on a stalled client's lock for ever: it fails with
+  :class:`~synth_opt.service.errors.QueueUnavailableError`), ``idle_in_transaction_session_timeout`` (a client that
+  stalls inside a transaction loses its session and so the lock) and TCP keepalives.
 
 Times come from the queue's injected clock, as with SQLite, not the server's ``now()``.
 """
@@ -37,7 +41,7 @@ from typing import Any, TypeVar
 import anyio
 
 from synth_opt.errors import ConfigError
-from synth_opt.redact import redact_url
+from synth_opt.redact import redact_text, redact_url
 from synth_opt.service.errors import QueueUnavailableError
 from synth_opt.service.queue.pg_schema import WRITE_LOCK, migrate_pg, pg_sql
 from synth_opt.service.queue.plans import Plan, Refused
@@ -49,6 +53,19 @@ T = TypeVar("T")
 CHANNEL = "synth_opt_queue"
 CONNECT_TIMEOUT_SECONDS = 5
 RECONNECT_SECONDS = 30.0
+LOCK_TIMEOUT_MS = 15_000
+"""How long a write waits for the queue's write lock (another client's write) before it is refused."""
+IDLE_IN_TRANSACTION_MS = 30_000
+"""A client that stalls inside a transaction (paused, cut off) loses its session, and so the write lock, after this."""
+_SESSION = {
+    "options": f"-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
+    # a peer that vanished is noticed in seconds, not at the kernel's default two hours
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 CLAIM_LOCK = " FOR UPDATE OF q SKIP LOCKED"
 SCHEMES = ("postgresql", "postgres")
 
@@ -87,9 +104,25 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
 
 def _unavailable(url: str, error: BaseException) -> QueueUnavailableError:
     shown = redact_url(url)
+    reason = redact_text(str(error).strip()) or type(error).__name__
+    if "lock timeout" in reason:
+        return QueueUnavailableError(
+            f"the queue database {shown} is busy: a write waited {LOCK_TIMEOUT_MS / 1000:g} s for the queue's write "
+            "lock (another client's transaction stalled); try again",
+            url=shown,
+        )
     return QueueUnavailableError(
-        f"the queue database {shown} is unreachable ({str(error).strip() or type(error).__name__}); check that "
-        "PostgreSQL is running and the URL is right",
+        f"the queue database {shown} is unreachable ({reason}); check that PostgreSQL is running and the URL is right",
+        url=shown,
+    )
+
+
+def _bad_url(url: str, error: BaseException) -> ConfigError:
+    shown = redact_url(url)
+    return ConfigError(
+        f"queue URL {shown!r} is not a usable PostgreSQL URL ({redact_text(str(error).strip())}); write it as "
+        "postgresql://user@host:port/database",
+        field="db",
         url=shown,
     )
 
@@ -126,10 +159,12 @@ class PostgresRunQueue(SyncQueueSurface):
     def _connect(self) -> Any:
         try:
             return self._psycopg.connect(
-                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT_SECONDS, **_SESSION
             )
         except self._psycopg.OperationalError as error:
             raise _unavailable(self.url, error) from None
+        except self._psycopg.ProgrammingError as error:  # a malformed URL: psycopg's message quotes it whole
+            raise _bad_url(self.url, error) from None
 
     def __enter__(self) -> PostgresRunQueue:
         return self
@@ -176,12 +211,18 @@ class PostgresRunQueue(SyncQueueSurface):
                 return operation()
             except self._psycopg.OperationalError as error:
                 if not self._conn.closed and not self._conn.broken:
-                    raise
+                    raise _unavailable(self.url, error) from None  # a lock or statement timeout
                 try:
                     self._reconnect()
                 except QueueUnavailableError:
                     raise _unavailable(self.url, error) from None
+            self.rerun = True
+            try:
                 return operation()
+            except self._psycopg.OperationalError as error:
+                raise _unavailable(self.url, error) from None
+            finally:
+                self.rerun = False
 
     def _write(self, make: PlanFactory[T | Refused], *, wakes: bool = False) -> T:
         def transaction() -> T | Refused:
@@ -231,10 +272,12 @@ class AsyncPostgresRunQueue(AsyncQueueSurface):
     async def _connect(self) -> Any:
         try:
             return await self._psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                self.url, autocommit=True, row_factory=_row_factory, connect_timeout=CONNECT_TIMEOUT_SECONDS, **_SESSION
             )
         except self._psycopg.OperationalError as error:
             raise _unavailable(self.url, error) from None
+        except self._psycopg.ProgrammingError as error:
+            raise _bad_url(self.url, error) from None
 
     async def __aenter__(self) -> AsyncPostgresRunQueue:
         self._conn = await self._connect()
@@ -285,12 +328,18 @@ class AsyncPostgresRunQueue(AsyncQueueSurface):
                     return await operation()
                 except self._psycopg.OperationalError as error:
                     if not self.conn.closed and not self.conn.broken:
-                        raise
+                        raise _unavailable(self.url, error) from None  # a lock or statement timeout
                     try:
                         await self._reconnect()
                     except QueueUnavailableError:
                         raise _unavailable(self.url, error) from None
+                self.rerun = True
+                try:
                     return await operation()
+                except self._psycopg.OperationalError as error:
+                    raise _unavailable(self.url, error) from None
+                finally:
+                    self.rerun = False
 
     async def _write(self, make: PlanFactory[T | Refused], *, wakes: bool = False) -> T:
         async def transaction() -> T | Refused:
@@ -322,8 +371,17 @@ class AsyncPostgresRunQueue(AsyncQueueSurface):
         Without a listening connection (the server is down) this is the poll interval's sleep."""
         try:
             if self._listener is None or self._listener.closed or self._listener.broken:
-                self._listener = await self._connect()
-                await self._listener.execute(f"LISTEN {CHANNEL}")
+                with anyio.CancelScope(shield=True):  # a listener is kept only once it listens
+                    if self._listener is not None:
+                        await self._listener.close()
+                    self._listener = None
+                    listener = await self._connect()
+                    try:
+                        await listener.execute(f"LISTEN {CHANNEL}")
+                    except BaseException:
+                        await listener.close()
+                        raise
+                    self._listener = listener
             # closed even when the caller is cancelled: the generator holds the connection's lock until it ends
             async with aclosing(self._listener.notifies(timeout=seconds, stop_after=1)) as notifies:
                 async for _ in notifies:

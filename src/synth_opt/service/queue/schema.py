@@ -133,6 +133,8 @@ REQUEST_RESOURCES: tuple[str, ...] = (
         PRIMARY KEY (request_id, resource_kind, resource_key)
     )""",
     "CREATE INDEX request_resources_key ON request_resources (resource_kind, resource_key)",
+    # a claim run again after a lost connection looks its own lease up by token
+    "CREATE INDEX run_requests_token ON run_requests (lease_token) WHERE lease_token IS NOT NULL",
     "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'container_url', "
     "container_url FROM run_requests WHERE container_url IS NOT NULL",
     "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'cache_namespace', "

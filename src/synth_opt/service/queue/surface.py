@@ -10,13 +10,14 @@ freeing its container URL), so a backend whose workers wait for a signal (Postgr
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 
-from synth_opt.service.queue.plans import Plan, QueuePlans, Refused
+from synth_opt.service.queue.plans import Plan, QueuePlans, Refused, new_request_id
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 
 __all__ = ["AsyncQueueSurface", "PlanFactory", "SyncQueueSurface"]
@@ -60,12 +61,13 @@ class SyncQueueSurface(QueuePlans):
             idempotency_key=idempotency_key,
             fresh=fresh,
             container_urls=tuple(container_urls),
+            request_id=new_request_id(),
         )
         return self._write(plan, wakes=True)
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
         """Lease the next claimable request to ``worker_id`` (highest priority, then oldest), or None."""
-        built = self._write(partial(self._claim_plan, worker_id, lease_seconds))
+        built = self._write(partial(self._claim_plan, worker_id, lease_seconds, uuid.uuid4().hex))
         return None if built is None else built.value()
 
     def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
@@ -155,11 +157,12 @@ class AsyncQueueSurface(QueuePlans):
             idempotency_key=idempotency_key,
             fresh=fresh,
             container_urls=tuple(container_urls),
+            request_id=new_request_id(),
         )
         return await self._write(plan, wakes=True)
 
     async def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> RunRequest | None:
-        built = await self._write(partial(self._claim_plan, worker_id, lease_seconds))
+        built = await self._write(partial(self._claim_plan, worker_id, lease_seconds, uuid.uuid4().hex))
         return None if built is None else built.value()
 
     async def start(self, request_id: str, lease_token: str | None = None) -> RunRequest:
