@@ -3,12 +3,14 @@
 
     services:                    what runs                                   stands for
       postgres                   a throwaway PostgreSQL cluster on loopback   the team's database
-      container-1, container-2   the Banking77 container, standing            two replicas of the task container
+      container-1 ... 2N         the Banking77 container, standing            two replicas of it per run
       api                        synth-opt gepa service --worker-id api      the API host (it runs requests too)
       worker-b, worker-c         synth-opt gepa service --worker-id host-*   two worker hosts
 
 Every synth-opt process shares only the database URL and the container URLs; each keeps its run directories in
-a folder of its own (``SYNTH_OPTIMIZERS_OUTPUT_DIR``), as separate hosts keep them on their own disks. The script
+a folder of its own (``SYNTH_OPTIMIZERS_OUTPUT_DIR``), as separate hosts keep them on their own disks. Each run
+gets two replicas of its own: two live requests never share a container URL, so runs over the same replicas would
+take turns. The script
 submits ``--runs`` small Banking77 optimizations (offline: the keyword policy and the offline proposer) through the
 API, follows the first one's event stream through the API (the lines come through the database, from whichever
 host runs it), prints each request's summary (which host ran it, where its run directory is, its best score) and
@@ -136,6 +138,14 @@ def follow(api: str, request_id: str) -> int:
 def main(args: argparse.Namespace) -> int:
     folder = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="synth-opt-deploy-"))
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return deploy(folder, args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def deploy(folder: Path, args: argparse.Namespace) -> int:
     configs, logs = folder / "configs", folder / "logs"
     configs.mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
@@ -143,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         database = stack.enter_context(throwaway_postgres()).url
         print(f"postgres    {database}", flush=True)
         replicas = []
-        for n in (1, 2):
+        for n in range(1, 2 * args.runs + 1):  # two replicas a run: two requests never share a container URL
             port = free_loopback_port()
             argv = [sys.executable, str(BANKING77 / "container.py"), "--port", str(port)]
             started = stack.enter_context(process(argv, logs / f"container-{n}.log"))
@@ -166,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
         ids = []
         for n in range(args.runs):
             name = f"banking77-{n}"
-            (configs / f"{name}.toml").write_text(config([url for url, _ in replicas], name))
+            (configs / f"{name}.toml").write_text(config([url for url, _ in replicas[2 * n : 2 * n + 2]], name))
             created = httpx.post(f"{api}/runs", json={"config_path": f"{name}.toml", "auto_start": False}, timeout=30)
             if created.status_code != 201:
                 raise SystemExit(f"submitting {name} failed: {created.status_code} {created.text}")
@@ -188,8 +198,6 @@ def main(args: argparse.Namespace) -> int:
                 flush=True,
             )
         print(f"{streamed} events of {ids[0]} streamed through the database", flush=True)
-    if not args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
     return 1 if failed else 0
 
 

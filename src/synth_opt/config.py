@@ -27,6 +27,7 @@ from synth_opt.gepa.acceptance import ACCEPTANCE_RULES
 from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
 from synth_opt.proposers.backends import PROPOSER_BACKENDS
+from synth_opt.redact import redact_url
 
 __all__ = [
     "CacheSection",
@@ -589,10 +590,11 @@ def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
         return [("container.urls", "is empty; list the replicas' URLs, or use container.url for one container")]
     for url in container.urls:
         if not url.startswith(("http://", "https://")):
-            return [("container.urls", f"each URL must start with http:// or https:// (got {url!r})")]
-    duplicate = next((url for i, url in enumerate(container.urls) if url in container.urls[:i]), None)
+            return [("container.urls", f"each URL must start with http:// or https:// (got {redact_url(url)!r})")]
+    seen = [url.rstrip("/") for url in container.urls]
+    duplicate = next((url for i, url in enumerate(seen) if url in seen[:i]), None)
     if duplicate is not None:
-        return [("container.urls", f"lists {duplicate!r} twice; list each replica once")]
+        return [("container.urls", f"lists {redact_url(duplicate)!r} twice; list each replica once")]
     return []
 
 

@@ -191,19 +191,23 @@ class ReplicaSet:
         return True
 
     async def _probe_any(self, within_seconds: float) -> None:
-        """The outage circuit's probe: ``GET /health`` of every replica, those that answer brought back in;
-        raises (the first replica's error) when none answers."""
-        first: ContainerContractError | None = None
-        for replica in self.replicas:
+        """The outage circuit's probe: ``GET /health`` of every replica at once, those that answer brought back in;
+        raises (the first replica's error) when none is healthy."""
+        errors: dict[int, ContainerContractError] = {}
+
+        async def probe(replica: Replica) -> None:
             try:
                 await replica.client.probe_health(within_seconds)
             except ContainerContractError as error:
-                first = first or error
-                continue
+                errors[replica.index] = error
+                return
             self._bring_in(replica)
+
+        async with anyio.create_task_group() as tg:  # all at once: a round lasts one probe, not one per replica
+            for replica in self.replicas:
+                tg.start_soon(probe, replica)
         if all(not replica.healthy for replica in self.replicas):
-            assert first is not None
-            raise first
+            raise errors[min(errors)]
 
     # -- rollouts -----------------------------------------------------------------------------------------------
 

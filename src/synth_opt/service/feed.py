@@ -20,6 +20,7 @@ from pathlib import Path
 
 import anyio
 
+from synth_opt.errors import LeaseLostError
 from synth_opt.logs import get_logger
 from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunRequest
 
@@ -122,11 +123,19 @@ class EventPump:
             del self.unsent[: len(batch)]
 
     async def run(self) -> None:
-        """Pump every :data:`PUMP_SECONDS` until cancelled; a failed append is logged and tried again next time
-        (the lines stay in the feed), so the stream lags but the run goes on."""
+        """Pump every :data:`PUMP_SECONDS` until cancelled or the lease is lost (another worker owns the request
+        now); any other failed append is logged (once until an append works again) and tried again next time:
+        the lines wait in :attr:`unsent`, so the stream lags but the run goes on."""
+        failing = False
         while True:
             await anyio.sleep(PUMP_SECONDS)
             try:
                 await self.pump()
-            except Exception:
-                _log.exception("could not append the run's events to the queue; retrying")
+            except LeaseLostError:
+                return
+            except Exception as error:
+                if not failing:
+                    _log.warning("could not append the run's events to the queue; retrying", error=str(error))
+                failing = True
+            else:
+                failing = False

@@ -11,7 +11,8 @@ process holds fails the request at once with ``run_locked``.
 
 The outcome is written with the lease token: ``completed`` with the run summary, ``failed`` or ``cancelled`` with
 ``{"code", "message", "detail"}`` (plus whatever summary the run's manifest holds). A worker told to stop (service
-shutdown) releases its lease instead, so the request is queued again and resumes from its last checkpoint. A
+shutdown) releases its lease instead, so the request is queued again and resumes from its last checkpoint (on a
+worker that shares the run directory; a worker on another host starts the run over: the same decisions). A
 LeaseLostError on the final write is logged and re-raised.
 
 Every queue call goes through the async queue (aiosqlite or psycopg); only loading the config file and reading the
@@ -261,8 +262,9 @@ async def _execute(
 
 
 async def _last_events(pump: EventPump) -> None:
-    """The feed's last lines, appended before the outcome is written (a reader that sees the request terminal has
-    every line); a failure is logged, not raised: the outcome matters more than the stream."""
+    """The feed's last lines, appended before the outcome is written, so a reader that sees the request terminal
+    has every line, unless this append fails: that is logged, not raised (the outcome matters more than the
+    stream, whose lines stay in the run's ``events.jsonl``)."""
     try:
         await pump.pump()
     except Exception as error:

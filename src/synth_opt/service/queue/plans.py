@@ -1,11 +1,14 @@
-"""The queue's operations, written once for both SQLite drivers.
+"""The queue's operations, written once for every driver.
 
-Each operation is a *plan*: a generator that yields its statements (``(sql, params)``), is sent each statement's
-rows (``sqlite3.Row``) and returns its record. The synchronous queue (:mod:`~synth_opt.service.queue.sqlite`,
-sqlite3) and the async one (:mod:`~synth_opt.service.queue.aio`, aiosqlite) only drive plans: each in one
-``BEGIN IMMEDIATE`` transaction for a write, so the claim, the fencing and the audit trail cannot drift apart
-between them. A refusal that must still be audited (a fenced write whose lease is gone) is returned as
-:class:`Refused`: the driver commits the audit row, then raises the error.
+Each operation is a *plan*: a generator that yields its statements (``(sql, params)``, in SQL that SQLite and
+PostgreSQL both accept), is sent each statement's rows (``sqlite3.Row``, or a row of the same two faces) and
+returns its record. The drivers only drive plans: SQLite's synchronous (:mod:`~synth_opt.service.queue.sqlite`)
+and async (:mod:`~synth_opt.service.queue.aio`) ones each write in one ``BEGIN IMMEDIATE`` transaction,
+PostgreSQL's (:mod:`~synth_opt.service.queue.postgres`) in one transaction under an advisory lock, so the claim,
+the fencing and the audit trail cannot drift apart between them. A refusal that must still be audited (a fenced
+write whose lease is gone) is returned as :class:`Refused`: the driver commits the audit row, then raises the
+error. A request's ``request_resources`` rows live while it does: a terminal request's are deleted, so the claim's
+check never joins past requests.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
 from synth_opt.service.queue.health import queue_health_plan
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 from synth_opt.service.queue.rows import dumps, summary_columns
-from synth_opt.service.queue.schema import LIVE_STATUSES
+from synth_opt.service.queue.schema import LIVE_STATUSES, TERMINAL_STATUSES
 
 __all__ = ["MAX_LIST", "Built", "Plan", "QueuePlans", "Refused", "Step", "new_request_id", "not_found"]
 
@@ -88,6 +91,11 @@ def not_found(request_id: str) -> RunRequestNotFoundError:
     return RunRequestNotFoundError(
         f"run request {request_id} does not exist; list requests with GET /runs", request_id=request_id
     )
+
+
+def _forget_resources(request_id: str) -> Plan[None]:
+    """A terminal request holds nothing any more: its resource rows go (the claim's check joins live ones only)."""
+    yield ("DELETE FROM request_resources WHERE request_id = ?", (request_id,))
 
 
 def _first(rows: list[Any]) -> Any:
@@ -328,6 +336,8 @@ class QueuePlans:
                 "AND lease_token = ? AND status = 'active'",
                 (now, row["request_id"], token),
             )
+        if row["status"] in TERMINAL_STATUSES:
+            yield from _forget_resources(row["request_id"])
 
     def _refusal(self, kind: str, request_id: str, lease_token: str | None) -> Plan[SynthOptimizerError]:
         row = _first(
@@ -411,6 +421,8 @@ class QueuePlans:
                 (now, row["request_id"], row["lease_token"]),
             )
             to = "cancelled" if row["cancel_requested"] else "queued"
+            if to == "cancelled":
+                yield from _forget_resources(row["request_id"])
             yield from self._record(
                 row["request_id"],
                 "recover",
@@ -439,6 +451,7 @@ class QueuePlans:
                     )
                 )
             )
+            yield from _forget_resources(request_id)
             yield from self._record(request_id, "cancel", "succeeded", None, phase="cancelled", reason=reason)
         elif row is not None and row["status"] in ("leased", "running"):
             row = _first(

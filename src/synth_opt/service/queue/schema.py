@@ -31,6 +31,7 @@ __all__ = [
     "REQUEST_RESOURCES",
     "REQUEST_STATUSES",
     "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
     "open_service_db",
 ]
 
@@ -38,6 +39,7 @@ APPLICATION_ID = 0x53594E51  # "SYNQ"
 # the strings stored in ``run_requests.status`` are the values of RequestStatus (the CHECK below lists them)
 REQUEST_STATUSES = tuple(status.value for status in RequestStatus)
 LIVE_STATUSES = tuple(status.value for status in RequestStatus if status.live)
+TERMINAL_STATUSES = tuple(status.value for status in RequestStatus if status.terminal)
 OPERATION_KINDS = ("submit", "claim", "start", "heartbeat", "complete", "fail", "cancel", "recover", "release")
 
 
@@ -136,9 +138,9 @@ REQUEST_RESOURCES: tuple[str, ...] = (
     # a claim run again after a lost connection looks its own lease up by token
     "CREATE INDEX run_requests_token ON run_requests (lease_token) WHERE lease_token IS NOT NULL",
     "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'container_url', "
-    "container_url FROM run_requests WHERE container_url IS NOT NULL",
+    f"container_url FROM run_requests WHERE container_url IS NOT NULL AND status IN ({_quoted(LIVE_STATUSES)})",
     "INSERT INTO request_resources (request_id, resource_kind, resource_key) SELECT request_id, 'cache_namespace', "
-    "cache_namespace FROM run_requests WHERE cache_namespace IS NOT NULL",
+    f"cache_namespace FROM run_requests WHERE cache_namespace IS NOT NULL AND status IN ({_quoted(LIVE_STATUSES)})",
 )
 _V4: tuple[str, ...] = REQUEST_RESOURCES
 
