@@ -2,7 +2,7 @@
 a directory of its own (standing for another host), the API the litestar app in this process. The request's event
 stream reaches the API through the database while the run goes, every line of the attempt in order and then the
 ``end`` event, and still does once the run directory is gone; the run summary answers ``GET /runs/{id}``; a cancel
-asked of the API stops the run on the other host."""
+asked of the API stops the run on the other host; a PostgreSQL restart mid-run costs the run nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from synth_opt.service.app import create_app
+from synth_opt.testing.postgres import PostgresServer
 from tests.integration.test_service_app import config
 
 
@@ -104,3 +105,45 @@ async def test_a_cancel_through_the_api_stops_a_run_on_another_host(postgres_url
     assert request["status"] == "cancelled" and request["lease_owner"] == "host-b"
     assert request["error"]["code"] == "run_cancelled"
     assert json.loads(data_lines(events)[-1]) == {"request_id": request_id, "status": "cancelled"}
+
+
+@pytest.mark.anyio
+async def test_a_run_on_another_host_survives_a_postgresql_restart(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """The worker's queue connection drops mid-run (its heartbeats, event appends and final write reconnect): the
+    run completes on its first attempt and every line of its feed reaches the stream."""
+    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
+    configs.mkdir()
+    host_b.mkdir()
+    config(configs, run_id="steady", max_train_rollouts=80)
+    app = create_app(
+        postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
+    )
+    async with AsyncTestClient(app, timeout=120) as client:
+        created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
+        request_id = created.json()["request_id"]
+        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
+        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
+        log = tmp_path / "host-b.log"
+        with log.open("w") as output:
+            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
+        try:
+            with anyio.fail_after(60):
+                while True:
+                    if (await client.get(f"/runs/{request_id}")).json()["status"] == "running":
+                        break
+                    await anyio.sleep(0.05)
+            await anyio.to_thread.run_sync(postgres_server.restart)  # every connection drops, the API's too
+            with anyio.fail_after(120):
+                await worker.wait()
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+        assert worker.returncode == 0, log.read_text()[-3000:]
+        request = (await client.get(f"/runs/{request_id}")).json()
+        streamed = (await client.get(f"/runs/{request_id}/events")).text
+        written = Path(request["manifest_path"]).with_name("events.jsonl").read_text().splitlines()
+    assert request["status"] == "completed" and request["attempts"] == 1, request["error"]
+    assert data_lines(streamed)[:-1] == [line for line in written if line.strip()]

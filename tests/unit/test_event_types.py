@@ -89,6 +89,10 @@ EXAMPLES: list[tuple[t.EventPayload, dict[str, Any]]] = [
         t.ContainerOutage("probing", "http://h", {"round": 2, "held": 3, "failed_rollouts": 4}),
         {"state": "probing", "url": "http://h", "round": 2, "held": 3, "failed_rollouts": 4},
     ),
+    (
+        t.ContainerReplica("http://r2", "out", "connection refused"),
+        {"url": "http://r2", "state": "out", "reason": "connection refused"},
+    ),
     (t.CacheNamespace("ns+model-x", "m"), {"namespace": "ns+model-x", "policy_model": "m"}),
     (
         t.CacheAccess("container.rollout", "hit", "k1", "ns"),
