@@ -112,8 +112,9 @@ class EventPump:
             return
         if self.feed is None:
             self.feed = AttemptFeed(path)
-        lines = await anyio.to_thread.run_sync(self.feed.read, self.started)
-        self.unsent += [line.decode("utf-8", errors="replace") for line in lines]
+        with anyio.CancelScope(shield=True):  # the read advances the feed: its lines must reach ``unsent``
+            lines = await anyio.to_thread.run_sync(self.feed.read, self.started)
+            self.unsent += [line.decode("utf-8", errors="replace") for line in lines]
         while self.unsent:  # kept until appended: a failed append is retried from the same line number
             batch = self.unsent[:BATCH_LINES]
             await self.queue.append_events(
