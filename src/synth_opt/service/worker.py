@@ -4,10 +4,9 @@ While the run goes, a watcher task heartbeats every ``lease_seconds / 3`` (exten
 request's ``cancel_requested`` every ``poll_seconds``, and a pump copies the run's new event lines into the queue
 (:mod:`synth_opt.service.feed`; once more when the run ends, before the outcome is written). A requested cancel
 calls ``run.cancel(...)``, which stops the GEPA loop and the processes it launched and records the run as
-cancelled. A lost lease (the heartbeat was refused:
-the request was recovered and maybe reclaimed) stops the run too, and from then on the worker writes nothing into
-the run directory (``GepaRun.abandon``), since another worker owns it now. A run directory that another live
-process holds fails the request at once with ``run_locked``.
+cancelled. A lost lease (the heartbeat was refused: the request was recovered and maybe reclaimed) stops the run
+too, and from then on the worker writes nothing into the run directory (``GepaRun.abandon``), since another worker
+owns it now. A run directory that another live process holds fails the request at once with ``run_locked``.
 
 The outcome is written with the lease token: ``completed`` with the run summary, ``failed`` or ``cancelled`` with
 ``{"code", "message", "detail"}`` (plus whatever summary the run's manifest holds). A worker told to stop (service
