@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -27,6 +26,7 @@ from synth_opt.errors import ConfigError, ContainerContractError
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import ContainerReplica
 from synth_opt.result import GepaResult
+from tests.integration.test_container_outage import standing_container
 from tests.integration.test_container_outage import write_config as outage_config
 
 pytestmark = pytest.mark.slow
@@ -36,24 +36,9 @@ DIE_AFTER = 6  # rollouts the doomed replica serves before it SIGKILLs itself: t
 
 @contextmanager
 def replica(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A standing fault container (the run does not launch it)."""
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "synth_opt.testing.fault_container", "--port", str(port), "--delay-ms", "20"]
-    process = subprocess.Popen([*argv, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "the fault container did not start"
-            try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield url, process
-    finally:
-        process.kill()
-        process.wait()
+    """A standing fault container (the run does not launch it), 20 ms a rollout."""
+    with standing_container("--delay-ms", "20", *args) as started:
+        yield started
 
 
 @contextmanager

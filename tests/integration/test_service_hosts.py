@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import Process
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from synth_opt.service.app import create_app
@@ -24,33 +29,65 @@ def data_lines(stream: str) -> list[str]:
     return [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
 
 
-@pytest.mark.anyio
-async def test_a_run_on_another_host_streams_its_events_through_the_database(postgres_url: str, tmp_path: Path) -> None:
-    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
+Client = AsyncTestClient[Litestar]
+
+
+@asynccontextmanager
+async def api_and_request(postgres_url: str, tmp_path: Path, **run: Any) -> AsyncIterator[tuple[Client, str]]:
+    """The API in this process over the queue, and one request it queued (``run``: the tiny run's config options)
+    for a worker elsewhere to claim (``auto_start: false``)."""
+    configs = tmp_path / "configs"
     configs.mkdir()
-    host_b.mkdir()
-    config(configs, run_id="remote")
+    config(configs, **run)
     app = create_app(
         postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
     )
     async with AsyncTestClient(app, timeout=120) as client:
         created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
         assert created.status_code == 201, created.text
-        request_id = created.json()["request_id"]
-        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
-        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
-        log = tmp_path / "host-b.log"
-        with log.open("w") as output:  # a file, not a pipe: nothing reads a pipe while the stream is followed
-            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
-        try:  # the stream is opened as the worker starts: it follows the attempt live, to its end
-            streamed = (await client.get(f"/runs/{request_id}/events")).text
-            with anyio.fail_after(120):
-                await worker.wait()
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
-        assert worker.returncode == 0, log.read_text()[-3000:]
+        yield client, created.json()["request_id"]
+
+
+@asynccontextmanager
+async def worker_on_host_b(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[Process, Path]]:
+    """``gepa run-next`` in a directory of its own, sharing only the database URL; its output goes to a file (not a
+    pipe: nothing reads a pipe while a stream is followed). Killed on the way out if it is still running."""
+    host_b, log = tmp_path / "host-b", tmp_path / "host-b.log"
+    host_b.mkdir()
+    command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
+    command += ["--worker-id", "host-b", "--config-root", str(tmp_path / "configs"), "--allow-commands"]
+    with log.open("w") as output:
+        worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
+    try:
+        yield worker, log
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+
+async def ended(worker: Process, log: Path, code: int) -> None:
+    with anyio.fail_after(120):
+        await worker.wait()
+    assert worker.returncode == code, log.read_text()[-3000:]
+
+
+async def until_running(client: Client, request_id: str) -> None:
+    with anyio.fail_after(60):
+        while True:  # polled through the API: the run starts on the other host
+            if (await client.get(f"/runs/{request_id}")).json()["status"] == "running":
+                return
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_run_on_another_host_streams_its_events_through_the_database(postgres_url: str, tmp_path: Path) -> None:
+    async with (
+        api_and_request(postgres_url, tmp_path, run_id="remote") as (client, request_id),
+        worker_on_host_b(postgres_url, tmp_path) as (worker, log),
+    ):
+        streamed = (await client.get(f"/runs/{request_id}/events")).text  # opened as the worker starts: live
+        await ended(worker, log, 0)
         request = (await client.get(f"/runs/{request_id}")).json()
         assert request["status"] == "completed" and request["lease_owner"] == "host-b", request["error"]
         run_dir = Path(request["manifest_path"]).parent
@@ -70,36 +107,15 @@ async def test_a_run_on_another_host_streams_its_events_through_the_database(pos
 
 @pytest.mark.anyio
 async def test_a_cancel_through_the_api_stops_a_run_on_another_host(postgres_url: str, tmp_path: Path) -> None:
-    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
-    configs.mkdir()
-    host_b.mkdir()
-    config(configs, run_id="endless", proposer="trickle")  # its proposer never finishes: only a cancel ends it
-    app = create_app(
-        postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
-    )
-    async with AsyncTestClient(app, timeout=120) as client:
-        created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
-        request_id = created.json()["request_id"]
-        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
-        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
-        log = tmp_path / "host-b.log"
-        with log.open("w") as output:
-            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
-        try:
-            with anyio.fail_after(60):
-                while True:  # polled through the API: the run starts on the other host
-                    if (await client.get(f"/runs/{request_id}")).json()["status"] == "running":
-                        break
-                    await anyio.sleep(0.1)
-            asked = await client.post(f"/runs/{request_id}/cancel", json={"reason": "not needed"})
-            assert asked.status_code == 200 and asked.json()["cancel_requested"]
-            with anyio.fail_after(60):
-                await worker.wait()  # the worker on the other host saw the cancel through the database
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
-        assert worker.returncode == 1, log.read_text()[-3000:]  # run-next: the request did not complete
+    # its proposer never finishes: only a cancel ends the run
+    async with (
+        api_and_request(postgres_url, tmp_path, run_id="endless", proposer="trickle") as (client, request_id),
+        worker_on_host_b(postgres_url, tmp_path) as (worker, log),
+    ):
+        await until_running(client, request_id)
+        asked = await client.post(f"/runs/{request_id}/cancel", json={"reason": "not needed"})
+        assert asked.status_code == 200 and asked.json()["cancel_requested"]
+        await ended(worker, log, 1)  # the worker on the other host saw the cancel through the database
         request = (await client.get(f"/runs/{request_id}")).json()
         events = (await client.get(f"/runs/{request_id}/events")).text
     assert request["status"] == "cancelled" and request["lease_owner"] == "host-b"
@@ -113,35 +129,13 @@ async def test_a_run_on_another_host_survives_a_postgresql_restart(
 ) -> None:
     """The worker's queue connection drops mid-run (its heartbeats, event appends and final write reconnect): the
     run completes on its first attempt and every line of its feed reaches the stream."""
-    configs, host_b = tmp_path / "configs", tmp_path / "host-b"
-    configs.mkdir()
-    host_b.mkdir()
-    config(configs, run_id="steady", max_train_rollouts=80)
-    app = create_app(
-        postgres_url, worker_id="api", config_root=configs, allow_commands=True, auto_start=False, poll_seconds=0.2
-    )
-    async with AsyncTestClient(app, timeout=120) as client:
-        created = await client.post("/runs", json={"config_path": "gepa.toml", "auto_start": False})
-        request_id = created.json()["request_id"]
-        command = [sys.executable, "-m", "synth_opt", "gepa", "run-next", "--db", postgres_url]
-        command += ["--worker-id", "host-b", "--config-root", str(configs), "--allow-commands"]
-        log = tmp_path / "host-b.log"
-        with log.open("w") as output:
-            worker = await anyio.open_process(command, cwd=host_b, stdout=output, stderr=output)
-        try:
-            with anyio.fail_after(60):
-                while True:
-                    if (await client.get(f"/runs/{request_id}")).json()["status"] == "running":
-                        break
-                    await anyio.sleep(0.05)
-            await anyio.to_thread.run_sync(postgres_server.restart)  # every connection drops, the API's too
-            with anyio.fail_after(120):
-                await worker.wait()
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
-        assert worker.returncode == 0, log.read_text()[-3000:]
+    async with (
+        api_and_request(postgres_url, tmp_path, run_id="steady", max_train_rollouts=80) as (client, request_id),
+        worker_on_host_b(postgres_url, tmp_path) as (worker, log),
+    ):
+        await until_running(client, request_id)
+        await anyio.to_thread.run_sync(postgres_server.restart)  # every connection drops, the API's too
+        await ended(worker, log, 0)
         request = (await client.get(f"/runs/{request_id}")).json()
         streamed = (await client.get(f"/runs/{request_id}/events")).text
         written = Path(request["manifest_path"]).with_name("events.jsonl").read_text().splitlines()
