@@ -95,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     recover = workspace_commands.add_parser("recover", help="requeue expired leases of a service database")
     recover.add_argument("--db", required=True, help="the service database")
 
+    task = commands.add_parser("task", help="serve a task written as a Python function (synth_opt.task)")
+    task_commands = task.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    task_serve = task_commands.add_parser("serve", help="serve module:task as a container on this host")
+    task_serve.add_argument("reference", help="module:attribute of the Task, importable from the current folder")
+    task_serve.add_argument("--port", type=int, default=8000, help="the port to listen on (8000)")
+    task_serve.add_argument("--host", default="127.0.0.1", help="the address to bind (loopback unless --token-env)")
+    task_serve.add_argument("--threads", type=int, help="how many calls of a sync score function run at once")
+    task_serve.add_argument("--token-env", help="the environment variable holding the bearer token clients send")
     events = commands.add_parser("events", help="read event feeds")
     event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
     replay = event_commands.add_parser("replay", help="render a feed as a readable timeline")
@@ -167,6 +175,14 @@ def _main(argv: Sequence[str] | None) -> int:
             if args.command == "status":
                 return status_command(Path(args.db), as_json=args.json or not sys.stdout.isatty())
             return repair_command(Path(args.db), as_json=args.json)
+        if args.group == "task" and args.command == "serve":
+            from synth_opt.task.serve import serve_task
+
+            if args.threads is not None and args.threads < 1:
+                raise UsageError(f"--threads {args.threads}: must be at least 1")
+            return serve_task(
+                args.reference, host=args.host, port=args.port, max_threads=args.threads, token_env=args.token_env
+            )
         if args.group == "events" and args.command == "replay":
             return _events_replay(args)
         if args.group == "events" and args.command == "compare":

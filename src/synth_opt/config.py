@@ -43,7 +43,9 @@ __all__ = [
     "ProposerSection",
     "RunSection",
     "WorkersSection",
+    "check_task_reference",
     "load_config",
+    "task_command",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -143,6 +145,9 @@ class ContainerSection(_Section):
     """Standing replicas of one container: each rollout goes to the least busy healthy one
     (:mod:`synth_opt.container.replicas`); instead of ``url`` and ``command``."""
     command: list[str] | None = None
+    task: str | None = None
+    """``module:attribute`` of a :class:`synth_opt.task.Task`: the run launches ``synth-opt task serve`` on it (from
+    ``cwd``, else the config's folder) as its container; instead of ``url``, ``urls`` and ``command``."""
     cwd: LoosePath | None = None
     env: dict[str, str] = Field(default_factory=dict)
     startup_timeout_seconds: Timeout = 30.0
@@ -151,6 +156,12 @@ class ContainerSection(_Section):
     request_timeout_seconds: Timeout = 120.0
     outage_timeout_seconds: Timeout = 120.0
     max_reply_bytes: PosInt = 8 * 1024 * 1024
+
+    def launch_command(self) -> list[str] | None:
+        """The argv that starts the run's container: ``command``, or the one that serves ``task``."""
+        if self.task is not None and self.command is None:
+            return task_command(self.task)
+        return self.command
 
 
 class DatasetSection(_Section):
@@ -580,6 +591,35 @@ def _output_dir_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
     return []
 
 
+_TASK_REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def check_task_reference(reference: str) -> str | None:
+    """Why ``reference`` is not a ``module:attribute`` reference to a task, or None when it is one."""
+    if not _TASK_REFERENCE.match(reference):
+        return f"{reference!r} is not module:attribute (such as 'mytask:score'); name the module and the task in it"
+    return None
+
+
+def task_command(reference: str) -> list[str]:
+    """The argv that serves the task ``reference`` as a launched container (``{port}`` filled in at launch)."""
+    return ["{python}", "-m", "synth_opt", "task", "serve", reference, "--port", "{port}"]
+
+
+def _task_problems(container: ContainerSection) -> list[tuple[str, str]]:
+    if container.task is None:
+        return []
+    others = [
+        name
+        for name, value in (("url", container.url), ("urls", container.urls), ("command", container.command))
+        if value is not None
+    ]
+    if others:
+        return [("container.task", f"launches the task's container; drop container.{others[0]} (one or the other)")]
+    problem = check_task_reference(container.task)
+    return [] if problem is None else [("container.task", problem)]
+
+
 def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
     if container.urls is None:
         return []
@@ -602,10 +642,14 @@ def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
     """Checks that span several keys, run on the validated model."""
     problems: list[tuple[str, str]] = _output_dir_problems(cfg)
     container, dataset, gepa = cfg.container, cfg.dataset, cfg.gepa
-    if container.url is None and not container.command and container.urls is None:
+    if container.url is None and not container.command and container.urls is None and container.task is None:
         problems.append(
-            ("container.url", "no container; set container.url, container.urls or container.command (argv list)")
+            (
+                "container.url",
+                "no container; set container.url, container.urls, container.command (argv list) or container.task",
+            )
         )
+    problems += _task_problems(container)
     if container.url is not None and not container.url.startswith(("http://", "https://")):
         problems.append(("container.url", f"must start with http:// or https:// (got {container.url!r})"))
     problems += _replica_problems(container)

@@ -100,9 +100,15 @@ async def test_commands_need_allow_commands(roots: tuple[Path, Path, Path]) -> N
         backend="codex_app_server",
         proposer='config = { "mcp_servers.x.command" = "sh", notify = ["sh", "-c", "id"] }',
     )
+    (root / "task.toml").write_text(
+        '[run]\nrun_id = "task"\n[container]\ntask = "fruit:mentions"\n[dataset]\ntrain_ids = {count = 2}\n'
+        '[proposer]\nbackend = "offline"\n'
+    )
     async with service(root, allow_commands=False) as client:
         refused = error_of(await client.post("/runs", json={"config_path": launched}), 400, "config_not_allowed")
         assert refused["detail"]["field"] == "container.command" and "--allow-commands" in refused["message"]
+        refused = error_of(await client.post("/runs", json={"config_path": "task.toml"}), 400, "config_not_allowed")
+        assert refused["detail"]["field"] == "container.task" and "Python code" in refused["message"]
         refused = error_of(await client.post("/runs", json={"config_path": fake_codex}), 400, "config_not_allowed")
         assert refused["detail"]["field"] == "proposer.command"
         refused = error_of(await client.post("/runs", json={"config_path": mcp}), 400, "config_not_allowed")
@@ -112,7 +118,7 @@ async def test_commands_need_allow_commands(roots: tuple[Path, Path, Path]) -> N
     outside_program = plain(root, "program.toml", container=f'command = ["{elsewhere}/serve", "{{port}}"]')
     outside_cwd = plain(root, "cwd.toml", container=f'command = ["{{python}}", "x.py"]\ncwd = "{elsewhere}"')
     async with service(root, allow_commands=True) as client:
-        for name in (launched, fake_codex, mcp):
+        for name in (launched, fake_codex, mcp, "task.toml"):
             created = await client.post("/runs", json={"config_path": name, "auto_start": False})
             assert created.status_code == 201, created.text
             await client.post(f"/runs/{created.json()['request_id']}/cancel")

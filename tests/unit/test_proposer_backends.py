@@ -31,10 +31,11 @@ from synth_opt.usage import Usage
 
 
 def test_the_built_in_backends_and_their_boundaries() -> None:
-    assert list(PROPOSER_BACKENDS) == ["codex_app_server", "openai_compatible"]
-    codex, openai = PROPOSER_BACKENDS.values()
+    assert list(PROPOSER_BACKENDS) == ["codex_app_server", "openai_compatible", "offline"]
+    codex, openai, offline = PROPOSER_BACKENDS.values()
     assert codex.boundary == "proposer.codex" and openai.boundary == "proposer.openai_compatible"  # SPEC §8
-    assert {codex.boundary, openai.boundary} <= set(BOUNDARIES)
+    assert offline.boundary == "proposer.offline" and not offline.own_keys
+    assert {codex.boundary, openai.boundary, offline.boundary} <= set(BOUNDARIES)
     assert codex.own_keys == {"command", "codex_home", "message_stall_timeout_seconds"} and not openai.own_keys
     assert PROPOSER_BACKENDS.readers("codex_home") == ("codex_app_server",) and PROPOSER_BACKENDS.readers("model") == ()
 
@@ -48,9 +49,9 @@ def test_a_boundary_is_proposer_and_the_name_unless_the_entry_names_one() -> Non
 
 
 def test_an_unknown_backend_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown proposer backend 'claude'; use one of codex_app_server, openai"):
+    with pytest.raises(ConfigError, match="unknown proposer backend 'claude'; use one of codex_app_server, openai_compatible, offline"):
         proposer_backend("claude")
-    with pytest.raises(ConfigError, match="codex_app_server, openai_compatible") as raised:
+    with pytest.raises(ConfigError, match="codex_app_server, openai_compatible, offline") as raised:
         build_proposer(Section(backend="claude"), run_dir=tmp_path)
     assert raised.value.detail.get("key") == "proposer.backend"
     with pytest.raises(ConfigError, match=r"proposer\.backend: unknown proposer backend 'claude'; use one of"):
@@ -138,7 +139,7 @@ def test_the_cache_and_the_usage_ledger_use_the_one_boundary_name(echo: Proposer
         cached = CachedProposer(store, backend.name, {}, lambda: Echo("!"))
         assert cached.boundary == backend.boundary == proposer_boundary(backend.name)
     assert CachedProposer(store, "echo", {}, lambda: Echo("!")).boundary == "proposer.echo"
-    with pytest.raises(ConfigError, match="use one of codex_app_server, openai_compatible, echo"):
+    with pytest.raises(ConfigError, match="use one of codex_app_server, openai_compatible, offline, echo"):
         CachedProposer(store, "claude", {}, lambda: Echo("!"))
 
 

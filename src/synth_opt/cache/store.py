@@ -28,8 +28,9 @@ BOUNDARIES = (
     "container.rollout",
     "proposer.codex",
     "proposer.openai_compatible",
+    "proposer.offline",
 )
-"""The built-in boundaries (SPEC §8); a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``:
+"""The built-in boundaries (SPEC §8, and the ``offline`` proposer's); a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``:
 ``proposer.codex`` is ``codex_app_server``'s)."""
 COMMIT_EVERY = 200
 SCHEMA = """

@@ -302,3 +302,22 @@ OPENAI_COMPATIBLE = register_proposer_backend(
         preflight=_openai_preflight,
     )
 )
+
+
+def _build_offline(section: ProposerSettings, run_dir: Path) -> Proposer:
+    from synth_opt.proposers.offline import FeedbackNotesProposer
+
+    return FeedbackNotesProposer()
+
+
+def _free_reservation(
+    section: ProposerSettings, estimated_tokens: int | None, estimated_cost_usd: float | None
+) -> tuple[int, float]:
+    """A call of the offline rule uses no tokens and costs nothing."""
+    return 0, 0.0
+
+
+OFFLINE = register_proposer_backend(
+    # the feedback-notes rule (synth_opt.proposers.offline): in this process, deterministic and free
+    ProposerBackend("offline", _build_offline, reservation=_free_reservation)
+)

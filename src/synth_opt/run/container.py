@@ -172,11 +172,13 @@ async def container_url(
 ) -> AsyncIterator[str]:
     """The container's url: a launched container's while the context is open, or ``[container].url``."""
     section = config.container
-    if section.command and transport is None:
-        emit_run_state(bus, RunState("launching_container", command=tuple(section.command)))
+    command = section.launch_command()
+    if command and transport is None:
+        emit_run_state(bus, RunState("launching_container", command=tuple(command)))
+        cwd = section.cwd or (config.source_path.parent if section.task is not None else None)
         async with launched_container(
-            with_python(section.command),
-            cwd=section.cwd,
+            with_python(command),
+            cwd=cwd,
             env=section.env,
             startup_timeout_seconds=section.startup_timeout_seconds,
             url=section.url,

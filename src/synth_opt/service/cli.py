@@ -12,7 +12,6 @@ as one line (a bad ``--bind``, a missing token, a database that is not a service
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import signal
@@ -30,6 +29,7 @@ from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RequestStatus, RunRequest, open_queue
 from synth_opt.service.worker import Execution, run_next
+from synth_opt.urls import is_loopback
 
 __all__ = ["DEFAULT_BIND", "is_loopback", "parse_bind", "recover_command", "run_next_command", "serve"]
 
@@ -44,15 +44,6 @@ def parse_bind(bind: str) -> tuple[str, int]:
     if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--bind {bind!r} must be HOST:PORT, like {DEFAULT_BIND}", field="--bind")
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _token(token_env: str | None) -> str | None:

@@ -123,6 +123,8 @@ class Confinement:
         if not self.allow_commands:
             if container_command:
                 yield "container.command", self._no_commands("launch a container")
+            if config.container.task is not None:
+                yield "container.task", self._no_commands("run a task's Python code")
             if proposer_command != _DEFAULT_PROPOSER_COMMAND:
                 yield "proposer.command", self._no_commands("choose the proposer's program")
             for key in _codex_command_keys(config.proposer.config):
