@@ -18,7 +18,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Strict,
+    ValidationError,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,6 +36,7 @@ from synth_opt.gepa.acceptance import ACCEPTANCE_RULES
 from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
 from synth_opt.proposers.backends import PROPOSER_BACKENDS
+from synth_opt.proposers.reflection import template_problems
 from synth_opt.redact import redact_url
 
 __all__ = [
@@ -212,6 +222,19 @@ class ProposerSection(_Section):
     failure_tolerance: Annotated[float, AfterValidator(_fraction)] = 0.5
     max_feedback_chars: PosInt = 4000
     max_prompt_tokens: PosInt = 16000
+    prompt_template: LoosePath | None = None
+    """A file holding the reflection prompt as a template (``synth_opt.proposers.reflection.PROMPT_PLACEHOLDERS``;
+    start from ``DEFAULT_PROMPT_TEMPLATE``); its content enters the decision digest."""
+    _template_text: str | None = PrivateAttr(default=None)
+
+    def template_text(self) -> str | None:
+        """``prompt_template``'s content (read once, so the run uses what the digest saw), or None for the built-in
+        prompt."""
+        if self.prompt_template is None:
+            return None
+        if self._template_text is None:
+            self._template_text = self.prompt_template.read_text(encoding="utf-8")
+        return self._template_text
 
 
 # async_pipelined's defaults: four proposer calls at once and four candidates in flight (benchmarks/README.md,
@@ -360,6 +383,9 @@ class GepaConfig(_Section):
         for key in _PROPOSER_LATER_DECISION_KEYS:
             if getattr(self.proposer, key) != fields[key].default:
                 decisions[key] = getattr(self.proposer, key)
+        template = self.proposer.template_text()
+        if template is not None:  # its content, not its path (the built-in prompt leaves older digests as they were)
+            decisions["prompt_template"] = template
         return decisions
 
     def decision_digest(self) -> str:
@@ -620,6 +646,20 @@ def _task_problems(container: ContainerSection) -> list[tuple[str, str]]:
     return [] if problem is None else [("container.task", problem)]
 
 
+def _template_problems(proposer: ProposerSection) -> list[tuple[str, str]]:
+    path = proposer.prompt_template
+    if path is None:
+        return []
+    try:
+        text = proposer.template_text()
+    except FileNotFoundError:
+        return [("proposer.prompt_template", f"{path} not found; check the path (relative to the config's folder)")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [("proposer.prompt_template", f"cannot read {path} ({exc}); check the file")]
+    assert text is not None
+    return [("proposer.prompt_template", f"{path}: {problem}") for problem in template_problems(text)]
+
+
 def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
     if container.urls is None:
         return []
@@ -746,7 +786,13 @@ def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
             "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir)}),
             "container": container.model_copy(update={"command": command, "cwd": cwd}),
             "cache": cache.model_copy(update={"path": _absolute(base, cache.path) if cache.path else None}),
-            "proposer": proposer.model_copy(update={"codex_home": home, "command": argv(proposer.command)}),
+            "proposer": proposer.model_copy(
+                update={
+                    "codex_home": home,
+                    "command": argv(proposer.command),
+                    "prompt_template": _absolute(base, proposer.prompt_template) if proposer.prompt_template else None,
+                }
+            ),
         }
     )
 
@@ -789,6 +835,9 @@ def load_config(path: str | os.PathLike[str]) -> GepaConfig:
             problems.append((_loc(error["loc"]), message))
         raise _config_error(shown, problems) from None
     cfg = _with_absolute_paths(cfg, source.parent)
+    problems = _template_problems(cfg.proposer)  # first: the run id digests the template's content
+    if problems:
+        raise _config_error(shown, problems)
     problems = _cross_problems(cfg)
     if problems:
         raise _config_error(shown, problems)

@@ -49,7 +49,8 @@ def test_a_boundary_is_proposer_and_the_name_unless_the_entry_names_one() -> Non
 
 
 def test_an_unknown_backend_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown proposer backend 'claude'; use one of codex_app_server, openai_compatible, offline"):
+    known = "codex_app_server, openai_compatible, offline"
+    with pytest.raises(ConfigError, match=f"unknown proposer backend 'claude'; use one of {known}"):
         proposer_backend("claude")
     with pytest.raises(ConfigError, match="codex_app_server, openai_compatible, offline") as raised:
         build_proposer(Section(backend="claude"), run_dir=tmp_path)

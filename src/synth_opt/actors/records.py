@@ -50,6 +50,7 @@ class SupervisorSettings:
     proposer_failure_tolerance: float = 0.5
     max_feedback_chars: int = 4000
     max_prompt_tokens: int | None = None
+    prompt_template: str | None = None  # proposer.prompt_template's text; None: the built-in prompt
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
     staleness_policy: str = "full"

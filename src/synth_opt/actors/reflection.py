@@ -55,6 +55,7 @@ def reflection_request(
         task_info=settings.task_info,
         frontier_summary=slot.frontier_summary,
         proposals=settings.proposals_per_call,
+        template=settings.prompt_template,
     )
     max_feedback_chars = int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
     max_prompt_tokens = getattr(settings, "max_prompt_tokens", None)

@@ -30,8 +30,8 @@ BOUNDARIES = (
     "proposer.openai_compatible",
     "proposer.offline",
 )
-"""The built-in boundaries (SPEC §8, and the ``offline`` proposer's); a proposer's is its backend's (``synth_opt.proposers.backends.ProposerBackend``:
-``proposer.codex`` is ``codex_app_server``'s)."""
+"""The built-in boundaries (SPEC §8, and the ``offline`` proposer's); a proposer's is its backend's
+(``synth_opt.proposers.backends.ProposerBackend``: ``proposer.codex`` is ``codex_app_server``'s)."""
 COMMIT_EVERY = 200
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache_entries (

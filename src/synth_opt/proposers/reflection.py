@@ -19,12 +19,14 @@ reply (prose before or after, fences with any info string) holding a ``proposals
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from synth_opt.errors import ProposerReplyError
 
@@ -33,6 +35,8 @@ __all__ = [
     "CHARS_PER_TOKEN",
     "DEFAULT_MAX_FEEDBACK_CHARS",
     "DEFAULT_MAX_PROMPT_TOKENS",
+    "DEFAULT_PROMPT_TEMPLATE",
+    "PROMPT_PLACEHOLDERS",
     "REFLECTION_BLOCK_TAG",
     "REPLY_SCHEMA",
     "ReflectionRequest",
@@ -41,7 +45,9 @@ __all__ = [
     "cut_text",
     "fit_request",
     "parse_reply",
+    "prompt_sections",
     "render_prompt",
+    "template_problems",
 ]
 
 REFLECTION_BLOCK_TAG = "synth-opt-reflection"
@@ -108,6 +114,7 @@ class ReflectionRequest:
     frontier_summary: dict[str, Any] = field(default_factory=dict)
     proposals: int = 1
     omitted_records: int = 0  # rows left out so the prompt fits max_prompt_tokens
+    template: str | None = None  # ``proposer.prompt_template``'s text; None: DEFAULT_PROMPT_TEMPLATE
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -122,6 +129,8 @@ class ReflectionRequest:
         }
         if self.omitted_records:
             data["omitted_records"] = self.omitted_records
+        if self.template is not None:  # a template of the user's own: its content (in the cache key), not its path
+            data["prompt_template_sha256"] = _digest(self.template)
         return data
 
     def prompt_json(self) -> dict[str, Any]:
@@ -129,6 +138,7 @@ class ReflectionRequest:
         ``"candidate": {...}`` shape into their replies); the other modules are context only."""
         data = self.to_json()
         del data["candidate"]
+        data.pop("prompt_template_sha256", None)
         others = {name: text for name, text in self.candidate.items() if name != self.target_module}
         if others:
             data["other_modules"] = others
@@ -198,41 +208,106 @@ def fit_request(
 
 
 def render_prompt(request: ReflectionRequest) -> str:
-    """The reflection prompt: readable sections, the request as one JSON block, then the reply instructions and
-    an example of the expected reply (the last thing a model reads)."""
+    """The reflection prompt: ``request.template`` (else :data:`DEFAULT_PROMPT_TEMPLATE`) with its placeholders
+    filled in (:func:`prompt_sections`). The default reads: readable sections, the request as one JSON block, then
+    the reply instructions and an example of the expected reply (the last thing a model reads)."""
+    template = DEFAULT_PROMPT_TEMPLATE if request.template is None else request.template
+    return template.format_map(prompt_sections(request))
+
+
+def prompt_sections(request: ReflectionRequest) -> dict[str, str]:
+    """What each placeholder of a prompt template stands for (:data:`PROMPT_PLACEHOLDERS`). A section that may be
+    absent (``other_modules``, ``task_info``) renders with its heading and the blank line after it, or as nothing."""
     module = request.target_module
-    lines = [
-        f"# Improve the module `{module}`",
-        "",
-        "## Current text",
-        "```",
-        request.candidate[module],
-        "```",
-        "",
-    ]
     others = [name for name in request.candidate if name != module]
-    if others:
-        lines += [f"Other modules of the program (context only, not to be rewritten): {', '.join(others)}.", ""]
-    if request.task_info:
-        lines += ["## Task", request.task_info, ""]
-    lines += [
-        "## Examples and request data",
+    examples = [
         f"The minibatch: {len(request.records)} rows, each with the task input, the program's output, its reward "
         "and feedback, one row a line, in the machine-readable request below (for programs; do not copy it into "
         "your reply).",
     ]
     if request.omitted_records:
-        lines.append(f"({request.omitted_records} more row(s) left out to fit the prompt limit.)")
-    lines += ["", f"```json {REFLECTION_BLOCK_TAG}", _block(request.prompt_json()), "```", ""]
-    lines += [
-        "## Your reply",
+        examples.append(f"({request.omitted_records} more row(s) left out to fit the prompt limit.)")
+    examples += ["", f"```json {REFLECTION_BLOCK_TAG}", _block(request.prompt_json()), "```"]
+    instructions = [
         f"Write {request.proposals} improved, distinct version(s) of the whole `{module}` text, each a full "
         "replacement of the current text.",
         'Reply with exactly one JSON object with the key "proposals" (a list of strings) and nothing else: no '
         "prose, no code fence. For example:",
         json.dumps({"proposals": [f"<full replacement text {i}>" for i in range(1, request.proposals + 1)]}),
     ]
-    return "\n".join(lines)
+    summary = request.frontier_summary
+    return {
+        "module": module,
+        "current_text": request.candidate[module],
+        "other_modules": (
+            f"Other modules of the program (context only, not to be rewritten): {', '.join(others)}.\n\n"
+            if others
+            else ""
+        ),
+        "task_info": f"## Task\n{request.task_info}\n\n" if request.task_info else "",
+        "examples": "\n".join(examples),
+        "frontier_summary": json.dumps(summary, sort_keys=True, ensure_ascii=False) if summary else "",
+        "instructions": "\n".join(instructions),
+    }
+
+
+PROMPT_PLACEHOLDERS: Final = (
+    "module",
+    "current_text",
+    "other_modules",
+    "task_info",
+    "examples",
+    "frontier_summary",
+    "instructions",
+)
+"""The placeholders a prompt template may use, written ``{name}`` (literal braces are doubled: ``{{`` ``}}``):
+``module`` (the target module's name), ``current_text`` (its text), ``other_modules`` (a line naming the program's
+other modules, or nothing), ``task_info`` (a "## Task" section with the container's description, or nothing),
+``examples`` (the minibatch rows: a line saying what they are and the request as one JSON block, which the offline
+proposers read), ``frontier_summary`` (the pool as JSON: its size, version, best and parent mean scores) and
+``instructions`` (how to reply: the JSON object with a ``proposals`` list, and an example). A template without
+``instructions`` must say itself how to reply, or every reply fails to parse."""
+
+DEFAULT_PROMPT_TEMPLATE: Final = (
+    "# Improve the module `{module}`\n"
+    "\n"
+    "## Current text\n"
+    "```\n"
+    "{current_text}\n"
+    "```\n"
+    "\n"
+    "{other_modules}{task_info}## Examples and request data\n"
+    "{examples}\n"
+    "\n"
+    "## Your reply\n"
+    "{instructions}"
+)
+"""The built-in reflection prompt, as a template: start your own ``proposer.prompt_template`` from it."""
+
+
+def template_problems(template: str) -> list[str]:
+    """Why ``template`` cannot be a prompt template: unknown or positional placeholders, conversions and format
+    specs, unbalanced braces. Empty when it can."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return [f"{exc}; write a literal brace as {{{{ or }}}}"]
+    problems: list[str] = []
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            problems.append("a positional placeholder {} names nothing; use one of the named placeholders")
+        elif name not in PROMPT_PLACEHOLDERS:
+            close = difflib.get_close_matches(name, PROMPT_PLACEHOLDERS, n=1)
+            hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+            problems.append(
+                f"unknown placeholder {{{name}}}{hint}; the placeholders are "
+                + ", ".join(f"{{{known}}}" for known in PROMPT_PLACEHOLDERS)
+            )
+        elif spec or conversion:
+            problems.append(f"placeholder {{{name}}} takes no format spec or conversion; write {{{name}}}")
+    return problems
 
 
 def _block(data: dict[str, Any]) -> str:

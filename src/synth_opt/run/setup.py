@@ -129,6 +129,7 @@ def supervisor_settings(
         proposer_failure_tolerance=config.proposer.failure_tolerance,
         max_feedback_chars=config.proposer.max_feedback_chars,
         max_prompt_tokens=config.proposer.max_prompt_tokens,
+        prompt_template=config.proposer.template_text(),
     )
 
 
