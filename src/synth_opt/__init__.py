@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from synth_opt.result import GepaResult
-    from synth_opt.run import GepaRun
+    from synth_opt.run import GepaCallback, GepaRun
     from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
     from synth_opt.service.functions import (
         workspace_cancel_run_request,
@@ -59,6 +59,7 @@ _EXPORTS = {
     "load_config": "synth_opt.config",
     "GepaResult": "synth_opt.result",
     "GepaRun": "synth_opt.run",
+    "GepaCallback": "synth_opt.run",
     "QueueConflictError": "synth_opt.service.errors",
     "RunRequestNotFoundError": "synth_opt.service.errors",
     "repair_workspace": "synth_opt.workspace",
@@ -126,6 +127,7 @@ __all__ = [
     "ContainerOutageError",
     "ContainerTransportError",
     "EventCompareError",
+    "GepaCallback",
     "GepaConfig",
     "GepaResult",
     "GepaRun",

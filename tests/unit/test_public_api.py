@@ -14,6 +14,7 @@ EXPECTED = {
     "ContainerOutageError",
     "ContainerTransportError",
     "EventCompareError",
+    "GepaCallback",
     "GepaConfig",
     "GepaResult",
     "GepaRun",

@@ -10,11 +10,13 @@
 - :mod:`~synth_opt.run.lifecycle`: the run's states (``run.state`` events);
 - :mod:`~synth_opt.run.resume`: continuing a run from its checkpoint, and the spend thrown away;
 - :mod:`~synth_opt.run.cancel`: the cancel handle;
+- :mod:`~synth_opt.run.callbacks`: Python observers of a run (``GepaRun(callbacks=[...])``), fed from a thread;
 - :mod:`~synth_opt.run.gc_pacing`: the garbage collector paced by the run;
 - :mod:`~synth_opt.run.score_chart`: the score chart (SVG);
 - :mod:`~synth_opt.run.replay_check`: the three-run replay check (``gepa accept``).
 """
 
+from synth_opt.run.callbacks import GepaCallback
 from synth_opt.run.execution import GepaRun, RunObserver, RunView
 
-__all__ = ["GepaRun", "RunObserver", "RunView"]
+__all__ = ["GepaCallback", "GepaRun", "RunObserver", "RunView"]

@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
 from synth_opt.run.artifacts import RunArtifacts, write_json
+from synth_opt.run.callbacks import CallbackRelay
 from synth_opt.run.cancel import CancelHandle
 from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
 from synth_opt.run.container import open_container
@@ -113,13 +114,17 @@ class GepaRun:
         container_transport: httpx.AsyncBaseTransport | None = None,
         proposer: Proposer | None = None,
         workspace: bool = True,
+        callbacks: Sequence[object] = (),
     ) -> None:
         """``container_transport`` and ``proposer`` are seams for tests and embedding: an httpx transport that
         answers for ``[container].url`` (nothing is launched), and a proposer used instead of ``[proposer]``.
-        ``workspace=False`` writes no ``workspace.sqlite`` (and so keeps no checkpoints: such a run cannot resume)."""
+        ``workspace=False`` writes no ``workspace.sqlite`` (and so keeps no checkpoints: such a run cannot resume).
+        ``callbacks``: Python observers of the run's events (:class:`~synth_opt.run.callbacks.GepaCallback`),
+        called from a thread of their own so they never stall it."""
         self.config = config
         self.fresh = fresh
         self.observer = observer
+        self.callbacks = tuple(callbacks)
         self.seams = _Seams(container_transport, proposer, workspace)
         self.cancel_handle = CancelHandle()
 
@@ -134,8 +139,10 @@ class GepaRun:
         self.cancel_handle.abandon(reason)
 
     @classmethod
-    def from_toml(cls, path: str | os.PathLike[str], *, fresh: bool = False) -> GepaRun:
-        return cls(load_config(path), fresh=fresh)
+    def from_toml(
+        cls, path: str | os.PathLike[str], *, fresh: bool = False, callbacks: Sequence[object] = ()
+    ) -> GepaRun:
+        return cls(load_config(path), fresh=fresh, callbacks=callbacks)
 
     @property
     def run_id(self) -> str:
@@ -161,7 +168,9 @@ class GepaRun:
                 if isinstance(prepared, GepaResult):
                     return prepared
                 with run_paced_collector():
-                    execution = _Execution(self.config, self.observer, self.seams, self.cancel_handle, prepared)
+                    execution = _Execution(
+                        self.config, self.observer, self.seams, self.cancel_handle, prepared, self.callbacks
+                    )
                     return await execution.run()
         finally:
             lock.release()
@@ -221,6 +230,7 @@ class _Execution:
         seams: _Seams,
         cancel: CancelHandle,
         resume: ResumePoint | None = None,
+        callbacks: Sequence[object] = (),
     ) -> None:
         self.config = config
         self.resume = resume
@@ -236,6 +246,8 @@ class _Execution:
         self.feed_path = self.run_dir / "events.jsonl"
         self.registry_path = self.output_dir / "run_registry.jsonl"
         self.bus = EventBus(self.feed_path)
+        self.relay = CallbackRelay(callbacks)
+        self.bus.on_event(self.relay.offer)
         if resume is not None:
             self.bus.sequence_number = resume.sequence_number
         self.workspace_db: Path | None = self.run_dir / "workspace.sqlite" if seams.workspace else None
@@ -261,6 +273,7 @@ class _Execution:
         emit_run_state(self.bus, state, message)
 
     async def run(self) -> GepaResult:
+        self.relay.start()
         self.artifacts.point_latest()
         if self.resume is None:
             self.artifacts.registry_line("started")
@@ -333,6 +346,8 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
+            with anyio.CancelScope(shield=True):  # bounded: the callbacks get DRAIN_SECONDS to catch up
+                await anyio.to_thread.run_sync(self.relay.close)
             unfinished = None if self.cancel.abandoned else await self._finalize_workspace(quiet=True)
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed

@@ -1,0 +1,159 @@
+"""Python observers of a run, as in gepa's callbacks: ``GepaRun(config, callbacks=[MyCallback()])``.
+
+A callback is an object with any of the methods of :class:`GepaCallback` (subclass it and override what you need);
+each gets the typed event (:mod:`synth_opt.events.types`):
+
+- ``on_proposal_decided(decision)``: an :class:`AcceptanceDecided` or :class:`ProposalFailed`, in proposal order;
+- ``on_frontier_updated(frontier)``: a :class:`FrontierUpdated` after the seed and every candidate that joined;
+- ``on_budget_updated(budget)``: a :class:`BudgetUpdated` after every commit (rollouts used and reserved);
+- ``on_run_finished(finished)``: the :class:`RunFinished` of a completed run, last;
+- ``on_event(event)``: every :class:`~synth_opt.events.model.Event` of the run, for anything else.
+
+Callbacks never stall the run (:class:`CallbackRelay`): the run hands each event to a bounded queue and goes on; one
+thread of the relay's own calls the callbacks in the order of the events. An exception in a callback is logged
+(once per callback and method, with the count at the end) and the other events still reach it. When a callback is
+so slow that the queue fills, the events that do not fit are dropped for it and counted (a warning at the end says
+how many). At the end of the run the relay waits at most :data:`DRAIN_SECONDS` for the callbacks to catch up, so
+``on_run_finished`` has normally been called when ``execute()`` returns.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from synth_opt.events import Event
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    BudgetUpdated,
+    FrontierUpdated,
+    ProposalFailed,
+    RunFinished,
+)
+from synth_opt.logs import get_logger
+
+__all__ = ["DRAIN_SECONDS", "QUEUE_SIZE", "CallbackRelay", "GepaCallback"]
+
+QUEUE_SIZE: Final = 10_000
+"""Events waiting for the callbacks at most; more are dropped (and counted)."""
+DRAIN_SECONDS: Final = 5.0
+"""How long the end of a run waits for the callbacks to take the events still queued."""
+
+_log = get_logger("synth_opt.callbacks")
+_METHODS: Final[dict[str, str]] = {
+    AcceptanceDecided.TYPE: "on_proposal_decided",
+    ProposalFailed.TYPE: "on_proposal_decided",
+    FrontierUpdated.TYPE: "on_frontier_updated",
+    BudgetUpdated.TYPE: "on_budget_updated",
+    RunFinished.TYPE: "on_run_finished",
+}
+_STOP: Final = object()
+
+
+class GepaCallback:
+    """The callback methods, each doing nothing: override the ones you need (every method is optional; an object
+    with only some of them works too)."""
+
+    def on_proposal_decided(self, decision: AcceptanceDecided | ProposalFailed) -> None:
+        """A proposal was decided (accepted or rejected, or failed), in proposal order."""
+
+    def on_frontier_updated(self, frontier: FrontierUpdated) -> None:
+        """The pool's fronts changed: the seed was scored, or an accepted candidate joined."""
+
+    def on_budget_updated(self, budget: BudgetUpdated) -> None:
+        """A proposal committed: what the run has used and holds reserved."""
+
+    def on_run_finished(self, finished: RunFinished) -> None:
+        """The search and the heldout evaluation are done; the result follows."""
+
+    def on_event(self, event: Event) -> None:
+        """Every event of the run (transport events included), typed in ``event.data``."""
+
+
+class CallbackRelay:
+    """Delivers a run's events to ``callbacks`` from a thread of its own (see the module's docstring).
+
+    ``offer`` is the bus's synchronous observer (``bus.on_event(relay.offer)``): it only enqueues. ``close`` ends
+    delivery, waiting at most ``drain_seconds``."""
+
+    def __init__(
+        self, callbacks: Sequence[object], *, queue_size: int | None = None, drain_seconds: float | None = None
+    ) -> None:
+        self.callbacks = list(callbacks)
+        self.drain_seconds = DRAIN_SECONDS if drain_seconds is None else drain_seconds
+        self.dropped = 0
+        self.failures: Counter[tuple[str, str]] = Counter()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_SIZE if queue_size is None else queue_size)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        if self.callbacks and self._thread is None:
+            self._thread = threading.Thread(target=self._deliver, name="synth-opt-callbacks", daemon=True)
+            self._thread.start()
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event`` for the callbacks; never blocks (a full queue drops it and counts it)."""
+        if self._thread is None or self._closed:
+            return
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def close(self) -> None:
+        """Stop taking events and let the callbacks finish what is queued, for at most ``drain_seconds``; then
+        log what was dropped or failed. Blocking: call it from a worker thread in async code."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=self.drain_seconds)
+        except queue.Full:
+            pass
+        thread.join(self.drain_seconds)
+        if thread.is_alive():
+            _log.warning(
+                "callbacks still busy at the end of the run; not waiting for them",
+                waited_seconds=self.drain_seconds,
+                queued=self._queue.qsize(),
+            )
+        if self.dropped:
+            _log.warning("callbacks were too slow: events dropped for them", dropped=self.dropped)
+        for (name, method), count in sorted(self.failures.items()):
+            _log.warning("a callback raised", callback=name, method=method, times=count)
+
+    def _deliver(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Event)
+            method = _METHODS.get(item.type)
+            for callback in self.callbacks:
+                if method is not None:
+                    self._call(callback, method, item.data)
+                self._call(callback, "on_event", item)
+
+    def _call(self, callback: object, method: str, argument: Any) -> None:
+        function: Callable[[Any], object] | None = getattr(callback, method, None)
+        if function is None:
+            return
+        try:
+            function(argument)
+        except Exception as error:  # a callback's bug never reaches the run
+            key = (type(callback).__name__, method)
+            if not self.failures[key]:
+                _log.warning(
+                    "a callback raised; the run goes on",
+                    callback=key[0],
+                    method=method,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            self.failures[key] += 1
