@@ -52,6 +52,7 @@ __all__ = [
     "PolicySection",
     "ProposerSection",
     "RunSection",
+    "TrackingSection",
     "WorkersSection",
     "check_task_reference",
     "load_config",
@@ -297,6 +298,16 @@ class CacheSection(_Section):
     namespace: str | None = None
 
 
+class TrackingSection(_Section):
+    """``[tracking]``: the run mirrored to an experiment tracker (never a decision: not in the digest)."""
+
+    mlflow_tracking_uri: str | None = None
+    """An MLflow tracking URI (``http://...``, ``sqlite:///mlflow.db``: a relative path is beside the config):
+    one MLflow run per synth_opt run. Needs the ``mlflow`` extra (``pip install 'synth-opt[mlflow]'``)."""
+    experiment: str = "synth_opt"
+    """The MLflow experiment (created when missing)."""
+
+
 # [gepa] keys that change timing or transport, never decisions.
 _NON_DECISION_GEPA_KEYS = {
     "pipeline",
@@ -330,6 +341,7 @@ class GepaConfig(_Section):
     proposer: ProposerSection
     gepa: GepaSection = Field(default_factory=GepaSection)
     cache: CacheSection = Field(default_factory=CacheSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
     source_path: Path
     overrides_applied: dict[str, str] = Field(default_factory=dict)
 
@@ -780,12 +792,20 @@ def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
 
     command = argv(container.command)
     cwd = _absolute(base, container.cwd) if container.cwd else None
+    tracking_uri = cfg.tracking.mlflow_tracking_uri
+    if (
+        tracking_uri is not None
+        and tracking_uri.startswith("sqlite:///")
+        and not tracking_uri.startswith("sqlite:////")
+    ):
+        tracking_uri = f"sqlite:///{_absolute(base, Path(tracking_uri.removeprefix('sqlite:///')))}"
     home = _absolute(base, proposer.codex_home) if proposer.codex_home else None
     return cfg.model_copy(
         update={
             "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir)}),
             "container": container.model_copy(update={"command": command, "cwd": cwd}),
             "cache": cache.model_copy(update={"path": _absolute(base, cache.path) if cache.path else None}),
+            "tracking": cfg.tracking.model_copy(update={"mlflow_tracking_uri": tracking_uri}),
             "proposer": proposer.model_copy(
                 update={
                     "codex_home": home,

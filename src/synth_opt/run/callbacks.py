@@ -6,8 +6,10 @@ each gets the typed event (:mod:`synth_opt.events.types`):
 - ``on_proposal_decided(decision)``: an :class:`AcceptanceDecided` or :class:`ProposalFailed`, in proposal order;
 - ``on_frontier_updated(frontier)``: a :class:`FrontierUpdated` after the seed and every candidate that joined;
 - ``on_budget_updated(budget)``: a :class:`BudgetUpdated` after every commit (rollouts used and reserved);
-- ``on_run_finished(finished)``: the :class:`RunFinished` of a completed run, last;
-- ``on_event(event)``: every :class:`~synth_opt.events.model.Event` of the run, for anything else.
+- ``on_run_finished(finished)``: the :class:`RunFinished` of a completed run;
+- ``on_event(event)``: every :class:`~synth_opt.events.model.Event` of the run, for anything else;
+- ``on_result(result)``: the :class:`~synth_opt.result.GepaResult` once written (``status`` completed, failed or
+  cancelled; its paths name the run's artifacts), last.
 
 Callbacks never stall the run (:class:`CallbackRelay`): the run hands each event to a bounded queue and goes on; one
 thread of the relay's own calls the callbacks in the order of the events. An exception in a callback is logged
@@ -23,6 +25,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from synth_opt.events import Event
@@ -34,6 +37,7 @@ from synth_opt.events.types import (
     RunFinished,
 )
 from synth_opt.logs import get_logger
+from synth_opt.result import GepaResult
 
 __all__ = ["DRAIN_SECONDS", "QUEUE_SIZE", "CallbackRelay", "GepaCallback"]
 
@@ -51,6 +55,11 @@ _METHODS: Final[dict[str, str]] = {
     RunFinished.TYPE: "on_run_finished",
 }
 _STOP: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    result: GepaResult
 
 
 class GepaCallback:
@@ -71,6 +80,9 @@ class GepaCallback:
 
     def on_event(self, event: Event) -> None:
         """Every event of the run (transport events included), typed in ``event.data``."""
+
+    def on_result(self, result: GepaResult) -> None:
+        """The run's result, written: completed, failed or cancelled (``result.status``)."""
 
 
 class CallbackRelay:
@@ -104,6 +116,15 @@ class CallbackRelay:
         except queue.Full:
             self.dropped += 1
 
+    def result(self, result: GepaResult) -> None:
+        """Queue the run's written result (``on_result``); waits for room, at most ``drain_seconds``."""
+        if self._thread is None or self._closed:
+            return
+        try:
+            self._queue.put(_Result(result), timeout=self.drain_seconds)
+        except queue.Full:
+            self.dropped += 1
+
     def close(self) -> None:
         """Stop taking events and let the callbacks finish what is queued, for at most ``drain_seconds``; then
         log what was dropped or failed. Blocking: call it from a worker thread in async code."""
@@ -134,6 +155,10 @@ class CallbackRelay:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, _Result):
+                for callback in self.callbacks:
+                    self._call(callback, "on_result", item.result)
+                continue
             assert isinstance(item, Event)
             method = _METHODS.get(item.type)
             for callback in self.callbacks:

@@ -69,6 +69,7 @@ from synth_opt.run.setup import (
     seed_and_modules,
     supervisor_settings,
 )
+from synth_opt.run.tracking import TRACKER_DRAIN_SECONDS, MlflowTracker, check_tracking
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]
@@ -161,6 +162,7 @@ class GepaRun:
                 f"run {self.run_id} was abandoned before it started ({self.cancel_handle.reason})",
                 run_dir=str(self.run_dir),
             )
+        check_tracking(self.config)  # before the run directory is touched
         lock = RunDirLock(self.run_dir)
         try:
             with structlog.contextvars.bound_contextvars(run_id=self.run_id):  # on every line logged beneath
@@ -248,6 +250,9 @@ class _Execution:
         self.bus = EventBus(self.feed_path)
         self.relay = CallbackRelay(callbacks)
         self.bus.on_event(self.relay.offer)
+        trackers = [MlflowTracker(config, self.run_id, self.run_dir)] if config.tracking.mlflow_tracking_uri else []
+        self.tracking = CallbackRelay(trackers, drain_seconds=TRACKER_DRAIN_SECONDS)  # apart from user callbacks
+        self.bus.on_event(self.tracking.offer)
         if resume is not None:
             self.bus.sequence_number = resume.sequence_number
         self.workspace_db: Path | None = self.run_dir / "workspace.sqlite" if seams.workspace else None
@@ -274,6 +279,7 @@ class _Execution:
 
     async def run(self) -> GepaResult:
         self.relay.start()
+        self.tracking.start()
         self.artifacts.point_latest()
         if self.resume is None:
             self.artifacts.registry_line("started")
@@ -348,6 +354,7 @@ class _Execution:
             self.bus.close()
             with anyio.CancelScope(shield=True):  # bounded: the callbacks get DRAIN_SECONDS to catch up
                 await anyio.to_thread.run_sync(self.relay.close)
+                await anyio.to_thread.run_sync(self.tracking.close)
             unfinished = None if self.cancel.abandoned else await self._finalize_workspace(quiet=True)
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed
@@ -489,7 +496,7 @@ class _Execution:
 
     def _write_result(self, outcome: SearchOutcome, *, status: str, error: str | None = None) -> GepaResult:
         assert self.supervisor is not None and self.cache is not None
-        return self.artifacts.write_result(
+        result = self.artifacts.write_result(
             outcome,
             state=self.supervisor.state,
             cache=self.cache,
@@ -498,6 +505,9 @@ class _Execution:
             error=error,
             discarded=self._discarded(),
         )
+        self.relay.result(result)
+        self.tracking.result(result)
+        return result
 
     def _discarded(self) -> Discarded:
         """Spend thrown away: by earlier attempts (read from the feed at resume) and by this one's outage probes."""
