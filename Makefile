@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck local-model postgres clean
+.PHONY: chromium demo test lint typecheck local-model postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,15 @@ postgres:
 		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
 		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q postgresql >/dev/null)
 
-test: lint typecheck local-model postgres
+# Debian's chromium for the run browser's tests (driven by Playwright through its executable; Playwright's own
+# browser download is not used), installed when it is nowhere to be found (a no-op once there)
+chromium:
+	@$(PYTHON) -c "import shutil, sys; sys.exit(0 if shutil.which('chromium') or shutil.which('chromium-browser') else 1)" \
+		|| (echo "installing chromium for the browser tests (apt-get install chromium)" && \
+		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
+		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium >/dev/null)
+
+test: lint typecheck local-model postgres chromium
 	$(BIN)/python -m pytest
 
 clean:

@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
     task_serve.add_argument("--host", default="127.0.0.1", help="the address to bind (loopback unless --token-env)")
     task_serve.add_argument("--threads", type=int, help="how many calls of a sync score function run at once")
     task_serve.add_argument("--token-env", help="the environment variable holding the bearer token clients send")
+    view = commands.add_parser("view", help="browse runs, their lineage and candidates in a web browser")
+    view.add_argument("--runs", required=True, help="a folder of run directories (a config's run.output_dir)")
+    view.add_argument("--port", type=int, default=8880, help="the port to listen on (8880)")
+    view.add_argument("--host", default="127.0.0.1", help="the address to bind (loopback unless --token-env)")
+    view.add_argument("--token-env", help="the environment variable holding the bearer token clients send")
     events = commands.add_parser("events", help="read event feeds")
     event_commands = events.add_subparsers(dest="command", required=True, parser_class=_Parser)
     replay = event_commands.add_parser("replay", help="render a feed as a readable timeline")
@@ -183,6 +188,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return serve_task(
                 args.reference, host=args.host, port=args.port, max_threads=args.threads, token_env=args.token_env
             )
+        if args.group == "view":
+            from synth_opt.view import serve_view
+
+            return serve_view(Path(args.runs), host=args.host, port=args.port, token_env=args.token_env)
         if args.group == "events" and args.command == "replay":
             return _events_replay(args)
         if args.group == "events" and args.command == "compare":
