@@ -125,6 +125,11 @@ def test_a_running_run_is_shown_live(chromium: Any, tmp_path: Path) -> None:
             assert page.locator('meta[http-equiv="refresh"]').count() == 1
             first = page.locator("#lineage li.node").count()
             assert first >= 1
+            newest = page.locator("#lineage li.node").nth(first - 1).get_attribute("data-candidate")
+            page.goto(f"{base}/runs/{run_id}/candidates/{newest}")
+            assert page.locator('meta[http-equiv="refresh"]').count() == 1 and page.locator("pre.text").count() == 1
+            page.goto(base + "/")
+            assert page.locator("#runs tr", has_text=run_id).locator(".badge.live").count() == 1
             os.killpg(runner.pid, signal.SIGTERM)  # a graceful stop: the run ends cancelled
             runner.wait(timeout=60)
             page.goto(f"{base}/runs/{run_id}")

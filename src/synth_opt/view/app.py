@@ -22,6 +22,7 @@ import uvicorn
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect
 
 from synth_opt.errors import ConfigError
@@ -54,12 +55,12 @@ def index(state: State) -> Response[str]:
 
 
 @get("/runs/{run_id:str}", sync_to_thread=True)
-def run(state: State, run_id: str) -> Response[str]:
+def run(state: State, run_id: FromPath[str]) -> Response[str]:
     return _html(run_page(run_detail(_run_dir(state, run_id))))
 
 
 @get("/runs/{run_id:str}/candidates/{candidate_id:str}", sync_to_thread=True)
-def candidate(state: State, run_id: str, candidate_id: str) -> Response[str]:
+def candidate(state: State, run_id: FromPath[str], candidate_id: FromPath[str]) -> Response[str]:
     run_dir = _run_dir(state, run_id)
     detail = candidate_detail(run_dir, candidate_id)
     if detail is None:
@@ -68,7 +69,7 @@ def candidate(state: State, run_id: str, candidate_id: str) -> Response[str]:
 
 
 @get("/runs/{run_id:str}/score_chart.svg", sync_to_thread=True)
-def score_chart(state: State, run_id: str) -> Response[bytes]:
+def score_chart(state: State, run_id: FromPath[str]) -> Response[bytes]:
     chart = _run_dir(state, run_id) / "score_chart.svg"
     if not chart.is_file():
         raise NotFoundException(detail=f"run {run_id!r} has no score chart yet")
