@@ -7,10 +7,13 @@ appended to its *path*, and the query and fragment stay where they belong.
 from __future__ import annotations
 
 import ipaddress
+import os
 
 import httpx
 
-__all__ = ["is_loopback", "join_path"]
+from synth_opt.errors import ConfigError
+
+__all__ = ["is_loopback", "join_path", "serving_token"]
 
 
 def is_loopback(host: str) -> bool:
@@ -21,6 +24,28 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def serving_token(host: str, token_env: str | None, *, flag: str, shown: str) -> str | None:
+    """The bearer token a server bound to ``host`` requires: read from the variable ``token_env`` names (set and
+    not empty), or None on a loopback host. Binding beyond loopback without one is a :class:`ConfigError` naming
+    ``flag`` (``--bind`` or ``--host``, whose value is ``shown``)."""
+    token = None
+    if token_env is not None:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            raise ConfigError(
+                f"--token-env {token_env}: the environment variable {token_env} is unset or empty; export the bearer "
+                "token in it",
+                field="--token-env",
+            )
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"{flag} {shown}: {host} is not a loopback address, and serving elsewhere needs a bearer token; put one "
+            "in an environment variable and pass --token-env NAME, or use 127.0.0.1",
+            field=flag,
+        )
+    return token
 
 
 def join_path(base_url: str, route: str) -> str:

@@ -11,39 +11,12 @@ from structlog.testing import capture_logs
 
 from synth_opt import GepaRun, load_config
 from synth_opt.errors import ConfigError
+from tests.browser.test_view import load_script
 from tests.integration.test_pipeline_fake import cancelled_after_decisions
 
 mlflow_tracking = pytest.importorskip("mlflow.tracking")  # the dev extra installs it: make test never skips this
 
-TASK = """
-from synth_opt.task import task
-
-WORDS = "apple banana cherry grape lemon mango melon peach pear plum fig kiwi lime date".split()
-
-
-@task(rows=[{"word": w} for w in WORDS[:10]], heldout=[{"word": w} for w in WORDS[10:]], seed="Name fruit.")
-def names(candidate, row):
-    found = row["word"] in candidate["prompt"]
-    return float(found), "" if found else f"Name {row['word']}."
-"""
-
-CONFIG = """
-[container]
-task = "fruit:names"
-
-[dataset]
-train_ids = {{ count = 10 }}
-pareto_ids = {{ count = 6 }}
-heldout_ids = {{ count = 4 }}
-
-[proposer]
-backend = "offline"
-
-[gepa]
-max_train_rollouts = 80
-max_heldout_rollouts = 8
-minibatch_size = 2
-
+TRACKING = """
 [tracking]
 mlflow_tracking_uri = "{uri}"
 experiment = "fruit"
@@ -51,10 +24,10 @@ experiment = "fruit"
 
 
 def setup(folder: Path, uri: str = "sqlite:///mlflow.db") -> Path:
-    folder.mkdir(exist_ok=True)
-    (folder / "fruit.py").write_text(TASK)
-    (folder / "fruit.toml").write_text(CONFIG.format(uri=uri))
-    return folder / "fruit.toml"
+    """The browser screenshots' fruit task and config (heldout rows, the offline proposer), tracked."""
+    config = load_script().write_run(folder)
+    config.write_text(config.read_text() + TRACKING.format(uri=uri))
+    return config
 
 
 def the_mlflow_run(folder: Path) -> object:
@@ -111,9 +84,7 @@ def test_a_tracker_that_is_down_changes_nothing(tmp_path: Path, monkeypatch: pyt
     tracked = GepaRun(load_config(setup(tmp_path / "down", uri="http://127.0.0.1:9"))).execute
     with capture_logs() as logs:
         result = tracked()
-    plain_config = setup(tmp_path / "plain").read_text().split("[tracking]")[0]
-    (tmp_path / "plain" / "fruit.toml").write_text(plain_config)
-    plain = GepaRun(load_config(tmp_path / "plain" / "fruit.toml")).execute()
+    plain = GepaRun(load_config(load_script().write_run(tmp_path / "plain"))).execute()
     assert (result.best_candidate, result.rollouts_used, result.status) == (
         plain.best_candidate,
         plain.rollouts_used,

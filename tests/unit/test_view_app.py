@@ -55,3 +55,16 @@ def test_the_word_diff_marks_changes_and_escapes_both_sides() -> None:
     assert marked == "Name <ins>&lt;b&gt;</ins>fruit<ins>&lt;/b&gt; now</ins>."
     assert word_diff("a b c", "a c") == "a <del>b </del>c"
     assert word_diff("<x>", "<x>") == "&lt;x&gt;"
+
+
+def test_serving_beyond_loopback_needs_a_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth_opt.urls import serving_token
+
+    assert serving_token("127.0.0.1", None, flag="--host", shown="127.0.0.1") is None
+    with pytest.raises(ConfigError, match=r"--bind 0\.0\.0\.0:8879: 0\.0\.0\.0 is not a loopback address"):
+        serving_token("0.0.0.0", None, flag="--bind", shown="0.0.0.0:8879")
+    monkeypatch.setenv("VIEW_TOKEN", "  ")
+    with pytest.raises(ConfigError, match="VIEW_TOKEN is unset or empty"):
+        serving_token("0.0.0.0", "VIEW_TOKEN", flag="--host", shown="0.0.0.0")
+    monkeypatch.setenv("VIEW_TOKEN", "t0k")
+    assert serving_token("0.0.0.0", "VIEW_TOKEN", flag="--host", shown="0.0.0.0") == "t0k"

@@ -13,7 +13,6 @@ as one line (a bad ``--bind``, a missing token, a database that is not a service
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from synth_opt.service.confine import Confinement
 from synth_opt.service.functions import workspace_recover
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, RequestStatus, RunRequest, open_queue
 from synth_opt.service.worker import Execution, run_next
-from synth_opt.urls import is_loopback
+from synth_opt.urls import is_loopback, serving_token
 
 __all__ = ["DEFAULT_BIND", "is_loopback", "parse_bind", "recover_command", "run_next_command", "serve"]
 
@@ -44,19 +43,6 @@ def parse_bind(bind: str) -> tuple[str, int]:
     if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--bind {bind!r} must be HOST:PORT, like {DEFAULT_BIND}", field="--bind")
     return host, int(port)
-
-
-def _token(token_env: str | None) -> str | None:
-    if token_env is None:
-        return None
-    token = os.environ.get(token_env, "").strip()
-    if not token:
-        raise ConfigError(
-            f"--token-env {token_env}: the environment variable {token_env} is unset or empty; export the bearer "
-            "token in it",
-            field="--token-env",
-        )
-    return token
 
 
 def serve(
@@ -77,13 +63,7 @@ def serve(
     from synth_opt.service.app import create_app
 
     host, port = parse_bind(bind)
-    token = _token(token_env)
-    if token is None and not is_loopback(host):
-        raise ConfigError(
-            f"--bind {bind}: {host} is not a loopback address, and binding elsewhere needs a bearer token; put one "
-            "in an environment variable and pass --token-env NAME, or bind 127.0.0.1",
-            field="--bind",
-        )
+    token = serving_token(host, token_env, flag="--bind", shown=bind)
     open_queue(db).close()  # a bad --db is reported here, as one line, not from inside the server
     app = create_app(
         db,

@@ -8,7 +8,6 @@ user's code runs in that process and never in the optimizer's.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from synth_opt.config import check_task_reference
 from synth_opt.errors import ConfigError
 from synth_opt.task.app import task_app
 from synth_opt.task.definition import Task
-from synth_opt.urls import is_loopback
+from synth_opt.urls import serving_token
 
 __all__ = ["load_task", "serve_task"]
 
@@ -71,17 +70,7 @@ def serve_task(
 ) -> int:
     """Serve the task until stopped. Binding beyond loopback needs a bearer token (``token_env``: the name of the
     environment variable that holds it), as for the service."""
-    token = None
-    if token_env is not None:
-        token = os.environ.get(token_env)
-        if not token:
-            raise ConfigError(f"--token-env {token_env}: the variable is not set or empty; export the token first")
-    if token is None and not is_loopback(host):
-        raise ConfigError(
-            f"--host {host}: not a loopback address, and serving elsewhere needs a bearer token; put one in an "
-            "environment variable and pass --token-env NAME, or use 127.0.0.1",
-            field="--host",
-        )
+    token = serving_token(host, token_env, flag="--host", shown=host)
     task = load_task(reference)
     if max_threads is not None:
         task = Task(

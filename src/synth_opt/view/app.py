@@ -26,7 +26,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from synth_opt.errors import ConfigError
-from synth_opt.urls import is_loopback
+from synth_opt.urls import serving_token
 from synth_opt.view.data import WORKSPACE, candidate_detail, list_runs, run_detail
 from synth_opt.view.pages import candidate_page, message_page, run_page, runs_page
 
@@ -119,19 +119,7 @@ def view_app(runs_dir: Path, *, bearer_token: str | None = None) -> Litestar:
 
 def serve_view(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8880, token_env: str | None = None) -> int:
     """Serve the browser until stopped (see the module's docstring for binding beyond loopback)."""
-    import os
-
-    token = None
-    if token_env is not None:
-        token = os.environ.get(token_env, "").strip() or None
-        if token is None:
-            raise ConfigError(f"--token-env {token_env}: the variable is not set or empty; export the token first")
-    if token is None and not is_loopback(host):
-        raise ConfigError(
-            f"--host {host}: not a loopback address, and serving elsewhere needs a bearer token; put one in an "
-            "environment variable and pass --token-env NAME, or use 127.0.0.1",
-            field="--host",
-        )
+    token = serving_token(host, token_env, flag="--host", shown=host)
     if not runs_dir.is_dir():
         raise ConfigError(f"--runs {runs_dir}: not a directory; point it at a runs folder (run.output_dir)")
     print(f"synth-opt view of {runs_dir.resolve()} on http://{host}:{port}", file=sys.stderr)
