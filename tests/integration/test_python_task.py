@@ -105,6 +105,8 @@ def test_task_serve_refuses_a_public_address_without_a_token_and_names_a_missing
         [*SYNTH_OPT, "task", "serve", "nowhere:task"], cwd=tmp_path, capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no module named 'nowhere'" in missing.stderr
+    threads = subprocess.run([*SYNTH_OPT, "task", "serve", "x:y", "--threads", "0"], capture_output=True, text=True)
+    assert threads.returncode == 2 and "--threads 0: must be at least 1" in threads.stderr
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -73,15 +74,7 @@ def serve_task(
     token = serving_token(host, token_env, flag="--host", shown=host)
     task = load_task(reference)
     if max_threads is not None:
-        task = Task(
-            score=task.score,
-            rows=task.train,
-            seed=task.seed_candidate,
-            heldout=task.test,
-            name=task.task_name,
-            description=task.description,
-            max_threads=max_threads,
-        )
+        task = replace(task, max_threads=max_threads)
     print(
         f"synth-opt task {task.task_name} on http://{host}:{port} ({len(task.train)} rows, {len(task.test)} heldout, "
         f"{'async' if task.is_async else f'{task.max_threads} threads'})",
