@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
@@ -343,6 +343,7 @@ def render_summary(result: GepaResult) -> str:
         f"run {result.run_id}: {result.status} (stop reason: {result.stop_reason})",
         f"  train   (pareto rows)   seed {score(result.seed_train_score)}   best {score(result.best_train_score)}",
         f"  heldout                 seed {score(result.seed_heldout_score)}   best {score(result.best_heldout_score)}",
+        *_report_lines(result.heldout_report),
         f"  rollouts used: {rollouts['train']} train + {rollouts['heldout']} heldout = {rollouts['total']}"
         + (f" (and {result.rollouts_reused['total']} reused)" if result.rollouts_reused["total"] else ""),
         f"  proposals: {result.proposals}, accepted: {result.accepted}"
@@ -357,6 +358,25 @@ def render_summary(result: GepaResult) -> str:
         f"  frontier: {result.frontier_path}",
     ]
     return "\n".join(lines)
+
+
+def _report_lines(report: dict[str, Any] | None) -> list[str]:
+    """The heldout report (best against seed, row by row), and a warning when the pareto gain did not carry over."""
+    if not report:
+        return []
+    lines = [
+        f"  heldout best - seed   {report['mean_diff']:+.4f} (95% CI {report['ci95_low']:+.4f} to "
+        f"{report['ci95_high']:+.4f}), {report['wins']} better / {report['ties']} same / {report['losses']} worse "
+        f"of {report['n']} rows, sign test p = {report['p_value']:.3g}"
+    ]
+    if report["ci95_low"] <= 0 <= report["ci95_high"]:
+        lines.append(f"  (the interval includes 0: on these {report['n']} rows the difference may be noise)")
+    if report.get("overfit_flag"):
+        lines.append(
+            f"  overfit? the pareto gain ({report['train_gain']:+.4f}) is far above the heldout gain "
+            f"({report['heldout_gain']:+.4f}): the best candidate may fit the pareto rows rather than the task"
+        )
+    return lines
 
 
 def _discarded_line(result: GepaResult) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,6 +94,16 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
     ):
         assert key in manifest, key
     assert manifest["best_heldout_score"] > manifest["seed_heldout_score"]
+    report = manifest["heldout_report"]  # the improvement, row by row (on this small budget: within the noise)
+    assert report["n"] == 100 and report["wins"] + report["ties"] + report["losses"] == 100
+    assert report["ci95_low"] <= report["mean_diff"] <= report["ci95_high"] and 0 < report["p_value"] <= 1
+    noise = "the interval includes 0: on these 100 rows the difference may be noise"
+    assert (noise in done.stdout) == (report["ci95_low"] <= 0 <= report["ci95_high"])
+    assert abs(report["mean_diff"] - (manifest["best_heldout_score"] - manifest["seed_heldout_score"])) < 1e-9
+    assert "heldout best - seed" in done.stdout and f"of {report['n']} rows, sign test p = " in done.stdout
+    with sqlite3.connect(manifest["workspace_db_path"]) as db:  # the workspace keeps the manifest, report and all
+        (stored,) = db.execute("SELECT manifest_json FROM manifests").fetchone()
+    assert json.loads(stored)["heldout_report"] == report
     assert manifest["rollouts_used"]["train"] <= 1500 and manifest["rollouts_used"]["heldout"] <= 200
     assert manifest["stop_reason"] == "max_train_rollouts"
     assert {entry["state"] for entry in manifest["state_history"]} >= {"created", "searching", "completed"}

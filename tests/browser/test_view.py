@@ -81,6 +81,9 @@ def test_the_run_page_shows_the_lineage_chart_heldout_and_decisions(chromium: An
     assert manifest["best_heldout_score"] > manifest["seed_heldout_score"]
     decisions = page.locator("#decisions tr")
     assert decisions.count() - 1 == manifest["proposals"]
+    report = manifest["heldout_report"]
+    shown = page.locator("#heldout-report").inner_text()
+    assert f"{report['mean_diff']:+.4f}" in shown and f"of {report['n']} rows" in shown
     assert page.locator('meta[http-equiv="refresh"]').count() == 0  # a finished run does not reload
     page.close()
 

@@ -76,6 +76,8 @@ async def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path: Path) -> No
     assert steps[: len(first_steps)] == first_steps and steps[-1] == result.rollouts_used["train"] > first_steps[-1]
     assert resumed.data.metrics["best_heldout_score"] == result.best_heldout_score
     assert resumed.data.params == cancelled.data.params
+    artifacts = {item.path for item in client.list_artifacts(resumed.info.run_id)}
+    assert {"result_manifest.json", "best_candidate.txt", "score_chart.svg"} <= artifacts
 
 
 def test_a_tracker_that_is_down_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

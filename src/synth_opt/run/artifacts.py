@@ -32,6 +32,7 @@ from synth_opt.events.types import (
     SeedScored,
 )
 from synth_opt.gepa import GepaState, mean_score
+from synth_opt.gepa.report import heldout_report
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
 from synth_opt.run.resume import Discarded
@@ -216,6 +217,7 @@ class RunArtifacts:
                 "total": outcome.reused_train + outcome.reused_heldout,
             },
             overrides_applied=dict(self.config.overrides_applied),
+            heldout_report=self._heldout_report(outcome),
         )
         manifest = {
             **result.to_json(),
@@ -226,6 +228,16 @@ class RunArtifacts:
         write_json(manifest_path, manifest)
         self.registry_line(status, stop_reason=outcome.stop_reason, best_candidate_id=best.candidate_id, error=error)
         return result
+
+    def _heldout_report(self, outcome: SearchOutcome) -> dict[str, Any] | None:
+        """Best against seed on the heldout rows (:mod:`synth_opt.gepa.report`), from the run's seed."""
+        seed, best = outcome.seed, outcome.best
+        seed_rows = outcome.heldout_scores.get(seed.candidate_id)
+        best_rows = outcome.heldout_scores.get(best.candidate_id, seed_rows if best is seed else None)
+        if not seed_rows or not best_rows:
+            return None
+        report = heldout_report(seed_rows, best_rows, train_gain=best.mean - seed.mean, seed=self.config.run.seed)
+        return None if report is None else report.to_json()
 
     def _emit_finished(self, outcome: SearchOutcome, *, status: str, error: str | None) -> None:
         self.bus.emit(

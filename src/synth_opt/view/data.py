@@ -46,6 +46,7 @@ class RunSummary:
     rollouts_total: int | None
     stop_reason: str | None
     error: str | None
+    heldout_report: dict[str, Any] | None = None
 
     @property
     def live(self) -> bool:
@@ -257,6 +258,7 @@ def _summary(run_dir: Path) -> RunSummary:
         rollouts_total=rollouts.get("total"),
         stop_reason=manifest.get("stop_reason", row[5]),
         error=manifest.get("error", row[6]),
+        heldout_report=manifest.get("heldout_report"),
     )
 
 

@@ -8,7 +8,7 @@ A page of a run that is still going reloads itself every few seconds (``<meta ht
 from __future__ import annotations
 
 import html
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from synth_opt.view.data import CandidateDetail, CandidateNode, Decision, RunDetail, RunSummary
@@ -96,6 +96,7 @@ def run_page(detail: RunDetail) -> str:
         ("status", status + (f" <span class='muted'>{esc(run.stop_reason)}</span>" if run.stop_reason else "")),
         ("train (pareto rows)", f"seed {_score(run.seed_train_score)} &rarr; best {_score(run.best_train_score)}"),
         ("heldout", f"seed {_score(run.seed_heldout_score)} &rarr; best {_score(run.best_heldout_score)}"),
+        *_report_fact(run.heldout_report),
         ("proposals", f"{run.proposals} ({run.accepted} accepted)"),
         ("rollouts", esc(run.rollouts_total if run.rollouts_total is not None else "-")),
         ("cost", esc(_cost(run))),
@@ -145,6 +146,19 @@ def run_page(detail: RunDetail) -> str:
         f"<th>reason</th><th>parent minibatch</th><th>child minibatch</th></tr>{decisions}</table>"
     )
     return _page(run.run_id, body, live=run.live)
+
+
+def _report_fact(report: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not report:
+        return []
+    text = (
+        f"{report['mean_diff']:+.4f} (95% CI {report['ci95_low']:+.4f} to {report['ci95_high']:+.4f}); "
+        f"{report['wins']} better, {report['ties']} same, {report['losses']} worse of {report['n']} rows; "
+        f"sign test p = {report['p_value']:.3g}"
+    )
+    if report.get("overfit_flag"):
+        text += ' <span class="badge failed">overfit?</span>'
+    return [("heldout best &minus; seed", f'<span id="heldout-report">{text}</span>')]
 
 
 def _node(run_id: str, node: CandidateNode, detail: RunDetail) -> str:
