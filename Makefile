@@ -50,7 +50,7 @@ chromium:
 		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium >/dev/null)
 
 test: lint typecheck local-model postgres chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

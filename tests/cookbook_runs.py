@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 def offline_config(cookbook: Path, folder: Path, changes: Mapping[str, str], *, name: str = "gepa.toml") -> Path:
@@ -38,3 +39,24 @@ def run_accept(config: Path, *, timeout: float = 300) -> subprocess.CompletedPro
         timeout=timeout,
         cwd=config.parent,
     )
+
+
+def assert_planned(config: Path, manifest: Mapping[str, Any]) -> None:
+    """``synth-opt gepa plan`` of ``config``, at the acceptance rate the run had, forecast what the run used: its
+    proposals (exactly, or one more or fewer), and its live train rollouts within 3% (or 2 rollouts)."""
+    proposals, accepted = int(manifest["proposals"]), int(manifest["accepted"])
+    rate = accepted / proposals if proposals else 0.0
+    plan_command = ["gepa", "plan", "--config", str(config), "--json", "--acceptance-rate", repr(rate)]
+    done = subprocess.run(
+        [sys.executable, "-m", "synth_opt", *plan_command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=config.parent,
+        check=True,
+    )
+    plan = json.loads(done.stdout)
+    used = int(manifest["rollouts_used"]["train"])
+    assert abs(plan["expected_proposals"] - proposals) <= 1, (plan, proposals)
+    assert plan["worst_case_proposals"] <= proposals
+    assert abs(plan["expected_train_rollouts"] - used) <= max(2, 0.03 * used), (plan, used)

@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     accept = gepa_commands.add_parser("accept", help="fresh, cached and readonly runs of one config, compared")
     accept.add_argument("--config", required=True, help="path to the gepa.toml config")
 
+    plan = gepa_commands.add_parser("plan", help="what the budget buys, before anything is spent")
+    plan.add_argument("--config", required=True, help="the run's TOML config")
+    plan.add_argument(
+        "--acceptance-rate", type=float, default=0.5, help="the share of proposals expected to be accepted (0.5)"
+    )
+    plan.add_argument("--json", action="store_true", help="print the forecast as JSON")
     workspace = commands.add_parser("workspace", help="inspect and repair workspace databases")
     workspace_commands = workspace.add_subparsers(dest="command", required=True, parser_class=_Parser)
     status = workspace_commands.add_parser("status", help="counts, projection freshness and invariants")
@@ -138,6 +144,8 @@ def _main(argv: Sequence[str] | None) -> int:
         args = _parser().parse_args(argv)
         if args.group == "gepa" and args.command == "run":
             return _gepa_run(args)
+        if args.group == "gepa" and args.command == "plan":
+            return _gepa_plan(args)
         if args.group == "gepa" and args.command == "accept":
             return _gepa_accept(args)
         if args.group == "gepa" and args.command == "service":
@@ -279,6 +287,22 @@ async def _cancel_on_signals(run: GepaRun) -> None:
                 os._exit(130)
             print(f"{name} received: stopping the run (again to abort at once)", file=sys.stderr)
             run.cancel(f"{name} received")
+
+
+def _gepa_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from synth_opt.config import load_config
+    from synth_opt.gepa.forecast import forecast
+    from synth_opt.run.plan import plan_inputs, render_plan
+
+    if not 0.0 <= args.acceptance_rate <= 1.0:
+        raise UsageError(f"--acceptance-rate {args.acceptance_rate}: give a share between 0 and 1")
+    config = load_config(args.config)
+    inputs = plan_inputs(config)
+    plan = forecast(inputs, acceptance_rate=args.acceptance_rate)
+    print(json.dumps(plan.to_json(), indent=2) if args.json else render_plan(config, plan, inputs))
+    return 0
 
 
 def _gepa_accept(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from synth_opt.events import Event
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.types import AcceptanceDecided, ContainerLaunched, ProposalCreated, ProposerCalled, RunState
 
-from ..cookbook_runs import offline_config, run_accept
+from ..cookbook_runs import assert_planned, offline_config, run_accept
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "banking77"
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking77"
@@ -67,7 +67,8 @@ def events(run_dir: Path) -> list[Event]:
 
 
 def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> None:
-    done = run_cli(small_config(tmp_path, cache="off"))
+    config = small_config(tmp_path, cache="off")
+    done = run_cli(config)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "heldout" in done.stdout and "Traceback" not in done.stderr
     manifest = json.loads((tmp_path / "runs" / "latest" / "result_manifest.json").read_text())
@@ -105,6 +106,7 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
         (stored,) = db.execute("SELECT manifest_json FROM manifests").fetchone()
     assert json.loads(stored)["heldout_report"] == report
     assert manifest["rollouts_used"]["train"] <= 1500 and manifest["rollouts_used"]["heldout"] <= 200
+    assert_planned(config, manifest)  # gepa plan forecast this run's use
     assert manifest["stop_reason"] == "max_train_rollouts"
     assert {entry["state"] for entry in manifest["state_history"]} >= {"created", "searching", "completed"}
     run_dir = Path(manifest["manifest_path"]).parent

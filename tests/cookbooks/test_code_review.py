@@ -19,7 +19,7 @@ from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, 
 from synth_opt.testing import converse
 from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai
 
-from ..cookbook_runs import offline_config, run_accept
+from ..cookbook_runs import assert_planned, offline_config, run_accept
 
 COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
@@ -596,6 +596,7 @@ def test_a_reduced_offline_run_improves_heldout_f1(tmp_path: Path) -> None:
     assert manifest["best_heldout_score"] > manifest["seed_heldout_score"] + 0.1
     assert manifest["rollouts_used"]["train"] <= 200 and manifest["rollouts_used"]["heldout"] <= 48
     assert manifest["stop_reason"] == "max_train_rollouts"
+    assert_planned(config, manifest)  # gepa plan forecast this run's use
     best = manifest["best_candidate"]["system_prompt"]
     assert best != policy.seed_checklist()
     assert _mean_f1(best, "test") == pytest.approx(manifest["best_heldout_score"])

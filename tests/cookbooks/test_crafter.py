@@ -22,7 +22,7 @@ from synth_opt.testing import (
     serve_fake_openai,
 )
 
-from ..cookbook_runs import offline_config, run_accept
+from ..cookbook_runs import assert_planned, offline_config, run_accept
 
 COOKBOOK = Path(__file__).resolve().parents[2] / "cookbooks" / "crafter"
 
@@ -442,4 +442,5 @@ def test_the_offline_config_passes_the_three_run_acceptance_and_improves_heldout
     assert manifest["seed_heldout_score"] == 1.0  # the seed plan collects one piece of wood
     assert manifest["best_heldout_score"] > manifest["seed_heldout_score"]
     assert manifest["rollouts_used"]["train"] <= 36 and manifest["rollouts_used"]["heldout"] <= 6
+    assert_planned(tmp_path / "gepa.toml", manifest)  # gepa plan forecast this run's use
     assert manifest["accepted"] >= 1

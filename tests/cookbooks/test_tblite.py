@@ -25,7 +25,7 @@ from synth_opt.testing import (
 )
 from tblite import container, offline_proposer, policy, sandbox, tasks
 
-from ..cookbook_runs import offline_config, run_accept
+from ..cookbook_runs import assert_planned, offline_config, run_accept
 
 COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
 
@@ -460,6 +460,7 @@ def test_accept_the_reduced_offline_config_and_heldout_goes_up(tmp_path: Path) -
     manifest = json.loads((fresh / "result_manifest.json").read_text())
     assert manifest["best_heldout_score"] > manifest["seed_heldout_score"] > 0
     assert manifest["rollouts_used"]["train"] <= 34 and manifest["rollouts_used"]["heldout"] <= 16
+    assert_planned(tmp_path / "tblite.toml", manifest)  # gepa plan forecast this run's use
     assert manifest["best_candidate"]["system_prompt"] != policy.seed_prompt()
     profile = json.loads(
         (tmp_path / "runs" / fresh.name.replace("-fresh", "-cached") / "cache_profile.json").read_text()
