@@ -63,6 +63,7 @@ def roots(tmp_path: Path) -> tuple[Path, Path, Path]:
 async def test_paths_outside_the_roots_are_refused_with_a_400_naming_the_key(roots: tuple[Path, Path, Path]) -> None:
     root, runs, elsewhere = roots
     (root / "escape").symlink_to(elsewhere)
+    (elsewhere / "prompt.md").write_text("{current_text}\n{instructions}")  # a readable file, outside the roots
     cases = [
         ("run.output_dir", plain(root, "a.toml", run=f'output_dir = "{elsewhere}"')),
         ("run.output_dir", plain(root, "b.toml", run='output_dir = "../elsewhere"')),
@@ -71,6 +72,11 @@ async def test_paths_outside_the_roots_are_refused_with_a_400_naming_the_key(roo
         (
             "proposer.codex_home",
             plain(root, "e.toml", backend="codex_app_server", proposer=f'codex_home = "{elsewhere}/codex"'),
+        ),
+        ("proposer.prompt_template", plain(root, "h.toml", proposer=f'prompt_template = "{elsewhere}/prompt.md"')),
+        (
+            "tracking.mlflow_tracking_uri",
+            plain(root, "i.toml", cache=f'[tracking]\nmlflow_tracking_uri = "sqlite:///{elsewhere}/mlflow.db"'),
         ),
     ]
     async with service(root, runs_root=runs, allow_commands=False) as client:

@@ -4,13 +4,14 @@ process of its choosing unless the service allows commands.
 Without this, anyone who can reach the API could write a run into any directory the service can write (``output_dir
 = "/home/me/.ssh"``) or run any program (``container.command = ["sh", "-c", ...]``). The rules:
 
-- ``run.output_dir`` (and so the run directory), the cache file, ``container.cwd`` and ``proposer.codex_home`` must
-  lie under ``--config-root`` or ``--runs-root`` (default: the config root), symlinks resolved;
-- ``container.command``, a ``proposer.command`` other than the default ``codex app-server``, and codex overrides in
-  ``proposer.config`` that make codex start programs or leave its sandbox (``mcp_servers``, ``notify``,
-  ``sandbox_mode``, ...) are refused unless the service runs with ``--allow-commands``; even then a command's
-  executable, when it is a path, must lie under a root (``{python}``, this interpreter, and names looked up on
-  ``PATH`` are accepted).
+- ``run.output_dir`` (and so the run directory), the cache file, ``container.cwd``, ``proposer.codex_home``,
+  ``proposer.prompt_template`` (its text goes to the proposer) and a ``sqlite:///`` MLflow store must lie under
+  ``--config-root`` or ``--runs-root`` (default: the config root), symlinks resolved;
+- ``container.command``, ``container.task`` (it imports and runs the module), a ``proposer.command`` other than the
+  default ``codex app-server``, and codex overrides in ``proposer.config`` that make codex start programs or leave
+  its sandbox (``mcp_servers``, ``notify``, ``sandbox_mode``, ...) are refused unless the service runs with
+  ``--allow-commands``; even then a command's executable, when it is a path, must lie under a root (``{python}``,
+  this interpreter, and names looked up on ``PATH`` are accepted).
 
 A refused config is a :class:`ConfinementError` (HTTP 400) naming the key. It is checked when submitted and again when
 a worker executes it, since the file may have changed in between.
@@ -112,6 +113,8 @@ class Confinement:
             ("cache.path", config.cache_path()),
             ("container.cwd", config.container.cwd),
             ("proposer.codex_home", config.proposer.codex_home),
+            ("proposer.prompt_template", config.proposer.prompt_template),  # its text is sent to the proposer
+            ("tracking.mlflow_tracking_uri", _sqlite_path(config.tracking.mlflow_tracking_uri)),
         ]
         reported: set[str] = set()
         for key, path in paths:
@@ -174,3 +177,10 @@ def _executable_path(command: Sequence[str] | None) -> Path | None:
     if os.path.realpath(first) == os.path.realpath(sys.executable):
         return None
     return Path(first)
+
+
+def _sqlite_path(uri: str | None) -> Path | None:
+    """The file a ``sqlite:///`` tracking URI writes (made absolute by the config), else None."""
+    if uri is None or not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite://"))
