@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -32,6 +32,7 @@ from synth_opt.events.types import (
     DatasetResolved,
     FrontierUpdated,
     HeldoutScored,
+    PlanForecast,
     ProposalFailed,
     ProposalPlanned,
     ProposerCalled,
@@ -80,7 +81,7 @@ LOGGED_TYPES = frozenset(
 
 # What the live display reads from the bus: not one event per rollout (the budget and lane counters carry those).
 DISPLAY_TYPES = LOGGED_TYPES | frozenset(
-    cls.TYPE for cls in (ProposalPlanned, FrontierUpdated, BudgetUpdated, ProposerCalled)
+    cls.TYPE for cls in (ProposalPlanned, FrontierUpdated, BudgetUpdated, ProposerCalled, PlanForecast)
 )
 
 
@@ -117,6 +118,7 @@ class ProgressModel:
     stop_reason: str | None = None
     heldout: dict[str, float] = field(default_factory=dict)
     last_message: str = ""
+    forecast: PlanForecast | None = None  # the latest live forecast (plan.forecast)
 
     @property
     def train_rollouts(self) -> int:
@@ -173,6 +175,8 @@ class ProgressModel:
                 self.pool_size = int(frontier.pool_size or 0)
                 if frontier.best_mean_score is not None:
                     self.best_score = float(frontier.best_mean_score)
+            case PlanForecast() as forecast:
+                self.forecast = forecast
             case SearchStopped(stop_reason=reason):
                 self.stop_reason = str(reason)
             case HeldoutScored() as heldout if heldout.mean_score is not None:
@@ -269,6 +273,7 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         f"pool {model.pool_size}",
         f"frontier {model.frontier_size}",
     )
+
     gepa = view.config.gepa if view.config is not None else None
     cost_limit = f" of ${gepa.max_cost_usd:g}" if gepa is not None and gepa.max_cost_usd > 0 else ""
     token_limit = f" of {gepa.max_total_tokens:,}" if gepa is not None and gepa.max_total_tokens else ""
@@ -287,9 +292,14 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         "",
     )
     footer = Text.assemble((_next_stop(model, view, elapsed), "cyan"), "  ", (model.last_message, "dim"))
-    if not view.stats.lanes:  # a replayed feed has no live lanes
-        return Group(header, budget, search, footer)
-    return Group(header, budget, lanes, search, footer)
+    body: list[RenderableType] = [header, budget, *([lanes] if view.stats.lanes else []), search]  # a replay: no lanes
+    if model.forecast is not None and model.stop_reason is None:
+        latest = model.forecast
+        accepted = "" if latest.acceptance_rate is None else f" at {latest.acceptance_rate:.0%} accepted so far"
+        body.append(
+            Text(f"forecast: about {latest.expected_proposals} proposals{accepted}, then {latest.stopping_limit}")
+        )
+    return Group(*body, footer)
 
 
 def replay_summary(events: Iterable[Event], *, run_id: str) -> Group:

@@ -17,7 +17,14 @@ import pytest
 from synth_opt.container.launch import process_group_alive
 from synth_opt.events import Event
 from synth_opt.events.compare import compare_feeds
-from synth_opt.events.types import AcceptanceDecided, ContainerLaunched, ProposalCreated, ProposerCalled, RunState
+from synth_opt.events.types import (
+    AcceptanceDecided,
+    ContainerLaunched,
+    PlanForecast,
+    ProposalCreated,
+    ProposerCalled,
+    RunState,
+)
 
 from ..cookbook_runs import assert_planned, offline_config, run_accept
 
@@ -107,6 +114,13 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
     assert json.loads(stored)["heldout_report"] == report
     assert manifest["rollouts_used"]["train"] <= 1500 and manifest["rollouts_used"]["heldout"] <= 200
     assert_planned(config, manifest)  # gepa plan forecast this run's use
+    forecasts = [e.data for e in events(Path(manifest["manifest_path"]).parent) if isinstance(e.data, PlanForecast)]
+    assert [f.proposal_index for f in forecasts] == list(range(manifest["proposals"]))  # one after each commit
+    assert forecasts[-1].expected_proposals == manifest["proposals"]  # by the end, the rates are the run's own
+    assert abs(forecasts[0].expected_proposals - manifest["proposals"]) <= 1  # and from the first commit on
+    with sqlite3.connect(manifest["workspace_db_path"]) as db:  # the workspace holds the same forecasts
+        stored = db.execute("SELECT count(*) FROM event_stream_events WHERE type = 'plan.forecast'").fetchone()[0]
+    assert stored == len(forecasts)
     assert manifest["stop_reason"] == "max_train_rollouts"
     assert {entry["state"] for entry in manifest["state_history"]} >= {"created", "searching", "completed"}
     run_dir = Path(manifest["manifest_path"]).parent

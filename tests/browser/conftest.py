@@ -12,8 +12,10 @@ import pytest
 from tests.conftest import _missing
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Playwright's sync API runs an event loop on this thread while it is open: module scope closes it before the
+    next test module, whose tests may run their own (``anyio.run``) on the same thread."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         _missing("chromium is not installed (make chromium)")

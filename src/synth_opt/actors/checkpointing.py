@@ -46,6 +46,7 @@ def take_snapshot(
     stop_reason: str | None,
     heldout_reserved: Amount,
     reuse_evaluations: bool,
+    seed_used: Amount | None = None,
 ) -> dict[str, Any]:
     """Everything a resume needs, as JSON: the state, the ledger, the committed counters and the in-flight plans."""
     return {
@@ -68,6 +69,7 @@ def take_snapshot(
         "stop_reason": stop_reason,
         "heldout_reserved": heldout_reserved.to_json(),
         "reuse_evaluations": reuse_evaluations,
+        "seed_used": None if seed_used is None else seed_used.to_json(),  # for the live forecast's rates
         "best_candidate_id": state.best().candidate_id,
         "pool_size": len(state.pool),
     }
@@ -85,6 +87,7 @@ class Restored:
     heldout_reserved: Amount
     slots: dict[int, Slot]
     reuse_evaluations: bool  # False for a run checkpointed before reuse existed: it goes on without
+    seed_used: Amount | None = None  # what the seed's scoring used (None in checkpoints older than the forecast)
 
 
 def restore_checkpoint(
@@ -107,4 +110,5 @@ def restore_checkpoint(
         slot.commits_at_plan = int(item.get("commits_at_plan", 0))
         slots[plan.index] = slot
     reuse = bool(snapshot.get("reuse_evaluations", False))
-    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse)
+    seed_used = Amount.from_json(snapshot["seed_used"]) if snapshot.get("seed_used") else None
+    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse, seed_used)

@@ -72,6 +72,7 @@ from synth_opt.actors.supervisor_events import (
     emit_budget,
     emit_candidate,
     emit_decision,
+    emit_forecast,
     emit_frontier,
     emit_heldout_scores,
     emit_planned,
@@ -95,6 +96,7 @@ from synth_opt.gepa import (
     first_stop,
 )
 from synth_opt.gepa.candidates import candidate_id
+from synth_opt.gepa.forecast import Spend, live_forecast
 from synth_opt.gepa.rebase import rebase_payload
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.usage import Usage
@@ -142,6 +144,7 @@ class Supervisor:
         self._reused_out: MemoryObjectSendStream[RolloutDone] | None = None
         self._reuse = settings.reuse_evaluations
         self.evaluations = EvaluationStore()
+        self._seed_used: Amount | None = None  # the ledger after the seed's scoring: the live forecast's base
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -252,6 +255,7 @@ class Supervisor:
 
     def _on_seed(self, batch: BatchDone) -> None:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), actual_amount(self.ledger, batch))
+        self._seed_used = self.ledger.used
         record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
         self.evaluations.add(batch, visible_from=0)
         emit_candidate(self.bus, record.candidate_id, record.payload, (), None, None)
@@ -530,6 +534,35 @@ class Supervisor:
         if stop is not None:
             self._stop(*stop)
         emit_budget(self.bus, self.ledger, self.counters, plan.index, reuse=self._reuse)
+        self._forecast(plan.index)
+
+    def _forecast(self, proposal_index: int) -> None:
+        """The live forecast after a commit (:func:`~synth_opt.gepa.forecast.live_forecast`), from the ledger's
+        committed totals only, so it is the same on every replay."""
+        committed = self._next_commit + 1  # this commit's proposal included (the counter moves after it)
+        seed = self._seed_used or Amount(train_rollouts=len(self.state.pareto_ids))
+        used, limits = self.ledger.used, self.ledger.limits
+        worst = worst_case_estimate(self.ledger, self.state, self.settings.proposals_per_call)
+        in_flight = sum(index > proposal_index for index in self._slots)
+        spends = {
+            limits.train_cap_key: Spend(
+                limits.train_rollouts - used.train_rollouts,
+                worst.train_rollouts,
+                (used.train_rollouts - seed.train_rollouts) / committed,
+            )
+        }
+        held = self._heldout.reserved
+        if limits.total_tokens is not None:
+            spends["max_total_tokens"] = Spend(
+                limits.total_tokens - used.tokens - held.tokens, worst.tokens, (used.tokens - seed.tokens) / committed
+            )
+        if limits.cost_usd is not None:
+            spends["max_cost_usd"] = Spend(
+                limits.cost_usd - used.cost_usd - held.cost_usd,
+                worst.cost_usd,
+                (used.cost_usd - seed.cost_usd) / committed,
+            )
+        emit_forecast(self.bus, proposal_index, live_forecast(committed, self.counters.accepted, in_flight, spends))
 
     # -- the end --------------------------------------------------------------------------------------------
 
@@ -583,6 +616,7 @@ class Supervisor:
             stop_reason=self._stop_reason,
             heldout_reserved=self._heldout.reserved,
             reuse_evaluations=self._reuse,
+            seed_used=self._seed_used,
         )
 
     def resume(
@@ -609,6 +643,7 @@ class Supervisor:
         self._stop_reason = restored.stop_reason
         self._heldout.reserved = restored.heldout_reserved
         self._slots.update(restored.slots)
+        self._seed_used = restored.seed_used
         self._resumed = True
 
     def _continue_after_resume(self) -> None:

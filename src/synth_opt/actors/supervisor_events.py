@@ -21,6 +21,7 @@ from synth_opt.events.types import (
     CandidateStatus,
     FrontierUpdated,
     HeldoutScored,
+    PlanForecast,
     ProposalCreated,
     ProposalFailed,
     ProposalPlanned,
@@ -30,11 +31,13 @@ from synth_opt.events.types import (
 )
 from synth_opt.gepa import BudgetLedger, CandidateRecord, GepaState, ProposalPlan
 from synth_opt.gepa.candidates import mean_score
+from synth_opt.gepa.forecast import LiveForecast
 
 __all__ = [
     "emit_budget",
     "emit_candidate",
     "emit_decision",
+    "emit_forecast",
     "emit_frontier",
     "emit_heldout_scores",
     "emit_planned",
@@ -181,6 +184,21 @@ def emit_budget(
             counters.reused_train + counters.reused_heldout if reuse else UNSET,
         ),
         f"rollouts used {used.rollouts}; train remaining {ledger.remaining_train()}",
+        lane="supervisor",
+    )
+
+
+def emit_forecast(bus: EventBus, proposal_index: int, forecast: LiveForecast) -> None:
+    rate = "" if forecast.acceptance_rate is None else f" at {forecast.acceptance_rate:.0%} accepted"
+    bus.emit(
+        PlanForecast(
+            proposal_index,
+            forecast.acceptance_rate,
+            forecast.expected_proposals,
+            forecast.stopping_limit,
+            dict(forecast.proposals_by_limit),
+        ),
+        f"forecast: about {forecast.expected_proposals} proposals{rate}, then {forecast.stopping_limit} stops the run",
         lane="supervisor",
     )
 

@@ -52,6 +52,7 @@ __all__ = [
     "EventPayload",
     "FrontierUpdated",
     "HeldoutScored",
+    "PlanForecast",
     "ProposalCreated",
     "ProposalFailed",
     "ProposalPlanned",
@@ -621,6 +622,20 @@ class BudgetWarning(EventPayload):
 
     TYPE: ClassVar[str] = "budget.warning"
     limit: str
+
+
+@_register
+@dataclass(frozen=True, slots=True)
+class PlanForecast(EventPayload):
+    """After each commit: the proposals the run will have made when ``stopping_limit`` stops it, at the rates it
+    has seen so far (``synth_opt.gepa.forecast.live_forecast``); what ``gepa plan`` forecast, kept up to date."""
+
+    TYPE: ClassVar[str] = "plan.forecast"
+    proposal_index: int
+    acceptance_rate: float | None
+    expected_proposals: int
+    stopping_limit: str
+    proposals_by_limit: dict[str, int]
 
 
 @_register

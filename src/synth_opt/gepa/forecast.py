@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-__all__ = ["DEFAULT_ACCEPTANCE_RATE", "Forecast", "PlanInputs", "forecast"]
+__all__ = ["DEFAULT_ACCEPTANCE_RATE", "Forecast", "LiveForecast", "PlanInputs", "Spend", "forecast", "live_forecast"]
 
 DEFAULT_ACCEPTANCE_RATE: Final = 0.5
 
@@ -197,3 +197,40 @@ def _seconds_per_proposal(inputs: PlanInputs, rollouts: float) -> float | None:
     if not inputs.pipelined:  # the proposer call between the parent's batch and the children's
         return inputs.proposer_seconds + rollout_part
     return max(rollout_part, inputs.proposer_seconds / max(1, inputs.propose_workers))
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One limit as the run stands: what is ``left`` of it, what planning a proposal needs left (``worst``), and
+    what a proposal has used on average so far (``per_proposal``)."""
+
+    left: float
+    worst: float
+    per_proposal: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveForecast:
+    committed: int
+    acceptance_rate: float | None  # None before the first commit
+    expected_proposals: int
+    stopping_limit: str
+    proposals_by_limit: dict[str, int]
+
+
+def live_forecast(committed: int, accepted: int, in_flight: int, spends: dict[str, Spend]) -> LiveForecast:
+    """The proposals the run will have made when a limit stops it, from its real rates: each in-flight proposal is
+    taken to use what the committed ones used on average, then the rule of :func:`forecast` applies to what is
+    left."""
+    by_limit = {}
+    for key, spend in spends.items():
+        left = spend.left - in_flight * spend.per_proposal
+        by_limit[key] = committed + in_flight + max(0, _count(left, 0.0, spend.worst, spend.per_proposal))
+    stopping = min(by_limit, key=lambda key: (by_limit[key], key))
+    return LiveForecast(
+        committed=committed,
+        acceptance_rate=accepted / committed if committed else None,
+        expected_proposals=by_limit[stopping],
+        stopping_limit=stopping,
+        proposals_by_limit=by_limit,
+    )
