@@ -90,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         "--acceptance-rate", type=float, default=0.5, help="the share of proposals expected to be accepted (0.5)"
     )
     plan.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    plan.add_argument(
+        "--probe",
+        type=int,
+        metavar="N",
+        help="measure first: launch the container, run N seed rollouts and one proposer call (this spends them)",
+    )
     workspace = commands.add_parser("workspace", help="inspect and repair workspace databases")
     workspace_commands = workspace.add_subparsers(dest="command", required=True, parser_class=_Parser)
     status = workspace_commands.add_parser("status", help="counts, projection freshness and invariants")
@@ -291,17 +297,28 @@ async def _cancel_on_signals(run: GepaRun) -> None:
 
 def _gepa_plan(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
     from synth_opt.config import load_config
     from synth_opt.gepa.forecast import forecast
-    from synth_opt.run.plan import plan_inputs, render_plan
+    from synth_opt.run.plan import plan_inputs, probe_run, render_plan, with_probe
 
     if not 0.0 <= args.acceptance_rate <= 1.0:
         raise UsageError(f"--acceptance-rate {args.acceptance_rate}: give a share between 0 and 1")
+    if args.probe is not None and args.probe < 1:
+        raise UsageError(f"--probe {args.probe}: give the number of seed rollouts to measure (at least 1)")
     config = load_config(args.config)
     inputs = plan_inputs(config)
+    probe = None
+    if args.probe is not None:
+        probe = anyio.run(probe_run, config, args.probe)
+        inputs = with_probe(inputs, probe)
     plan = forecast(inputs, acceptance_rate=args.acceptance_rate)
-    print(json.dumps(plan.to_json(), indent=2) if args.json else render_plan(config, plan, inputs))
+    if args.json:
+        data = plan.to_json() | ({"probe": asdict(probe)} if probe is not None else {})
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_plan(config, plan, inputs, probe))
     return 0
 
 

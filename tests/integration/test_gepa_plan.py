@@ -39,3 +39,16 @@ def test_the_demo_configs_plan(tmp_path: Path) -> None:
 def test_a_bad_acceptance_rate_is_a_usage_error(tmp_path: Path) -> None:
     done = plan(offline_config(BANKING77, tmp_path, {}), "--acceptance-rate", "1.5")
     assert done.returncode == 2 and "--acceptance-rate 1.5: give a share between 0 and 1" in done.stderr
+    done = plan(offline_config(BANKING77, tmp_path, {}, name="probe.toml"), "--probe", "0")
+    assert done.returncode == 2 and "--probe 0: give the number of seed rollouts to measure" in done.stderr
+
+
+def test_a_probe_measures_before_it_forecasts(tmp_path: Path) -> None:
+    done = plan(offline_config(BANKING77, tmp_path, {}), "--probe", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith("the container launched and 2 rollouts and one proposer call spent to measure")
+    assert lines[1].startswith("  measured (--probe 2): 2 seed rollouts")
+    tokens = next(line for line in lines if line.startswith("  tokens: "))
+    assert "unknown" not in tokens and "expected" in tokens  # measured, so known
+    assert not (tmp_path / "runs").exists()  # the probe writes no run

@@ -8,13 +8,27 @@ tokens and cost from its backend's bound where it knows one), and is reported un
 
 from __future__ import annotations
 
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from synth_opt.cache import CacheStore
 from synth_opt.config import CountSelection, GepaConfig
+from synth_opt.container.wire import RolloutRequest
+from synth_opt.events import EventBus
+from synth_opt.gepa.candidates import candidate_id
 from synth_opt.gepa.forecast import DEFAULT_ACCEPTANCE_RATE, Forecast, PlanInputs, forecast
 from synth_opt.proposers.factory import proposer_call_reservation
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
+from synth_opt.run.container import open_container
+from synth_opt.run.dataset import resolve_dataset
+from synth_opt.run.setup import cached_proposer, seed_and_modules
+from synth_opt.usage import Usage
 
-__all__ = ["plan_inputs", "plan_run", "render_plan"]
+__all__ = ["Probe", "plan_inputs", "plan_run", "probe_run", "render_plan", "with_probe"]
 
 
 def _rows(selection: Any) -> int:
@@ -79,12 +93,18 @@ def plan_run(config: GepaConfig, *, acceptance_rate: float = DEFAULT_ACCEPTANCE_
     return forecast(plan_inputs(config), acceptance_rate=acceptance_rate)
 
 
-def render_plan(config: GepaConfig, plan: Forecast, inputs: PlanInputs) -> str:
+def render_plan(config: GepaConfig, plan: Forecast, inputs: PlanInputs, probe: Probe | None = None) -> str:
     """The plan as a person reads it."""
     rate = f"{plan.acceptance_rate:.0%} accepted"
     b, k, p = inputs.minibatch_size, inputs.proposals_per_call, inputs.pareto_rows
+    spent = (
+        "nothing launched, nothing spent"
+        if probe is None
+        else f"the container launched and {probe.rollouts} rollouts and one proposer call spent to measure"
+    )
     lines = [
-        f"plan for {config.source_path.name}: nothing launched, nothing spent",
+        f"plan for {config.source_path.name}: {spent}",
+        *([probe.describe()] if probe is not None else []),
         f"  budget: {inputs.train_cap} train rollouts ({inputs.train_cap_key}), {plan.heldout_rollouts} heldout "
         f"(the seed and the best on {inputs.heldout_rows} rows)",
         f"  seed scoring: {plan.seed_rollouts} rollouts on the pareto rows",
@@ -127,3 +147,111 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "unknown"
     return f"about {value:,.0f} s" if value >= 10 else f"about {value:.1f} s"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What ``--probe N`` measured: N rollouts of the seed on the first pareto rows (one at a time) and one proposer
+    call reflecting on a minibatch of them (the N rows repeated to ``gepa.minibatch_size``, so the prompt has a real
+    call's size); per rollout and per call, the mean seconds, tokens and cost (None: unknown cost)."""
+
+    rollouts: int
+    rollout_seconds: float
+    rollout_tokens: float
+    rollout_cost_usd: float | None
+    proposer_seconds: float
+    proposer_tokens: int
+    proposer_cost_usd: float | None
+
+    def describe(self) -> str:
+        def cost(value: float | None) -> str:
+            return "unknown cost" if value is None else f"${value:.4f}"
+
+        return (
+            f"  measured (--probe {self.rollouts}): {self.rollouts} seed rollouts, {self.rollout_seconds:.2f} s, "
+            f"{self.rollout_tokens:,.0f} tokens and {cost(self.rollout_cost_usd)} each; one proposer call, "
+            f"{self.proposer_seconds:.2f} s, {self.proposer_tokens:,} tokens, {cost(self.proposer_cost_usd)}"
+        )
+
+
+def with_probe(inputs: PlanInputs, probe: Probe) -> PlanInputs:
+    """``inputs`` with the measured rates in place of the configured estimates."""
+    return replace(
+        inputs,
+        rollout_seconds=probe.rollout_seconds,
+        rollout_tokens=round(probe.rollout_tokens),
+        rollout_cost_usd=probe.rollout_cost_usd,
+        proposer_seconds=probe.proposer_seconds,
+        proposer_tokens=probe.proposer_tokens,
+        proposer_cost_usd=probe.proposer_cost_usd,
+    )
+
+
+async def probe_run(config: GepaConfig, rollouts: int) -> Probe:
+    """Launch (or reach) the config's container, run the seed on ``rollouts`` pareto rows one at a time, and call
+    the proposer once on them; nothing is cached or written outside a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="synth-opt-probe-") as folder:
+        run_dir = Path(folder)
+        bus = EventBus()
+        store = CacheStore(run_dir / "cache.sqlite", mode="off", namespace="probe", bus=bus)
+        try:
+            async with AsyncExitStack() as stack:
+                client = await open_container(stack, config, store, bus, transport=None, run_dir=run_dir)
+                program = await client.program()
+                task_info = await client.task_info()
+                dataset = await resolve_dataset(config, bus, client, await client.taskset(), announce=False)
+                seed, modules = seed_and_modules(config, program)
+                policy = config.policy.model_dump(exclude_none=True)
+                records: list[ReflectiveRecord] = []
+                seconds, usage = 0.0, Usage()
+                for row in dataset.pareto_ids[:rollouts]:
+                    started = time.perf_counter()
+                    reply = await client.rollout(_probe_request(seed, row, dataset.rows[row], policy, config))
+                    seconds += time.perf_counter() - started
+                    usage += reply.usage
+                    records.append(ReflectiveRecord(row, dataset.rows[row], reply.trace, reply.reward, reply.feedback))
+                proposer = cached_proposer(store, config, None, run_dir)
+                stack.push_async_callback(proposer.aclose)
+                size = config.gepa.minibatch_size  # the call a proposal makes reflects on a whole minibatch
+                shown = tuple(records[i % len(records)] for i in range(size)) if records else ()
+                request = ReflectionRequest(
+                    candidate_id=candidate_id(seed),
+                    candidate=seed,
+                    target_module=modules[0],
+                    records=shown,
+                    task_info=task_info,
+                    proposals=config.proposer.proposals_per_call,
+                    template=config.proposer.template_text(),
+                )
+                started = time.perf_counter()
+                result = await proposer.propose(request)
+                proposer_seconds = time.perf_counter() - started
+        finally:
+            store.close()
+            bus.close()
+    count = max(1, len(records))
+    return Probe(
+        rollouts=len(records),
+        rollout_seconds=seconds / count,
+        rollout_tokens=usage.total_tokens / count,
+        rollout_cost_usd=None if usage.cost_usd is None else usage.cost_usd / count,
+        proposer_seconds=proposer_seconds,
+        proposer_tokens=result.usage.total_tokens,
+        proposer_cost_usd=result.usage.cost_usd,
+    )
+
+
+def _probe_request(
+    seed: dict[str, str], row: str, task: dict[str, Any], policy: dict[str, Any], config: GepaConfig
+) -> RolloutRequest:
+    cid = candidate_id(seed)
+    return RolloutRequest(
+        rollout_id=f"probe-{cid}-{row}",
+        submission_mode=config.gepa.rollout_submission_mode,
+        task_id=row,
+        candidate_id=cid,
+        candidate=seed,
+        policy=policy,
+        task=task,
+        metadata={"stage": "probe"},
+    )
