@@ -117,11 +117,11 @@ class CallbackRelay:
             self.dropped += 1
 
     def result(self, result: GepaResult) -> None:
-        """Queue the run's written result (``on_result``); waits for room, at most ``drain_seconds``."""
+        """Queue the run's written result (``on_result``); never blocks, like :meth:`offer`."""
         if self._thread is None or self._closed:
             return
         try:
-            self._queue.put(_Result(result), timeout=self.drain_seconds)
+            self._queue.put_nowait(_Result(result))
         except queue.Full:
             self.dropped += 1
 

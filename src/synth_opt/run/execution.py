@@ -352,9 +352,11 @@ class _Execution:
             if self.cache is not None:
                 self.cache.close()
             self.bus.close()
-            with anyio.CancelScope(shield=True):  # bounded: the callbacks get DRAIN_SECONDS to catch up
-                await anyio.to_thread.run_sync(self.relay.close)
-                await anyio.to_thread.run_sync(self.tracking.close)
+            # bounded, side by side: the callbacks get DRAIN_SECONDS to catch up, the tracker TRACKER_DRAIN_SECONDS
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as closing:
+                    closing.start_soon(anyio.to_thread.run_sync, self.relay.close)
+                    closing.start_soon(anyio.to_thread.run_sync, self.tracking.close)
             unfinished = None if self.cancel.abandoned else await self._finalize_workspace(quiet=True)
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed
