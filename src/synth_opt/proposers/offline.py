@@ -2,8 +2,9 @@
 
 It reads what a task's feedback says and adds it to the text: for each minibatch row that scored below 1 and
 carries feedback, in row order, the feedback's first line becomes a note (``- <line>``) at the end of the target
-module's text, unless the text already holds that line. With ``proposals_per_call = n`` the *k*-th proposal carries
-the first *k* new notes. A minibatch with nothing new to say proposes the text unchanged.
+module's text, unless the text already holds that line. One proposal carries every new note; with
+``proposals_per_call = n > 1`` the *k*-th carries the first *k*. A minibatch with nothing new to say proposes the
+text unchanged.
 
 It is for trying a task's wiring before paying for a model, and for examples and tests that must run offline: it
 improves a task only where the feedback states the fix (``"mention Paris"``), as a model reading it would.
