@@ -289,6 +289,11 @@ class GepaSection(_Section):
     skip_perfect_score: bool = False
     perfect_score: float = 1.0
     reuse_evaluations: bool = True
+    proposal_memory: bool = False
+    """The reflection request carries the edits already rejected for the same parent and module (at most
+    ``proposal_memory_size``, committed before the proposal was planned), and a proposal whose text is already in
+    the pool or was already rejected for that parent is not rolled out (a ``duplicate`` decision)."""
+    proposal_memory_size: PosInt = 5
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
 
 
@@ -375,6 +380,8 @@ class GepaConfig(_Section):
             del gepa["skip_perfect_score"], gepa["perfect_score"]
         if self.gepa.reuse_evaluations:  # the default: in the digest only when off (older digests stay)
             del gepa["reuse_evaluations"]
+        if not self.gepa.proposal_memory:  # off: neither key decides anything (and older digests stay)
+            del gepa["proposal_memory"], gepa["proposal_memory_size"]
         return {
             "seed": self.run.seed,
             "dataset": self.dataset.model_dump(mode="json"),

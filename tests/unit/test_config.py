@@ -645,3 +645,14 @@ def test_output_dir_may_not_be_a_home_directory(tmp_path: Path, monkeypatch: pyt
 def test_a_run_directory_may_not_land_on_a_home_directory(tmp_path: Path) -> None:
     message = config_error(tmp_path, '[run]\noutput_dir = "/home"\nrun_id = "alice"')
     assert "run.output_dir" in message or "run.run_id" in message
+
+
+def test_proposal_memory_enters_the_digest_only_when_on(tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text(BASE)
+    on = tmp_path / "on.toml"
+    on.write_text(BASE + "\n[gepa]\nproposal_memory = true\n")
+    plain, remembering = load_config(base), load_config(on)
+    assert "proposal_memory" not in plain.decision_config()["gepa"]
+    assert remembering.decision_config()["gepa"]["proposal_memory"] is True
+    assert remembering.decision_config()["gepa"]["proposal_memory_size"] == 5

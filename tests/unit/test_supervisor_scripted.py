@@ -35,6 +35,7 @@ from synth_opt.gepa import (
 from synth_opt.gepa.candidates import candidate_id
 from synth_opt.lanes import Channel, open_channel
 from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import render_prompt
 from synth_opt.usage import Usage
 
 TRAIN = [f"t{i}" for i in range(6)]
@@ -91,6 +92,8 @@ class ScriptedLanes:
     proposals: dict[int, str] = field(default_factory=lambda: dict(PROPOSALS))
     batches: dict[int, list[RolloutJob]] = field(default_factory=dict)
     asked: list[int] = field(default_factory=list)
+    requests: dict[int, Any] = field(default_factory=dict)  # proposal index -> the reflection request it got
+    stages: list[str] = field(default_factory=list)  # each rollout's stage, in the order asked
     reordered: int = 0
     """Rounds whose answers went out in another order than the requests came in."""
 
@@ -131,6 +134,7 @@ class ScriptedLanes:
                 out.append(message)
 
     def _rollout(self, job: RolloutJob) -> BatchDone | None:
+        self.stages.append(job.stage)
         batch = self.batches.setdefault(job.batch_id, [])
         batch.append(job)
         if len(batch) < job.batch_size:
@@ -146,6 +150,7 @@ class ScriptedLanes:
 
     def _propose(self, job: ProposeJob) -> ProposeDone:
         self.asked.append(job.proposal_index)
+        self.requests[job.proposal_index] = job.request
         text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
         if text == FAIL:
             error = ProposerReplyError("no proposal in the reply", raw_reply=FAIL, usage=Usage(calls=1))
@@ -160,6 +165,7 @@ class Run:
     events: list[Event]
     asked: list[int]
     reordered: int
+    lanes: ScriptedLanes | None = None
 
     def status(self, text: str) -> str:
         return str(self.supervisor.registry[cid(text)]["status"])
@@ -183,6 +189,8 @@ async def drive(
     score_threshold: float | None = None,
     no_improvement_iterations: int | None = None,
     order: Order = in_order,
+    texts: dict[int, str] | None = None,
+    memory: bool = False,
 ) -> Run:
     bus = EventBus()
     events: list[Event] = []
@@ -195,6 +203,7 @@ async def drive(
         rows={row: {"id": row} for row in TRAIN + PARETO},
         score_threshold=score_threshold,
         no_improvement_iterations=no_improvement_iterations,
+        proposal_memory=memory,
     )
     ledger = BudgetLedger(Limits(train_rollouts=train_rollouts, heldout_rollouts=0))
     supervisor = Supervisor(
@@ -203,12 +212,12 @@ async def drive(
     inbox: Channel[SupervisorMessage] = open_channel(1000)
     rollouts: Channel[RolloutJob] = open_channel(1000)
     proposals: Channel[ProposeJob] = open_channel(1000)
-    lanes = ScriptedLanes(order=order)
+    lanes = ScriptedLanes(order=order, proposals=dict(PROPOSALS if texts is None else texts))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lanes.serve, rollouts.receive, proposals.receive, inbox.send)
             outcome = await supervisor.run(inbox.receive, rollouts.send, proposals.send)
-    return Run(outcome, supervisor, events, lanes.asked, lanes.reordered)
+    return Run(outcome, supervisor, events, lanes.asked, lanes.reordered, lanes)
 
 
 @pytest.mark.anyio
@@ -298,3 +307,47 @@ async def test_a_stopping_rule_registered_here_stops_the_search() -> None:
     run = await drive()
     assert run.asked == [0, 1]
     assert run.outcome.stop_reason == "after_commits" and run.stopped() == ["2 proposals committed"]
+
+
+# v2 is worse than the seed on the minibatch: rejected, and proposed again from the same parent
+REPEATS = {0: "v2", 1: "v2", 2: "v2", 3: "v1"}
+
+
+@pytest.mark.anyio
+async def test_without_memory_a_rejected_edit_is_rolled_out_again() -> None:
+    run = await drive(texts=REPEATS, train_rollouts=40)
+    assert run.decided()[:3] == [f"proposal {i}: rejected (not_improved, 0.375 vs 0.75)" for i in range(3)]
+    assert run.lanes is not None
+    assert [run.lanes.stages.count(f"p{i}.child") for i in range(3)] == [3, 3, 3]  # v2 on each minibatch
+    assert all("rejected_edits" not in request.to_json() for request in run.lanes.requests.values())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("order", [in_order, reversed_order, shuffled(3)])
+async def test_with_memory_a_rejected_edit_is_shown_and_not_rolled_out_again(order: Order) -> None:
+    run = await drive(texts=REPEATS, train_rollouts=40, memory=True, order=order)
+    assert run.decided()[:4] == [
+        "proposal 0: rejected (not_improved, 0.375 vs 0.75)",
+        "proposal 1: rejected (duplicate, 0.75 vs 0.75)",
+        "proposal 2: rejected (duplicate, 0.75 vs 0.75)",
+        "proposal 3: accepted (improved, 1.5 vs 0.75)",
+    ]
+    assert run.lanes is not None
+    assert [run.lanes.stages.count(f"p{i}.child") for i in range(4)] == [3, 0, 0, 3]  # the repeats cost nothing
+    first, second = run.lanes.requests[0], run.lanes.requests[1]
+    assert first.rejected_edits == ()
+    assert [(edit.proposal_index, edit.text, edit.reason) for edit in second.rejected_edits] == [
+        (0, "v2", "not_improved")
+    ]
+    assert "## Already tried" in render_prompt(second) and "## Already tried" not in render_prompt(first)
+
+
+@pytest.mark.anyio
+async def test_with_memory_a_text_already_in_the_pool_is_not_rolled_out() -> None:
+    run = await drive(texts={0: "v1", 1: "v0", 2: "v3"}, train_rollouts=40, memory=True)  # v0: the seed
+    assert run.decided()[:3] == [
+        "proposal 0: accepted (improved, 1.5 vs 0.75)",
+        "proposal 1: rejected (duplicate, 1.5 vs 1.5)",
+        "proposal 2: accepted (improved, 2.25 vs 1.5)",
+    ]
+    assert run.lanes is not None and run.lanes.stages.count("p1.child") == 0

@@ -38,7 +38,8 @@ def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, 
         slot.decision = Decision(False, "perfect_minibatch", parent_sum, parent_sum)
         return slot.decision
     if slot.unchanged:
-        slot.decision = Decision(False, "unchanged", parent_sum, parent_sum)
+        reason = "duplicate" if slot.duplicates else "unchanged"  # nothing new to roll out, or nothing at all
+        slot.decision = Decision(False, reason, parent_sum, parent_sum)
         return slot.decision
     slot.chosen = max(slot.children, key=lambda child: child.minibatch_sum)
     if settings.staleness_policy == "guarded" and slot.staleness > settings.delta_max:

@@ -51,6 +51,8 @@ class SupervisorSettings:
     max_feedback_chars: int = 4000
     max_prompt_tokens: int | None = None
     prompt_template: str | None = None  # proposer.prompt_template's text; None: the built-in prompt
+    proposal_memory: bool = False  # gepa.proposal_memory: rejected edits shown to the proposer, duplicates skipped
+    proposal_memory_size: int = 5
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
     staleness_policy: str = "full"
@@ -116,6 +118,7 @@ class Slot:
     rebase: Rebase | None = None
     failure: str | None = None  # the proposer served an unusable reply: a failed proposal (why, and its start)
     commits_at_plan: int = 0  # proposals committed when this one was planned: the evaluations it may reuse
+    duplicates: int = 0  # (proposal_memory) proposed texts already in the pool or rejected for this parent
 
     @property
     def pool_parent_ids(self) -> tuple[str, ...]:

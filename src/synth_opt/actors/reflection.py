@@ -13,6 +13,7 @@ from synth_opt.proposers.reflection import (
     DEFAULT_MAX_FEEDBACK_CHARS,
     ReflectionRequest,
     ReflectiveRecord,
+    RejectedEdit,
     bound_records,
     fit_request,
 )
@@ -31,7 +32,12 @@ def frontier_summary(state: GepaState, plan: ProposalPlan) -> dict[str, Any]:
 
 
 def reflection_request(
-    state: GepaState, settings: SupervisorSettings, slot: Slot, batch: BatchDone
+    state: GepaState,
+    settings: SupervisorSettings,
+    slot: Slot,
+    batch: BatchDone,
+    *,
+    rejected: tuple[RejectedEdit, ...] = (),
 ) -> ReflectionRequest:
     """The request for the slot's proposer call, bounded (``proposer.max_feedback_chars`` per row, the prompt to
     ``proposer.max_prompt_tokens``), so what the events, the cache key and the proposer see is the same bounded
@@ -56,6 +62,7 @@ def reflection_request(
         frontier_summary=slot.frontier_summary,
         proposals=settings.proposals_per_call,
         template=settings.prompt_template,
+        rejected_edits=rejected,
     )
     max_feedback_chars = int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
     max_prompt_tokens = getattr(settings, "max_prompt_tokens", None)

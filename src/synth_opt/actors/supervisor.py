@@ -95,10 +95,11 @@ from synth_opt.gepa import (
     budget_stop,
     first_stop,
 )
-from synth_opt.gepa.candidates import candidate_id
+from synth_opt.gepa.candidates import candidate_id, mean_score
 from synth_opt.gepa.forecast import Spend, live_forecast
 from synth_opt.gepa.rebase import rebase_payload
 from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import RejectedEdit, cut_text
 from synth_opt.usage import Usage
 
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
@@ -342,9 +343,8 @@ class Supervisor:
                 self._advance()
                 return
             assert self._propose_out is not None
-            await self._propose_out.send(
-                ProposeJob(slot.plan.index, reflection_request(self.state, self.settings, slot, batch))
-            )
+            request = reflection_request(self.state, self.settings, slot, batch, rejected=self._rejected_edits(slot))
+            await self._propose_out.send(ProposeJob(slot.plan.index, request))
         elif info.kind == "child":
             slot.children[info.child_index].batch = batch
             self._advance()
@@ -370,6 +370,9 @@ class Supervisor:
             payload = self.state.child_payload(plan, text)
             cid = candidate_id(payload)
             if cid != plan.parent_id and all(child.candidate_id != cid for child in slot.children):
+                if self.settings.proposal_memory and self._known_to(slot, cid):
+                    slot.duplicates += 1  # in the pool, or rejected for this parent, before the plan: not rolled out
+                    continue
                 slot.children.append(Child(payload, cid))
         slot.proposal = done.result
         if slot.unchanged:
@@ -379,6 +382,46 @@ class Supervisor:
         for index, child in enumerate(slot.children):
             stage = f"p{plan.index}.child"
             self._dispatch("child", child.payload, list(plan.minibatch), stage, plan.index, index, reuse=lookup)
+
+    # -- memory (gepa.proposal_memory) ---------------------------------------------------------------------
+
+    def _rejected_for(self, slot: Slot) -> list[dict[str, Any]]:
+        """The registry's entries for texts proposed from this slot's parent and module and rejected by a proposal
+        committed before this one was planned (a fixed set: no timing), oldest first."""
+        plan = slot.plan
+        found = [
+            entry
+            for entry in self.registry.values()
+            if entry.get("status") == "rejected"
+            and entry.get("parent_ids") == [plan.parent_id]
+            and entry.get("module_changed") == plan.module
+            and int(entry.get("proposal_index", slot.commits_at_plan)) < slot.commits_at_plan
+        ]
+        return sorted(found, key=lambda entry: int(entry["proposal_index"]))
+
+    def _rejected_edits(self, slot: Slot) -> tuple[RejectedEdit, ...]:
+        """What the proposer is told was tried and rejected from this parent (the most recent, at most
+        ``proposal_memory_size``)."""
+        if not self.settings.proposal_memory or slot.plan.merge is not None:
+            return ()
+        recent = self._rejected_for(slot)[-self.settings.proposal_memory_size :]
+        module = slot.plan.module
+        return tuple(
+            RejectedEdit(
+                proposal_index=int(entry["proposal_index"]),
+                text=cut_text(str(entry["payload"][module]), self.settings.max_feedback_chars),
+                minibatch_mean=None if not entry.get("minibatch_scores") else mean_score(entry["minibatch_scores"]),
+                reason=str(entry.get("reason") or "rejected"),
+            )
+            for entry in recent
+        )
+
+    def _known_to(self, slot: Slot, cid: str) -> bool:
+        """Whether ``cid`` was already in the pool, or already rejected for this parent, when ``slot`` was planned."""
+        record = self.state.by_id.get(cid)
+        if record is not None and record.pool_index <= slot.plan.pool_version:
+            return True
+        return any(entry["candidate_id"] == cid for entry in self._rejected_for(slot))
 
     # -- the reorder buffer ---------------------------------------------------------------------------------
 

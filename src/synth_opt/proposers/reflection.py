@@ -41,6 +41,7 @@ __all__ = [
     "REPLY_SCHEMA",
     "ReflectionRequest",
     "ReflectiveRecord",
+    "RejectedEdit",
     "bound_records",
     "cut_text",
     "fit_request",
@@ -105,6 +106,26 @@ class ReflectiveRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedEdit:
+    """A text proposed earlier from the same parent and module and rejected (``gepa.proposal_memory``): the
+    proposal's index, the text (cut to ``max_feedback_chars``), its mean score on that proposal's minibatch and why
+    it was rejected."""
+
+    proposal_index: int
+    text: str
+    minibatch_mean: float | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "proposal_index": self.proposal_index,
+            "text": self.text,
+            "minibatch_mean": self.minibatch_mean,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ReflectionRequest:
     candidate_id: str
     candidate: dict[str, str]
@@ -115,6 +136,7 @@ class ReflectionRequest:
     proposals: int = 1
     omitted_records: int = 0  # rows left out so the prompt fits max_prompt_tokens
     template: str | None = None  # ``proposer.prompt_template``'s text; None: DEFAULT_PROMPT_TEMPLATE
+    rejected_edits: tuple[RejectedEdit, ...] = ()  # gepa.proposal_memory: what not to propose again
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -129,6 +151,8 @@ class ReflectionRequest:
         }
         if self.omitted_records:
             data["omitted_records"] = self.omitted_records
+        if self.rejected_edits:  # only then: a request without memory is the one it always was
+            data["rejected_edits"] = [edit.to_json() for edit in self.rejected_edits]
         if self.template is not None:  # a template of the user's own: its content (in the cache key), not its path
             data["prompt_template_sha256"] = _digest(self.template)
         return data
@@ -245,6 +269,7 @@ def prompt_sections(request: ReflectionRequest) -> dict[str, str]:
             else ""
         ),
         "task_info": f"## Task\n{request.task_info}\n\n" if request.task_info else "",
+        "rejected_edits": _rejected_section(request),
         "examples": "\n".join(examples),
         "frontier_summary": json.dumps(summary, sort_keys=True, ensure_ascii=False) if summary else "",
         "instructions": "\n".join(instructions),
@@ -256,6 +281,7 @@ PROMPT_PLACEHOLDERS: Final = (
     "current_text",
     "other_modules",
     "task_info",
+    "rejected_edits",
     "examples",
     "frontier_summary",
     "instructions",
@@ -263,6 +289,8 @@ PROMPT_PLACEHOLDERS: Final = (
 """The placeholders a prompt template may use, written ``{name}`` (literal braces are doubled: ``{{`` ``}}``):
 ``module`` (the target module's name), ``current_text`` (its text), ``other_modules`` (a line naming the program's
 other modules, or nothing), ``task_info`` (a "## Task" section with the container's description, or nothing),
+``rejected_edits`` (with ``gepa.proposal_memory``: a section saying how many texts proposed from this one were
+rejected and not to propose them again, the texts themselves in the request's block; else nothing),
 ``examples`` (the minibatch rows: a line saying what they are and the request as one JSON block, which the offline
 proposers read), ``frontier_summary`` (the pool as JSON: its size, version, best and parent mean scores) and
 ``instructions`` (how to reply: the JSON object with a ``proposals`` list, and an example). A template without
@@ -276,13 +304,25 @@ DEFAULT_PROMPT_TEMPLATE: Final = (
     "{current_text}\n"
     "```\n"
     "\n"
-    "{other_modules}{task_info}## Examples and request data\n"
+    "{other_modules}{task_info}{rejected_edits}## Examples and request data\n"
     "{examples}\n"
     "\n"
     "## Your reply\n"
     "{instructions}"
 )
 """The built-in reflection prompt, as a template: start your own ``proposer.prompt_template`` from it."""
+
+
+def _rejected_section(request: ReflectionRequest) -> str:
+    edits = request.rejected_edits
+    if not edits:
+        return ""
+    return (
+        "## Already tried\n"
+        f"{len(edits)} earlier version(s) of `{request.target_module}` proposed from this text were rejected: "
+        "they are the `rejected_edits` of the request below (each with its minibatch score and why). Do not "
+        "propose them again; try a different change.\n\n"
+    )
 
 
 def template_problems(template: str) -> list[str]:

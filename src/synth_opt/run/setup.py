@@ -130,6 +130,8 @@ def supervisor_settings(
         max_feedback_chars=config.proposer.max_feedback_chars,
         max_prompt_tokens=config.proposer.max_prompt_tokens,
         prompt_template=config.proposer.template_text(),
+        proposal_memory=config.gepa.proposal_memory,
+        proposal_memory_size=config.gepa.proposal_memory_size,
     )
 
 
