@@ -393,7 +393,7 @@ class Supervisor:
             entry
             for entry in self.registry.values()
             if entry.get("status") == "rejected"
-            and entry.get("parent_ids") == [plan.parent_id]
+            and list(entry.get("parent_ids") or ()) == [plan.parent_id]  # a list here, a tuple rebuilt on resume
             and entry.get("module_changed") == plan.module
             and int(entry.get("proposal_index", slot.commits_at_plan)) < slot.commits_at_plan
         ]
