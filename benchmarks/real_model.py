@@ -20,6 +20,11 @@ expected near 1x ``sync_serial`` here (the machine, not the pipeline). A 135M mo
 proposals that fail to parse or score no better than the seed.
 
     .venv/bin/python benchmarks/real_model.py
+    .venv/bin/python benchmarks/real_model.py --memory     # proposal_memory off against on, sync_serial
+
+With ``--memory`` the two runs are ``sync_serial`` with ``gepa.proposal_memory`` off and on, and each reports how
+often the proposer repeated an edit already rejected for the same parent: rolled out again (memory off, or a
+repeat made before the rejection committed), or caught as a ``duplicate`` (memory on).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ SEED = (
 )
 
 
-def write_config(folder: Path, *, mode: str, args: argparse.Namespace) -> Path:
+def write_config(folder: Path, *, mode: str, args: argparse.Namespace, memory: bool | None = None) -> Path:
     text = (COOKBOOK / "gepa.toml").read_text()
     heldout_budget = 2 * args.heldout
     replacements = {
@@ -80,8 +85,10 @@ def write_config(folder: Path, *, mode: str, args: argparse.Namespace) -> Path:
         if old not in text:
             raise SystemExit(f"{COOKBOOK / 'gepa.toml'} no longer holds {old!r}; update this benchmark")
         text = text.replace(old, new, 1)
+    if memory is not None:
+        text = text.replace("[gepa]\n", f"[gepa]\nproposal_memory = {str(memory).lower()}\n", 1)
     text += f"\n[seed_candidate]\nsystem_prompt = {json.dumps(SEED)}\n"
-    path = folder / f"{mode}.toml"
+    path = folder / f"{mode}{'' if memory is None else f'-memory-{memory}'}.toml"
     path.write_text(text)
     return path
 
@@ -129,6 +136,53 @@ def failure_messages(result: GepaResult) -> list[str]:
 
 def score(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def repeats(result: GepaResult) -> tuple[int, int]:
+    """(proposals that rolled out a text already rejected for their parent, ``duplicate`` decisions): how often the
+    proposer repeated a rejected edit, without memory and with it."""
+    rejected: dict[str, set[str]] = {}
+    parent_of: dict[int, str] = {}
+    rolled = caught = 0
+    for line in Path(result.event_feed_path).read_text().splitlines():
+        event = json.loads(line)
+        fields = event["fields"]
+        if event["type"] == "proposal.created":
+            parent = str(fields["parent_id"])
+            parent_of[int(fields["proposal_index"])] = parent
+            rolled += any(cid in rejected.get(parent, set()) for cid in fields.get("candidate_ids") or ())
+        elif event["type"] == "acceptance.decided":
+            if fields["reason"] == "duplicate":
+                caught += 1
+            elif not fields["accepted"]:
+                parent = parent_of.get(int(fields["proposal_index"]), "")
+                rejected.setdefault(parent, set()).add(str(fields["candidate_id"]))
+    return rolled, caught
+
+
+async def memory_main(args: argparse.Namespace) -> None:
+    """``--memory``: sync_serial with proposal_memory off, then on, with the local model as the proposer."""
+    print(
+        f"Banking77 with {args.train} train rows, {args.pareto} pareto, {args.heldout} heldout, minibatch "
+        f"{args.minibatch}, train budget {args.train_budget}, seed {args.seed}; sync_serial, proposal_memory off "
+        "then on; policy and proposer: the local model"
+    )
+    with tempfile.TemporaryDirectory() as tmp, LocalModelServer(parallel=args.parallel) as server:
+        print(f"model: {server.model}")
+        os.environ.update(local_env(server))
+        for memory in (False, True):
+            folder = Path(tmp) / f"memory-{memory}"
+            folder.mkdir()
+            config = load_config(write_config(folder, mode="sync_serial", args=args, memory=memory))
+            started = time.perf_counter()
+            result = await GepaRun(config, fresh=True).execute_async()
+            rolled, caught = repeats(result)
+            print(
+                f"memory {'on ' if memory else 'off'}: {time.perf_counter() - started:.0f} s, {result.proposals} "
+                f"proposals ({result.proposals_failed} failed to parse), {result.accepted} accepted; a rejected edit "
+                f"repeated: {rolled} rolled out again, {caught} caught as duplicates; best pareto "
+                f"{score(result.best_train_score)} (seed {score(result.seed_train_score)}); stop {result.stop_reason}"
+            )
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -219,8 +273,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--proposer-max-tokens", type=int, default=256, help="the proposer's output limit")
     parser.add_argument("--parallel", type=int, default=2, help="llama-server slots")
     parser.add_argument("--seed", type=int, default=0, help="the run seed")
+    parser.add_argument(
+        "--memory", action="store_true", help="compare proposal_memory off and on (sync_serial) instead of the modes"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
-    anyio.run(main, parse_args())
+    arguments = parse_args()
+    anyio.run(memory_main if arguments.memory else main, arguments)
