@@ -3,6 +3,8 @@ counts checked against the rule the supervisor follows (plan only while the wors
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from synth_opt.gepa.forecast import PlanInputs, forecast
@@ -48,28 +50,18 @@ def test_the_validation_share_and_the_heldout_evaluation() -> None:
 
 def test_reuse_of_minibatch_rows_that_are_pareto_rows_buys_proposals() -> None:
     # Banking77's reduced test config: 600 train rows, 60 of them pareto rows, minibatches of 20
-    inputs = PlanInputs(
-        train_cap=1500,
-        train_cap_key="max_train_rollouts",
-        heldout_cap=200,
-        heldout_rows=100,
-        pareto_rows=60,
-        minibatch_size=20,
+    inputs = replace(
+        BASE, train_cap=1500, heldout_cap=200, heldout_rows=100, pareto_rows=60, minibatch_size=20,
         reused_minibatch_share=60 / 600,
-    )
+    )  # fmt: skip
     plan = forecast(inputs, acceptance_rate=1.0)
     assert plan.expected_rollouts_per_proposal == 40 + 60 - 2 - 2  # the parent's 2 and the child's 2 reused
     assert plan.expected_proposals == 14 and plan.expected_train_rollouts == 60 + 14 * 96  # as the run used
 
 
 def test_the_limit_that_allows_fewest_proposals_stops_the_run() -> None:
-    inputs = PlanInputs(
-        train_cap=10_000,
-        train_cap_key="max_train_rollouts",
-        heldout_cap=1_000,
-        heldout_rows=500,
-        pareto_rows=150,
-        minibatch_size=50,
+    inputs = replace(
+        BASE,
         max_cost_usd=5.0,
         rollout_cost_usd=0.001,
         proposer_cost_usd=0.05,
