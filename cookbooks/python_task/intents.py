@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 
-from synth_opt.task import task
+from synth_opt.task import Score, task
 
 LABEL_COUNT = int(os.environ.get("INTENTS_LABELS", "8"))
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 TRAIN_PER_LABEL = 3
 HELDOUT_PER_LABEL = 2
 
@@ -50,8 +51,9 @@ LABELS = sorted({row["label"] for row in TRAIN})
 SEED = f"Classify the bank customer's message. Reply with one label only, one of: {', '.join(LABELS)}."
 
 
-async def ask(system: str, message: str) -> str:
-    """One chat completion: the candidate's text as the system message, the customer's as the user's."""
+async def ask(system: str, message: str) -> tuple[str, dict[str, float]]:
+    """One chat completion: the candidate's text as the system message, the customer's as the user's; the reply and
+    the tokens the server reported (the run counts them against its token limit)."""
     base_url = os.environ.get("INTENTS_BASE_URL", "http://127.0.0.1:8080/v1").rstrip("/")
     key_env = os.environ.get("INTENTS_API_KEY_ENV")
     headers = {"Authorization": f"Bearer {os.environ[key_env]}"} if key_env else {}
@@ -65,7 +67,9 @@ async def ask(system: str, message: str) -> str:
     async with httpx.AsyncClient(timeout=120) as client:
         response = await client.post(f"{base_url}/chat/completions", json=body, headers=headers)
         response.raise_for_status()  # a failed call is a failed rollout (its error is the proposer's feedback)
-        return str(response.json()["choices"][0]["message"]["content"] or "")
+        data = response.json()
+    usage = {key: float(value) for key, value in (data.get("usage") or {}).items() if key in USAGE_KEYS}
+    return str(data["choices"][0]["message"]["content"] or ""), usage
 
 
 def label_in(reply: str) -> str | None:
@@ -75,11 +79,11 @@ def label_in(reply: str) -> str | None:
 
 
 @task(rows=TRAIN, heldout=HELDOUT, seed=SEED, name="banking77_intents")
-async def intents(candidate: dict[str, str], row: dict[str, Any]) -> tuple[float, str]:
+async def intents(candidate: dict[str, str], row: dict[str, Any]) -> Score:
     """Classify online-banking customer messages into intent labels; the reply must be the label."""
-    reply = await ask(candidate["prompt"], row["text"])
+    reply, usage = await ask(candidate["prompt"], row["text"])
     predicted = label_in(reply)
     if predicted == row["label"]:
-        return 1.0, ""
+        return Score(1.0, usage=usage)
     said = predicted or repr(reply.strip()[:60])
-    return 0.0, f"A message like {row['text']!r} is {row['label']}, not {said}."
+    return Score(0.0, f"A message like {row['text']!r} is {row['label']}, not {said}.", usage)

@@ -51,3 +51,5 @@ def test_a_python_task_that_calls_the_real_model(
     assert result.proposals >= 1 and result.best_heldout_score is not None
     completions = [call for call in served_calls() if call.path.endswith("/chat/completions")]
     assert len(completions) == result.rollouts_used["total"]  # the task's own calls, one per live rollout
+    served_tokens = sum(int((call.usage or {}).get("total_tokens", 0)) for call in completions)
+    assert served_tokens > 0 and result.usage["rollout"]["total_tokens"] == served_tokens  # Score.usage, counted

@@ -17,7 +17,7 @@ from synth_opt.container.client import ContainerClient
 from synth_opt.container.replies import ContainerTransportError
 from synth_opt.container.wire import RolloutRequest
 from synth_opt.errors import ConfigError, ContainerContractError
-from synth_opt.task import Task, load_rows, load_task, task
+from synth_opt.task import Score, Task, load_rows, load_task, task
 from synth_opt.task.app import task_app
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,10 @@ async def test_outcomes_of_a_score_function() -> None:
     assert "finite" in (await scored(float("nan")))["error"]
     assert "feedback is a int" in (await scored((1.0, 3)))["error"]
     assert "return a number" in (await scored((1.0, "a", "b")))["error"]
+    used = await Task(score=lambda c, r: Score(0.5, "ok", {"total_tokens": 12}), rows=ROWS, seed="x").evaluate({}, {})
+    assert (used.reward, used.feedback, used.usage) == (0.5, "ok", {"total_tokens": 12})
+    assert "unknown key(s) tokens" in (await scored(Score(1.0, usage={"tokens": 3})))["error"]
+    assert "non-negative" in (await scored(Score(1.0, usage={"cost_usd": -1})))["error"]
 
 
 # -- the container ----------------------------------------------------------------------------------------------

@@ -12,13 +12,14 @@
 launches it as the run's container. The function runs in the container's process, never in the optimizer's.
 """
 
-from synth_opt.task.definition import DEFAULT_MAX_THREADS, SEED_FIELD, Outcome, ScoreFn, Task, load_rows, task
+from synth_opt.task.definition import DEFAULT_MAX_THREADS, SEED_FIELD, Outcome, Score, ScoreFn, Task, load_rows, task
 from synth_opt.task.serve import load_task
 
 __all__ = [
     "DEFAULT_MAX_THREADS",
     "SEED_FIELD",
     "Outcome",
+    "Score",
     "ScoreFn",
     "Task",
     "load_rows",

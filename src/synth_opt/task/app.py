@@ -140,7 +140,7 @@ async def rollout(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any
         "rollout_id": rollout_id,
         "status": "completed",
         "reward_info": {"outcome_reward": outcome.reward},
-        "usage": {},
+        "usage": dict(outcome.usage),  # a model call's tokens and cost (Score.usage): the run counts them
     }
     if outcome.feedback is not None:
         reply["feedback"] = outcome.feedback

@@ -1,8 +1,9 @@
 """A task as a Python function: :class:`Task` and the :func:`task` decorator.
 
-A task is a score function ``(candidate: dict[str, str], row: dict) -> float | (float, str)`` (the reward, and
-optionally feedback for the proposer), its rows (a list of dicts, or a ``.jsonl``, ``.json`` or ``.csv`` file), an
-optional heldout set of rows, and the seed candidate. :mod:`synth_opt.task.app` serves it as a container that
+A task is a score function ``(candidate: dict[str, str], row: dict) -> float | (float, str) | Score`` (the reward,
+optionally feedback for the proposer, and with :class:`Score` the tokens and cost a model call in it used), its
+rows (a list of dicts, or a ``.jsonl``, ``.json`` or ``.csv`` file), an optional heldout set of rows, and the seed
+candidate. :mod:`synth_opt.task.app` serves it as a container that
 speaks the contract (SPEC §4); the optimizer never imports it.
 
 Rows keep their own id (``task_id``, ``example_id`` or ``id``); a row without one is numbered by its position
@@ -32,6 +33,7 @@ __all__ = [
     "SEED_FIELD",
     "Outcome",
     "RowSource",
+    "Score",
     "ScoreFn",
     "Task",
     "load_rows",
@@ -45,18 +47,33 @@ SEED_FIELD: Final = "prompt"
 _ID_KEYS: Final = ("task_id", "example_id", "id")
 _FEEDBACK_CHARS: Final = 4000
 
-ScoreValue: TypeAlias = float | tuple[float, str | None]
-ScoreFn: TypeAlias = Callable[[dict[str, str], dict[str, Any]], ScoreValue | Awaitable[ScoreValue]]
 RowSource: TypeAlias = Sequence[Mapping[str, Any]] | str | Path
 
 
 @dataclass(frozen=True, slots=True)
+class Score:
+    """What a score function may return when it called a model: the reward, feedback for the proposer, and the
+    call's ``usage`` (``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``cost_usd``; any of them), which
+    the run then counts against its token and cost limits like a container's."""
+
+    reward: float
+    feedback: str | None = None
+    usage: Mapping[str, float] | None = None
+
+
+_USAGE_KEYS: Final = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
+ScoreValue: TypeAlias = float | tuple[float, str | None] | Score
+ScoreFn: TypeAlias = Callable[[dict[str, str], dict[str, Any]], ScoreValue | Awaitable[ScoreValue]]
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """One call of the score function: its reward and feedback, or (``error`` set) why it failed."""
+    """One call of the score function: its reward, feedback and usage, or (``error`` set) why it failed."""
 
     reward: float = 0.0
     feedback: str | None = None
     error: str | None = None
+    usage: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -270,6 +287,12 @@ def _seed_candidate(seed: str | Mapping[str, str]) -> dict[str, str]:
 
 def _outcome(value: Any) -> Outcome:
     feedback: Any = None
+    if isinstance(value, Score):
+        usage = _usage(value.usage)
+        if isinstance(usage, str):
+            return Outcome(error=usage)
+        outcome = _outcome((value.reward, value.feedback))
+        return outcome if outcome.failed else Outcome(reward=outcome.reward, feedback=outcome.feedback, usage=usage)
     if isinstance(value, tuple):
         if len(value) != 2:
             return Outcome(error=_bad_return(value))
@@ -284,10 +307,27 @@ def _outcome(value: Any) -> Outcome:
     return Outcome(reward=reward, feedback=feedback or None)
 
 
+def _usage(usage: Any) -> dict[str, float] | str:
+    """The usage a :class:`Score` reports, or why it cannot be used."""
+    if usage is None:
+        return {}
+    if not isinstance(usage, Mapping):
+        return f"the score's usage is a {type(usage).__name__}; give a dict such as {{'total_tokens': 120}}"
+    unknown = sorted(str(key) for key in usage if key not in _USAGE_KEYS)
+    if unknown:
+        return f"the score's usage has unknown key(s) {', '.join(unknown)}; use {', '.join(_USAGE_KEYS)}"
+    checked: dict[str, float] = {}
+    for key, number in usage.items():
+        if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number) or number < 0:
+            return f"the score's usage.{key} is {number!r}; give a non-negative number"
+        checked[str(key)] = number
+    return checked
+
+
 def _bad_return(value: Any) -> str:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return f"the score function returned {shown}; return a number, or a (number, feedback string) pair"
+    return f"the score function returned {shown}; return a number, a (number, feedback string) pair or a Score"
 
 
 def _describe_exception(exc: BaseException) -> str:
