@@ -296,8 +296,13 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
     if model.forecast is not None and model.stop_reason is None:
         latest = model.forecast
         accepted = "" if latest.acceptance_rate is None else f" at {latest.acceptance_rate:.0%} accepted so far"
+        totals = latest.expected_totals or {}
+        spend = f" (about {totals['tokens']:,.0f} tokens" if totals.get("tokens") else ""
+        spend += f", ${totals['cost_usd']:,.4f})" if spend and totals.get("cost_usd") else (")" if spend else "")
         body.append(
-            Text(f"forecast: about {latest.expected_proposals} proposals{accepted}, then {latest.stopping_limit}")
+            Text(
+                f"forecast: about {latest.expected_proposals} proposals{accepted}, then {latest.stopping_limit}{spend}"
+            )
         )
     return Group(*body, footer)
 

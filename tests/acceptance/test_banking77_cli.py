@@ -118,6 +118,11 @@ def test_the_offline_banking77_run_improves_heldout_accuracy(tmp_path: Path) -> 
     assert [f.proposal_index for f in forecasts] == list(range(manifest["proposals"]))  # one after each commit
     assert forecasts[-1].expected_proposals == manifest["proposals"]  # by the end, the rates are the run's own
     assert abs(forecasts[0].expected_proposals - manifest["proposals"]) <= 1  # and from the first commit on
+    train = manifest["rollouts_used"]["train"]
+    assert forecasts[-1].expected_totals["train_rollouts"] == train
+    assert abs(forecasts[0].expected_totals["train_rollouts"] - train) <= 0.05 * train
+    tokens = manifest["usage"]["total"]["total_tokens"]  # the offline proposer's; the keyword policy uses none
+    assert forecasts[-1].expected_totals["tokens"] == tokens
     with sqlite3.connect(manifest["workspace_db_path"]) as db:  # the workspace holds the same forecasts
         stored = db.execute("SELECT count(*) FROM event_stream_events WHERE type = 'plan.forecast'").fetchone()[0]
     assert stored == len(forecasts)

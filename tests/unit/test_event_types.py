@@ -95,13 +95,16 @@ EXAMPLES: list[tuple[t.EventPayload, dict[str, Any]]] = [
     ),
     (t.CacheNamespace("ns+model-x", "m"), {"namespace": "ns+model-x", "policy_model": "m"}),
     (
-        t.PlanForecast(4, 0.6, 21, "max_train_rollouts", {"max_train_rollouts": 21, "max_cost_usd": 30}),
+        t.PlanForecast(
+            4, 0.6, 21, "max_train_rollouts", {"max_train_rollouts": 21, "max_cost_usd": 30}, {"tokens": 9000.0}
+        ),
         {
             "proposal_index": 4,
             "acceptance_rate": 0.6,
             "expected_proposals": 21,
             "stopping_limit": "max_train_rollouts",
             "proposals_by_limit": {"max_train_rollouts": 21, "max_cost_usd": 30},
+            "expected_totals": {"tokens": 9000.0},
         },
     ),
     (

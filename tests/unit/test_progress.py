@@ -111,11 +111,13 @@ def test_the_live_display_reads_the_ledger_when_it_is_not_sent_each_rollout(tmp_
     assert "forecast" not in text  # none yet
     model.apply(
         event(91, "plan.forecast", proposal_index=5, acceptance_rate=0.5, expected_proposals=8,
-              stopping_limit="max_total_rollouts", proposals_by_limit={"max_total_rollouts": 8})
+              stopping_limit="max_total_rollouts", proposals_by_limit={"max_total_rollouts": 8},
+              expected_totals={"train_rollouts": 98, "tokens": 1234, "cost_usd": 0.5})
     )  # fmt: skip
     console = Console(record=True, width=120, color_system=None)
     console.print(render_progress(model, view, elapsed=10.0))
-    assert "forecast: about 8 proposals at 50% accepted so far, then max_total_rollouts" in console.export_text()
+    shown = "forecast: about 8 proposals at 50% accepted so far, then max_total_rollouts (about 1,234 tokens, $0.5000)"
+    assert shown in console.export_text()
 
 
 def test_gepa_run_shows_the_live_display_on_a_terminal_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:

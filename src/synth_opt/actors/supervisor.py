@@ -605,7 +605,13 @@ class Supervisor:
                 worst.cost_usd,
                 (used.cost_usd - seed.cost_usd) / committed,
             )
-        emit_forecast(self.bus, proposal_index, live_forecast(committed, self.counters.accepted, in_flight, spends))
+        usage = {
+            "train_rollouts": (used.train_rollouts, (used.train_rollouts - seed.train_rollouts) / committed),
+            "tokens": (used.tokens, (used.tokens - seed.tokens) / committed),
+            "cost_usd": (used.cost_usd, (used.cost_usd - seed.cost_usd) / committed),
+        }
+        forecast = live_forecast(committed, self.counters.accepted, in_flight, spends, usage)
+        emit_forecast(self.bus, proposal_index, forecast)
 
     # -- the end --------------------------------------------------------------------------------------------
 

@@ -197,6 +197,7 @@ def emit_forecast(bus: EventBus, proposal_index: int, forecast: LiveForecast) ->
             forecast.expected_proposals,
             forecast.stopping_limit,
             dict(forecast.proposals_by_limit),
+            {key: round(value, 9) for key, value in forecast.expected_totals.items()},
         ),
         f"forecast: about {forecast.expected_proposals} proposals{rate}, then {forecast.stopping_limit} stops the run",
         lane="supervisor",

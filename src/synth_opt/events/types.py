@@ -636,6 +636,8 @@ class PlanForecast(EventPayload):
     expected_proposals: int
     stopping_limit: str
     proposals_by_limit: dict[str, int]
+    expected_totals: dict[str, float] = field(default_factory=dict)
+    """The train rollouts, tokens and cost the run will have used by then (the search's, before the heldout)."""
 
 
 @_register

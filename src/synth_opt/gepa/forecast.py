@@ -216,21 +216,30 @@ class LiveForecast:
     expected_proposals: int
     stopping_limit: str
     proposals_by_limit: dict[str, int]
+    expected_totals: dict[str, float]  # per measure (train_rollouts, tokens, cost_usd): the run's total at its end
 
 
-def live_forecast(committed: int, accepted: int, in_flight: int, spends: dict[str, Spend]) -> LiveForecast:
+def live_forecast(
+    committed: int,
+    accepted: int,
+    in_flight: int,
+    spends: dict[str, Spend],
+    usage: dict[str, tuple[float, float]] | None = None,
+) -> LiveForecast:
     """The proposals the run will have made when a limit stops it, from its real rates: each in-flight proposal is
     taken to use what the committed ones used on average, then the rule of :func:`forecast` applies to what is
-    left."""
+    left. ``usage``: per measure, (used so far, used per proposal), projected to the run's end."""
     by_limit = {}
     for key, spend in spends.items():
         left = spend.left - in_flight * spend.per_proposal
         by_limit[key] = committed + in_flight + max(0, _count(left, 0.0, spend.worst, spend.per_proposal))
     stopping = min(by_limit, key=lambda key: (by_limit[key], key))
+    remaining = by_limit[stopping] - committed
     return LiveForecast(
         committed=committed,
         acceptance_rate=accepted / committed if committed else None,
         expected_proposals=by_limit[stopping],
         stopping_limit=stopping,
         proposals_by_limit=by_limit,
+        expected_totals={key: used + remaining * per for key, (used, per) in (usage or {}).items()},
     )
