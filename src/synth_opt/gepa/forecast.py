@@ -77,6 +77,7 @@ class Forecast:
     expected_cost_usd: float | None
     worst_case_cost_usd: float | None
     expected_seconds: float | None
+    worst_case_seconds: float | None
     stopping_limit: str
     proposals_by_limit: dict[str, int] = field(default_factory=dict)
 
@@ -151,9 +152,11 @@ def forecast(inputs: PlanInputs, *, acceptance_rate: float = DEFAULT_ACCEPTANCE_
     worst_tokens = _total(inputs.rollout_tokens, inputs.proposer_tokens, worst_rollouts, worst_proposals)
     cost = _total(inputs.rollout_cost_usd, inputs.proposer_cost_usd, train + heldout, proposals)
     worst_cost = _total(inputs.rollout_cost_usd, inputs.proposer_cost_usd, worst_rollouts, worst_proposals)
-    seconds = None
-    if seconds_expected is not None:
-        seconds = _rollout_seconds(inputs, p) + proposals * seconds_expected + _rollout_seconds(inputs, heldout)
+    seconds = worst_seconds = None
+    if seconds_expected is not None and seconds_worst_live is not None:
+        fixed = _rollout_seconds(inputs, p) + _rollout_seconds(inputs, heldout)
+        seconds = fixed + proposals * seconds_expected
+        worst_seconds = fixed + worst_proposals * seconds_worst_live
     return Forecast(
         acceptance_rate=acceptance_rate,
         seed_rollouts=p,
@@ -171,6 +174,7 @@ def forecast(inputs: PlanInputs, *, acceptance_rate: float = DEFAULT_ACCEPTANCE_
         expected_cost_usd=cost,
         worst_case_cost_usd=worst_cost,
         expected_seconds=seconds,
+        worst_case_seconds=worst_seconds,
         stopping_limit=stopping,
         proposals_by_limit=by_limit,
     )

@@ -119,7 +119,9 @@ def render_plan(config: GepaConfig, plan: Forecast, inputs: PlanInputs, probe: P
         + ("" if plan.expected_tokens is not None else " (set gepa.rollout_estimated_tokens and the proposer's)"),
         f"  cost: {_amount(plan.expected_cost_usd, plan.worst_case_cost_usd, '${:,.4f}')}"
         + ("" if plan.expected_cost_usd is not None else " (set gepa.rollout_estimated_cost_usd and the proposer's)"),
-        f"  wall time: {_seconds(plan.expected_seconds)} with {inputs.rollout_workers} rollout and "
+        f"  wall time: {_seconds(plan.expected_seconds)}"
+        + ("" if plan.worst_case_seconds is None else f" ({_seconds(plan.worst_case_seconds)} if all are accepted)")
+        + f" with {inputs.rollout_workers} rollout and "
         f"{inputs.propose_workers} proposer worker(s)"
         + ("" if plan.expected_seconds is not None else " (set gepa.rollout_estimated_seconds and the proposer's)"),
     ]
