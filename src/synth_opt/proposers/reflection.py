@@ -202,8 +202,9 @@ def fit_request(
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
 ) -> ReflectionRequest:
     """``request`` bounded so its prompt and the system instructions fit ``max_prompt_tokens`` (estimated at
-    :data:`CHARS_PER_TOKEN` characters a token): rows cut to ``max_feedback_chars``, then shorter, then dropped from
-    the end, then the task description and the current text cut. A pure function: the same request and bounds
+    :data:`CHARS_PER_TOKEN` characters a token): rows cut to ``max_feedback_chars``, then shorter, then the rejected
+    edits dropped (the oldest first), then rows dropped from the end, then the task description and the current
+    text cut. A pure function: the same request and bounds
     always give the same prompt."""
     budget = max_prompt_tokens * CHARS_PER_TOKEN - len(BASE_INSTRUCTIONS)
     fitted = replace(request, records=bound_records(request.records, max_feedback_chars))
@@ -213,6 +214,10 @@ def fit_request(
     while row_limit > _MIN_ROW_CHARS:
         row_limit = max(_MIN_ROW_CHARS, row_limit // 2)
         fitted = replace(fitted, records=bound_records(fitted.records, row_limit))
+        if len(render_prompt(fitted)) <= budget:
+            return fitted
+    while fitted.rejected_edits:  # the memory goes before the examples do: the oldest rejected edit first
+        fitted = replace(fitted, rejected_edits=fitted.rejected_edits[1:])
         if len(render_prompt(fitted)) <= budget:
             return fitted
     while fitted.records:
