@@ -405,11 +405,9 @@ def _report_lines(report: dict[str, Any] | None) -> list[str]:
     """The heldout report (best against seed, row by row), and a warning when the pareto gain did not carry over."""
     if not report:
         return []
-    lines = [
-        f"  heldout best - seed   {report['mean_diff']:+.4f} (95% CI {report['ci95_low']:+.4f} to "
-        f"{report['ci95_high']:+.4f}), {report['wins']} better / {report['ties']} same / {report['losses']} worse "
-        f"of {report['n']} rows, sign test p = {report['p_value']:.3g}"
-    ]
+    from synth_opt.gepa.report import describe_report
+
+    lines = [f"  heldout best - seed   {describe_report(report)}"]
     if report["ci95_low"] <= 0 <= report["ci95_high"]:
         lines.append(f"  (the interval includes 0: on these {report['n']} rows the difference may be noise)")
     if report.get("overfit_flag"):

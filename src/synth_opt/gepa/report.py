@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-__all__ = ["OVERFIT_MARGIN", "RESAMPLES", "HeldoutReport", "heldout_report", "sign_test_p_value"]
+__all__ = ["OVERFIT_MARGIN", "RESAMPLES", "HeldoutReport", "describe_report", "heldout_report", "sign_test_p_value"]
 
 RESAMPLES: Final = 10_000
 OVERFIT_MARGIN: Final = 0.05
@@ -45,6 +45,15 @@ class HeldoutReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_report(report: Mapping[str, Any]) -> str:
+    """A report (:meth:`HeldoutReport.to_json`, as the manifest holds it) in one line, for the CLI and the browser."""
+    return (
+        f"{report['mean_diff']:+.4f} (95% CI {report['ci95_low']:+.4f} to {report['ci95_high']:+.4f}), "
+        f"{report['wins']} better / {report['ties']} same / {report['losses']} worse of {report['n']} rows, "
+        f"sign test p = {report['p_value']:.3g}"
+    )
 
 
 def sign_test_p_value(wins: int, losses: int) -> float:

@@ -152,9 +152,7 @@ class MlflowTracker(GepaCallback):
                 run_id = str(data["mlflow_run_id"])
                 client.get_run(run_id)  # still there
                 return run_id
-        except (OSError, ValueError, KeyError):
-            pass
-        except Exception:  # an MLflow error: the kept run is gone; look for the tag
+        except Exception:  # no file, a damaged one, or an MLflow error (the kept run is gone): look for the tag
             pass
         found = client.search_runs([experiment_id], filter_string=f"tags.`{_RUN_TAG}` = '{self.run_id}'")
         return str(found[0].info.run_id) if found else None

@@ -65,7 +65,7 @@ def candidate(state: State, run_id: FromPath[str], candidate_id: FromPath[str]) 
     detail = candidate_detail(run_dir, candidate_id)
     if detail is None:
         raise NotFoundException(detail=f"no candidate {candidate_id!r} in run {run_id!r}")
-    return _html(candidate_page(detail, run_detail(run_dir).summary.live))
+    return _html(candidate_page(detail))
 
 
 @get("/runs/{run_id:str}/score_chart.svg", sync_to_thread=True)

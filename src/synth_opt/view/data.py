@@ -97,6 +97,7 @@ class CandidateDetail:
     parent_id: str | None
     parent_payload: dict[str, str] | None
     scores: dict[str, float]  # pareto row -> reward (pool members)
+    live: bool  # the run is still going
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:
@@ -211,6 +212,7 @@ def candidate_detail(run_dir: Path, candidate_id: str) -> CandidateDetail | None
         parent_id=parent_id,
         parent_payload=json.loads(parent_payload) if parent_payload else None,
         scores={str(k): float(v) for k, v in json.loads(row[0]).items()} if row else {},
+        live=detail.summary.live,
     )
 
 

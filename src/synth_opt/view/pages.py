@@ -11,6 +11,7 @@ import html
 from typing import Any, Final
 from urllib.parse import quote
 
+from synth_opt.gepa.report import describe_report
 from synth_opt.view.data import CandidateDetail, CandidateNode, Decision, RunDetail, RunSummary
 from synth_opt.view.diff import word_diff
 
@@ -151,11 +152,7 @@ def run_page(detail: RunDetail) -> str:
 def _report_fact(report: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not report:
         return []
-    text = (
-        f"{report['mean_diff']:+.4f} (95% CI {report['ci95_low']:+.4f} to {report['ci95_high']:+.4f}); "
-        f"{report['wins']} better, {report['ties']} same, {report['losses']} worse of {report['n']} rows; "
-        f"sign test p = {report['p_value']:.3g}"
-    )
+    text = esc(describe_report(report))
     if report.get("overfit_flag"):
         text += ' <span class="badge failed">overfit?</span>'
     return [("heldout best &minus; seed", f'<span id="heldout-report">{text}</span>')]
@@ -183,7 +180,7 @@ def _node(run_id: str, node: CandidateNode, detail: RunDetail) -> str:
     )
 
 
-def candidate_page(detail: CandidateDetail, run_live: bool) -> str:
+def candidate_page(detail: CandidateDetail) -> str:
     node = detail.node
     sections = []
     for module, text in detail.payload.items():
@@ -219,7 +216,7 @@ def candidate_page(detail: CandidateDetail, run_live: bool) -> str:
         f"{esc(node.candidate_id)}</nav><h1>{esc(node.candidate_id)} {_badge(node.status)}</h1>{parent}{decision}"
         f"{''.join(sections)}{scores}"
     )
-    return _page(node.candidate_id, body, live=run_live)
+    return _page(node.candidate_id, body, live=detail.live)
 
 
 def message_page(title: str, message: str) -> str:
