@@ -42,7 +42,11 @@ def words_rule(edit: str = "first") -> Rule:
 
     def rule(request: Mapping[str, Any]) -> str:
         failures = [(float(r["reward"]), str((r.get("task") or {}).get("answer", ""))) for r in request["records"]]
-        return " ".join(edited_words(str(request["current_text"]).split(), failures, edit))
+        words = str(request["current_text"]).split()
+        # words other proposals in flight already add (a request asked again lists them) count as present
+        taken = {word for edit in request.get("concurrent_edits") or () for word in str(edit["text"]).split()}
+        edited = edited_words(words + sorted(taken - set(words)), failures, edit)
+        return " ".join(words + [word for word in edited[len(words) :] if word not in taken])
 
     return rule
 

@@ -37,7 +37,9 @@ Reading the table (one per task, one row per system/configuration):
   (they move in steps of one pareto row: 1/20 on ``words``, 1/30 on ``banking77``, F1 steps on ``code_review``);
 - ``wall s`` the mean wall seconds (gepa's ``optimize()``; synth_opt's whole ``execute_async()``), ``x gepa`` the
   mean over seeds of wall / gepa's wall on the same seed, ``>=gepa`` on how many seeds the score reaches gepa's;
-- ``props`` mean proposals (gepa: proposer calls, one per iteration), ``contained`` mean proposals whose rebased
+- ``props`` mean proposals (gepa: proposer calls, one per iteration), ``again`` mean proposals asked again because
+  their first texts repeated the edits of proposals in flight (``gepa.pipeline.concurrent_edits``: each such
+  proposal made a second proposer call instead of rolling out the repeat), ``contained`` mean proposals whose rebased
   edit the pool already held (a stale proposal that repeated a concurrent one's edit: its minibatch rollouts bought
   nothing), ``reused`` mean ``rollouts_reused`` (gepa reports none), ``calls`` mean train rollouts used (gepa: its
   metric calls; synth_opt never exceeds gepa's).
@@ -105,6 +107,9 @@ class Run:
     contained: int | None = None
     """Accepted proposals whose edit the pool already held once carried onto its newer candidates (``rebase``
     outcome ``contained``): a stale proposal that repeated a concurrent one's edit; None for gepa."""
+    again: int | None = None
+    """Proposals asked again because their first texts repeated the edits of proposals in flight
+    (``gepa.pipeline.concurrent_edits``); None for gepa."""
 
 
 def pipeline_spec(text: str) -> Pipeline:
@@ -144,7 +149,8 @@ def defaults_note() -> tuple[str, list[str]]:
     gepa_defaults = GepaSection()
     pipeline = gepa_defaults.pipeline
     note = (
-        f"synth_opt defaults: staleness_policy = {pipeline.staleness_policy}, reuse_evaluations = "
+        f"synth_opt defaults: staleness_policy = {pipeline.staleness_policy}, concurrent_edits = "
+        f"{str(pipeline.concurrent_edits).lower()}, reuse_evaluations = "
         f"{str(gepa_defaults.reuse_evaluations).lower()} (gepa cache_evaluation="
         f"{gepa_defaults.reuse_evaluations}), evaluate workers {pipeline.workers.evaluate}, acceptance "
         f"{gepa_defaults.acceptance}, use_merge = {str(gepa_defaults.use_merge).lower()}, skip_perfect_score = "
@@ -213,22 +219,26 @@ async def synth_opt_run(key: str, path: Path, task: argparse.Namespace) -> Run:
         result.best_train_score,
         result.rollouts_reused["total"],
         result.stop_reason,
-        contained(Path(result.event_feed_path)),
+        *feed_counts(Path(result.event_feed_path)),
     )
 
 
-def contained(feed: Path) -> int:
-    """How many proposals of a run's feed ended ``contained`` (their rebased edit was already in the pool)."""
-    count = 0
+def feed_counts(feed: Path) -> tuple[int, int]:
+    """How many proposals of a run's feed ended ``contained`` (their rebased edit was already in the pool), and how
+    many were asked again (their first texts repeated edits in flight)."""
+    contained = again = 0
     for line in feed.read_text(encoding="utf-8").splitlines():
         event = json.loads(line)
-        count += event["type"] == "proposal.created" and event["fields"].get("rebase") == "contained"
-    return count
+        if event["type"] == "proposal.created":
+            contained += event["fields"].get("rebase") == "contained"
+            again += "repeated" in event["fields"]
+    return contained, again
 
 
 def progress(task: str, seed: int, run: Run) -> None:
     reused = "" if run.reused is None else f", reused {run.reused}"
     reused += "" if not run.contained else f", contained {run.contained}"
+    reused += "" if not run.again else f", asked again {run.again}"
     print(
         f"  {task} seed {seed} {run.key:<11} {run.seconds:7.2f} s  best {run.best:.4f}  calls {run.calls}, "
         f"proposals {run.proposals}{reused}, stop {run.stop_reason}",
@@ -305,7 +315,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
     print(f"\n{task}: means over {len(seeds)} seeds ({', '.join(str(seed) for seed in seeds)})")
     header = (
         f"{'system':<22} {'propose/rollout/flight':<22} {'best':>7}  {'per seed':<{width}} {'wall s':>7} "
-        f"{'x gepa':>6} {'>=gepa':>6} {'props':>6} {'contained':>9} {'reused':>7} {'calls':>6}"
+        f"{'x gepa':>6} {'>=gepa':>6} {'props':>6} {'again':>5} {'contained':>9} {'reused':>7} {'calls':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -318,6 +328,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
         at_least = sum(by_seed[seed][key].best >= gepa_best[seed] - TOLERANCE for seed in seeds)
         reused = [run.reused for run in runs if run.reused is not None]
         held = [run.contained for run in runs if run.contained is not None]
+        again = [run.again for run in runs if run.again is not None]
         system = (
             f"gepa {args.gepa_version}"
             if key == "gepa"
@@ -328,6 +339,7 @@ def report(task: str, by_seed: dict[int, dict[str, Run]], args: argparse.Namespa
             f"{system:<22} {workers[key]:<22} {best:>7.4f}  {per_seed:<{width}} "
             f"{mean([run.seconds for run in runs]):>7.2f} {ratio:>6.2f} {f'{at_least}/{len(seeds)}':>6} "
             f"{mean([float(run.proposals) for run in runs]):>6.1f} "
+            f"{f'{mean([float(a) for a in again]):.1f}' if again else '-':>5} "
             f"{f'{mean([float(c) for c in held]):.1f}' if held else '-':>9} "
             f"{f'{mean([float(r) for r in reused]):.1f}' if reused else '-':>7} "
             f"{mean([float(run.calls) for run in runs]):>6.1f}"

@@ -3,7 +3,8 @@
 One standing container in its own process (``latency_container.py``, 5 ms per rollout) serves every run; one
 process runs, one after the other: gepa sequential, gepa with 16 evaluation threads, synth_opt ``sync_serial`` and
 synth_opt ``async_pipelined`` (16 rollout workers, as many as gepa's threads; 4 propose workers; 8 candidates in
-flight) once per ``--staleness`` policy (``rebase`` and ``full`` by default). Same data for all: gepa's trainset
+flight) once per ``--staleness`` policy (``rebase`` and ``full`` by default; ``defaults`` is a run with synth_opt's
+own pipeline defaults, only the mode written). Same data for all: gepa's trainset
 (minibatches) is synth_opt's ``minibatch_ids`` (the first ``--train-rows`` train rows), gepa's valset is synth_opt's
 ``pareto_ids`` (the next ``--pareto-rows``, disjoint), gepa's ``max_metric_calls`` is synth_opt's
 ``max_train_rollouts``, no heldout rows. Both proposers wait 200 ms and then apply the same deterministic rule to
@@ -85,7 +86,7 @@ from _common import (
     words_rule,
 )
 from synth_opt import GepaRun, load_config
-from synth_opt.config import GepaSection
+from synth_opt.config import GepaSection, PipelineSection
 
 try:
     import gepa
@@ -333,13 +334,19 @@ def write_config(
             "max_merge_invocations": args.merge,
             "reuse_evaluations": (args.reuse == "on") if synth_opt_reuses() else None,
         },
-        pipeline={
-            "mode": mode,
-            "max_in_flight_candidates": args.in_flight,
-            "staleness_policy": args.staleness,
-            "delta_max": args.delta_max,
-        },
-        workers={"propose": args.propose_workers, "rollout": args.rollout_workers},
+        pipeline=(
+            {"mode": mode}  # synth_opt's own pipeline defaults
+            if args.staleness == "defaults"
+            else {
+                "mode": mode,
+                "max_in_flight_candidates": args.in_flight,
+                "staleness_policy": args.staleness,
+                "delta_max": args.delta_max,
+            }
+        ),
+        workers=None
+        if args.staleness == "defaults"
+        else {"propose": args.propose_workers, "rollout": args.rollout_workers},
     )
 
 
@@ -403,8 +410,14 @@ def synth_opt_modes(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(mode, staleness policy, workers) of every synth_opt configuration: sync_serial, then async_pipelined with
     each staleness policy asked for."""
     workers = f"{args.rollout_workers} rollout / {args.propose_workers} propose / {args.in_flight} in flight"
+    pipeline = PipelineSection()
+    defaults = (
+        f"defaults: {pipeline.workers.rollout} rollout / {pipeline.workers.propose} propose / "
+        f"{pipeline.max_in_flight_candidates} in flight, {pipeline.staleness_policy}"
+    )
     return [("sync_serial", "full", "1 / 1 / 1 in flight")] + [
-        ("async_pipelined", policy, f"{workers}, {policy}") for policy in args.staleness
+        ("async_pipelined", policy, defaults if policy == "defaults" else f"{workers}, {policy}")
+        for policy in args.staleness
     ]
 
 
@@ -654,10 +667,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vocabulary", type=int, default=40, help="distinct answer words of the word task's rows")
     parser.add_argument(
         "--staleness",
-        choices=("full", "guarded", "rebase"),
+        choices=("full", "guarded", "rebase", "defaults"),
         nargs="+",
         default=["rebase", "full"],
-        help="synth_opt staleness_policy of the async_pipelined runs (one run per policy)",
+        help="synth_opt staleness_policy of the async_pipelined runs (one run per policy); 'defaults': a run with "
+        "synth_opt's own pipeline defaults (only the mode written: --in-flight and the worker counts do not apply)",
     )
     parser.add_argument("--delta-max", type=int, default=2, help="synth_opt delta_max (guarded staleness)")
     parser.add_argument("--repeats", type=int, default=1, help="run every configuration N times; median wall")

@@ -252,6 +252,11 @@ class PipelineSection(_Section):
     staleness_policy: Literal["full", "guarded", "rebase"] = "rebase"
     delta_max: PosInt = 2
     max_in_flight_candidates: PosInt = 4
+    concurrent_edits: bool = True
+    """With several candidates in flight: a proposal whose every new text repeats an edit that a proposal still in
+    flight when it was planned already makes (the same words added, an insertion the other contains) is asked
+    again, those edits in its request, before any of it is rolled out; a text that still repeats one is not
+    rolled out. Costs a proposer call on such a proposal, saves its minibatch rollouts."""
     workers: WorkersSection = Field(default_factory=WorkersSection)
 
 
@@ -375,6 +380,8 @@ class GepaConfig(_Section):
         if pipeline["max_in_flight_candidates"] > 1:  # staleness needs several candidates in flight
             pipeline["staleness_policy"] = self.gepa.pipeline.staleness_policy
             pipeline["delta_max"] = self.gepa.pipeline.delta_max
+            if not self.gepa.pipeline.concurrent_edits:  # the default: in the digest only when off (older digests stay)
+                pipeline["concurrent_edits"] = False
         gepa = self.gepa.model_dump(mode="json", exclude=_NON_DECISION_GEPA_KEYS)
         if not self.gepa.skip_perfect_score:  # off: neither key decides anything (and older digests stay)
             del gepa["skip_perfect_score"], gepa["perfect_score"]

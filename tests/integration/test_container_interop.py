@@ -67,7 +67,9 @@ async def test_a_run_against_an_async_only_container_polls_every_rollout(tmp_pat
             async for event in events:
                 if event.type == "container.launched":
                     url.append(str(event.fields["url"]))
-                if event.type == "search.stopped":  # the container is still up: read what it saw
+                # every train rollout is in (the search stops while proposals are still in flight; the heldout
+                # phase starts once they committed) and the container is still up: read what it saw
+                if event.type == "run.state" and event.fields.get("state") == "evaluating_heldout":
                     async with httpx.AsyncClient() as client:
                         stats.update((await client.get(f"{url[0]}/stats")).json())
 

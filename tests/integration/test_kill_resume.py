@@ -212,6 +212,8 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, reuse: str) -
 
     normalized = lines(whole_dir / "events.normalized.jsonl")
     assert any(line["type"] == "proposal.failed" for line in normalized)  # failed proposals are in the chain too
+    asked_again = [line for line in normalized if line["type"] == "proposal.created" and "repeated" in line["fields"]]
+    assert bool(asked_again) == (mode == "async_pipelined")  # so are proposals asked again (concurrent_edits)
     comparison = compare_feeds(whole_dir / "events.normalized.jsonl", parts_dir / "events.normalized.jsonl")
     assert comparison.equal, (comparison, kills)
     assert outcome(parts_dir) == outcome(whole_dir), kills

@@ -57,6 +57,9 @@ def test_a_run_is_mirrored_to_mlflow(tmp_path: Path) -> None:
     assert len(client.get_metric_history(run.info.run_id, "accepted")) >= result.proposals
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"result_manifest.json", "candidate_registry.json", "frontier.json", "score_chart.svg"} <= artifacts
+    # beside the SQLite store, not in the folder the run was started from
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())
+    assert (tmp_path / "mlruns" / run.info.run_id / "artifacts" / "frontier.json").is_file()
     best = Path(client.download_artifacts(run.info.run_id, "best_candidate.txt", str(tmp_path / "dl")))
     assert best.read_text() == result.best_candidate["prompt"]
     assert run.data.tags["synth_opt.stop_reason"] == result.stop_reason

@@ -67,8 +67,10 @@ async def test_a_pipelined_run_with_memory_resumes_to_the_uninterrupted_result(t
         container_transport=jittery(new_fake(), 3),
         proposer=StubbornProposer(),
     ).execute_async()
-    # the four planned before any commit all try the decoy; those planned after its rejection are told, move on
-    assert reasons(whole.event_feed_path)[:5] == ["not_improved"] * 4 + ["improved"]
+    # the four planned before any commit all try the decoy: the first is rolled out and rejected; the other three
+    # repeat an edit in flight, are asked again (concurrent_edits), try it once more and roll nothing out; those
+    # planned after its rejection are told, move on
+    assert reasons(whole.event_feed_path)[:5] == ["not_improved"] + ["duplicate"] * 3 + ["improved"]
     config = load_config(memory_config(tmp_path, "parts", memory=True, mode="async_pipelined"))
     await cancelled_after_decisions(
         GepaRun(config, container_transport=jittery(new_fake(), 4), proposer=StubbornProposer())

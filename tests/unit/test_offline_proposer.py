@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from synth_opt.proposers.offline import FeedbackNotesProposer, feedback_notes
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
+from synth_opt.proposers.reflection import ConcurrentEdit, ReflectionRequest, ReflectiveRecord
 
 
 def request(text: str, *records: tuple[float, str | None], proposals: int = 1) -> ReflectionRequest:
@@ -26,6 +28,14 @@ def test_failed_rows_feedback_becomes_notes_once_each_in_row_order() -> None:
     assert feedback_notes(asked) == ["Name fruit.\n- Name pear.\n- Name kiwi."]
     again = request("Name fruit.\n- Name pear.", (0.0, "Name pear."), (0.0, None), (0.0, "Name pear."))
     assert feedback_notes(again) == ["Name fruit.\n- Name pear."]  # nothing new: the text unchanged
+
+
+def test_asked_again_it_leaves_out_the_notes_proposals_in_flight_already_add() -> None:
+    asked = request("Name fruit.", (0.0, "Name pear."), (0.0, "Name kiwi."))
+    in_flight = replace(asked, concurrent_edits=(ConcurrentEdit(3, "Name fruit.\n- Name pear."),))
+    assert feedback_notes(in_flight) == ["Name fruit.\n- Name kiwi."]
+    taken = replace(asked, concurrent_edits=(ConcurrentEdit(3, "Name fruit.\n- Name pear.\n- Name kiwi."),))
+    assert feedback_notes(taken) == ["Name fruit."]  # nothing left to add
 
 
 def test_several_proposals_carry_one_more_note_each() -> None:

@@ -93,6 +93,8 @@ class ScriptedLanes:
     batches: dict[int, list[RolloutJob]] = field(default_factory=dict)
     asked: list[int] = field(default_factory=list)
     requests: dict[int, Any] = field(default_factory=dict)  # proposal index -> the reflection request it got
+    again: dict[int, str] = field(default_factory=dict)  # proposal index -> the text it answers when asked again
+    asked_again: dict[int, Any] = field(default_factory=dict)  # proposal index -> the request it got the second time
     stages: list[str] = field(default_factory=list)  # each rollout's stage, in the order asked
     reordered: int = 0
     """Rounds whose answers went out in another order than the requests came in."""
@@ -149,6 +151,10 @@ class ScriptedLanes:
         return BatchDone(job.batch_id, results)
 
     def _propose(self, job: ProposeJob) -> ProposeDone:
+        if job.attempt > 1:
+            self.asked_again[job.proposal_index] = job.request
+            text = self.again[job.proposal_index]
+            return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=Usage(calls=1)), None)
         self.asked.append(job.proposal_index)
         self.requests[job.proposal_index] = job.request
         text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
@@ -190,7 +196,10 @@ async def drive(
     no_improvement_iterations: int | None = None,
     order: Order = in_order,
     texts: dict[int, str] | None = None,
+    again: dict[int, str] | None = None,
     memory: bool = False,
+    concurrent_edits: bool = False,
+    staleness_policy: str = "full",
 ) -> Run:
     bus = EventBus()
     events: list[Event] = []
@@ -204,6 +213,8 @@ async def drive(
         score_threshold=score_threshold,
         no_improvement_iterations=no_improvement_iterations,
         proposal_memory=memory,
+        concurrent_edits=concurrent_edits,
+        staleness_policy=staleness_policy,
     )
     ledger = BudgetLedger(Limits(train_rollouts=train_rollouts, heldout_rollouts=0))
     supervisor = Supervisor(
@@ -212,7 +223,7 @@ async def drive(
     inbox: Channel[SupervisorMessage] = open_channel(1000)
     rollouts: Channel[RolloutJob] = open_channel(1000)
     proposals: Channel[ProposeJob] = open_channel(1000)
-    lanes = ScriptedLanes(order=order, proposals=dict(PROPOSALS if texts is None else texts))
+    lanes = ScriptedLanes(order=order, proposals=dict(PROPOSALS if texts is None else texts), again=dict(again or {}))
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lanes.serve, rollouts.receive, proposals.receive, inbox.send)
@@ -351,3 +362,91 @@ async def test_with_memory_a_text_already_in_the_pool_is_not_rolled_out() -> Non
         "proposal 2: accepted (improved, 2.25 vs 1.5)",
     ]
     assert run.lanes is not None and run.lanes.stages.count("p1.child") == 0
+
+
+# proposals 0 and 1 are planned together from the seed and both answer v1: with concurrent_edits, proposal 1 is asked
+# again (told of proposal 0's v1) and answers v3; with the second answer also v1, nothing of proposal 1 is rolled out
+SAME_EDIT = {0: "v1", 1: "v1", 2: "v2"}
+
+
+def created(run: Run, index: int) -> dict[str, Any]:
+    return next(
+        e.data.to_fields() for e in run.events if e.type == "proposal.created" and e.data.proposal_index == index
+    )
+
+
+@pytest.mark.anyio
+async def test_without_concurrent_edits_a_proposal_repeating_one_in_flight_is_rolled_out() -> None:
+    run = await drive(max_in_flight=2, texts=SAME_EDIT, train_rollouts=40)
+    assert run.lanes is not None and run.lanes.asked_again == {}
+    assert run.lanes.stages.count("p1.child") == 3  # v1 rolled out a second time, for nothing
+    assert run.decided()[:2] == [
+        "proposal 0: accepted (improved, 1.5 vs 0.75)",
+        "proposal 1: accepted (improved, 1.5 vs 0.75)",  # the same text: already in the pool, not scored again
+    ]
+    assert run.status("v1") == "accepted"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("order", [in_order, reversed_order, shuffled(4), shuffled(5)])
+async def test_a_proposal_repeating_one_in_flight_is_asked_again_before_any_rollout(order: Order) -> None:
+    run = await drive(
+        max_in_flight=2, texts=SAME_EDIT, again={1: "v3"}, train_rollouts=60, concurrent_edits=True, order=order
+    )
+    assert run.lanes is not None and set(run.lanes.asked_again) == {1}
+    assert run.lanes.stages.count("p1.child") == 3  # only the second answer, v3, was rolled out
+    second = run.lanes.asked_again[1]
+    assert [(edit.proposal_index, edit.text) for edit in second.concurrent_edits] == [(0, "v1")]
+    assert second.to_json()["concurrent_edits"] == [{"proposal_index": 0, "text": "v1"}]
+    assert "## Already being changed" in render_prompt(second)
+    assert "## Already being changed" not in render_prompt(run.lanes.requests[1])
+    assert "concurrent_edits" not in run.lanes.requests[1].to_json()  # a first request is the one it always was
+    assert run.decided()[:2] == [
+        "proposal 0: accepted (improved, 1.5 vs 0.75)",
+        "proposal 1: accepted (improved, 2.25 vs 0.75)",
+    ]
+    assert created(run, 1)["repeated"] == (0,) and "repeated" not in created(run, 0)
+    assert run.status("v3") == "accepted"
+    # both calls of proposal 1 are counted: three proposals' calls and one more
+    assert run.outcome.proposer_usage.calls == run.outcome.proposals + 1
+
+
+@pytest.mark.anyio
+async def test_a_proposal_still_repeating_when_asked_again_rolls_nothing_out() -> None:
+    run = await drive(max_in_flight=2, texts=SAME_EDIT, again={1: "v1"}, train_rollouts=40, concurrent_edits=True)
+    assert run.lanes is not None and set(run.lanes.asked_again) == {1}
+    assert run.lanes.stages.count("p1.child") == 0
+    assert run.decided()[1] == "proposal 1: rejected (duplicate, 0.75 vs 0.75)"
+
+
+@pytest.mark.anyio
+async def test_a_proposal_waits_for_the_texts_of_the_proposals_in_flight_before_it() -> None:
+    """Proposal 1's reply comes first (reversed lanes): it is held until proposal 0's texts are known, so the
+    comparison does not depend on which reply arrived first."""
+    first = await drive(max_in_flight=3, texts=SAME_EDIT, again={1: "v3"}, train_rollouts=60, concurrent_edits=True)
+    other = await drive(
+        max_in_flight=3,
+        texts=SAME_EDIT,
+        again={1: "v3"},
+        train_rollouts=60,
+        concurrent_edits=True,
+        order=reversed_order,
+    )
+    assert other.reordered > 0
+    assert other.decisions() == first.decisions()
+    assert other.lanes is not None and first.lanes is not None
+    assert set(other.lanes.asked_again) == set(first.lanes.asked_again) == {1}
+
+
+@pytest.mark.anyio
+async def test_with_rebase_an_edit_repeating_one_in_flight_is_not_scored_as_contained() -> None:
+    run = await drive(
+        max_in_flight=2,
+        texts=SAME_EDIT,
+        again={1: "v3"},
+        train_rollouts=60,
+        concurrent_edits=True,
+        staleness_policy="rebase",
+    )
+    assert all(created(run, i).get("rebase") != "contained" for i in range(run.outcome.proposals))
+    assert run.lanes is not None and set(run.lanes.asked_again) == {1}

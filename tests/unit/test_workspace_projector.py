@@ -218,6 +218,25 @@ def test_a_rebased_proposal_links_the_candidate_it_was_carried_onto() -> None:
     assert ("rebase_target", "t", "proposal:4") in {(x["link_kind"], x["source_id"], x["target_id"]) for x in links}
 
 
+def test_a_proposal_asked_again_links_the_proposals_whose_edits_it_repeated() -> None:
+    created = ev(
+        9,
+        "proposal.created",
+        proposal_index=6,
+        candidate_id="c1",
+        candidate_ids=["c1"],
+        parent_id="a",
+        parent_ids=["a"],
+        kind="reflection",
+        pool_version=1,
+        staleness=0,
+        repeated=[3, 5],
+    )
+    links = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")
+    repeated = {(x["source_id"], x["target_id"]) for x in links if x["link_kind"] == "repeated_edit"}
+    assert repeated == {("proposal:3", "proposal:6"), ("proposal:5", "proposal:6")}
+
+
 def test_an_unchanged_proposal_still_links_the_candidate_it_kept() -> None:
     created = ev(9, "proposal.created", proposal_index=0, candidate_id="p", candidate_ids=[], parent_id="p")
     (link,) = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")

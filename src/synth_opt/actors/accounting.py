@@ -26,33 +26,40 @@ MERGE_SUBSAMPLE_ROWS = 3 * SUBSAMPLE_PER_STRATUM  # the most rows a merge's stra
 MIN_ROLLOUTS_FOR_FAILURE_RATE = 20
 
 
-def proposal_estimate(ledger: BudgetLedger, state: GepaState, proposals_per_call: int, plan: ProposalPlan) -> Amount:
-    """The most a proposal can use: its batches, the pareto rows if accepted, and one proposer call."""
+def proposal_estimate(
+    ledger: BudgetLedger, state: GepaState, proposals_per_call: int, plan: ProposalPlan, *, proposer_calls: int = 1
+) -> Amount:
+    """The most a proposal can use: its batches, the pareto rows if accepted, and its proposer calls (two when it
+    may be asked again: ``gepa.pipeline.concurrent_edits`` with proposals in flight)."""
     pareto = len(state.pareto_ids)
     if plan.merge is not None:
         return ledger.estimate(train=len(plan.minibatch) + pareto)
     minibatches = (1 + proposals_per_call) * len(plan.minibatch)
-    return ledger.estimate(train=minibatches + pareto, proposer_calls=1)
+    return ledger.estimate(train=minibatches + pareto, proposer_calls=proposer_calls)
 
 
-def worst_case_estimate(ledger: BudgetLedger, state: GepaState, proposals_per_call: int) -> Amount:
+def worst_case_estimate(
+    ledger: BudgetLedger, state: GepaState, proposals_per_call: int, *, proposer_calls: int = 1
+) -> Amount:
     """An upper bound of :func:`proposal_estimate` for whatever is planned next (checked before planning, so a
     proposal that has to wait leaves the planner's random stream untouched)."""
     pareto = len(state.pareto_ids)
     rows = (1 + proposals_per_call) * state.sampler.batch_size
     if state.settings.use_merge:
         rows = max(rows, min(MERGE_SUBSAMPLE_ROWS, pareto))
-    return ledger.estimate(train=rows + pareto, proposer_calls=1)
+    return ledger.estimate(train=rows + pareto, proposer_calls=proposer_calls)
 
 
 def actual_amount(
     ledger: BudgetLedger,
     *batches: BatchDone | None,
     proposer: ProposerResult | None = None,
+    proposer_calls: int = 1,
     heldout: bool = False,
 ) -> Amount:
-    """What the work really used (a reused evaluation uses nothing). A proposer call of unknown cost is charged
-    at its estimate, so a cost limit still binds when the proposer reports no prices."""
+    """What the work really used (a reused evaluation uses nothing). ``proposer``: the usage of ``proposer_calls``
+    calls. A proposer call of unknown cost is charged at its estimate, so a cost limit still binds when the
+    proposer reports no prices."""
     usage = Usage()
     rollouts = 0
     for batch in batches:
@@ -67,11 +74,12 @@ def actual_amount(
     cost = usage.known_cost_usd
     if proposer is not None:
         usage += proposer.usage
-        cost += ledger.estimates.proposer_cost_usd if proposer.usage.cost_usd is None else proposer.usage.cost_usd
+        unknown = proposer_calls * ledger.estimates.proposer_cost_usd
+        cost += unknown if proposer.usage.cost_usd is None else proposer.usage.cost_usd
     return Amount(
         train_rollouts=0 if heldout else rollouts,
         heldout_rollouts=rollouts if heldout else 0,
-        proposer_calls=0 if proposer is None else 1,
+        proposer_calls=0 if proposer is None else proposer_calls,
         tokens=usage.total_tokens,
         cost_usd=cost,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from synth_opt.actors.records import CHECKPOINT_VERSION, Counters, Slot, minus_usage
 from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
+from synth_opt.usage import Usage
 
 __all__ = ["Restored", "committed_counters", "restore_checkpoint", "take_snapshot"]
 
@@ -29,9 +30,20 @@ def committed_counters(counters: Counters, slots: Iterable[Slot]) -> Counters:
             for done in batch.results:
                 if done.reply is not None and not done.reused:
                     committed.rollout_usage = minus_usage(committed.rollout_usage, done.reply.usage)
-        if slot.proposal is not None:
-            committed.proposer_usage = minus_usage(committed.proposer_usage, slot.proposal.usage)
+        received = _proposer_usage(slot)
+        if received is not None:
+            committed.proposer_usage = minus_usage(committed.proposer_usage, received)
     return committed
+
+
+def _proposer_usage(slot: Slot) -> Usage | None:
+    """What the slot's proposer calls have used so far: the texts it took (both calls' usage when it was asked
+    again), else the reply waiting for the edits in flight, else the first call of one asked again."""
+    if slot.proposal is not None:
+        return slot.proposal.usage
+    if slot.waiting is not None:
+        return slot.waiting.usage
+    return slot.first_usage
 
 
 def take_snapshot(
@@ -47,6 +59,7 @@ def take_snapshot(
     heldout_reserved: Amount,
     reuse_evaluations: bool,
     seed_used: Amount | None = None,
+    concurrent_edits: dict[int, tuple[str, tuple[dict[str, str], ...]]] | None = None,
 ) -> dict[str, Any]:
     """Everything a resume needs, as JSON: the state, the ledger, the committed counters and the in-flight plans."""
     return {
@@ -70,6 +83,14 @@ def take_snapshot(
         "heldout_reserved": heldout_reserved.to_json(),
         "reuse_evaluations": reuse_evaluations,
         "seed_used": None if seed_used is None else seed_used.to_json(),  # for the live forecast's rates
+        # (gepa.pipeline.concurrent_edits) the committed proposals' texts the proposals in flight are compared with
+        "concurrent_edits": None
+        if concurrent_edits is None
+        else {
+            str(index): {"parent_id": parent_id, "children": list(children)}
+            for index, (parent_id, children) in sorted(concurrent_edits.items())
+            if index < commits
+        },
         "best_candidate_id": state.best().candidate_id,
         "pool_size": len(state.pool),
     }
@@ -88,6 +109,9 @@ class Restored:
     slots: dict[int, Slot]
     reuse_evaluations: bool  # False for a run checkpointed before reuse existed: it goes on without
     seed_used: Amount | None = None  # what the seed's scoring used (None in checkpoints older than the forecast)
+    # (gepa.pipeline.concurrent_edits) the kept texts by proposal index; None when the run did not compare them (off,
+    # or checkpointed before the comparison existed: it goes on without)
+    concurrent_edits: dict[int, tuple[str, tuple[dict[str, str], ...]]] | None = None
 
 
 def restore_checkpoint(
@@ -111,4 +135,15 @@ def restore_checkpoint(
         slots[plan.index] = slot
     reuse = bool(snapshot.get("reuse_evaluations", False))
     seed_used = Amount.from_json(snapshot["seed_used"]) if snapshot.get("seed_used") else None
-    return Restored(restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse, seed_used)
+    kept = snapshot.get("concurrent_edits")
+    edits = (
+        None
+        if kept is None
+        else {
+            int(index): (str(item["parent_id"]), tuple(dict(child) for child in item["children"]))
+            for index, item in kept.items()
+        }
+    )
+    return Restored(
+        restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse, seed_used, edits
+    )

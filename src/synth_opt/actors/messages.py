@@ -83,6 +83,7 @@ class BatchDone:
 class ProposeJob:
     proposal_index: int
     request: ReflectionRequest
+    attempt: int = 1  # 2: the proposal asked again, its first texts having repeated edits in flight
 
 
 @dataclass(frozen=True, slots=True)

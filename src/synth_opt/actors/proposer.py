@@ -13,7 +13,8 @@ A proposer call ends in one of three ways:
 
 What the proposer saw and said is kept whatever the cache mode: with ``calls_dir`` set, each call's rendered
 prompt and raw reply are written to ``p<index>.prompt.md`` and ``p<index>.reply.txt`` there (the run directory's
-``proposer_calls/``), and the events carry their names, sizes and digests, with a bounded excerpt of the reply
+``proposer_calls/``; a proposal asked again writes ``p<index>.2.prompt.md`` and ``p<index>.2.reply.txt``), and the
+events carry their names, sizes and digests, with a bounded excerpt of the reply
 (the workspace keeps every event).
 """
 
@@ -52,7 +53,8 @@ def propose_handler(
 ) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
     async def handle(job: ProposeJob) -> ProposeDone:
         request = job.request
-        stem = f"p{job.proposal_index:05d}"
+        stem = f"p{job.proposal_index:05d}" + ("" if job.attempt == 1 else f".{job.attempt}")
+        again: dict[str, Any] = {} if job.attempt == 1 else {"attempt": job.attempt}
         bus.emit(
             ReflectionRequested(
                 proposal_index=job.proposal_index,
@@ -65,6 +67,7 @@ def propose_handler(
                 ),
                 omitted_records=request.omitted_records,
                 **_kept(calls_dir, f"{stem}.prompt.md", render_prompt(request), "prompt"),
+                **again,
             ),
             f"proposal {job.proposal_index}: reflect on {len(request.records)} rows of {request.candidate_id}",
             lane="propose",
@@ -86,6 +89,7 @@ def propose_handler(
                         if isinstance(exc, ProposerReplyError)
                         else {}
                     ),
+                    **again,
                 ),
                 f"proposal {job.proposal_index}: {exc.message}",
                 lane="propose",
@@ -101,6 +105,7 @@ def propose_handler(
                 duration_seconds=round(result.duration_seconds, 6),
                 usage=result.usage.to_dict(),
                 **_kept(calls_dir, f"{stem}.reply.txt", result.raw_text, "reply"),
+                **again,
             ),
             f"proposal {job.proposal_index}: {len(result.texts)} text(s)",
             lane="propose",

@@ -53,6 +53,7 @@ class SupervisorSettings:
     prompt_template: str | None = None  # proposer.prompt_template's text; None: the built-in prompt
     proposal_memory: bool = False  # gepa.proposal_memory: rejected edits shown to the proposer, duplicates skipped
     proposal_memory_size: int = 5
+    concurrent_edits: bool = False  # gepa.pipeline.concurrent_edits: a repeat of an edit in flight is asked again
     no_improvement_iterations: int | None = None
     score_threshold: float | None = None
     staleness_policy: str = "full"
@@ -118,7 +119,10 @@ class Slot:
     rebase: Rebase | None = None
     failure: str | None = None  # the proposer served an unusable reply: a failed proposal (why, and its start)
     commits_at_plan: int = 0  # proposals committed when this one was planned: the evaluations it may reuse
-    duplicates: int = 0  # (proposal_memory) proposed texts already in the pool or rejected for this parent
+    duplicates: int = 0  # texts not rolled out: already in the pool, rejected for this parent, or made in flight
+    waiting: ProposerResult | None = None  # (concurrent_edits) the reply, until the edits in flight before it are known
+    repeated: tuple[int, ...] = ()  # (concurrent_edits) the proposals in flight whose edits the first reply repeated
+    first_usage: Usage | None = None  # (concurrent_edits) the first call's usage, when the proposer was asked again
 
     @property
     def pool_parent_ids(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from synth_opt.actors.records import Slot, SupervisorSettings
 from synth_opt.gepa import GepaState, ProposalPlan
 from synth_opt.proposers.reflection import (
     DEFAULT_MAX_FEEDBACK_CHARS,
+    ConcurrentEdit,
     ReflectionRequest,
     ReflectiveRecord,
     RejectedEdit,
@@ -38,6 +39,7 @@ def reflection_request(
     batch: BatchDone,
     *,
     rejected: tuple[RejectedEdit, ...] = (),
+    concurrent: tuple[ConcurrentEdit, ...] = (),
 ) -> ReflectionRequest:
     """The request for the slot's proposer call, bounded (``proposer.max_feedback_chars`` per row, the prompt to
     ``proposer.max_prompt_tokens``), so what the events, the cache key and the proposer see is the same bounded
@@ -63,6 +65,7 @@ def reflection_request(
         proposals=settings.proposals_per_call,
         template=settings.prompt_template,
         rejected_edits=rejected,
+        concurrent_edits=concurrent,
     )
     max_feedback_chars = int(getattr(settings, "max_feedback_chars", DEFAULT_MAX_FEEDBACK_CHARS))
     max_prompt_tokens = getattr(settings, "max_prompt_tokens", None)

@@ -97,9 +97,9 @@ from synth_opt.gepa import (
 )
 from synth_opt.gepa.candidates import candidate_id, mean_score
 from synth_opt.gepa.forecast import Spend, live_forecast
-from synth_opt.gepa.rebase import rebase_payload
+from synth_opt.gepa.rebase import descends_from, rebase_payload, repeats_edit
 from synth_opt.proposers.base import ProposerResult
-from synth_opt.proposers.reflection import RejectedEdit, cut_text
+from synth_opt.proposers.reflection import ConcurrentEdit, RejectedEdit, cut_text
 from synth_opt.usage import Usage
 
 __all__ = ["SearchOutcome", "Supervisor", "SupervisorSettings", "rollout_id_for"]
@@ -146,6 +146,9 @@ class Supervisor:
         self._reuse = settings.reuse_evaluations
         self.evaluations = EvaluationStore()
         self._seed_used: Amount | None = None  # the ledger after the seed's scoring: the live forecast's base
+        self._share = settings.concurrent_edits and settings.max_in_flight > 1
+        # (concurrent_edits) proposal index -> its parent and final child texts, while a later proposal may need them
+        self._edits: dict[int, tuple[str, tuple[dict[str, str], ...]]] = {}
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -273,7 +276,10 @@ class Supervisor:
     def _fill(self) -> None:
         while self._stop_reason is None and len(self._slots) < self.settings.max_in_flight:
             elapsed = self._elapsed()
-            worst_case = worst_case_estimate(self.ledger, self.state, self.settings.proposals_per_call)
+            calls = self._calls_at_plan()
+            worst_case = worst_case_estimate(
+                self.ledger, self.state, self.settings.proposals_per_call, proposer_calls=calls
+            )
             refused = self.ledger.refusal(worst_case, elapsed_seconds=elapsed)
             if refused is not None:
                 stop = budget_stop(refused, in_flight=len(self._slots))
@@ -283,7 +289,9 @@ class Supervisor:
                 # not use, and the next commit plans again (commits come in proposal order: still no timing)
                 break
             plan = self.state.plan_next()
-            amount = proposal_estimate(self.ledger, self.state, self.settings.proposals_per_call, plan)
+            amount = proposal_estimate(
+                self.ledger, self.state, self.settings.proposals_per_call, plan, proposer_calls=calls
+            )
             if self.ledger.reserve(amount, elapsed_seconds=elapsed) is not None:  # amount <= the worst case
                 raise AssertionError(f"proposal {plan.index} exceeds the worst case it was checked against")
             slot = self._slots[plan.index] = Slot(
@@ -293,11 +301,18 @@ class Supervisor:
             self._start_slot(slot)
         self._maybe_finish_search()
 
+    def _calls_at_plan(self) -> int:
+        """The proposer calls a proposal planned now may make: two when it may be asked again (its texts are
+        compared with the edits of the proposals in flight: ``gepa.pipeline.concurrent_edits``)."""
+        return 2 if self._share and self._slots else 1
+
     def _start_slot(self, slot: Slot) -> None:
         """Dispatch a proposal's first batch: the merged candidate on its subsample, or the parent on its
         minibatch (the proposer call follows the parent's batch)."""
         plan = slot.plan
         if plan.merge is not None:
+            if self._share:
+                self._edits[plan.index] = (plan.parent_id, ())  # a merge has no edit of its own to repeat
             merged = Child(plan.merge.payload, plan.merge.candidate_id)
             slot.children.append(merged)
             stage = f"p{plan.index}.merge"
@@ -340,6 +355,7 @@ class Supervisor:
                 score >= self.settings.perfect_score for score in batch.scores.values()
             ):
                 slot.perfect = True  # nothing to reflect on: no proposer call (GEPA's skip_perfect_score)
+                await self._edits_known(slot.plan.index, ())
                 self._advance()
                 return
             assert self._propose_out is not None
@@ -357,24 +373,43 @@ class Supervisor:
         if isinstance(done.error, ProposerReplyError):  # served, but unusable: a failed proposal, decided in order
             usage = done.error.usage if isinstance(done.error.usage, Usage) else Usage()
             self.counters.proposer_usage += usage
-            slot.proposal = ProposerResult(texts=(), usage=usage, raw_text=done.error.raw_reply)
-            slot.failure = failure_summary(done.error)
+            failed = ProposerResult(texts=(), usage=usage, raw_text=done.error.raw_reply)
+            slot.proposal = self._with_first_call(failed, slot)
+            if slot.first_usage is None:
+                slot.failure = failure_summary(done.error)
+            else:  # asked again: the first reply stands, and held nothing but repeats (a duplicate, not a failure)
+                slot.duplicates += 1
+            await self._edits_known(slot.plan.index, ())
             self._advance()
             return
         if done.error is not None:
             raise done.error
         assert done.result is not None
         self.counters.proposer_usage += done.result.usage
+        if self._shares_edits(slot) and slot.first_usage is None:
+            slot.waiting = done.result  # decided once every earlier proposal in flight has its texts
+            await self._release_waiting()
+            return
+        await self._take_proposal(slot, done.result)
+
+    async def _take_proposal(self, slot: Slot, result: ProposerResult) -> None:
+        """The proposer's texts become the slot's children (a text equal to its parent, a sibling or, with
+        proposal memory, a known one is not rolled out) and go to their minibatch."""
         plan = slot.plan
-        for text in done.result.texts[: self.settings.proposals_per_call]:
+        in_flight = (self._in_flight_edits(slot) or []) if slot.first_usage is not None else []
+        for text in result.texts[: self.settings.proposals_per_call]:
             payload = self.state.child_payload(plan, text)
             cid = candidate_id(payload)
             if cid != plan.parent_id and all(child.candidate_id != cid for child in slot.children):
                 if self.settings.proposal_memory and self._known_to(slot, cid):
                     slot.duplicates += 1  # in the pool, or rejected for this parent, before the plan: not rolled out
                     continue
+                if self._repeating(slot, payload, in_flight):
+                    slot.duplicates += 1  # asked again and still repeating an edit in flight: not rolled out
+                    continue
                 slot.children.append(Child(payload, cid))
-        slot.proposal = done.result
+        slot.proposal = self._with_first_call(result, slot)
+        await self._edits_known(plan.index, tuple(child.payload for child in slot.children))
         if slot.unchanged:
             self._advance()
             return
@@ -382,6 +417,97 @@ class Supervisor:
         for index, child in enumerate(slot.children):
             stage = f"p{plan.index}.child"
             self._dispatch("child", child.payload, list(plan.minibatch), stage, plan.index, index, reuse=lookup)
+
+    # -- edits in flight (gepa.pipeline.concurrent_edits) -------------------------------------------------------
+
+    def _shares_edits(self, slot: Slot) -> bool:
+        """Whether the slot's texts are checked against the edits of the proposals in flight when it was planned."""
+        return self._share and slot.plan.merge is None and slot.commits_at_plan < slot.plan.index
+
+    def _with_first_call(self, result: ProposerResult, slot: Slot) -> ProposerResult:
+        """``result`` with the first call's usage added when the proposer was asked again."""
+        return result if slot.first_usage is None else replace(result, usage=slot.first_usage + result.usage)
+
+    async def _edits_known(self, index: int, children: tuple[dict[str, str], ...]) -> None:
+        """Proposal ``index`` has its final texts (none: a merge, a perfect minibatch, a failed call): the
+        proposals after it that were waiting for them may go on."""
+        if not self._share:
+            return
+        self._edits[index] = (self._slots[index].plan.parent_id, children)
+        await self._release_waiting()
+
+    def _in_flight_edits(self, slot: Slot) -> list[tuple[int, dict[str, str]]] | None:
+        """The edits of the proposals in flight when ``slot`` was planned (a fixed set: those planned before it and
+        not yet committed then), each carried onto the slot's parent; None while one of them has no texts yet."""
+        out: list[tuple[int, dict[str, str]]] = []
+        for index in range(slot.commits_at_plan, slot.plan.index):
+            known = self._edits.get(index)
+            if known is None:
+                if index in self._slots:
+                    return None
+                continue  # committed by a run checkpointed before its edits were kept: nothing to compare
+            parent_id, children = known
+            for child in children:
+                carried = self._carried(parent_id, child, slot.plan.parent_id)
+                if carried is not None:
+                    out.append((index, carried))
+        return out
+
+    def _carried(self, parent_id: str, child: dict[str, str], onto_id: str) -> dict[str, str] | None:
+        """Another proposal's child (of ``parent_id``) as a version of ``onto_id``: its edit carried onto it, or
+        the child itself when it descends from it; None when neither descends from the other."""
+        by_id = self.state.by_id
+        if parent_id == onto_id or descends_from(by_id[parent_id], onto_id, by_id):
+            return child
+        if descends_from(by_id[onto_id], parent_id, by_id):
+            return rebase_payload(by_id[parent_id].payload, child, by_id[onto_id].payload)
+        return None
+
+    def _repeating(
+        self, slot: Slot, payload: dict[str, str], in_flight: list[tuple[int, dict[str, str]]]
+    ) -> tuple[int, ...]:
+        """The proposals among ``in_flight`` (:meth:`_in_flight_edits`) whose edit ``payload`` (a child of the slot's
+        parent) repeats."""
+        parent = self.state.by_id[slot.plan.parent_id].payload
+        return tuple(dict.fromkeys(index for index, other in in_flight if repeats_edit(parent, payload, other)))
+
+    async def _release_waiting(self) -> None:
+        """Decide every waiting slot whose earlier proposals in flight all have their texts, in proposal order: a
+        reply whose every new text repeats one of their edits is asked again, with those edits in its request (no
+        rollout spent on it); any other reply goes on."""
+        for index in sorted(self._slots):
+            slot = self._slots.get(index)
+            if slot is None or slot.waiting is None:
+                continue
+            edits = self._in_flight_edits(slot)
+            if edits is None:
+                continue
+            result, slot.waiting = slot.waiting, None
+            texts = result.texts[: self.settings.proposals_per_call]
+            parent = self.state.by_id[slot.plan.parent_id].payload
+            payloads = [p for p in (self.state.child_payload(slot.plan, t) for t in texts) if p != parent]
+            repeated = [self._repeating(slot, payload, edits) for payload in payloads]
+            if not payloads or not all(repeated):
+                await self._take_proposal(slot, result)
+                continue
+            slot.repeated = tuple(sorted({i for indices in repeated for i in indices}))
+            slot.first_usage = result.usage
+            assert slot.parent_batch is not None and self._propose_out is not None
+            module = slot.plan.module
+            concurrent = tuple(
+                ConcurrentEdit(i, cut_text(other.get(module, ""), self.settings.max_feedback_chars))
+                for i, other in edits
+                if other.get(module, "") != parent.get(module, "")
+            )
+            request = reflection_request(
+                self.state,
+                self.settings,
+                slot,
+                slot.parent_batch,
+                rejected=self._rejected_edits(slot),
+                concurrent=concurrent,
+            )
+            await self._propose_out.send(ProposeJob(index, request, attempt=2))
 
     # -- memory (gepa.proposal_memory) ---------------------------------------------------------------------
 
@@ -443,6 +569,13 @@ class Supervisor:
                 check_proposer_failures(self.settings, self.counters, last)
             self._fill()
             self._release_head()
+        self._forget_edits()
+
+    def _forget_edits(self) -> None:
+        """Drop the kept edits no proposal in flight can still be compared with."""
+        oldest = min((slot.commits_at_plan for slot in self._slots.values()), default=self._next_commit)
+        for index in [index for index in self._edits if index < oldest]:
+            del self._edits[index]
 
     def _decide(self, slot: Slot) -> None:
         """Decide (:func:`~synth_opt.actors.decisions.decide_proposal`); an accepted child that is new to the
@@ -514,7 +647,14 @@ class Supervisor:
         child_batches = [child.batch for child in slot.children]
         self.ledger.settle(
             slot.reserved,
-            actual_amount(self.ledger, slot.parent_batch, *child_batches, slot.pareto_batch, proposer=slot.proposal),
+            actual_amount(
+                self.ledger,
+                slot.parent_batch,
+                *child_batches,
+                slot.pareto_batch,
+                proposer=slot.proposal,
+                proposer_calls=1 if slot.first_usage is None else 2,
+            ),
         )
         for batch in (slot.parent_batch, *child_batches, slot.pareto_batch):  # reusable by proposals planned next
             self.evaluations.add(batch, visible_from=plan.index + 1)
@@ -585,7 +725,9 @@ class Supervisor:
         committed = self._next_commit + 1  # this commit's proposal included (the counter moves after it)
         seed = self._seed_used or Amount(train_rollouts=len(self.state.pareto_ids))
         used, limits = self.ledger.used, self.ledger.limits
-        worst = worst_case_estimate(self.ledger, self.state, self.settings.proposals_per_call)
+        worst = worst_case_estimate(
+            self.ledger, self.state, self.settings.proposals_per_call, proposer_calls=2 if self._share else 1
+        )
         in_flight = sum(index > proposal_index for index in self._slots)
         spends = {
             limits.train_cap_key: Spend(
@@ -666,6 +808,7 @@ class Supervisor:
             heldout_reserved=self._heldout.reserved,
             reuse_evaluations=self._reuse,
             seed_used=self._seed_used,
+            concurrent_edits=self._edits if self._share else None,
         )
 
     def resume(
@@ -693,6 +836,8 @@ class Supervisor:
         self._heldout.reserved = restored.heldout_reserved
         self._slots.update(restored.slots)
         self._seed_used = restored.seed_used
+        self._share = self._share and restored.concurrent_edits is not None
+        self._edits = dict(restored.concurrent_edits or {})
         self._resumed = True
 
     def _continue_after_resume(self) -> None:

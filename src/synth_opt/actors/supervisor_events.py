@@ -126,6 +126,9 @@ def emit_proposal_created(bus: EventBus, slot: Slot, chosen_id: str) -> None:
     if slot.rebase is not None:  # the fields appear only on proposals that met a newer candidate (rebase policy)
         created = replace(created, rebase=slot.rebase.outcome, rebased_onto=slot.rebase.target_id)
         onto = f", {slot.rebase.outcome} onto {slot.rebase.target_id}"
+    if slot.first_usage is not None:  # asked again: its first reply repeated these proposals' edits
+        created = replace(created, repeated=slot.repeated)
+        onto += f", asked again (repeated proposal {', '.join(map(str, slot.repeated))})"
     bus.emit(created, f"proposal {plan.index}: {chosen_id} from {plan.parent_id} ({plan.module}){onto}")
 
 

@@ -556,6 +556,9 @@ class ProposalCreated(EventPayload):
     staleness: int
     rebase: str | Unset = UNSET
     rebased_onto: str | Unset | None = UNSET
+    # (gepa.pipeline.concurrent_edits) the proposals in flight whose edits the first reply repeated: the proposer
+    # was asked again (absent when it was not)
+    repeated: tuple[int, ...] | Unset = UNSET
 
 
 @_register
@@ -728,6 +731,7 @@ class ReflectionRequested(EventPayload):
     prompt_chars: int
     prompt_sha256: str
     prompt_file: str | Unset = UNSET
+    attempt: int | Unset = UNSET  # 2: asked again, the first reply having repeated edits in flight (else absent)
 
 
 @_register
@@ -745,6 +749,7 @@ class ProposerCalled(EventPayload):
     reply_sha256: str
     reply: str
     reply_file: str | Unset = UNSET
+    attempt: int | Unset = UNSET
 
 
 @_register
@@ -763,6 +768,7 @@ class ProposerFailed(EventPayload):
     reply_sha256: str | Unset = UNSET
     reply: str | Unset = UNSET
     reply_file: str | Unset = UNSET
+    attempt: int | Unset = UNSET
 
 
 @_register

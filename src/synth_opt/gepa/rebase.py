@@ -22,7 +22,15 @@ from difflib import SequenceMatcher
 
 from synth_opt.gepa.candidates import CandidateRecord
 
-__all__ = ["REGION_TOKENS", "REWRITE_SHARE", "descends_from", "merge_text", "rebase_payload", "rebase_target"]
+__all__ = [
+    "REGION_TOKENS",
+    "REWRITE_SHARE",
+    "descends_from",
+    "merge_text",
+    "rebase_payload",
+    "rebase_target",
+    "repeats_edit",
+]
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")  # whitespace runs, words, single punctuation marks
 
@@ -217,6 +225,15 @@ def rebase_payload(
             return None
         merged[name] = text
     return merged
+
+
+def repeats_edit(parent: Mapping[str, str], child: Mapping[str, str], other: Mapping[str, str]) -> bool:
+    """Whether ``child``'s edit of ``parent`` is already in ``other`` (``parent`` with another proposal's edit): it
+    adds nothing there, so carrying it onto ``other`` gives ``other`` back. The same edit, an insertion the other
+    contains, an edit of a region the other rewrote the same way."""
+    if dict(other) == dict(parent):
+        return False
+    return rebase_payload(parent, child, other) == dict(other)
 
 
 def descends_from(record: CandidateRecord, ancestor_id: str, by_id: Mapping[str, CandidateRecord]) -> bool:

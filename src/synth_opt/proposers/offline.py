@@ -2,7 +2,8 @@
 
 It reads what a task's feedback says and adds it to the text: for each minibatch row that scored below 1 and
 carries feedback, in row order, the feedback's first line becomes a note (``- <line>``) at the end of the target
-module's text, unless the text already holds that line. One proposal carries every new note; with
+module's text, unless the text already holds that line (or, when the proposer is asked again, a version that
+another proposal in flight makes holds it: ``concurrent_edits``). One proposal carries every new note; with
 ``proposals_per_call = n > 1`` the *k*-th carries the first *k*. A minibatch with nothing new to say proposes the
 text unchanged.
 
@@ -26,7 +27,9 @@ __all__ = ["FeedbackNotesProposer", "feedback_notes"]
 def feedback_notes(request: ReflectionRequest) -> list[str]:
     """The proposed texts for ``request`` (see the module's rule)."""
     current = request.candidate[request.target_module]
-    present = {line.strip() for line in current.splitlines()}
+    # a line that proposals in flight already add (listed when the proposer is asked again) counts as present
+    texts = (current, *(edit.text for edit in request.concurrent_edits))
+    present = {line.strip() for text in texts for line in text.splitlines()}
     notes: list[str] = []
     for record in request.records:
         if record.reward >= 1.0 or not record.feedback:

@@ -39,6 +39,7 @@ __all__ = [
     "PROMPT_PLACEHOLDERS",
     "REFLECTION_BLOCK_TAG",
     "REPLY_SCHEMA",
+    "ConcurrentEdit",
     "ReflectionRequest",
     "ReflectiveRecord",
     "RejectedEdit",
@@ -126,6 +127,19 @@ class RejectedEdit:
 
 
 @dataclass(frozen=True, slots=True)
+class ConcurrentEdit:
+    """An edit another proposal in flight already makes (``gepa.pipeline.concurrent_edits``): that proposal's index
+    and its version of the target module, carried onto this request's text (cut to ``max_feedback_chars``). A
+    proposal whose texts all repeat such edits is asked again with them in its request."""
+
+    proposal_index: int
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"proposal_index": self.proposal_index, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
 class ReflectionRequest:
     candidate_id: str
     candidate: dict[str, str]
@@ -137,6 +151,7 @@ class ReflectionRequest:
     omitted_records: int = 0  # rows left out so the prompt fits max_prompt_tokens
     template: str | None = None  # ``proposer.prompt_template``'s text; None: DEFAULT_PROMPT_TEMPLATE
     rejected_edits: tuple[RejectedEdit, ...] = ()  # gepa.proposal_memory: what not to propose again
+    concurrent_edits: tuple[ConcurrentEdit, ...] = ()  # what proposals in flight already change: not to repeat
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -153,6 +168,8 @@ class ReflectionRequest:
             data["omitted_records"] = self.omitted_records
         if self.rejected_edits:  # only then: a request without memory is the one it always was
             data["rejected_edits"] = [edit.to_json() for edit in self.rejected_edits]
+        if self.concurrent_edits:  # only on a proposal asked again: every first request is the one it always was
+            data["concurrent_edits"] = [edit.to_json() for edit in self.concurrent_edits]
         if self.template is not None:  # a template of the user's own: its content (in the cache key), not its path
             data["prompt_template_sha256"] = _digest(self.template)
         return data
@@ -203,9 +220,9 @@ def fit_request(
 ) -> ReflectionRequest:
     """``request`` bounded so its prompt and the system instructions fit ``max_prompt_tokens`` (estimated at
     :data:`CHARS_PER_TOKEN` characters a token): rows cut to ``max_feedback_chars``, then shorter, then the rejected
-    edits dropped (the oldest first), then rows dropped from the end, then the task description and the current
-    text cut. A pure function: the same request and bounds
-    always give the same prompt."""
+    edits and the concurrent edits dropped (the oldest first), then rows dropped from the end, then the task
+    description and the current text cut. A pure function: the same request and bounds always give the same
+    prompt."""
     budget = max_prompt_tokens * CHARS_PER_TOKEN - len(BASE_INSTRUCTIONS)
     fitted = replace(request, records=bound_records(request.records, max_feedback_chars))
     if len(render_prompt(fitted)) <= budget:
@@ -218,6 +235,10 @@ def fit_request(
             return fitted
     while fitted.rejected_edits:  # the memory goes before the examples do: the oldest rejected edit first
         fitted = replace(fitted, rejected_edits=fitted.rejected_edits[1:])
+        if len(render_prompt(fitted)) <= budget:
+            return fitted
+    while fitted.concurrent_edits:  # so do the edits of other proposals, the oldest first
+        fitted = replace(fitted, concurrent_edits=fitted.concurrent_edits[1:])
         if len(render_prompt(fitted)) <= budget:
             return fitted
     while fitted.records:
@@ -275,6 +296,7 @@ def prompt_sections(request: ReflectionRequest) -> dict[str, str]:
         ),
         "task_info": f"## Task\n{request.task_info}\n\n" if request.task_info else "",
         "rejected_edits": _rejected_section(request),
+        "concurrent_edits": _concurrent_section(request),
         "examples": "\n".join(examples),
         "frontier_summary": json.dumps(summary, sort_keys=True, ensure_ascii=False) if summary else "",
         "instructions": "\n".join(instructions),
@@ -287,6 +309,7 @@ PROMPT_PLACEHOLDERS: Final = (
     "other_modules",
     "task_info",
     "rejected_edits",
+    "concurrent_edits",
     "examples",
     "frontier_summary",
     "instructions",
@@ -296,6 +319,8 @@ PROMPT_PLACEHOLDERS: Final = (
 other modules, or nothing), ``task_info`` (a "## Task" section with the container's description, or nothing),
 ``rejected_edits`` (with ``gepa.proposal_memory``: a section saying how many texts proposed from this one were
 rejected and not to propose them again, the texts themselves in the request's block; else nothing),
+``concurrent_edits`` (on a proposal asked again because its texts repeated what other proposals in flight already
+change: a section saying so and to make a different change, the texts in the request's block; else nothing),
 ``examples`` (the minibatch rows: a line saying what they are and the request as one JSON block, which the offline
 proposers read), ``frontier_summary`` (the pool as JSON: its size, version, best and parent mean scores) and
 ``instructions`` (how to reply: the JSON object with a ``proposals`` list, and an example). A template without
@@ -309,13 +334,25 @@ DEFAULT_PROMPT_TEMPLATE: Final = (
     "{current_text}\n"
     "```\n"
     "\n"
-    "{other_modules}{task_info}{rejected_edits}## Examples and request data\n"
+    "{other_modules}{task_info}{rejected_edits}{concurrent_edits}## Examples and request data\n"
     "{examples}\n"
     "\n"
     "## Your reply\n"
     "{instructions}"
 )
 """The built-in reflection prompt, as a template: start your own ``proposer.prompt_template`` from it."""
+
+
+def _concurrent_section(request: ReflectionRequest) -> str:
+    edits = request.concurrent_edits
+    if not edits:
+        return ""
+    return (
+        "## Already being changed\n"
+        f"{len(edits)} other proposal(s) running at the same time already change `{request.target_module}`: their "
+        "versions are the `concurrent_edits` of the request below. Your first reply only repeated their changes. "
+        "Do not make those changes again; improve something else the examples show.\n\n"
+    )
 
 
 def _rejected_section(request: ReflectionRequest) -> str:

@@ -132,6 +132,7 @@ def supervisor_settings(
         prompt_template=config.proposer.template_text(),
         proposal_memory=config.gepa.proposal_memory,
         proposal_memory_size=config.gepa.proposal_memory_size,
+        concurrent_edits=config.gepa.pipeline.concurrent_edits,
     )
 
 

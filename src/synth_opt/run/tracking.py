@@ -129,7 +129,11 @@ class MlflowTracker(GepaCallback):
         client = MlflowClient(tracking_uri=self.uri)
         name = self.config.tracking.experiment
         experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(name, artifact_location=_artifact_location(self.uri))
+        )
         run_id = self._known_run(client, experiment_id)
         if run_id is None:
             tags = {_RUN_TAG: self.run_id, "synth_opt.decision_digest": self.config.decision_digest()}
@@ -206,3 +210,13 @@ def _candidate_text(candidate: dict[str, str]) -> str:
     if len(candidate) == 1:
         return next(iter(candidate.values()))
     return "\n\n".join(f"## {name}\n\n{text}" for name, text in candidate.items())
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store's file (``<its folder>/mlruns``), since
+    MLflow's own default there is ``./mlruns`` in whatever folder the run started from; the server's choice for
+    any other store (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlruns").as_uri() if database.is_absolute() else None

@@ -3,7 +3,8 @@
 It speaks the app-server stdio protocol (one JSON object per line, JSON-RPC without the ``"jsonrpc"`` member),
 so tests and offline demos drive the real :class:`~synth_opt.proposers.codex.CodexAppServerProposer` code path
 with no network and no key. Its proposal is the current text from the request's machine-readable block with a
-marker line appended. Modes reproduce the ways a real server misbehaves:
+marker line appended (another one when the request is a proposal asked again). Modes reproduce the ways a real
+server misbehaves:
 
 - ``ok``: a normal turn (deltas, the completed agent message, token usage, ``turn/completed``);
 - ``exit-after-initialize``: answers ``initialize``, prints a config error to stderr and exits with code 3;
@@ -51,10 +52,14 @@ JsonObject = dict[str, Any]
 
 
 def fake_proposals(prompt: str, *, marker: str = MARKER) -> list[str]:
-    """The deterministic proposals for a reflection prompt: the current text plus a marker line."""
+    """The deterministic proposals for a reflection prompt: the current text plus a marker line (followed by
+    ``(asked again)`` when the request lists ``concurrent_edits``, as a model told what proposals in flight already
+    change would answer something else)."""
     match = _BLOCK.search(prompt)
     block: JsonObject = json.loads(match.group(1)) if match else {}
     current = str(block.get("current_text", ""))
+    if block.get("concurrent_edits"):
+        marker = f"{marker} (asked again)"
     count = max(1, int(block.get("proposals", 1)))
     if count == 1:
         return [f"{current}\n{marker}"]

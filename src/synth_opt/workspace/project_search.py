@@ -159,8 +159,9 @@ def proposal_planned(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
 
 
 def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Row]:
-    """Links from ``proposal:<index>`` to every candidate it produced and to the one it put up for acceptance, and
-    from the candidate a rebased proposal was carried onto."""
+    """Links from ``proposal:<index>`` to every candidate it produced and to the one it put up for acceptance, from
+    the candidate a rebased proposal was carried onto, and from each proposal in flight whose edit its first reply
+    repeated (it was asked again)."""
     created = event.data
     assert isinstance(created, ProposalCreated)
     index = int_or_none(created.proposal_index)
@@ -172,6 +173,9 @@ def proposal_created(event: Event, k: EventKey, _: ProjectionContext) -> list[Ro
     onto = given(created.rebased_onto)
     if onto is not None:
         rows.append(_link(k, "rebase_target", str(onto), source, index, **extra))
+    repeated = given(created.repeated)  # asked again: its first reply repeated these proposals' edits
+    for other in repeated if isinstance(repeated, list | tuple) else ():
+        rows.append(_link(k, "repeated_edit", f"proposal:{int_or_none(other)}", source, index, **extra))
     return rows
 
 

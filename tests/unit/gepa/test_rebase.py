@@ -6,7 +6,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth_opt.gepa.candidates import CandidateRecord
-from synth_opt.gepa.rebase import REGION_TOKENS, descends_from, merge_text, rebase_payload, rebase_target
+from synth_opt.gepa.rebase import (
+    REGION_TOKENS,
+    descends_from,
+    merge_text,
+    rebase_payload,
+    rebase_target,
+    repeats_edit,
+)
 from synth_opt.gepa.state import GepaState, SearchSettings
 
 # -- merge_text ----------------------------------------------------------------------------------------------
@@ -184,3 +191,19 @@ def test_the_state_looks_only_at_candidates_added_after_the_plan() -> None:
     assert state.rebase_target(stale) is second  # descends from whichever parent was chosen, newer and better
     after = state.plan()
     assert state.rebase_target(after).candidate_id == after.parent_id  # planned after ``second``: nothing newer
+
+
+def test_an_edit_another_version_already_makes_repeats_it() -> None:
+    parent = {"instruction": "Answer with one word.", "format": "plain"}
+    other = {"instruction": "Answer with one word. Mention pear.", "format": "plain"}
+    assert repeats_edit(parent, other, other)  # the same text
+    assert repeats_edit(parent, {"instruction": "Answer with one word. Mention", "format": "plain"}, other)
+    more = {"instruction": "Answer with one word. Mention pear. Mention fig.", "format": "plain"}
+    assert not repeats_edit(parent, more, other)  # it adds a word the other lacks
+    assert not repeats_edit(parent, {"instruction": "Answer with one word.", "format": "json"}, other)
+    assert not repeats_edit(parent, {"instruction": "Answer in one word.", "format": "plain"}, other)
+
+
+def test_no_edit_is_repeated_by_a_version_without_one() -> None:
+    parent = {"instruction": "Answer with one word."}
+    assert not repeats_edit(parent, {"instruction": "Answer with one word. Mention pear."}, parent)
