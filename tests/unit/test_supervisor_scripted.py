@@ -25,6 +25,7 @@ from synth_opt.events import DECISION_TYPES, Event, EventBus
 from synth_opt.gepa import (
     STOPPING_RULES,
     BudgetLedger,
+    Estimates,
     GepaState,
     Limits,
     SearchSettings,
@@ -94,6 +95,7 @@ class ScriptedLanes:
     asked: list[int] = field(default_factory=list)
     requests: dict[int, Any] = field(default_factory=dict)  # proposal index -> the reflection request it got
     again: dict[int, str] = field(default_factory=dict)  # proposal index -> the text it answers when asked again
+    usage: Usage = field(default_factory=lambda: Usage(calls=1))  # what each proposer call reports
     asked_again: dict[int, Any] = field(default_factory=dict)  # proposal index -> the request it got the second time
     stages: list[str] = field(default_factory=list)  # each rollout's stage, in the order asked
     reordered: int = 0
@@ -154,14 +156,14 @@ class ScriptedLanes:
         if job.attempt > 1:
             self.asked_again[job.proposal_index] = job.request
             text = self.again[job.proposal_index]
-            return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=Usage(calls=1)), None)
+            return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=self.usage), None)
         self.asked.append(job.proposal_index)
         self.requests[job.proposal_index] = job.request
         text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
         if text == FAIL:
             error = ProposerReplyError("no proposal in the reply", raw_reply=FAIL, usage=Usage(calls=1))
             return ProposeDone(job.proposal_index, None, error)
-        return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=Usage(calls=1)), None)
+        return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=self.usage), None)
 
 
 @dataclass
@@ -200,6 +202,8 @@ async def drive(
     memory: bool = False,
     concurrent_edits: bool = False,
     staleness_policy: str = "full",
+    ledger: BudgetLedger | None = None,
+    usage: Usage | None = None,
 ) -> Run:
     bus = EventBus()
     events: list[Event] = []
@@ -216,14 +220,19 @@ async def drive(
         concurrent_edits=concurrent_edits,
         staleness_policy=staleness_policy,
     )
-    ledger = BudgetLedger(Limits(train_rollouts=train_rollouts, heldout_rollouts=0))
+    ledger = ledger or BudgetLedger(Limits(train_rollouts=train_rollouts, heldout_rollouts=0))
     supervisor = Supervisor(
         state=state, ledger=ledger, bus=bus, settings=settings, seed={"instruction": "v0"}, clock=lambda: 0.0
     )
     inbox: Channel[SupervisorMessage] = open_channel(1000)
     rollouts: Channel[RolloutJob] = open_channel(1000)
     proposals: Channel[ProposeJob] = open_channel(1000)
-    lanes = ScriptedLanes(order=order, proposals=dict(PROPOSALS if texts is None else texts), again=dict(again or {}))
+    lanes = ScriptedLanes(
+        order=order,
+        proposals=dict(PROPOSALS if texts is None else texts),
+        again=dict(again or {}),
+        usage=usage or Usage(calls=1),
+    )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lanes.serve, rollouts.receive, proposals.receive, inbox.send)
@@ -450,3 +459,27 @@ async def test_with_rebase_an_edit_repeating_one_in_flight_is_not_scored_as_cont
     )
     assert all(created(run, i).get("rebase") != "contained" for i in range(run.outcome.proposals))
     assert run.lanes is not None and set(run.lanes.asked_again) == {1}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit", [400, 1_000, 1_600])
+async def test_a_token_limit_holds_with_proposals_asked_again(limit: int) -> None:
+    """A proposal planned while another is in flight may be asked again, so it reserves two proposer calls when it
+    is planned: the second call never takes the run past its token limit (at 400, two calls' worth, the second
+    proposal waits for the first instead of starting beside it); the search stops on that limit."""
+    ledger = BudgetLedger(
+        Limits(train_rollouts=1_000, heldout_rollouts=0, total_tokens=limit), Estimates(proposer_tokens=200)
+    )
+    run = await drive(
+        max_in_flight=2,
+        texts=SAME_EDIT,
+        again={1: "v3"},
+        concurrent_edits=True,
+        ledger=ledger,
+        usage=Usage(calls=1, prompt_tokens=150, completion_tokens=50, total_tokens=200),
+    )
+    assert run.supervisor.ledger.used.tokens <= limit and run.supervisor.ledger.reserved.tokens == 0
+    assert run.outcome.stop_reason == "max_total_tokens"
+    assert run.lanes is not None and bool(run.lanes.asked_again) == (limit > 400)
+    calls = run.outcome.proposals + len(run.lanes.asked_again)
+    assert run.outcome.proposer_usage.total_tokens == run.supervisor.ledger.used.tokens == 200 * calls
