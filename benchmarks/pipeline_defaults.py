@@ -125,23 +125,7 @@ def pipeline_spec(text: str) -> Pipeline:
 
 def task_args(task: str, seed: int, args: argparse.Namespace) -> argparse.Namespace:
     """What ``vs_gepa``'s functions read: the task's frozen parameters and ``vs_gepa.py``'s defaults for the rest."""
-    train_rows, pareto_rows, minibatch_size, budget, selector = vs_gepa.TASK_DEFAULTS[task]
-    return argparse.Namespace(
-        task=task,
-        seed=seed,
-        train_rows=train_rows,
-        pareto_rows=pareto_rows,
-        minibatch_size=minibatch_size,
-        budget=budget,
-        selector=selector,
-        edit="first",
-        vocabulary=40,
-        skip_perfect=False,
-        merge=0,
-        reuse="on" if GepaSection().reuse_evaluations else "off",
-        proposer_ms=args.proposer_ms,
-        latency_ms=args.latency_ms,
-    )
+    return vs_gepa.task_namespace(task, seed, proposer_ms=args.proposer_ms, latency_ms=args.latency_ms)
 
 
 def defaults_note() -> tuple[str, list[str]]:

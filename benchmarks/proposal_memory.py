@@ -82,20 +82,7 @@ class Run:
 
 
 def task_args(task: str, seed: int, args: argparse.Namespace) -> argparse.Namespace:
-    rows, pareto, minibatch_size, budget, selector = vs_gepa.TASK_DEFAULTS[task]
-    return argparse.Namespace(
-        task=task,
-        seed=seed,
-        train_rows=rows,
-        pareto_rows=pareto,
-        minibatch_size=minibatch_size,
-        budget=budget,
-        selector=selector,
-        edit="first",
-        vocabulary=40,
-        proposer_ms=0.0,
-        latency_ms=args.latency_ms,
-    )
+    return vs_gepa.task_namespace(task, seed, proposer_ms=0.0, latency_ms=args.latency_ms)
 
 
 def write_config(folder: Path, name: str, *, url: str, task: argparse.Namespace, ids: list[str], memory: bool) -> Path:

@@ -121,18 +121,14 @@ class Pair:
 
 def task_args(task: str, seed: int, args: argparse.Namespace) -> argparse.Namespace:
     """What ``vs_gepa``'s functions read, with this benchmark's rows, budget and proposer latency."""
-    _, _, minibatch_size, _, selector = vs_gepa.TASK_DEFAULTS[task]
-    return argparse.Namespace(
-        task=task,
-        seed=seed,
-        rows=args.rows[task],
-        train_rows=args.rows[task],
+    rows = args.rows[task]
+    return vs_gepa.task_namespace(
+        task,
+        seed,
+        rows=rows,
+        train_rows=rows,
         pareto_rows=0,
-        minibatch_size=minibatch_size,
         budget=args.budget[task],
-        selector=selector,
-        edit="first",
-        vocabulary=40,
         proposer_ms=args.proposer_ms,
         latency_ms=args.latency_ms,
     )

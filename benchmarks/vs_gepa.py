@@ -620,6 +620,28 @@ TASK_DEFAULTS = {
 }
 
 
+def task_namespace(task: str, seed: int, **overrides: Any) -> argparse.Namespace:
+    """What this module's functions read for ``task`` run on ``seed`` by another benchmark: the task's frozen
+    parameters (:data:`TASK_DEFAULTS`), this script's defaults for the rest (the word task's 40 words and ``first``
+    edit, no perfect-score skip, no merge, reuse as synth_opt's default), then ``overrides``."""
+    train_rows, pareto_rows, minibatch_size, budget, selector = TASK_DEFAULTS[task]
+    fields: dict[str, Any] = {
+        "task": task,
+        "seed": seed,
+        "train_rows": train_rows,
+        "pareto_rows": pareto_rows,
+        "minibatch_size": minibatch_size,
+        "budget": budget,
+        "selector": selector,
+        "edit": "first",
+        "vocabulary": 40,
+        "skip_perfect": False,
+        "merge": 0,
+        "reuse": "on" if GepaSection().reuse_evaluations else "off",
+    }
+    return argparse.Namespace(**{**fields, **overrides})
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=5.0, help="container latency per rollout")
