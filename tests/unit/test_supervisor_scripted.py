@@ -168,10 +168,10 @@ class ScriptedLanes:
         if job.attempt > 1:
             self.asked_again[job.proposal_index] = job.request
             text = self.again[job.proposal_index]
-            return ProposeDone(job.proposal_index, ProposerResult(texts=(text,), usage=self.usage), None)
-        self.asked.append(job.proposal_index)
-        self.requests[job.proposal_index] = job.request
-        text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
+        else:
+            self.asked.append(job.proposal_index)
+            self.requests[job.proposal_index] = job.request
+            text = self.proposals.get(job.proposal_index, f"v{job.proposal_index + 1}")
         if text == FAIL:
             error = ProposerReplyError("no proposal in the reply", raw_reply=FAIL, usage=Usage(calls=1))
             return ProposeDone(job.proposal_index, None, error)
@@ -438,6 +438,16 @@ async def test_a_proposal_still_repeating_when_asked_again_rolls_nothing_out() -
     assert run.lanes is not None and set(run.lanes.asked_again) == {1}
     assert run.lanes.stages.count("p1.child") == 0
     assert run.decided()[1] == "proposal 1: rejected (duplicate, 0.75 vs 0.75)"
+
+
+@pytest.mark.anyio
+async def test_an_unusable_second_reply_leaves_a_duplicate_not_a_failed_proposal() -> None:
+    run = await drive(max_in_flight=2, texts=SAME_EDIT, again={1: FAIL}, train_rollouts=40, concurrent_edits=True)
+    assert run.lanes is not None and set(run.lanes.asked_again) == {1}
+    assert run.lanes.stages.count("p1.child") == 0
+    assert run.decided()[1] == "proposal 1: rejected (duplicate, 0.75 vs 0.75)"
+    assert run.outcome.proposals_failed == 0  # the first reply was usable: no failure counted against the tolerance
+    assert run.outcome.proposer_usage.calls == run.outcome.proposals + 1  # the failed call is still charged
 
 
 @pytest.mark.anyio
