@@ -37,6 +37,7 @@ from synth_opt.events.types import (
     ProposalPlanned,
     ProposerCalled,
     ProposerFailed,
+    ReflectionRequested,
     RolloutCompleted,
     RolloutDegraded,
     RunFinished,
@@ -110,6 +111,8 @@ class ProgressModel:
     rejected: int = 0
     failed: int = 0
     stale: int = 0
+    asked_again: int = 0  # proposals whose first reply repeated edits in flight (gepa.pipeline.concurrent_edits)
+    duplicates: int = 0  # proposals that ended with nothing new to roll out
     since_improvement: int = 0
     seed_score: float | None = None
     best_score: float | None = None
@@ -165,6 +168,9 @@ class ProgressModel:
                 else:
                     self.rejected += 1
                     self.stale += decision.reason == "stale"
+                    self.duplicates += decision.reason == "duplicate"
+            case ReflectionRequested(attempt=2):
+                self.asked_again += 1
             case ProposalFailed():
                 self.rejected += 1
                 self.failed += 1
@@ -269,7 +275,16 @@ def render_progress(model: ProgressModel, view: RunView, *, elapsed: float) -> G
         f"proposals {model.proposals}",
         f"accepted {model.accepted}",
         f"rejected {model.rejected}",
-        f"stale {model.stale}" + (f", failed {model.failed}" if model.failed else ""),
+        f"stale {model.stale}"
+        + "".join(
+            f", {name} {count}"
+            for name, count in (
+                ("failed", model.failed),
+                ("asked again", model.asked_again),
+                ("duplicate", model.duplicates),
+            )
+            if count
+        ),
         f"pool {model.pool_size}",
         f"frontier {model.frontier_size}",
     )

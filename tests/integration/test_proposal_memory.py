@@ -16,6 +16,8 @@ from synth_opt.events.types import AcceptanceDecided
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.usage import Usage
+from synth_opt.view.data import run_detail
+from synth_opt.view.pages import run_page
 
 from .test_evaluation_reuse import reuse_config
 from .test_pipeline_fake import LearningProposer, cancelled_after_decisions, jittery, new_fake
@@ -81,3 +83,24 @@ async def test_a_pipelined_run_with_memory_resumes_to_the_uninterrupted_result(t
     comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
     assert comparison.equal, comparison
     assert resumed.rollouts_used == whole.rollouts_used
+
+
+@pytest.mark.anyio
+async def test_the_run_browser_says_which_proposals_were_asked_again_and_rebased(tmp_path: Path) -> None:
+    """``synth-opt view`` reads the workspace: the three proposals whose first reply repeated proposal 0's edit say
+    so in their decision rows, and a rebased proposal names (and links) the candidate its edit was carried onto."""
+    result = await GepaRun(
+        load_config(memory_config(tmp_path, "view", memory=True, mode="async_pipelined")),
+        container_transport=jittery(new_fake(), 3),
+        proposer=StubbornProposer(),
+    ).execute_async()
+    run_dir = Path(result.manifest_path).parent
+    detail = run_detail(run_dir)
+    by_index = {d.proposal_index: d for d in detail.decisions}
+    assert [by_index[i].repeated for i in range(5)] == [(), (0,), (0,), (0,), ()]
+    assert [by_index[i].reason for i in (1, 2, 3)] == ["duplicate"] * 3
+    rebased = [d for d in detail.decisions if d.rebased_onto is not None]
+    assert rebased and all(d.rebased_onto in detail.nodes for d in rebased)
+    page = run_page(detail)
+    assert page.count("asked again: its first reply repeated p0") == 3
+    assert all("rebased onto <a href=" in page and d.rebased_onto in page for d in rebased)

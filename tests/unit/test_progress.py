@@ -178,3 +178,26 @@ def test_replay_renders_a_recorded_feed_with_the_same_display(tmp_path: Path) ->
     text = console.export_text()
     assert "GEPA myrun" in text and "24/100" in text and "accepted 3" in text and "best 0.6250" in text
     assert main(["events", "replay", "--events", str(run_dir / "events.jsonl")]) == 0
+
+
+def test_the_display_counts_proposals_asked_again_and_duplicates(tmp_path: Path) -> None:
+    """``gepa.pipeline.concurrent_edits``: a proposal asked again shows while its second call runs (the
+    ``reflection.requested`` of attempt 2), and one that ended with nothing new is counted a duplicate."""
+    path = tmp_path / "gepa.toml"
+    path.write_text(CONFIG)
+    view = RunView("demo-run", load_config(path), PipelineStats({}), train_cap=100, heldout_cap=0)
+    model = ProgressModel()
+    for item in scripted():
+        model.apply(item)
+
+    def counters() -> str:
+        console = Console(record=True, width=160, color_system=None)
+        console.print(render_progress(model, view, elapsed=1.0))
+        return next(line for line in console.export_text().splitlines() if "proposals" in line)
+
+    assert "asked again" not in counters() and "duplicate" not in counters()
+    model.apply(event(90, "reflection.requested", proposal_index=6, attempt=2))
+    model.apply(event(91, "reflection.requested", proposal_index=7))  # a first call
+    assert "asked again 1" in counters() and "duplicate" not in counters()
+    model.apply(event(92, "acceptance.decided", accepted=False, reason="duplicate", proposal_index=6))
+    assert "asked again 1, duplicate 1" in counters() and "rejected 4" in counters()

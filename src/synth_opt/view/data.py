@@ -61,6 +61,8 @@ class Decision:
     reason: str
     parent_sum: float | None
     child_sum: float | None
+    rebased_onto: str | None = None  # the candidate a stale proposal's edit was carried onto (staleness "rebase")
+    repeated: tuple[int, ...] = ()  # asked again: the proposals in flight whose edits its first reply repeated
 
 
 @dataclass(slots=True)
@@ -143,8 +145,9 @@ def run_detail(run_dir: Path) -> RunDetail:
             if node is not None:
                 node.status, node.reason = status, reason
                 node.mean_score = mean if mean is not None else node.mean_score
+        onto, repeated = _proposal_links(db, run_id)
         decisions = tuple(
-            Decision(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+            Decision(row[0], row[1], bool(row[2]), row[3], row[4], row[5], onto.get(row[0]), repeated.get(row[0], ()))
             for row in db.execute(
                 "SELECT proposal_index, candidate_id, accepted, reason, parent_sum, child_sum "
                 "FROM acceptance_decisions WHERE run_id = ? ORDER BY proposal_index",
@@ -184,6 +187,23 @@ def run_detail(run_dir: Path) -> RunDetail:
         seed_candidate_id=seed,
         has_chart=(run_dir / "score_chart.svg").is_file(),
     )
+
+
+def _proposal_links(db: sqlite3.Connection, run_id: str) -> tuple[dict[int, str], dict[int, tuple[int, ...]]]:
+    """Per proposal: the candidate its edit was rebased onto, and the proposals whose edits its first reply
+    repeated (the workspace's ``rebase_target`` and ``repeated_edit`` links)."""
+    onto: dict[int, str] = {}
+    repeated: dict[int, list[int]] = {}
+    for kind, source, index in db.execute(
+        "SELECT link_kind, source_id, proposal_index FROM plan_links WHERE run_id = ? AND proposal_index IS NOT NULL "
+        "AND link_kind IN ('rebase_target', 'repeated_edit') ORDER BY sequence_number, source_id",
+        (run_id,),
+    ):
+        if kind == "rebase_target":
+            onto[int(index)] = str(source)
+        elif str(source).startswith("proposal:") and str(source)[9:].isdigit():
+            repeated.setdefault(int(index), []).append(int(str(source)[9:]))
+    return onto, {index: tuple(sorted(others)) for index, others in repeated.items()}
 
 
 def candidate_detail(run_dir: Path, candidate_id: str) -> CandidateDetail | None:

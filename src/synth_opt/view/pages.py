@@ -136,7 +136,7 @@ def run_page(detail: RunDetail) -> str:
         f'<tr><td class="num">{d.proposal_index}</td>'
         f'<td><a href="{_href("runs", run.run_id, "candidates", d.candidate_id)}">{esc(d.candidate_id)}</a>'
         f"{made(d)}</td>"
-        f"<td>{_badge('accepted' if d.accepted else 'rejected')}</td><td>{esc(d.reason)}</td>"
+        f"<td>{_badge('accepted' if d.accepted else 'rejected')}</td><td>{esc(d.reason)}{_how(run.run_id, d)}</td>"
         f'<td class="num">{_score(d.parent_sum)}</td><td class="num">{_score(d.child_sum)}</td></tr>'
         for d in detail.decisions
     )
@@ -202,7 +202,8 @@ def candidate_page(detail: CandidateDetail) -> str:
     if node.decision is not None:
         d = node.decision
         decision = (
-            f"<p>proposal {d.proposal_index}: {_badge('accepted' if d.accepted else 'rejected')} {esc(d.reason)} "
+            f"<p>proposal {d.proposal_index}: {_badge('accepted' if d.accepted else 'rejected')} {esc(d.reason)}"
+            f"{_how(detail.run_id, d)} "
             f"(minibatch {_score(d.parent_sum)} &rarr; {_score(d.child_sum)})</p>"
         )
     rows = "".join(
@@ -217,6 +218,18 @@ def candidate_page(detail: CandidateDetail) -> str:
         f"{''.join(sections)}{scores}"
     )
     return _page(node.candidate_id, body, live=detail.live)
+
+
+def _how(run_id: str, decision: Decision) -> str:
+    """How a pipelined proposal came about: asked again (its first reply repeated edits in flight), rebased."""
+    notes = []
+    if decision.repeated:
+        others = ", ".join(f"p{index}" for index in decision.repeated)
+        notes.append(f"asked again: its first reply repeated {others}")
+    if decision.rebased_onto:
+        href = _href("runs", run_id, "candidates", decision.rebased_onto)
+        notes.append(f'rebased onto <a href="{href}">{esc(decision.rebased_onto)}</a>')
+    return "".join(f' <span class="muted how">({note})</span>' for note in notes)
 
 
 def message_page(title: str, message: str) -> str:
