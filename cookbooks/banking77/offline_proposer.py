@@ -13,7 +13,9 @@ label the ``ADD_WORDS`` (4) most telling words of the query that the line does n
 policy's tokenizer and stemmer). A word tells more when fewer minibatch queries of *other* labels contain it (so
 "my", "how" or "the" lose against "arrived" or "stolen"), then when fewer label lines already list it, then when it
 is longer, then by its place in the query; one-letter words are skipped. Nothing is ever removed: removing the
-keyword that pulled a query to the wrong label was tried and generalised worse (see the cookbook README).
+keyword that pulled a query to the wrong label was tried and generalised worse (see the cookbook README). A request
+asked again lists what proposals in flight already add (``concurrent_edits``): their keywords count as listed, so
+the reply adds the next most telling words instead.
 
 With ``proposals = n`` it returns ``n`` distinct texts where the records allow: variant ``i`` adds ``ADD_WORDS + i``
 words per failure. Correct records contribute nothing, except when nothing failed: then variant ``i`` adds
@@ -33,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the cookbook importable a
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from banking77.policy import stem
-from cookbook_kit.proposer import distinct_proposals, offline_proposer, wanted_proposals
+from cookbook_kit.proposer import concurrent_texts, distinct_proposals, offline_proposer, wanted_proposals
 from synth_opt.proposers.stdio_app_server import extract_reflection_request as extract_request
 
 __all__ = ["ADD_WORDS", "extract_request", "propose", "reply_for_turn", "serve"]
@@ -99,6 +101,11 @@ def _record_fields(record: Mapping[str, Any]) -> tuple[str, str | None]:
 
 def _edit(request: Mapping[str, Any], add_words: int, *, failures: bool = True) -> str:
     lines = _Lines(str(request["current_text"]))
+    # keywords that proposals in flight already add to a line (a request asked again lists them) count as listed
+    taken: dict[str, set[str]] = {}
+    for text in concurrent_texts(request):
+        for label, stems in _Lines(text).stems.items():
+            taken.setdefault(label, set()).update(stems)
     records = [record for record in request.get("records") or [] if isinstance(record, Mapping)]
     fields = [_record_fields(record) for record in records]
     # per word stem: how many minibatch queries contain it, in total and per expected label
@@ -116,6 +123,8 @@ def _edit(request: Mapping[str, Any], add_words: int, *, failures: bool = True) 
         for order, word in enumerate(_WORD.findall(query.lower())):
             word_stem = stem(word)
             if len(word) < 2 or word_stem in lines.stems[expected] or word_stem in seen:
+                continue
+            if word_stem in taken.get(expected, ()):
                 continue
             seen.add(word_stem)
             other_labels = with_stem[word_stem] - with_stem_label[word_stem, expected]

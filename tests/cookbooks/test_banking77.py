@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ import httpx
 import pytest
 
 from banking77 import container, data, offline_proposer, policy
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.gepa.rebase import repeats_edit
+from synth_opt.proposers.reflection import (
+    ConcurrentEdit,
+    ReflectionRequest,
+    ReflectiveRecord,
+    parse_reply,
+    render_prompt,
+)
 from synth_opt.testing import converse
 
 COOKBOOKS = Path(__file__).resolve().parents[2] / "cookbooks"
@@ -317,6 +325,26 @@ def test_offline_proposer_is_a_pure_function_with_distinct_proposals(source: dat
     assert failed
     for record in failed:
         assert len(new_lines[record.task["label"]]) > len(seed_lines[record.task["label"]])
+
+
+def test_offline_proposer_asked_again_adds_other_keywords_than_the_edits_in_flight(source: data.DataSource) -> None:
+    """``gepa.pipeline.concurrent_edits``: asked again with another proposal's version of the text (its first reply
+    was that edit), the proposer counts that version's keywords as listed and adds the next most telling words of
+    the failed queries: a reply that repeats nothing in flight."""
+    request = _request(source)
+    current = request.candidate["system_prompt"]
+    (first,) = parse_reply(offline_proposer.reply_for_turn(render_prompt(request)))
+    again = replace(request, concurrent_edits=(ConcurrentEdit(3, first),))
+    (second,) = parse_reply(offline_proposer.reply_for_turn(render_prompt(again)))
+    assert second != current
+    assert not repeats_edit({"p": current}, {"p": second}, {"p": first})
+    # the lines it changes gain none of the keywords the edit in flight added to them
+    before, in_flight, after = (dict(line.split(": ", 1) for line in t.splitlines()) for t in (current, first, second))
+    changed = [label for label in after if after[label] != before[label]]
+    assert changed
+    for label in changed:
+        added = set(after[label].split(", ")) - set(before[label].split(", "))
+        assert added and not added & (set(in_flight[label].split(", ")) - set(before[label].split(", ")))
 
 
 def test_offline_proposer_reads_labels_from_feedback_when_rows_lack_them() -> None:

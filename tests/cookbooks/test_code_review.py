@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,14 @@ import pytest
 
 from code_review import container, diffs, offline_proposer, policy, scoring
 from synth_opt import GepaRun
-from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, parse_reply, render_prompt
+from synth_opt.gepa.rebase import repeats_edit
+from synth_opt.proposers.reflection import (
+    ConcurrentEdit,
+    ReflectionRequest,
+    ReflectiveRecord,
+    parse_reply,
+    render_prompt,
+)
 from synth_opt.testing import converse
 from synth_opt.testing.fake_openai import FakeOpenAI, serve_fake_openai
 
@@ -541,6 +549,22 @@ def test_offline_proposer_is_a_pure_function_with_distinct_proposals() -> None:
     assert offline_proposer.propose(json.loads(json.dumps(request.to_json()))) == first
     perfect = _request("- mutable_default: `= [ ] )`, `= [ ] ,`", ["cart/cart.py", "search/index.py"])
     assert offline_proposer.propose(perfect.to_json()) == [perfect.candidate["system_prompt"]]  # nothing to fix
+
+
+def test_offline_proposer_asked_again_passes_over_the_edits_in_flight() -> None:
+    """``gepa.pipeline.concurrent_edits``: asked again with another proposal's version of the checklist, the
+    proposer passes over its variants that repeat that edit and answers with the next one (the evidence allows
+    three distinct ones here)."""
+    request = _request(policy.seed_checklist(), MINIBATCH, proposals=3)
+    current = request.candidate["system_prompt"]
+    variants = parse_reply(offline_proposer.reply_for_turn(render_prompt(request)), wanted=3)
+    single = replace(request, proposals=1)
+    (first,) = parse_reply(offline_proposer.reply_for_turn(render_prompt(single)))
+    assert first == variants[0]
+    again = replace(single, concurrent_edits=(ConcurrentEdit(2, first),))
+    (second,) = parse_reply(offline_proposer.reply_for_turn(render_prompt(again)))
+    assert second in variants[1:]
+    assert not repeats_edit({"p": current}, {"p": second}, {"p": first})
 
 
 def _converse(turn_text: str) -> list[dict[str, Any]]:
