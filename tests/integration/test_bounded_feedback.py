@@ -1,9 +1,11 @@
 """A container whose feedback is 5 MB, in a whole run with the openai_compatible proposer over real HTTP and a
 hard max_total_tokens: every prompt sent is bounded (rows cut with a visible marker, the prompt to
-max_prompt_tokens), and the run never uses more tokens than its limit."""
+max_prompt_tokens), the run never uses more tokens than its limit, and its feed and workspace keep only the start
+of each long feedback and trace (a pipelined run with reuse resumes from them to the uninterrupted result)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,11 +14,16 @@ from typing import Any
 import pytest
 
 from synth_opt import GepaRun, load_config
+from synth_opt.actors.rollout import STORED_CHARS
+from synth_opt.events.compare import compare_feeds
+from synth_opt.events.normalize import read_feed
+from synth_opt.events.types import RolloutCompleted, RolloutReused
 from synth_opt.proposers.reflection import BASE_INSTRUCTIONS, CHARS_PER_TOKEN, REFLECTION_BLOCK_TAG
 from synth_opt.testing import FakeOpenAI, serve_fake_openai
 from synth_opt.testing.fake_container import FakeContainer
 
-from .test_pipeline_fake import keyword_score, rows
+from .test_evaluation_reuse import reuse_config
+from .test_pipeline_fake import LearningProposer, cancelled_after_decisions, jittery, keyword_score, rows
 
 BLOCK = re.compile(r"```json " + REFLECTION_BLOCK_TAG + r"\n(.*?)\n```", re.DOTALL)
 FEEDBACK_CHARS = 5_000_000
@@ -97,6 +104,19 @@ async def test_a_5_mb_feedback_is_cut_and_the_token_limit_holds(tmp_path: Path) 
         block = json.loads(BLOCK.search(request.prompt).group(1))  # type: ignore[union-attr]
         assert block["records"], "the rows themselves are kept, only shortened"
         assert all(record["cut"]["feedback"]["chars"] > FEEDBACK_CHARS - 8 for record in block["records"])
+        # the marker names the whole feedback's length, though the run kept only its start
+        assert all(
+            r["feedback"].endswith(f" of {r['cut']['feedback']['chars']} characters shown]") for r in block["records"]
+        )
+    # what the run keeps: the start of each feedback, with the whole one's length and digest, not 5 MB a rollout
+    completed = [e.data for e in read_feed(Path(result.event_feed_path)) if isinstance(e.data, RolloutCompleted)]
+    assert completed and all(line.cut["feedback"]["chars"] > FEEDBACK_CHARS - 8 for line in completed)  # type: ignore[index]
+    assert all(len(line.feedback or "") < STORED_CHARS + 100 for line in completed)
+    whole = huge_feedback({}, {"answer": "w1"}, 0.0)
+    digests = {line.cut["feedback"]["sha256"] for line in completed if "expected w1." in (line.feedback or "")}  # type: ignore[index]
+    assert digests == {hashlib.sha256(whole.encode()).hexdigest()}
+    kept = Path(result.event_feed_path).stat().st_size + Path(result.workspace_db_path or "").stat().st_size
+    assert kept < 4 * len(completed) * STORED_CHARS  # (the whole feedback would be 5 MB a rollout, twice)
     served_tokens = sum(usage["total_tokens"] for usage in fake.served)
     rollout_tokens = result.usage["rollout"]["total_tokens"]
     assert result.usage["proposer"]["total_tokens"] == served_tokens
@@ -120,3 +140,48 @@ def test_a_proposal_reserves_the_prompt_bound_plus_the_output_limit(tmp_path: Pa
     assert proposer_call_reservation(no_limit, estimated_tokens=2000, estimated_cost_usd=None)[0] == 18_000
     codex = section.model_copy(update={"backend": "codex_app_server"})  # codex's own turn: the estimate
     assert proposer_call_reservation(codex, estimated_tokens=2000, estimated_cost_usd=0.5) == (2000, 0.5)
+
+
+def long_replies() -> FakeContainer:
+    """The pipeline tests' container, with feedback and a trace of about 200 kB a rollout that differ by row."""
+    container = FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+        feedback=lambda candidate, row, reward: (
+            f"expected {row['answer']}. " + f"{row['answer']} was missing. " * 9_000
+        ),
+        rewrite_reply=lambda reply: {
+            **reply,
+            "trace": {"steps": [f"{reply['task_id']} step {i}" for i in range(12_000)]},
+        },
+    )
+    return container
+
+
+@pytest.mark.anyio
+async def test_a_run_resumed_from_kept_replies_ends_where_an_uninterrupted_one_ends(tmp_path: Path) -> None:
+    """With reuse on, a resume rebuilds its store of evaluations (the reused rows' feedback and trace, shown to the
+    proposer again) from the feed, which kept only the start of each: the resumed run makes the uninterrupted run's
+    decisions, its proposers' prompts included (their digests are in the normalized feed)."""
+    whole = await GepaRun(
+        load_config(reuse_config(tmp_path, "whole", reuse=True, mode="async_pipelined", budget=300)),
+        container_transport=jittery(long_replies(), 7),
+        proposer=LearningProposer(),
+    ).execute_async()
+    feed = [e.data for e in read_feed(Path(whole.event_feed_path))]
+    assert any(isinstance(line, RolloutReused) for line in feed)
+    completed = [line for line in feed if isinstance(line, RolloutCompleted)]
+    assert all(set(line.cut) == {"feedback", "output"} for line in completed)  # type: ignore[arg-type]
+    assert all(isinstance(line.output, str) and len(line.output) < STORED_CHARS + 100 for line in completed)
+
+    config = load_config(reuse_config(tmp_path, "parts", reuse=True, mode="async_pipelined", budget=300))
+    await cancelled_after_decisions(
+        GepaRun(config, container_transport=jittery(long_replies(), 8), proposer=LearningProposer())
+    )
+    resumed = await GepaRun(
+        config, container_transport=jittery(long_replies(), 9), proposer=LearningProposer()
+    ).execute_async()
+    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
+    assert comparison.equal, comparison
+    assert (resumed.rollouts_used, resumed.rollouts_reused) == (whole.rollouts_used, whole.rollouts_reused)

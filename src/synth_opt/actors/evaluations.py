@@ -96,6 +96,7 @@ class EvaluationStore:
                 usage=Usage.from_dict(data.usage) if data.usage else Usage(),
                 trace=None if data.output is UNSET else data.output,
                 feedback=data.feedback,
+                cut=dict(data.cut) if isinstance(data.cut, dict) else {},
             )
             found[key] = Evaluation(reply, visible_from)
         store = cls()

@@ -52,6 +52,7 @@ def reflection_request(
             output=None if done.reply is None else done.reply.trace,
             reward=done.reward,
             feedback=done.error if done.reply is None else done.reply.feedback,
+            cut={} if done.reply is None else dict(done.reply.cut),
         )
         for done in batch.results
     )

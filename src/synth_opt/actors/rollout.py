@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from synth_opt.actors.messages import RolloutDone, RolloutJob
@@ -14,10 +15,16 @@ from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus, Stage
 from synth_opt.events.types import UNSET, RolloutCompleted, RolloutDegraded
+from synth_opt.proposers.reflection import cut_text, shown_output, text_digest
 
-__all__ = ["RolloutRunner", "rollout_handler", "trace_digest"]
+__all__ = ["STORED_CHARS", "RolloutRunner", "kept_reply", "rollout_handler", "trace_digest"]
 
 RolloutRunner = Callable[[RolloutRequest], Awaitable[RolloutReply]]
+
+# The most of a reply's feedback, and of its trace as JSON text, that a run keeps (in memory, in its event feed and
+# so in its workspace): a container that writes megabytes per rollout would otherwise fill the disk with copies of
+# it. At least ``proposer.max_feedback_chars`` is kept, so the proposer is shown exactly what the whole text gives.
+STORED_CHARS = 65_536
 
 
 def rollout_handler(
@@ -28,13 +35,15 @@ def rollout_handler(
     submission_mode: str,
     run_id: str,
     keep_output: bool = False,
+    kept_chars: int = STORED_CHARS,
 ) -> Callable[[RolloutJob], Awaitable[RolloutDone]]:
     """A handler for the rollout lane. A rollout that ends in a task failure, or in a transport failure that the
     container's outage circuit judged to be its own row's (:mod:`synth_opt.container.circuit`), comes back as a
     *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance. An outage
     (:class:`~synth_opt.container.circuit.ContainerOutageError`) is never an outcome: it ends the run, and no
     rollout it touched reaches the supervisor. ``keep_output``: the ``rollout.completed`` line keeps the reply's
-    trace (evaluation reuse rebuilds its store from the feed on a resume)."""
+    trace (evaluation reuse rebuilds its store from the feed on a resume). A reply's feedback and trace longer than
+    ``kept_chars`` are cut on receipt (:func:`kept_reply`), before anything sees or stores them."""
 
     async def handle(job: RolloutJob) -> RolloutDone:
         request = RolloutRequest(
@@ -50,14 +59,17 @@ def rollout_handler(
         started = time.perf_counter()
         reply: RolloutReply | None = None
         error: str | None = None
+        digest: str | None = None
+        verifiers: list[dict[str, Any]] = []
         try:
             reply = await run_rollout(request)
+            digest, verifiers = trace_digest(reply.trace), _verifier_jobs(reply)  # from the whole reply
+            reply = kept_reply(reply, kept_chars)
         except ContainerOutageError:
             raise
         except ContainerContractError as exc:
             error = exc.message
         duration = time.perf_counter() - started
-        verifiers = _verifier_jobs(reply)
         kind = RolloutCompleted if reply is not None else RolloutDegraded
         bus.emit(
             kind(
@@ -70,11 +82,12 @@ def rollout_handler(
                 objectives=None if reply is None else reply.objectives,
                 error=error,
                 feedback=None if reply is None else reply.feedback,
-                trace_digest=None if reply is None else trace_digest(reply.trace),
+                trace_digest=digest,
                 duration_seconds=round(duration, 6),
                 usage=None if reply is None else reply.usage.to_dict(),
                 verifier_jobs=tuple(verifiers),
                 output=reply.trace if keep_output and reply is not None else UNSET,
+                cut=reply.cut if reply is not None and reply.cut else UNSET,
             ),
             f"{job.stage} {job.candidate_id} on {job.task_id}",
             lane="rollout",
@@ -82,6 +95,27 @@ def rollout_handler(
         return RolloutDone(job, reply, error, duration)
 
     return handle
+
+
+def kept_reply(reply: RolloutReply, limit: int) -> RolloutReply:
+    """``reply`` with its feedback, and its trace (as the proposer is shown it: a text, or sorted JSON), cut to
+    ``limit`` characters with a visible marker when longer; ``cut`` names each with its whole length and sha256.
+    The reward, objectives and usage are untouched; the raw reply of a reply cut is dropped (it holds the whole
+    texts; what the run reads of it, the verifier jobs, is read before)."""
+    cut: dict[str, dict[str, Any]] = {}
+    feedback = reply.feedback
+    if feedback is not None and len(feedback) > limit:
+        cut["feedback"] = {"chars": len(feedback), "sha256": text_digest(feedback)}
+        feedback = cut_text(feedback, limit)
+    trace = reply.trace
+    if trace is not None:
+        shown = shown_output(trace)
+        if len(shown) > limit:
+            cut["output"] = {"chars": len(shown), "sha256": text_digest(shown)}
+            trace = cut_text(shown, limit)
+    if not cut:
+        return reply
+    return replace(reply, feedback=feedback, trace=trace, raw={}, cut=cut)
 
 
 def trace_digest(trace: Any) -> str | None:
@@ -92,10 +126,8 @@ def trace_digest(trace: Any) -> str | None:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _verifier_jobs(reply: RolloutReply | None) -> list[dict[str, Any]]:
+def _verifier_jobs(reply: RolloutReply) -> list[dict[str, Any]]:
     """Judge or checker calls the container reports (``verifier_jobs`` or ``reward_info.verifier_jobs``)."""
-    if reply is None:
-        return []
     info = reply.raw.get("reward_info")
     jobs = reply.raw.get("verifier_jobs") or (info.get("verifier_jobs") if isinstance(info, dict) else None)
     if not isinstance(jobs, list):

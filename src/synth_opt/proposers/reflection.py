@@ -49,7 +49,9 @@ __all__ = [
     "parse_reply",
     "prompt_sections",
     "render_prompt",
+    "shown_output",
     "template_problems",
+    "text_digest",
 ]
 
 REFLECTION_BLOCK_TAG = "synth-opt-reflection"
@@ -72,12 +74,21 @@ BASE_INSTRUCTIONS = (
 )
 
 
-def cut_text(text: str, limit: int) -> str:
+def cut_text(text: str, limit: int, *, total: int | None = None) -> str:
     """``text`` itself when it has at most ``limit`` characters, else its first ``limit`` characters and a visible
-    marker naming how much was cut."""
+    marker naming how much was cut (of ``total`` characters: ``text`` is itself a cut of a text that long)."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]} [... cut: {limit} of {len(text)} characters shown]"
+    return f"{text[:limit]} [... cut: {limit} of {len(text) if total is None else total} characters shown]"
+
+
+def shown_output(output: Any) -> str:
+    """A record's output as the proposer is shown it: a text as it is, anything else as sorted JSON."""
+    return output if isinstance(output, str) else json.dumps(output, sort_keys=True, ensure_ascii=False)
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +182,7 @@ class ReflectionRequest:
         if self.concurrent_edits:  # only on a proposal asked again: every first request is the one it always was
             data["concurrent_edits"] = [edit.to_json() for edit in self.concurrent_edits]
         if self.template is not None:  # a template of the user's own: its content (in the cache key), not its path
-            data["prompt_template_sha256"] = _digest(self.template)
+            data["prompt_template_sha256"] = text_digest(self.template)
         return data
 
     def prompt_json(self) -> dict[str, Any]:
@@ -186,25 +197,29 @@ class ReflectionRequest:
         return data
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def _bound_record(record: ReflectiveRecord, limit: int) -> ReflectiveRecord:
+    """The record with its feedback and output cut to ``limit``. A field already cut on receipt (``record.cut``
+    names it: the rollout actor keeps at most ``STORED_CHARS`` of each) is cut again from what was kept, with the
+    marker naming the original length, so the proposer sees what the whole text would have given it."""
     cut = dict(record.cut)
     feedback = record.feedback
     if feedback is not None and len(feedback) > limit:
-        cut.setdefault("feedback", {"chars": len(feedback), "sha256": _digest(feedback)})
-        feedback = cut_text(feedback, limit)
+        cut.setdefault("feedback", {"chars": len(feedback), "sha256": text_digest(feedback)})
+        feedback = cut_text(feedback, limit, total=_original_chars(cut, "feedback"))
     output = record.output
     if output is not None:
-        shown = output if isinstance(output, str) else json.dumps(output, sort_keys=True, ensure_ascii=False)
+        shown = shown_output(output)
         if len(shown) > limit:
-            cut.setdefault("output", {"chars": len(shown), "sha256": _digest(shown)})
-            output = cut_text(shown, limit)
+            cut.setdefault("output", {"chars": len(shown), "sha256": text_digest(shown)})
+            output = cut_text(shown, limit, total=_original_chars(cut, "output"))
     if feedback is record.feedback and output is record.output:
         return record
     return replace(record, feedback=feedback, output=output, cut=cut)
+
+
+def _original_chars(cut: dict[str, dict[str, Any]], name: str) -> int | None:
+    chars = cut.get(name, {}).get("chars")
+    return chars if isinstance(chars, int) else None
 
 
 def bound_records(records: tuple[ReflectiveRecord, ...], max_chars: int) -> tuple[ReflectiveRecord, ...]:

@@ -1,0 +1,81 @@
+"""What a run keeps of a long rollout reply (``synth_opt.actors.rollout.kept_reply``): the start of its feedback and
+trace, with their whole length and digest, so that its feed and workspace stay bounded while the proposer is shown
+exactly what the whole reply would have shown it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from synth_opt.actors.rollout import kept_reply
+from synth_opt.container.wire import RolloutReply
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, bound_records, fit_request
+from synth_opt.usage import Usage
+
+LIMIT = 1_000
+
+
+def reply(feedback: str | None, trace: object) -> RolloutReply:
+    return RolloutReply(
+        rollout_id="ro-1",
+        status="completed",
+        reward=0.5,
+        objectives={"outcome_reward": 0.5},
+        usage=Usage(total_tokens=12),
+        trace=trace,
+        feedback=feedback,
+        raw={"feedback": feedback, "trace": trace},
+    )
+
+
+def record(source: RolloutReply) -> ReflectiveRecord:
+    """The record a proposal's request holds for the reply (as actors.reflection builds it)."""
+    return ReflectiveRecord("t1", {"q": "x"}, source.trace, source.reward, source.feedback, cut=dict(source.cut))
+
+
+def test_a_short_reply_is_kept_whole() -> None:
+    whole = reply("short feedback", {"steps": [1, 2, 3]})
+    assert kept_reply(whole, LIMIT) is whole
+
+
+def test_a_long_feedback_and_trace_are_cut_with_their_whole_length_and_digest() -> None:
+    feedback = "expected w3. " + "verbose " * 5_000
+    trace = {"turns": [{"said": "word " * 50, "i": i} for i in range(100)]}
+    kept = kept_reply(reply(feedback, trace), LIMIT)
+    assert kept.feedback is not None and kept.feedback.startswith(feedback[:LIMIT])
+    assert kept.feedback.endswith(f"[... cut: {LIMIT} of {len(feedback)} characters shown]")
+    shown = json.dumps(trace, sort_keys=True, ensure_ascii=False)
+    assert kept.trace == f"{shown[:LIMIT]} [... cut: {LIMIT} of {len(shown)} characters shown]"
+    assert kept.cut == {
+        "feedback": {"chars": len(feedback), "sha256": hashlib.sha256(feedback.encode()).hexdigest()},
+        "output": {"chars": len(shown), "sha256": hashlib.sha256(shown.encode()).hexdigest()},
+    }
+    assert (kept.reward, kept.objectives, kept.usage, kept.status) == (
+        0.5,
+        {"outcome_reward": 0.5},
+        Usage(total_tokens=12),
+        "completed",
+    )
+    assert kept.raw == {}  # its copy of the whole texts is not kept
+
+
+@pytest.mark.parametrize("shown_chars", [50, 999, LIMIT])
+def test_the_proposer_is_shown_what_the_whole_reply_would_show_it(shown_chars: int) -> None:
+    """For any ``max_feedback_chars`` up to what was kept, and when a prompt too long for ``max_prompt_tokens`` is
+    cut further, the records and prompts from the kept reply equal those from the whole reply."""
+    whole = reply("expected w3. " + "verbose " * 5_000, {"turns": ["step " * 40] * 60})
+    kept = kept_reply(whole, LIMIT)
+    assert bound_records((record(kept),), shown_chars) == bound_records((record(whole),), shown_chars)
+
+    def request(source: RolloutReply) -> ReflectionRequest:
+        return ReflectionRequest("c", {"p": "text " * 30}, "p", (record(source),) * 6)
+
+    for tokens in (1_200, 3_000, 16_000):  # the prompt fitted by cutting rows further, or not at all
+        fitted = [
+            fit_request(request(source), max_feedback_chars=shown_chars, max_prompt_tokens=tokens)
+            for source in (kept, whole)
+        ]
+        assert fitted[0] == fitted[1] and fitted[0].records
+        assert f"of {len(whole.feedback or '')} characters shown" in json.dumps(fitted[0].to_json())
