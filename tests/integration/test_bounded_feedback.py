@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from synth_opt import GepaRun, load_config
-from synth_opt.actors.rollout import STORED_CHARS
+from synth_opt.container.kept import STORED_CHARS
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import RolloutCompleted, RolloutReused

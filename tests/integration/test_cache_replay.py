@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,10 @@ import httpx
 import pytest
 
 from synth_opt import CacheMissError, GepaRun, load_config
+from synth_opt.container.kept import STORED_CHARS
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
-from synth_opt.events.types import RolloutDegraded
+from synth_opt.events.types import RolloutCompleted, RolloutDegraded
 from synth_opt.testing import FakeContainer
 
 from .test_pipeline_fake import LearningProposer, keyword_score, rows
@@ -82,7 +85,9 @@ class Unreachable:
         return httpx.MockTransport(handle)
 
 
-async def three_runs(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+async def three_runs(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch, container_factory: Callable[[], FakeContainer] = fake
+) -> list[Any]:
     path = tmp_path / "gepa.toml"
     path.write_text(config_text(mode))
     monkeypatch.setenv("FAKE_POLICY_KEY", SECRET)
@@ -95,7 +100,7 @@ async def three_runs(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch)
         if cache_mode == "readonly":
             run = GepaRun(config, container_transport=Unreachable.transport(), proposer=Unreachable())
         else:
-            container = fake()
+            container = container_factory()
             containers.append(container)
             run = GepaRun(config, container_transport=container.transport(), proposer=LearningProposer())
         results.append(await run.execute_async())
@@ -141,6 +146,37 @@ async def test_fresh_cached_and_readonly_runs_make_identical_decisions(
         assert actions.get("write", 0) == profile["writes"]
         for boundary, counts in profile["by_boundary"].items():
             assert by_boundary[boundary] == (counts["hits"], counts["misses"], counts["writes"])
+
+
+def long_replies() -> FakeContainer:
+    """Feedback and a trace of about 200 kB a rollout, different for every row."""
+    return FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+        feedback=lambda candidate, row, reward: f"expected {row['answer']}. " + f"{row['answer']} missing. " * 12_000,
+        rewrite_reply=lambda reply: {**reply, "trace": {"steps": [f"{reply['task_id']} {i}" for i in range(16_000)]}},
+    )
+
+
+@pytest.mark.anyio
+async def test_long_replies_are_cached_as_the_run_keeps_them_and_replay_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache holds what the run keeps of a long feedback and trace (``container.kept``), with the whole
+    length, sha256 and trace digest beside it: a cached and a readonly run make the fresh run's decisions, with the
+    same rollout lines (feedback, ``cut``, ``trace_digest``), and the cache does not grow by the whole replies."""
+    fresh, cached, replay = await three_runs(tmp_path, "async_pipelined", monkeypatch, long_replies)
+    for other in (cached, replay):
+        comparison = compare_feeds(Path(fresh.normalized_event_feed_path), Path(other.normalized_event_feed_path))
+        assert comparison.equal, comparison
+    completed = [e.data for e in read_feed(Path(replay.event_feed_path)) if isinstance(e.data, RolloutCompleted)]
+    assert completed and all(set(line.cut) == {"feedback", "output"} for line in completed)  # type: ignore[arg-type]
+    whole = json.dumps({"steps": [f"{completed[0].task_id} {i}" for i in range(16_000)]}, separators=(",", ":"))
+    assert completed[0].trace_digest == hashlib.sha256(whole.encode()).hexdigest()[:16]  # the whole trace's
+    entries = fresh.rollouts_used["total"]
+    cache = Path(fresh.cache_profile_path).parent.parent / "cache.sqlite"
+    assert cache.stat().st_size < entries * 3 * STORED_CHARS  # (whole: about 400 kB an entry)
 
 
 @pytest.mark.anyio

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from synth_opt.actors.rollout import kept_reply
+from synth_opt.container.kept import kept_reply, trace_digest
+from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import RolloutReply
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, bound_records, fit_request
 from synth_opt.usage import Usage
@@ -26,7 +27,12 @@ def reply(feedback: str | None, trace: object) -> RolloutReply:
         usage=Usage(total_tokens=12),
         trace=trace,
         feedback=feedback,
-        raw={"feedback": feedback, "trace": trace},
+        raw={
+            "rollout_id": "ro-1",
+            "status": "completed",
+            "reward_info": {"outcome_reward": 0.5, "feedback": feedback},
+            "trace": trace,
+        },
     )
 
 
@@ -58,7 +64,16 @@ def test_a_long_feedback_and_trace_are_cut_with_their_whole_length_and_digest() 
         Usage(total_tokens=12),
         "completed",
     )
-    assert kept.raw == {}  # its copy of the whole texts is not kept
+    # the raw reply keeps what was kept, so validated again (a cached reply) it gives the kept reply back
+    again = validate_rollout_reply(kept.raw, "ro-1", url="http://container.test", route="/rollout")
+    assert (again.feedback, again.trace, again.reward) == (kept.feedback, kept.trace, kept.reward)
+    assert kept.whole_trace_digest == trace_digest(trace) and len(json.dumps(kept.raw)) < 3 * LIMIT
+
+
+def test_a_reply_kept_before_is_left_as_it_is() -> None:
+    """A cached reply comes back kept, ``cut`` set: keeping it again (the rollout actor does) changes nothing."""
+    kept = kept_reply(reply("verbose " * 5_000, ["step"] * 2_000), LIMIT)
+    assert kept_reply(kept, LIMIT) is kept
 
 
 @pytest.mark.parametrize("shown_chars", [50, 999, LIMIT])

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 from synth_opt.actors.messages import RolloutDone, RolloutJob
 from synth_opt.container.circuit import ContainerOutageError
+from synth_opt.container.kept import STORED_CHARS, kept_reply, trace_digest
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus, Stage
 from synth_opt.events.types import UNSET, RolloutCompleted, RolloutDegraded
-from synth_opt.proposers.reflection import cut_text, shown_output, text_digest
 
-__all__ = ["STORED_CHARS", "RolloutRunner", "kept_reply", "rollout_handler", "trace_digest"]
+__all__ = ["RolloutRunner", "rollout_handler"]
 
 RolloutRunner = Callable[[RolloutRequest], Awaitable[RolloutReply]]
-
-# The most of a reply's feedback, and of its trace as JSON text, that a run keeps (in memory, in its event feed and
-# so in its workspace): a container that writes megabytes per rollout would otherwise fill the disk with copies of
-# it. At least ``proposer.max_feedback_chars`` is kept, so the proposer is shown exactly what the whole text gives.
-STORED_CHARS = 65_536
 
 
 def rollout_handler(
@@ -43,7 +35,7 @@ def rollout_handler(
     (:class:`~synth_opt.container.circuit.ContainerOutageError`) is never an outcome: it ends the run, and no
     rollout it touched reaches the supervisor. ``keep_output``: the ``rollout.completed`` line keeps the reply's
     trace (evaluation reuse rebuilds its store from the feed on a resume). A reply's feedback and trace longer than
-    ``kept_chars`` are cut on receipt (:func:`kept_reply`), before anything sees or stores them."""
+    ``kept_chars`` are cut on receipt (:mod:`synth_opt.container.kept`), before anything sees or stores them."""
 
     async def handle(job: RolloutJob) -> RolloutDone:
         request = RolloutRequest(
@@ -62,9 +54,9 @@ def rollout_handler(
         digest: str | None = None
         verifiers: list[dict[str, Any]] = []
         try:
-            reply = await run_rollout(request)
-            digest, verifiers = trace_digest(reply.trace), _verifier_jobs(reply)  # from the whole reply
-            reply = kept_reply(reply, kept_chars)
+            reply = kept_reply(await run_rollout(request), kept_chars)
+            digest = reply.whole_trace_digest or trace_digest(reply.trace)
+            verifiers = _verifier_jobs(reply)
         except ContainerOutageError:
             raise
         except ContainerContractError as exc:
@@ -95,35 +87,6 @@ def rollout_handler(
         return RolloutDone(job, reply, error, duration)
 
     return handle
-
-
-def kept_reply(reply: RolloutReply, limit: int) -> RolloutReply:
-    """``reply`` with its feedback, and its trace (as the proposer is shown it: a text, or sorted JSON), cut to
-    ``limit`` characters with a visible marker when longer; ``cut`` names each with its whole length and sha256.
-    The reward, objectives and usage are untouched; the raw reply of a reply cut is dropped (it holds the whole
-    texts; what the run reads of it, the verifier jobs, is read before)."""
-    cut: dict[str, dict[str, Any]] = {}
-    feedback = reply.feedback
-    if feedback is not None and len(feedback) > limit:
-        cut["feedback"] = {"chars": len(feedback), "sha256": text_digest(feedback)}
-        feedback = cut_text(feedback, limit)
-    trace = reply.trace
-    if trace is not None:
-        shown = shown_output(trace)
-        if len(shown) > limit:
-            cut["output"] = {"chars": len(shown), "sha256": text_digest(shown)}
-            trace = cut_text(shown, limit)
-    if not cut:
-        return reply
-    return replace(reply, feedback=feedback, trace=trace, raw={}, cut=cut)
-
-
-def trace_digest(trace: Any) -> str | None:
-    """A short content hash of what the policy saw and did (the trace itself stays in the container's record)."""
-    if trace is None:
-        return None
-    canonical = json.dumps(trace, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _verifier_jobs(reply: RolloutReply) -> list[dict[str, Any]]:

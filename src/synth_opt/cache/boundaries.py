@@ -7,10 +7,12 @@ object is never created: the container is not launched and the proposer process 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from synth_opt.cache.store import CacheStore
 from synth_opt.container.client import ContainerClient
+from synth_opt.container.kept import STORED_CHARS, kept_reply
 from synth_opt.container.replicas import ReplicaSet
 from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, RolloutRequest, TasksetInfo
@@ -33,10 +35,18 @@ __all__ = ["CachedContainer", "CachedProposer"]
 class CachedContainer:
     """The container routes a run uses, through the cache. ``live`` is None in readonly mode."""
 
-    def __init__(self, store: CacheStore, live: ContainerClient | ReplicaSet | None, *, url: str) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        live: ContainerClient | ReplicaSet | None,
+        *,
+        url: str,
+        kept_chars: int = STORED_CHARS,
+    ) -> None:
         self.store = store
         self.live = live
         self.url = url
+        self.kept_chars = kept_chars  # what is kept of a long feedback or trace (synth_opt.container.kept)
 
     def _client(self) -> ContainerClient | ReplicaSet:
         if self.live is None:  # readonly: the store raised CacheMissError before we got here
@@ -163,17 +173,25 @@ class CachedContainer:
         """A cached reply is rebound to the current rollout id, then validated like a live one. A task failure
         (something was served, and it is unusable) is an answer too: it is cached and raised again on replay, so a
         replay or a resume decides it the same way. A transport failure or an outage served nothing: never
-        cached."""
+        cached. A reply with a long feedback or trace is cached as the run keeps it (``kept_chars`` of each, with
+        what was cut: :mod:`synth_opt.container.kept`); an entry kept shorter than this run keeps is asked of the
+        live container again when there is one."""
         key_request = {"route": "POST /rollout", **request.to_json()}
         key_request.pop("submission_mode", None)
         cached = self.store.get("container.rollout", key_request)
-        if cached is not None:
+        if cached is not None and (
+            self.live is None or int(cached.get("kept_chars") or self.kept_chars) >= self.kept_chars
+        ):
             failure = cached.get("task_failure")
             if isinstance(failure, dict):
                 raise ContainerContractError(str(failure.get("message")), **dict(failure.get("detail") or {}))
             payload = dict(cached["value"])
             payload["rollout_id"] = request.rollout_id
-            return validate_rollout_reply(payload, request.rollout_id, url=self.url, route="/rollout (cached)")
+            reply = validate_rollout_reply(payload, request.rollout_id, url=self.url, route="/rollout (cached)")
+            if isinstance(cached.get("cut"), dict):
+                digest = cached.get("trace_digest")
+                reply = replace(reply, cut=dict(cached["cut"]), whole_trace_digest=str(digest) if digest else None)
+            return reply
         try:
             reply = await self._client().rollout(request, **options)
         except (ContainerTransportError, ContainerOutageError):
@@ -182,8 +200,12 @@ class CachedContainer:
             task_failure = {"message": failure.message, "detail": failure.detail}
             self.store.put("container.rollout", key_request, {"task_failure": task_failure})
             raise
-        self.store.put("container.rollout", key_request, {"value": reply.raw})
-        return reply
+        kept = kept_reply(reply, self.kept_chars)
+        entry: dict[str, Any] = {"value": kept.raw}
+        if kept.cut:
+            entry |= {"cut": kept.cut, "trace_digest": kept.whole_trace_digest, "kept_chars": self.kept_chars}
+        self.store.put("container.rollout", key_request, entry)
+        return kept
 
 
 class CachedProposer:

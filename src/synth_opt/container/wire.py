@@ -84,7 +84,7 @@ class RolloutReply:
     ``reward`` comes from ``reward_info.outcome_reward``, else ``reward_info.score``, else a top-level ``reward``.
     ``objectives`` holds per-objective scores when the container reports them. ``trace`` is what the policy saw
     and did; ``feedback`` is any text the container wrote for the proposer; ``cut`` names what the optimizer kept
-    only the start of (see :func:`synth_opt.actors.rollout.kept_reply`).
+    only the start of (see :mod:`synth_opt.container.kept`).
     """
 
     rollout_id: str
@@ -95,6 +95,8 @@ class RolloutReply:
     trace: Any = None
     feedback: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
-    # the fields the optimizer shortened on receipt (``feedback``, ``output`` for the trace): their whole length in
-    # characters and sha256 (the trace as sorted JSON); what it kept is ``feedback`` and ``trace`` (then a text)
+    # the fields the run kept only the start of (``feedback``, ``output`` for the trace; synth_opt.container.kept):
+    # their whole length in characters and sha256 (the trace as sorted JSON); what was kept is ``feedback`` and
+    # ``trace`` (then a text), and ``whole_trace_digest`` the whole trace's digest
     cut: dict[str, dict[str, Any]] = field(default_factory=dict)
+    whole_trace_digest: str | None = None

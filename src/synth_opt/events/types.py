@@ -683,7 +683,7 @@ class _Rollout(EventPayload):
     # the container's trace (what the policy saw and did), kept when the run reuses evaluations: a resume rebuilds
     # its store of evaluations from the feed, and a reused row shows the proposer this output again
     output: Any | Unset = UNSET
-    # what was kept only in part (``feedback``, ``output``: longer than synth_opt.actors.rollout.STORED_CHARS), with
+    # what was kept only in part (``feedback``, ``output``: longer than synth_opt.container.kept.STORED_CHARS), with
     # each one's whole length in characters and sha256
     cut: dict[str, Any] | Unset = UNSET
 

@@ -20,7 +20,6 @@ reply (prose before or after, fences with any info string) holding a ``proposals
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import re
 import string
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from synth_opt.errors import ProposerReplyError
+from synth_opt.texts import cut_text, shown_output, text_digest
 
 __all__ = [
     "BASE_INSTRUCTIONS",
@@ -72,23 +72,6 @@ BASE_INSTRUCTIONS = (
     "program's behaviour with their rewards and feedback, and a summary of the search so far. Reply with the "
     'JSON object {"proposals": ["<full replacement text>"]} and nothing else.'
 )
-
-
-def cut_text(text: str, limit: int, *, total: int | None = None) -> str:
-    """``text`` itself when it has at most ``limit`` characters, else its first ``limit`` characters and a visible
-    marker naming how much was cut (of ``total`` characters: ``text`` is itself a cut of a text that long)."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]} [... cut: {limit} of {len(text) if total is None else total} characters shown]"
-
-
-def shown_output(output: Any) -> str:
-    """A record's output as the proposer is shown it: a text as it is, anything else as sorted JSON."""
-    return output if isinstance(output, str) else json.dumps(output, sort_keys=True, ensure_ascii=False)
-
-
-def text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +181,9 @@ class ReflectionRequest:
 
 
 def _bound_record(record: ReflectiveRecord, limit: int) -> ReflectiveRecord:
-    """The record with its feedback and output cut to ``limit``. A field already cut on receipt (``record.cut``
-    names it: the rollout actor keeps at most ``STORED_CHARS`` of each) is cut again from what was kept, with the
-    marker naming the original length, so the proposer sees what the whole text would have given it."""
+    """The record with its feedback and output cut to ``limit``. A field the run kept only the start of
+    (``record.cut`` names it: :mod:`synth_opt.container.kept`) is cut again from what was kept, with the marker naming
+    the whole length, so the proposer sees what the whole text would have given it."""
     cut = dict(record.cut)
     feedback = record.feedback
     if feedback is not None and len(feedback) > limit:

@@ -28,6 +28,7 @@ import httpx
 from synth_opt.cache import CachedContainer, CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.container.client import ContainerClient
+from synth_opt.container.kept import kept_chars
 from synth_opt.container.launch import launched_container
 from synth_opt.container.replicas import ReplicaSet
 from synth_opt.container.replies import policy_model
@@ -64,14 +65,15 @@ async def open_container(
     run_dir: Path,
 ) -> CachedContainer:
     """The container client for the run, healthy; what it launches or opens is closed with ``stack``."""
+    kept = kept_chars(config.proposer.max_feedback_chars)  # of a long feedback or trace
     if store.mode == "readonly":
         url = config.container.url or "readonly-cache://container"
-        client = CachedContainer(store, None, url=url)
+        client = CachedContainer(store, None, url=url, kept_chars=kept)
         emit_run_state(bus, RunState("replaying_from_cache", cache_path=str(store.path)))
     elif config.container.urls is not None:
         replicas = await stack.enter_async_context(replica_set(config, bus, transport=transport))
         url = replicas.url
-        client = CachedContainer(store, replicas, url=url)
+        client = CachedContainer(store, replicas, url=url, kept_chars=kept)
         emit_run_state(bus, RunState("connecting", container_url=url))
         await replicas.health()  # every replica: those down are taken out, and the run goes on with the others
         await replicas.check_identical()
@@ -80,7 +82,7 @@ async def open_container(
         live = await stack.enter_async_context(
             live_client(config, url, transport=transport, outage=config.container.outage_timeout_seconds, bus=bus)
         )
-        client = CachedContainer(store, live, url=url)
+        client = CachedContainer(store, live, url=url, kept_chars=kept)
         emit_run_state(bus, RunState("connecting", container_url=url))
     await client.health()
     metadata = await client.metadata()
