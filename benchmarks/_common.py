@@ -204,13 +204,15 @@ mode = "off"
 
 @asynccontextmanager
 async def standing_container(
-    latency_ms: float, *, vocabulary: int = 40, task: str = "words", concurrency: int = 0
+    latency_ms: float, *, vocabulary: int = 40, task: str = "words", concurrency: int = 0, pad_kb: int = 0
 ) -> AsyncIterator[str]:
-    """``latency_container.py`` in its own process: the word task (``vocabulary`` answer words) or, with
-    ``task = "banking77"`` or ``"code_review"``, that cookbook's container, each one waiting ``latency_ms`` per
-    rollout and serving at most ``concurrency`` at once (0: no limit)."""
+    """``latency_container.py`` in its own process: the word task (``vocabulary`` answer words, ``pad_kb`` kB more
+    of feedback and trace a rollout) or, with ``task = "banking77"`` or ``"code_review"``, that cookbook's
+    container, each one waiting ``latency_ms`` per rollout and serving at most ``concurrency`` at once (0: no
+    limit)."""
     command = [sys.executable, str(HERE / "latency_container.py"), "--port", "{port}", "--latency-ms", str(latency_ms)]
     command += ["--vocabulary", str(vocabulary), "--task", task, "--concurrency", str(concurrency)]
+    command += ["--pad-kb", str(pad_kb)]
     async with launched_container(command, cwd=HERE, env={}, startup_timeout_seconds=30) as launched:
         yield launched.url
 

@@ -14,6 +14,9 @@ rollouts served).
 
 ``--concurrency N`` serves at most N rollouts at once (the others wait their turn): a replica whose capacity is
 the limit, as a container backed by N model slots would be.
+
+``--pad-kb N`` makes the word task verbose: every feedback gets N kB of further lines after its first, and every
+trace N kB of steps (a container that logs a long transcript per rollout).
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def rows(vocabulary: int) -> dict[str, list[dict[str, str]]]:
     }
 
 
-def build(latency_seconds: float, vocabulary: int = 40) -> Any:
+def build(latency_seconds: float, vocabulary: int = 40, pad_kb: int = 0) -> Any:
     ROWS = rows(vocabulary)
+    pad_lines = pad_kb * 1024 // 64  # lines of 64 characters
     container = Container("latency", description="Say the answer word.")
     served: set[str] = set()
 
@@ -75,8 +79,8 @@ def build(latency_seconds: float, vocabulary: int = 40) -> Any:
             rollout_id=str(payload["rollout_id"]),
             reward=1.0 if row["answer"] in words else 0.0,
             task_id=row["task_id"],
-            trace={"answer_expected": row["answer"]},
-            actionable_side_info={"feedback": f"expected {row['answer']}"},
+            trace={"answer_expected": row["answer"], "steps": [f"{i:08d} " + "x" * 55 for i in range(pad_lines)]},
+            actionable_side_info={"feedback": f"expected {row['answer']}" + f"\n{'detail ' * 9}" * pad_lines},
         ).to_dict()
 
     app = container.fastapi()
@@ -170,9 +174,10 @@ def main() -> None:
     parser.add_argument("--vocabulary", type=int, default=40, help="answer words of the word task")
     parser.add_argument("--task", choices=("words", *BUILDERS), default="words")
     parser.add_argument("--concurrency", type=int, default=0, help="rollouts served at once (0: no limit)")
+    parser.add_argument("--pad-kb", type=int, default=0, help="kB more of feedback and of trace a rollout (words)")
     args = parser.parse_args()
     seconds = args.latency_ms / 1000
-    app = build(seconds, args.vocabulary) if args.task == "words" else BUILDERS[args.task](seconds)
+    app = build(seconds, args.vocabulary, args.pad_kb) if args.task == "words" else BUILDERS[args.task](seconds)
     if args.concurrency > 0:
         app = Limited(app, args.concurrency)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
