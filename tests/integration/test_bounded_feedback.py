@@ -15,7 +15,6 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.container.kept import STORED_CHARS
-from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import RolloutCompleted, RolloutReused
 from synth_opt.proposers.reflection import BASE_INSTRUCTIONS, CHARS_PER_TOKEN, REFLECTION_BLOCK_TAG
@@ -23,7 +22,13 @@ from synth_opt.testing import FakeOpenAI, serve_fake_openai
 from synth_opt.testing.fake_container import FakeContainer
 
 from .test_evaluation_reuse import reuse_config
-from .test_pipeline_fake import LearningProposer, cancelled_after_decisions, jittery, keyword_score, rows
+from .test_pipeline_fake import (
+    LearningProposer,
+    assert_resumes_to,
+    jittery,
+    keyword_score,
+    rows,
+)
 
 BLOCK = re.compile(r"```json " + REFLECTION_BLOCK_TAG + r"\n(.*?)\n```", re.DOTALL)
 FEEDBACK_CHARS = 5_000_000
@@ -176,12 +181,4 @@ async def test_a_run_resumed_from_kept_replies_ends_where_an_uninterrupted_one_e
     assert all(isinstance(line.output, str) and len(line.output) < STORED_CHARS + 100 for line in completed)
 
     config = load_config(reuse_config(tmp_path, "parts", reuse=True, mode="async_pipelined", budget=300))
-    await cancelled_after_decisions(
-        GepaRun(config, container_transport=jittery(long_replies(), 8), proposer=LearningProposer())
-    )
-    resumed = await GepaRun(
-        config, container_transport=jittery(long_replies(), 9), proposer=LearningProposer()
-    ).execute_async()
-    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
-    assert comparison.equal, comparison
-    assert (resumed.rollouts_used, resumed.rollouts_reused) == (whole.rollouts_used, whole.rollouts_reused)
+    await assert_resumes_to(whole, config, long_replies, LearningProposer)

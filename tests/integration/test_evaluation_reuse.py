@@ -14,15 +14,14 @@ from synth_opt.actors.evaluations import EvaluationStore
 from synth_opt.actors.messages import BatchDone, RolloutDone, RolloutJob
 from synth_opt.container.wire import RolloutReply
 from synth_opt.events import EventBus, Stage
-from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
-from synth_opt.events.types import BudgetUpdated, ConfigWarning, RolloutCompleted, RolloutReused, RunState
+from synth_opt.events.types import BudgetUpdated, ConfigWarning, RolloutCompleted, RolloutReused
 from synth_opt.testing import capture_events
 
 from .test_pipeline_fake import (
     EchoProposer,
     LearningProposer,
-    cancelled_after_decisions,
+    assert_resumes_to,
     decisions,
     jittery,
     new_fake,
@@ -121,18 +120,7 @@ async def test_a_cancelled_run_resumes_with_the_store_rebuilt_to_the_uninterrupt
     assert whole.rollouts_reused["train"] > 0
 
     config = load_config(reuse_config(tmp_path, "parts", reuse=True, mode="async_pipelined", budget=300))
-    await cancelled_after_decisions(
-        GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=LearningProposer())
-    )
-    resumed = await GepaRun(
-        config, container_transport=jittery(new_fake(), 9), proposer=LearningProposer()
-    ).execute_async()
-    assert any(
-        isinstance(e.data, RunState) and e.data.state == "resumed" for e in read_feed(Path(resumed.event_feed_path))
-    )
-    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
-    assert comparison.equal, comparison
-    assert (resumed.rollouts_used, resumed.rollouts_reused) == (whole.rollouts_used, whole.rollouts_reused)
+    resumed = await assert_resumes_to(whole, config, new_fake, LearningProposer)
 
     # what the resumed run reused is what the uninterrupted one reused (the rebuilt store is the same)
     def reused(feed: str) -> list[tuple[str, str, str]]:

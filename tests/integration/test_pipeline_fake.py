@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree import ElementTree
@@ -13,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from synth_opt import GepaResult, GepaRun, ProposerError, RunCancelledError, load_config
+from synth_opt import GepaConfig, GepaResult, GepaRun, ProposerError, RunCancelledError, load_config
 from synth_opt.events import UNSET, EventPayload
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
@@ -644,6 +645,24 @@ async def cancelled_after_decisions(run: GepaRun, decisions: int = 6) -> None:
     run.observer = cancel
     with pytest.raises(RunCancelledError):
         await run.execute_async()
+
+
+async def assert_resumes_to(
+    whole: GepaResult,
+    config: GepaConfig,
+    container: Callable[[], FakeContainer],
+    proposer: Callable[[], Any],
+) -> GepaResult:
+    """Runs ``config`` (a run id of its own), cancels it after six decisions and resumes it, each part against a
+    fresh ``container()`` with its own jitter and a fresh ``proposer()``; asserts that the resumed run ends where
+    ``whole`` (the uninterrupted run) ended: the same normalized feed, live and reused rollouts. The resumed run."""
+    await cancelled_after_decisions(GepaRun(config, container_transport=jittery(container(), 101), proposer=proposer()))
+    resumed = await GepaRun(config, container_transport=jittery(container(), 102), proposer=proposer()).execute_async()
+    assert "resumed" in [e.state for e in payloads_of(resumed.event_feed_path, RunState)]
+    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
+    assert comparison.equal, comparison
+    assert (resumed.rollouts_used, resumed.rollouts_reused) == (whole.rollouts_used, whole.rollouts_reused)
+    return resumed
 
 
 P = TypeVar("P", bound=EventPayload)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from synth_opt import GepaRun, load_config
-from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import AcceptanceDecided
 from synth_opt.proposers.base import ProposerResult
@@ -20,7 +19,7 @@ from synth_opt.view.data import run_detail
 from synth_opt.view.pages import run_page
 
 from .test_evaluation_reuse import reuse_config
-from .test_pipeline_fake import LearningProposer, cancelled_after_decisions, jittery, new_fake
+from .test_pipeline_fake import LearningProposer, assert_resumes_to, jittery, new_fake
 
 DECOY = "politely"
 
@@ -74,15 +73,7 @@ async def test_a_pipelined_run_with_memory_resumes_to_the_uninterrupted_result(t
     # planned after its rejection are told, move on
     assert reasons(whole.event_feed_path)[:5] == ["not_improved"] + ["duplicate"] * 3 + ["improved"]
     config = load_config(memory_config(tmp_path, "parts", memory=True, mode="async_pipelined"))
-    await cancelled_after_decisions(
-        GepaRun(config, container_transport=jittery(new_fake(), 4), proposer=StubbornProposer())
-    )
-    resumed = await GepaRun(
-        config, container_transport=jittery(new_fake(), 5), proposer=StubbornProposer()
-    ).execute_async()
-    comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))
-    assert comparison.equal, comparison
-    assert resumed.rollouts_used == whole.rollouts_used
+    await assert_resumes_to(whole, config, new_fake, StubbornProposer)
 
 
 @pytest.mark.anyio
