@@ -49,9 +49,7 @@ __all__ = [
     "parse_reply",
     "prompt_sections",
     "render_prompt",
-    "shown_output",
     "template_problems",
-    "text_digest",
 ]
 
 REFLECTION_BLOCK_TAG = "synth-opt-reflection"
