@@ -31,12 +31,13 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synth_opt.container.kept import kept_chars
 from synth_opt.errors import ConfigError
 from synth_opt.gepa.acceptance import ACCEPTANCE_RULES
 from synth_opt.gepa.selection import SELECTORS
 from synth_opt.lanes.presets import LanePlan, lane_plan
 from synth_opt.proposers.backends import PROPOSER_BACKENDS
-from synth_opt.proposers.reflection import template_problems
+from synth_opt.proposers.reflection import CHARS_PER_TOKEN, template_problems
 from synth_opt.redact import redact_url
 
 __all__ = [
@@ -413,6 +414,11 @@ class GepaConfig(_Section):
         if template is not None:  # its content, not its path (the built-in prompt leaves older digests as they were)
             decisions["prompt_template"] = template
         return decisions
+
+    def kept_reply_chars(self) -> int:
+        """What the run keeps of a rollout's long feedback or trace (:func:`synth_opt.container.kept.kept_chars`):
+        at least what its proposer may be shown of one."""
+        return kept_chars(self.proposer.max_feedback_chars, self.proposer.max_prompt_tokens * CHARS_PER_TOKEN)
 
     def decision_digest(self) -> str:
         canonical = json.dumps(self.decision_config(), sort_keys=True, separators=(",", ":"))

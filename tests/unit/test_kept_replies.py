@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from synth_opt.container.kept import kept_reply, trace_digest
+from synth_opt.container.kept import STORED_CHARS, kept_chars, kept_reply, trace_digest
 from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import RolloutReply
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, bound_records, fit_request
@@ -94,3 +94,11 @@ def test_the_proposer_is_shown_what_the_whole_reply_would_show_it(shown_chars: i
         ]
         assert fitted[0] == fitted[1] and fitted[0].records
         assert f"of {len(whole.feedback or '')} characters shown" in json.dumps(fitted[0].to_json())
+
+
+def test_a_run_keeps_at_least_what_its_proposer_may_be_shown() -> None:
+    """``STORED_CHARS``, or ``max_feedback_chars`` when larger, but never more than a whole prompt holds."""
+    assert kept_chars(4_000, 64_000) == STORED_CHARS
+    assert kept_chars(200_000, 16_000 * 4) == STORED_CHARS
+    assert kept_chars(200_000, 100_000 * 4) == 200_000
+    assert kept_chars(10**9, 100_000 * 4) == 400_000

@@ -27,9 +27,10 @@ STORED_CHARS = 65_536
 _FEEDBACK_HOLDERS = ("reward_info", "actionable_side_info", "metadata")
 
 
-def kept_chars(max_feedback_chars: int) -> int:
-    """What a run keeps of a long feedback or trace: ``STORED_CHARS``, or all the proposer may be shown of one."""
-    return max(STORED_CHARS, max_feedback_chars)
+def kept_chars(max_feedback_chars: int, max_prompt_chars: int) -> int:
+    """What a run keeps of a long feedback or trace: ``STORED_CHARS``, or all the proposer may be shown of one when
+    that is more (``max_feedback_chars`` of a row, and never more than the whole prompt may hold)."""
+    return max(STORED_CHARS, min(max_feedback_chars, max_prompt_chars))
 
 
 def trace_digest(trace: Any) -> str | None:

@@ -28,7 +28,6 @@ import httpx
 from synth_opt.cache import CachedContainer, CacheStore
 from synth_opt.config import GepaConfig
 from synth_opt.container.client import ContainerClient
-from synth_opt.container.kept import kept_chars
 from synth_opt.container.launch import launched_container
 from synth_opt.container.replicas import ReplicaSet
 from synth_opt.container.replies import policy_model
@@ -65,7 +64,7 @@ async def open_container(
     run_dir: Path,
 ) -> CachedContainer:
     """The container client for the run, healthy; what it launches or opens is closed with ``stack``."""
-    kept = kept_chars(config.proposer.max_feedback_chars)  # of a long feedback or trace
+    kept = config.kept_reply_chars()  # of a long feedback or trace
     if store.mode == "readonly":
         url = config.container.url or "readonly-cache://container"
         client = CachedContainer(store, None, url=url, kept_chars=kept)

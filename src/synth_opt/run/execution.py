@@ -31,7 +31,6 @@ from synth_opt.actors import SearchOutcome, Supervisor, propose_handler, rollout
 from synth_opt.cache import CacheStore
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.container.circuit import CircuitStats
-from synth_opt.container.kept import kept_chars
 from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.errors import (
     RunCancelledError,
@@ -486,7 +485,7 @@ class _Execution:
                     submission_mode=config.gepa.rollout_submission_mode,
                     run_id=self.run_id,
                     keep_output=config.gepa.reuse_evaluations,
-                    kept_chars=kept_chars(config.proposer.max_feedback_chars),
+                    kept_chars=config.kept_reply_chars(),
                 ),
                 propose=propose_handler(
                     proposer,
