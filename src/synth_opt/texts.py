@@ -1,13 +1,18 @@
-"""Long texts cut to a bound with a visible marker, and their digests: what the proposer is shown of a row and what
-a run keeps of a rollout reply are cut the same way."""
+"""Texts from outside the run: long ones cut to a bound with a visible marker, and their digests (what the proposer
+is shown of a row and what a run keeps of a rollout reply are cut the same way); lone surrogates replaced."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
-__all__ = ["cut_text", "shown_output", "text_digest"]
+__all__ = ["cut_text", "replace_lone_surrogates", "shown_output", "text_digest", "without_lone_surrogates"]
+
+# a JSON escape of a UTF-16 surrogate (\ud800-\udfff), or the UTF-8-like bytes of one (json.loads passes them)
+_SURROGATE_IN_JSON = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def cut_text(text: str, limit: int, *, total: int | None = None) -> str:
@@ -26,3 +31,25 @@ def shown_output(output: Any) -> str:
 def text_digest(text: str) -> str:
     """The sha256 of a text (hex)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def without_lone_surrogates(value: Any, raw: bytes) -> Any:
+    """``value`` (decoded from the JSON ``raw``) with every lone UTF-16 surrogate in its texts and keys replaced by
+    U+FFFD. JSON may escape one (``"\\ud83d"``, half an emoji cut in two), and Python decodes it into a string that
+    cannot be written as UTF-8: the run's feed, workspace and cache would fail on it. ``value`` itself when
+    ``raw`` holds none (the common case: a scan of the bytes)."""
+    if not _SURROGATE_IN_JSON.search(raw):
+        return value
+    return replace_lone_surrogates(value)
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """A JSON value with every lone UTF-16 surrogate in its texts and keys replaced by U+FFFD (a decoded JSON
+    string holds a surrogate only when it was not half of a pair)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {replace_lone_surrogates(key): replace_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [replace_lone_surrogates(item) for item in value]
+    return value

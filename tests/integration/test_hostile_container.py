@@ -1,9 +1,11 @@
 """Hostile container replies through a real container process in a whole run: a body over
 ``container.max_reply_bytes``, JSON nested 100,000 deep, a reward too large for a float. Each is a degraded rollout
-(a task failure: something was served) whose message names the problem; the run completes."""
+(a task failure: something was served) whose message names the problem; the run completes. Half an emoji (a lone
+surrogate) in a reply's texts is no failure: it is kept as U+FFFD."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from synth_opt import GepaRun, load_config
 from synth_opt.events.normalize import read_feed
-from synth_opt.events.types import RolloutDegraded
+from synth_opt.events.types import RolloutCompleted, RolloutDegraded
 from synth_opt.testing.fault_container import command
 
 from .fault_runs import fault_run_config
@@ -65,3 +67,28 @@ async def test_a_hostile_reply_is_a_degraded_rollout_naming_the_problem_and_the_
         assert "POST /rollout" in error or "(/rollout)" in error, error
     log = (tmp_path / "runs" / "hostile" / "container.log").read_text()
     assert log.count(f"fault {fault} on rollout request") == 2
+
+
+@pytest.mark.anyio
+async def test_half_an_emoji_in_a_reply_is_kept_as_a_replacement_character_and_the_run_completes(
+    tmp_path: Path,
+) -> None:
+    """A reply whose feedback, trace and a metric's name hold a lone UTF-16 surrogate, escaped in the JSON as a
+    JavaScript container sends half an emoji, is a good rollout: the surrogate becomes U+FFFD at the boundary, so
+    the feed, the workspace and the request cache (on here, and it keeps the raw reply, the metric's name too) are
+    written, and the run completes."""
+    argv = command("lone_surrogates", after=2, count=3)
+    path = fault_run_config(tmp_path, argv, run_id="hostile", budget=30, cache="readwrite")
+    result = await GepaRun(load_config(path)).execute_async()
+    assert result.status == "completed", result
+    assert not degraded_rollouts(tmp_path)
+    feed = read_feed(tmp_path / "runs" / "hostile" / "events.jsonl")
+    completed = [event.data for event in feed if isinstance(event.data, RolloutCompleted)]
+    halves = [rollout for rollout in completed if "\ufffd cut" in (rollout.feedback or "")]
+    assert len(halves) == 3
+    assert all("half an emoji: \ufffd" in str(rollout.output) for rollout in halves)  # (the trace, kept for reuse)
+    with sqlite3.connect(str(result.workspace_db_path)) as db:
+        stored = [row[0] for row in db.execute("SELECT feedback FROM evidence_frames WHERE feedback LIKE '%cut'")]
+    assert len(stored) == 3 and all("\ufffd" in text for text in stored)
+    log = (tmp_path / "runs" / "hostile" / "container.log").read_text()
+    assert log.count("fault lone_surrogates on rollout request") == 3

@@ -99,3 +99,25 @@ rollout_estimated_cost_usd = 0.0001"""
     assert result.stop_reason == "max_cost_usd"
     assert result.cost_usd is not None and 0 < result.cost_usd <= 25.0
     assert result.usage["proposer"]["calls"] >= 2
+
+
+def half_an_emoji(prompt: str) -> str:
+    """:func:`learn`'s proposal with half an emoji after the word: the model writes a lone surrogate as a JSON
+    escape (``\\ud83d``) in its reply."""
+    (text,) = json.loads(learn(prompt))["proposals"]
+    return '{"proposals": [' + json.dumps(text)[:-1] + ' \\ud83d"]}'
+
+
+@pytest.mark.anyio
+async def test_half_an_emoji_in_the_model_s_reply_is_kept_as_a_replacement_character(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proposal holding a lone surrogate becomes a candidate holding U+FFFD in its place: the run writes its feed,
+    workspace, registry and artifacts (each would fail on the surrogate) and the search goes on."""
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
+    with serve_fake_openai(FakeOpenAI(half_an_emoji)) as url:
+        path = config(tmp_path, url, wire_api="chat", limits="max_train_rollouts = 120")
+        result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
+    assert result.status == "completed" and result.accepted > 0
+    assert "\ufffd" in result.best_candidate["instruction"]
+    assert "\ufffd" in Path(result.candidate_registry_path).read_text(encoding="utf-8")

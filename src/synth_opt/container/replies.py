@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, TasksetInfo
 from synth_opt.errors import ContainerContractError, ContainerTransportError
+from synth_opt.texts import without_lone_surrogates
 from synth_opt.usage import Usage
 
 __all__ = [
@@ -87,7 +88,8 @@ class UnusableBody(ValueError):
 
 def decode_reply(content: bytes) -> Any:
     """Parse a reply body as JSON, or raise :class:`UnusableBody` naming the problem: not JSON (an integer past
-    Python's digit limit included), or nested deeper than :data:`MAX_REPLY_DEPTH`."""
+    Python's digit limit included), or nested deeper than :data:`MAX_REPLY_DEPTH`. A lone surrogate in a text
+    becomes U+FFFD."""
     try:
         payload = json.loads(content)
     except RecursionError:
@@ -99,7 +101,7 @@ def decode_reply(content: bytes) -> Any:
     # Depth n needs n openers: only a body with more of them than the limit is walked.
     if content.count(b"[") + content.count(b"{") > MAX_REPLY_DEPTH and _deeper_than(payload, MAX_REPLY_DEPTH):
         raise UnusableBody(f"a body of JSON nested deeper than {MAX_REPLY_DEPTH} levels")
-    return payload
+    return without_lone_surrogates(payload, content)  # (half an emoji would fail every write of the run)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

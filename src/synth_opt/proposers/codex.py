@@ -40,6 +40,7 @@ from synth_opt.proposers.reflection import (
     parse_reply,
     render_prompt,
 )
+from synth_opt.texts import without_lone_surrogates
 from synth_opt.usage import Usage
 
 __all__ = [
@@ -384,7 +385,7 @@ class _Session:
             if stall.cancelled_caught:
                 raise self._stall_error("a message")
             try:
-                message = json.loads(line)
+                message = without_lone_surrogates(json.loads(line), line)
             except ValueError:
                 continue  # not protocol: a stray log line on stdout
             if isinstance(message, dict):

@@ -44,6 +44,7 @@ from synth_opt.proposers.reflection import (
     render_prompt,
 )
 from synth_opt.proposers.retry import RETRY_STATUSES, Backoff, is_retryable_error, retry_after_seconds
+from synth_opt.texts import without_lone_surrogates
 from synth_opt.urls import join_path
 from synth_opt.usage import Usage
 
@@ -219,7 +220,7 @@ class OpenAICompatibleProposer:
                 status=response.status_code,
             )
         try:
-            data = response.json()
+            data = without_lone_surrogates(response.json(), response.content)
         except ValueError:
             return None, response.text
         return (data if isinstance(data, dict) else None), response.text

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from synth_opt.errors import ProposerReplyError
-from synth_opt.texts import cut_text, shown_output, text_digest
+from synth_opt.texts import cut_text, replace_lone_surrogates, shown_output, text_digest
 
 __all__ = [
     "BASE_INSTRUCTIONS",
@@ -402,7 +402,7 @@ def parse_reply(text: str, *, wanted: int = 1, source: str = "proposer", module:
     The first JSON value (anywhere in the reply, nested values included) with a ``proposals`` list of strings;
     else, when ``module`` is given, the first ``{"candidate": {module: text}}`` or ``{module: text}`` object.
     Raises :class:`ProposerReplyError` (carrying the reply) when there is none."""
-    values = list(_json_values(text))
+    values = [replace_lone_surrogates(value) for value in _json_values(text)]  # a "\\ud83d" of the model's own
     problem = ""
     for value in values:
         for holder in _objects(value):

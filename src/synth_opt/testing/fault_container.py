@@ -29,6 +29,9 @@ client sees on the wire for each ``--fault`` kind:
 - ``deep_nesting``: a correct ``HTTP 200`` reply whose ``trace`` is a list nested ``--depth`` deep (100,000);
 - ``big_reward``: a correct ``HTTP 200`` reply whose ``reward_info.outcome_reward`` is a 400-digit integer, too
   large for a float;
+- ``lone_surrogates``: a correct ``HTTP 200`` reply whose feedback, trace and a metric's name hold half an emoji,
+  a lone UTF-16 surrogate escaped in the JSON (``"\\ud83d"``), as a JavaScript container's ``JSON.stringify`` of a
+  string cut in the middle of a pair sends it;
 - ``refused``: once N rollouts have been answered (at once with ``--after 0``), the server closes its listening
   socket and its idle keep-alive connections, so every new connection, to any route, is refused by the kernel
   (``ECONNREFUSED``) until it listens again on the same port after ``--refuse-seconds`` (0, the default: never).
@@ -75,6 +78,7 @@ FAULT_KINDS: Final = (
     "huge_body",
     "deep_nesting",
     "big_reward",
+    "lone_surrogates",
 )
 SEED_INSTRUCTION: Final = "Say hello."
 MALFORMED_BODY: Final = b"<html><body>this is not JSON</body></html>"
@@ -346,6 +350,13 @@ class FaultContainer:
         if fault == "big_reward":
             reply = self._reply(payload)
             reply["reward_info"] = {**reply["reward_info"], "outcome_reward": BIG_REWARD}
+            await _write_json(writer, 200, reply, keep_alive=request.keep_alive and not connection.closing)
+            return True
+        if fault == "lone_surrogates":  # json.dumps escapes them: "\ud83d"
+            reply = self._reply(payload)
+            reply["actionable_side_info"] = {"feedback": f"{reply['actionable_side_info']['feedback']} \ud83d cut"}
+            reply["trace"] = {"turns": [{"role": "assistant", "content": "half an emoji: \udc00"}]}
+            reply["reward_info"] = {**reply["reward_info"], "metrics": {"exact\ud800": 1.0}}
             await _write_json(writer, 200, reply, keep_alive=request.keep_alive and not connection.closing)
             return True
         if fault == "reset":
