@@ -610,6 +610,10 @@ def test_a_nan_limit_does_not_silently_disable_the_limit(tmp_path: Path) -> None
         ("proposer", "timeout_seconds", "1e300", "86400"),
         ("proposer", "message_stall_timeout_seconds", "90000", "86400"),
         ("proposer", "outage_timeout_seconds", "90000", "86400"),
+        # each worker is a task for the whole run: a million took 7 GB to start
+        ("gepa.pipeline.workers", "rollout", "1000000", "4096"),
+        ("gepa.pipeline.workers", "propose", "4097", "4096"),
+        ("gepa.pipeline.workers", "evaluate", str(2**63 - 1), "4096"),
     ],
 )
 def test_intervals_and_timeouts_have_upper_bounds(
@@ -622,8 +626,10 @@ def test_intervals_and_timeouts_have_upper_bounds(
 def test_the_upper_bounds_themselves_are_allowed(tmp_path: Path) -> None:
     text = _set("gepa", "rollout_poll_interval_ms = 60000\nrollout_async_timeout_seconds = 86400")
     text = _set("container", "request_timeout_seconds = 86400", text)
+    text = _set("gepa.pipeline.workers", "rollout = 4096", text)
     cfg = load(tmp_path, base=_set("proposer", "timeout_seconds = 86400", text))
     assert cfg.gepa.rollout_poll_interval_ms == 60000 and cfg.proposer.timeout_seconds == 86400
+    assert cfg.gepa.pipeline.workers.rollout == 4096
 
 
 @pytest.mark.parametrize("output_dir", ["/", "/etc", "/usr", "/usr/lib/runs", "/proc/self", "/sys", "/dev", "/boot"])
