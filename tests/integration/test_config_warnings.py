@@ -10,7 +10,7 @@ from pathlib import Path
 from synth_opt.config import load_config
 from synth_opt.events.model import DECISION_TYPES
 from synth_opt.events.normalize import read_feed
-from synth_opt.events.types import ConfigWarning, SeedScored
+from synth_opt.events.types import ConfigWarning, ContainerWarning, SeedScored
 from synth_opt.run.setup import CONFIG_WARNING, config_warnings
 
 TINY = Path(__file__).with_name("tiny_container.py")
@@ -157,3 +157,28 @@ def test_codex_uses_a_base_url_unless_its_config_chooses_a_provider(tmp_path: Pa
     assert [key for key, _ in chosen] == ["proposer.base_url", "proposer.api_key_env"]
     assert all("model_provider" in message for _, message in chosen)
     assert [key for key, _ in warnings('api_key_env = "LOCAL_KEY"')] == ["proposer.api_key_env"]
+
+
+def test_a_count_the_container_cannot_fill_is_said_for_every_role(tmp_path: Path) -> None:
+    """``{count = N}`` past what the container lists is not an error (the run uses what there is), but it is said,
+    for the pareto and minibatch rows as for the train and heldout rows."""
+    text = RUN.replace("train_ids = {count = 6}", "train_ids = {count = 50}\npareto_ids = {count = 40}")
+    text = text.replace("heldout_ids = {count = 2}", "heldout_ids = {count = 30}\nminibatch_ids = {count = 20}")
+    path = tmp_path / "gepa.toml"
+    path.write_text(text, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    feed = read_feed(tmp_path / "runs" / "warned" / "events.jsonl")
+    said = [event.message for event in feed if isinstance(event.data, ContainerWarning)]
+    assert said == [
+        "dataset.train_ids asks for 50 ids but the container lists only 6",
+        "dataset.pareto_ids asks for 40 ids but the container lists only 6",
+        "dataset.minibatch_ids asks for 20 ids but the container lists only 6",
+        "dataset.heldout_ids asks for 30 ids but the container lists only 4",
+    ]

@@ -43,7 +43,13 @@ async def resolve_dataset(
     pareto = resolve_ids(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
     minibatch = resolve_ids(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
     heldout = resolve_ids(ds.heldout_ids, taskset, ds.heldout_split)
-    for key, selection, ids in (("train_ids", ds.train_ids, train), ("heldout_ids", ds.heldout_ids, heldout)):
+    counted = (
+        ("train_ids", ds.train_ids, train),
+        ("pareto_ids", ds.pareto_ids, pareto),
+        ("minibatch_ids", ds.minibatch_ids, minibatch),
+        ("heldout_ids", ds.heldout_ids, heldout),
+    )
+    for key, selection, ids in counted:
         if isinstance(selection, CountSelection) and len(ids) < selection.count:
             bus.emit(
                 ContainerWarning(),
