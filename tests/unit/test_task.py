@@ -173,6 +173,23 @@ async def test_an_exception_is_a_failed_rollout_with_its_feedback_never_a_5xx() 
         assert unknown.status_code == 404 and "nope" in unknown.text
 
 
+async def test_half_an_emoji_in_feedback_or_an_error_is_sent_as_a_replacement_character_never_a_5xx() -> None:
+    """A score function's text with a lone surrogate (bytes read with ``errors="surrogateescape"``, an emoji cut in
+    two) cannot be encoded as JSON: the server sends it with U+FFFD instead of answering 500 (which the run would
+    take for an outage)."""
+
+    def half(candidate: dict[str, str], row: dict[str, Any]) -> tuple[float, str]:
+        if row["word"] == "pear":
+            raise ValueError("bad byte \udc80 in the log")
+        return 0.5, "kept \ud83d this"
+
+    async for client in client_for(Task(score=half, rows=ROWS, seed="x")):
+        reply = await client.rollout(request("0", "x"))
+        assert (reply.reward, reply.feedback) == (0.5, "kept \ufffd this")
+        with pytest.raises(ContainerContractError, match="bad byte \ufffd in the log"):
+            await client.rollout(request("1", "x"))
+
+
 async def test_a_bearer_token_guards_every_route_but_health() -> None:
     app = task_app(Task(score=covers, rows=ROWS, seed="x"), bearer_token="s3cret")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://task") as http:

@@ -28,6 +28,7 @@ from litestar.params import JSONBody
 
 from synth_opt.container.wire import GEPA_CONTRACT_VERSION
 from synth_opt.task.definition import Task
+from synth_opt.texts import replace_lone_surrogates
 
 __all__ = ["task_app"]
 
@@ -129,22 +130,26 @@ async def rollout(state: State, data: JSONBody[dict[str, Any]]) -> dict[str, Any
     outcome = await task.evaluate(candidate, dict(row), limiter)
     state.served += 1
     if outcome.failed:
-        return {
+        reply: dict[str, Any] = {
             "rollout_id": rollout_id,
             "status": "failed",
             "error": outcome.error,
             "feedback": outcome.feedback or outcome.error,
             "usage": {},
         }
-    reply: dict[str, Any] = {
-        "rollout_id": rollout_id,
-        "status": "completed",
-        "reward_info": {"outcome_reward": outcome.reward},
-        "usage": dict(outcome.usage),  # a model call's tokens and cost (Score.usage): the run counts them
-    }
-    if outcome.feedback is not None:
-        reply["feedback"] = outcome.feedback
-    return reply
+    else:
+        reply = {
+            "rollout_id": rollout_id,
+            "status": "completed",
+            "reward_info": {"outcome_reward": outcome.reward},
+            "usage": dict(outcome.usage),  # a model call's tokens and cost (Score.usage): the run counts them
+        }
+        if outcome.feedback is not None:
+            reply["feedback"] = outcome.feedback
+    # a text with a lone surrogate (bytes read with errors="surrogateescape", half an emoji) cannot be sent as
+    # JSON: the server would answer 500 and the run would count the task down; it is sent with U+FFFD instead
+    reply_with_texts: dict[str, Any] = replace_lone_surrogates(reply)
+    return reply_with_texts
 
 
 def _candidate(raw: Any) -> dict[str, str]:
