@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["cut_text", "replace_lone_surrogates", "shown_output", "text_digest", "without_lone_surrogates"]
+__all__ = ["cut_text", "replace_lone_surrogates", "shorten", "shown_output", "text_digest", "without_lone_surrogates"]
 
 # a JSON escape of a UTF-16 surrogate (\ud800-\udfff), or the UTF-8-like bytes of one (json.loads passes them)
 _SURROGATE_IN_JSON = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -21,6 +22,17 @@ def cut_text(text: str, limit: int, *, total: int | None = None) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]} [... cut: {limit} of {len(text) if total is None else total} characters shown]"
+
+
+def shorten(text: str, limit: int, whole: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
+    """``text`` cut to ``limit`` (:func:`cut_text`) and what it is a cut of: ``whole`` when ``text`` is itself a
+    cut of a longer text (its ``chars`` and ``sha256``), else ``text``'s own length and sha256; ``(text, None)``
+    when it is not longer than ``limit``. Cutting a cut again gives what cutting the whole text would."""
+    if len(text) <= limit:
+        return text, None
+    entry: dict[str, Any] = dict(whole) if whole else {"chars": len(text), "sha256": text_digest(text)}
+    chars = entry.get("chars")
+    return cut_text(text, limit, total=chars if isinstance(chars, int) else None), entry
 
 
 def shown_output(output: Any) -> str:

@@ -9,7 +9,9 @@ import json
 
 import pytest
 
-from synth_opt.container.kept import STORED_CHARS, kept_chars, kept_reply, trace_digest
+from synth_opt.actors.evaluations import EvaluationStore
+from synth_opt.actors.messages import BatchDone, RolloutDone, RolloutJob
+from synth_opt.container.kept import STORED_CHARS, kept_chars, kept_reply, shortened, trace_digest
 from synth_opt.container.replies import validate_rollout_reply
 from synth_opt.container.wire import RolloutReply
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord, bound_records, fit_request
@@ -102,3 +104,28 @@ def test_a_run_keeps_at_least_what_its_proposer_may_be_shown() -> None:
     assert kept_chars(200_000, 16_000 * 4) == STORED_CHARS
     assert kept_chars(200_000, 100_000 * 4) == 200_000
     assert kept_chars(10**9, 100_000 * 4) == 400_000
+
+
+@pytest.mark.parametrize("shown_chars", [50, 999])
+def test_an_evaluation_kept_for_what_the_proposer_is_shown_shows_it_the_same(shown_chars: int) -> None:
+    """The evaluation store keeps of a reply only what a proposer may be shown (``max_feedback_chars``): cut
+    from the reply kept on receipt or from the whole one, a row is shown the same, with its whole length named."""
+    whole = reply("expected w3. " + "verbose " * 5_000, {"turns": ["step " * 40] * 60})
+    kept = kept_reply(whole, LIMIT)
+    stored = shortened(kept, shown_chars)
+    assert stored.cut == kept.cut and stored.raw == {} and len(stored.feedback or "") < shown_chars + 60
+    for limit in (shown_chars, shown_chars // 2, 20):  # as the prompt is fitted, rows are cut shorter
+        assert bound_records((record(stored),), limit) == bound_records((record(whole),), limit)
+    short = reply("short", {"a": 1})
+    assert shortened(short, shown_chars).feedback == "short" and shortened(short, shown_chars).trace == {"a": 1}
+
+
+def test_a_store_rebuilt_from_the_feed_keeps_at_most_what_the_proposer_is_shown() -> None:
+    store = EvaluationStore()
+    kept = kept_reply(reply("verbose " * 5_000, ["step"] * 2_000), LIMIT)
+    done = RolloutDone(RolloutJob(0, 1, 0, "ro-1", "seed.pareto", "c", {"p": "x"}, "t1", {}), kept, None, 0.0)
+    store.add(BatchDone(0, (done,)), visible_from=0)
+    assert store.get("c", "t1") is not None and len(store.get("c", "t1").feedback or "") > LIMIT  # type: ignore[union-attr]
+    store.keep_at_most(100)
+    again = store.get("c", "t1")
+    assert again is not None and len(again.feedback or "") < 160 and again.cut == kept.cut

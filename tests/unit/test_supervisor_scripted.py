@@ -276,6 +276,14 @@ async def test_each_proposal_is_decided_and_the_search_stops_when_the_budget_is_
 
 
 @pytest.mark.anyio
+async def test_without_reuse_the_run_keeps_no_evaluations() -> None:
+    """Without ``reuse_evaluations`` nothing reads the store, so nothing is kept in it (a long run would hold every
+    reply in memory; the store is filled with reuse on: tests/integration/test_evaluation_reuse.py)."""
+    run = await drive()
+    assert run.outcome.rollouts_train == 33 and len(run.supervisor.evaluations) == 0
+
+
+@pytest.mark.anyio
 async def test_the_score_threshold_stops_the_search_after_the_commit_that_reaches_it() -> None:
     run = await drive(score_threshold=0.5)
     assert run.asked == [0]

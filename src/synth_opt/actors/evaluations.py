@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from synth_opt.actors.messages import BatchDone
+from synth_opt.container.kept import shortened
 from synth_opt.container.wire import RolloutReply
 from synth_opt.events import Event, Stage
 from synth_opt.events.types import SEED_STAGE, UNSET, RolloutCompleted
@@ -35,8 +36,24 @@ class Evaluation:
 
 
 class EvaluationStore:
-    def __init__(self) -> None:
+    """``shown_chars``: keep of each reply's feedback and output only what a proposer may be shown of a row
+    (``proposer.max_feedback_chars``): a run keeps every evaluation, so a container writing long transcripts would
+    otherwise hold them all in memory; what the proposer is shown of a reused row does not change
+    (:func:`synth_opt.container.kept.shortened`). None keeps them as they came."""
+
+    def __init__(self, shown_chars: int | None = None) -> None:
         self._entries: dict[tuple[str, str], Evaluation] = {}
+        self.shown_chars = shown_chars
+
+    def _kept(self, reply: RolloutReply) -> RolloutReply:
+        """What the store keeps of a reply (never the raw reply: what is kept is what the feed rebuilds)."""
+        return replace(reply, raw={}) if self.shown_chars is None else shortened(reply, self.shown_chars)
+
+    def keep_at_most(self, shown_chars: int) -> None:
+        """From now on keep ``shown_chars`` of each feedback and output, and cut what is kept already to it (a
+        store rebuilt from the feed, which keeps more)."""
+        self.shown_chars = shown_chars
+        self._entries = {key: replace(entry, reply=self._kept(entry.reply)) for key, entry in self._entries.items()}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -48,8 +65,8 @@ class EvaluationStore:
         for done in batch.results:
             if done.reply is not None and not done.reused:
                 key = (done.job.candidate_id, done.job.task_id)
-                if key not in self._entries:  # (the raw reply stays out: what is kept is what the feed rebuilds)
-                    self._entries[key] = Evaluation(replace(done.reply, raw={}), visible_from)
+                if key not in self._entries:
+                    self._entries[key] = Evaluation(self._kept(done.reply), visible_from)
 
     def get(self, candidate_id: str, task_id: str, *, commits: int | None = None) -> RolloutReply | None:
         """The stored reply of ``candidate_id`` on ``task_id``, if one committed by ``commits`` (None: any)."""

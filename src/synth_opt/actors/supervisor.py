@@ -144,7 +144,7 @@ class Supervisor:
         self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
         self._reused_out: MemoryObjectSendStream[RolloutDone] | None = None
         self._reuse = settings.reuse_evaluations
-        self.evaluations = EvaluationStore()
+        self.evaluations = EvaluationStore(settings.max_feedback_chars)
         self._seed_used: Amount | None = None  # the ledger after the seed's scoring: the live forecast's base
         self._share = settings.concurrent_edits and settings.max_in_flight > 1
         # (concurrent_edits) proposal index -> its parent and final child texts, while a later proposal may need them
@@ -261,7 +261,8 @@ class Supervisor:
         self.ledger.settle(self.ledger.estimate(train=len(batch.results)), actual_amount(self.ledger, batch))
         self._seed_used = self.ledger.used
         record = self.state.add_seed(self._seed_payload, batch.scores, batch.objective_scores)
-        self.evaluations.add(batch, visible_from=0)
+        if self._reuse:  # (without reuse nothing reads the store)
+            self.evaluations.add(batch, visible_from=0)
         emit_candidate(self.bus, record.candidate_id, record.payload, (), None, None)
         record_entry(self.registry, self.bus, {**record.to_json(), "status": "seed"})
         emit_seed_scored(self.bus, record)
@@ -656,8 +657,8 @@ class Supervisor:
                 proposer_calls=1 if slot.first_usage is None else 2,
             ),
         )
-        for batch in (slot.parent_batch, *child_batches, slot.pareto_batch):  # reusable by proposals planned next
-            self.evaluations.add(batch, visible_from=plan.index + 1)
+        for batch in (slot.parent_batch, *child_batches, slot.pareto_batch) if self._reuse else ():
+            self.evaluations.add(batch, visible_from=plan.index + 1)  # reusable by proposals planned next
         chosen_id = plan.parent_id if chosen is None else chosen.candidate_id
         if self._rebasing:  # every earlier proposal has committed: the gap is exact
             slot.staleness = self.state.staleness(plan)
@@ -826,6 +827,7 @@ class Supervisor:
         if self._reuse:
             if evaluations is None:
                 raise ValueError("resuming a run that reuses evaluations needs the store rebuilt from its feed")
+            evaluations.keep_at_most(self.settings.max_feedback_chars)
             self.evaluations = evaluations
         self.ledger = restored.ledger
         self.counters = restored.counters

@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from synth_opt.container.wire import RolloutReply
-from synth_opt.texts import cut_text, shown_output, text_digest
+from synth_opt.texts import shorten, shown_output
 
-__all__ = ["STORED_CHARS", "kept_chars", "kept_payload", "kept_reply", "trace_digest"]
+__all__ = ["STORED_CHARS", "kept_chars", "kept_payload", "kept_reply", "shortened", "trace_digest"]
 
 STORED_CHARS = 65_536
 
@@ -49,18 +49,33 @@ def kept_reply(reply: RolloutReply, limit: int) -> RolloutReply:
     reply becomes :func:`kept_payload` (what the cache keeps)."""
     cut = dict(reply.cut)
     feedback, trace, digest = reply.feedback, reply.trace, reply.whole_trace_digest
-    if feedback is not None and "feedback" not in cut and len(feedback) > limit:
-        cut["feedback"] = {"chars": len(feedback), "sha256": text_digest(feedback)}
-        feedback = cut_text(feedback, limit)
+    if feedback is not None and "feedback" not in cut:
+        feedback, whole = shorten(feedback, limit)
+        cut.update({"feedback": whole} if whole else {})
     if trace is not None and "output" not in cut:
-        shown = shown_output(trace)
-        if len(shown) > limit:
-            cut["output"] = {"chars": len(shown), "sha256": text_digest(shown)}
-            digest, trace = trace_digest(trace), cut_text(shown, limit)
+        shown, whole = shorten(shown_output(trace), limit)
+        if whole:
+            digest, trace, cut["output"] = trace_digest(trace), shown, whole
     if cut == reply.cut:
         return reply
     kept = replace(reply, feedback=feedback, trace=trace, cut=cut, whole_trace_digest=digest)
     return replace(kept, raw=kept_payload(kept))
+
+
+def shortened(reply: RolloutReply, limit: int) -> RolloutReply:
+    """``reply`` kept for what a proposer may be shown of it and no more: its feedback and trace cut to ``limit``
+    even when kept longer before (``cut`` still names the whole of each), its raw reply dropped. A proposer shown
+    at most ``limit`` characters of a row sees the same from this as from the reply (the evaluation store)."""
+    cut = dict(reply.cut)
+    feedback, trace = reply.feedback, reply.trace
+    if feedback is not None:
+        feedback, whole = shorten(feedback, limit, cut.get("feedback"))
+        cut.update({"feedback": whole} if whole else {})
+    if trace is not None:
+        shown, whole = shorten(shown_output(trace), limit, cut.get("output"))
+        if whole:
+            trace, cut["output"] = shown, whole
+    return replace(reply, feedback=feedback, trace=trace, cut=cut, raw={})
 
 
 def kept_payload(reply: RolloutReply) -> dict[str, Any]:

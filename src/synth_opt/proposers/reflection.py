@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from synth_opt.errors import ProposerReplyError
-from synth_opt.texts import cut_text, replace_lone_surrogates, shown_output, text_digest
+from synth_opt.texts import cut_text, replace_lone_surrogates, shorten, shown_output, text_digest
 
 __all__ = [
     "BASE_INSTRUCTIONS",
@@ -183,24 +183,17 @@ def _bound_record(record: ReflectiveRecord, limit: int) -> ReflectiveRecord:
     (``record.cut`` names it: :mod:`synth_opt.container.kept`) is cut again from what was kept, with the marker naming
     the whole length, so the proposer sees what the whole text would have given it."""
     cut = dict(record.cut)
-    feedback = record.feedback
-    if feedback is not None and len(feedback) > limit:
-        cut.setdefault("feedback", {"chars": len(feedback), "sha256": text_digest(feedback)})
-        feedback = cut_text(feedback, limit, total=_original_chars(cut, "feedback"))
-    output = record.output
+    feedback, output = record.feedback, record.output
+    if feedback is not None:
+        feedback, whole = shorten(feedback, limit, cut.get("feedback"))
+        cut.update({"feedback": whole} if whole else {})
     if output is not None:
-        shown = shown_output(output)
-        if len(shown) > limit:
-            cut.setdefault("output", {"chars": len(shown), "sha256": text_digest(shown)})
-            output = cut_text(shown, limit, total=_original_chars(cut, "output"))
+        shown, whole = shorten(shown_output(output), limit, cut.get("output"))
+        if whole:
+            output, cut["output"] = shown, whole
     if feedback is record.feedback and output is record.output:
         return record
     return replace(record, feedback=feedback, output=output, cut=cut)
-
-
-def _original_chars(cut: dict[str, dict[str, Any]], name: str) -> int | None:
-    chars = cut.get(name, {}).get("chars")
-    return chars if isinstance(chars, int) else None
 
 
 def bound_records(records: tuple[ReflectiveRecord, ...], max_chars: int) -> tuple[ReflectiveRecord, ...]:
