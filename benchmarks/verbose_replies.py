@@ -9,6 +9,7 @@ temporary git worktree, put first on ``PYTHONPATH``), against the same container
 decisions, and what each keeps.
 
     .venv-bench/bin/python benchmarks/verbose_replies.py --pad-kb 1024 --budget 300 --base 84ec194
+    .venv-bench/bin/python benchmarks/verbose_replies.py --pad-kb 64 --budget 2000 --no-reuse --base 776c14e
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _MEASURED = (
 )
 
 
-def config(folder: Path, url: str, budget: int) -> Path:
+def config(folder: Path, url: str, budget: int, *, reuse: bool = True) -> Path:
     path = folder / "verbose.toml"
     path.write_text(
         f"""
@@ -66,6 +67,7 @@ backend = "offline"
 [gepa]
 max_train_rollouts = {budget}
 minibatch_size = 3
+reuse_evaluations = {str(reuse).lower()}
 
 [gepa.pipeline]
 mode = "async_pipelined"
@@ -78,10 +80,10 @@ path = "{folder / "cache.sqlite"}"
     return path
 
 
-def run_side(src: Path, folder: Path, url: str, budget: int) -> dict[str, float]:
+def run_side(src: Path, folder: Path, url: str, budget: int, reuse: bool) -> dict[str, float]:
     """One run with the synth_opt in ``src``: what it decided and what it kept."""
     folder.mkdir(parents=True)
-    path = config(folder, url, budget)
+    path = config(folder, url, budget, reuse=reuse)
     env = {**os.environ, "PYTHONPATH": str(src)}
     started = time.perf_counter()
     done = subprocess.run(
@@ -113,7 +115,9 @@ def run_side(src: Path, folder: Path, url: str, budget: int) -> dict[str, float]
 async def measure(sides: dict[str, Path], folder: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     async with standing_container(0.0, pad_kb=args.pad_kb) as url:
         return {
-            name: await anyio.to_thread.run_sync(run_side, src, folder / f"run-{name.split()[0]}", url, args.budget)
+            name: await anyio.to_thread.run_sync(
+                run_side, src, folder / f"run-{name.split()[0]}", url, args.budget, not args.no_reuse
+            )
             for name, src in sides.items()
         }
 
@@ -129,7 +133,10 @@ def main(args: argparse.Namespace) -> None:
             )
             sides = {f"base {args.base}": tree / "src", **sides}
         rows = anyio.run(measure, sides, Path(tmp), args)
-    print(f"word task, {args.pad_kb} kB more feedback and trace a rollout, budget {args.budget}, async_pipelined")
+    reuse = "reuse off" if args.no_reuse else "reuse on"
+    print(
+        f"word task, {args.pad_kb} kB more feedback and trace a rollout, budget {args.budget}, async_pipelined, {reuse}"
+    )
     keys = list(next(iter(rows.values())))
     print(f"{'':<16}" + "".join(f"{key:>14}" for key in keys))
     for name, row in rows.items():
@@ -148,6 +155,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pad-kb", type=int, default=1024, help="kB more of feedback and of trace a rollout")
     parser.add_argument("--budget", type=int, default=300, help="train rollouts")
     parser.add_argument("--base", help="also run the synth_opt of this commit, side by side")
+    parser.add_argument("--no-reuse", action="store_true", help="reuse_evaluations = false")
     return parser.parse_args()
 
 
