@@ -9,7 +9,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["cut_text", "replace_lone_surrogates", "shorten", "shown_output", "text_digest", "without_lone_surrogates"]
+__all__ = [
+    "cut_text",
+    "replace_lone_surrogates",
+    "shorten",
+    "shorten_shown",
+    "shown_output",
+    "text_digest",
+    "without_lone_surrogates",
+]
 
 # a JSON escape of a UTF-16 surrogate (\ud800-\udfff), or the UTF-8-like bytes of one (json.loads passes them)
 _SURROGATE_IN_JSON = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -33,6 +41,23 @@ def shorten(text: str, limit: int, whole: Mapping[str, Any] | None = None) -> tu
     entry: dict[str, Any] = dict(whole) if whole else {"chars": len(text), "sha256": text_digest(text)}
     chars = entry.get("chars")
     return cut_text(text, limit, total=chars if isinstance(chars, int) else None), entry
+
+
+def shorten_shown(
+    feedback: str | None, output: Any, cut: Mapping[str, Any], limit: int
+) -> tuple[str | None, Any, dict[str, Any]]:
+    """A row's feedback and output (as it is shown: :func:`shown_output`) cut to ``limit``, and ``cut`` with what
+    each is a cut of (:func:`shorten`; an entry already there stays: the field was cut before, from a longer
+    text). Each field comes back as it was when it is not longer than ``limit``."""
+    entries = dict(cut)
+    if feedback is not None:
+        feedback, whole = shorten(feedback, limit, entries.get("feedback"))
+        entries.update({"feedback": whole} if whole else {})
+    if output is not None:
+        shown, whole = shorten(shown_output(output), limit, entries.get("output"))
+        if whole:
+            output, entries["output"] = shown, whole
+    return feedback, output, entries
 
 
 def shown_output(output: Any) -> str:

@@ -46,17 +46,23 @@ mode = "off"
 """
 
 
-def test_settings_that_do_nothing_are_warned_at_start_up(tmp_path: Path) -> None:
-    path = tmp_path / "gepa.toml"
-    path.write_text(RUN, encoding="utf-8")
+def run_cli(path: Path) -> subprocess.CompletedProcess[str]:
+    """``synth-opt gepa run`` of ``path`` from its folder, which must succeed."""
     done = subprocess.run(
         [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path), "--no-progress"],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=tmp_path,
+        cwd=path.parent,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_settings_that_do_nothing_are_warned_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(RUN, encoding="utf-8")
+    done = run_cli(path)
     expected = [
         "gepa.use_merge",  # one target module (the tiny container's "instruction"): a merge has nothing to combine
         "gepa.pipeline.max_in_flight_candidates",  # sync_serial runs one candidate in flight
@@ -166,14 +172,7 @@ def test_a_count_the_container_cannot_fill_is_said_for_every_role(tmp_path: Path
     text = text.replace("heldout_ids = {count = 2}", "heldout_ids = {count = 30}\nminibatch_ids = {count = 20}")
     path = tmp_path / "gepa.toml"
     path.write_text(text, encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(path), "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli(path)
     feed = read_feed(tmp_path / "runs" / "warned" / "events.jsonl")
     said = [event.message for event in feed if isinstance(event.data, ContainerWarning)]
     assert said == [

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from synth_opt.container.wire import RolloutReply
-from synth_opt.texts import shorten, shown_output
+from synth_opt.texts import shorten, shorten_shown, shown_output
 
 __all__ = ["STORED_CHARS", "kept_chars", "kept_payload", "kept_reply", "shortened", "trace_digest"]
 
@@ -66,15 +66,7 @@ def shortened(reply: RolloutReply, limit: int) -> RolloutReply:
     """``reply`` kept for what a proposer may be shown of it and no more: its feedback and trace cut to ``limit``
     even when kept longer before (``cut`` still names the whole of each), its raw reply dropped. A proposer shown
     at most ``limit`` characters of a row sees the same from this as from the reply (the evaluation store)."""
-    cut = dict(reply.cut)
-    feedback, trace = reply.feedback, reply.trace
-    if feedback is not None:
-        feedback, whole = shorten(feedback, limit, cut.get("feedback"))
-        cut.update({"feedback": whole} if whole else {})
-    if trace is not None:
-        shown, whole = shorten(shown_output(trace), limit, cut.get("output"))
-        if whole:
-            trace, cut["output"] = shown, whole
+    feedback, trace, cut = shorten_shown(reply.feedback, reply.trace, reply.cut, limit)
     return replace(reply, feedback=feedback, trace=trace, cut=cut, raw={})
 
 

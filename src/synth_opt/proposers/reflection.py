@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from synth_opt.errors import ProposerReplyError
-from synth_opt.texts import cut_text, replace_lone_surrogates, shorten, shown_output, text_digest
+from synth_opt.texts import cut_text, replace_lone_surrogates, shorten_shown, text_digest
 
 __all__ = [
     "BASE_INSTRUCTIONS",
@@ -182,15 +182,7 @@ def _bound_record(record: ReflectiveRecord, limit: int) -> ReflectiveRecord:
     """The record with its feedback and output cut to ``limit``. A field the run kept only the start of
     (``record.cut`` names it: :mod:`synth_opt.container.kept`) is cut again from what was kept, with the marker naming
     the whole length, so the proposer sees what the whole text would have given it."""
-    cut = dict(record.cut)
-    feedback, output = record.feedback, record.output
-    if feedback is not None:
-        feedback, whole = shorten(feedback, limit, cut.get("feedback"))
-        cut.update({"feedback": whole} if whole else {})
-    if output is not None:
-        shown, whole = shorten(shown_output(output), limit, cut.get("output"))
-        if whole:
-            output, cut["output"] = shown, whole
+    feedback, output, cut = shorten_shown(record.feedback, record.output, record.cut, limit)
     if feedback is record.feedback and output is record.output:
         return record
     return replace(record, feedback=feedback, output=output, cut=cut)
