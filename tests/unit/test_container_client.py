@@ -647,12 +647,21 @@ async def test_a_body_over_the_limit_names_its_size_and_the_key() -> None:
         ({"usage": {"total_tokens": float("inf")}}, "usage.total_tokens is inf"),
         ({"usage": {"cost_usd": 10**400}}, "usage.cost_usd is an integer of 401 digits, too large for a float"),
         ({"usage": {"cost_usd": float("nan")}}, "usage.cost_usd is nan"),
+        # a float, but the run's sums of such scores overflow to infinity (a best score of inf, inf against inf)
+        ({"reward_info": {"outcome_reward": 1e308}}, "reward_info.outcome_reward is 1e+308, beyond 1e+100"),
+        ({"reward_info": None, "reward": -(10**200)}, "reward is -1e+200, beyond 1e+100"),
+        ({"objective_scores": [{"objective": "x", "value": 1e101}]}, "objective 'x' is 1e+101, beyond 1e+100"),
     ],
 )
 def test_numbers_no_float_or_ledger_can_hold_are_task_failures(overrides: dict[str, Any], named: str) -> None:
     with pytest.raises(ContainerContractError) as caught:
         validate_rollout_reply(rollout_reply(**overrides), "r-1", url=URL, route="/rollout")
     assert named in caught.value.message
+
+
+def test_scores_up_to_the_bound_are_kept() -> None:
+    reply = validate_rollout_reply(rollout_reply(reward_info={"outcome_reward": -1e100}), "r-1", url=URL, route="/r")
+    assert reply.reward == -1e100
 
 
 @pytest.mark.anyio

@@ -38,6 +38,7 @@ from synth_opt.usage import Usage
 __all__ = [
     "FAILURE_STATUSES",
     "MAX_REPLY_DEPTH",
+    "MAX_SCORE",
     "PENDING_STATUSES",
     "SUCCESS_STATUSES",
     "TRANSPORT_STATUS_CODES",
@@ -69,6 +70,9 @@ PENDING_STATUSES: Final = frozenset(
 )
 _REPLY_HINT: Final = "fix the container so its reply follows the synth-containers contract (SPEC §4)"
 MAX_REPLY_DEPTH: Final = 256
+MAX_SCORE: Final = 1e100
+"""The largest magnitude of a reward or objective score: the run sums a candidate's scores over its rows, and
+sums of numbers near the float limit overflow to infinity (a mean of inf, an acceptance of inf against inf)."""
 """The deepest nesting of arrays and objects a reply may have; deeper ones are task failures (a real reply nests a
 few levels; a deeper one would overflow the recursion of the JSON encoder that stores it)."""
 _USAGE_COUNTS: Final = ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
@@ -441,13 +445,18 @@ def stable_row_id(row: Mapping[str, Any]) -> str | None:
 
 
 def _number(value: Any, name: str = "the value") -> float | None:
-    """A finite float, None for anything else; :class:`_NotAFloat` for an integer too large for a float."""
+    """A finite float, None for anything else; :class:`_NotAFloat` for an integer too large for a float, or a
+    number beyond :data:`MAX_SCORE` either way."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
         number = float(value)
     except OverflowError:
         raise _NotAFloat(f"{name} is {_describe_big(value)}, too large for a float") from None
+    if math.isfinite(number) and abs(number) > MAX_SCORE:
+        raise _NotAFloat(
+            f"{name} is {number:g}, beyond {MAX_SCORE:g} either way (the run adds scores up: sums overflow)"
+        )
     return number if math.isfinite(number) else None
 
 
