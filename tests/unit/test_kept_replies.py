@@ -1,4 +1,4 @@
-"""What a run keeps of a long rollout reply (``synth_opt.actors.rollout.kept_reply``): the start of its feedback and
+"""What a run keeps of a long rollout reply (``synth_opt.container.kept``): the start of its feedback and
 trace, with their whole length and digest, so that its feed and workspace stay bounded while the proposer is shown
 exactly what the whole reply would have shown it."""
 
@@ -73,7 +73,7 @@ def test_a_long_feedback_and_trace_are_cut_with_their_whole_length_and_digest() 
 
 
 def test_a_reply_kept_before_is_left_as_it_is() -> None:
-    """A cached reply comes back kept, ``cut`` set: keeping it again (the rollout actor does) changes nothing."""
+    """A cached reply comes back kept, ``cut`` set: keeping it again changes nothing."""
     kept = kept_reply(reply("verbose " * 5_000, ["step"] * 2_000), LIMIT)
     assert kept_reply(kept, LIMIT) is kept
 

@@ -396,6 +396,8 @@ async def test_with_memory_a_text_already_in_the_pool_is_not_rolled_out() -> Non
 # proposals 0 and 1 are planned together from the seed and both answer v1: with concurrent_edits, proposal 1 is asked
 # again (told of proposal 0's v1) and answers v3; with the second answer also v1, nothing of proposal 1 is rolled out
 SAME_EDIT = {0: "v1", 1: "v1", 2: "v2"}
+# proposal 1 repeats proposal 0's edit and, asked again, makes another
+ASKED_AGAIN: dict[str, Any] = {"texts": SAME_EDIT, "again": {1: "v3"}, "train_rollouts": 60, "concurrent_edits": True}
 
 
 def created(run: Run, index: int) -> dict[str, Any]:
@@ -419,9 +421,7 @@ async def test_without_concurrent_edits_a_proposal_repeating_one_in_flight_is_ro
 @pytest.mark.anyio
 @pytest.mark.parametrize("order", [in_order, reversed_order, shuffled(4), shuffled(5)])
 async def test_a_proposal_repeating_one_in_flight_is_asked_again_before_any_rollout(order: Order) -> None:
-    run = await drive(
-        max_in_flight=2, texts=SAME_EDIT, again={1: "v3"}, train_rollouts=60, concurrent_edits=True, order=order
-    )
+    run = await drive(max_in_flight=2, **ASKED_AGAIN, order=order)
     assert run.lanes is not None and set(run.lanes.asked_again) == {1}
     assert run.lanes.stages.count("p1.child") == 3  # only the second answer, v3, was rolled out
     second = run.lanes.asked_again[1]
@@ -462,15 +462,8 @@ async def test_an_unusable_second_reply_leaves_a_duplicate_not_a_failed_proposal
 async def test_a_proposal_waits_for_the_texts_of_the_proposals_in_flight_before_it() -> None:
     """Proposal 1's reply comes first (reversed lanes): it is held until proposal 0's texts are known, so the
     comparison does not depend on which reply arrived first."""
-    first = await drive(max_in_flight=3, texts=SAME_EDIT, again={1: "v3"}, train_rollouts=60, concurrent_edits=True)
-    other = await drive(
-        max_in_flight=3,
-        texts=SAME_EDIT,
-        again={1: "v3"},
-        train_rollouts=60,
-        concurrent_edits=True,
-        order=reversed_order,
-    )
+    first = await drive(max_in_flight=3, **ASKED_AGAIN)
+    other = await drive(max_in_flight=3, **ASKED_AGAIN, order=reversed_order)
     assert other.reordered > 0
     assert other.decisions() == first.decisions()
     assert other.lanes is not None and first.lanes is not None
@@ -479,14 +472,7 @@ async def test_a_proposal_waits_for_the_texts_of_the_proposals_in_flight_before_
 
 @pytest.mark.anyio
 async def test_with_rebase_an_edit_repeating_one_in_flight_is_not_scored_as_contained() -> None:
-    run = await drive(
-        max_in_flight=2,
-        texts=SAME_EDIT,
-        again={1: "v3"},
-        train_rollouts=60,
-        concurrent_edits=True,
-        staleness_policy="rebase",
-    )
+    run = await drive(max_in_flight=2, **ASKED_AGAIN, staleness_policy="rebase")
     assert all(created(run, i).get("rebase") != "contained" for i in range(run.outcome.proposals))
     assert run.lanes is not None and set(run.lanes.asked_again) == {1}
 

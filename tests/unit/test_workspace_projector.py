@@ -199,40 +199,31 @@ def test_proposal_planned_and_created_link_parents_proposals_and_candidates() ->
     }
 
 
-def test_a_rebased_proposal_links_the_candidate_it_was_carried_onto() -> None:
+def created_links(proposal_index: int, **fields: Any) -> list[dict[str, Any]]:
+    """The ``plan_links`` rows of proposal ``proposal_index``'s ``proposal.created`` (candidate c1 of parent a),
+    with ``fields`` added to it."""
     created = ev(
         9,
         "proposal.created",
-        proposal_index=4,
+        proposal_index=proposal_index,
         candidate_id="c1",
         candidate_ids=["c1"],
         parent_id="a",
         parent_ids=["a"],
         kind="reflection",
         pool_version=1,
-        staleness=3,
-        rebase="rebased",
-        rebased_onto="t",
+        **fields,
     )
-    links = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")
+    return rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")
+
+
+def test_a_rebased_proposal_links_the_candidate_it_was_carried_onto() -> None:
+    links = created_links(4, staleness=3, rebase="rebased", rebased_onto="t")
     assert ("rebase_target", "t", "proposal:4") in {(x["link_kind"], x["source_id"], x["target_id"]) for x in links}
 
 
 def test_a_proposal_asked_again_links_the_proposals_whose_edits_it_repeated() -> None:
-    created = ev(
-        9,
-        "proposal.created",
-        proposal_index=6,
-        candidate_id="c1",
-        candidate_ids=["c1"],
-        parent_id="a",
-        parent_ids=["a"],
-        kind="reflection",
-        pool_version=1,
-        staleness=0,
-        repeated=[3, 5],
-    )
-    links = rows_of(project_event(created, RUN, ProjectionContext()), "plan_links")
+    links = created_links(6, staleness=0, repeated=[3, 5])
     repeated = {(x["source_id"], x["target_id"]) for x in links if x["link_kind"] == "repeated_edit"}
     assert repeated == {("proposal:3", "proposal:6"), ("proposal:5", "proposal:6")}
 

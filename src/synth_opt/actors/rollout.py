@@ -8,7 +8,7 @@ from typing import Any
 
 from synth_opt.actors.messages import RolloutDone, RolloutJob
 from synth_opt.container.circuit import ContainerOutageError
-from synth_opt.container.kept import STORED_CHARS, kept_reply, trace_digest
+from synth_opt.container.kept import trace_digest
 from synth_opt.container.wire import RolloutReply, RolloutRequest
 from synth_opt.errors import ContainerContractError
 from synth_opt.events import EventBus, Stage
@@ -27,15 +27,15 @@ def rollout_handler(
     submission_mode: str,
     run_id: str,
     keep_output: bool = False,
-    kept_chars: int = STORED_CHARS,
 ) -> Callable[[RolloutJob], Awaitable[RolloutDone]]:
     """A handler for the rollout lane. A rollout that ends in a task failure, or in a transport failure that the
     container's outage circuit judged to be its own row's (:mod:`synth_opt.container.circuit`), comes back as a
     *degraded attempt* (``reply`` None, ``error`` set); the supervisor counts it against the tolerance. An outage
     (:class:`~synth_opt.container.circuit.ContainerOutageError`) is never an outcome: it ends the run, and no
     rollout it touched reaches the supervisor. ``keep_output``: the ``rollout.completed`` line keeps the reply's
-    trace (evaluation reuse rebuilds its store from the feed on a resume). A reply's feedback and trace longer than
-    ``kept_chars`` are cut on receipt (:mod:`synth_opt.container.kept`), before anything sees or stores them."""
+    trace (evaluation reuse rebuilds its store from the feed on a resume). ``run_rollout`` gives the reply as the run
+    keeps it (the cache boundary cuts a long feedback and trace: :mod:`synth_opt.container.kept`); the line's
+    ``trace_digest`` is the whole trace's."""
 
     async def handle(job: RolloutJob) -> RolloutDone:
         request = RolloutRequest(
@@ -54,7 +54,7 @@ def rollout_handler(
         digest: str | None = None
         verifiers: list[dict[str, Any]] = []
         try:
-            reply = kept_reply(await run_rollout(request), kept_chars)
+            reply = await run_rollout(request)
             digest = reply.whole_trace_digest or trace_digest(reply.trace)
             verifiers = _verifier_jobs(reply)
         except ContainerOutageError:

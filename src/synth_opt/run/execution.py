@@ -485,7 +485,6 @@ class _Execution:
                     submission_mode=config.gepa.rollout_submission_mode,
                     run_id=self.run_id,
                     keep_output=config.gepa.reuse_evaluations,
-                    kept_chars=config.kept_reply_chars(),
                 ),
                 propose=propose_handler(
                     proposer,
