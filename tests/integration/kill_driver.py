@@ -4,6 +4,8 @@ The container is the library's fake transport with a little latency per rollout 
 with a little latency per call, so proposals overlap in ``async_pipelined`` while a whole run takes a few seconds.
 Both are pure functions of their requests, so every run of one config makes the same decisions. The process exits
 0 when the run completes and 1 when it fails; the test kills it from outside (SIGKILL) at chosen points.
+With ``long-replies`` after the config, every rollout reply carries a feedback longer than a run keeps (cut on
+receipt, so the event feed, the workspace and the cache hold the kept cut).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import anyio
 import httpx
 
 from synth_opt import GepaRun, ProposerReplyError, SynthOptimizerError, load_config
+from synth_opt.container.kept import STORED_CHARS
 from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest
 from synth_opt.testing.fake_container import FakeContainer
@@ -29,6 +32,12 @@ def keyword_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
 
 def rows(split: str, n: int) -> list[dict[str, Any]]:
     return [{"task_id": f"{split}-{i}", "question": f"q{i}", "answer": f"w{i % 7}"} for i in range(n)]
+
+
+def long_feedback(candidate: dict[str, str], row: dict[str, Any], reward: float) -> str:
+    """A feedback four times as long as a run keeps, the same for the same rollout."""
+    line = f"{row['task_id']} scored {reward} with {candidate['instruction']!r}; "
+    return line * (4 * STORED_CHARS // len(line))
 
 
 def slowed(fake: FakeContainer, base_ms: int) -> httpx.MockTransport:
@@ -70,11 +79,12 @@ class FirstWordProposer:
         return None
 
 
-def main(config_path: str) -> int:
+def main(config_path: str, variant: str = "") -> int:
     fake = FakeContainer(
         rows={"train": rows("train", 12), "test": rows("test", 6)},
         score=keyword_score,
         seed_candidate={"instruction": "answer w0"},
+        feedback=long_feedback if variant == "long-replies" else None,
     )
     config = load_config(config_path)
     # pipelined runs overlap their rollouts: slower ones keep them running long enough to be killed at many points
@@ -89,4 +99,4 @@ def main(config_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(*sys.argv[1:3]))

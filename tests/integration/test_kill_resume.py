@@ -1,7 +1,8 @@
 """Kill and resume: a run SIGKILLed from outside at seeded points, resumed each time, ends exactly where an
 uninterrupted run of the same config ends.
 
-Each cell of the matrix (pipeline mode x staleness policy x cache mode; evaluation reuse on in all but one cell)
+Each cell of the matrix (pipeline mode x staleness policy x cache mode; evaluation reuse on in all but one cell,
+and one cell whose container writes every reply a feedback longer than a run keeps)
 runs the config once without interruption, then runs it again in another output directory under a chain of ten
 SIGKILLs: the killer watches ``events.jsonl`` and kills the process when the file reaches the next of ten line
 counts drawn by a seeded generator over the uninterrupted run's length; the next start resumes (and may itself be
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from synth_opt import workspace_status
+from synth_opt.container.kept import STORED_CHARS
 from synth_opt.events.compare import compare_feeds
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
@@ -39,10 +41,11 @@ CELLS = [
         for policy in ("full", "guarded", "rebase")
         for cache in ("off", "readwrite")
     ),
+    ("async_pipelined", "rebase", "readwrite", "long-replies"),
 ]
 
 
-def write_config(folder: Path, mode: str, policy: str, cache: str, reuse: str = "reuse") -> Path:
+def write_config(folder: Path, mode: str, policy: str, cache: str, variant: str = "reuse") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "gepa.toml"
     path.write_text(
@@ -68,7 +71,7 @@ failure_tolerance = 1.0
 [gepa]
 max_train_rollouts = 150
 minibatch_size = 3
-reuse_evaluations = {"true" if reuse == "reuse" else "false"}
+reuse_evaluations = {"false" if variant == "no-reuse" else "true"}
 
 [gepa.pipeline]
 mode = "{mode}"
@@ -84,12 +87,14 @@ propose = 2
 mode = "{cache}"
 """
     )
+    (folder / "variant").write_text(variant)
     return path
 
 
 def start(config: Path, *, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    variant = (config.parent / "variant").read_text()
     return subprocess.Popen(
-        [sys.executable, str(DRIVER), str(config)],
+        [sys.executable, str(DRIVER), str(config), variant],
         cwd=config.parent,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
@@ -191,16 +196,31 @@ def outcome(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, reuse: str) -> list[Kill]:
-    whole = write_config(tmp_path / "whole", mode, policy, cache, reuse)
+def assert_replies_kept(run_dir: Path) -> None:
+    """Every rollout of the run came back with a feedback longer than a run keeps: the feed names each cut, and no
+    line of the feed or row of the cache holds a whole one."""
+    completed = [line for line in lines(run_dir / "events.jsonl") if line["type"] == "rollout.completed"]
+    assert completed and all("feedback" in line["fields"]["cut"] for line in completed), completed[:1]
+    whole = {line["fields"]["cut"]["feedback"]["chars"] for line in completed}
+    assert min(whole) > STORED_CHARS, whole
+    longest = max(len(line) for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines())
+    assert longest < STORED_CHARS + 4096, longest
+    cache_bytes = sum(path.stat().st_size for path in run_dir.parent.glob("cache.sqlite*"))
+    assert 0 < cache_bytes < len(completed) * 2 * STORED_CHARS, (cache_bytes, len(completed))
+
+
+def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, variant: str) -> list[Kill]:
+    whole = write_config(tmp_path / "whole", mode, policy, cache, variant)
     finish(whole)
     whole_dir = whole.parent / "runs" / "kill"
     length = line_count(whole_dir / "events.jsonl")
     reused = json.loads((whole_dir / "result_manifest.json").read_text())["rollouts_reused"]["total"]
-    assert (reused > 0) == (reuse == "reuse"), reused  # the cell exercises what it names
+    assert (reused > 0) == (variant != "no-reuse"), reused  # the cell exercises what it names
+    if variant == "long-replies":
+        assert_replies_kept(whole_dir)
 
-    parts = write_config(tmp_path / "parts", mode, policy, cache, reuse)
-    draw = random.Random(f"{mode}/{policy}/{cache}" + ("" if reuse == "reuse" else "/no-reuse"))
+    parts = write_config(tmp_path / "parts", mode, policy, cache, variant)
+    draw = random.Random(f"{mode}/{policy}/{cache}" + ("" if variant == "reuse" else f"/{variant}"))
     points = sorted(draw.sample(range(8, length), KILLS_PER_CELL - 2))
     kills = [kill_at(parts, point) for point in points[:3]]
     kills.append(kill_at(parts, 0, after_state="resumed"))  # a kill inside the resume itself
@@ -225,6 +245,8 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, reuse: str) -
         assert status["discarded_usage"] == discarded
     else:  # served again from the cache, so not paid twice
         assert discarded["rollouts"] == 0, discarded
+    if variant == "long-replies":
+        assert_replies_kept(parts_dir)
     registry = lines(parts.parent / "runs" / "run_registry.jsonl")
     resumed = [line for line in registry if line["status"] == "resumed"]
     assert resumed and all(line["commits"] > 0 for line in resumed), (registry, kills)
@@ -232,11 +254,11 @@ def check_cell(tmp_path: Path, mode: str, policy: str, cache: str, reuse: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "policy", "cache", "reuse"), CELLS, ids=["/".join(cell) for cell in CELLS])
+@pytest.mark.parametrize(("mode", "policy", "cache", "variant"), CELLS, ids=["/".join(cell) for cell in CELLS])
 def test_a_run_killed_at_ten_points_resumes_to_the_uninterrupted_result(
-    tmp_path: Path, mode: str, policy: str, cache: str, reuse: str
+    tmp_path: Path, mode: str, policy: str, cache: str, variant: str
 ) -> None:
-    kills = check_cell(tmp_path, mode, policy, cache, reuse)
+    kills = check_cell(tmp_path, mode, policy, cache, variant)
     assert sum(not kill.finished for kill in kills) >= KILLS_PER_CELL - 1, kills
     if mode == "async_pipelined":
         assert any(kill.in_flight >= 2 for kill in kills), kills
