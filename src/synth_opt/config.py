@@ -90,9 +90,39 @@ def _at_most(limit: int, unit: str) -> Any:
     return AfterValidator(check)
 
 
-def _safe_run_id(value: str) -> str:
+# a run id names a directory in ``run.output_dir``, beside what runs share there: the ``latest`` link, the run
+# registry, the default cache (and its SQLite side files) and ``accept``'s caches
+_SHARED_NAMES = frozenset({"latest", "run_registry.jsonl"})
+_SHARED_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".jsonl", ".tmp")
+MAX_RUN_ID_BYTES = 200  # a directory name (255 bytes on most file systems), with room for a suffix
+
+
+def _run_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a run directory, or None."""
+    advice = "use letters, digits, '-', '_' or '.'"
     if not value or value in {".", ".."} or "/" in value or "\\" in value:
-        raise ValueError(f"{value!r} is not a usable directory name; use letters, digits, '-', '_' or '.'")
+        return f"{value!r} is not a usable directory name; {advice}"
+    control = next((char for char in value if ord(char) < 32 or ord(char) == 127), None)
+    if control is not None:
+        return f"holds a control character ({control!r}); {advice}"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"is not valid Unicode (a lone surrogate); {advice}"
+    if size > MAX_RUN_ID_BYTES:
+        return f"is {size} bytes long; use at most {MAX_RUN_ID_BYTES} (it names a directory)"
+    if value.lower() in _SHARED_NAMES or value.lower().endswith(_SHARED_SUFFIXES):
+        return (
+            f"{value!r} is the name of a file runs share in run.output_dir (the latest link, the run registry or a "
+            "cache); choose another run id"
+        )
+    return None
+
+
+def _safe_run_id(value: str) -> str:
+    problem = _run_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -725,6 +755,10 @@ def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
                 "no container; set container.url, container.urls, container.command (argv list) or container.task",
             )
         )
+    if cfg.run.run_id is None:  # the id made from the config file's name
+        problem = _run_id_problem(cfg.effective_run_id())
+        if problem is not None:
+            problems.append(("run.run_id", f"the run id made from the config file's name {problem}; set run.run_id"))
     problems += _task_problems(container)
     if container.url is not None and not container.url.startswith(("http://", "https://")):
         problems.append(("container.url", f"must start with http:// or https:// (got {container.url!r})"))

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from synth_opt import GepaConfig, GepaResult, GepaRun, ProposerError, RunCancelledError, load_config
+from synth_opt import GepaConfig, GepaResult, GepaRun, ProposerError, RunCancelledError, RunStateError, load_config
 from synth_opt.events import UNSET, EventPayload
 from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
@@ -227,6 +227,48 @@ async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: P
     assert silent.rollouts_served == 0
     latest = Path(config.output_dir) / "latest"
     assert latest.resolve() == Path(first.manifest_path).parent.resolve()
+
+
+@pytest.mark.anyio
+async def test_a_changed_config_under_the_same_run_id_is_refused_not_handed_the_stored_result(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, "same-id", mode="sync_serial")
+    first = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
+    ).execute_async()
+    path.write_text(path.read_text().replace("max_train_rollouts = 120", "max_train_rollouts = 60"))
+    silent = new_fake()
+    with pytest.raises(RunStateError) as refused:
+        await GepaRun(
+            load_config(path), container_transport=silent.transport(), proposer=LearningProposer()
+        ).execute_async()
+    message = refused.value.message
+    assert "gepa.max_train_rollouts differs" in message and "--fresh" in message, message
+    assert refused.value.detail["differing_keys"] == ["gepa.max_train_rollouts"]
+    assert silent.rollouts_served == 0  # nothing ran, and the stored run is as it was
+    assert json.loads(Path(first.manifest_path).read_text())["rollouts_used"] == first.rollouts_used
+    fresh = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer(), fresh=True
+    ).execute_async()
+    assert not fresh.from_stored_result and fresh.rollouts_used["train"] <= 60
+
+
+@pytest.mark.anyio
+async def test_an_unfinished_run_is_not_resumed_by_a_changed_config(tmp_path: Path) -> None:
+    path = pipelined_config(tmp_path, "changed", staleness="rebase")
+    await cancelled_after_decisions(
+        GepaRun(load_config(path), container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
+    )
+    feed = (tmp_path / "changed" / "runs" / "changed" / "events.jsonl").read_bytes()
+    path.write_text(path.read_text().replace("train_ids = {count = 12}", "train_ids = {count = 6}"))
+    with pytest.raises(RunStateError, match=r"dataset\.train_ids\.count differs"):
+        await GepaRun(
+            load_config(path), container_transport=new_fake().transport(), proposer=FirstWordProposer()
+        ).execute_async()
+    assert (
+        tmp_path / "changed" / "runs" / "changed" / "events.jsonl"
+    ).read_bytes() == feed  # left as it was, resumable
 
 
 @pytest.mark.anyio

@@ -151,6 +151,29 @@ def test_empty_heldout_ids_allowed(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- one ConfigError per case
 
 
+@pytest.mark.parametrize(
+    ("run_id", "says"),
+    [
+        ("latest", "runs share in run.output_dir"),  # the link to the newest run: --fresh would empty another run
+        ("cache.sqlite", "runs share in run.output_dir"),  # the default cache
+        ("Run_Registry.jsonl", "runs share in run.output_dir"),
+        ("a\\u0000b", "control character"),
+        ("x" * 201, "201 bytes long"),
+        ("..", "not a usable directory name"),
+    ],
+)
+def test_a_run_id_that_cannot_name_its_own_directory_is_refused(tmp_path: Path, run_id: str, says: str) -> None:
+    message = config_error(tmp_path, f'[run]\nrun_id = "{run_id}"')
+    assert "run.run_id" in message and says in message, message
+
+
+def test_a_config_file_name_too_long_for_its_run_id_asks_for_run_id(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE, name="c" * 195 + ".toml")
+    with pytest.raises(ConfigError, match=r"run\.run_id: the run id made from the config file's name"):
+        load_config(path)
+    assert load_config(write(tmp_path, BASE + '\n[run]\nrun_id = "short"', name="d" * 195 + ".toml"))
+
+
 def test_unknown_key(tmp_path: Path) -> None:
     message = config_error(tmp_path, "[gepa]\nmax_rolouts = 3")
     assert "gepa.max_rolouts" in message and "unknown key" in message

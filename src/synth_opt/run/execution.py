@@ -60,6 +60,7 @@ from synth_opt.run.resume import (
     latest_checkpoint,
     prepare_resume,
 )
+from synth_opt.run.same_config import check_same_config
 from synth_opt.run.setup import (
     budget_ledger,
     cached_proposer,
@@ -188,6 +189,7 @@ class GepaRun:
         lock.acquire()
         started = any(entry.name not in (LOCK_FILE, RUN_MARKER) for entry in run_dir.iterdir())
         if started and not self.fresh:
+            check_same_config(run_dir, self.config)
             manifest = run_dir / "result_manifest.json"
             if manifest.exists():
                 stored = GepaResult.from_manifest(manifest)
