@@ -37,10 +37,12 @@ CHECKPOINT_FILE: Final = "checkpoint.json"
 
 
 class CheckpointWriter:
-    def __init__(self, bus: EventBus, path: Path | None) -> None:
-        """``path`` None keeps no checkpoints (a run without a workspace cannot resume)."""
+    def __init__(self, bus: EventBus, path: Path | None, *, digest: str | None = None) -> None:
+        """``path`` None keeps no checkpoints (a run without a workspace cannot resume); ``digest``, the config's
+        decision digest, goes into each checkpoint (a resume checks it belongs to the config)."""
         self.bus = bus
         self.path = path
+        self.digest = digest
         self._pending: Callable[[], dict[str, Any] | None] | None = None
         self._last_at = 0.0
 
@@ -64,6 +66,8 @@ class CheckpointWriter:
         self._last_at = time.monotonic()
         if snapshot is None:
             return
+        if self.digest is not None:
+            snapshot = {**snapshot, "digest": self.digest}
         self.bus.sync()  # the feed up to the checkpoint's sequence number is on disk before the checkpoint is
         write_durably(self.path, json.dumps(snapshot, ensure_ascii=False, allow_nan=False))
         emit_checkpoint(self.bus, snapshot)
@@ -103,8 +107,17 @@ def read_checkpoint_file(path: Path) -> dict[str, Any] | None:
 
 
 def is_current_checkpoint(payload: Any) -> bool:
-    """A snapshot this version can resume from (an older one may lack state the resume needs)."""
-    return isinstance(payload, dict) and "state" in payload and payload.get("version") == CHECKPOINT_VERSION
+    """A snapshot this version can resume from (an older one may lack state the resume needs; a damaged one, the
+    numbers that place it in the feed)."""
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+        return False
+    state = payload.get("state")
+    numbers = (payload.get("sequence_number"), payload.get("commits"))
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("pool_ids"), list)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers)
+    )
 
 
 def emit_checkpoint(bus: EventBus, snapshot: dict[str, Any]) -> None:

@@ -192,7 +192,7 @@ class GepaRun:
             check_same_config(run_dir, self.config)
             manifest = run_dir / "result_manifest.json"
             if manifest.exists():
-                stored = GepaResult.from_manifest(manifest)
+                stored = _stored_result(manifest)
                 if stored.status == "completed":
                     return _replace_flag(stored)
             checkpoint = latest_checkpoint(run_dir)
@@ -200,7 +200,12 @@ class GepaRun:
                 lock.mark()
                 # thrown-away work is paid again only with the cache off (readwrite serves it from the cache again,
                 # readonly pays for nothing)
-                return prepare_resume(run_dir, checkpoint, paid_again=self.config.cache.mode == "off")
+                return prepare_resume(
+                    run_dir,
+                    checkpoint,
+                    paid_again=self.config.cache.mode == "off",
+                    digest=self.config.decision_digest(),
+                )
             if checkpoint_announced(run_dir):
                 raise RunStateError(
                     f"run directory {run_dir} announced a checkpoint that is gone ({CHECKPOINT_FILE} is missing "
@@ -217,6 +222,18 @@ def _is_cancellation(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return all(_is_cancellation(inner) for inner in error.exceptions)
     return isinstance(error, cancelled | KeyboardInterrupt | RunCancelledError)
+
+
+def _stored_result(manifest: Path) -> GepaResult:
+    """The result a finished run stored; a damaged manifest is an error naming it."""
+    try:
+        return GepaResult.from_manifest(manifest)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RunStateError(
+            f"{manifest} is damaged ({type(error).__name__}: {error}). Delete it and re-run the same config to "
+            "resume from the run's checkpoint, or re-run with --fresh (fresh=True) to start the run over.",
+            path=str(manifest),
+        ) from None
 
 
 def _replace_flag(result: GepaResult) -> GepaResult:
@@ -268,7 +285,9 @@ class _Execution:
             workspace_db=self.workspace_db,
             resumed=resume is not None,
         )
-        self.checkpoints = CheckpointWriter(self.bus, self.run_dir / CHECKPOINT_FILE if seams.workspace else None)
+        self.checkpoints = CheckpointWriter(
+            self.bus, self.run_dir / CHECKPOINT_FILE if seams.workspace else None, digest=config.decision_digest()
+        )
         cancel.on_abandon(self._abandon)
         self.view = RunView(self.run_id, config, PipelineStats(), started_monotonic=time.monotonic())
 

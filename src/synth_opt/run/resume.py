@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from synth_opt.actors.evaluations import EvaluationStore
+from synth_opt.errors import RunStateError
 from synth_opt.events import Event, Stage
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import (
@@ -170,7 +171,9 @@ def _workspace_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool = True) -> ResumePoint:
+def prepare_resume(
+    run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool = True, digest: str | None = None
+) -> ResumePoint:
     """Cut the feed back to the checkpoint, rebuild registry and records from it, and clear derived files.
 
     The lines after the checkpoint's sequence number, and the transport lines of the work in flight at the
@@ -179,27 +182,35 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
     records what the line had spent (and whether that is paid again: not with a ``readwrite`` cache, which serves
     the replies again, ``paid_again`` False). The resumed run numbers its events after the last line. So the
     run's discarded usage is a function of the feed alone (the sum over its ``event.discarded`` lines), and the one
-    atomic replace of the feed is the whole change: a kill at any moment of a resume loses nothing."""
+    atomic replace of the feed is the whole change: a kill at any moment of a resume loses nothing.
+
+    Before anything changes, the checkpoint must belong to the feed (``digest``, the config's decision digest, is
+    the one it was written under; the feed reaches it and registers every candidate of its pool): else a
+    :class:`RunStateError` names both files and the directory is left as it was."""
     feed = run_dir / "events.jsonl"
     cut = int(snapshot["sequence_number"])
     commits = int(snapshot["commits"])
+    try:
+        events = list(read_feed(feed))
+    except (OSError, ValueError) as error:
+        raise _unusable(run_dir, f"{feed} cannot be read ({error})") from None
+    stored_digest = snapshot.get("digest")
+    if digest is not None and stored_digest is not None and stored_digest != digest:
+        raise _unusable(run_dir, f"the checkpoint was written by another config (decision digest {stored_digest})")
+    last = max((event.sequence_number for event in events), default=0)
+    if last < cut:
+        raise _unusable(run_dir, f"{feed.name} ends at event {last}, before the checkpoint's event {cut}")
+    rewritten: list[Event] = []
     kept: list[Event] = []
     total = Discarded()
-    last = cut
-    tmp = feed.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        for event in read_feed(feed):
-            replaced = event.sequence_number > cut or _in_flight(event, commits)
-            if event.type != DISCARDED_LINE and not is_canary_line(event) and replaced:
-                event = _discarded_line(event, paid_again=paid_again)
-            total += Discarded.of_line(event)
-            last = max(last, event.sequence_number)
-            if event.type != DISCARDED_LINE:
-                kept.append(event)
-            out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(feed)
+    for event in events:
+        replaced = event.sequence_number > cut or _in_flight(event, commits)
+        if event.type != DISCARDED_LINE and not is_canary_line(event) and replaced:
+            event = _discarded_line(event, paid_again=paid_again)
+        total += Discarded.of_line(event)
+        if event.type != DISCARDED_LINE:
+            kept.append(event)
+        rewritten.append(event)
     registry: dict[str, dict[str, Any]] = {}
     payloads: dict[str, dict[str, str]] = {}
     for event in kept:
@@ -214,12 +225,31 @@ def prepare_resume(run_dir: Path, snapshot: dict[str, Any], *, paid_again: bool 
         for cid, entry in registry.items()
         if entry.get("status") in ("seed", "accepted")
     }
+    missing = [cid for cid in snapshot["state"]["pool_ids"] if cid not in records]
+    if missing:
+        raise _unusable(run_dir, f"{feed.name} does not hold the checkpoint's candidates ({', '.join(missing[:3])})")
+    tmp = feed.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for event in rewritten:
+            out.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(feed)
     evaluations = EvaluationStore.from_events(kept)
     for name in DERIVED_FILES:
         (run_dir / name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (run_dir / f"workspace.sqlite{suffix}").unlink(missing_ok=True)
-    return ResumePoint(snapshot, records, registry, total, last, evaluations)
+    return ResumePoint(snapshot, records, registry, total, max(last, cut), evaluations)
+
+
+def _unusable(run_dir: Path, why: str) -> RunStateError:
+    return RunStateError(
+        f"run directory {run_dir} cannot resume from its checkpoint: {why}. "
+        f"Restore the run's own events.jsonl and {CHECKPOINT_FILE}, or re-run with --fresh (fresh=True) to start "
+        "it over; nothing was changed.",
+        run_dir=str(run_dir),
+    )
 
 
 def _discarded_line(event: Event, *, paid_again: bool) -> Event:
