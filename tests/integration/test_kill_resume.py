@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -166,6 +167,7 @@ def kill_at(config: Path, point: int, *, after_state: str | None = None) -> Kill
             kill.finished = True
         process.wait(timeout=30)
     events = lines(feed)
+    assert_announced_writes_kept(config.parent / "runs" / "cache.sqlite", events)
     kill.lines = len(events)
     states = [e["fields"]["state"] for e in events if e["type"] == "run.state"]
     kill.state = states[-1] if states else None
@@ -174,6 +176,22 @@ def kill_at(config: Path, point: int, *, after_state: str | None = None) -> Kill
     decided = sum(e["type"] == "acceptance.decided" for e in events)
     kill.in_flight = planned - decided
     return kill
+
+
+def assert_announced_writes_kept(cache: Path, events: list[dict[str, Any]]) -> None:
+    """Every cache write the feed of a killed run announces is in the cache file: a resume is served again what
+    the run had received (so ``usage.discarded`` rightly says nothing was paid twice)."""
+    written = {
+        (line["fields"]["boundary"], line["fields"]["key"])
+        for line in events
+        if line["type"] == "cache.access" and line["fields"]["action"] == "write"
+    }
+    if not cache.exists():
+        assert not written
+        return
+    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
+        kept = set(db.execute("SELECT boundary, key FROM cache_entries").fetchall())
+    assert written <= kept, f"{len(written - kept)} of {len(written)} announced writes are not in the cache"
 
 
 def finish(config: Path) -> None:

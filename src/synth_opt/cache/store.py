@@ -4,6 +4,11 @@
 reads and raises :class:`~synth_opt.errors.CacheMissError` on a miss, naming the boundary and the key. Every hit,
 miss and write is announced as a ``cache.access`` event (the workspace records them) and counted for
 ``cache_profile.json``. A file that is not a readable cache raises :class:`~synth_opt.errors.CacheCorruptError`.
+
+Each write is committed before it is announced (WAL, ``synchronous = NORMAL``: a commit survives the process being
+killed, and costs no fsync). So every reply the event feed says was written is in the file: a run killed at any
+moment and resumed with the same cache is served again what it had received, and pays nothing twice (which is
+what its ``usage.discarded`` says). Short transactions also let runs that share the file write in turn.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ BOUNDARIES = (
 )
 """The built-in boundaries (SPEC §8, and the ``offline`` proposer's); a proposer's is its backend's
 (``synth_opt.proposers.backends.ProposerBackend``: ``proposer.codex`` is ``codex_app_server``'s)."""
-COMMIT_EVERY = 200
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache_entries (
     namespace TEXT NOT NULL,
@@ -54,7 +58,6 @@ class CacheStore:
         self.namespace = namespace
         self.bus = bus
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._pending = 0
         self._db: sqlite3.Connection | None = None
         if mode != "off":
             self._db = self._open()
@@ -73,6 +76,7 @@ class CacheStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=5000")
                 db.execute(SCHEMA)
             db.execute("SELECT count(*) FROM cache_entries").fetchone()
@@ -121,25 +125,14 @@ class CacheStore:
             return
         key = cache_key(self.namespace, boundary, request)
         text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-        if self._pending == 0:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute(
+        self._db.execute(  # committed at once (autocommit): see the module's docstring
             "INSERT OR REPLACE INTO cache_entries (namespace, boundary, key, value, created_at) VALUES (?, ?, ?, ?, ?)",
             (self.namespace, boundary, key, text, utc_now()),
         )
-        self._pending += 1
-        if self._pending >= COMMIT_EVERY:
-            self.flush()
         self._record(boundary, "write", key)
-
-    def flush(self) -> None:
-        if self._db is not None and self._pending:
-            self._db.execute("COMMIT")
-            self._pending = 0
 
     def close(self) -> None:
         if self._db is not None:
-            self.flush()
             self._db.close()
             self._db = None
 

@@ -159,7 +159,6 @@ class RunArtifacts:
         write_normalized_feed(self.decisions, normalized_path)
         chart_path = write_score_chart(self.chart_events, self.run_dir / "score_chart.svg", title=f"GEPA {self.run_id}")
         profile_path = self.run_dir / "cache_profile.json"
-        cache.flush()
         write_json(profile_path, cache.profile())
         usage_total = outcome.rollout_usage + outcome.proposer_usage
         refs = [
