@@ -80,14 +80,14 @@ mode = "readwrite"
     return path
 
 
-def run_cli(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(tmp_path: Path, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, "--config", str(path), "--no-progress", "--fresh", "--log-format", "json", "--log-level", "debug"],
         capture_output=True,
         text=True,
         timeout=180,
         cwd=tmp_path,
-        env={**os.environ, "FAKE_OPENAI_KEY": "not-a-real-key"},
+        env={**os.environ, "FAKE_OPENAI_KEY": "not-a-real-key", **env},
     )
 
 
@@ -104,10 +104,16 @@ def assert_no_secret_anywhere(tmp_path: Path, done: subprocess.CompletedProcess[
 def test_url_passwords_and_query_values_reach_no_file_row_or_log_line_of_a_whole_run(tmp_path: Path) -> None:
     with fault_container() as served, proposer_server() as proposer_url:
         path = write_config(tmp_path, with_secret(served.url, query=True), with_secret(proposer_url, query=False))
-        done = run_cli(tmp_path, path)
+        # the policy's url set again from the environment: the manifest's overrides show it, without its secrets
+        override = f"http://user:{SECRET}@llm.invalid/v2?key={SECRET}"
+        done = run_cli(tmp_path, path, SYNTH_OPTIMIZERS_POLICY_BASE_URL=override)
     assert done.returncode == 0, done.stderr[-3000:]
     events = (tmp_path / "runs" / "hidden" / "events.jsonl").read_text()
     assert "user:***@127.0.0.1" in events  # the url is shown, its secret is not
+    manifest = json.loads((tmp_path / "runs" / "hidden" / "result_manifest.json").read_text())
+    assert manifest["overrides_applied"] == {
+        "SYNTH_OPTIMIZERS_POLICY_BASE_URL": "http://user:***@llm.invalid/v2?key=***"
+    }
     assert_no_secret_anywhere(tmp_path, done)
 
 

@@ -33,6 +33,7 @@ from synth_opt.events.types import (
 )
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.gepa.report import heldout_report
+from synth_opt.redact import redact_text
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
 from synth_opt.run.resume import Discarded
@@ -215,7 +216,8 @@ class RunArtifacts:
                 "heldout": outcome.reused_heldout,
                 "total": outcome.reused_train + outcome.reused_heldout,
             },
-            overrides_applied=dict(self.config.overrides_applied),
+            # the environment's values as applied, with a URL's password and query values masked (no secret)
+            overrides_applied={name: redact_text(value) for name, value in self.config.overrides_applied.items()},
             heldout_report=self._heldout_report(outcome),
         )
         manifest = {
