@@ -30,6 +30,37 @@ def resolve_ids(selection: IdSelection, taskset: TasksetInfo, split: str) -> lis
     return list(selection)
 
 
+def _check_splits(config: GepaConfig, taskset: TasksetInfo) -> None:
+    """Each split the config reads is one the container lists (when it lists any), and each id the config lists
+    is one the container lists for its split (when it lists them): a ConfigError naming the key otherwise."""
+    ds, source = config.dataset, config.source_path
+    roles = (
+        (
+            "train_split",
+            ds.train_split,
+            (("train_ids", ds.train_ids), ("pareto_ids", ds.pareto_ids), ("minibatch_ids", ds.minibatch_ids)),
+        ),
+        ("heldout_split", ds.heldout_split, (("heldout_ids", ds.heldout_ids),)),
+    )
+    for split_key, split, selections in roles:
+        used = [(key, selection) for key, selection in selections if selection]  # an empty heldout reads nothing
+        if taskset.counts and used and split not in taskset.counts:
+            raise ConfigError(
+                f"{source}: dataset.{split_key}: the container lists no split {split!r} (it lists "
+                f"{', '.join(sorted(map(repr, taskset.counts)))}); use one of those"
+            )
+        listed = set(taskset.task_ids.get(split, ()))
+        for key, selection in used:
+            if not listed or not isinstance(selection, list):
+                continue
+            unknown = [i for i in selection if i not in listed]
+            if unknown:
+                raise ConfigError(
+                    f"{source}: dataset.{key}: id {unknown[0]!r} is not one the container lists for split "
+                    f"{split!r} ({len(unknown)} of {len(selection)} are not); list ids from its /taskset"
+                )
+
+
 async def resolve_dataset(
     config: GepaConfig, bus: EventBus, client: CachedContainer, taskset: TasksetInfo, *, announce: bool
 ) -> Dataset:
@@ -39,6 +70,7 @@ async def resolve_dataset(
     warning = taskset.metadata.get("warning")
     if warning:
         bus.emit(ContainerWarning(), str(warning), lane="rollout")
+    _check_splits(config, taskset)
     train = resolve_ids(ds.train_ids, taskset, ds.train_split)
     pareto = resolve_ids(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
     minibatch = resolve_ids(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
@@ -66,6 +98,14 @@ async def resolve_dataset(
             )
     if not train:
         raise ConfigError(f"{source}: dataset.train_ids: the container lists no ids for split {ds.train_split!r}")
+    if ds.heldout_split == ds.train_split:
+        both = [i for i in heldout if i in train_set]
+        if both:
+            raise ConfigError(
+                f"{source}: dataset.heldout_ids: id {both[0]!r} is also in dataset.train_ids ({len(both)} of "
+                f"{len(heldout)} heldout ids are), and heldout rows never reach the proposer; list heldout ids "
+                "apart from the train ids, or set dataset.heldout_split to another split"
+            )
     rows: dict[str, dict[str, Any]] = {}
     for split, ids in ((ds.train_split, train), (ds.heldout_split, heldout)):
         for row_id, row in zip(ids, await client.tasks(split, ids), strict=True):

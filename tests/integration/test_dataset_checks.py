@@ -1,0 +1,59 @@
+"""The dataset a config asks for, checked against the container's taskset before any rollout: a split the
+container does not list, an id it does not list, and heldout ids that are also training rows (heldout rows never
+reach the proposer) are config errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth_opt import ConfigError, GepaRun, load_config
+
+from .test_pipeline_fake import LearningProposer, new_fake, write_config
+
+
+async def refused(tmp_path: Path, old: str, new: str) -> str:
+    path = write_config(tmp_path, "checked", mode="sync_serial")
+    path.write_text(path.read_text().replace(old, new))
+    fake = new_fake()
+    with pytest.raises(ConfigError) as error:
+        await GepaRun(
+            load_config(path), container_transport=fake.transport(), proposer=LearningProposer()
+        ).execute_async()
+    assert fake.rollouts_served == 0
+    return error.value.message
+
+
+@pytest.mark.anyio
+async def test_a_split_the_container_does_not_list_is_named_with_those_it_does(tmp_path: Path) -> None:
+    message = await refused(tmp_path, "[dataset]\n", '[dataset]\ntrain_split = "trian"\n')
+    assert "dataset.train_split: the container lists no split 'trian' (it lists 'test', 'train')" in message
+
+
+@pytest.mark.anyio
+async def test_an_id_the_container_does_not_list_is_named(tmp_path: Path) -> None:
+    message = await refused(
+        tmp_path, "train_ids = {count = 12}", 'train_ids = ["train-1", "train-2", "train-99", "train-3"]'
+    )
+    assert "dataset.train_ids: id 'train-99' is not one the container lists for split 'train'" in message
+
+
+@pytest.mark.anyio
+async def test_heldout_rows_that_are_training_rows_are_refused(tmp_path: Path) -> None:
+    message = await refused(tmp_path, "[dataset]\n", '[dataset]\nheldout_split = "train"\n')
+    assert "dataset.heldout_ids: id 'train-0' is also in dataset.train_ids (10 of 10 heldout ids are)" in message
+    assert "heldout rows never reach the proposer" in message
+
+
+@pytest.mark.anyio
+async def test_heldout_rows_apart_from_the_training_rows_of_one_split_are_fine(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "apart", mode="sync_serial")
+    text = path.read_text().replace("[dataset]\n", '[dataset]\nheldout_split = "train"\n')
+    text = text.replace("train_ids = {count = 12}", "train_ids = " + str([f"train-{i}" for i in range(8)]))
+    text = text.replace("heldout_ids = {count = 10}", 'heldout_ids = ["train-9", "train-10", "train-11"]')
+    path.write_text(text.replace("pareto_ids = {count = 8}", "pareto_ids = {count = 4}"))
+    result = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
+    ).execute_async()
+    assert result.status == "completed"
