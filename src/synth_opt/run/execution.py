@@ -33,6 +33,7 @@ from synth_opt.config import GepaConfig, load_config
 from synth_opt.container.circuit import CircuitStats
 from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.errors import (
+    CacheMissError,
     RunCancelledError,
     RunFailedError,
     RunStateError,
@@ -48,7 +49,7 @@ from synth_opt.run.artifacts import RunArtifacts, write_json
 from synth_opt.run.callbacks import CallbackRelay
 from synth_opt.run.cancel import CancelHandle
 from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
-from synth_opt.run.container import open_container
+from synth_opt.run.container import bearer_token, open_container
 from synth_opt.run.container import with_python as with_python  # it was defined here
 from synth_opt.run.dataset import resolve_dataset
 from synth_opt.run.gc_pacing import run_paced_collector
@@ -164,6 +165,10 @@ class GepaRun:
                 run_dir=str(self.run_dir),
             )
         check_tracking(self.config)  # before the run directory is touched
+        preflighted = False
+        if self.fresh or not (self.run_dir / "result_manifest.json").exists():  # (not to show a stored result)
+            await self._preflight()  # what the config names but cannot use fails before a run directory is made
+            preflighted = True
         lock = RunDirLock(self.run_dir)
         try:
             with structlog.contextvars.bound_contextvars(run_id=self.run_id):  # on every line logged beneath
@@ -174,9 +179,28 @@ class GepaRun:
                     execution = _Execution(
                         self.config, self.observer, self.seams, self.cancel_handle, prepared, self.callbacks
                     )
+                    execution.preflighted = preflighted
                     return await execution.run()
         finally:
             lock.release()
+
+    async def _preflight(self) -> None:
+        """The checks that need no container: the environment variables the config names are set, the cache is one
+        (and exists, for a readonly run), the proposer answers (its backend's check; not for a readonly run, which
+        contacts nothing)."""
+        config = self.config
+        bearer_token(config)
+        cache = config.cache_path()
+        if config.cache.mode == "readonly" and not cache.is_file():
+            raise CacheMissError(
+                f"{config.source_path}: cache.mode: readonly, but the cache {cache} does not exist; run the config "
+                "once with cache.mode = 'readwrite' first",
+                path=str(cache),
+            )
+        if config.cache.mode != "off" and cache.is_file():
+            CacheStore(cache, mode=config.cache.mode, namespace=config.cache_namespace()).close()  # not a cache?
+        if self.seams.proposer is None and config.cache.mode != "readonly":
+            await preflight_proposer(config)
 
     def _prepare_run_dir(self, lock: RunDirLock) -> GepaResult | ResumePoint | None:
         """Lock the run directory, then: a finished run's stored result, the checkpoint to resume an unfinished
@@ -261,6 +285,7 @@ class _Execution:
         self.supervisor: Supervisor | None = None
         self.cache: CacheStore | None = None
         self.circuit_stats: CircuitStats | None = None  # the live container's outage circuit, for its probes' spend
+        self.preflighted = False  # the proposer was checked before the run directory was prepared
         self.run_id = config.effective_run_id()
         self.run_dir = config.run_dir()
         self.output_dir = config.output_dir
@@ -456,7 +481,7 @@ class _Execution:
         async with AsyncExitStack() as stack:
             store = self.cache
             assert store is not None
-            if self.seams.proposer is None and config.cache.mode != "readonly":
+            if self.seams.proposer is None and config.cache.mode != "readonly" and not self.preflighted:
                 await preflight_proposer(config)  # fail before spending: before the container and any rollout
             client = await open_container(
                 stack, config, store, self.bus, transport=self.seams.container_transport, run_dir=self.run_dir

@@ -1,6 +1,8 @@
-"""The dataset a config asks for, checked against the container's taskset before any rollout: a split the
-container does not list, an id it does not list, and heldout ids that are also training rows (heldout rows never
-reach the proposer) are config errors naming the key."""
+"""What a config asks for that cannot work fails before anything is spent. The dataset, checked against the
+container's taskset before any rollout: a split the container does not list, an id it does not list, and heldout
+ids that are also training rows (heldout rows never reach the proposer) are config errors naming the key. An
+environment variable the config names but that is unset, or a readonly cache that does not exist, fails before a
+run directory is made."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synth_opt import ConfigError, GepaRun, load_config
+from synth_opt import ConfigError, GepaRun, SynthOptimizerError, load_config
 
 from .test_pipeline_fake import LearningProposer, new_fake, write_config
 
@@ -57,3 +59,28 @@ async def test_heldout_rows_apart_from_the_training_rows_of_one_split_are_fine(t
         load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
     ).execute_async()
     assert result.status == "completed"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            'url = "http://fake-container.test"\n',
+            'url = "http://fake-container.test"\nauth_bearer_env = "SYNTH_OPT_TEST_UNSET_TOKEN"\n',
+            "container.auth_bearer_env: environment variable SYNTH_OPT_TEST_UNSET_TOKEN is not set",
+        ),
+        ('mode = "off"', 'mode = "readonly"', "cache.mode: readonly, but the cache"),
+    ],
+    ids=["unset-variable", "missing-readonly-cache"],
+)
+async def test_what_can_be_checked_before_the_run_fails_before_any_run_directory(
+    tmp_path: Path, old: str, new: str, says: str
+) -> None:
+    path = write_config(tmp_path, "early", mode="sync_serial")
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(SynthOptimizerError, match=says):
+        await GepaRun(
+            load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
+        ).execute_async()
+    assert not (tmp_path / "runs").exists()  # no run directory, no registry line, no latest link
