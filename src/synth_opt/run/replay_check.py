@@ -1,8 +1,10 @@
 """The three-run acceptance of a config: fresh, cached (``readwrite``, all hits) and ``readonly`` replay.
 
 Each run has its own run directory (``<run_id>-fresh``, ``-cached``, ``-readonly``) and re-executes every decision;
-they share one cache file that the fresh run starts empty. The acceptance holds when the three normalized feeds are
-identical, the cached run missed nothing, and the readonly run called nothing.
+they share one cache file that the fresh run starts empty, ``<run_id>-acceptance/cache.sqlite``. That directory is
+locked (:class:`~synth_opt.dir_lock.RunDirLock`) for the whole acceptance, before the cache is emptied, so a second
+acceptance of the config fails with ``run_locked`` and leaves the first one's cache alone. The acceptance holds when
+the three normalized feeds are identical, the cached run missed nothing, and the readonly run called nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synth_opt.config import GepaConfig
+from synth_opt.dir_lock import RunDirLock
 from synth_opt.events.compare import FeedComparison, compare_feeds
 from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
@@ -34,9 +37,13 @@ class AcceptanceReport:
 
 
 async def accept_config(config: GepaConfig) -> AcceptanceReport:
-    report = AcceptanceReport()
     base_id = config.effective_run_id()
-    cache_path = config.output_dir / f"{base_id}-acceptance-cache.sqlite"
+    with RunDirLock(config.output_dir / f"{base_id}-acceptance") as lock:
+        return await _accept(config, base_id, lock.run_dir / "cache.sqlite")
+
+
+async def _accept(config: GepaConfig, base_id: str, cache_path: Path) -> AcceptanceReport:
+    report = AcceptanceReport()
     _remove_cache(cache_path)
     for label, mode in RUNS:
         run_config = config.model_copy(

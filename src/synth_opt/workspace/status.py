@@ -2,7 +2,8 @@
 
 It reads through a read-only connection in one read transaction, so it works while the run's writer (another
 task or process) commits; then it stores the projection freshness and invariant report it computed through a short
-``BEGIN IMMEDIATE`` write, best effort (a read-only file still gets its status, marked ``persisted: False``).
+``BEGIN IMMEDIATE`` write, best effort (a read-only file, or one in a directory this user cannot write, still gets
+its status, marked ``persisted: False``).
 
 The reads are written once, as *readers* (generators that yield their queries and are sent the rows), so the
 sqlite3 driver here and the aiosqlite driver of :mod:`synth_opt.workspace.live` run the same code.
@@ -50,6 +51,8 @@ COUNT_KEYS: dict[str, tuple[str, str, str]] = {
     "event_stream_event_type_counts": ("event_stream_events", "type", ""),
     "usage_ledger_boundary_counts": ("usage_ledger", "boundary", ""),
 }
+_SQLITE_READONLY = 8
+_SQLITE_CANTOPEN = 14
 _SERVICE_KEYS = {
     "run_requests": "run_request_status_counts",
     "operations": "operation_status_counts",
@@ -92,7 +95,9 @@ def missing_workspace(path: Path) -> ConfigError:
 
 
 def unopenable_workspace(path: Path, error: sqlite3.Error) -> ConfigError:
-    return ConfigError(f"workspace database {path} cannot be opened: {error}")
+    return ConfigError(
+        f"workspace database {path} cannot be opened: {error}; check that this user can read it and its directory"
+    )
 
 
 def workspace_status(db_path: str | Path) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def workspace_status(db_path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise missing_workspace(path)
     try:
-        conn = connect(path, readonly=True)
+        conn = _reading_connection(path)
     except sqlite3.Error as error:
         raise unopenable_workspace(path, error) from None
     health: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -129,6 +134,30 @@ def workspace_status(db_path: str | Path) -> dict[str, Any]:
     return result
 
 
+def _reading_connection(path: Path) -> sqlite3.Connection:
+    """A read-only connection. Reading a WAL database takes its ``-shm`` file, which SQLite creates beside it; in a
+    directory this process cannot write (a finished run copied read-only, a read-only mount) that is refused, and
+    then, when no write-ahead log lies beside it (so the file holds the whole database), the file is read as
+    ``immutable``, which creates nothing."""
+    conn = connect(path, readonly=True)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.Error as error:
+        wal = Path(f"{path}-wal")
+        if not _cannot_write_beside(error) or (wal.exists() and wal.stat().st_size > 0):
+            return conn  # read_layout says what is wrong
+        conn.close()
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    return conn
+
+
+def _cannot_write_beside(error: sqlite3.Error) -> bool:
+    """Whether SQLite failed for want of writing a ``-shm`` (or ``-wal``) file beside the database."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (int(code) & 0xFF) in (_SQLITE_READONLY, _SQLITE_CANTOPEN)
+
+
 @dataclass(frozen=True)
 class Layout:
     """What a workspace or service database holds: its tables, schema version and runs."""
@@ -147,6 +176,14 @@ def read_layout(path: Path) -> Reader[Layout]:
     try:
         rows = yield ("SELECT name FROM sqlite_master WHERE type = 'table'", ())
     except sqlite3.DatabaseError as error:
+        if _cannot_write_beside(error) and Path(f"{path}-wal").exists():
+            raise ConfigError(
+                f"{path} cannot be read without writing beside it ({error}): SQLite needs to create "
+                f"{path.name}-shm to read its write-ahead log {path.name}-wal; make {path.parent} writable for this "
+                "user, or copy the run directory somewhere writable and pass the copy's workspace.sqlite"
+            ) from None
+        if _cannot_write_beside(error):
+            raise unopenable_workspace(path, error) from None
         raise ConfigError(f"{path} is not a SQLite database ({error}); pass a workspace.sqlite") from None
     tables = frozenset(str(r[0]) for r in rows)
     if not tables:

@@ -30,7 +30,9 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from synth_opt.errors import ConfigError
 from synth_opt.events import Event, utc_now
+from synth_opt.events.normalize import read_feed as events_of_feed
 from synth_opt.logs import get_logger
 from synth_opt.workspace.db import (
     apply_rows,
@@ -235,19 +237,19 @@ async def _stop_child(child: Process, stats: WriterStats) -> None:
 
 
 def read_feed(feed_path: Path) -> list[Event]:
-    """Every complete line of an ``events.jsonl`` (a torn last line is skipped)."""
-    events: list[Event] = []
+    """The events of an ``events.jsonl`` (none when it is missing). A torn last line is left out with a warning;
+    any other damaged line is a :class:`~synth_opt.errors.ConfigError` naming the file and line, since the tables
+    rebuilt without its event would never agree with the feed."""
     if not feed_path.exists():
-        return events
-    with feed_path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                events.append(Event.from_json(json.loads(line)))
-            except (ValueError, KeyError):
-                continue
-    return events
+        return []
+    try:
+        return list(events_of_feed(feed_path))
+    except ValueError as error:  # names the file and line
+        raise ConfigError(
+            f"{error}; only a torn last line can be left out: restore {feed_path.name} from a copy (or delete that "
+            "line, losing its event), then run the command again",
+            feed=str(feed_path),
+        ) from None
 
 
 def backfill_feed(conn: sqlite3.Connection, feed_path: Path, run_id: str) -> int:

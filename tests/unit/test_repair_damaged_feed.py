@@ -1,0 +1,113 @@
+"""``workspace repair`` over an ``events.jsonl`` damaged before its last line: an error naming the file and line
+that says what to do, never a rebuild that quietly leaves the line's event out (whose invariant report would then
+ask for another repair, forever). A torn last line, what a crash leaves, is still left out."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from synth_opt import GepaRun, load_config
+from synth_opt.cli import main
+from synth_opt.errors import ConfigError
+from synth_opt.testing.fake_container import FakeContainer
+from synth_opt.workspace import repair_workspace, workspace_status
+
+from .test_damaged_files import TORN, _Proposer, _rows
+
+
+def finish_a_run(root: Path) -> Path:
+    """A small completed run under ``root``; returns its run directory."""
+    config = root / "gepa.toml"
+    config.write_text(
+        f"""
+[run]
+run_id = "feed"
+output_dir = "{root / "runs"}"
+seed = 3
+
+[container]
+url = "http://fake-container.test"
+
+[dataset]
+train_ids = {{count = 8}}
+heldout_ids = {{count = 4}}
+pareto_ids = {{count = 6}}
+
+[proposer]
+backend = "codex_app_server"
+
+[gepa]
+max_train_rollouts = 40
+minibatch_size = 2
+
+[cache]
+mode = "off"
+"""
+    )
+    fake = FakeContainer(
+        rows={"train": _rows("train", 8), "test": _rows("test", 4)},
+        score=lambda candidate, row: 1.0 if row["answer"] in candidate["instruction"].split() else 0.0,
+        seed_candidate={"instruction": "answer w0"},
+    )
+    result = GepaRun(load_config(config), container_transport=fake.transport(), proposer=_Proposer()).execute()
+    assert result.status == "completed"
+    return Path(result.event_feed_path).parent
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return finish_a_run(tmp_path_factory.mktemp("feed"))
+
+
+@pytest.fixture
+def run_dir(finished_run: Path, tmp_path: Path) -> Path:
+    for path in finished_run.iterdir():
+        if path.is_file():
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    return tmp_path
+
+
+def _damage_line(feed: Path, index: int) -> None:
+    lines = feed.read_bytes().splitlines(keepends=True)
+    lines[index] = b"x" + lines[index]
+    feed.write_bytes(b"".join(lines))
+
+
+def test_repair_of_a_corrupt_database_names_a_damaged_feed_line_and_what_to_do(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = run_dir / "workspace.sqlite"
+    db.write_bytes(b"junk" * 5000)
+    _damage_line(run_dir / "events.jsonl", 40)
+
+    assert main(["workspace", "repair", "--db", str(db), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "error[config_error]" in err and "events.jsonl:41:" in err
+    assert "restore events.jsonl from a copy" in err and "Traceback" not in err
+
+
+def test_repair_of_deleted_event_rows_names_a_damaged_feed_line(run_dir: Path) -> None:
+    db = run_dir / "workspace.sqlite"
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("DELETE FROM event_stream_events WHERE sequence_number > 30")
+        conn.commit()
+    finally:
+        conn.close()
+    _damage_line(run_dir / "events.jsonl", 9)
+
+    with pytest.raises(ConfigError, match=r"events\.jsonl:10: not a JSON line; .*restore"):
+        repair_workspace(db)
+
+
+def test_repair_still_leaves_out_a_torn_last_line(run_dir: Path) -> None:
+    db = run_dir / "workspace.sqlite"
+    db.write_bytes(b"junk" * 5000)
+    with (run_dir / "events.jsonl").open("ab") as feed:
+        feed.write(TORN)
+
+    assert repair_workspace(db)["status"] == "ok"
+    assert workspace_status(db)["runs"][0]["invariant_report"]["status"] == "ok"
