@@ -11,13 +11,14 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
 from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError, collapse_exception_group
+from synth_opt.listening import check_bindable, serve_until_stopped
 from synth_opt.result import GepaResult
 
 if TYPE_CHECKING:
@@ -29,6 +30,17 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}; see '{self.prog} --help'")
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port to listen on, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; give a number from 1 to 65535")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,13 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     task_commands = task.add_subparsers(dest="command", required=True, parser_class=_Parser)
     task_serve = task_commands.add_parser("serve", help="serve module:task as a container on this host")
     task_serve.add_argument("reference", help="module:attribute of the Task, importable from the current folder")
-    task_serve.add_argument("--port", type=int, default=8000, help="the port to listen on (8000)")
+    task_serve.add_argument("--port", type=_port, default=8000, help="the port to listen on (8000)")
     task_serve.add_argument("--host", default="127.0.0.1", help="the address to bind (loopback unless --token-env)")
     task_serve.add_argument("--threads", type=int, help="how many calls of a sync score function run at once")
     task_serve.add_argument("--token-env", help="the environment variable holding the bearer token clients send")
     view = commands.add_parser("view", help="browse runs, their lineage and candidates in a web browser")
     view.add_argument("--runs", required=True, help="a folder of run directories (a config's run.output_dir)")
-    view.add_argument("--port", type=int, default=8880, help="the port to listen on (8880)")
+    view.add_argument("--port", type=_port, default=8880, help="the port to listen on (8880)")
     view.add_argument("--host", default="127.0.0.1", help="the address to bind (loopback unless --token-env)")
     view.add_argument("--token-env", help="the environment variable holding the bearer token clients send")
     events = commands.add_parser("events", help="read event feeds")
@@ -199,13 +211,18 @@ def _main(argv: Sequence[str] | None) -> int:
 
             if args.threads is not None and args.threads < 1:
                 raise UsageError(f"--threads {args.threads}: must be at least 1")
-            return serve_task(
-                args.reference, host=args.host, port=args.port, max_threads=args.threads, token_env=args.token_env
+            return _serve(
+                args,
+                lambda: serve_task(
+                    args.reference, host=args.host, port=args.port, max_threads=args.threads, token_env=args.token_env
+                ),
             )
         if args.group == "view":
             from synth_opt.view import serve_view
 
-            return serve_view(Path(args.runs), host=args.host, port=args.port, token_env=args.token_env)
+            return _serve(
+                args, lambda: serve_view(Path(args.runs), host=args.host, port=args.port, token_env=args.token_env)
+            )
         if args.group == "events" and args.command == "replay":
             return _events_replay(args)
         if args.group == "events" and args.command == "compare":
@@ -223,6 +240,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise  # main() tells a closed stdout from another broken pipe
     except Exception as error:  # a bug: still one line, with the way to get details
         return _unexpected(error)
+
+
+def _serve(args: argparse.Namespace, start: Callable[[], int]) -> int:
+    """``view`` and ``task serve``: their --host and --port checked before the server starts."""
+    flag = f"--host {args.host} --port {args.port}"
+    check_bindable(args.host, args.port, flag)
+    return serve_until_stopped(start, f"{args.host}:{args.port}", flag)
 
 
 def _path(value: str | None) -> Path | None:

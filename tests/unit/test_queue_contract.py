@@ -15,6 +15,7 @@ import pytest
 from synth_opt.errors import ConfigError, LeaseLostError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
 from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunQueue, RunRequest, Submission, open_queue
+from synth_opt.service.queue.plans import MAX_EXPIRED_LEASES
 from synth_opt.service.queue.schema import REQUEST_STATUSES
 
 LEASE = 10.0
@@ -199,6 +200,34 @@ def test_recover_requeues_only_expired_leases(queue: RunQueue, clock: FakeClock)
     assert requeued.status == "queued" and requeued.lease_owner is None and requeued.lease_token is None
     assert requeued.attempts == 1
     assert queue.get(b.request_id).status == "leased"
+
+
+def test_a_request_whose_lease_keeps_expiring_is_failed_after_three_attempts(queue: RunQueue, clock: FakeClock) -> None:
+    """A run that kills every worker taking it (the lease expires each time) is given up, not requeued forever,
+    and then no longer holds its container URL."""
+    poison = submit(queue, "poison", container_url="http://c:1")
+    for attempt in range(1, MAX_EXPIRED_LEASES + 1):
+        claimed = queue.claim(f"w{attempt}")
+        assert claimed is not None and claimed.request_id == poison.request_id and claimed.attempts == attempt
+        queue.start(claimed.request_id, claimed.lease_token)
+        clock.advance(LEASE + 1)
+        recovery = queue.recover()
+        if attempt < MAX_EXPIRED_LEASES:
+            assert recovery.requeued == (poison.request_id,) and recovery.failed == ()
+    assert recovery.requeued == () and recovery.failed == (poison.request_id,)
+    assert recovery.to_dict()["failed"] == [poison.request_id] and recovery.recovered == 1
+    given_up = queue.get(poison.request_id)
+    assert given_up.status == "failed" and given_up.lease_token is None and given_up.finished_at is not None
+    assert given_up.error is not None and given_up.error["code"] == "run_failed"
+    assert f"given up after {MAX_EXPIRED_LEASES} attempts" in given_up.error["message"]
+    assert "w3" in given_up.error["message"] and given_up.error["detail"]["last_owner"] == "w3"
+    with pytest.raises(LeaseLostError):  # the last worker, were it alive, can no longer write
+        queue.complete(poison.request_id, result={}, lease_token=claimed.lease_token)
+    assert queue.claim("w4") is None
+    after = submit(queue, "after", container_url="http://c:1")  # the URL is free again
+    next_up = queue.claim("w4")
+    assert next_up is not None and next_up.request_id == after.request_id
+    assert queue.recover().invariants["status"] == "ok"
 
 
 def test_an_idempotency_key_returns_the_same_request(queue: RunQueue) -> None:

@@ -31,7 +31,17 @@ class FeedComparison:
 def _lines(path: Path) -> list[str]:
     if not path.exists():
         raise ConfigError(f"event feed {path} does not exist; pass the path of an events.normalized.jsonl file")
-    raw = path.read_bytes().splitlines(keepends=True)
+    if path.is_dir():
+        raise ConfigError(
+            f"event feed {path} is a directory; pass the feed file in it, runs/<id>/events.normalized.jsonl (or "
+            "events.jsonl)"
+        )
+    try:
+        raw = path.read_bytes().splitlines(keepends=True)
+    except OSError as error:  # unreadable (permissions, a special file)
+        raise ConfigError(
+            f"event feed {path} cannot be read ({error.strerror or error}); pass runs/<id>/events.normalized.jsonl"
+        ) from None
     if raw and is_torn_line(raw[-1]):
         warn_torn_line(path, len(raw), len(raw[-1]))
         raw.pop()

@@ -37,6 +37,12 @@ MARKS = {
 def _events(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         raise ConfigError(f"event feed {path} does not exist; pass runs/<id>/events.jsonl or its .normalized.jsonl")
+    if path.is_dir():
+        raise ConfigError(
+            f"event feed {path} is a directory; pass the feed file in it, runs/<id>/events.jsonl (or "
+            "events.normalized.jsonl)",
+            field="--events",
+        )
     lines = json_lines(path)
     while True:
         try:
@@ -45,6 +51,11 @@ def _events(path: Path) -> Iterator[dict[str, Any]]:
             return
         except ValueError as error:  # names the file and line
             raise ConfigError(f"{error}; is this an event feed?") from None
+        except OSError as error:  # unreadable (permissions, a special file)
+            raise ConfigError(
+                f"event feed {path} cannot be read ({error.strerror or error}); pass runs/<id>/events.jsonl",
+                field="--events",
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}:{number}: not an event object; is this an event feed?")
         yield data

@@ -208,19 +208,21 @@ class GepaRun:
 
         The lock comes first, so nothing changes while another process holds the directory. A directory whose
         run never wrote a checkpoint committed nothing: it starts over. One that announced a checkpoint that is
-        gone cannot resume: that needs ``--fresh``."""
+        gone cannot resume: that needs ``--fresh``. A result or a checkpoint of another config (another decision
+        digest) is refused: that needs another run id or ``--fresh``."""
         run_dir = self.run_dir
         lock.acquire()
         started = any(entry.name not in (LOCK_FILE, RUN_MARKER) for entry in run_dir.iterdir())
         if started and not self.fresh:
-            check_same_config(run_dir, self.config)
             manifest = run_dir / "result_manifest.json"
             if manifest.exists():
                 stored = _stored_result(manifest)
                 if stored.status == "completed":
+                    check_same_config(run_dir, self.config)
                     return _replace_flag(stored)
             checkpoint = latest_checkpoint(run_dir)
             if checkpoint is not None:
+                check_same_config(run_dir, self.config)  # (a run that committed nothing starts over, whatever it was)
                 lock.mark()
                 # thrown-away work is paid again only with the cache off (readwrite serves it from the cache again,
                 # readonly pays for nothing)

@@ -110,12 +110,33 @@ def _problem(entry: Any) -> str | None:
 def _http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     status = error.status_code
     code = "validation_error" if status == 400 else HTTPStatus(status).phrase.lower().replace(" ", "_")
-    detail = {"errors": error.extra} if error.extra else {}
+    detail: dict[str, Any] = {"errors": error.extra} if error.extra else {}
+    headers = dict(error.headers or {})
     message = str(error.detail)
     problems = [text for text in map(_problem, error.extra if isinstance(error.extra, list) else []) if text]
     if problems:
         message = f"{message}: {'; '.join(problems)}"
-    return _envelope(code, message, detail, status, dict(error.headers or {}) or None)
+    where = f"{request.method} {request.url.path}"
+    if status == 404:
+        message = f"no route {where}; the routes are listed in the OpenAPI schema at /schema/openapi.json"
+        detail = {"method": request.method, "path": request.url.path}
+    elif status == 405:
+        allowed = [m.strip() for m in headers.get("allow", headers.get("Allow", "")).split(",") if m.strip()]
+        message = f"{where} is not allowed; {request.url.path} takes {', '.join(allowed) or 'other methods'}"
+        detail = {"method": request.method, "path": request.url.path, "allowed": allowed}
+    elif status == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
+        message = (
+            f"the body of {where} is larger than the service's limit of {limit} bytes; send a smaller body (a run "
+            'request is a small JSON object such as {"config_path": "gepa.toml"})'
+        )
+        detail = {"limit_bytes": limit}
+    elif status == 400 and message.startswith("JSON is malformed"):
+        message = (
+            f"the request body is not valid JSON ({message.removeprefix('JSON is malformed: ')}); the body must be "
+            'a JSON object, such as {"config_path": "gepa.toml"}'
+        )
+    return _envelope(code, message, detail, status, headers or None)
 
 
 def _recursion(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:

@@ -40,8 +40,10 @@ def parse_bind(bind: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as ``(host, port)``; a ConfigError naming ``--bind`` otherwise."""
     host, colon, port = bind.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--bind {bind!r} must be HOST:PORT, like {DEFAULT_BIND}", field="--bind")
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(
+            f"--bind {bind!r} must be HOST:PORT with a port from 1 to 65535, like {DEFAULT_BIND}", field="--bind"
+        )
     return host, int(port)
 
 
@@ -60,11 +62,13 @@ def serve(
     """Run the service until SIGINT or SIGTERM; then stop claiming, stop the running request within
     ``grace_seconds`` and release its lease (it is queued again and resumes later). Submitted configs keep their
     paths under ``config_root`` or ``runs_root`` and start programs only with ``allow_commands``."""
+    from synth_opt.listening import check_bindable, serve_until_stopped
     from synth_opt.service.app import create_app
 
     host, port = parse_bind(bind)
     token = serving_token(host, token_env, flag="--bind", shown=bind)
     open_queue(db).close()  # a bad --db is reported here, as one line, not from inside the server
+    check_bindable(host, port, f"--bind {bind}")  # so is a port in use
     app = create_app(
         db,
         worker_id=worker_id,
@@ -94,8 +98,12 @@ def serve(
             timeout_graceful_shutdown=int(grace_seconds),
         )
     )
-    server.run()
-    return 0
+
+    def run() -> int:
+        server.run()
+        return 0
+
+    return serve_until_stopped(run, bind, f"--bind {bind}")
 
 
 class _GracefulServer(uvicorn.Server):

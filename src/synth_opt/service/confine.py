@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synth_opt.config import GepaConfig, ProposerSection
-from synth_opt.errors import ConfigError
+from synth_opt.config import GepaConfig, ProposerSection, load_config
+from synth_opt.errors import ConfigError, SynthOptimizerError
 from synth_opt.service.errors import ConfinementError
 
-__all__ = ["CODEX_COMMAND_KEYS", "Confinement", "config_inside_root"]
+__all__ = ["CODEX_COMMAND_KEYS", "Confinement", "config_inside_root", "load_submitted"]
 
 # codex settings (top-level ``-c`` keys) that start programs, widen the sandbox or pick a profile that may do either
 CODEX_COMMAND_KEYS = frozenset(
@@ -49,9 +49,23 @@ _DEFAULT_PROPOSER_COMMAND = ProposerSection.model_fields["command"].get_default(
 
 
 def config_inside_root(config_path: str | Path, config_root: Path) -> Path:
-    """``config_path`` resolved (symlinks included) against ``config_root``; a ConfigError if it leaves the root."""
+    """``config_path`` resolved (symlinks included) against ``config_root``; a ConfigError naming ``config_path``
+    if it leaves the root or cannot be resolved (a NUL byte, a symlink loop, an unreadable directory)."""
     root = config_root.expanduser().resolve()
-    resolved = (root / Path(config_path).expanduser()).resolve()
+    try:
+        resolved = (root / Path(config_path).expanduser()).resolve()
+    except RuntimeError as error:  # Python 3.11's Path.resolve reports a symlink loop so
+        raise ConfigError(
+            f"config_path {str(config_path)!r} cannot be resolved: {error}; replace the symlink loop with a link to "
+            "a config file under the config root, or submit the file's own path",
+            field="config_path",
+        ) from None
+    except (ValueError, OSError) as error:
+        raise ConfigError(
+            f"config_path {str(config_path)!r} cannot be resolved: {error}; submit the path of a config file under "
+            "the config root",
+            field="config_path",
+        ) from None
     if not resolved.is_relative_to(root):
         raise ConfigError(
             f"config_path {config_path} resolves to {resolved}, outside the service's config root {root}; "
@@ -60,6 +74,23 @@ def config_inside_root(config_path: str | Path, config_root: Path) -> Path:
             config_root=str(root),
         )
     return resolved
+
+
+def load_submitted(config_path: str | Path, shown: str | Path | None = None) -> GepaConfig:
+    """Load a submitted config (a worker thread's work): whatever goes wrong is a ConfigError naming ``config_path``
+    (``shown``: as the caller gave it), never an unexpected error, since the file is user input."""
+    try:
+        return load_config(config_path)
+    except SynthOptimizerError:
+        raise
+    except Exception as error:  # e.g. a symlink loop or a NUL byte in a path the config names
+        named = shown if shown is not None else config_path
+        raise ConfigError(
+            f"config_path {str(named)!r}: the config {config_path} could not be loaded ({type(error).__name__}: "
+            f"{error}); fix it (a path it names may be a symlink loop or hold a NUL byte) and submit it again",
+            field="config_path",
+            file=str(config_path),
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +174,10 @@ class Confinement:
                 )
 
     def _inside(self, path: Path) -> bool:
-        real = Path(os.path.realpath(path))
+        try:
+            real = Path(os.path.realpath(path))
+        except (ValueError, OSError):  # a NUL byte: not a path under a root
+            return False
         return any(real.is_relative_to(root) for root in self.roots)
 
     def _roots_text(self) -> str:

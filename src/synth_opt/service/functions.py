@@ -154,8 +154,8 @@ def workspace_complete_run_request(
 
 
 def workspace_recover(db: Db) -> dict[str, Any]:
-    """Requeue expired leased or running requests (cancel those whose cancel was requested):
-    ``{"recovered", "requeued", "cancelled", "invariants"}``."""
+    """Requeue expired leased or running requests (cancel those whose cancel was requested; fail those whose lease
+    expired for the third time): ``{"recovered", "requeued", "cancelled", "failed", "invariants"}``."""
     with open_queue(db) as queue:
         return queue.recover().to_dict()
 

@@ -23,13 +23,13 @@ from litestar.exceptions import ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from synth_opt.config import load_config
 from synth_opt.errors import ConfigError
 from synth_opt.redact import redact_url
-from synth_opt.service.confine import Confinement
+from synth_opt.service.confine import Confinement, load_submitted
 from synth_opt.service.errors import QueueConflictError
 from synth_opt.service.functions import request_fields
 from synth_opt.service.queue import AsyncRunQueue, RequestStatus, RunRequest
+from synth_opt.service.queue.plans import MAX_LIST
 from synth_opt.service.queue.rows import public_view
 from synth_opt.service.worker import call_in_thread
 from synth_opt.service.worker_loop import ServiceWorker
@@ -150,8 +150,8 @@ async def submit_run(
         raise ConfigError(f"priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}", field="priority")
     if data.idempotency_key is not None and not 0 < len(data.idempotency_key) <= 200:
         raise ConfigError("idempotency_key must be 1 to 200 characters", field="idempotency_key")
-    path = _inside_root(data.config_path, service.rules)
-    config = await call_in_thread(load_config, path)
+    path = service.rules.config_path(data.config_path)  # a ConfigError naming config_path when it cannot resolve
+    config = await call_in_thread(load_submitted, path, data.config_path)
     service.rules.check(config)  # again when a worker runs it: the file may change meanwhile
     fields = request_fields(config)
     queued = await service.queue.submit(
@@ -170,16 +170,20 @@ async def submit_run(
     return Response(body, status_code=200 if queued.deduplicated else 201)
 
 
-def _inside_root(config_path: str, rules: Confinement) -> Path:
-    try:
-        return rules.config_path(config_path)
-    except (ValueError, OSError) as error:  # a NUL byte, a symlink loop, an unreadable directory
-        raise ConfigError(f"config_path {config_path!r} cannot be resolved: {error}", field="config_path") from None
-
-
 @get("/runs")
 async def list_runs(state: State, status: FromQuery[str | None] = None, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Requests, newest first (without their full result JSON)."""
+    if not 1 <= limit <= MAX_LIST:
+        raise ValidationException(
+            "Validation failed for GET /runs",
+            extra=[
+                {
+                    "key": "limit",
+                    "source": "query",
+                    "message": f"{limit} is out of range; give the number of requests to list, 1 to {MAX_LIST}",
+                }
+            ],
+        )
     service = service_of(state)
     requests = await service.queue.list_requests(status=status, limit=limit)
     return {"requests": [public_view(r, with_result=False) for r in requests]}

@@ -34,6 +34,7 @@ from structlog.contextvars import bound_contextvars
 
 from synth_opt.config import GepaConfig, load_config
 from synth_opt.errors import (
+    ConfigError,
     LeaseLostError,
     RunCancelledError,
     RunFailedError,
@@ -46,9 +47,10 @@ from synth_opt.result import GepaResult
 from synth_opt.run import GepaRun
 from synth_opt.service.confine import Confinement, config_inside_root
 from synth_opt.service.feed import EventPump
+from synth_opt.service.functions import request_fields
 from synth_opt.service.queue import DEFAULT_LEASE_SECONDS, AsyncRunQueue, RunRequest, open_queue
 
-__all__ = ["Execution", "call_in_thread", "config_inside_root", "execute_claimed", "run_next"]
+__all__ = ["Execution", "call_in_thread", "check_unchanged", "config_inside_root", "execute_claimed", "run_next"]
 
 _log = get_logger("synth_opt.service")
 CANCEL_REASON = "cancelled through the service"
@@ -138,18 +140,54 @@ async def _watch(queue: AsyncRunQueue, execution: Execution, *, heartbeat_second
 
 
 def _manifest_summary(config: GepaConfig | None) -> dict[str, Any] | None:
-    """What a run that ended early left behind: its manifest (cancelled after the seed was scored) or its paths."""
+    """What a run that ended early left behind: its manifest (cancelled after the seed was scored) or its paths;
+    None when there is nothing, or nothing readable (a run directory whose name the file system refuses): the
+    request's outcome is written either way."""
     if config is None:
         return None
-    run_dir = config.run_dir()
-    manifest = run_dir / "result_manifest.json"
     try:
-        data: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
-        data.setdefault("manifest_path", str(manifest))
-        return data
-    except (OSError, ValueError):
+        run_dir = config.run_dir()
+        manifest = run_dir / "result_manifest.json"
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            data.setdefault("manifest_path", str(manifest))
+            return data
         workspace = run_dir / "workspace.sqlite"
         return {"workspace_db_path": str(workspace)} if workspace.exists() else None
+    except Exception as error:  # e.g. ENAMETOOLONG: the outcome matters more than the summary
+        _log.warning("the run's summary could not be read", error=f"{type(error).__name__}: {error}")
+        return None
+
+
+FIXED_FIELDS = ("run_id", "run_dir", "container_url", "cache_namespace")
+
+
+def check_unchanged(claimed: RunRequest, config: GepaConfig) -> None:
+    """A ConfigError naming the first field the reloaded config changed since submission: the request's run id,
+    run directory, container URL(s) and cache namespace were fixed then (SPEC §11), and the claim kept the request
+    from sharing its URLs and namespace with another live request. A request submitted without a run directory
+    (through the queue's own API) is not held to one."""
+    fields = request_fields(config)
+    urls = list(dict.fromkeys(fields["container_urls"]))
+    now = {**fields, "container_url": fields["container_url"] or (", ".join(urls) if urls else None)}
+    for name in FIXED_FIELDS:
+        then = getattr(claimed, name)
+        if name == "run_dir" and then is None:
+            continue
+        if now[name] != then:
+            raise ConfigError(
+                f"the config {claimed.config_path} changed since run request {claimed.request_id} was submitted: "
+                f"its {name} is now {now[name]!r}, the request was submitted with {then!r}; the queue fixes "
+                "the run id, run directory, container URLs and cache namespace at submission, so submit the config "
+                "again as a new request",
+                field=name,
+                submitted=then,
+                now=now[name],
+                request_id=claimed.request_id,
+            )
 
 
 async def _run_gepa(execution: Execution, config: GepaConfig) -> GepaResult:
@@ -229,14 +267,13 @@ async def _execute(
                 loaded: GepaConfig = await call_in_thread(load_config, path)
                 if confinement is not None:
                     confinement.check(loaded)
+                check_unchanged(claimed, loaded)
                 config = loaded
                 result = (await _run_gepa(execution, config)).to_json()
             except SynthOptimizerError as failure:
                 error = failure.to_dict()
             except Exception as bug:
-                wrapped = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
-                error = wrapped.to_dict()
-                _log.exception("the request failed unexpectedly")
+                error = _unexpected(bug)
             finally:
                 tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
@@ -246,18 +283,46 @@ async def _execute(
             except LeaseLostError:
                 pass  # logged; the cancellation goes on
         raise
+    except Exception as bug:  # the heartbeat or the event pump broke: the request still gets its outcome
+        if result is None and error is None:
+            error = _unexpected(bug)
     await _last_events(pump)
     # a lease lost while running still gets its final write: the refusal is audited and raised as LeaseLostError
     if execution.shutting_down and (error or {}).get("code") == RunCancelledError.error_code:
         return await _release(queue, execution)
     if error is not None:
         result = _manifest_summary(config)
+    return await _complete(queue, execution, result, error)
+
+
+def _unexpected(bug: Exception) -> dict[str, Any]:
+    _log.error("the request failed unexpectedly", exc_info=bug)
+    return RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}").to_dict()
+
+
+async def _complete(
+    queue: AsyncRunQueue, execution: Execution, result: dict[str, Any] | None, error: dict[str, Any] | None
+) -> RunRequest:
+    """Write the outcome, fenced by the lease. An outcome the queue cannot store (a value it cannot encode, say)
+    is replaced by an error saying so, so the request never stays running with its lease held. The queue's own
+    refusals (a lost lease, a database that stayed unreachable) are raised, as is a second failure: the lease then
+    expires and recovery takes over (failing the request once that has happened too often)."""
+    token = execution.lease_token
     try:
-        final = await queue.complete(execution.request_id, result=result, error=error, lease_token=token)
+        return await queue.complete(execution.request_id, result=result, error=error, lease_token=token)
     except LeaseLostError as lost:
         _log.error("the request finished but its result was refused", error=lost.message)
         raise
-    return final
+    except SynthOptimizerError:
+        raise
+    except Exception as bug:
+        _log.error("the request's outcome could not be written; failing it", exc_info=bug)
+        text = f"{type(bug).__name__}: {bug}".encode("utf-8", "backslashreplace").decode("utf-8")
+        failed = RunFailedError(
+            f"the run ended but its outcome could not be written to the queue ({text}); see the worker's log and "
+            "submit the config again"
+        )
+        return await queue.complete(execution.request_id, result=None, error=failed.to_dict(), lease_token=token)
 
 
 async def _last_events(pump: EventPump) -> None:

@@ -18,14 +18,24 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from synth_opt.errors import LeaseLostError, SynthOptimizerError
+from synth_opt.errors import LeaseLostError, RunFailedError, SynthOptimizerError
 from synth_opt.service.errors import QueueConflictError, RunRequestNotFoundError
 from synth_opt.service.queue.health import queue_health_plan
 from synth_opt.service.queue.records import Recovery, RequestStatus, RunRequest, Submission
 from synth_opt.service.queue.rows import dumps, summary_columns
 from synth_opt.service.queue.schema import LIVE_STATUSES, TERMINAL_STATUSES
 
-__all__ = ["MAX_LIST", "Built", "Plan", "QueuePlans", "Refused", "Step", "new_request_id", "not_found"]
+__all__ = [
+    "MAX_EXPIRED_LEASES",
+    "MAX_LIST",
+    "Built",
+    "Plan",
+    "QueuePlans",
+    "Refused",
+    "Step",
+    "new_request_id",
+    "not_found",
+]
 
 T = TypeVar("T")
 Step = tuple[str, Mapping[str, Any] | tuple[Any, ...]]
@@ -52,6 +62,9 @@ WHERE request_id = (
 RETURNING *
 """
 _EXPIRED = "status IN ('leased', 'running') AND lease_expires_at <= ?"
+MAX_EXPIRED_LEASES = 3
+"""A request whose lease expires this many times (its worker died each time) is failed instead of requeued."""
+_EARLIER_EXPIRIES = "SELECT count(*) FROM operations WHERE request_id = ? AND kind = 'recover'"
 # the status a fenced write leaves its request in ("" for complete: the status it writes), by operation kind: how a
 # write run a second time recognises that the first one committed (release clears the token: not recognisable)
 _DONE = {"start": "running", "complete": "", "fail": "", "cancel": ""}
@@ -100,6 +113,19 @@ def _forget_resources(request_id: str) -> Plan[None]:
 
 def _first(rows: list[Any]) -> Any:
     return rows[0] if rows else None
+
+
+def _given_up(request_id: str, expiries: int, owner: str | None) -> RunFailedError:
+    return RunFailedError(
+        f"run request {request_id} was given up after {expiries} attempts: each time, the worker running it "
+        f"({owner or 'unknown'} the last time) stopped heartbeating before it wrote an outcome (it died, hung or "
+        "lost the database) and its lease expired; see that worker's log for the cause, fix it and submit the "
+        "config again",
+        request_id=request_id,
+        attempts=expiries,
+        max_attempts=MAX_EXPIRED_LEASES,
+        last_owner=owner,
+    )
 
 
 class QueuePlans:
@@ -402,40 +428,53 @@ class QueuePlans:
     # -- maintenance and control ----------------------------------------------------------------------------------
 
     def _recover_plan(self) -> Plan[Recovery]:
+        """Requeue the requests whose lease expired (their worker died, hung or lost the database), cancel those
+        whose cancel was asked, and fail those whose lease has now expired :data:`MAX_EXPIRED_LEASES` times, so a
+        request that kills every worker running it cannot hold its container URL and cache namespace forever."""
         now = self.clock()
         expired = yield (
             f"SELECT request_id, lease_owner, lease_token, attempts, cancel_requested FROM run_requests "
             f"WHERE {_EXPIRED} ORDER BY request_id",
             (now,),
         )
-        yield (
-            "UPDATE run_requests SET status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END, "
-            "finished_at = CASE WHEN cancel_requested = 1 THEN ? END, lease_owner = NULL, lease_token = NULL, "
-            f"lease_expires_at = NULL, leased_at = NULL, started_at = NULL, heartbeat_at = NULL WHERE {_EXPIRED}",
-            (now, now),
-        )
+        outcomes: dict[str, list[str]] = {"queued": [], "cancelled": [], "failed": []}
         for row in expired:
+            request_id = row["request_id"]
+            earlier = _first((yield (_EARLIER_EXPIRIES, (request_id,))))
+            expiries = int(earlier[0]) + 1
+            to = "cancelled" if row["cancel_requested"] else "failed" if expiries >= MAX_EXPIRED_LEASES else "queued"
+            error = None if to != "failed" else _given_up(request_id, expiries, row["lease_owner"]).to_dict()
+            yield (
+                "UPDATE run_requests SET status = ?, finished_at = ?, error_json = coalesce(?, error_json), "
+                "lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, leased_at = NULL, "
+                "started_at = NULL, heartbeat_at = NULL WHERE request_id = ?",
+                (to, None if to == "queued" else now, dumps(error) if error else None, request_id),
+            )
             yield (
                 "UPDATE resource_leases SET status = 'expired', released_at = ? WHERE request_id = ? "
                 "AND lease_token = ? AND status = 'active'",
-                (now, row["request_id"], row["lease_token"]),
+                (now, request_id, row["lease_token"]),
             )
-            to = "cancelled" if row["cancel_requested"] else "queued"
-            if to == "cancelled":
-                yield from _forget_resources(row["request_id"])
+            if to != "queued":
+                yield from _forget_resources(request_id)
+            outcomes[to].append(request_id)
             yield from self._record(
-                row["request_id"],
+                request_id,
                 "recover",
                 "succeeded",
                 None,
                 previous_owner=row["lease_owner"],
                 attempts=row["attempts"],
+                expiries=expiries,
                 to=to,
             )
         health = yield from queue_health_plan(now)
-        requeued = tuple(r["request_id"] for r in expired if not r["cancel_requested"])
-        cancelled = tuple(r["request_id"] for r in expired if r["cancel_requested"])
-        return Recovery(requeued=requeued, cancelled=cancelled, invariants=health)
+        return Recovery(
+            requeued=tuple(outcomes["queued"]),
+            cancelled=tuple(outcomes["cancelled"]),
+            invariants=health,
+            failed=tuple(outcomes["failed"]),
+        )
 
     def _cancel_plan(self, request_id: str, reason: str) -> Plan[RunRequest | Refused]:
         now = self.clock()

@@ -129,22 +129,26 @@ class Submission:
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """What ``recover()`` did: expired leases requeued (or cancelled, when a cancel was asked), and the queue's
-    invariant report computed in the same transaction."""
+    """What ``recover()`` did: expired leases requeued (or cancelled, when a cancel was asked, or failed, when the
+    request's lease had expired too often: its worker died every time), and the queue's invariant report computed in
+    the same transaction."""
 
     requeued: tuple[str, ...]
     cancelled: tuple[str, ...]
     invariants: dict[str, Any]
+    failed: tuple[str, ...] = ()
 
     @property
     def recovered(self) -> int:
-        return len(self.requeued) + len(self.cancelled)
+        return len(self.requeued) + len(self.cancelled) + len(self.failed)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"recovered", "requeued", "cancelled", "invariants"}``, as ``workspace_recover`` and the API return."""
+        """``{"recovered", "requeued", "cancelled", "failed", "invariants"}``, as ``workspace_recover`` and the API
+        return."""
         return {
             "recovered": self.recovered,
             "requeued": list(self.requeued),
             "cancelled": list(self.cancelled),
+            "failed": list(self.failed),
             "invariants": self.invariants,
         }
