@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
-from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError, collapse_exception_group
+from synth_opt.errors import RunFailedError, SynthOptimizerError, UsageError, collapse_exception_group, file_failure
 from synth_opt.listening import check_bindable, serve_until_stopped
 from synth_opt.result import GepaResult
 
@@ -254,7 +254,9 @@ def _path(value: str | None) -> Path | None:
 
 
 def _unexpected(error: BaseException) -> int:
-    failed = RunFailedError(f"unexpected {type(error).__name__}: {error}; re-run with --log-level debug")
+    failed = file_failure(error) or RunFailedError(
+        f"unexpected {type(error).__name__}: {error}; re-run with --log-level debug"
+    )
     print(failed.one_line(), file=sys.stderr)
     return failed.exit_code
 

@@ -58,6 +58,7 @@ __all__ = [
     "SynthOptimizerError",
     "UsageError",
     "collapse_exception_group",
+    "file_failure",
 ]
 
 
@@ -202,9 +203,22 @@ def collapse_exception_group(group: BaseExceptionGroup[BaseException]) -> BaseEx
     if all(isinstance(leaf, cancelled) for leaf in leaves):
         return leaves[0]
     bug = next(leaf for leaf in leaves if not isinstance(leaf, cancelled))
-    error = RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
+    error = file_failure(bug) or RunFailedError(f"the run failed unexpectedly: {type(bug).__name__}: {bug}")
     error.__cause__ = bug
     return error
+
+
+def file_failure(error: BaseException) -> RunFailedError | None:
+    """An OS error on a named file (a read-only folder, a folder where a file should be, a full disk) as the
+    error a user can act on, naming the file; None for anything else."""
+    if not isinstance(error, OSError) or not error.filename:
+        return None
+    names = " -> ".join(str(name) for name in (error.filename, error.filename2) if name)
+    return RunFailedError(
+        f"{names}: {error.strerror or error} ({type(error).__name__}); fix it (its permissions, free space, or "
+        "what is in its place) and run the same command again: a run resumes from its last checkpoint",
+        path=str(error.filename),
+    )
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

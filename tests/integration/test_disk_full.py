@@ -1,5 +1,6 @@
 """A full disk is loud: a run whose files cannot grow (``RLIMIT_FSIZE`` in a real process) fails at once naming the
-file and the OS error, claims nothing it did not store, and resumes once there is room again."""
+file and the OS error, claims nothing it did not store, and resumes once there is room again. So does a run that
+finds a folder where one of its files belongs."""
 
 from __future__ import annotations
 
@@ -62,3 +63,18 @@ def test_a_run_that_cannot_write_its_feed_fails_naming_the_file_and_resumes_late
         whole.parent / "runs" / "kill" / "events.normalized.jsonl", run_dir / "events.normalized.jsonl"
     )
     assert comparison.equal, comparison
+
+
+@pytest.mark.parametrize("blocked", ["run_registry.jsonl", "kill/events.jsonl"])
+def test_a_folder_where_a_run_file_belongs_is_named_with_what_to_do(tmp_path: Path, blocked: str) -> None:
+    config = write_config(tmp_path / "a", "sync_serial", "full", "off")
+    (config.parent / "runs" / blocked).mkdir(parents=True)
+    failed = subprocess.run(
+        [sys.executable, str(DRIVER), str(config)], cwd=config.parent, capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error[run_failed]: ") and f"{blocked}: Is a directory" in last, failed.stderr[-2000:]
+    assert "unexpectedly" not in last and "fix it" in last
+    (config.parent / "runs" / blocked).rmdir()
+    finish(config)  # the folder gone, the same config runs (or resumes) to the end

@@ -39,6 +39,7 @@ from synth_opt.errors import (
     RunStateError,
     SynthOptimizerError,
     collapse_exception_group,
+    file_failure,
 )
 from synth_opt.events import Event, EventBus
 from synth_opt.events.types import RunConfig, RunDiscarded, RunState
@@ -181,6 +182,11 @@ class GepaRun:
                     )
                     execution.preflighted = preflighted
                     return await execution.run()
+        except OSError as error:  # a run file the OS refuses (a folder in its place, a read-only folder)
+            failure = file_failure(error)
+            if failure is None:
+                raise
+            raise failure from error
         finally:
             lock.release()
 
