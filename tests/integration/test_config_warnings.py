@@ -32,7 +32,7 @@ backend = "codex_app_server"
 command = ["{{python}}", "-m", "synth_opt.testing.fake_app_server", "--mode", "ok"]
 
 [gepa]
-max_train_rollouts = 12
+max_train_rollouts = 20
 minibatch_size = 2
 use_merge = true
 perfect_score = 0.9
@@ -181,3 +181,16 @@ def test_a_count_the_container_cannot_fill_is_said_for_every_role(tmp_path: Path
         "dataset.minibatch_ids asks for 20 ids but the container lists only 6",
         "dataset.heldout_ids asks for 30 ids but the container lists only 4",
     ]
+
+
+def test_a_budget_that_buys_no_proposal_is_said_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "gepa.toml"
+    text = '[container]\nurl = "http://127.0.0.1:9"\n[dataset]\ntrain_ids = {count = 10}\n'
+    text += '[proposer]\nbackend = "offline"\n[gepa]\n'
+    path.write_text(text + "max_train_rollouts = 60\nminibatch_size = 30\n", encoding="utf-8")
+    warnings = dict(config_warnings(load_config(path), ("m",)))
+    assert "gepa.max_train_rollouts" in warnings, warnings
+    message = warnings["gepa.max_train_rollouts"]
+    assert "buys no proposal: the seed's scoring takes 10 rollouts" in message and "synth-opt gepa plan" in message
+    path.write_text(text + "max_train_rollouts = 200\nminibatch_size = 3\n", encoding="utf-8")
+    assert "gepa.max_train_rollouts" not in dict(config_warnings(load_config(path), ("m",)))

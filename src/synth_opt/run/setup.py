@@ -173,6 +173,7 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
                 f'is used only with staleness_policy = "guarded" (this run uses "{pipeline.staleness_policy}")',
             )
         )
+    found += _no_proposal(config)
     temperature = config.policy.temperature or 0.0
     if g.reuse_evaluations and temperature > 0:
         found.append(
@@ -238,6 +239,25 @@ def _proposer_keys_set(proposer: ProposerSection) -> list[str]:
         if named or getattr(proposer, key) != info.get_default(call_default_factory=True):
             found.append(key)
     return found
+
+
+def _no_proposal(config: GepaConfig) -> list[tuple[str, str]]:
+    """A limit that leaves no room for one proposal after the seed's scoring (``synth-opt gepa plan``'s
+    forecast from the config's row counts): the run would score the seed and stop."""
+    from synth_opt.run.plan import plan_run  # (the plan reads this module's setup)
+
+    plan = plan_run(config)
+    if plan.expected_proposals > 0:
+        return []
+    key = plan.stopping_limit
+    return [
+        (
+            f"gepa.{key}",
+            f"buys no proposal: the seed's scoring takes {plan.seed_rollouts} rollouts and one proposal may need "
+            f"{plan.worst_case_rollouts_per_proposal} more, so the run scores the seed and stops; raise gepa.{key} "
+            "(synth-opt gepa plan shows what a budget buys) or lower gepa.minibatch_size",
+        )
+    ]
 
 
 def emit_config_warnings(bus: EventBus, config: GepaConfig, modules: tuple[str, ...]) -> None:
