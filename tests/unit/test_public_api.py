@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import synth_opt
 
 EXPECTED = {
@@ -72,3 +74,8 @@ def test_small_modules_import_without_the_whole_package() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_run_given_a_path_instead_of_a_config_says_how_to_load_one() -> None:
+    with pytest.raises(TypeError, match=r"GepaRun takes a GepaConfig, not str: load one with load_config\(path\)"):
+        synth_opt.GepaRun("gepa.toml")  # type: ignore[arg-type]

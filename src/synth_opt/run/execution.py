@@ -125,6 +125,11 @@ class GepaRun:
         ``workspace=False`` writes no ``workspace.sqlite`` (and so keeps no checkpoints: such a run cannot resume).
         ``callbacks``: Python observers of the run's events (:class:`~synth_opt.run.callbacks.GepaCallback`),
         called from a thread of their own so they never stall it."""
+        if not isinstance(config, GepaConfig):
+            raise TypeError(
+                f"GepaRun takes a GepaConfig, not {type(config).__name__}: load one with load_config(path), or use "
+                "GepaRun.from_toml(path)"
+            )
         self.config = config
         self.fresh = fresh
         self.observer = observer
