@@ -7,6 +7,7 @@ the dotted key and says what to do.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import difflib
 import hashlib
@@ -17,7 +18,9 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -558,11 +561,20 @@ def _secret_name(name: str) -> bool:
     return bool(_SECRET_WORDS & set(re.split(r"[_\-.]", lowered)))
 
 
+def _names_variable(name: str) -> bool:
+    """Whether the key ``name`` holds the name of an environment variable (``api_key_env``, codex's ``env_key``)."""
+    lowered = name.lower()
+    return lowered.endswith("_env") or lowered == "env_key"
+
+
 def _find_secrets(value: object, key: str) -> list[str]:
-    """Dotted keys under ``key`` whose name or string value looks like a secret."""
+    """Dotted keys under ``key`` whose name or string value looks like a secret (keys naming an environment
+    variable are :func:`_variable_name_problems`'s)."""
     if isinstance(value, dict):
         found: list[str] = []
         for name, item in value.items():
+            if isinstance(item, str) and _names_variable(name):
+                continue
             if isinstance(item, str) and item and _secret_name(name):
                 found.append(f"{key}.{name}")
             else:
@@ -588,22 +600,104 @@ def _not_finite(value: object, key: str) -> list[tuple[str, str]]:
     return []
 
 
+MAX_INT = 2**63 - 1  # what TOML, SQLite and JSON consumers hold (tomllib reads larger integers)
+_NUL = "holds a NUL (a control character), which no path, argument, header or environment variable can hold; remove it"
+
+
+def _part(name: str) -> str:
+    """A table key as shown in a dotted key: quoted when it holds a control character."""
+    return name if name.isprintable() else repr(name)
+
+
+def _unstorable(value: object, key: str, *, nul: bool = True) -> list[tuple[str, str]]:
+    """Every integer beyond 64 bits, and every NUL character in a string or a table key, anywhere under ``key``
+    (``seed_candidate``'s texts are task content: NUL is allowed there)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
+        return [(key, f"is beyond a 64-bit integer (at most {MAX_INT}); set a smaller value")]
+    if isinstance(value, str) and nul and "\x00" in value:
+        return [(key, _NUL)]
+    if isinstance(value, dict):
+        found: list[tuple[str, str]] = []
+        for name, item in value.items():
+            inner = f"{key}.{_part(name)}" if key else _part(name)
+            if "\x00" in name:
+                found.append((inner, "the key " + _NUL))
+            found += _unstorable(item, inner, nul=nul and inner != "seed_candidate")
+        return found
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _unstorable(item, f"{key}[{i}]", nul=nul)]
+    return []
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _variable_name_problems(value: object, key: str) -> list[tuple[str, str]]:
+    """Every key under ``key`` that names an environment variable (``*_env``, ``env_key``) whose value is not a
+    variable's name; the value is never shown (it may be the secret itself)."""
+    if isinstance(value, list):
+        return [hit for i, item in enumerate(value) for hit in _variable_name_problems(item, f"{key}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    found: list[tuple[str, str]] = []
+    for name, item in value.items():
+        inner = f"{key}.{_part(name)}"
+        if not (isinstance(item, str) and _names_variable(name)):
+            found += _variable_name_problems(item, inner)
+        elif _looks_secret(item):
+            found.append((inner, f"{_SECRET_ADVICE} (the value is not shown)"))
+        elif not _VARIABLE_NAME.fullmatch(item):
+            found.append(
+                (
+                    inner,
+                    "must name an environment variable (letters, digits and '_', not starting with a digit; the "
+                    "value is not shown); name the variable that holds the secret, or remove the key",
+                )
+            )
+    return found
+
+
+_ENV_SECRET_ADVICE = (
+    "looks like an inline secret; never write secrets in the config: export the variable where the run starts "
+    "(a launched container inherits the environment) and remove it from container.env"
+)
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _table(section: dict[str, Any], name: str) -> dict[str, Any]:
+    value = section.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _raw_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
-    """Checks on the raw TOML: unknown sections, inline secrets (never echoing the secret), NaN and infinity."""
-    problems = [
-        (name, f"unknown section; remove it or fix its spelling (sections: {', '.join(_SECTIONS)})")
-        for name in data
-        if name not in _SECTIONS
-    ]
+    """Checks on the raw TOML (with the environment overrides): unknown sections, inline secrets and secrets where
+    a variable name belongs (never echoing the secret), NaN and infinity, integers beyond 64 bits, NUL characters."""
+    problems: list[tuple[str, str]] = []
+    for name in data:
+        if name not in _SECTIONS:
+            close = difflib.get_close_matches(name, _SECTIONS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"sections: {', '.join(_SECTIONS)}"
+            problems.append((_part(name), f"unknown section; remove it or fix its spelling ({hint})"))
     problems += _not_finite(data, "")
+    problems += _unstorable(data, "")
     for section in ("policy", "proposer"):
         problems += [(key, _SECRET_ADVICE) for key in _find_secrets(data.get(section), section)]
-    headers = data.get("container", {}).get("headers") if isinstance(data.get("container"), dict) else None
-    if isinstance(headers, dict):
-        for name, value in headers.items():
-            auth = name.lower() in {"authorization", "proxy-authorization"} or _secret_name(name)
-            if isinstance(value, str) and (auth or _looks_secret(value)):
-                problems.append((f"container.headers.{name}", _SECRET_ADVICE))
+    for section in ("container", "policy", "proposer"):
+        problems += _variable_name_problems(data.get(section), section)
+    container = _section(data, "container")
+    for name, value in _table(container, "headers").items():
+        auth = name.lower() in {"authorization", "proxy-authorization"} or _secret_name(name)
+        if isinstance(value, str) and (auth or _looks_secret(value)):
+            problems.append((f"container.headers.{_part(name)}", _SECRET_ADVICE))
+    for name, value in _table(container, "env").items():
+        if not isinstance(value, str) or not value or _names_variable(name):  # a *_ENV entry: checked above
+            continue
+        if _secret_name(name) or _looks_secret(value):
+            problems.append((f"container.env.{_part(name)}", _ENV_SECRET_ADVICE))
     return problems
 
 
@@ -726,6 +820,78 @@ def _template_problems(proposer: ProposerSection) -> list[tuple[str, str]]:
     return [("proposer.prompt_template", f"{path}: {problem}") for problem in template_problems(text)]
 
 
+def _shown_url(url: str) -> str:
+    """``url`` redacted (:func:`synth_opt.redact.redact_url`), also without a scheme, quoted."""
+    shown = redact_url(url) if "://" in url else redact_url(f"x://{url}").removeprefix("x://")
+    return repr(shown)
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is no HTTP URL a client can send to (its secrets redacted), or None."""
+    shown = _shown_url(url)
+    if not url.startswith(("http://", "https://")):
+        return f"must start with http:// or https:// (got {shown})"
+    if any(ord(char) <= 32 or ord(char) == 127 for char in url):
+        return f"holds a space or a control character (got {shown}); percent-encode it or fix the URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        httpx.URL(url)
+    except ValueError as exc:  # httpx.InvalidURL is a ValueError; so are urllib's bad ports and brackets
+        why = "its port is not a number from 1 to 65535" if "port" in str(exc).lower() else "it does not parse"
+        return f"is not a valid URL: {why} (got {shown}); fix the URL"
+    if not parts.hostname:
+        return f"has no host (got {shown}); write it as http://host:port/..."
+    if port == 0:
+        return f"is not a valid URL: its port is not a number from 1 to 65535 (got {shown}); fix the URL"
+    return None
+
+
+def _url_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
+    container = cfg.container
+    urls = [("container.url", container.url), ("proposer.base_url", cfg.proposer.base_url)]
+    urls += [("policy.base_url", cfg.policy.base_url)]
+    urls += [(f"container.urls[{i}]", url) for i, url in enumerate(container.urls or [])]
+    problems = [(key, problem) for key, url in urls if url is not None and (problem := _url_problem(url))]
+    if container.url is not None and container.command is not None and container.task is None:
+        message = "a launched container (container.command) gets its own URL; drop one or the other"
+        problems.append(("container.url", message))
+    return problems
+
+
+# an HTTP header name is an RFC 7230 token
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _header_and_env_problems(container: ContainerSection) -> list[tuple[str, str]]:
+    """Headers no request can send and variables no process can be given (values are never shown)."""
+    problems: list[tuple[str, str]] = []
+    for name, value in container.headers.items():
+        key = f"container.headers.{_part(name)}"
+        if not _HEADER_NAME.fullmatch(name):
+            problems.append((key, "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~); fix the name"))
+        elif any((ord(char) < 32 and char != "\t") or ord(char) == 127 for char in value):
+            problems.append((key, "the value holds a line break or another control character; remove it"))
+        elif not value.isascii():
+            problems.append((key, "the value is not ASCII, which an HTTP header cannot carry; percent-encode it"))
+    for name in container.env:
+        if not name or "=" in name:
+            problems.append((f"container.env.{_part(name)}", "is not an environment variable name (empty or '=')"))
+    return problems
+
+
+def _path_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
+    """A cache path that is a folder; an output folder that is (or lies in) a file."""
+    problems: list[tuple[str, str]] = []
+    if cfg.cache.path is not None and os.path.isdir(cfg.cache.path):
+        problems.append(("cache.path", f"{cfg.cache.path} is a directory; name a file, such as cache.sqlite in it"))
+    existing = next((p for p in (cfg.output_dir, *cfg.output_dir.parents) if os.path.lexists(p)), None)
+    if existing is not None and not os.path.isdir(existing):
+        message = f"{existing} is a file, not a folder; point output_dir at a folder, such as runs beside the config"
+        problems.append(("run.output_dir", message))
+    return problems
+
+
 def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
     if container.urls is None:
         return []
@@ -734,9 +900,6 @@ def _replica_problems(container: ContainerSection) -> list[tuple[str, str]]:
         return [("container.urls", f"lists standing replicas; drop {other} (one or the other, not both)")]
     if not container.urls:
         return [("container.urls", "is empty; list the replicas' URLs, or use container.url for one container")]
-    for url in container.urls:
-        if not url.startswith(("http://", "https://")):
-            return [("container.urls", f"each URL must start with http:// or https:// (got {redact_url(url)!r})")]
     seen = [url.rstrip("/") for url in container.urls]
     duplicate = next((url for i, url in enumerate(seen) if url in seen[:i]), None)
     if duplicate is not None:
@@ -760,9 +923,10 @@ def _cross_problems(cfg: GepaConfig) -> list[tuple[str, str]]:
         if problem is not None:
             problems.append(("run.run_id", f"the run id made from the config file's name {problem}; set run.run_id"))
     problems += _task_problems(container)
-    if container.url is not None and not container.url.startswith(("http://", "https://")):
-        problems.append(("container.url", f"must start with http:// or https:// (got {container.url!r})"))
+    problems += _url_problems(cfg)
     problems += _replica_problems(container)
+    problems += _header_and_env_problems(container)
+    problems += _path_problems(cfg)
     if container.command is not None and not container.command:
         problems.append(("container.command", "is empty; give the argv list that starts the container"))
     for name in ("train_ids", "pareto_ids", "minibatch_ids"):
@@ -826,7 +990,17 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "finite_number":
         return _NOT_FINITE.format(value=value)
     shown = repr(value) if isinstance(value, str | int | float | bool) and len(repr(value)) <= 60 else "that"
+    names = [str(part) for part in error["loc"]]
+    if any(name in _MAY_HOLD_SECRETS or _names_variable(name) or _secret_name(name) for name in names):
+        shown = "a value not shown here"
+    elif isinstance(value, str) and names[-1:] and names[-1] in _URL_KEYS:
+        shown = _shown_url(value)
     return f"{error['msg']} (got {shown}); fix the value's type"
+
+
+# keys whose values are never echoed in an error (a header, a variable, a passed-through table may hold a secret)
+_MAY_HOLD_SECRETS = frozenset({"headers", "env", "config"})
+_URL_KEYS = frozenset({"url", "urls", "base_url", "mlflow_tracking_uri"})
 
 
 def _config_error(shown: str, problems: list[tuple[str, str]]) -> ConfigError:
@@ -834,89 +1008,129 @@ def _config_error(shown: str, problems: list[tuple[str, str]]) -> ConfigError:
     return ConfigError("\n".join(lines), file=shown, keys=[key for key, _ in problems])
 
 
-def _absolute(base: Path, path: Path) -> Path:
-    path = path.expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
+class _PathProblem(Exception):
+    """A path key that cannot be resolved: the key and the message for the config error."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(key, message)
+        self.problem = (key, message)
+
+
+def _absolute(base: Path, path: Path, key: str) -> Path:
+    """``path`` made absolute against ``base`` (symbolic links resolved for a relative one); a symbolic-link loop
+    (or ``~`` without a home directory) is a :class:`_PathProblem` naming ``key``."""
+    try:
+        path = path.expanduser()
+        resolved = (base / path).resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symbolic-link loop
+        why = exc.strerror if isinstance(exc, OSError) else "a loop of symbolic links, or ~ without a home directory"
+        raise _PathProblem(key, f"{path} cannot be resolved ({why}); fix the path") from None
+    return path if path.is_absolute() else resolved
 
 
 def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
     container, cache, proposer = cfg.container, cfg.cache, cfg.proposer
 
-    def argv(command: list[str] | None) -> list[str] | None:
+    def argv(command: list[str] | None, key: str) -> list[str] | None:
         """Arguments written as ``./x`` or ``../x`` are files beside the config."""
         if command is None:
             return None
-        return [str(_absolute(base, Path(a))) if a.startswith(("./", "../")) else a for a in command]
+        return [
+            str(_absolute(base, Path(a), f"{key}[{i}]")) if a.startswith(("./", "../")) else a
+            for i, a in enumerate(command)
+        ]
 
-    command = argv(container.command)
-    cwd = _absolute(base, container.cwd) if container.cwd else None
+    command = argv(container.command, "container.command")
+    cwd = _absolute(base, container.cwd, "container.cwd") if container.cwd else None
     tracking_uri = cfg.tracking.mlflow_tracking_uri
     if (
         tracking_uri is not None
         and tracking_uri.startswith("sqlite:///")
         and not tracking_uri.startswith("sqlite:////")
     ):
-        tracking_uri = f"sqlite:///{_absolute(base, Path(tracking_uri.removeprefix('sqlite:///')))}"
-    home = _absolute(base, proposer.codex_home) if proposer.codex_home else None
+        database = _absolute(base, Path(tracking_uri.removeprefix("sqlite:///")), "tracking.mlflow_tracking_uri")
+        tracking_uri = f"sqlite:///{database}"
+    home = _absolute(base, proposer.codex_home, "proposer.codex_home") if proposer.codex_home else None
+    template = proposer.prompt_template
+    cache_path = _absolute(base, cache.path, "cache.path") if cache.path else None
     return cfg.model_copy(
         update={
-            "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir)}),
+            "run": cfg.run.model_copy(update={"output_dir": _absolute(base, cfg.run.output_dir, "run.output_dir")}),
             "container": container.model_copy(update={"command": command, "cwd": cwd}),
-            "cache": cache.model_copy(update={"path": _absolute(base, cache.path) if cache.path else None}),
+            "cache": cache.model_copy(update={"path": cache_path}),
             "tracking": cfg.tracking.model_copy(update={"mlflow_tracking_uri": tracking_uri}),
             "proposer": proposer.model_copy(
                 update={
                     "codex_home": home,
-                    "command": argv(proposer.command),
-                    "prompt_template": _absolute(base, proposer.prompt_template) if proposer.prompt_template else None,
+                    "command": argv(proposer.command, "proposer.command"),
+                    "prompt_template": _absolute(base, template, "proposer.prompt_template") if template else None,
                 }
             ),
         }
     )
 
 
-def load_config(path: str | os.PathLike[str]) -> GepaConfig:
-    """Read, override from the environment, validate and resolve one V1 TOML config."""
-    shown = os.fspath(path)
-    file = Path(shown).expanduser()
+def _read_toml(file: Path, shown: str) -> dict[str, Any]:
+    """The TOML table in ``file`` (UTF-8, a byte-order mark allowed), or one ``ConfigError`` saying why not."""
     try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
+        raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: config file not found; check the path", file=shown) from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read config file ({exc.strerror}); check it", file=shown) from None
-    except ValueError as exc:  # tomllib.TOMLDecodeError (with line and column) or bad UTF-8
+    try:
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        what = "UTF-16" if utf16 else f"not UTF-8 (an invalid byte at offset {exc.start})"
+        raise ConfigError(f"{shown}: the file is {what}; save it as UTF-8", file=shown) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: invalid TOML: {exc}; fix the syntax there", file=shown) from None
-    problems = _raw_problems(data)
-    if problems:
-        raise _config_error(shown, problems)
 
+
+def load_config(path: str | os.PathLike[str]) -> GepaConfig:
+    """Read, override from the environment, validate and resolve one V1 TOML config."""
+    shown = os.fspath(path)
+    file = Path(shown).expanduser()
+    data = _read_toml(file, shown)
     overrides: dict[str, str] = {}
-    from_env: dict[tuple[str, ...], str] = {}
+    from_env: dict[str, str] = {}  # dotted key -> the environment variable that set it
     for field, value in _EnvOverrides().model_dump().items():
         variable, (section, key) = _OVERRIDES[field]
         if value is not None and isinstance(data.setdefault(section, {}), dict):
             data[section][key] = value
-            overrides[variable] = value
-            from_env[(section, key)] = variable
+            overrides[variable] = redact_url(value) if key == "base_url" else value  # the manifest keeps these
+            from_env[f"{section}.{key}"] = variable
 
+    def error(problems: list[tuple[str, str]]) -> ConfigError:
+        return _config_error(
+            shown,
+            [
+                (key, f"{message} (value from environment variable {from_env[key]}; fix or unset it)")
+                if key in from_env
+                else (key, message)
+                for key, message in problems
+            ],
+        )
+
+    problems = _raw_problems(data)  # after the overrides: their values are checked too
+    if problems:
+        raise error(problems)
     source = file.resolve()
     try:
         cfg = GepaConfig.model_validate({**data, "source_path": source, "overrides_applied": overrides})
     except ValidationError as exc:
-        for error in exc.errors():
-            message = _describe(error)
-            env_name = from_env.get(tuple(str(part) for part in error["loc"]))
-            if env_name:
-                message += f" (value from environment variable {env_name}; fix or unset it)"
-            problems.append((_loc(error["loc"]), message))
-        raise _config_error(shown, problems) from None
-    cfg = _with_absolute_paths(cfg, source.parent)
+        raise error([(_loc(e["loc"]), _describe(e)) for e in exc.errors()]) from None
+    try:
+        cfg = _with_absolute_paths(cfg, source.parent)
+    except _PathProblem as exc:
+        raise error([exc.problem]) from None
     problems = _template_problems(cfg.proposer)  # first: the run id digests the template's content
     if problems:
-        raise _config_error(shown, problems)
+        raise error(problems)
     problems = _cross_problems(cfg)
     if problems:
-        raise _config_error(shown, problems)
+        raise error(problems)
     return cfg

@@ -17,14 +17,14 @@ from tests.integration.test_service_app import config, error_of, service
 from tests.integration.test_service_runs import stop, synth_opt, wait_healthy
 from tests.integration.test_service_server import free_port
 
-# a run that names a standing container and an HTTP proposer: no program of its own
+# a run that names a standing container (unless it launches one) and an HTTP proposer: no program of its own
 PLAIN = """
 [run]
 run_id = "{run_id}"
 {run}
 
 [container]
-url = "http://127.0.0.1:9"
+{url}
 {container}
 
 [dataset]
@@ -46,6 +46,7 @@ def plain(root: Path, name: str = "gepa.toml", **sections: str) -> str:
     values["run_id"] = name.removesuffix(".toml")
     values["cache_mode"] = "readwrite"
     values.update(sections)
+    values["url"] = "" if "command =" in values["container"] else 'url = "http://127.0.0.1:9"'
     (root / name).write_text(PLAIN.format(**values), encoding="utf-8")
     return name
 

@@ -28,7 +28,7 @@ def test_a_resume_keeps_served_probes_and_counts_them_as_discarded(tmp_path: Pat
         + line(5, "rollout.completed", rollout_id="r3", usage=USAGE)
         + line(6, "container.outage", state="closed")
     )
-    point = prepare_resume(tmp_path, {"sequence_number": 3, "commits": 0}, paid_again=True)
+    point = prepare_resume(tmp_path, {"sequence_number": 3, "commits": 0, "state": {"pool_ids": []}}, paid_again=True)
     kinds = [json.loads(text)["type"] for text in feed.read_text().splitlines()]
     assert kinds == [
         "run.config",
@@ -41,6 +41,6 @@ def test_a_resume_keeps_served_probes_and_counts_them_as_discarded(tmp_path: Pat
     assert point.discarded.probes == 2 and point.discarded.probe.total_tokens == 150
     assert point.discarded.rollouts == 1 and point.discarded.rollout.total_tokens == 75
     assert point.discarded.to_json()["total"]["total_tokens"] == 225
-    again = prepare_resume(tmp_path, {"sequence_number": 3, "commits": 0}, paid_again=True)
+    again = prepare_resume(tmp_path, {"sequence_number": 3, "commits": 0, "state": {"pool_ids": []}}, paid_again=True)
     assert again.discarded == point.discarded  # a second resume counts the same lines once each
     assert Discarded.of_line(Event(9, "t", "container.outage", "m", {"state": "opened"}, "rollout")) == Discarded()

@@ -44,14 +44,14 @@ class Call:
 
 
 def service_root(root: Path) -> list[str]:
-    """A config root with one valid config (whose run fails at once: its output directory is a file), broken
-    configs, and three finished requests in the database; returns their request ids."""
+    """A config root with one valid config (whose run fails at once: its container exits as it starts), broken
+    configs, a file that is not a config, and three finished requests in the database; returns their request
+    ids."""
     (root / "blocker").write_text("not a directory\n", encoding="utf-8")
     (root / "gepa.toml").write_text(
         f"""
 [run]
 run_id = "fuzz"
-output_dir = "blocker"
 
 [container]
 command = [{sys.executable!r}, "-c", "raise SystemExit(3)"]
