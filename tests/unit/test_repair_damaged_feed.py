@@ -87,6 +87,8 @@ def test_repair_of_a_corrupt_database_names_a_damaged_feed_line_and_what_to_do(
     err = capsys.readouterr().err
     assert "error[config_error]" in err and "events.jsonl:41:" in err
     assert "restore events.jsonl from a copy" in err and "Traceback" not in err
+    assert db.read_bytes() == b"junk" * 5000  # left where it was: nothing is moved aside until the feed reads
+    assert not list(run_dir.glob("workspace.sqlite.corrupt*"))
 
 
 def test_repair_of_deleted_event_rows_names_a_damaged_feed_line(run_dir: Path) -> None:

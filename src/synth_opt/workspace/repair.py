@@ -27,7 +27,7 @@ from synth_opt.workspace.db import apply_rows, open_workspace, refresh_cache_pro
 from synth_opt.workspace.freshness import feed_run_id, refresh_health
 from synth_opt.workspace.projector import ProjectionContext, Row, project_event, touch_run
 from synth_opt.workspace.schema import DERIVED_TABLES
-from synth_opt.workspace.writer import backfill_feed, manifest_row, stored_manifest
+from synth_opt.workspace.writer import backfill_feed, manifest_row, read_feed, stored_manifest
 
 __all__ = ["database_problem", "repair_workspace"]
 
@@ -47,6 +47,9 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     problem = database_problem(path)
     try:
         if problem is not None:
+            feed = path.parent / "events.jsonl"
+            if feed.exists():
+                read_feed(feed)  # a damaged feed line is named before the database is moved aside
             if (path.parent / LOCK_FILE).exists() or is_run_dir(path.parent):
                 lock = RunDirLock(path.parent)  # a live run must not lose its database under it
                 lock.acquire()
