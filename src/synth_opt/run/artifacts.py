@@ -8,6 +8,7 @@ A run directory holds ``result_manifest.json``, ``candidate_registry.json``, ``f
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,16 @@ class RunArtifacts:
             fh.write(json.dumps(line) + "\n")
 
     def point_latest(self) -> None:
-        """Point ``<output_dir>/latest`` at this run's directory."""
+        """Point ``<output_dir>/latest`` at this run's directory: a new link renamed over the old one, so runs
+        started at once in one output folder never find it half-made (the last rename wins)."""
         latest = self.output_dir / "latest"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(self.run_id, target_is_directory=True)
+        fresh = self.output_dir / f".latest-{os.getpid()}-{self.run_id}"
+        fresh.unlink(missing_ok=True)
+        fresh.symlink_to(self.run_id, target_is_directory=True)
+        try:
+            os.replace(fresh, latest)
+        except IsADirectoryError:  # a real folder named latest (not ours): left as it is
+            fresh.unlink(missing_ok=True)
 
     def write_result(
         self,
