@@ -51,17 +51,16 @@ def _rows(split: str, n: int) -> list[dict[str, Any]]:
     return [{"task_id": f"{split}-{i}", "question": f"q{i}", "answer": f"w{i % 5}"} for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A completed run's directory (events.jsonl, workspace.sqlite, result_manifest.json), made once."""
-    root = tmp_path_factory.mktemp("damaged")
+def finish_a_run(root: Path, *, run_id: str = "damaged", seed: int = 5, budget: int = 60) -> Path:
+    """A small completed run under ``root`` (events.jsonl, workspace.sqlite, result_manifest.json): its run
+    directory."""
     config = root / "gepa.toml"
     config.write_text(
         f"""
 [run]
-run_id = "damaged"
+run_id = "{run_id}"
 output_dir = "{root / "runs"}"
-seed = 5
+seed = {seed}
 
 [container]
 url = "http://fake-container.test"
@@ -75,7 +74,7 @@ pareto_ids = {{count = 6}}
 backend = "codex_app_server"
 
 [gepa]
-max_train_rollouts = 60
+max_train_rollouts = {budget}
 minibatch_size = 2
 
 [cache]
@@ -87,10 +86,15 @@ mode = "off"
         score=lambda candidate, row: 1.0 if row["answer"] in candidate["instruction"].split() else 0.0,
         seed_candidate={"instruction": "answer w0"},
     )
-    run = GepaRun(load_config(config), container_transport=fake.transport(), proposer=_Proposer())
-    result = run.execute()
+    result = GepaRun(load_config(config), container_transport=fake.transport(), proposer=_Proposer()).execute()
     assert result.status == "completed"
     return Path(result.event_feed_path).parent
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A completed run's directory, made once."""
+    return finish_a_run(tmp_path_factory.mktemp("damaged"))
 
 
 @pytest.fixture

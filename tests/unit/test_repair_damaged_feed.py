@@ -9,57 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from synth_opt import GepaRun, load_config
 from synth_opt.cli import main
 from synth_opt.errors import ConfigError
-from synth_opt.testing.fake_container import FakeContainer
 from synth_opt.workspace import repair_workspace, workspace_status
 
-from .test_damaged_files import TORN, _Proposer, _rows
-
-
-def finish_a_run(root: Path) -> Path:
-    """A small completed run under ``root``; returns its run directory."""
-    config = root / "gepa.toml"
-    config.write_text(
-        f"""
-[run]
-run_id = "feed"
-output_dir = "{root / "runs"}"
-seed = 3
-
-[container]
-url = "http://fake-container.test"
-
-[dataset]
-train_ids = {{count = 8}}
-heldout_ids = {{count = 4}}
-pareto_ids = {{count = 6}}
-
-[proposer]
-backend = "codex_app_server"
-
-[gepa]
-max_train_rollouts = 40
-minibatch_size = 2
-
-[cache]
-mode = "off"
-"""
-    )
-    fake = FakeContainer(
-        rows={"train": _rows("train", 8), "test": _rows("test", 4)},
-        score=lambda candidate, row: 1.0 if row["answer"] in candidate["instruction"].split() else 0.0,
-        seed_candidate={"instruction": "answer w0"},
-    )
-    result = GepaRun(load_config(config), container_transport=fake.transport(), proposer=_Proposer()).execute()
-    assert result.status == "completed"
-    return Path(result.event_feed_path).parent
+from .test_damaged_files import TORN, finish_a_run
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return finish_a_run(tmp_path_factory.mktemp("feed"))
+    return finish_a_run(tmp_path_factory.mktemp("feed"), run_id="feed", seed=3, budget=40)
 
 
 @pytest.fixture
