@@ -14,6 +14,7 @@ import pytest
 from synth_opt import GepaRun, RunLockedError, load_config
 from synth_opt.dir_lock import LOCK_FILE, RunDirLock
 
+from .kill_driver import FirstWordProposer
 from .test_kill_resume import write_config
 from .test_run_ownership import run_dir, started
 
@@ -51,10 +52,10 @@ def test_deleting_a_live_runs_lock_file_does_not_let_a_second_run_in(tmp_path: P
     try:
         (run_dir(config) / LOCK_FILE).unlink()
         with pytest.raises(RunLockedError) as caught:
-            GepaRun(load_config(config)).execute()
+            GepaRun(load_config(config), proposer=FirstWordProposer()).execute()
         assert f"pid {first.pid}" in caught.value.message
         with pytest.raises(RunLockedError):
-            GepaRun(load_config(config), fresh=True).execute()
+            GepaRun(load_config(config), proposer=FirstWordProposer(), fresh=True).execute()
         assert (run_dir(config) / "events.jsonl").exists(), "--fresh deleted nothing"
     finally:
         _, err = first.communicate(timeout=120)

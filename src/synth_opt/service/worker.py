@@ -162,27 +162,25 @@ def _manifest_summary(config: GepaConfig | None) -> dict[str, Any] | None:
         return None
 
 
-FIXED_FIELDS = ("run_id", "run_dir", "container_url", "cache_namespace")
+FIXED_FIELDS = ("run_id", "container_url", "cache_namespace")
 
 
 def check_unchanged(claimed: RunRequest, config: GepaConfig) -> None:
     """A ConfigError naming the first field the reloaded config changed since submission: the request's run id,
-    run directory, container URL(s) and cache namespace were fixed then (SPEC §11), and the claim kept the request
-    from sharing its URLs and namespace with another live request. A request submitted without a run directory
-    (through the queue's own API) is not held to one."""
+    container URL(s) and cache namespace were fixed then (SPEC §11), and the claim kept the request from sharing
+    its URLs and namespace with another live request. (Its run directory is not: a worker host may keep runs in
+    a folder of its own, ``SYNTH_OPTIMIZERS_OUTPUT_DIR``.)"""
     fields = request_fields(config)
     urls = list(dict.fromkeys(fields["container_urls"]))
     now = {**fields, "container_url": fields["container_url"] or (", ".join(urls) if urls else None)}
     for name in FIXED_FIELDS:
         then = getattr(claimed, name)
-        if name == "run_dir" and then is None:
-            continue
         if now[name] != then:
             raise ConfigError(
                 f"the config {claimed.config_path} changed since run request {claimed.request_id} was submitted: "
                 f"its {name} is now {now[name]!r}, the request was submitted with {then!r}; the queue fixes "
-                "the run id, run directory, container URLs and cache namespace at submission, so submit the config "
-                "again as a new request",
+                "the run id, container URLs and cache namespace at submission, so submit the config again as a new "
+                "request",
                 field=name,
                 submitted=then,
                 now=now[name],
