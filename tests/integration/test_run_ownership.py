@@ -29,6 +29,7 @@ from synth_opt.dir_lock import RunDirLock
 from synth_opt.events.compare import compare_feeds
 from synth_opt.service.worker import run_next
 
+from .kill_driver import FirstWordProposer
 from .test_kill_resume import finish, line_count, lines, start, write_config
 
 
@@ -92,7 +93,7 @@ def test_fresh_refuses_a_directory_that_is_not_a_run_directory(tmp_path: Path) -
     precious.parent.mkdir(parents=True)
     precious.write_text("not a run")
     with pytest.raises(RunStateError) as caught:
-        GepaRun(load_config(config), fresh=True).execute()
+        GepaRun(load_config(config), proposer=FirstWordProposer(), fresh=True).execute()
     assert "not a synth_opt run directory" in caught.value.message
     assert precious.read_text() == "not a run"
 

@@ -171,12 +171,14 @@ class GepaRun:
                 run_dir=str(self.run_dir),
             )
         check_tracking(self.config)  # before the run directory is touched
-        preflighted = False
-        if self.fresh or not (self.run_dir / "result_manifest.json").exists():  # (not to show a stored result)
-            await self._preflight()  # what the config names but cannot use fails before a run directory is made
-            preflighted = True
         lock = RunDirLock(self.run_dir)
         try:
+            if self.run_dir.is_dir():
+                lock.acquire()  # another live run of it is named first
+            preflighted = False
+            if self.fresh or not (self.run_dir / "result_manifest.json").exists():  # (not to show a stored result)
+                await self._preflight()  # what the config names but cannot use fails before a run directory is made
+                preflighted = True
             with structlog.contextvars.bound_contextvars(run_id=self.run_id):  # on every line logged beneath
                 prepared = self._prepare_run_dir(lock)
                 if isinstance(prepared, GepaResult):
