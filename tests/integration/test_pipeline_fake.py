@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -341,6 +343,40 @@ async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(t
     feed = [event.data for event in read_feed(run.run_dir / "events.jsonl")]
     assert isinstance(feed[-1], RunState) and feed[-1].state == "cancelled"
     assert sum(isinstance(e, AcceptanceDecided) for e in feed) >= 2
+
+
+def test_a_cancel_from_another_thread_stops_a_blocking_execute(tmp_path: Path) -> None:
+    fake = FakeContainer(
+        rows={"train": rows("train", 12), "test": rows("test", 10)},
+        score=keyword_score,
+        seed_candidate={"instruction": "answer w0"},
+        latency_seconds=0.01,
+    )
+    run = GepaRun(
+        load_config(write_config(tmp_path, "threaded", mode="sync_serial", budget=100000)),
+        container_transport=fake.transport(),
+        proposer=LearningProposer(),
+    )
+    outcome: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            run.execute()
+        except BaseException as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=execute, daemon=True)
+    worker.start()
+    feed = run.run_dir / "events.jsonl"
+    while worker.is_alive() and (not feed.exists() or feed.read_text().count('"acceptance.decided"') < 2):
+        time.sleep(0.01)
+    run.cancel("cancelled from the caller's thread")  # not the run's event loop: handed to it
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the run did not stop"
+    assert len(outcome) == 1 and isinstance(outcome[0], RunCancelledError), outcome
+    assert "cancelled from the caller's thread" in outcome[0].message
+    manifest = json.loads((run.run_dir / "result_manifest.json").read_text())
+    assert manifest["status"] == "cancelled" and manifest["proposals"] >= 2
 
 
 def two_module_score(candidate: dict[str, str], row: dict[str, Any]) -> float:
