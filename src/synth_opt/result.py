@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,10 @@ class GepaResult:
         return data
 
     @classmethod
-    def from_manifest(cls, path: Path) -> GepaResult:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    def from_manifest(cls, path: str | os.PathLike[str]) -> GepaResult:
+        """The result a run wrote to ``result_manifest.json`` (a ``ValueError`` for a file that holds none)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} holds no result manifest (a JSON object)")
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known and k != "from_stored_result"})

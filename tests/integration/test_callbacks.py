@@ -4,6 +4,8 @@ blocks changes nothing about the run."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -115,3 +117,37 @@ def test_a_callback_that_blocks_never_stalls_the_run(tmp_path: Path, monkeypatch
         assert "callbacks were too slow: events dropped for them" in events
     finally:
         release.set()
+
+
+def test_a_callback_that_exits_or_changes_what_it_is_given_changes_nothing(tmp_path: Path) -> None:
+    class Exits(GepaCallback):
+        def on_budget_updated(self, budget: BudgetUpdated) -> None:
+            raise SystemExit(3)  # a sys.exit in a callback: the others still get everything
+
+    class Vandal(GepaCallback):
+        def on_event(self, event: Event) -> None:
+            event.fields.clear()
+
+        def on_result(self, result: Any) -> None:
+            result.best_candidate["fruit_prompt"] = "HACKED"
+            result.rollouts_used["total"] = -1
+
+    recorder = Recorder()
+    with capture_logs() as logs:
+        result = GepaRun(load_config(fruit(tmp_path)), callbacks=[Exits(), Vandal(), recorder]).execute()
+    assert len(recorder.of("finished")) == 1 and len(recorder.of("budget")) == result.proposals
+    assert any(line["event"].startswith("a callback raised") and line["callback"] == "Exits" for line in logs)
+    assert "HACKED" not in result.best_candidate.values() and result.rollouts_used["total"] > 0
+    assert json.loads(Path(result.manifest_path).read_text())["rollouts_used"] == result.rollouts_used
+    feed = [json.loads(line) for line in Path(result.event_feed_path).read_text().splitlines()]
+    with sqlite3.connect(Path(result.event_feed_path).with_name("workspace.sqlite")) as db:
+        stored = dict(db.execute("SELECT sequence_number, fields_json FROM event_stream_events").fetchall())
+    for line in feed:  # what the run stored of each event is what it emitted, whatever a callback did to its copy
+        kept = {key: value for key, value in json.loads(stored[line["sequence_number"]]).items() if key != "payload"}
+        assert kept == {key: value for key, value in line["fields"].items() if key != "payload"}, line
+
+
+@pytest.mark.parametrize("given", [Recorder, print, "on_event"], ids=["a-class", "a-function", "a-string"])
+def test_what_is_no_callback_is_refused_when_the_run_is_made(tmp_path: Path, given: object) -> None:
+    with pytest.raises(TypeError, match="callbacks: "):
+        GepaRun(load_config(fruit(tmp_path)), callbacks=[given])

@@ -229,6 +229,7 @@ async def test_rerunning_a_finished_config_returns_the_stored_result(tmp_path: P
     assert silent.rollouts_served == 0
     latest = Path(config.output_dir) / "latest"
     assert latest.resolve() == Path(first.manifest_path).parent.resolve()
+    assert GepaResult.from_manifest(first.manifest_path).best_candidate_id == first.best_candidate_id  # a str too
 
 
 @pytest.mark.anyio
@@ -377,6 +378,26 @@ def test_a_cancel_from_another_thread_stops_a_blocking_execute(tmp_path: Path) -
     assert "cancelled from the caller's thread" in outcome[0].message
     manifest = json.loads((run.run_dir / "result_manifest.json").read_text())
     assert manifest["status"] == "cancelled" and manifest["proposals"] >= 2
+
+
+@pytest.mark.anyio
+async def test_an_observer_that_fails_ends_only_itself(tmp_path: Path) -> None:
+    async def broken_display(events: Any, view: Any) -> None:
+        async with events:
+            async for event in events:
+                if event.type == "acceptance.decided":
+                    raise ValueError("display bug")
+
+    run = GepaRun(
+        load_config(write_config(tmp_path, "watched", mode="sync_serial")),
+        container_transport=new_fake().transport(),
+        proposer=LearningProposer(),
+        observer=broken_display,
+    )
+    result = await run.execute_async()
+    assert result.status == "completed" and result.proposals > 1
+    with pytest.raises(RuntimeError, match=r"inside a running event loop; await run.execute_async\(\)"):
+        run.execute()
 
 
 def two_module_score(candidate: dict[str, str], row: dict[str, Any]) -> float:

@@ -12,17 +12,23 @@ each gets the typed event (:mod:`synth_opt.events.types`):
   cancelled; its paths name the run's artifacts), last.
 
 Callbacks never stall the run (:class:`CallbackRelay`): the run hands each event to a bounded queue and goes on; one
-thread of the relay's own calls the callbacks in the order of the events. An exception in a callback is logged
-(once per callback and method, with the count at the end) and the other events still reach it. When a callback is
+thread of the relay's own calls the callbacks in the order of the events, each with its own copy (a callback that
+changes what it is given changes nothing the run or its caller holds). An exception in a callback, even
+``SystemExit`` or ``KeyboardInterrupt``, is logged (once per callback and method, with the count at the end) and the
+other events still reach it. When a callback is
 so slow that the queue fills, the events that do not fit are dropped for it and counted (a warning at the end says
-how many). At the end of the run the relay waits at most :data:`DRAIN_SECONDS` for the callbacks to catch up, so
-``on_run_finished`` has normally been called when ``execute()`` returns.
+how many). At the end of the run the relay waits at most :data:`DRAIN_SECONDS` in all for the callbacks to catch up,
+so ``on_run_finished`` has normally been called when ``execute()`` returns. Something that is no callback (a
+function, a class instead of an instance, an object with none of the methods) is a ``TypeError`` when the run is
+made.
 """
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +45,7 @@ from synth_opt.events.types import (
 from synth_opt.logs import get_logger
 from synth_opt.result import GepaResult
 
-__all__ = ["DRAIN_SECONDS", "QUEUE_SIZE", "CallbackRelay", "GepaCallback"]
+__all__ = ["DRAIN_SECONDS", "QUEUE_SIZE", "CallbackRelay", "GepaCallback", "checked_callback"]
 
 QUEUE_SIZE: Final = 10_000
 """Events waiting for the callbacks at most; more are dropped (and counted)."""
@@ -94,7 +100,7 @@ class CallbackRelay:
     def __init__(
         self, callbacks: Sequence[object], *, queue_size: int | None = None, drain_seconds: float | None = None
     ) -> None:
-        self.callbacks = list(callbacks)
+        self.callbacks = [checked_callback(callback) for callback in callbacks]
         self.drain_seconds = DRAIN_SECONDS if drain_seconds is None else drain_seconds
         self.dropped = 0
         self.failures: Counter[tuple[str, str]] = Counter()
@@ -134,11 +140,12 @@ class CallbackRelay:
         thread = self._thread
         if thread is None:
             return
+        deadline = time.monotonic() + self.drain_seconds  # one wait in all, for the queue and the thread
         try:
             self._queue.put(_STOP, timeout=self.drain_seconds)
         except queue.Full:
             pass
-        thread.join(self.drain_seconds)
+        thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             _log.warning(
                 "callbacks still busy at the end of the run; not waiting for them",
@@ -157,14 +164,15 @@ class CallbackRelay:
                 return
             if isinstance(item, _Result):
                 for callback in self.callbacks:
-                    self._call(callback, "on_result", item.result)
+                    self._call(callback, "on_result", copy.deepcopy(item.result))
                 continue
             assert isinstance(item, Event)
             method = _METHODS.get(item.type)
             for callback in self.callbacks:
+                event = copy.deepcopy(item)
                 if method is not None:
-                    self._call(callback, method, item.data)
-                self._call(callback, "on_event", item)
+                    self._call(callback, method, event.data)
+                self._call(callback, "on_event", event)
 
     def _call(self, callback: object, method: str, argument: Any) -> None:
         function: Callable[[Any], object] | None = getattr(callback, method, None)
@@ -172,7 +180,7 @@ class CallbackRelay:
             return
         try:
             function(argument)
-        except Exception as error:  # a callback's bug never reaches the run
+        except BaseException as error:  # a callback's bug (even a sys.exit) never reaches the run or the others
             key = (type(callback).__name__, method)
             if not self.failures[key]:
                 _log.warning(
@@ -182,3 +190,18 @@ class CallbackRelay:
                     error=f"{type(error).__name__}: {error}",
                 )
             self.failures[key] += 1
+
+
+_CALLBACK_METHODS: Final = frozenset({*_METHODS.values(), "on_event", "on_result"})
+
+
+def checked_callback(callback: object) -> object:
+    """``callback`` when it is an object with at least one callback method; a TypeError saying what to pass."""
+    if isinstance(callback, type):
+        raise TypeError(f"callbacks: pass an instance of {callback.__name__} ({callback.__name__}()), not the class")
+    if not any(callable(getattr(callback, name, None)) for name in _CALLBACK_METHODS):
+        raise TypeError(
+            f"callbacks: {callback!r} has none of the callback methods ({', '.join(sorted(_CALLBACK_METHODS))}); "
+            "subclass synth_opt.GepaCallback and override those you need"
+        )
+    return callback

@@ -2,8 +2,9 @@
 
 The run attaches its task group's cancel scope; ``cancel()`` before attachment is remembered and applied at once.
 ``cancel()`` may be called from any thread (a caller of the blocking ``execute()``, a callback's thread): off the
-run's event loop it is handed to that loop, never run beside it. The run then cancels in-flight work (launched processes are stopped by their context managers), records a
-``cancelled`` state, keeps every committed result and raises :class:`~synth_opt.errors.RunCancelledError`.
+run's event loop it is handed to that loop, never run beside it. The run then cancels in-flight work (launched
+processes are stopped by their context managers), records a ``cancelled`` state, keeps every committed result and
+raises :class:`~synth_opt.errors.RunCancelledError`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ files (:mod:`synth_opt.run.artifacts`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -43,11 +44,12 @@ from synth_opt.errors import (
 )
 from synth_opt.events import Event, EventBus
 from synth_opt.events.types import RunConfig, RunDiscarded, RunState
+from synth_opt.logs import get_logger
 from synth_opt.pipeline import PipelineStats, run_pipeline
 from synth_opt.proposers.base import Proposer
 from synth_opt.result import GepaResult
 from synth_opt.run.artifacts import RunArtifacts, write_json
-from synth_opt.run.callbacks import CallbackRelay
+from synth_opt.run.callbacks import CallbackRelay, checked_callback
 from synth_opt.run.cancel import CancelHandle
 from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
 from synth_opt.run.container import bearer_token, open_container
@@ -76,6 +78,8 @@ from synth_opt.run.tracking import TRACKER_DRAIN_SECONDS, MlflowTracker, check_t
 from synth_opt.workspace import finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]
+
+_log = get_logger("synth_opt.run")
 
 
 @dataclass(slots=True)
@@ -133,7 +137,7 @@ class GepaRun:
         self.config = config
         self.fresh = fresh
         self.observer = observer
-        self.callbacks = tuple(callbacks)
+        self.callbacks = tuple(checked_callback(callback) for callback in callbacks)
         self.seams = _Seams(container_transport, proposer, workspace)
         self.cancel_handle = CancelHandle()
 
@@ -162,7 +166,12 @@ class GepaRun:
         return self.config.run_dir()
 
     def execute(self) -> GepaResult:
-        return anyio.run(self.execute_async)
+        """Run to the end (blocking); inside a running event loop, ``await run.execute_async()`` instead."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return anyio.run(self.execute_async)
+        raise RuntimeError("GepaRun.execute() was called inside a running event loop; await run.execute_async()")
 
     async def execute_async(self) -> GepaResult:
         if self.cancel_handle.abandoned:  # its owner lost its claim before the run started: touch nothing
@@ -261,6 +270,16 @@ def _is_cancellation(error: BaseException) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return all(_is_cancellation(inner) for inner in error.exceptions)
     return isinstance(error, cancelled | KeyboardInterrupt | RunCancelledError)
+
+
+async def _watched(observer: RunObserver, events: MemoryObjectReceiveStream[Event], view: RunView) -> None:
+    """The observer (the live display), whose failure is logged and ends only it: never the run it shows."""
+    try:
+        await observer(events, view)
+    except Exception as error:
+        _log.warning("the run's observer failed; the run goes on without it", error=f"{type(error).__name__}: {error}")
+    finally:
+        events.close()
 
 
 def _stored_result(manifest: Path) -> GepaResult:
@@ -382,7 +401,7 @@ class _Execution:
                         )
                     )
                 if observing is not None and self.observer is not None:
-                    tg.start_soon(self.observer, observing, self.view)
+                    tg.start_soon(_watched, self.observer, observing, self.view)
                 try:
                     try:
                         outcome = await self._search()
