@@ -26,6 +26,8 @@ def test_a_python_task_that_calls_the_real_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shutil.copy(COOKBOOK / "intents.py", tmp_path / "intents.py")
+    # the copy is not beside the repository, so it is told where the data is (the container inherits this)
+    monkeypatch.setenv("BANKING77_DATA_DIR", str(COOKBOOK.parents[2] / "shared" / "data" / "banking77"))
     monkeypatch.setenv("INTENTS_TEST_KEY", local_model.api_key)
     env = {
         "INTENTS_BASE_URL": local_model.base_url,
