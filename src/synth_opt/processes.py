@@ -67,7 +67,9 @@ async def open_group_process(
     watchdog until :func:`terminate_group` or :func:`stop_process_group` has stopped the group. (``-1`` is
     ``subprocess.PIPE``, as in ``anyio.open_process``.)"""
     _sweep()
-    watchdog = start_watchdog()  # before the process, so only the instant until ``watch`` is unguarded
+    watchdog = start_watchdog()  # before the process, which carries its token until ``watch`` names its group
+    if watchdog is not None:
+        env = watchdog.environment(env)
     try:
         process = await anyio.open_process(
             list(command), cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True

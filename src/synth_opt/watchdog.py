@@ -20,8 +20,11 @@ Why a watchdog pipe and not ``PR_SET_PDEATHSIG``:
 - it must be set in the child between fork and exec (``preexec_fn``), which anyio's ``open_process`` does not
   offer and which is unsafe in a threaded process; the watchdog needs nothing from the child.
 
-The cost is one small idle process per launched group. The watchdog starts before the guarded process, so only
-the instant between the guarded process's start and the ``watch`` line is unguarded. The watchdog's own session
+The cost is one small idle process per launched group. The watchdog starts before the guarded process, and the
+process starts with the watchdog's own token in its environment (:data:`GUARD_VARIABLE`, inherited by whatever it
+starts): should the optimizer die between the process's start and the ``watch`` line, the watchdog finds the
+process groups of the processes that carry its token in ``/proc/*/environ`` and stops those, for a moment after the
+pipe ends (a process forked but not yet exec'd shows its token only once it has exec'd). The watchdog's own session
 keeps it out of signals sent to the optimizer's process group (Ctrl-C, ``kill -- -PGID``), and it ignores SIGINT
 and SIGHUP; a SIGTERM or SIGKILL sent to the watchdog itself stops it, as it should.
 
@@ -32,13 +35,16 @@ standard library, so it starts in milliseconds and cannot be broken by the envir
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 __all__ = [
+    "GUARD_VARIABLE",
     "ORPHAN_GRACE_SECONDS",
     "GroupWatchdog",
     "main",
@@ -46,6 +52,8 @@ __all__ = [
     "start_watchdog",
 ]
 
+GUARD_VARIABLE = "SYNTH_OPT_WATCHDOG"  # a guarded process's environment holds its watchdog's token under this
+MARKED_SCAN_SECONDS = 0.5  # how long a watchdog without a ``watch`` line keeps looking for marked processes
 ORPHAN_GRACE_SECONDS = 1.0  # nobody waits for a graceful stop once the optimizer is gone; a server can flush its log
 CHECK_SECONDS = 1.0  # how often an idle watchdog checks that its group still exists
 _STOP_POLL_SECONDS = 0.02
@@ -95,10 +103,15 @@ def process_group_alive(pgid: int) -> bool:
 class GroupWatchdog:
     """This process's end of one watchdog: the write end of its pipe and the watchdog process."""
 
-    def __init__(self, process: subprocess.Popen[bytes], write_fd: int) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], write_fd: int, token: str) -> None:
         self.process = process
         self._write_fd: int | None = write_fd
         self.pgid: int | None = None
+        self.token = token  # the guarded process's environment holds it under GUARD_VARIABLE
+
+    def environment(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """``env`` (this process's environment when None) with this watchdog's token, for the guarded process."""
+        return {**(os.environ if env is None else env), GUARD_VARIABLE: self.token}
 
     def watch(self, pgid: int) -> None:
         """Guard the process group ``pgid`` (once, right after it started)."""
@@ -140,9 +153,10 @@ class GroupWatchdog:
 def start_watchdog(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> GroupWatchdog | None:
     """Start a watchdog (before the process it will guard); None, with a warning, when it cannot start."""
     read_fd, write_fd = os.pipe()  # both non-inheritable; the child gets the read end as its stdin only
+    token = f"{os.getpid()}-{secrets.token_hex(8)}"
     try:
         process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__), repr(float(grace_seconds))],
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), repr(float(grace_seconds)), token],
             stdin=read_fd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -154,7 +168,7 @@ def start_watchdog(grace_seconds: float = ORPHAN_GRACE_SECONDS) -> GroupWatchdog
         return None
     finally:
         os.close(read_fd)
-    return GroupWatchdog(process, write_fd)
+    return GroupWatchdog(process, write_fd, token)
 
 
 # -- the watchdog's side ------------------------------------------------------------------------------------------
@@ -186,8 +200,45 @@ def _stop_group(pgid: int, grace_seconds: float) -> None:
         pass
 
 
+def _marked_groups(token: str) -> set[int]:
+    """The process groups of the live processes whose environment holds ``GUARD_VARIABLE=token``."""
+    marker = f"{GUARD_VARIABLE}={token}".encode()
+    groups: set[int] = set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return groups
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as environ:
+                if marker not in environ.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat[stat.rfind(")") + 2 :].split()[:3]
+        if state not in ("Z", "X"):
+            groups.add(int(pgrp))
+    return groups
+
+
+def _stop_marked(token: str, grace_seconds: float) -> None:
+    """Stop the groups of the processes carrying ``token``, looking again for a moment (one may still exec)."""
+    deadline = time.monotonic() + MARKED_SCAN_SECONDS
+    while True:
+        for group in _marked_groups(token):
+            _stop_group(group, grace_seconds)
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(_STOP_POLL_SECONDS)
+
+
 def main(argv: list[str]) -> int:
     grace_seconds = float(argv[0]) if argv else ORPHAN_GRACE_SECONDS
+    token = argv[1] if len(argv) > 1 else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     pgid: int | None = None
@@ -202,6 +253,8 @@ def main(argv: list[str]) -> int:
         if not chunk:  # EOF without a release: the optimizer is gone
             if pgid is not None:
                 _stop_group(pgid, grace_seconds)
+            elif token is not None:  # it died before it said which group: the processes carrying our token
+                _stop_marked(token, grace_seconds)
             return 0
         pending += chunk
         while b"\n" in pending:

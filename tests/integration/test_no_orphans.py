@@ -235,6 +235,53 @@ def test_a_watchdog_kills_a_group_that_ignores_sigterm_once_its_owner_is_killed(
                 pass
 
 
+# the owner starts a group (a leader and its child) and dies before it tells the watchdog which group it is
+_DIES_BEFORE_WATCH = """
+import os, signal, subprocess, sys
+from synth_opt.watchdog import start_watchdog
+watchdog = start_watchdog()
+child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); " \\
+    "time.sleep(300)"
+group = subprocess.Popen([sys.executable, "-c", child], env=watchdog.environment(None), start_new_session=True)
+print(group.pid, flush=True)
+sys.stdin.readline()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_owner_killed_before_it_names_its_group_leaves_no_process_behind() -> None:
+    marker = uuid.uuid4().hex
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _DIES_BEFORE_WATCH],
+        env={**os.environ, MARKER_VARIABLE: marker},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdin is not None and owner.stdout is not None
+        pgid = int(owner.stdout.readline())
+        assert _wait_until(lambda: len(_marked(marker)) >= 4, 30), _marked(marker)  # owner, watchdog, group of 2
+        owner.stdin.write("die\n")
+        owner.stdin.flush()
+        owner.wait()
+        assert owner.returncode == -signal.SIGKILL
+        assert _wait_until(lambda: not _marked(marker), 5), _marked(marker)
+        assert not process_group_alive(pgid)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        for stream in (owner.stdin, owner.stdout):
+            if stream is not None:
+                stream.close()
+        for pid in _marked(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_a_released_watchdog_exits_and_leaves_the_group_alone() -> None:
     watchdog = start_watchdog()
     assert watchdog is not None
