@@ -1,16 +1,19 @@
 """A run directory damaged between a stop and its resume: a feed cut back before the checkpoint, a checkpoint
 from another config, a damaged stored result. Each is refused with an error naming the file and what to do, and
-nothing in the directory is changed by the refusal (the run's own files put back, it resumes exactly)."""
+nothing in the directory is changed by the refusal (the run's own files put back, it resumes exactly). A run
+killed after its manifest and before its workspace stored it gets a whole workspace when it is shown again."""
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from synth_opt import GepaResult, GepaRun, RunStateError, load_config
 from synth_opt.events.compare import compare_feeds
+from synth_opt.workspace import workspace_status
 
 from .test_pipeline_fake import (
     FirstWordProposer,
@@ -106,3 +109,20 @@ async def test_a_damaged_stored_result_is_named(tmp_path: Path, damage: str) -> 
         await GepaRun(
             load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
         ).execute_async()
+
+
+@pytest.mark.anyio
+async def test_a_run_killed_after_its_manifest_gets_a_whole_workspace_when_shown_again(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "late", mode="sync_serial")
+    first = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
+    ).execute_async()
+    db = Path(first.manifest_path).with_name("workspace.sqlite")
+    with sqlite3.connect(db) as conn:  # what a kill right after result_manifest.json leaves
+        conn.execute("DELETE FROM manifests")
+    assert workspace_status(db)["runs"][0]["invariant_report"]["status"] != "ok"
+    again = await GepaRun(
+        load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
+    ).execute_async()
+    assert again.from_stored_result
+    assert workspace_status(db)["runs"][0]["invariant_report"]["status"] == "ok"

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -75,7 +76,7 @@ from synth_opt.run.setup import (
     supervisor_settings,
 )
 from synth_opt.run.tracking import TRACKER_DRAIN_SECONDS, MlflowTracker, check_tracking
-from synth_opt.workspace import finalize_workspace, run_workspace_writer
+from synth_opt.workspace import complete_workspace, finalize_workspace, run_workspace_writer
 
 __all__ = ["GepaRun", "RunObserver", "RunView"]
 
@@ -241,6 +242,7 @@ class GepaRun:
                 stored = _stored_result(manifest)
                 if stored.status == "completed":
                     check_same_config(run_dir, self.config)
+                    _complete_workspace(run_dir, self.run_id)
                     return _replace_flag(stored)
             checkpoint = latest_checkpoint(run_dir)
             if checkpoint is not None:
@@ -280,6 +282,20 @@ async def _watched(observer: RunObserver, events: MemoryObjectReceiveStream[Even
         _log.warning("the run's observer failed; the run goes on without it", error=f"{type(error).__name__}: {error}")
     finally:
         events.close()
+
+
+def _complete_workspace(run_dir: Path, run_id: str) -> None:
+    """A run killed between its manifest and its workspace's last write: the workspace gets what it lacks now (a
+    failure is a warning: the stored result stands, and ``workspace repair`` can do it later)."""
+    db = run_dir / "workspace.sqlite"
+    try:
+        if complete_workspace(db, run_dir / "events.jsonl", run_id=run_id):
+            _log.info("the workspace of the finished run lacked its manifest; stored it now", db=str(db))
+    except (sqlite3.Error, OSError, SynthOptimizerError, ValueError) as error:
+        _log.warning(
+            f"the workspace of the finished run could not be completed; run synth-opt workspace repair --db {db}",
+            error=f"{type(error).__name__}: {error}",
+        )
 
 
 def _stored_result(manifest: Path) -> GepaResult:

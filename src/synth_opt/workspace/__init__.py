@@ -23,13 +23,14 @@ if TYPE_CHECKING:
     from synth_opt.workspace.repair import repair_workspace
     from synth_opt.workspace.schema import SCHEMA_VERSION
     from synth_opt.workspace.status import workspace_status
-    from synth_opt.workspace.writer import WriterStats, finalize_workspace, run_workspace_writer
+    from synth_opt.workspace.writer import WriterStats, complete_workspace, finalize_workspace, run_workspace_writer
 
 # Loaded when first asked for: the writer's child process imports this package for its writer alone, and should not
 # load the commands' display (rich) and the repair to start.
 _EXPORTS = {
     "SCHEMA_VERSION": "schema",
     "WriterStats": "writer",
+    "complete_workspace": "writer",
     "finalize_workspace": "writer",
     "repair_command": "commands",
     "repair_workspace": "repair",
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCHEMA_VERSION",
     "WriterStats",
+    "complete_workspace",
     "finalize_workspace",
     "repair_command",
     "repair_workspace",

@@ -50,6 +50,7 @@ __all__ = [
     "WorkspaceSink",
     "WriterStats",
     "backfill_feed",
+    "complete_workspace",
     "finalize_workspace",
     "manifest_row",
     "read_feed",
@@ -320,6 +321,19 @@ def finalize_workspace(db_path: Path, feed_path: Path, *, run_id: str, manifest:
         refresh_health(conn, Path(db_path), run_id)
     finally:
         conn.close()
+
+
+def complete_workspace(db_path: Path, feed_path: Path, *, run_id: str) -> bool:
+    """A completed run whose workspace lacks its manifest row (killed after ``result_manifest.json`` was written
+    and before the workspace stored it): finalize it now. Cheap when nothing is missing (one query); True when it
+    finalized."""
+    if not db_path.is_file():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        if db.execute("SELECT 1 FROM manifests WHERE run_id = ?", (run_id,)).fetchone() is not None:
+            return False
+    finalize_workspace(db_path, feed_path, run_id=run_id, manifest=None)
+    return True
 
 
 def stored_manifest(db_path: Path, run_id: str) -> dict[str, Any] | None:
