@@ -3,7 +3,9 @@
 Routes: ``/`` (the runs), ``/runs/{run_id}`` (a run: summary, score chart, lineage tree, heldout table, decisions),
 ``/runs/{run_id}/candidates/{candidate_id}`` (a candidate's text as a diff against its parent, its scores) and
 ``/runs/{run_id}/score_chart.svg``. Each request reads the run's workspace read-only, so a running run is shown as
-it goes. Every response carries a Content-Security-Policy that allows no script.
+it goes. Every response carries a Content-Security-Policy that allows no script. Only files that resolve inside
+the run's own directory under the runs folder are read or served (a link leading elsewhere is a 404); a run whose
+files cannot be read is a 503 page naming the file and what to do; an unexpected error is logged, and a 500 page.
 
 Loopback by default; binding elsewhere needs a bearer token (as for the service): a client sends it as
 ``Authorization: Bearer <token>``, or a browser opens any page once with ``?token=<token>`` and keeps it in a
@@ -13,7 +15,6 @@ cookie.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -26,8 +27,9 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from synth_opt.errors import ConfigError
+from synth_opt.logs import get_logger
 from synth_opt.urls import serving_token
-from synth_opt.view.data import WORKSPACE, candidate_detail, list_runs, run_detail
+from synth_opt.view.data import WORKSPACE, DamagedRun, candidate_detail, list_runs, run_detail, run_file
 from synth_opt.view.pages import candidate_page, message_page, run_page, runs_page
 
 __all__ = ["CONTENT_SECURITY_POLICY", "serve_view", "view_app"]
@@ -36,13 +38,22 @@ CONTENT_SECURITY_POLICY: Final = "default-src 'none'; img-src 'self'; style-src 
 _COOKIE: Final = "synth_opt_view"
 _HTML: Final = "text/html"  # litestar adds the charset
 
+log = get_logger(__name__)
+
 
 def _run_dir(state: State, run_id: str) -> Path:
+    """The run directory ``run_id`` names: a directory right under the runs folder (once links are resolved)
+    holding a workspace; anything else (``..``, a NUL byte, a name too long, a link leading out) is a 404."""
     runs: Path = state.runs_dir
-    candidate = (runs / run_id).resolve()
-    if candidate.parent != runs.resolve() or not (candidate / WORKSPACE).is_file():
-        raise NotFoundException(detail=f"no run {run_id!r} in {runs}")
-    return candidate
+    try:
+        found = (runs / run_id).resolve()
+        inside = found.parent == runs.resolve() and run_file(found, WORKSPACE) is not None
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        shown = run_id if len(run_id) <= 80 else run_id[:77] + "..."
+        raise NotFoundException(detail=f"no run {shown!r} in {runs}")
+    return found
 
 
 def _html(body: str, status: int = 200) -> Response[str]:
@@ -70,8 +81,8 @@ def candidate(state: State, run_id: FromPath[str], candidate_id: FromPath[str]) 
 
 @get("/runs/{run_id:str}/score_chart.svg", sync_to_thread=True)
 def score_chart(state: State, run_id: FromPath[str]) -> Response[bytes]:
-    chart = _run_dir(state, run_id) / "score_chart.svg"
-    if not chart.is_file():
+    chart = run_file(_run_dir(state, run_id), "score_chart.svg")
+    if chart is None:
         raise NotFoundException(detail=f"run {run_id!r} has no score chart yet")
     return Response(chart.read_bytes(), media_type="image/svg+xml")
 
@@ -98,8 +109,12 @@ def view_app(runs_dir: Path, *, bearer_token: str | None = None) -> Litestar:
     def not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[str]:
         return _html(message_page("Not found", str(exc.detail)), status=404)
 
-    def unreadable(request: Request[Any, Any, Any], exc: sqlite3.Error) -> Response[str]:
-        return _html(message_page("Cannot read the workspace", f"{exc}; try again in a moment"), status=503)
+    def unreadable(request: Request[Any, Any, Any], exc: DamagedRun) -> Response[str]:
+        return _html(message_page(f"Cannot read {exc.path.name}", str(exc)), status=503)
+
+    def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+        log.error("view.unexpected_error", path=request.url.path, exc_info=exc)
+        return _html(message_page("Unexpected error", "synth-opt view logged what went wrong"), status=500)
 
     async def secure(response: Response[Any]) -> Response[Any]:
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
@@ -112,7 +127,7 @@ def view_app(runs_dir: Path, *, bearer_token: str | None = None) -> Litestar:
         state=State({"runs_dir": runs_dir}),
         before_request=guard,
         after_request=secure,
-        exception_handlers={NotFoundException: not_found, sqlite3.Error: unreadable},
+        exception_handlers={NotFoundException: not_found, DamagedRun: unreadable, 500: unexpected},
         debug=False,
     )
 
@@ -122,6 +137,11 @@ def serve_view(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8880, tok
     token = serving_token(host, token_env, flag="--host", shown=host)
     if not runs_dir.is_dir():
         raise ConfigError(f"--runs {runs_dir}: not a directory; point it at a runs folder (run.output_dir)")
+    if (runs_dir / WORKSPACE).exists():
+        raise ConfigError(
+            f"--runs {runs_dir}: a run directory, not a runs folder; pass the folder holding it: "
+            f"--runs {runs_dir.resolve().parent}"
+        )
     print(f"synth-opt view of {runs_dir.resolve()} on http://{host}:{port}", file=sys.stderr)
     app = view_app(runs_dir.resolve(), bearer_token=token)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()

@@ -1,7 +1,9 @@
 """What the run browser shows, read from a run directory: its workspace (``workspace.sqlite``, opened read-only, so
 a run that is still going is read while it writes) and, once the run ended, its ``result_manifest.json``.
 
-Plain data out (:class:`RunSummary`, :class:`RunDetail`, :class:`CandidateDetail`); nothing here renders.
+Plain data out (:class:`RunSummary`, :class:`RunDetail`, :class:`CandidateDetail`); nothing here renders. Every
+file is read only where it resolves inside the run's own directory (a link leading elsewhere is not followed), and a
+file that cannot be read or holds a value of the wrong type is a :class:`DamagedRun` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -12,27 +14,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
+
+from synth_opt.logs import get_logger
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "WORKSPACE",
     "CandidateDetail",
     "CandidateNode",
+    "DamagedRun",
     "Decision",
     "RunDetail",
     "RunSummary",
     "candidate_detail",
     "list_runs",
     "run_detail",
+    "run_file",
 ]
 
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
 WORKSPACE: Final = "workspace.sqlite"
+MANIFEST: Final = "result_manifest.json"
+_MANIFEST_REMEDY: Final = "fix it, or move it aside (the browser then shows the workspace's own numbers)"
+_REPORT_KEYS: Final = ("n", "mean_diff", "ci95_low", "ci95_high", "p_value", "wins", "ties", "losses")
+_BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+
+log = get_logger(__name__)
+
+
+class DamagedRun(Exception):
+    """A run's file the browser cannot read or make sense of: the file, what is wrong with it, and what to do."""
+
+    def __init__(self, path: Path, problem: str, remedy: str) -> None:
+        super().__init__(f"{path}: {problem}; {remedy}")
+        self.path = path
+        self.problem = problem
+        self.remedy = remedy
 
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     run_id: str
+    directory: str  # the run directory's name under the runs folder (the browser's links use it)
     status: str
     updated_at: str | None
     seed_train_score: float | None
@@ -47,10 +71,11 @@ class RunSummary:
     stop_reason: str | None
     error: str | None
     heldout_report: dict[str, Any] | None = None
+    problem: str | None = None  # its files cannot be read: what is wrong and what to do
 
     @property
     def live(self) -> bool:
-        return self.status not in TERMINAL_STATUSES
+        return self.problem is None and self.status not in TERMINAL_STATUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,7 @@ class RunDetail:
 @dataclass(frozen=True, slots=True)
 class CandidateDetail:
     run_id: str
+    directory: str
     node: CandidateNode
     payload: dict[str, str]
     parent_id: str | None
@@ -103,22 +129,38 @@ class CandidateDetail:
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:
-    """Every run directory under ``runs_dir`` with a workspace, newest first (the ``latest`` link skipped)."""
+    """Every run directory under ``runs_dir`` with a workspace, newest first (the ``latest`` link skipped); a run
+    whose files cannot be read is listed as such, with what is wrong and what to do."""
     found: list[RunSummary] = []
     if not runs_dir.is_dir():
         return found
     for run_dir in sorted(runs_dir.iterdir()):
-        if run_dir.is_symlink() or not (run_dir / WORKSPACE).is_file():
+        if run_dir.is_symlink() or run_file(run_dir, WORKSPACE) is None:
             continue
         try:
             found.append(_summary(run_dir))
-        except (sqlite3.Error, OSError, ValueError):
-            continue  # a workspace being created, or damaged: not listed
+        except DamagedRun as exc:
+            found.append(_unreadable(run_dir, str(exc)))
+        except Exception:  # one run's surprise never takes the others down
+            log.exception("view.run_unreadable", run_dir=str(run_dir))
+            found.append(_unreadable(run_dir, "an unexpected error reading this run (logged by synth-opt view)"))
     return sorted(found, key=lambda run: run.updated_at or "", reverse=True)
+
+
+def run_file(run_dir: Path, name: str) -> Path | None:
+    """``run_dir/name`` resolved, when it is a file inside the run's own directory; None for a missing file or a
+    link leading anywhere else (the browser reads nothing outside the runs folder)."""
+    try:
+        home = run_dir.resolve()
+        path = (home / name).resolve()
+        return path if path.parent == home and path.is_file() else None
+    except (OSError, ValueError):  # a name too long, a NUL byte, a directory it may not read
+        return None
 
 
 def run_detail(run_dir: Path) -> RunDetail:
     summary = _summary(run_dir)
+    ws = _Check(run_dir / WORKSPACE, _repair(run_dir / WORKSPACE))
     with _read_only(run_dir) as db:
         run_id = summary.run_id
         nodes: dict[str, CandidateNode] = {}
@@ -127,9 +169,12 @@ def run_detail(run_dir: Path) -> RunDetail:
             "WHERE run_id = ? ORDER BY sequence_number",
             (run_id,),
         ):
+            parents = ws.json(row[1], f"candidate {row[0]}'s parent_ids_json")
+            if not isinstance(parents, list) or not all(isinstance(parent, str) for parent in parents):
+                ws.fail(f"candidate {row[0]}'s parent_ids_json is {_shown(parents)}, not a list of ids")
             nodes[row[0]] = CandidateNode(
                 candidate_id=row[0],
-                parent_ids=tuple(json.loads(row[1])),
+                parent_ids=tuple(parents),
                 proposal_index=row[2],
                 module=row[3],
                 status="seed" if row[4] else "proposed",
@@ -144,10 +189,20 @@ def run_detail(run_dir: Path) -> RunDetail:
             node = nodes.get(candidate_id)
             if node is not None:
                 node.status, node.reason = status, reason
+                mean = ws.number(mean, f"candidate {candidate_id}'s mean_score")
                 node.mean_score = mean if mean is not None else node.mean_score
         onto, repeated = _proposal_links(db, run_id)
         decisions = tuple(
-            Decision(row[0], row[1], bool(row[2]), row[3], row[4], row[5], onto.get(row[0]), repeated.get(row[0], ()))
+            Decision(
+                row[0],
+                row[1],
+                bool(row[2]),
+                row[3],
+                ws.number(row[4], f"proposal {row[0]}'s parent_sum"),
+                ws.number(row[5], f"proposal {row[0]}'s child_sum"),
+                onto.get(row[0]),
+                repeated.get(row[0], ()),
+            )
             for row in db.execute(
                 "SELECT proposal_index, candidate_id, accepted, reason, parent_sum, child_sum "
                 "FROM acceptance_decisions WHERE run_id = ? ORDER BY proposal_index",
@@ -155,14 +210,17 @@ def run_detail(run_dir: Path) -> RunDetail:
             )
         )
         heldout: list[tuple[str, float, int]] = []
-        for (fields,) in db.execute(
-            "SELECT fields_json FROM event_stream_events WHERE run_id = ? AND type = 'heldout.scored' "
+        for sequence, fields in db.execute(
+            "SELECT sequence_number, fields_json FROM event_stream_events WHERE run_id = ? AND type = 'heldout.scored' "
             "ORDER BY sequence_number",
             (run_id,),
         ):
-            data = json.loads(fields)
-            if data.get("mean_score") is not None:
-                heldout.append((str(data["candidate_id"]), float(data["mean_score"]), len(data.get("scores") or {})))
+            what = f"event {sequence} (heldout.scored)"
+            data = ws.mapping(ws.json(fields, what), what)
+            mean = ws.number(data.get("mean_score"), f"{what}'s mean_score")
+            if mean is not None:
+                scores = data.get("scores")
+                heldout.append((str(data.get("candidate_id")), mean, len(scores) if isinstance(scores, dict) else 0))
         best, seed = db.execute(
             "SELECT best_candidate_id, seed_candidate_id FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone() or (None, None)
@@ -185,7 +243,7 @@ def run_detail(run_dir: Path) -> RunDetail:
         heldout=tuple(heldout),
         best_candidate_id=best,
         seed_candidate_id=seed,
-        has_chart=(run_dir / "score_chart.svg").is_file(),
+        has_chart=run_file(run_dir, "score_chart.svg") is not None,
     )
 
 
@@ -211,6 +269,7 @@ def candidate_detail(run_dir: Path, candidate_id: str) -> CandidateDetail | None
     node = detail.nodes.get(candidate_id)
     if node is None:
         return None
+    ws = _Check(run_dir / WORKSPACE, _repair(run_dir / WORKSPACE))
     with _read_only(run_dir) as db:
         payloads = dict(
             db.execute(
@@ -225,68 +284,198 @@ def candidate_detail(run_dir: Path, candidate_id: str) -> CandidateDetail | None
         ).fetchone()
     parent_id = node.parent_ids[0] if node.parent_ids else None
     parent_payload = payloads.get(parent_id) if parent_id else None
+    scores = ws.mapping(ws.json(row[0], f"candidate {candidate_id}'s scores_json"), "scores_json") if row else {}
     return CandidateDetail(
         run_id=detail.summary.run_id,
+        directory=detail.summary.directory,
         node=node,
-        payload=json.loads(payloads.get(candidate_id, "{}")),
+        payload=_payload(ws, payloads.get(candidate_id, "{}"), candidate_id),
         parent_id=parent_id,
-        parent_payload=json.loads(parent_payload) if parent_payload else None,
-        scores={str(k): float(v) for k, v in json.loads(row[0]).items()} if row else {},
+        parent_payload=_payload(ws, parent_payload, parent_id) if parent_payload and parent_id else None,
+        scores={
+            str(name): _score(ws, value, f"candidate {candidate_id}'s score on {name}")
+            for name, value in scores.items()
+        },
         live=detail.summary.live,
     )
+
+
+def _score(ws: _Check, value: object, what: str) -> float:
+    score = ws.number(value, what)
+    return ws.fail(f"{what} is null, not a number") if score is None else score
+
+
+def _payload(ws: _Check, text: object, candidate_id: str) -> dict[str, str]:
+    payload = ws.mapping(
+        ws.json(text, f"candidate {candidate_id}'s payload_json"), f"candidate {candidate_id}'s payload"
+    )
+    if not all(isinstance(value, str) for value in payload.values()):
+        ws.fail(f"candidate {candidate_id}'s payload has a module whose text is not a string")
+    return payload
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """Values read from one run file, checked for their type: a wrong one is a :class:`DamagedRun` naming the file."""
+
+    path: Path
+    remedy: str
+
+    def fail(self, problem: str) -> NoReturn:
+        raise DamagedRun(self.path, problem, self.remedy)
+
+    def json(self, text: object, what: str) -> Any:
+        if not isinstance(text, str | bytes):
+            self.fail(f"{what} is {_shown(text)}, not JSON text")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            self.fail(f"{what} is not JSON ({exc})")
+
+    def number(self, value: object, what: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(f"{what} is {_shown(value)}, not a number")
+        return float(value)
+
+    def count(self, value: object, what: str) -> int | None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            self.fail(f"{what} is {_shown(value)}, not a count")
+        return value
+
+    def text(self, value: object, what: str) -> str | None:
+        if value is not None and not isinstance(value, str):
+            self.fail(f"{what} is {_shown(value)}, not a text")
+        return value
+
+    def mapping(self, value: object, what: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(f"{what} is {_shown(value)}, not an object")
+        return value
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _repair(workspace: Path) -> str:
+    return f"if it stays so, repair it: synth-opt workspace repair --db {workspace}"
+
+
 @contextmanager
 def _read_only(run_dir: Path) -> Iterator[sqlite3.Connection]:
-    """The run's workspace, read-only (a live run's writer is never blocked or changed by the browser)."""
-    db = sqlite3.connect(f"{(run_dir / WORKSPACE).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    """The run's workspace, read-only (a live run's writer is never blocked or changed by the browser); an SQLite
+    error is a :class:`DamagedRun`."""
+    path = run_dir / WORKSPACE
+    found = run_file(run_dir, WORKSPACE)
+    if found is None or any(run_file(run_dir, WORKSPACE + side) is None for side in _links(run_dir)):
+        raise DamagedRun(path, "missing, or a link leading out of the run directory", "the browser does not read it")
     try:
-        yield db
-    finally:
-        db.close()
+        db = sqlite3.connect(f"{found.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            yield db
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+            raise DamagedRun(path, str(exc), "the run is writing it: try again in a moment") from exc
+        raise DamagedRun(path, str(exc), _repair(path)) from exc
+
+
+def _links(run_dir: Path) -> list[str]:
+    """The workspace's side files (SQLite opens them beside it) that are links."""
+    return [side for side in ("-wal", "-shm") if (run_dir / (WORKSPACE + side)).is_symlink()]
 
 
 def _summary(run_dir: Path) -> RunSummary:
+    ws = _Check(run_dir / WORKSPACE, _repair(run_dir / WORKSPACE))
     with _read_only(run_dir) as db:
         row = db.execute(
             "SELECT run_id, status, updated_at, seed_train_score, best_train_score, stop_reason, error FROM runs "
             "ORDER BY updated_at DESC LIMIT 1"
         ).fetchone()
         if row is None:
-            raise ValueError(f"{run_dir}: no run in the workspace yet")
-        run_id = row[0]
+            raise DamagedRun(ws.path, "no run in it yet", "a run starting writes it: try again in a moment")
+        run_id = str(row[0])
         proposals, accepted = db.execute(
             "SELECT count(*), coalesce(sum(accepted), 0) FROM acceptance_decisions WHERE run_id = ?", (run_id,)
         ).fetchone()
-    manifest = _manifest(run_dir)
-    usage = manifest.get("usage") or {}
-    total = usage.get("total") or {}
-    rollouts = manifest.get("rollouts_used") or {}
+    m = _Check(run_dir / MANIFEST, _MANIFEST_REMEDY)
+    manifest = _manifest(run_dir, m)
+    total = m.mapping(m.mapping(manifest.get("usage"), "usage").get("total"), "usage.total")
+    rollouts = m.mapping(manifest.get("rollouts_used"), "rollouts_used")
     return RunSummary(
         run_id=run_id,
-        status=str(manifest.get("status") or row[1] or "created"),
-        updated_at=row[2],
-        seed_train_score=manifest.get("seed_train_score", row[3]),
-        best_train_score=manifest.get("best_train_score", row[4]),
-        seed_heldout_score=manifest.get("seed_heldout_score"),
-        best_heldout_score=manifest.get("best_heldout_score"),
-        proposals=int(manifest.get("proposals", proposals)),
-        accepted=int(manifest.get("accepted", accepted)),
-        cost_usd=total.get("cost_usd") if "cost_usd" in total else manifest.get("cost_usd"),
+        directory=run_dir.name,
+        status=m.text(manifest.get("status"), "status") or ws.text(row[1], "runs.status") or "created",
+        updated_at=ws.text(row[2], "runs.updated_at"),
+        seed_train_score=m.number(manifest.get("seed_train_score", row[3]), "seed_train_score"),
+        best_train_score=m.number(manifest.get("best_train_score", row[4]), "best_train_score"),
+        seed_heldout_score=m.number(manifest.get("seed_heldout_score"), "seed_heldout_score"),
+        best_heldout_score=m.number(manifest.get("best_heldout_score"), "best_heldout_score"),
+        proposals=_either(m.count(manifest.get("proposals"), "proposals"), int(proposals)),
+        accepted=_either(m.count(manifest.get("accepted"), "accepted"), int(accepted)),
+        cost_usd=m.number(total.get("cost_usd") if "cost_usd" in total else manifest.get("cost_usd"), "cost_usd"),
         cost_known=bool(manifest),
-        rollouts_total=rollouts.get("total"),
-        stop_reason=manifest.get("stop_reason", row[5]),
-        error=manifest.get("error", row[6]),
-        heldout_report=manifest.get("heldout_report"),
+        rollouts_total=m.count(rollouts.get("total"), "rollouts_used.total"),
+        stop_reason=m.text(manifest.get("stop_reason", row[5]), "stop_reason"),
+        error=m.text(manifest.get("error", row[6]), "error"),
+        heldout_report=_report(m, manifest.get("heldout_report")),
     )
 
 
-def _manifest(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / "result_manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _either(value: int | None, otherwise: int) -> int:
+    return otherwise if value is None else value
+
+
+def _report(m: _Check, value: object) -> dict[str, Any] | None:
+    report = m.mapping(value, "heldout_report")
+    if not report:
+        return None
+    for key in _REPORT_KEYS:
+        if m.number(report.get(key), f"heldout_report.{key}") is None:
+            m.fail(f"heldout_report has no {key}")
+    return report
+
+
+def _unreadable(run_dir: Path, problem: str) -> RunSummary:
+    """The index's row for a run whose files cannot be read."""
+    return RunSummary(
+        run_id=run_dir.name,
+        directory=run_dir.name,
+        status="unreadable",
+        updated_at=None,
+        seed_train_score=None,
+        best_train_score=None,
+        seed_heldout_score=None,
+        best_heldout_score=None,
+        proposals=0,
+        accepted=0,
+        cost_usd=None,
+        cost_known=False,
+        rollouts_total=None,
+        stop_reason=None,
+        error=None,
+        problem=problem,
+    )
+
+
+def _manifest(run_dir: Path, m: _Check) -> dict[str, Any]:
+    """The run's manifest; empty before the run ends (or when it is a link leading out of the run directory)."""
+    path = run_file(run_dir, MANIFEST)
+    if path is None:
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        return {}  # removed in between, or being replaced
+    except ValueError as exc:
+        m.fail(f"not JSON ({exc})")
+    return m.mapping(data, "the manifest")

@@ -68,17 +68,7 @@ def _page(title: str, body: str, *, live: bool = False) -> str:
 
 
 def runs_page(runs: list[RunSummary], runs_dir: str) -> str:
-    rows = "".join(
-        "<tr>"
-        f'<td><a href="{_href("runs", run.run_id)}">{esc(run.run_id)}</a></td>'
-        f"<td>{_badge(run.status if not run.live else 'live')}</td>"
-        f'<td class="num">{_score(run.seed_train_score)}</td><td class="num">{_score(run.best_train_score)}</td>'
-        f'<td class="num">{_score(run.seed_heldout_score)}</td><td class="num">{_score(run.best_heldout_score)}</td>'
-        f'<td class="num">{run.proposals}</td><td class="num">{run.accepted}</td>'
-        f'<td class="num">{esc(_cost(run))}</td><td class="muted">{esc(run.updated_at)}</td>'
-        "</tr>"
-        for run in runs
-    )
+    rows = "".join(f"<tr>{_run_cell(run)}{_run_row(run)}</tr>" for run in runs)
     table = (
         "<table id='runs'><tr><th>run</th><th>status</th><th>seed train</th><th>best train</th><th>seed heldout</th>"
         "<th>best heldout</th><th>proposals</th><th>accepted</th><th>cost</th><th>updated</th></tr>"
@@ -86,12 +76,31 @@ def runs_page(runs: list[RunSummary], runs_dir: str) -> str:
         if runs
         else '<p class="muted">No runs with a workspace here yet.</p>'
     )
-    live = any(run.live for run in runs)
+    live = any(run.live or run.problem for run in runs)  # an unreadable run may be a run starting
     return _page("synth_opt runs", f'<h1>Runs</h1><p class="muted">{esc(runs_dir)}</p>{table}', live=live)
+
+
+def _run_cell(run: RunSummary) -> str:
+    """The run's link (by its directory, which may differ from the run id: a renamed run, a copy)."""
+    elsewhere = f' <span class="muted">in {esc(run.directory)}</span>' if run.directory != run.run_id else ""
+    return f'<td><a href="{_href("runs", run.directory)}">{esc(run.run_id)}</a>{elsewhere}</td>'
+
+
+def _run_row(run: RunSummary) -> str:
+    if run.problem is not None:
+        return f'<td>{_badge("unreadable")}</td><td colspan="8" class="problem">{esc(run.problem)}</td>'
+    return (
+        f"<td>{_badge(run.status if not run.live else 'live')}</td>"
+        f'<td class="num">{_score(run.seed_train_score)}</td><td class="num">{_score(run.best_train_score)}</td>'
+        f'<td class="num">{_score(run.seed_heldout_score)}</td><td class="num">{_score(run.best_heldout_score)}</td>'
+        f'<td class="num">{run.proposals}</td><td class="num">{run.accepted}</td>'
+        f'<td class="num">{esc(_cost(run))}</td><td class="muted">{esc(run.updated_at)}</td>'
+    )
 
 
 def run_page(detail: RunDetail) -> str:
     run = detail.summary
+    where = run.directory
     status = _badge("live" if run.live else run.status)
     facts = [
         ("status", status + (f" <span class='muted'>{esc(run.stop_reason)}</span>" if run.stop_reason else "")),
@@ -110,13 +119,13 @@ def run_page(detail: RunDetail) -> str:
         + "</table>"
     )
     chart = (
-        f'<h2>Score chart</h2><img alt="score chart" src="{_href("runs", run.run_id, "score_chart.svg")}">'
+        f'<h2>Score chart</h2><img alt="score chart" src="{_href("runs", where, "score_chart.svg")}">'
         if detail.has_chart
         else ""
     )
-    tree = "".join(_node(run.run_id, node, detail) for node in detail.roots)
+    tree = _tree(where, detail)
     heldout = "".join(
-        f'<tr><td><a href="{_href("runs", run.run_id, "candidates", cid)}">{esc(cid)}</a>'
+        f'<tr><td><a href="{_href("runs", where, "candidates", cid)}">{esc(cid)}</a>'
         f"{' (seed)' if cid == detail.seed_candidate_id else ''}{' (best)' if cid == detail.best_candidate_id else ''}"
         f'</td><td class="num">{_score(mean)}</td><td class="num">{rows}</td></tr>'
         for cid, mean, rows in detail.heldout
@@ -134,9 +143,9 @@ def run_page(detail: RunDetail) -> str:
 
     decisions = "".join(
         f'<tr><td class="num">{d.proposal_index}</td>'
-        f'<td><a href="{_href("runs", run.run_id, "candidates", d.candidate_id)}">{esc(d.candidate_id)}</a>'
+        f'<td><a href="{_href("runs", where, "candidates", d.candidate_id)}">{esc(d.candidate_id)}</a>'
         f"{made(d)}</td>"
-        f"<td>{_badge('accepted' if d.accepted else 'rejected')}</td><td>{esc(d.reason)}{_how(run.run_id, d)}</td>"
+        f"<td>{_badge('accepted' if d.accepted else 'rejected')}</td><td>{esc(d.reason)}{_how(where, d)}</td>"
         f'<td class="num">{_score(d.parent_sum)}</td><td class="num">{_score(d.child_sum)}</td></tr>'
         for d in detail.decisions
     )
@@ -158,7 +167,25 @@ def _report_fact(report: dict[str, Any] | None) -> list[tuple[str, str]]:
     return [("heldout best &minus; seed", f'<span id="heldout-report">{text}</span>')]
 
 
-def _node(run_id: str, node: CandidateNode, detail: RunDetail) -> str:
+def _tree(where: str, detail: RunDetail) -> str:
+    """The lineage as nested lists, built with a stack (a chain of thousands of candidates is as deep)."""
+    parts: list[str] = []
+    stack: list[CandidateNode | None] = list(reversed(detail.roots))  # None: close the node opened last
+    while stack:
+        node = stack.pop()
+        if node is None:
+            parts.append("</ul></li>")
+        elif node.children:
+            parts.append(f"{_node(where, node, detail)}<ul>")
+            stack.append(None)
+            stack.extend(reversed(node.children))
+        else:
+            parts.append(f"{_node(where, node, detail)}</li>")
+    return "".join(parts)
+
+
+def _node(where: str, node: CandidateNode, detail: RunDetail) -> str:
+    """A lineage node's opening ``<li>`` and its line (its children and ``</li>`` follow)."""
     marks = []
     if node.candidate_id == detail.best_candidate_id:
         marks.append('<span class="badge accepted">best</span>')
@@ -171,12 +198,10 @@ def _node(run_id: str, node: CandidateNode, detail: RunDetail) -> str:
         scores.append(f"minibatch {_score(node.decision.parent_sum)} &rarr; {_score(node.decision.child_sum)}")
     proposal = f"p{node.proposal_index} " if node.proposal_index is not None else ""
     reason = f" <span class='muted'>{esc(node.reason)}</span>" if node.reason else ""
-    children = "".join(_node(run_id, child, detail) for child in node.children)
     return (
         f'<li class="node" data-candidate="{esc(node.candidate_id)}">{esc(proposal)}'
-        f'<a href="{_href("runs", run_id, "candidates", node.candidate_id)}">{esc(node.candidate_id)}</a> '
+        f'<a href="{_href("runs", where, "candidates", node.candidate_id)}">{esc(node.candidate_id)}</a> '
         f"{_badge(node.status)}{reason} {' '.join(marks)} <span class='muted'>{'; '.join(scores)}</span>"
-        f"{f'<ul>{children}</ul>' if children else ''}</li>"
     )
 
 
@@ -193,7 +218,7 @@ def candidate_page(detail: CandidateDetail) -> str:
             shown, note = word_diff(parent_text, text), " (changes against the parent)"
         sections.append(f'<h2>{esc(module)}<span class="muted">{note}</span></h2><pre class="text">{shown}</pre>')
     parent = (
-        f'<p>parent: <a href="{_href("runs", detail.run_id, "candidates", detail.parent_id)}">'
+        f'<p>parent: <a href="{_href("runs", detail.directory, "candidates", detail.parent_id)}">'
         f"{esc(detail.parent_id)}</a></p>"
         if detail.parent_id
         else "<p>the seed candidate</p>"
@@ -203,7 +228,7 @@ def candidate_page(detail: CandidateDetail) -> str:
         d = node.decision
         decision = (
             f"<p>proposal {d.proposal_index}: {_badge('accepted' if d.accepted else 'rejected')} {esc(d.reason)}"
-            f"{_how(detail.run_id, d)} "
+            f"{_how(detail.directory, d)} "
             f"(minibatch {_score(d.parent_sum)} &rarr; {_score(d.child_sum)})</p>"
         )
     rows = "".join(
@@ -213,21 +238,21 @@ def candidate_page(detail: CandidateDetail) -> str:
         f"<h2>Pareto rows</h2><table id='scores'><tr><th>row</th><th>reward</th></tr>{rows}</table>" if rows else ""
     )
     body = (
-        f'<nav><a href="/">runs</a> / <a href="{_href("runs", detail.run_id)}">{esc(detail.run_id)}</a> / '
+        f'<nav><a href="/">runs</a> / <a href="{_href("runs", detail.directory)}">{esc(detail.run_id)}</a> / '
         f"{esc(node.candidate_id)}</nav><h1>{esc(node.candidate_id)} {_badge(node.status)}</h1>{parent}{decision}"
         f"{''.join(sections)}{scores}"
     )
     return _page(node.candidate_id, body, live=detail.live)
 
 
-def _how(run_id: str, decision: Decision) -> str:
+def _how(where: str, decision: Decision) -> str:
     """How a pipelined proposal came about: asked again (its first reply repeated edits in flight), rebased."""
     notes = []
     if decision.repeated:
         others = ", ".join(f"p{index}" for index in decision.repeated)
         notes.append(f"asked again: its first reply repeated {others}")
     if decision.rebased_onto:
-        href = _href("runs", run_id, "candidates", decision.rebased_onto)
+        href = _href("runs", where, "candidates", decision.rebased_onto)
         notes.append(f'rebased onto <a href="{href}">{esc(decision.rebased_onto)}</a>')
     return "".join(f' <span class="muted how">({note})</span>' for note in notes)
 
