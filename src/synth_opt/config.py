@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,6 +44,7 @@ from synth_opt.proposers.reflection import CHARS_PER_TOKEN, template_problems
 from synth_opt.redact import redact_url
 
 __all__ = [
+    "OVERRIDE_VARIABLES",
     "CacheSection",
     "CandidateSection",
     "ContainerSection",
@@ -534,6 +535,8 @@ _OVERRIDES: dict[str, tuple[str, tuple[str, str]]] = {
     "policy_model": ("SYNTH_OPTIMIZERS_POLICY_MODEL", ("policy", "model")),
     "policy_api_key_env": ("SYNTH_OPTIMIZERS_POLICY_API_KEY_ENV", ("policy", "api_key_env")),
 }
+OVERRIDE_VARIABLES: Final = frozenset(variable for variable, _ in _OVERRIDES.values())
+"""The environment variables that override a config's keys (``SYNTH_OPTIMIZERS_*``)."""
 _SECTIONS = [name for name in GepaConfig.model_fields if name not in {"source_path", "overrides_applied"}]
 _SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "credential", "credentials"}
 _SECRET_ADVICE = (

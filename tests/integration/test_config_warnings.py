@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from synth_opt.config import load_config
 from synth_opt.events.model import DECISION_TYPES
 from synth_opt.events.normalize import read_feed
@@ -194,3 +196,15 @@ def test_a_budget_that_buys_no_proposal_is_said_at_start_up(tmp_path: Path) -> N
     assert "buys no proposal: the seed's scoring takes 10 rollouts" in message and "synth-opt gepa plan" in message
     path.write_text(text + "max_train_rollouts = 200\nminibatch_size = 3\n", encoding="utf-8")
     assert "gepa.max_train_rollouts" not in dict(config_warnings(load_config(path), ("m",)))
+
+
+def test_a_misspelt_environment_override_is_said_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gepa.toml"
+    path.write_text(RUN, encoding="utf-8")
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_CACHE_MDOE", "off")
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_CACHE_MODE", "off")  # a real one: no warning
+    warnings = dict(config_warnings(load_config(path), ("m",)))
+    assert warnings["SYNTH_OPTIMIZERS_CACHE_MDOE"].startswith(
+        "is set but overrides nothing (did you mean SYNTH_OPTIMIZERS_CACHE_MODE?)"
+    )
+    assert "SYNTH_OPTIMIZERS_CACHE_MODE" not in warnings

@@ -3,11 +3,13 @@ budget ledger and the supervisor's settings; and the start-up warnings for setti
 
 from __future__ import annotations
 
+import difflib
+import os
 from pathlib import Path
 
 from synth_opt.actors import SupervisorSettings
 from synth_opt.cache import CachedProposer, CacheStore
-from synth_opt.config import GepaConfig, ProposerSection
+from synth_opt.config import OVERRIDE_VARIABLES, GepaConfig, ProposerSection
 from synth_opt.container.wire import ProgramInfo
 from synth_opt.errors import ConfigError
 from synth_opt.events import EventBus
@@ -174,6 +176,7 @@ def config_warnings(config: GepaConfig, modules: tuple[str, ...]) -> list[tuple[
             )
         )
     found += _no_proposal(config)
+    found += _unknown_overrides()
     temperature = config.policy.temperature or 0.0
     if g.reuse_evaluations and temperature > 0:
         found.append(
@@ -238,6 +241,18 @@ def _proposer_keys_set(proposer: ProposerSection) -> list[str]:
         named = key in proposer.model_fields_set and key not in _RESOLVED_AT_LOAD
         if named or getattr(proposer, key) != info.get_default(call_default_factory=True):
             found.append(key)
+    return found
+
+
+def _unknown_overrides() -> list[tuple[str, str]]:
+    """A ``SYNTH_OPTIMIZERS_*`` variable that overrides nothing (a misspelt override would otherwise do nothing
+    silently)."""
+    found = []
+    for name in sorted(os.environ):
+        if name.startswith("SYNTH_OPTIMIZERS_") and name not in OVERRIDE_VARIABLES:
+            close = difflib.get_close_matches(name, sorted(OVERRIDE_VARIABLES), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the overrides: {', '.join(sorted(OVERRIDE_VARIABLES))}"
+            found.append((name, f"is set but overrides nothing ({hint}); it changes nothing in this run"))
     return found
 
 
