@@ -1119,6 +1119,8 @@ def load_config(path: str | os.PathLike[str]) -> GepaConfig:
         )
 
     problems = _raw_problems(data)  # after the overrides: their values are checked too
+    if "run.output_dir" in from_env and not Path(str(data["run"]["output_dir"])).expanduser().is_absolute():
+        problems.append(("run.output_dir", "must be an absolute path (a worker host's own folder for its runs)"))
     if problems:
         raise error(problems)
     source = file.resolve()

@@ -396,6 +396,9 @@ def test_an_env_output_dir_puts_a_workers_runs_on_its_own_disk(tmp_path: Path, m
     assert cfg.output_dir == local and cfg.run_dir() == local / cfg.effective_run_id()
     assert cfg.effective_run_id() == shared.effective_run_id()  # the same run, kept elsewhere
     assert cfg.overrides_applied == {"SYNTH_OPTIMIZERS_OUTPUT_DIR": str(local)}
+    monkeypatch.setenv("SYNTH_OPTIMIZERS_OUTPUT_DIR", "host-b/runs")  # relative to what? refused
+    message = config_error(tmp_path)
+    assert "run.output_dir: must be an absolute path" in message and "SYNTH_OPTIMIZERS_OUTPUT_DIR" in message
 
 
 def test_env_overrides_point_a_cookbook_config_at_another_endpoint_and_model(
