@@ -163,7 +163,7 @@ def deploy(folder: Path, args: argparse.Namespace) -> int:
             print(f"container-{n} {url}", flush=True)
         api = ""
         for host in HOSTS:
-            port, runs = free_loopback_port(), folder / "hosts" / host / "runs"
+            port, runs = free_loopback_port(), (folder / "hosts" / host / "runs").resolve()
             runs.mkdir(parents=True, exist_ok=True)
             argv = [sys.executable, "-m", "synth_opt", "gepa", "service", "--db", database, "--worker-id", host]
             argv += ["--bind", f"127.0.0.1:{port}", "--config-root", str(configs), "--runs-root", str(runs)]
