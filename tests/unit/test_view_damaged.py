@@ -22,77 +22,19 @@ import pytest
 import structlog.testing
 from litestar.testing import TestClient
 
-from synth_opt import GepaRun, load_config
 from synth_opt.errors import ConfigError
-from synth_opt.proposers.base import ProposerResult
-from synth_opt.proposers.reflection import ReflectionRequest
-from synth_opt.testing.fake_container import FakeContainer
-from synth_opt.usage import Usage
 from synth_opt.view import serve_view, view_app
 from synth_opt.view.diff import word_diff
 
+from .test_damaged_files import finish_a_run
+
 RUN_ID = "viewed"
-
-
-class _Proposer:
-    """Adds the answer words of failed records to the text, so some children are accepted."""
-
-    backend = "test"
-
-    async def propose(self, request: ReflectionRequest) -> ProposerResult:
-        words = request.candidate[request.target_module].split()
-        for record in request.records:
-            if record.reward < 1.0 and record.task["answer"] not in words:
-                words.append(record.task["answer"])
-        return ProposerResult(texts=(" ".join(words),), usage=Usage(calls=1, total_tokens=5, cost_usd=None))
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _rows(split: str, n: int) -> list[dict[str, Any]]:
-    return [{"task_id": f"{split}-{i}", "question": f"q{i}", "answer": f"w{i % 5}"} for i in range(n)]
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small completed run's directory (workspace, manifest, score chart), made once."""
-    root = tmp_path_factory.mktemp("view")
-    config = root / "gepa.toml"
-    config.write_text(
-        f"""
-[run]
-run_id = "{RUN_ID}"
-output_dir = "{root / "runs"}"
-seed = 5
-
-[container]
-url = "http://fake-container.test"
-
-[dataset]
-train_ids = {{count = 8}}
-heldout_ids = {{count = 4}}
-pareto_ids = {{count = 6}}
-
-[proposer]
-backend = "codex_app_server"
-
-[gepa]
-max_train_rollouts = 60
-minibatch_size = 2
-
-[cache]
-mode = "off"
-"""
-    )
-    fake = FakeContainer(
-        rows={"train": _rows("train", 8), "test": _rows("test", 4)},
-        score=lambda candidate, row: 1.0 if row["answer"] in candidate["instruction"].split() else 0.0,
-        seed_candidate={"instruction": "answer w0"},
-    )
-    result = GepaRun(load_config(config), container_transport=fake.transport(), proposer=_Proposer()).execute()
-    assert result.status == "completed"
-    run_dir = Path(result.event_feed_path).parent
+    run_dir = finish_a_run(tmp_path_factory.mktemp("view"), run_id=RUN_ID)
     assert (run_dir / "score_chart.svg").is_file() and (run_dir / "result_manifest.json").is_file()
     return run_dir
 
