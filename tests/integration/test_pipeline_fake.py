@@ -309,19 +309,24 @@ async def test_pipelined_decisions_do_not_depend_on_timing(tmp_path: Path, stale
     assert any(e.rebase is not UNSET for e in created) == (staleness == "rebase")
 
 
-@pytest.mark.anyio
-async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(tmp_path: Path) -> None:
+def endless_run(tmp_path: Path, name: str) -> GepaRun:
+    """A run with a budget it never reaches and 10 ms per rollout: it goes on until it is cancelled."""
     fake = FakeContainer(
         rows={"train": rows("train", 12), "test": rows("test", 10)},
         score=keyword_score,
         seed_candidate={"instruction": "answer w0"},
         latency_seconds=0.01,
     )
-    run = GepaRun(
-        load_config(write_config(tmp_path, "cancel", mode="sync_serial", budget=100000)),
+    return GepaRun(
+        load_config(write_config(tmp_path, name, mode="sync_serial", budget=100000)),
         container_transport=fake.transport(),
         proposer=LearningProposer(),
     )
+
+
+@pytest.mark.anyio
+async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(tmp_path: Path) -> None:
+    run = endless_run(tmp_path, "cancel")
     cancelled_at: list[float] = []
 
     async def cancel_after_two_commits(events: Any, view: Any) -> None:
@@ -347,17 +352,7 @@ async def test_a_programmatic_cancel_stops_quickly_and_keeps_committed_results(t
 
 
 def test_a_cancel_from_another_thread_stops_a_blocking_execute(tmp_path: Path) -> None:
-    fake = FakeContainer(
-        rows={"train": rows("train", 12), "test": rows("test", 10)},
-        score=keyword_score,
-        seed_candidate={"instruction": "answer w0"},
-        latency_seconds=0.01,
-    )
-    run = GepaRun(
-        load_config(write_config(tmp_path, "threaded", mode="sync_serial", budget=100000)),
-        container_transport=fake.transport(),
-        proposer=LearningProposer(),
-    )
+    run = endless_run(tmp_path, "threaded")
     outcome: list[BaseException] = []
 
     def execute() -> None:
