@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -809,11 +810,29 @@ def _task_problems(container: ContainerSection) -> list[tuple[str, str]]:
     return [] if problem is None else [("container.task", problem)]
 
 
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is when it is no regular file (following links): "a folder", "a FIFO", ...; "" for a file.
+    Raises ``FileNotFoundError`` when nothing is there."""
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (a named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
 def _template_problems(proposer: ProposerSection) -> list[tuple[str, str]]:
     path = proposer.prompt_template
     if path is None:
         return []
     try:
+        kind = _not_a_file(path)
+        if kind:
+            return [("proposer.prompt_template", f"{path} is {kind}, not a file; give the path of a text file")]
         text = proposer.template_text()
     except FileNotFoundError:
         return [("proposer.prompt_template", f"{path} not found; check the path (relative to the config's folder)")]
@@ -1076,6 +1095,9 @@ def _with_absolute_paths(cfg: GepaConfig, base: Path) -> GepaConfig:
 def _read_toml(file: Path, shown: str) -> dict[str, Any]:
     """The TOML table in ``file`` (UTF-8, a byte-order mark allowed), or one ``ConfigError`` saying why not."""
     try:
+        kind = _not_a_file(file)
+        if kind:  # reading a FIFO (or a device) would wait for a writer for good
+            raise ConfigError(f"{shown}: the config is {kind}, not a file; save the config to a file", file=shown)
         raw = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: config file not found; check the path", file=shown) from None

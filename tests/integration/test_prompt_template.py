@@ -71,6 +71,9 @@ def test_the_templates_content_enters_the_digest_and_the_default_leaves_it_as_it
         ("Fix {}.", "positional placeholder"),
         ("Fix {current_text!r}.", "takes no format spec or conversion"),
         ("Fix {current_text.", "write a literal brace as {{ or }}"),
+        ("", "the template is empty; start from DEFAULT_PROMPT_TEMPLATE"),
+        (" \n\t\n", "the template is empty"),
+        ('Improve the prompt. Reply with JSON {{"proposals": []}}.', "the template has no placeholder"),
     ],
 )
 def test_a_bad_template_is_a_config_error_naming_the_file(tmp_path: Path, template: str, expected: str) -> None:

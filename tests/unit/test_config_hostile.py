@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 from pathlib import Path
 
 import pytest
@@ -322,6 +323,21 @@ def test_a_file_that_is_not_utf8_says_so(tmp_path: Path, raw: bytes, says: str) 
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert says in info.value.message and "save it as UTF-8" in info.value.message
+
+
+def test_a_config_that_is_a_fifo_or_a_folder_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "gepa.toml"
+    os.mkfifo(fifo)  # no writer: reading it would wait for good
+    with pytest.raises(ConfigError, match=r"gepa\.toml: the config is a FIFO \(a named pipe\), not a file"):
+        load_config(fifo)
+    with pytest.raises(ConfigError, match=r"the config is a folder, not a file"):
+        load_config(tmp_path)
+
+
+def test_a_prompt_template_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "prompt.md")
+    message = refused(tmp_path, _set("proposer", 'prompt_template = "prompt.md"'), "proposer.prompt_template")
+    assert "prompt.md is a FIFO (a named pipe), not a file" in message
 
 
 # ---------------------------------------------------------------- through the command line

@@ -349,12 +349,22 @@ def _rejected_section(request: ReflectionRequest) -> str:
 
 
 def template_problems(template: str) -> list[str]:
-    """Why ``template`` cannot be a prompt template: unknown or positional placeholders, conversions and format
-    specs, unbalanced braces. Empty when it can."""
+    """Why ``template`` cannot be a prompt template: nothing in it, no placeholder at all (every request would be the
+    same words: neither the module's text nor the examples), unknown or positional placeholders, conversions and
+    format specs, unbalanced braces. Empty when it can."""
+    if not template.strip():
+        return ["the template is empty; start from DEFAULT_PROMPT_TEMPLATE (synth_opt.proposers.reflection)"]
     try:
         fields = list(string.Formatter().parse(template))
     except ValueError as exc:
         return [f"{exc}; write a literal brace as {{{{ or }}}}"]
+    if all(name is None for _, name, _, _ in fields):
+        return [
+            "the template has no placeholder, so every request would be the same words; use at least "
+            "{current_text} and {examples} (the placeholders are "
+            + ", ".join(f"{{{known}}}" for known in PROMPT_PLACEHOLDERS)
+            + ")"
+        ]
     problems: list[str] = []
     for _, name, spec, conversion in fields:
         if name is None:
