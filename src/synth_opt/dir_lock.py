@@ -40,6 +40,7 @@ class RunDirLock:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self._fds: tuple[int, ...] = ()
+        self._made_lock_file = False  # this lock created run.lock (taken away again when --fresh is refused)
 
     @property
     def held(self) -> bool:
@@ -52,6 +53,7 @@ class RunDirLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK_FILE
         fds: list[int] = []
+        made = not path.exists()
         try:
             for target, flags in ((self.run_dir, os.O_RDONLY | os.O_DIRECTORY), (path, os.O_RDWR | os.O_CREAT)):
                 fds.append(os.open(target, flags | os.O_CLOEXEC, 0o644))
@@ -63,6 +65,7 @@ class RunDirLock:
                 os.close(fd)
             raise
         self._fds = tuple(fds)
+        self._made_lock_file = made
 
     def release(self) -> None:
         for fd in self._fds:
@@ -78,6 +81,8 @@ class RunDirLock:
         assert self._fds, "clear() needs the lock"
         entries = [entry for entry in self.run_dir.iterdir() if entry.name != LOCK_FILE]
         if entries and not is_run_dir(self.run_dir):
+            if self._made_lock_file:  # leave a folder that is not ours as it was
+                (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
             raise RunStateError(
                 f"{self.run_dir} is not a synth_opt run directory (no {RUN_MARKER} marker), so --fresh will not "
                 "delete it; move it away or choose another [run] output_dir or run_id",

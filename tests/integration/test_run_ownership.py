@@ -96,6 +96,7 @@ def test_fresh_refuses_a_directory_that_is_not_a_run_directory(tmp_path: Path) -
         GepaRun(load_config(config), proposer=FirstWordProposer(), fresh=True).execute()
     assert "not a synth_opt run directory" in caught.value.message
     assert precious.read_text() == "not a run"
+    assert sorted(p.name for p in precious.parent.iterdir()) == ["precious.txt"]  # no run.lock left behind
 
 
 @pytest.mark.slow
