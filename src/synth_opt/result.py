@@ -57,6 +57,7 @@ class GepaResult:
     rollouts_reused: dict[str, int] = field(default_factory=lambda: {"train": 0, "heldout": 0, "total": 0})
     overrides_applied: dict[str, str] = field(default_factory=dict)
     heldout_report: dict[str, Any] | None = None  # synth_opt.gepa.report.HeldoutReport, when both were evaluated
+    error: str | None = None  # why a failed or cancelled run ended (None for a completed one)
     from_stored_result: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -214,6 +214,8 @@ async def test_a_proposer_error_fails_the_run_and_records_it(tmp_path: Path) -> 
     status = json.loads((run.run_dir / "run_status.json").read_text())
     assert status["status"] == "failed"
     assert "proposer_error" in status["error"]
+    stored = GepaResult.from_manifest(run.run_dir / "result_manifest.json")  # what was committed, and why it ended
+    assert stored.status == "failed" and stored.error == status["error"]
 
 
 @pytest.mark.anyio

@@ -225,10 +225,10 @@ class RunArtifacts:
             # the environment's values as applied, with a URL's password and query values masked (no secret)
             overrides_applied={name: redact_text(value) for name, value in self.config.overrides_applied.items()},
             heldout_report=self._heldout_report(outcome),
+            error=error,
         )
         manifest = {
             **result.to_json(),
-            "error": error,
             "pipeline": pipeline,
             "config_path": str(self.config.source_path),
         }
