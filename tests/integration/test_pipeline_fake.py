@@ -713,13 +713,10 @@ async def test_a_cancelled_rebasing_run_resumes_to_the_uninterrupted_result(tmp_
     ).execute_async()
 
     path = pipelined_config(tmp_path, "parts", staleness="rebase")
-    config = load_config(path)
-    await cancelled_after_decisions(
-        GepaRun(config, container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
-    )
-    resumed = await GepaRun(
-        config, container_transport=jittery(new_fake(), 9), proposer=FirstWordProposer()
-    ).execute_async()
+    run = GepaRun(load_config(path), container_transport=jittery(new_fake(), 8), proposer=FirstWordProposer())
+    await cancelled_after_decisions(run)
+    run.observer = None
+    resumed = await run.execute_async()  # the same object: the cancel it met is spent, so this one resumes
     states = [e.state for e in payloads_of(resumed.event_feed_path, RunState)]
     assert "resumed" in states
     comparison = compare_feeds(Path(whole.normalized_event_feed_path), Path(resumed.normalized_event_feed_path))

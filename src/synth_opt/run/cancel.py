@@ -26,6 +26,7 @@ class CancelHandle:
         self.reason: str | None = None
         self.abandoned = False
         self._on_abandon: list[Callable[[], None]] = []
+        self._applied = False  # an execution attached since the request: it was stopped by it
 
     @property
     def requested(self) -> bool:
@@ -64,9 +65,18 @@ class CancelHandle:
         """Called on the run's event loop, which a cancel from another thread is handed to."""
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         self._scope = scope
+        self._applied = True
         if self.reason is not None:
             scope.cancel()
 
     def detach(self) -> None:
         self._scope = None
         self._loop = self._loop_thread = None
+
+    def settle(self) -> None:
+        """An execution has ended: a cancel request it met is spent, so a later ``execute()`` resumes the run
+        instead of stopping at once (a request made before any execution attached still waits for one; an
+        abandoned run stays abandoned)."""
+        if self._applied and not self.abandoned:
+            self.reason = None
+        self._applied = False

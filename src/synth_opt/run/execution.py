@@ -206,6 +206,7 @@ class GepaRun:
             raise failure from error
         finally:
             lock.release()
+            self.cancel_handle.settle()
 
     async def _preflight(self) -> None:
         """The checks that need no container: the environment variables the config names are set, the cache is one
