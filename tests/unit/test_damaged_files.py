@@ -144,6 +144,20 @@ def test_events_replay_ignores_a_torn_last_line_with_a_warning(
     assert warnings == [f"{feed}:{lines + 1}"]
 
 
+def test_events_replay_of_two_joined_feeds_warns_where_the_numbers_go_back(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], logs: list[dict[str, Any]]
+) -> None:
+    feed = run_dir / "events.jsonl"
+    assert main(["events", "replay", "--events", str(feed)]) == 0
+    assert not [entry for entry in logs if "goes back" in entry["event"]]  # one run's feed: no warning
+    lines = len(feed.read_bytes().splitlines())
+    feed.write_bytes(feed.read_bytes() * 2)  # a second copy appended: its numbers start again at 1
+    assert main(["events", "replay", "--events", str(feed)]) == 0
+    warnings = [entry for entry in logs if entry["log_level"] == "warning" and "goes back" in entry["event"]]
+    assert [entry["file"] for entry in warnings] == [f"{feed}:{lines + 1}"]  # once, at the first such line
+    assert f"sequence number 1 follows {lines}" in warnings[0]["event"]
+
+
 def test_a_torn_last_line_cut_inside_a_character_is_ignored_too(run_dir: Path, logs: list[dict[str, Any]]) -> None:
     feed = run_dir / "events.jsonl"
     events = list(read_feed(feed))

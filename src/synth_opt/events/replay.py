@@ -1,7 +1,8 @@
 """Render an event feed (raw or normalized) as a readable timeline.
 
 A torn last line (what a crash mid-write leaves) is left out with a warning; any other line that is not JSON is an
-error naming the file and line.
+error naming the file and line. A raw feed whose sequence numbers repeat or go back (two feeds joined, a tail
+copied in) is shown in file order with a warning naming the first such line: it is not one run's history.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from synth_opt.events.types import (
     SeedScored,
     payload_of,
 )
+from synth_opt.logs import get_logger
 
 __all__ = ["render_timeline"]
+
+_log = get_logger("synth_opt.events")
 
 MARKS = {
     AcceptanceDecided.TYPE: "✓",
@@ -34,7 +38,7 @@ MARKS = {
 }
 
 
-def _events(path: Path) -> Iterator[dict[str, Any]]:
+def _events(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.exists():
         raise ConfigError(f"event feed {path} does not exist; pass runs/<id>/events.jsonl or its .normalized.jsonl")
     if path.is_dir():
@@ -58,14 +62,26 @@ def _events(path: Path) -> Iterator[dict[str, Any]]:
             ) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}:{number}: not an event object; is this an event feed?")
-        yield data
+        yield number, data
 
 
 def render_timeline(path: Path, *, decisions_only: bool = False) -> Iterator[str]:
     """One line per event: number, time (raw feeds), lane, type and message."""
     from synth_opt.events.model import DECISION_TYPES
 
-    for event in _events(path):
+    last: int | None = None
+    warned = False
+    for line, event in _events(path):
+        sequence = event.get("sequence_number")
+        if isinstance(sequence, int) and not isinstance(sequence, bool):
+            if last is not None and sequence <= last and not warned:
+                warned = True
+                _log.warning(
+                    f"sequence number {sequence} follows {last}: the feed repeats or goes back (two feeds joined, "
+                    "or a tail copied in?), so it is not one run's history; shown in file order",
+                    file=f"{path}:{line}",
+                )
+            last = sequence
         kind = str(event.get("type", "?"))
         if decisions_only and kind not in DECISION_TYPES:
             continue
