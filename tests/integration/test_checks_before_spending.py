@@ -1,8 +1,8 @@
 """What a config asks for that cannot work fails before anything is spent. The dataset, checked against the
 container's taskset before any rollout: a split the container does not list, an id it does not list, and heldout
 ids that are also training rows (heldout rows never reach the proposer) are config errors naming the key. An
-environment variable the config names but that is unset, or a readonly cache that does not exist, fails before a
-run directory is made."""
+environment variable the config names but that is unset, a readonly cache that does not exist, or a launched
+container's cwd that is no folder, fails before a run directory is made."""
 
 from __future__ import annotations
 
@@ -71,8 +71,13 @@ async def test_heldout_rows_apart_from_the_training_rows_of_one_split_are_fine(t
             "container.auth_bearer_env: environment variable SYNTH_OPT_TEST_UNSET_TOKEN is not set",
         ),
         ('mode = "off"', 'mode = "readonly"', "cache.mode: readonly, but the cache"),
+        (
+            'url = "http://fake-container.test"\n',
+            'command = ["{python}", "container.py", "{port}"]\ncwd = "nowhere"\n',
+            r"container\.cwd: \S+/nowhere is not a folder, so the container cannot start there",
+        ),
     ],
-    ids=["unset-variable", "missing-readonly-cache"],
+    ids=["unset-variable", "missing-readonly-cache", "missing-container-cwd"],
 )
 async def test_what_can_be_checked_before_the_run_fails_before_any_run_directory(
     tmp_path: Path, old: str, new: str, says: str

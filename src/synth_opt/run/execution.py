@@ -36,6 +36,7 @@ from synth_opt.container.circuit import CircuitStats
 from synth_opt.dir_lock import LOCK_FILE, RUN_MARKER, RunDirLock
 from synth_opt.errors import (
     CacheMissError,
+    ConfigError,
     RunCancelledError,
     RunFailedError,
     RunStateError,
@@ -209,11 +210,19 @@ class GepaRun:
             self.cancel_handle.settle()
 
     async def _preflight(self) -> None:
-        """The checks that need no container: the environment variables the config names are set, the cache is one
+        """The checks that need no container: the environment variables the config names are set, a launched
+        container's ``cwd`` is a folder, the cache is one
         (and exists, for a readonly run), the proposer answers (its backend's check; not for a readonly run, which
         contacts nothing)."""
         config = self.config
         bearer_token(config)
+        cwd = config.container.cwd
+        if config.container.launch_command() and cwd is not None and not cwd.is_dir():
+            raise ConfigError(
+                f"{config.source_path}: container.cwd: {cwd} is not a folder, so the container cannot start there; "
+                "fix the path (relative to the config's folder) or drop the key",
+                field="container.cwd",
+            )
         cache = config.cache_path()
         if config.cache.mode == "readonly" and not cache.is_file():
             raise CacheMissError(
