@@ -62,7 +62,7 @@ def serve(
     """Run the service until SIGINT or SIGTERM; then stop claiming, stop the running request within
     ``grace_seconds`` and release its lease (it is queued again and resumes later). Submitted configs keep their
     paths under ``config_root`` or ``runs_root`` and start programs only with ``allow_commands``."""
-    from synth_opt.listening import check_bindable, serve_until_stopped
+    from synth_opt.listening import check_bindable, serve_until_stopped, server_config
     from synth_opt.service.app import create_app
 
     host, port = parse_bind(bind)
@@ -89,7 +89,7 @@ def serve(
         file=sys.stderr,
     )
     server = _GracefulServer(
-        uvicorn.Config(
+        server_config(
             app,
             host=host,
             port=port,

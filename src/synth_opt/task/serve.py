@@ -16,6 +16,7 @@ import uvicorn
 
 from synth_opt.config import check_task_reference
 from synth_opt.errors import ConfigError
+from synth_opt.listening import server_config
 from synth_opt.task.app import task_app
 from synth_opt.task.definition import Task
 from synth_opt.urls import serving_token
@@ -81,5 +82,5 @@ def serve_task(
         file=sys.stderr,
     )
     app = task_app(task, bearer_token=token)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
+    uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
     return 0

@@ -27,6 +27,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from synth_opt.errors import ConfigError
+from synth_opt.listening import server_config
 from synth_opt.logs import get_logger
 from synth_opt.urls import serving_token
 from synth_opt.view.data import WORKSPACE, DamagedRun, candidate_detail, list_runs, run_detail, run_file
@@ -144,5 +145,5 @@ def serve_view(runs_dir: Path, *, host: str = "127.0.0.1", port: int = 8880, tok
         )
     print(f"synth-opt view of {runs_dir.resolve()} on http://{host}:{port}", file=sys.stderr)
     app = view_app(runs_dir.resolve(), bearer_token=token)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
+    uvicorn.Server(server_config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
     return 0
