@@ -98,9 +98,17 @@ class CallbackRelay:
     delivery, waiting at most ``drain_seconds``."""
 
     def __init__(
-        self, callbacks: Sequence[object], *, queue_size: int | None = None, drain_seconds: float | None = None
+        self,
+        callbacks: Sequence[object],
+        *,
+        queue_size: int | None = None,
+        drain_seconds: float | None = None,
+        copies: bool = True,
     ) -> None:
+        """``copies=False`` hands every callback the run's own event objects: only for callbacks of this package
+        that never change what they are given (the MLflow tracker)."""
         self.callbacks = [checked_callback(callback) for callback in callbacks]
+        self.copies = copies
         self.drain_seconds = DRAIN_SECONDS if drain_seconds is None else drain_seconds
         self.dropped = 0
         self.failures: Counter[tuple[str, str]] = Counter()
@@ -164,12 +172,12 @@ class CallbackRelay:
                 return
             if isinstance(item, _Result):
                 for callback in self.callbacks:
-                    self._call(callback, "on_result", copy.deepcopy(item.result))
+                    self._call(callback, "on_result", copy.deepcopy(item.result) if self.copies else item.result)
                 continue
             assert isinstance(item, Event)
             method = _METHODS.get(item.type)
             for callback in self.callbacks:
-                event = copy.deepcopy(item)
+                event = copy.deepcopy(item) if self.copies else item
                 if method is not None:
                     self._call(callback, method, event.data)
                 self._call(callback, "on_event", event)

@@ -355,7 +355,8 @@ class _Execution:
         self.relay = CallbackRelay(callbacks)
         self.bus.on_event(self.relay.offer)
         trackers = [MlflowTracker(config, self.run_id, self.run_dir)] if config.tracking.mlflow_tracking_uri else []
-        self.tracking = CallbackRelay(trackers, drain_seconds=TRACKER_DRAIN_SECONDS)  # apart from user callbacks
+        # apart from user callbacks; the tracker reads the events and changes none, so it gets them uncopied
+        self.tracking = CallbackRelay(trackers, drain_seconds=TRACKER_DRAIN_SECONDS, copies=False)
         self.bus.on_event(self.tracking.offer)
         if resume is not None:
             self.bus.sequence_number = resume.sequence_number
