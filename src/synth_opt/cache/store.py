@@ -79,7 +79,7 @@ class CacheStore:
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=5000")
                 db.execute(SCHEMA)
-            db.execute("SELECT count(*) FROM cache_entries").fetchone()
+            db.execute("SELECT key FROM cache_entries LIMIT 1").fetchone()  # a cache? (count(*) would read it all)
         except sqlite3.DatabaseError as error:
             raise CacheCorruptError(
                 f"cache file {self.path} is not a readable synth_opt cache ({error}); move it aside or delete it, "
