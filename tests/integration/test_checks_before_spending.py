@@ -6,11 +6,13 @@ container's cwd that is no folder, fails before a run directory is made."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from synth_opt import ConfigError, GepaRun, SynthOptimizerError, load_config
+from synth_opt.errors import CacheCorruptError
 
 from .test_pipeline_fake import LearningProposer, new_fake, write_config
 
@@ -89,3 +91,16 @@ async def test_what_can_be_checked_before_the_run_fails_before_any_run_directory
             load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()
         ).execute_async()
     assert not (tmp_path / "runs").exists()  # no run directory, no registry line, no latest link
+
+
+def test_a_cache_path_naming_another_programs_database_fails_before_any_run_directory(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "foreign", mode="sync_serial")
+    path.write_text(path.read_text().replace('mode = "off"', 'mode = "readwrite"\npath = "mlflow.db"'))
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY)")
+    db.close()
+    config = load_config(path)
+    assert config.cache_path() == tmp_path / "mlflow.db"
+    with pytest.raises(CacheCorruptError, match="is a database of something else"):
+        GepaRun(config, container_transport=new_fake().transport(), proposer=LearningProposer()).execute()
+    assert not (tmp_path / "runs").exists()

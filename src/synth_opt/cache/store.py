@@ -72,9 +72,11 @@ class CacheStore:
                         path=str(self.path),
                     )
                 db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self._refuse_foreign(db)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._refuse_foreign(db)  # before anything is written
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("PRAGMA busy_timeout=5000")
@@ -87,6 +89,17 @@ class CacheStore:
                 path=str(self.path),
             ) from None
         return db
+
+    def _refuse_foreign(self, db: sqlite3.Connection) -> None:
+        """Another program's database (tables, none of them the cache's) is never written into or read as one."""
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if tables and "cache_entries" not in tables:
+            db.close()
+            raise CacheCorruptError(
+                f"cache file {self.path} is a database of something else (tables {', '.join(sorted(tables)[:5])}), "
+                "not a synth_opt cache; point cache.path at a file of its own",
+                path=str(self.path),
+            )
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,54 @@
+"""What ``cache.path`` may point at: a synth_opt cache (or nothing yet). A file that is no SQLite database, or
+another program's database (a run's ``workspace.sqlite``, an MLflow store), is a ``CacheCorruptError`` naming it,
+and nothing is written into it; a run refuses it before it makes a run directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from synth_opt.cache.store import CacheStore
+from synth_opt.errors import CacheCorruptError
+
+
+def other_database(path: Path) -> bytes:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO experiments (name) VALUES ('kept')")
+    db.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["readwrite", "readonly"])
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "mlflow.db"
+    before = other_database(path)
+    with pytest.raises(CacheCorruptError) as raised:
+        CacheStore(path, mode=mode, namespace="n")
+    assert str(path) in raised.value.message and "not a synth_opt cache" in raised.value.message
+    assert path.read_bytes() == before  # no cache table written into it
+    with sqlite3.connect(path) as db:
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["experiments"]
+    db.close()
+
+
+@pytest.mark.parametrize("mode", ["readwrite", "readonly"])
+def test_a_file_that_is_no_database_is_refused(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "cache.sqlite"
+    path.write_text("notes, not a database\n" * 100)
+    with pytest.raises(CacheCorruptError, match=r"is not a readable synth_opt cache"):
+        CacheStore(path, mode=mode, namespace="n")
+    assert path.read_text() == "notes, not a database\n" * 100
+
+
+def test_an_empty_file_and_a_cache_open(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()  # an empty file is an empty database: it becomes the cache
+    store = CacheStore(empty, mode="readwrite", namespace="n")
+    store.put("rollout", {"q": 1}, {"reward": 1.0})
+    store.close()
+    again = CacheStore(empty, mode="readonly", namespace="n")
+    assert again.get("rollout", {"q": 1}) == {"reward": 1.0}
+    again.close()
