@@ -56,21 +56,23 @@ heldout_ids = {{ count = 4 }}
 backend = "offline"
 
 [gepa]
+reuse_evaluations = {reuse}
 max_train_rollouts = {budget}
 max_heldout_rollouts = 8
 minibatch_size = 2
 """
 
 
-def write_run(folder: Path, *, budget: int = 80, slow: float = 0.0) -> Path:
-    """The task and config in ``folder``; ``slow`` seconds of sleep per rollout (a run to watch live)."""
+def write_run(folder: Path, *, budget: int = 80, slow: float = 0.0, reuse: bool = True) -> Path:
+    """The task and config in ``folder``; ``slow`` seconds of sleep per rollout (a run to watch live; with
+    ``reuse=False`` it spends its budget, rather than stopping once the proposer repeats known candidates)."""
     folder.mkdir(parents=True, exist_ok=True)
     task = TASK
     if slow:
         task = task.replace("def names(candidate, row):", f"async def names(candidate, row):\n    await sleep({slow})")
         task = "from asyncio import sleep\n" + task
     (folder / "fruit.py").write_text(task)
-    (folder / "fruit.toml").write_text(CONFIG.format(budget=budget))
+    (folder / "fruit.toml").write_text(CONFIG.format(budget=budget, reuse=str(reuse).lower()))
     return folder / "fruit.toml"
 
 

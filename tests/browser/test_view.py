@@ -111,7 +111,7 @@ def parent_id(manifest: dict[str, Any]) -> str:
 
 
 def test_a_running_run_is_shown_live(chromium: Any, tmp_path: Path) -> None:
-    config = shots.write_run(tmp_path, budget=400, slow=0.05)
+    config = shots.write_run(tmp_path, budget=100_000, slow=0.05, reuse=False)  # live until it is stopped
     runner = subprocess.Popen(
         [sys.executable, "-m", "synth_opt", "gepa", "run", "--config", str(config), "--no-progress"],
         stdout=subprocess.DEVNULL,
@@ -154,7 +154,7 @@ def wait_for_decisions(runs: Path, runner: subprocess.Popen[bytes]) -> Path:
             try:
                 with sqlite3.connect(f"{workspace.as_uri()}?mode=ro", uri=True) as db:
                     if db.execute("SELECT count(*) FROM acceptance_decisions").fetchone()[0] >= 2:
-                        return workspace
+                        return workspace.resolve()  # (runs/latest links to it too)
             except sqlite3.Error:
                 pass
         time.sleep(0.1)
