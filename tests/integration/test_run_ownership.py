@@ -117,8 +117,9 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over(tmp_path: Path) ->
 @pytest.mark.parametrize("damage", ["workspace_deleted", "workspace_repaired"])
 def test_the_checkpoint_survives_a_lost_or_repaired_workspace(tmp_path: Path, damage: str) -> None:
     config = write_config(tmp_path / "a", "async_pipelined", "rebase", "off")
-    sigkill(started(config, until=checkpointed))
     folder = run_dir(config)
+    # (its writer, a process of its own, may not have made the workspace yet by the first checkpoint)
+    sigkill(started(config, until=lambda events: checkpointed(events) and (folder / "workspace.sqlite").exists()))
     assert (folder / "checkpoint.json").is_file()
     if damage == "workspace_deleted":
         for suffix in ("", "-wal", "-shm"):
