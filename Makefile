@@ -49,8 +49,11 @@ chromium:
 		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q >/dev/null && \
 		    $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q chromium >/dev/null)
 
+# The suite starts several hundred Python processes (runs killed and resumed, containers, proposers, workspace
+# writers): each would compile the project's modules again where PYTHONDONTWRITEBYTECODE is set, so the tests run
+# with it unset (bytecode goes to the usual __pycache__ folders, which git ignores)
 test: lint typecheck local-model postgres chromium
-	$(BIN)/python -m pytest --durations=15
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
