@@ -211,9 +211,8 @@ class GepaRun:
 
     async def _preflight(self) -> None:
         """The checks that need no container: the environment variables the config names are set, a launched
-        container's ``cwd`` is a folder, the cache is one
-        (and exists, for a readonly run), the proposer answers (its backend's check; not for a readonly run, which
-        contacts nothing)."""
+        container's ``cwd`` is a folder, the cache is one (and exists, for a readonly run), the proposer answers
+        (its backend's check; not for a readonly run, which contacts nothing)."""
         config = self.config
         bearer_token(config)
         cwd = config.container.cwd
