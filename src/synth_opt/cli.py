@@ -154,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _unexpected(error)
         _quiet_stdout()
         return 0
+    except KeyboardInterrupt:  # a Ctrl-C while the output of a finished command was still being written
+        print("error[run_cancelled]: interrupted by Ctrl-C; committed results are kept", file=sys.stderr)
+        return 130
     return code
 
 

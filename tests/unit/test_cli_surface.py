@@ -61,3 +61,17 @@ def test_events_replay_into_a_closed_pipe_exits_0_quietly(tmp_path: Path) -> Non
     assert done.stdout.count("\n") == 1 and "event 1 " in done.stdout
     *complaints, status = done.stderr.strip().splitlines()
     assert status == "0" and complaints == [], done.stderr
+
+
+def test_a_ctrl_c_while_a_finished_commands_output_is_written_exits_130_with_a_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    assert main(["--version"]) == 0
+    with monkeypatch.context() as patched:
+        patched.setattr(sys.stdout, "flush", interrupted)  # the Ctrl-C lands in main's last flush
+        code = main(["--version"])
+    assert code == 130  # never an uncaught KeyboardInterrupt (a death by SIGINT, exit -2)
+    assert "error[run_cancelled]: interrupted by Ctrl-C" in capsys.readouterr().err
