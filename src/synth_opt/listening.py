@@ -60,6 +60,10 @@ class _HeaderDeadline(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm()  # the connection is the WebSocket protocol's now
+        super().handle_websocket_upgrade(event)
+
     def _arm(self) -> None:
         self._disarm()
         self._waiting_since = self.cycle
