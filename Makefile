@@ -3,6 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# pytest-xdist workers for make test (make test TEST_WORKERS=1 for one process; 0 runs without workers)
+TEST_WORKERS ?= 2
 
 .PHONY: chromium demo test lint typecheck local-model postgres clean
 
@@ -53,7 +55,7 @@ chromium:
 # writers): each would compile the project's modules again where PYTHONDONTWRITEBYTECODE is set, so the tests run
 # with it unset (bytecode goes to the usual __pycache__ folders, which git ignores)
 test: lint typecheck local-model postgres chromium
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest --durations=15
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

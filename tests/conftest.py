@@ -11,6 +11,9 @@ skipped, or fail under CI (``CI=true``), where ``make test`` builds it first.
 started by the first test that asks for it; ``postgres_url``: a new empty database on it for one test, dropped
 after. Without PostgreSQL's server binaries the tests are skipped, or fail under CI, where ``make test`` installs
 them first (``make postgres``).
+
+``make test`` runs the suite on two pytest-xdist workers. Each worker is a session of its own, and so starts its own
+model server and cluster when one of its tests first asks for it.
 """
 
 from __future__ import annotations
