@@ -4,6 +4,7 @@ and nothing is written into it; a run refuses it before it makes a run directory
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -21,6 +22,12 @@ def other_database(path: Path) -> bytes:
     return path.read_bytes()
 
 
+def held_open(path: Path) -> int:
+    """How many of this process's file descriptors are on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
 @pytest.mark.parametrize("mode", ["readwrite", "readonly"])
 def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "mlflow.db"
@@ -28,6 +35,7 @@ def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path,
     with pytest.raises(CacheCorruptError) as raised:
         CacheStore(path, mode=mode, namespace="n")
     assert str(path) in raised.value.message and "not a synth_opt cache" in raised.value.message
+    assert held_open(path) == 0  # refused, and let go of
     assert path.read_bytes() == before  # no cache table written into it
     with sqlite3.connect(path) as db:
         assert [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["experiments"]
@@ -38,8 +46,9 @@ def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path,
 def test_a_file_that_is_no_database_is_refused(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "cache.sqlite"
     path.write_text("notes, not a database\n" * 100)
-    with pytest.raises(CacheCorruptError, match=r"is not a readable synth_opt cache"):
+    with pytest.raises(CacheCorruptError, match=r"is not a readable synth_opt cache") as raised:
         CacheStore(path, mode=mode, namespace="n")
+    assert held_open(path) == 0, raised.value  # the traceback keeps the frame, not the connection
     assert path.read_text() == "notes, not a database\n" * 100
 
 

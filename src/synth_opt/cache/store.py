@@ -63,6 +63,7 @@ class CacheStore:
             self._db = self._open()
 
     def _open(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = None
         try:
             if self.mode == "readonly":
                 if not self.path.exists():
@@ -83,6 +84,8 @@ class CacheStore:
                 db.execute(SCHEMA)
             db.execute("SELECT key FROM cache_entries LIMIT 1").fetchone()  # a cache? (count(*) would read it all)
         except sqlite3.DatabaseError as error:
+            if db is not None:
+                db.close()  # the refused file is not held open
             raise CacheCorruptError(
                 f"cache file {self.path} is not a readable synth_opt cache ({error}); move it aside or delete it, "
                 "then re-run (a readonly run needs a good cache from a readwrite run)",
@@ -94,7 +97,7 @@ class CacheStore:
         """Another program's database (tables, none of them the cache's) is never written into or read as one."""
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         if tables and "cache_entries" not in tables:
-            db.close()
+            db.close()  # the refused file is not held open
             raise CacheCorruptError(
                 f"cache file {self.path} is a database of something else (tables {', '.join(sorted(tables)[:5])}), "
                 "not a synth_opt cache; point cache.path at a file of its own",
