@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from synth_opt.actors.records import CHECKPOINT_VERSION, Counters, Slot, minus_usage
+from synth_opt.actors.records import CHECKPOINT_VERSION, READABLE_CHECKPOINT_VERSIONS, Counters, Slot, minus_usage
 from synth_opt.gepa import Amount, BudgetLedger, CandidateRecord, GepaState, ProposalPlan
 from synth_opt.usage import Usage
 
@@ -60,6 +60,7 @@ def take_snapshot(
     reuse_evaluations: bool,
     seed_used: Amount | None = None,
     concurrent_edits: dict[int, tuple[str, tuple[dict[str, str], ...]]] | None = None,
+    heldout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a resume needs, as JSON: the state, the ledger, the committed counters and the in-flight plans."""
     return {
@@ -93,6 +94,9 @@ def take_snapshot(
         },
         "best_candidate_id": state.best().candidate_id,
         "pool_size": len(state.pool),
+        # the heldout phase's progress once it started (HeldoutPhase.to_checkpoint); its evaluations in flight hold
+        # their reservations in the ledger
+        "heldout": heldout,
     }
 
 
@@ -112,14 +116,17 @@ class Restored:
     # (gepa.pipeline.concurrent_edits) the kept texts by proposal index; None when the run did not compare them (off,
     # or checkpointed before the comparison existed: it goes on without)
     concurrent_edits: dict[int, tuple[str, tuple[dict[str, str], ...]]] | None = None
+    heldout: dict[str, Any] | None = None  # the heldout phase's progress; None before it started (and in version 2)
 
 
 def restore_checkpoint(
     snapshot: dict[str, Any], state: GepaState, records: dict[str, CandidateRecord], ledger: BudgetLedger
 ) -> Restored:
     """Check the snapshot's version, restore ``state`` from it, and read back the rest."""
-    if snapshot.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint version {snapshot.get('version')} is not {CHECKPOINT_VERSION}")
+    if snapshot.get("version") not in READABLE_CHECKPOINT_VERSIONS:
+        raise ValueError(
+            f"checkpoint version {snapshot.get('version')} is not one of {sorted(READABLE_CHECKPOINT_VERSIONS)}"
+        )
     state.restore(snapshot["state"], records)
     restored_ledger = ledger.restored(snapshot["ledger"])
     counters = Counters.from_json(snapshot["counters"])
@@ -145,5 +152,15 @@ def restore_checkpoint(
         }
     )
     return Restored(
-        restored_ledger, counters, added, commits, stop_reason, heldout_reserved, slots, reuse, seed_used, edits
+        restored_ledger,
+        counters,
+        added,
+        commits,
+        stop_reason,
+        heldout_reserved,
+        slots,
+        reuse,
+        seed_used,
+        edits,
+        snapshot.get("heldout"),
     )

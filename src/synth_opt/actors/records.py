@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from synth_opt.actors.messages import BatchDone
 from synth_opt.gepa import Amount, CandidateRecord, Decision, ProposalPlan
@@ -18,6 +18,7 @@ from synth_opt.usage import Usage
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "READABLE_CHECKPOINT_VERSIONS",
     "Batch",
     "CheckpointSink",
     "Child",
@@ -211,10 +212,17 @@ class Counters:
         )
 
 
-# The supervisor offers a way to take a snapshot (None when the moment is not resumable); the sink decides whether
-# and when to take it, so a snapshot that would be superseded before it is persisted costs nothing.
-CheckpointSink = Callable[[Callable[[], dict[str, Any] | None]], None]
-CHECKPOINT_VERSION = 2  # 2: the staleness bookkeeping of proposals decided ahead of their commit is kept
+class CheckpointSink(Protocol):
+    """The supervisor offers a way to take a snapshot (None when the moment is not resumable); the sink decides
+    whether and when to take it, so a snapshot that would be superseded before it is persisted costs nothing.
+    ``now``: take it at once (a heldout evaluation's scores, the most a resume could redo)."""
+
+    def __call__(self, take: Callable[[], dict[str, Any] | None], *, now: bool = False) -> None: ...
+
+
+# 2: the staleness bookkeeping of proposals decided ahead of their commit is kept; 3: the heldout phase's progress
+CHECKPOINT_VERSION = 3
+READABLE_CHECKPOINT_VERSIONS = frozenset({2, 3})  # a version-2 checkpoint is always one of the search
 
 
 def minus_usage(total: Usage, part: Usage) -> Usage:

@@ -138,6 +138,7 @@ class Supervisor:
         self.registry: dict[str, dict[str, Any]] = {}
         self._checkpoint_sink = checkpoint
         self._resumed = False
+        self._heldout_progress: dict[str, Any] | None = None  # from the checkpoint a resume starts at
         self._last_proposer_failure: str | None = None
         self._tg: TaskGroup | None = None
         self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
@@ -168,16 +169,17 @@ class Supervisor:
             self._tg, self._rollout_out, self._propose_out = tg, rollout_out, propose_out
             self._reused_out = reused_out
             if self._resumed:
-                self._continue_after_resume()
+                self._continue_after_resume()  # (finished at once when nothing was left to do)
             else:
                 self._score_seed()
-            async for message in inbox:
-                if isinstance(message, BatchDone):
-                    await self._on_batch(message)
-                else:
-                    await self._on_proposal(message)
-                if self._finished:
-                    break
+            if not self._finished:
+                async for message in inbox:
+                    if isinstance(message, BatchDone):
+                        await self._on_batch(message)
+                    else:
+                        await self._on_proposal(message)
+                    if self._finished:
+                        break
         return self.outcome()
 
     def _elapsed(self) -> float:
@@ -347,6 +349,8 @@ class Supervisor:
             self.ledger.settle(self.ledger.estimate(heldout=n), actual_amount(self.ledger, batch, heldout=True))
             if self._heldout.record(info.candidate_id, batch.scores):
                 self._finish()
+            else:
+                self._checkpoint(now=True)  # a whole heldout evaluation a resume need not redo
             return
         assert info.proposal_index is not None
         slot = self._slots[info.proposal_index]
@@ -761,18 +765,22 @@ class Supervisor:
     def _maybe_finish_search(self) -> None:
         if self._stop_reason is None or self._slots or self._heldout.waiting or self._finished:
             return
-        if self.state.pool and not self._heldout.scores and self.settings.heldout_ids:
+        if self.state.pool and not self._heldout.started and self.settings.heldout_ids:
             self._start_heldout()
         elif not self._heldout.waiting:
             self._finish()
 
     def _start_heldout(self) -> None:
-        def dispatch(payload: dict[str, str], rows: list[str]) -> None:
-            # every proposal has committed: the whole store is fixed
-            self._dispatch("heldout", payload, rows, "heldout", None, reuse=self.evaluations.lookup(None))
-
-        if not self._heldout.start(self.state, self.ledger, self.settings.heldout_ids, self._set_state, dispatch):
+        if not self._heldout.start(
+            self.state, self.ledger, self.settings.heldout_ids, self._set_state, self._dispatch_heldout
+        ):
             self._finish()
+        else:
+            self._checkpoint()  # the search's last commits are resumable without the phase's evaluations
+
+    def _dispatch_heldout(self, payload: dict[str, str], rows: list[str]) -> None:
+        # every proposal has committed: the whole store is fixed
+        self._dispatch("heldout", payload, rows, "heldout", None, reuse=self.evaluations.lookup(None))
 
     def _finish(self) -> None:
         emit_heldout_scores(self.bus, self.state.order, self._heldout.scores)
@@ -783,19 +791,20 @@ class Supervisor:
 
     # -- checkpoints and resume ------------------------------------------------------------------------------
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, *, now: bool = False) -> None:
         """Offer a checkpoint after a commit; the sink takes the snapshot now or later (any moment between two
         messages is a consistent one)."""
         if self._checkpoint_sink is not None:
-            self._checkpoint_sink(self.snapshot)
+            self._checkpoint_sink(self.snapshot, now=now)
 
     def snapshot(self) -> dict[str, Any] | None:
-        """Everything a resume needs; None during the heldout evaluation (a resume redoes it from the search's
-        last checkpoint).
+        """Everything a resume needs; None once the heldout evaluations are all in (the run is ending: a resume
+        from the checkpoint before redoes the last of them).
 
         Work in flight is recorded by its plan only: a resume runs it again from the start (served from the cache
-        when there is one), so the counters exclude what in-flight work has received so far."""
-        if self._heldout.waiting or self._heldout.scores:
+        when there is one), so the counters exclude what in-flight work has received so far; so is a heldout
+        evaluation in flight."""
+        if self._heldout.done:
             return None
         return take_snapshot(
             sequence_number=self.bus.sequence_number,
@@ -810,6 +819,7 @@ class Supervisor:
             reuse_evaluations=self._reuse,
             seed_used=self._seed_used,
             concurrent_edits=self._edits if self._share else None,
+            heldout=self._heldout.to_checkpoint(),
         )
 
     def resume(
@@ -840,9 +850,17 @@ class Supervisor:
         self._seed_used = restored.seed_used
         self._share = self._share and restored.concurrent_edits is not None
         self._edits = dict(restored.concurrent_edits or {})
+        self._heldout_progress = restored.heldout
         self._resumed = True
 
     def _continue_after_resume(self) -> None:
+        if self._heldout_progress is not None:
+            self._heldout.resume(
+                self._heldout_progress, self.state, self.settings.heldout_ids, self._set_state, self._dispatch_heldout
+            )
+            if not self._heldout.waiting:
+                self._finish()
+            return
         self._set_state("searching")
         for _, slot in sorted(self._slots.items()):
             self._start_slot(slot)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from synth_opt.actors.records import CHECKPOINT_VERSION
+from synth_opt.actors.records import READABLE_CHECKPOINT_VERSIONS
 from synth_opt.errors import RunFailedError
 from synth_opt.events import EventBus
 from synth_opt.events.types import CheckpointWritten
@@ -46,11 +46,12 @@ class CheckpointWriter:
         self._pending: Callable[[], dict[str, Any] | None] | None = None
         self._last_at = 0.0
 
-    def offer(self, take: Callable[[], dict[str, Any] | None]) -> None:
+    def offer(self, take: Callable[[], dict[str, Any] | None], *, now: bool = False) -> None:
         """The supervisor offers a checkpoint after every commit; one is taken and persisted at most every
-        CHECKPOINT_INTERVAL_SECONDS (and at the end), since resuming from any of them is exact."""
+        CHECKPOINT_INTERVAL_SECONDS (and at the end), since resuming from any of them is exact. ``now`` takes it
+        at once (after a heldout evaluation: at most two a run, each worth a whole heldout set of rollouts)."""
         self._pending = take
-        if time.monotonic() - self._last_at >= CHECKPOINT_INTERVAL_SECONDS:
+        if now or time.monotonic() - self._last_at >= CHECKPOINT_INTERVAL_SECONDS:
             self.flush()
 
     def drop(self) -> None:
@@ -109,7 +110,7 @@ def read_checkpoint_file(path: Path) -> dict[str, Any] | None:
 def is_current_checkpoint(payload: Any) -> bool:
     """A snapshot this version can resume from (an older one may lack state the resume needs; a damaged one, the
     numbers that place it in the feed)."""
-    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(payload, dict) or payload.get("version") not in READABLE_CHECKPOINT_VERSIONS:
         return False
     state = payload.get("state")
     numbers = (payload.get("sequence_number"), payload.get("commits"))
