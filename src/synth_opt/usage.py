@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["COST_DECIMALS", "Usage"]
+__all__ = ["COST_DECIMALS", "MAX_REPLY_COST_USD", "MAX_REPLY_TOKENS", "Usage", "usage_problem"]
 
 COST_DECIMALS = 9  # the budget ledger's precision too (gepa.budget keeps its own copy: gepa imports only itself)
+
+# What one reply may report: no model call comes near, and a run's sums of such counts stay far inside the integers
+# SQLite stores (a reply reporting more is not counted, it is refused by the caller: a failed rollout or proposal)
+MAX_REPLY_TOKENS: Final = 10**9
+MAX_REPLY_COST_USD: Final = 1e6
+
+
+def usage_problem(
+    block: Mapping[str, Any], counts: Iterable[str], costs: Iterable[str] = (), *, prefix: str = "usage."
+) -> str | None:
+    """Why a reply's usage block cannot be counted (``"usage.total_tokens is -1000: usage cannot be negative"``),
+    or None. Values that are not numbers are not checked here (they are read as absent)."""
+    for keys, bound, unit in ((counts, MAX_REPLY_TOKENS, "tokens"), (costs, MAX_REPLY_COST_USD, "USD")):
+        for key in keys:
+            value = block.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"{prefix}{key} is {value}, not a number"
+            if value < 0:
+                return f"{prefix}{key} is {_shown(value)}: usage cannot be negative"
+            if value > bound:
+                return f"{prefix}{key} is {_shown(value)}, more than the {bound:,g} {unit} one reply may report"
+    return None
+
+
+def _shown(value: int | float) -> str:
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +116,6 @@ class Usage:
 def _int(data: dict[str, Any], *keys: str) -> int:
     for key in keys:
         value = data.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return int(value)
-    return 0
+    return 0  # (callers that count a reply check it with usage_problem first)

@@ -168,6 +168,17 @@ async def test_failed_turn_is_an_error_with_the_turn_error(tmp_path: Path) -> No
 
 
 @pytest.mark.anyio
+async def test_a_negative_token_count_fails_the_proposal_at_an_estimate(tmp_path: Path) -> None:
+    proposer = _proposer(tmp_path, "negative-usage")
+    with pytest.raises(ProposerReplyError) as caught:
+        await proposer.propose(_request())
+    await proposer.aclose()
+    message = caught.value.message
+    assert "tokenUsage.outputTokens is -1650000: usage cannot be negative" in message, message
+    assert caught.value.usage.prompt_tokens > 0 and caught.value.usage.completion_tokens > 0  # the estimate
+
+
+@pytest.mark.anyio
 async def test_server_request_is_declined_and_the_turn_completes(tmp_path: Path) -> None:
     proposer = _proposer(tmp_path, "server-request", stall=5.0)
     result = await proposer.propose(_request())

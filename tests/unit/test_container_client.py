@@ -645,7 +645,13 @@ async def test_a_body_over_the_limit_names_its_size_and_the_key() -> None:
         ({"objective_scores": [{"objective": "x", "value": 10**399}]}, "objective 'x' is an integer of 400 digits"),
         ({"usage": {"prompt_tokens": 10**30}}, "usage.prompt_tokens is an integer of 31 digits"),
         ({"usage": {"total_tokens": float("inf")}}, "usage.total_tokens is inf"),
-        ({"usage": {"cost_usd": 10**400}}, "usage.cost_usd is an integer of 401 digits, too large for a float"),
+        ({"usage": {"cost_usd": 10**400}}, "usage.cost_usd is an integer of 401 digits, more than the 1e+06 USD"),
+        ({"usage": {"total_tokens": -1000}}, "usage.total_tokens is -1000: usage cannot be negative"),
+        ({"usage": {"cost_usd": -0.5}}, "usage.cost_usd is -0.5: usage cannot be negative"),
+        (
+            {"usage": {"prompt_tokens": 2**63 - 1}},
+            "usage.prompt_tokens is an integer of 19 digits, more than the 1e+09 tokens",
+        ),
         ({"usage": {"cost_usd": float("nan")}}, "usage.cost_usd is nan"),
         # a float, but the run's sums of such scores overflow to infinity (a best score of inf, inf against inf)
         ({"reward_info": {"outcome_reward": 1e308}}, "reward_info.outcome_reward is 1e+308, beyond 1e+100"),

@@ -237,3 +237,43 @@ async def test_a_base_url_with_a_query_keeps_it_and_reaches_the_route() -> None:
         await proposer.aclose()
     assert result.texts and proposer.url == f"{url}/chat/completions?api-version=2024-10-01"
     assert join_path("http://h/v1/?k=1#f", "models") == "http://h/v1/models?k=1#f"
+
+
+def _chat_reply(usage: Any) -> bytes:
+    content = json.dumps({"proposals": ["Answer in one word."]})
+    body = {"choices": [{"message": {"content": content}, "finish_reason": "stop"}], "usage": usage}
+    return json.dumps(body).encode()  # NaN and Infinity as JSON's non-standard literals, as a hostile server sends
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("usage", "named"),
+    [
+        ({"prompt_tokens": float("nan"), "completion_tokens": 3}, "usage.prompt_tokens is nan, not a number"),
+        ({"total_tokens": float("inf")}, "usage.total_tokens is inf, not a number"),
+        ({"prompt_tokens": 5, "completion_tokens": -1650000}, "usage.completion_tokens is -1650000: usage cannot be"),
+        ({"total_tokens": 10**30}, "usage.total_tokens is an integer of 31 digits, more than the 1e+09 tokens"),
+    ],
+)
+async def test_a_reported_usage_no_ledger_can_count_fails_the_proposal_at_an_estimate(usage: Any, named: str) -> None:
+    proposer = _proposer(
+        "http://fake.invalid/v1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=_chat_reply(usage))),
+    )
+    with pytest.raises(ProposerReplyError) as raised:
+        await proposer.propose(_request())
+    await proposer.aclose()
+    assert named in raised.value.message and "counted at an estimate" in raised.value.message
+    estimate = raised.value.usage
+    assert 0 < estimate.prompt_tokens < 1000 and 0 < estimate.completion_tokens < 100, estimate
+
+
+@pytest.mark.anyio
+async def test_a_reply_nested_deeper_than_the_parser_goes_is_a_failed_proposal() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    proposer = _proposer(
+        "http://fake.invalid/v1", transport=httpx.MockTransport(lambda r: httpx.Response(200, content=deep))
+    )
+    with pytest.raises(ProposerReplyError, match="not a JSON object"):
+        await proposer.propose(_request())
+    await proposer.aclose()

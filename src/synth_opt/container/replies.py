@@ -33,7 +33,7 @@ from typing import Any, Final
 from synth_opt.container.wire import ProgramInfo, ProgramModule, RolloutReply, TasksetInfo
 from synth_opt.errors import ContainerContractError, ContainerTransportError
 from synth_opt.texts import without_lone_surrogates
-from synth_opt.usage import Usage
+from synth_opt.usage import Usage, usage_problem
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -76,7 +76,6 @@ sums of numbers near the float limit overflow to infinity (a mean of inf, an acc
 """The deepest nesting of arrays and objects a reply may have; deeper ones are task failures (a real reply nests a
 few levels; a deeper one would overflow the recursion of the JSON encoder that stores it)."""
 _USAGE_COUNTS: Final = ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
-_MAX_COUNT: Final = 2**63 - 1  # what SQLite stores as an integer
 TRANSPORT_STATUS_CODES: Final = frozenset({408, 425, 429})
 """Statuses below 500 that say the request was not served (with every 5xx): retried, then a transport failure."""
 
@@ -251,25 +250,13 @@ def _objective_number(value: Any, name: str, where: str, url: str, route: str) -
 
 
 def _checked_usage(usage: Any, *, where: str, url: str, route: str) -> Any:
-    """``usage`` unchanged when its counts and cost are numbers a ledger can hold; else a task failure."""
+    """``usage`` unchanged when its counts and cost are numbers a ledger can hold (finite, not negative, within
+    what one reply may report); else a task failure naming the field."""
     if not isinstance(usage, dict):
         return usage
-    for key in (*_USAGE_COUNTS, "cost_usd", "cost"):
-        value = usage.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        problem = None
-        if isinstance(value, float) and not math.isfinite(value):
-            problem = f"is {value}"
-        elif key in _USAGE_COUNTS and abs(value) > _MAX_COUNT:
-            problem = f"is {_describe_big(value)}, too large for a token count"
-        elif isinstance(value, int):
-            try:
-                float(value)
-            except OverflowError:
-                problem = f"is {_describe_big(value)}, too large for a float"
-        if problem is not None:
-            raise invalid_reply(where, f"usage.{key} {problem}", url, route)
+    problem = usage_problem(usage, _USAGE_COUNTS, ("cost_usd", "cost"))
+    if problem is not None:
+        raise invalid_reply(where, problem, url, route)
     return usage
 
 

@@ -41,7 +41,7 @@ from synth_opt.proposers.reflection import (
     render_prompt,
 )
 from synth_opt.texts import without_lone_surrogates
-from synth_opt.usage import Usage
+from synth_opt.usage import Usage, usage_problem
 
 __all__ = [
     "CLIENT_INFO",
@@ -243,6 +243,7 @@ class _TurnState:
     tokens: _Tokens | None = None
     error: str | None = None
     completed: JsonObject | None = None
+    usage_problem: str | None = None  # a token count no ledger can hold (the turn then fails, at an estimate)
 
     def note_turn_id(self, holder: Any) -> None:
         """Take the turn id from a ``{turn: {id}}`` or ``{turnId}`` object, unless already known."""
@@ -263,13 +264,20 @@ class _TurnState:
                 if isinstance(item.get("text"), str):
                     self.agent_text = item["text"]
         elif method == "thread/tokenUsage/updated":
-            self.tokens = _read_tokens(params) or self.tokens
+            self.tokens = self._tokens_of(params) or self.tokens
         elif method == "error":
             self.error = _error_text(params.get("error", params)) or self.error
         elif method == "turn/completed":
             turn = params.get("turn")
             self.completed = turn if isinstance(turn, dict) else {}
-            self.tokens = _read_tokens(params) or _read_tokens(self.completed) or self.tokens
+            self.tokens = self._tokens_of(params) or self._tokens_of(self.completed) or self.tokens
+
+    def _tokens_of(self, params: Any) -> _Tokens | None:
+        try:
+            return _read_tokens(params)
+        except _UncountableUsage as bad:
+            self.usage_problem = str(bad)
+            return None
 
 
 class _Session:
@@ -386,8 +394,8 @@ class _Session:
                 raise self._stall_error("a message")
             try:
                 message = without_lone_surrogates(json.loads(line), line)
-            except ValueError:
-                continue  # not protocol: a stray log line on stdout
+            except (ValueError, RecursionError):
+                continue  # not protocol: a stray log line on stdout (or JSON nested deeper than the parser goes)
             if isinstance(message, dict):
                 return message
 
@@ -438,6 +446,13 @@ def _answer(turn: JsonObject, state: _TurnState, usage: Callable[[_Tokens, str],
     (:class:`ProposerReplyError` with what the turn said and the tokens it reported)."""
     status = turn.get("status")
     tokens = state.tokens or _Tokens()
+    if state.usage_problem is not None:
+        raise ProposerReplyError(
+            f"codex app-server reported {state.usage_problem}; the call is counted at an estimate of "
+            f"{CHARS_PER_TOKEN} characters a token",
+            raw_reply=state.agent_text or "",
+            usage=usage(_Tokens(), state.agent_text or ""),
+        )
     if status != "completed":
         reason = _error_text(turn.get("error")) or state.error or "no error given"
         raise ProposerReplyError(
@@ -466,8 +481,27 @@ def _error_text(error: Any) -> str:
     return "" if error is None else str(error)
 
 
+class _UncountableUsage(Exception):
+    """A usage notification's count is negative, not finite or beyond what one reply may report."""
+
+
+_TOKEN_KEYS = (
+    "inputTokens",
+    "input_tokens",
+    "promptTokens",
+    "prompt_tokens",
+    "outputTokens",
+    "output_tokens",
+    "completionTokens",
+    "completion_tokens",
+    "totalTokens",
+    "total_tokens",
+)
+
+
 def _read_tokens(params: Any) -> _Tokens | None:
-    """Token counts from a usage notification, tolerating the spellings codex versions have used."""
+    """Token counts from a usage notification, tolerating the spellings codex versions have used. Raises
+    _UncountableUsage naming a count no ledger can hold."""
     if not isinstance(params, dict):
         return None
     usage = params.get("tokenUsage", params.get("usage"))
@@ -476,6 +510,9 @@ def _read_tokens(params: Any) -> _Tokens | None:
     block = usage.get("total") or usage.get("last") or usage
     if not isinstance(block, dict):
         return None
+    problem = usage_problem(block, _TOKEN_KEYS, prefix="tokenUsage.")
+    if problem is not None:
+        raise _UncountableUsage(problem)
     tokens = _Tokens(
         input=_first_int(block, "inputTokens", "input_tokens", "promptTokens", "prompt_tokens"),
         output=_first_int(block, "outputTokens", "output_tokens", "completionTokens", "completion_tokens"),

@@ -46,7 +46,7 @@ from synth_opt.proposers.reflection import (
 from synth_opt.proposers.retry import RETRY_STATUSES, Backoff, is_retryable_error, retry_after_seconds
 from synth_opt.texts import without_lone_surrogates
 from synth_opt.urls import join_path
-from synth_opt.usage import Usage
+from synth_opt.usage import Usage, usage_problem
 
 __all__ = ["RESPONSE_FORMATS", "OpenAICompatibleProposer", "ResponseFormat", "WireApi"]
 
@@ -54,6 +54,8 @@ WireApi = Literal["chat", "responses"]
 ResponseFormat = Literal["json_schema", "json_object", "none"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "none")
 SOURCE = "openai-compatible proposer"
+# the counts Usage.from_reply reads from a reply's usage block
+_REPORTED_COUNTS = ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "text.format", "structured output")
 
 
@@ -221,7 +223,7 @@ class OpenAICompatibleProposer:
             )
         try:
             data = without_lone_surrogates(response.json(), response.content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
             return None, response.text
         return (data if isinstance(data, dict) else None), response.text
 
@@ -275,14 +277,26 @@ class OpenAICompatibleProposer:
         )
 
     def _usage(self, reported: Any, prompt: str, text: str) -> Usage:
-        """The call's usage: what the server reported, else an estimate at 4 characters a token."""
+        """The call's usage: what the server reported, else an estimate at 4 characters a token. A reported usage
+        no ledger can count (negative, not finite, beyond what one reply may report) fails the proposal, charged
+        at the estimate."""
         counts = Usage.from_reply(reported)
-        if counts.total_tokens == 0 and counts.prompt_tokens == 0 and counts.completion_tokens == 0:
+        problem = usage_problem(reported, _REPORTED_COUNTS) if isinstance(reported, dict) else None
+        if problem is not None or (counts.total_tokens == counts.prompt_tokens == counts.completion_tokens == 0):
             prompt_chars = len(BASE_INSTRUCTIONS) + len(prompt)
-            return self.prices.usage(
+            estimate = self.prices.usage(
                 prompt_tokens=-(-prompt_chars // CHARS_PER_TOKEN),
                 completion_tokens=-(-len(text) // CHARS_PER_TOKEN),
             )
+            if problem is not None:
+                raise ProposerReplyError(
+                    f"{SOURCE}: POST {self.url} reported {problem}; the call is counted at an estimate of "
+                    f"{CHARS_PER_TOKEN} characters a token",
+                    raw_reply=text[:100_000],
+                    usage=estimate,
+                    url=self.url,
+                )
+            return estimate
         return self.prices.usage(
             prompt_tokens=counts.prompt_tokens,
             completion_tokens=counts.completion_tokens,

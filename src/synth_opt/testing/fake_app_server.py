@@ -14,7 +14,8 @@ server misbehaves:
 - ``bad-reply``: the agent message holds no JSON proposal;
 - ``server-request``: asks the client to approve a command first and completes the turn once answered;
 - ``turn-failed``: the turn ends with ``status: "failed"`` and an error;
-- ``trickle``: after ``turn/start``, sends a delta every 0.2 s and never completes.
+- ``trickle``: after ``turn/start``, sends a delta every 0.2 s and never completes;
+- ``negative-usage``: a normal turn whose token usage reports a negative output count.
 
 Every message received is appended to ``$CODEX_HOME/fake_app_server.jsonl`` (after a first line with the pid),
 so tests can check what the client sent.
@@ -44,6 +45,7 @@ MODES = (
     "server-request",
     "turn-failed",
     "trickle",
+    "negative-usage",
 )
 LOG_NAME = "fake_app_server.jsonl"
 _BLOCK = re.compile(r"```json synth-opt-reflection\n(.*?)\n```", re.DOTALL)
@@ -177,6 +179,8 @@ class _FakeServer:
             self._notify("item/agentMessage/delta", {**scope, "itemId": item_id, "delta": delta})
         self._notify("item/completed", {**scope, "item": {"type": "agentMessage", "id": item_id, "text": answer}})
         prompt_tokens, completion_tokens = len(self.prompt.split()), len(answer.split())
+        if self.mode == "negative-usage":
+            completion_tokens = -1650000
         counts = {
             "inputTokens": prompt_tokens,
             "cachedInputTokens": 0,
