@@ -529,6 +529,24 @@ async def test_program_seed_and_targets() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("listed", "named"),
+    [
+        (["t0", "t1", "t0"], "split 'train' lists task id 't0' twice (task_ids[0] and [2])"),
+        (["t0", 1, "1"], "split 'train' lists task id '1' twice (task_ids[1] and [2])"),
+        (["t0", None], "split 'train': task_ids[1] is null, not a string or an integer"),
+        (["t0", {"a": 1}], "split 'train': task_ids[1] is {\"a\": 1}, not a string or an integer"),
+        ([True], "split 'train': task_ids[0] is true, not a string or an integer"),
+    ],
+)
+async def test_a_taskset_listing_an_id_twice_or_an_id_that_is_no_id_is_refused(listed: list[Any], named: str) -> None:
+    async with handler_client(replying({"splits": {"train": {"task_ids": listed}}})) as client:
+        with pytest.raises(ContainerContractError) as raised:
+            await client.taskset()
+    assert named in raised.value.message, raised.value.message
+
+
+@pytest.mark.anyio
 async def test_task_info() -> None:
     async with client_for(fake(task_description="Classify intents.").transport()) as client:
         assert await client.task_info() == "Classify intents."

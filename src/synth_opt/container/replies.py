@@ -363,6 +363,31 @@ def _target_fields(
     return tuple(dict.fromkeys(fields))
 
 
+def _listed_ids(split: str, listed: list[Any], fail: Callable[[str], ContainerContractError]) -> tuple[str, ...]:
+    """A split's ``task_ids``: strings or integers (read as their digits), each once."""
+    first: dict[str, int] = {}
+    for position, task_id in enumerate(listed):
+        if isinstance(task_id, bool) or not isinstance(task_id, str | int):
+            shown = json.dumps(task_id)[:60] if _jsonable(task_id) else repr(task_id)[:60]
+            raise fail(f"split {split!r}: task_ids[{position}] is {shown}, not a string or an integer")
+        key = str(task_id)
+        if key in first:
+            raise fail(
+                f"split {split!r} lists task id {key!r} twice (task_ids[{first[key]}] and [{position}]); each row "
+                "needs an id of its own"
+            )
+        first[key] = position
+    return tuple(first)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
 def parse_taskset(payload: Mapping[str, Any], *, where: str) -> TasksetInfo:
     def fail(problem: str) -> ContainerContractError:
         return ContainerContractError(f"{where} sent an invalid taskset: {problem}; {_REPLY_HINT}")
@@ -375,7 +400,7 @@ def parse_taskset(payload: Mapping[str, Any], *, where: str) -> TasksetInfo:
     for split, entry in splits.items():
         listed: Any = entry.get("task_ids") if isinstance(entry, dict) else entry
         if isinstance(listed, list):
-            task_ids[split] = tuple(str(task_id) for task_id in listed)
+            task_ids[split] = _listed_ids(split, listed, fail)
         count: Any = listed if isinstance(listed, int) else None
         if isinstance(entry, dict):
             count = next((entry[key] for key in ("count", "size") if entry.get(key) is not None), count)
