@@ -3,6 +3,7 @@ frontier summary taken when the proposal is planned."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,9 @@ from synth_opt.proposers.reflection import (
     fit_request,
 )
 
-__all__ = ["frontier_summary", "reflection_request"]
+__all__ = ["frontier_summary", "reflection_request", "without_container_address"]
+
+_ADDRESS = re.compile(r"\bcontainer at \S+")
 
 
 def frontier_summary(state: GepaState, plan: ProposalPlan) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def reflection_request(
             task=done.job.task,
             output=None if done.reply is None else done.reply.trace,
             reward=done.reward,
-            feedback=done.error if done.reply is None else done.reply.feedback,
+            feedback=without_container_address(done.error) if done.reply is None else done.reply.feedback,
             cut={} if done.reply is None else dict(done.reply.cut),
         )
         for done in batch.results
@@ -73,3 +76,11 @@ def reflection_request(
     if max_prompt_tokens is None:  # the proposer backend fits the prompt to its configured max_prompt_tokens
         return replace(request, records=bound_records(request.records, max_feedback_chars))
     return fit_request(request, max_feedback_chars=max_feedback_chars, max_prompt_tokens=int(max_prompt_tokens))
+
+
+def without_container_address(error: str | None) -> str | None:
+    """A failed rollout's error as the proposer is shown it: without the container's address ("container at
+    http://127.0.0.1:41234 (POST /rollout) sent ..." reads "container (POST /rollout) sent ..."). A launched
+    container listens on another port each start, and the proposer's request (its texts, its cache key) must
+    not change with it."""
+    return None if error is None else _ADDRESS.sub("container", error)
