@@ -8,7 +8,7 @@ from typing import Any
 from synth_opt.cache import CachedContainer
 from synth_opt.config import CountSelection, GepaConfig, IdSelection
 from synth_opt.container.wire import TasksetInfo
-from synth_opt.errors import ConfigError
+from synth_opt.errors import ConfigError, RunStateError
 from synth_opt.events import EventBus
 from synth_opt.events.types import ContainerWarning, DatasetResolved
 
@@ -22,6 +22,32 @@ class Dataset:
     minibatch_ids: list[str]
     heldout_ids: list[str]
     rows: dict[str, dict[str, Any]]
+
+
+def _kept_ids(
+    config: GepaConfig, taskset: TasksetInfo, recorded: DatasetResolved
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The recorded ids of each role, each one the container still lists for its split (when it lists ids)."""
+    ds = config.dataset
+    roles = (
+        ("train_ids", ds.train_split, recorded.train_ids),
+        ("pareto_ids", ds.train_split, recorded.pareto_ids),
+        ("minibatch_ids", ds.train_split, recorded.minibatch_ids),
+        ("heldout_ids", ds.heldout_split, recorded.heldout_ids),
+    )
+    for key, split, ids in roles:
+        listed = taskset.task_ids.get(split)
+        if listed is None:  # the container gives counts, not ids: nothing to check against
+            continue
+        known = set(listed)
+        gone = [i for i in ids if i not in known]
+        if gone:
+            raise RunStateError(
+                f"{config.source_path}: the run started with dataset.{key} {', '.join(map(repr, gone[:3]))} of split "
+                f"{split!r}, which the container's /taskset no longer lists ({len(gone)} of {len(ids)}); a resume "
+                "keeps the rows it started with: serve that data again, or re-run with --fresh to start over"
+            )
+    return list(recorded.train_ids), list(recorded.pareto_ids), list(recorded.minibatch_ids), list(recorded.heldout_ids)
 
 
 def resolve_ids(selection: IdSelection, taskset: TasksetInfo, split: str) -> list[str]:
@@ -62,10 +88,18 @@ def _check_splits(config: GepaConfig, taskset: TasksetInfo) -> None:
 
 
 async def resolve_dataset(
-    config: GepaConfig, bus: EventBus, client: CachedContainer, taskset: TasksetInfo, *, announce: bool
+    config: GepaConfig,
+    bus: EventBus,
+    client: CachedContainer,
+    taskset: TasksetInfo,
+    *,
+    announce: bool,
+    recorded: DatasetResolved | None = None,
 ) -> Dataset:
     """The ids of each role and their task rows (fetched from the container); ``announce`` emits
-    ``dataset.resolved`` (a resumed run has already announced its dataset)."""
+    ``dataset.resolved`` (a resumed run has already announced its dataset). ``recorded``: the ids a resumed run
+    started with, which it keeps whatever the container's ``/taskset`` lists now (a resume ends where the run
+    would have ended); one the container no longer lists is a RunStateError."""
     ds, source = config.dataset, config.source_path
     warning = taskset.metadata.get("warning")
     if warning:
@@ -75,6 +109,16 @@ async def resolve_dataset(
     pareto = resolve_ids(ds.pareto_ids, taskset, ds.train_split) if ds.pareto_ids is not None else train
     minibatch = resolve_ids(ds.minibatch_ids, taskset, ds.train_split) if ds.minibatch_ids is not None else train
     heldout = resolve_ids(ds.heldout_ids, taskset, ds.heldout_split)
+    if recorded is not None:
+        now = (train, pareto, minibatch, heldout)
+        train, pareto, minibatch, heldout = _kept_ids(config, taskset, recorded)
+        if now != (train, pareto, minibatch, heldout):
+            bus.emit(
+                ContainerWarning(),
+                "the container's /taskset lists other ids than when the run started; the resumed run keeps the ids "
+                "it started with (its feed's dataset.resolved)",
+                lane="rollout",
+            )
     counted = (
         ("train_ids", ds.train_ids, train),
         ("pareto_ids", ds.pareto_ids, pareto),

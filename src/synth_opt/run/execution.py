@@ -551,7 +551,12 @@ class _Execution:
             program = await client.program()
             task_info = await client.task_info()
             dataset = await resolve_dataset(
-                config, self.bus, client, await client.taskset(), announce=self.resume is None
+                config,
+                self.bus,
+                client,
+                await client.taskset(),
+                announce=self.resume is None,
+                recorded=None if self.resume is None else self.resume.dataset,
             )
             seed, modules = seed_and_modules(config, program)
             emit_config_warnings(self.bus, config, modules)  # settings that do nothing: said at start-up

@@ -29,6 +29,7 @@ from synth_opt.events.types import (
     CandidateStatus,
     CheckpointWritten,
     ContainerOutage,
+    DatasetResolved,
     EventDiscarded,
     ProposalPlanned,
     ProposerCalled,
@@ -124,6 +125,7 @@ class ResumePoint:
     discarded: Discarded = field(default_factory=Discarded)
     last_sequence_number: int | None = None  # the feed's last line: the resumed run numbers its events after it
     evaluations: EvaluationStore = field(default_factory=EvaluationStore)  # what the kept feed had evaluated
+    dataset: DatasetResolved | None = None  # the ids the run started with (its feed's dataset.resolved)
 
     @property
     def sequence_number(self) -> int:
@@ -213,8 +215,11 @@ def prepare_resume(
         rewritten.append(event)
     registry: dict[str, dict[str, Any]] = {}
     payloads: dict[str, dict[str, str]] = {}
+    dataset: DatasetResolved | None = None
     for event in kept:
         match event.data:
+            case DatasetResolved() as resolved:
+                dataset = resolved
             case CandidateRegistered() as registered:
                 payloads[str(registered.candidate_id)] = dict(registered.payload)
             case CandidateStatus() as status:  # the registry entry without its payload, as the feed has it
@@ -240,7 +245,7 @@ def prepare_resume(
         (run_dir / name).unlink(missing_ok=True)
     for suffix in ("", "-wal", "-shm"):
         (run_dir / f"workspace.sqlite{suffix}").unlink(missing_ok=True)
-    return ResumePoint(snapshot, records, registry, total, max(last, cut), evaluations)
+    return ResumePoint(snapshot, records, registry, total, max(last, cut), evaluations, dataset)
 
 
 def _unusable(run_dir: Path, why: str) -> RunStateError:
