@@ -1,8 +1,8 @@
 """What a config asks for that cannot work fails before anything is spent. The dataset, checked against the
 container's taskset before any rollout: a split the container does not list, an id it does not list, and heldout
 ids that are also training rows (heldout rows never reach the proposer) are config errors naming the key. An
-environment variable the config names but that is unset, a readonly cache that does not exist, or a launched
-container's cwd that is no folder, fails before a run directory is made."""
+environment variable the config names but that is unset, a readonly cache that does not exist, a launched
+container's cwd that is no folder, or a cache inside the run's own folder, fails before a run directory is made."""
 
 from __future__ import annotations
 
@@ -78,8 +78,13 @@ async def test_heldout_rows_apart_from_the_training_rows_of_one_split_are_fine(t
             'command = ["{python}", "container.py", "{port}"]\ncwd = "nowhere"\n',
             r"container\.cwd: \S+/nowhere is not a folder, so the container cannot start there",
         ),
+        (
+            'mode = "off"',
+            'mode = "readwrite"\npath = "runs/early/workspace.sqlite"',
+            r"cache\.path: \S+/runs/early/workspace\.sqlite is inside the run's own folder",
+        ),
     ],
-    ids=["unset-variable", "missing-readonly-cache", "missing-container-cwd"],
+    ids=["unset-variable", "missing-readonly-cache", "missing-container-cwd", "cache-in-the-run-folder"],
 )
 async def test_what_can_be_checked_before_the_run_fails_before_any_run_directory(
     tmp_path: Path, old: str, new: str, says: str

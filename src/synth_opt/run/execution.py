@@ -223,6 +223,14 @@ class GepaRun:
                 field="container.cwd",
             )
         cache = config.cache_path()
+        run_dir = config.run_dir()
+        if config.cache.mode != "off" and cache.resolve().is_relative_to(run_dir.resolve()):
+            raise ConfigError(
+                f"{config.source_path}: cache.path: {cache} is inside the run's own folder {run_dir}, whose files the "
+                "run writes and a resume rebuilds; point it outside that folder (the default is "
+                f"{config.output_dir / 'cache.sqlite'})",
+                field="cache.path",
+            )
         if config.cache.mode == "readonly" and not cache.is_file():
             raise CacheMissError(
                 f"{config.source_path}: cache.mode: readonly, but the cache {cache} does not exist; run the config "
