@@ -15,6 +15,7 @@ from typing import Any
 from synth_opt.actors import SearchOutcome
 from synth_opt.cache import CacheStore
 from synth_opt.config import GepaConfig
+from synth_opt.errors import RunFailedError
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.events.types import (
@@ -266,7 +267,16 @@ def _heldout_mean(heldout: dict[str, dict[str, float]], cid: str) -> float | Non
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file, then a rename)."""
+    """Write ``data`` as indented JSON, atomically (a temporary file, then a rename). An OS error (a full disk)
+    becomes a RunFailedError naming the file, with no temporary file left behind and the previous version intact."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise RunFailedError(
+            f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the "
+            "same config: it resumes from its last checkpoint",
+            path=str(path),
+        ) from None

@@ -475,7 +475,17 @@ class _Execution:
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed
             failure = self._storage_failure(unfinished)
-            self._demote_manifest(failure)
+            if not self._demote_manifest(failure) and unfinished is not None:
+                # no manifest left to repair the workspace from: a re-run finishes the run again from its checkpoint
+                failure = RunFailedError(
+                    f"could not finish {self.workspace_db}: {unfinished}, nor mark its result failed; free space (or "
+                    "fix permissions) and re-run the same config: it finishes from its last checkpoint",
+                    path=str(self.workspace_db),
+                )
+            try:
+                self.artifacts.registry_line("failed", error=failure.one_line())
+            except OSError:
+                pass  # the disk that failed the run: the error says what to do
             raise failure
         return result
 
@@ -493,15 +503,18 @@ class _Execution:
             path=str(self.workspace_db),
         )
 
-    def _demote_manifest(self, failure: RunFailedError) -> None:
-        """Mark a written result as failed (or remove it when even that cannot be stored)."""
+    def _demote_manifest(self, failure: RunFailedError) -> bool:
+        """Mark a written result as failed; False when even that cannot be stored (the manifest is removed, so
+        nothing says completed and a re-run resumes)."""
         manifest = self.run_dir / "result_manifest.json"
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
             data.update(status="failed", error=failure.one_line())
             write_json(manifest, data)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RunFailedError):
             manifest.unlink(missing_ok=True)
+            return False
+        return True
 
     async def _finalize_workspace(self, *, quiet: bool = False) -> Exception | None:
         """Back-fill whatever the live writer missed from ``events.jsonl`` (shielded: it runs on the way out).
