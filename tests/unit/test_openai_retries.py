@@ -125,6 +125,23 @@ async def test_after_max_retries_the_proposer_is_unavailable() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_retry_after_longer_than_the_call_s_timeout_ends_the_call_at_once() -> None:
+    """timeout_seconds bounds the whole call: a server asking to be called again in a day is an outage now."""
+
+    def busy(prompt: str) -> str:
+        raise FakeOpenAIError(429, "come back tomorrow", headers={"Retry-After": "99999999999"})
+
+    fake = FakeOpenAI(busy)
+    with serve_fake_openai(fake) as url:
+        proposer = _proposer(url)  # timeout_seconds = 10
+        with pytest.raises(ProposerUnavailableError) as caught:
+            await proposer.propose(_request())
+        await proposer.aclose()
+    assert len(fake.requests) == 1  # no wait for a retry that could not finish in time
+    assert "would pass timeout_seconds = 10" in caught.value.message and "429" in caught.value.message
+
+
+@pytest.mark.anyio
 async def test_a_refused_connection_is_retried_then_unavailable() -> None:
     with serve_fake_openai(lambda prompt: GOOD) as url:
         pass  # the port is closed again

@@ -127,11 +127,12 @@ async def _served(
     first_failure: float | None = None
     attempt = 0
     while True:
+        started = clock()
         try:
             result = await proposer.propose(job.request)
         except ProposerUnavailableError as exc:
             now = clock()
-            first_failure = now if first_failure is None else first_failure
+            first_failure = started if first_failure is None else first_failure  # the failed call's time counts
             waited = now - first_failure
             if waited >= outage_timeout_seconds:
                 bus.emit(

@@ -228,16 +228,19 @@ class OpenAICompatibleProposer:
         return (data if isinstance(data, dict) else None), response.text
 
     async def _post(self, body: dict[str, Any]) -> httpx.Response:
-        """One POST, retried while nothing is served; the last reply (any status outside the retried ones)."""
+        """One POST, retried while nothing is served; the last reply (any status outside the retried ones). The
+        whole call, its retries and their waits included, ends within ``timeout_seconds``: a wait that would pass it
+        (a long ``Retry-After``) ends the call as served nothing, an outage."""
         if self._client is None:
             self._client = httpx.AsyncClient(
                 transport=self._transport, timeout=httpx.Timeout(self.timeout_seconds), headers=self._headers
             )
+        ends = anyio.current_time() + self.timeout_seconds
         attempt = 0
         while True:
             why: str
             retry_after: float | None = None
-            with anyio.move_on_after(self.timeout_seconds) as deadline:
+            with anyio.move_on_after(max(0.0, ends - anyio.current_time())) as deadline:
                 try:
                     response = await self._client.post(self.url, json=body)
                 except httpx.HTTPError as exc:
@@ -257,15 +260,21 @@ class OpenAICompatibleProposer:
                     retry_after = retry_after_seconds(response)
             if deadline.cancelled_caught:
                 raise self._timeout_error()
-            if attempt >= self.max_retries:
+            wait = self._backoff.delay(attempt, retry_after)
+            if attempt >= self.max_retries or anyio.current_time() + wait >= ends:
+                limit = (
+                    f"max_retries = {self.max_retries}"
+                    if attempt >= self.max_retries
+                    else f"the next try, {wait:g} s later, would pass timeout_seconds = {self.timeout_seconds:g}"
+                )
                 raise ProposerUnavailableError(
-                    f"{SOURCE}: POST {self.url} served nothing after {attempt + 1} attempt(s) "
-                    f"(max_retries = {self.max_retries}); last: {why}. Is the server running?",
+                    f"{SOURCE}: POST {self.url} served nothing after {attempt + 1} attempt(s) ({limit}); "
+                    f"last: {why}. Is the server running?",
                     url=self.url,
                     status=status,
                     attempts=attempt + 1,
                 )
-            await anyio.sleep(self._backoff.delay(attempt, retry_after))
+            await anyio.sleep(wait)
             attempt += 1
 
     def _timeout_error(self) -> ProposerUnavailableError:

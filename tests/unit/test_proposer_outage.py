@@ -1,0 +1,58 @@
+"""A proposer that serves nothing is waited out for ``proposer.outage_timeout_seconds`` counted from the start of
+the first call that failed, its own duration included (a call that spends minutes in retries before it gives up
+is part of the outage), on an injected clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth_opt.actors.messages import ProposeJob
+from synth_opt.actors.proposer import propose_handler
+from synth_opt.errors import ProposerError, ProposerUnavailableError
+from synth_opt.events import EventBus
+from synth_opt.proposers.base import ProposerResult
+from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
+
+CALL_SECONDS = 50.0  # each failing call takes this long (its retries and their waits)
+
+
+class SlowlyDown:
+    backend = "test"
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    async def propose(self, request: ReflectionRequest) -> ProposerResult:
+        self.calls += 1
+        self.clock[0] += CALL_SECONDS
+        raise ProposerUnavailableError("HTTP 503 after the retries")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_the_outage_is_counted_from_the_start_of_the_first_failed_call(tmp_path: Path) -> None:
+    now = [1000.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    proposer = SlowlyDown(now)
+    bus = EventBus(tmp_path / "events.jsonl")
+    handle = propose_handler(proposer, bus=bus, outage_timeout_seconds=120, clock=lambda: now[0], sleep=sleep)
+    request = ReflectionRequest(
+        candidate_id="cand-0",
+        candidate={"p": "x"},
+        target_module="p",
+        records=(ReflectiveRecord(task_id="t1", task={}, output=None, reward=0.0, feedback=None),),
+    )
+    done = await handle(ProposeJob(0, request))
+    bus.close()
+    # calls end at 50, 101 (after a 1 s pause) and 153 (after 2 s): 153 s since the first call began, past 120
+    assert proposer.calls == 3
+    assert isinstance(done.error, ProposerError)
+    assert "served nothing for 153 s" in done.error.message, done.error.message
