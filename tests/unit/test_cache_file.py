@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from synth_opt.cache.store import CacheStore
-from synth_opt.errors import CacheCorruptError
+from synth_opt.errors import CacheCorruptError, RunFailedError
 
 
 def other_database(path: Path) -> bytes:
@@ -61,3 +61,19 @@ def test_an_empty_file_and_a_cache_open(tmp_path: Path) -> None:
     again = CacheStore(empty, mode="readonly", namespace="n")
     assert again.get("rollout", {"q": 1}) == {"reward": 1.0}
     again.close()
+
+
+def test_a_cache_that_cannot_grow_fails_the_write_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    store = CacheStore(path, mode="readwrite", namespace="n")
+    store.put("rollout", {"q": 0}, {"reward": 1.0})
+    assert store._db is not None
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")  # the file cannot grow: a full disk, as SQLite sees it
+    with pytest.raises(RunFailedError) as raised:
+        store.put("rollout", {"q": 1}, {"reward": 1.0, "feedback": "x" * 100_000})
+    message = raised.value.message
+    assert message.startswith(f"could not write the cache {path}: database or disk is full"), message
+    assert "re-run the same config" in message
+    assert store.get("rollout", {"q": 0}) == {"reward": 1.0}  # what it held stays readable
+    store.close()

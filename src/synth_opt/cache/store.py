@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synth_opt.cache.keys import cache_key
-from synth_opt.errors import CacheCorruptError, CacheMissError
+from synth_opt.errors import CacheCorruptError, CacheMissError, RunFailedError
 from synth_opt.events import EventBus, utc_now
 from synth_opt.events.types import CacheAccess
 
@@ -141,10 +141,18 @@ class CacheStore:
             return
         key = cache_key(self.namespace, boundary, request)
         text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-        self._db.execute(  # committed at once (autocommit): see the module's docstring
-            "INSERT OR REPLACE INTO cache_entries (namespace, boundary, key, value, created_at) VALUES (?, ?, ?, ?, ?)",
-            (self.namespace, boundary, key, text, utc_now()),
-        )
+        try:
+            self._db.execute(  # committed at once (autocommit): see the module's docstring
+                "INSERT OR REPLACE INTO cache_entries (namespace, boundary, key, value, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (self.namespace, boundary, key, text, utc_now()),
+            )
+        except sqlite3.Error as error:  # a full disk, a file made read-only under the run
+            raise RunFailedError(
+                f"could not write the cache {self.path}: {error}; free space (or fix permissions) and re-run the "
+                "same config: it resumes from its last checkpoint (or set cache.mode = 'off')",
+                path=str(self.path),
+            ) from None
         self._record(boundary, "write", key)
 
     def close(self) -> None:
