@@ -257,6 +257,7 @@ class ProposerSection(_Section):
     cost_per_million_input_tokens: NonNegFloat | None = None  # unset: cost unknown; 0: free
     cost_per_million_output_tokens: NonNegFloat | None = None
     max_retries: NonNegInt = 3
+    max_reply_bytes: PosInt = 8 * 1024 * 1024  # (openai_compatible) a larger reply is a failed proposal
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     outage_timeout_seconds: Timeout = 120.0
     max_consecutive_failures: PosInt = 3

@@ -277,3 +277,32 @@ async def test_a_reply_nested_deeper_than_the_parser_goes_is_a_failed_proposal()
     with pytest.raises(ProposerReplyError, match="not a JSON object"):
         await proposer.propose(_request())
     await proposer.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reply_larger_than_max_reply_bytes_is_a_failed_proposal_read_no_further() -> None:
+    served: list[int] = []
+
+    async def chunks() -> Any:
+        yield b'{"choices": [{"message": {"content": "'
+        for _ in range(64):  # 64 MiB, were it all read
+            served.append(1)
+            yield b"x" * (1024 * 1024)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=chunks())
+
+    proposer = OpenAICompatibleProposer(
+        "http://fake.invalid/v1",
+        model="fake-model",
+        api_key_env=None,
+        timeout_seconds=10,
+        transport=httpx.MockTransport(handle),
+        max_reply_bytes=1024 * 1024,
+    )
+    with pytest.raises(ProposerReplyError) as raised:
+        await proposer.propose(_request())
+    await proposer.aclose()
+    assert "answered more than 1048576 bytes (proposer.max_reply_bytes)" in raised.value.message
+    assert raised.value.raw_reply.startswith('{"choices"') and len(raised.value.raw_reply) <= 2000
+    assert len(served) <= 2  # the rest of the body was never produced

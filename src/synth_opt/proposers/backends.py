@@ -191,7 +191,7 @@ def _build_codex(section: ProposerSettings, run_dir: Path) -> Proposer:
 def _build_openai_compatible(section: ProposerSettings, run_dir: Path) -> Proposer:
     """``config`` holds ``wire_api`` ("chat" or "responses"), ``json_mode`` (bool, superseded by ``[proposer]
     response_format``), and any other key is sent in the request body (e.g. ``temperature``, ``max_tokens``)."""
-    from synth_opt.proposers.openai_compat import OpenAICompatibleProposer
+    from synth_opt.proposers.openai_compat import DEFAULT_MAX_REPLY_BYTES, OpenAICompatibleProposer
 
     if not section.base_url:
         raise ConfigError("[proposer] base_url is required when backend = 'openai_compatible'")
@@ -214,6 +214,7 @@ def _build_openai_compatible(section: ProposerSettings, run_dir: Path) -> Propos
         wire_api=wire_api,
         response_format=response_format,
         max_retries=int(getattr(section, "max_retries", 3)),
+        max_reply_bytes=int(getattr(section, "max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)),
         max_feedback_chars=max_feedback_chars,
         max_prompt_tokens=max_prompt_tokens,
         extra_body=options,

@@ -54,6 +54,7 @@ WireApi = Literal["chat", "responses"]
 ResponseFormat = Literal["json_schema", "json_object", "none"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "none")
 SOURCE = "openai-compatible proposer"
+DEFAULT_MAX_REPLY_BYTES = 8 * 1024 * 1024  # proposer.max_reply_bytes
 # the counts Usage.from_reply reads from a reply's usage block
 _REPORTED_COUNTS = ("prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "text.format", "structured output")
@@ -83,8 +84,10 @@ class OpenAICompatibleProposer:
         cost_per_million_input_tokens: float | None = None,
         cost_per_million_output_tokens: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ) -> None:
         """``api_key_env`` names the variable holding the key (None: send no Authorization header).
+        ``max_reply_bytes``: a reply body larger than this is a failed proposal, read no further.
 
         ``extra_body`` is merged into every request body (e.g. ``temperature``, ``max_tokens``).
         ``response_format`` (default ``json_schema``; ``json_object`` when only the older ``json_mode`` is set)
@@ -105,6 +108,7 @@ class OpenAICompatibleProposer:
         self.timeout_seconds = timeout_seconds
         self.response_format: ResponseFormat = response_format
         self.max_retries = max_retries
+        self.max_reply_bytes = max_reply_bytes
         self.max_feedback_chars = max_feedback_chars
         self.max_prompt_tokens = max_prompt_tokens
         self.extra_body = dict(extra_body or {})
@@ -242,7 +246,7 @@ class OpenAICompatibleProposer:
             retry_after: float | None = None
             with anyio.move_on_after(max(0.0, ends - anyio.current_time())) as deadline:
                 try:
-                    response = await self._client.post(self.url, json=body)
+                    response = await self._bounded_post(body)
                 except httpx.HTTPError as exc:
                     if not is_retryable_error(exc):
                         if isinstance(exc, httpx.TimeoutException):
@@ -276,6 +280,28 @@ class OpenAICompatibleProposer:
                 )
             await anyio.sleep(wait)
             attempt += 1
+
+    async def _bounded_post(self, body: dict[str, Any]) -> httpx.Response:
+        """POST ``body`` and read the reply, at most ``max_reply_bytes`` of it (decoded): more is a failed proposal
+        (the server served something, so it is no outage), and what was read is its raw reply's start."""
+        assert self._client is not None
+        async with self._client.stream("POST", self.url, json=body) as streamed:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    start = b"".join(chunks)[:2000].decode("utf-8", errors="replace")
+                    raise ProposerReplyError(
+                        f"{SOURCE}: POST {self.url} answered more than {self.max_reply_bytes} bytes "
+                        "(proposer.max_reply_bytes); the proposal fails without reading the rest",
+                        raw_reply=start,
+                        url=self.url,
+                    )
+                chunks.append(chunk)
+        return httpx.Response(
+            streamed.status_code, headers=streamed.headers, content=b"".join(chunks), request=streamed.request
+        )
 
     def _timeout_error(self) -> ProposerUnavailableError:
         return ProposerUnavailableError(
