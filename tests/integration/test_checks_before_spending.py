@@ -6,6 +6,7 @@ container's cwd that is no folder, or a cache inside the run's own folder, fails
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -109,3 +110,22 @@ def test_a_cache_path_naming_another_programs_database_fails_before_any_run_dire
     with pytest.raises(CacheCorruptError, match="is a database of something else"):
         GepaRun(config, container_transport=new_fake().transport(), proposer=LearningProposer()).execute()
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("taken_by", ["a file", "a link that leads nowhere", "a FIFO (a named pipe)"])
+def test_a_run_folder_taken_by_something_else_is_a_config_error_naming_it(tmp_path: Path, taken_by: str) -> None:
+    path = write_config(tmp_path, "taken", mode="sync_serial")
+    run_dir = tmp_path / "runs" / "taken"
+    run_dir.parent.mkdir()
+    if taken_by == "a file":
+        run_dir.write_text("notes\n")
+    elif taken_by == "a link that leads nowhere":
+        run_dir.symlink_to(tmp_path / "gone")
+    else:
+        os.mkfifo(run_dir)
+    with pytest.raises(ConfigError) as raised:
+        GepaRun(load_config(path), container_transport=new_fake().transport(), proposer=LearningProposer()).execute()
+    message = raised.value.message
+    shown = f"a link to {tmp_path / 'gone'} that leads nowhere" if "link" in taken_by else taken_by
+    assert f"the run's folder {run_dir} is taken by {shown}; move it away" in message, message
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["taken"]  # nothing made beside it

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
@@ -224,6 +225,13 @@ class GepaRun:
             )
         cache = config.cache_path()
         run_dir = config.run_dir()
+        occupied = _in_the_way(run_dir)
+        if occupied:
+            raise ConfigError(
+                f"{config.source_path}: the run's folder {run_dir} is taken by {occupied}; move it away, or choose "
+                "another [run] run_id or output_dir",
+                field="run.run_id",
+            )
         if config.cache.mode != "off" and cache.resolve().is_relative_to(run_dir.resolve()):
             raise ConfigError(
                 f"{config.source_path}: cache.path: {cache} is inside the run's own folder {run_dir}, whose files the "
@@ -650,3 +658,13 @@ class _Execution:
         if stats is None:
             return earlier
         return earlier + Discarded(probes=stats.canaries_served, probe=stats.canary_usage)
+
+
+def _in_the_way(run_dir: Path) -> str:
+    """What occupies ``run_dir`` when it is no folder ("a file", "a link to /x that leads nowhere"); "" else."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        return f"a link to {os.readlink(run_dir)} that leads nowhere"
+    if not run_dir.exists() or run_dir.is_dir():
+        return ""
+    mode = run_dir.stat().st_mode
+    return "a FIFO (a named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a file"
