@@ -7,6 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+from synth_opt.run.artifacts import RunArtifacts
 
 from .test_kill_resume import DRIVER, lines, write_config
 
@@ -59,3 +62,17 @@ def test_two_runs_in_one_output_folder_at_once_both_complete(tmp_path: Path) -> 
         ("other", "started"),
     ]
     assert (tmp_path / "runs" / "latest").resolve().name in {"kill", "other"}
+
+
+def test_a_file_or_folder_of_someone_else_named_latest_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    (out / "r1").mkdir(parents=True)
+    (out / "latest").write_text("my notes\n")
+    RunArtifacts.point_latest(SimpleNamespace(output_dir=out, run_id="r1"))  # type: ignore[arg-type]
+    assert (out / "latest").read_text() == "my notes\n"
+    (out / "latest").unlink()
+    (out / "latest").mkdir()
+    (out / "latest" / "kept.txt").write_text("kept\n")
+    RunArtifacts.point_latest(SimpleNamespace(output_dir=out, run_id="r1"))  # type: ignore[arg-type]
+    assert (out / "latest" / "kept.txt").read_text() == "kept\n" and not (out / "latest").is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["latest", "r1"]  # no temporary link left behind

@@ -35,6 +35,7 @@ from synth_opt.events.types import (
 )
 from synth_opt.gepa import GepaState, mean_score
 from synth_opt.gepa.report import heldout_report
+from synth_opt.logs import get_logger
 from synth_opt.redact import redact_text
 from synth_opt.result import GepaResult, artifact_ref
 from synth_opt.run.lifecycle import StateHistory, emit_run_state
@@ -42,6 +43,8 @@ from synth_opt.run.resume import Discarded
 from synth_opt.run.score_chart import HELDOUT_ROLLOUT, TRAIN_ROLLOUT, write_score_chart
 
 __all__ = ["RunArtifacts", "write_json"]
+
+_log = get_logger("synth_opt.run")
 
 _ROLLOUT_TYPES = frozenset({RolloutCompleted.TYPE, RolloutDegraded.TYPE})
 _CHART_TYPES = frozenset(
@@ -123,12 +126,19 @@ class RunArtifacts:
         """Point ``<output_dir>/latest`` at this run's directory: a new link renamed over the old one, so runs
         started at once in one output folder never find it half-made (the last rename wins)."""
         latest = self.output_dir / "latest"
+        if latest.exists() and not latest.is_symlink():  # someone's own file or folder: never replaced
+            _log.warning(
+                "not pointing latest at this run: something else has that name",
+                path=str(latest),
+                kind="a folder" if latest.is_dir() else "a file",
+            )
+            return
         fresh = self.output_dir / f".latest-{os.getpid()}-{self.run_id}"
         fresh.unlink(missing_ok=True)
         fresh.symlink_to(self.run_id, target_is_directory=True)
         try:
             os.replace(fresh, latest)
-        except IsADirectoryError:  # a real folder named latest (not ours): left as it is
+        except IsADirectoryError:  # a real folder named latest, made meanwhile: left as it is
             fresh.unlink(missing_ok=True)
 
     def write_result(
