@@ -1,5 +1,5 @@
-"""`synth-opt workspace status` of a run directory this user cannot write (a completed run copied read-only): the
-status is read and reported, creating nothing there; when SQLite truly must write beside the database (a
+"""`synth-opt workspace status` and the run browser on a run directory this user cannot write (a completed run
+copied read-only): the status is read and reported, and the run shown, creating nothing there; when SQLite truly must write beside the database (a
 write-ahead log to fold in), the error says so and what to do. The reader is a real process of a user without write
 permission (``nobody`` through ``setpriv`` when the tests run as root, who ignores file modes)."""
 
@@ -20,8 +20,8 @@ import pytest
 from ..unit.test_repair_damaged_feed import finish_a_run
 
 
-def _as_reader(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "synth_opt", *args]
+def _as_reader(*args: str, python: tuple[str, ...] = ("-m", "synth_opt")) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, *python, *args]
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
             pytest.skip("running as root without setpriv: no user to read as that file modes apply to")
@@ -83,3 +83,26 @@ def test_a_read_only_workspace_with_a_write_ahead_log_says_what_to_do(root: Path
     assert done.returncode == 2, done.stdout[-2000:]
     assert "error[config_error]" in done.stderr and "workspace.sqlite-wal" in done.stderr
     assert f"make {copy} writable" in done.stderr and "copy the run directory" in done.stderr
+
+
+BROWSE = """
+import sys
+from pathlib import Path
+from synth_opt.view.data import run_detail
+detail = run_detail(Path(sys.argv[1]))
+print(detail.summary.status, len(detail.nodes))
+"""
+
+
+def test_the_run_browser_reads_a_read_only_completed_run(root: Path) -> None:
+    run_dir = finish_a_run(root)
+    for side in ("-wal", "-shm"):  # copied without them, as an archive holds it
+        (run_dir / f"workspace.sqlite{side}").unlink(missing_ok=True)
+    _read_only(run_dir)
+    before = sorted(path.name for path in run_dir.iterdir())
+
+    done = _as_reader(str(run_dir), python=("-c", BROWSE))
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, candidates = done.stdout.split()
+    assert status == "completed" and int(candidates) >= 1
+    assert sorted(path.name for path in run_dir.iterdir()) == before  # nothing made beside it

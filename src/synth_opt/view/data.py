@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from synth_opt.logs import get_logger
+from synth_opt.workspace.status import cannot_write_beside
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -378,7 +379,7 @@ def _read_only(run_dir: Path) -> Iterator[sqlite3.Connection]:
     if found is None or any(run_file(run_dir, WORKSPACE + side) is None for side in _links(run_dir)):
         raise DamagedRun(path, "missing, or a link leading out of the run directory", "the browser does not read it")
     try:
-        db = sqlite3.connect(f"{found.as_uri()}?mode=ro", uri=True, timeout=5)
+        db = _reading(found)
         try:
             yield db
         finally:
@@ -387,6 +388,23 @@ def _read_only(run_dir: Path) -> Iterator[sqlite3.Connection]:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
             raise DamagedRun(path, str(exc), "the run is writing it: try again in a moment") from exc
         raise DamagedRun(path, str(exc), _repair(path)) from exc
+
+
+def _reading(found: Path) -> sqlite3.Connection:
+    """A read-only connection; in a folder this process cannot write (a read-only mount, an archive), where SQLite
+    cannot make the ``-shm`` a WAL database reads through, the file read as ``immutable`` when no write-ahead log
+    lies beside it (then the file holds the whole database, and nothing is made beside it)."""
+    db = sqlite3.connect(f"{found.as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except sqlite3.Error as error:
+        wal = found.with_name(found.name + "-wal")
+        if not cannot_write_beside(error) or (wal.exists() and wal.stat().st_size > 0):
+            db.close()
+            raise
+        db.close()
+        return sqlite3.connect(f"{found.as_uri()}?mode=ro&immutable=1", uri=True, timeout=5)
+    return db
 
 
 def _links(run_dir: Path) -> list[str]:

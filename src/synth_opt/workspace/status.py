@@ -28,6 +28,7 @@ __all__ = [
     "COUNT_KEYS",
     "Layout",
     "Reader",
+    "cannot_write_beside",
     "persist_all",
     "read_layout",
     "read_run",
@@ -144,7 +145,7 @@ def _reading_connection(path: Path) -> sqlite3.Connection:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
     except sqlite3.Error as error:
         wal = Path(f"{path}-wal")
-        if not _cannot_write_beside(error) or (wal.exists() and wal.stat().st_size > 0):
+        if not cannot_write_beside(error) or (wal.exists() and wal.stat().st_size > 0):
             return conn  # read_layout says what is wrong
         conn.close()
         uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
@@ -152,7 +153,7 @@ def _reading_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _cannot_write_beside(error: sqlite3.Error) -> bool:
+def cannot_write_beside(error: sqlite3.Error) -> bool:
     """Whether SQLite failed for want of writing a ``-shm`` (or ``-wal``) file beside the database."""
     code = getattr(error, "sqlite_errorcode", None)
     return code is not None and (int(code) & 0xFF) in (_SQLITE_READONLY, _SQLITE_CANTOPEN)
@@ -176,13 +177,13 @@ def read_layout(path: Path) -> Reader[Layout]:
     try:
         rows = yield ("SELECT name FROM sqlite_master WHERE type = 'table'", ())
     except sqlite3.DatabaseError as error:
-        if _cannot_write_beside(error) and Path(f"{path}-wal").exists():
+        if cannot_write_beside(error) and Path(f"{path}-wal").exists():
             raise ConfigError(
                 f"{path} cannot be read without writing beside it ({error}): SQLite needs to create "
                 f"{path.name}-shm to read its write-ahead log {path.name}-wal; make {path.parent} writable for this "
                 "user, or copy the run directory somewhere writable and pass the copy's workspace.sqlite"
             ) from None
-        if _cannot_write_beside(error):
+        if cannot_write_beside(error):
             raise unopenable_workspace(path, error) from None
         raise ConfigError(f"{path} is not a SQLite database ({error}); pass a workspace.sqlite") from None
     tables = frozenset(str(r[0]) for r in rows)
