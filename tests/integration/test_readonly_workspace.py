@@ -1,7 +1,8 @@
 """`synth-opt workspace status` and the run browser on a run directory this user cannot write (a completed run
-copied read-only): the status is read and reported, and the run shown, creating nothing there; when SQLite truly must write beside the database (a
-write-ahead log to fold in), the error says so and what to do. The reader is a real process of a user without write
-permission (``nobody`` through ``setpriv`` when the tests run as root, who ignores file modes)."""
+copied read-only): the status is read and reported, and the run shown, creating nothing there; when SQLite truly
+must write beside the database (a write-ahead log to fold in), the error says so and what to do. The reader is a
+real process of a user without write permission (``nobody`` through ``setpriv`` when the tests run as root, who
+ignores file modes)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 import pytest
 
 from synth_opt.errors import ProposerError, ProposerReplyError, ProposerUnavailableError
@@ -43,6 +44,7 @@ def _proposer(
     max_retries: int = 3,
     wire_api: WireApi = "chat",
     response_format: ResponseFormat | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> OpenAICompatibleProposer:
     return OpenAICompatibleProposer(
         url,
@@ -55,6 +57,7 @@ def _proposer(
         retry_base_seconds=0.01,
         cost_per_million_input_tokens=1.0,
         cost_per_million_output_tokens=1.0,
+        transport=transport,
     )
 
 
@@ -277,3 +280,35 @@ async def test_the_factory_plumbs_max_retries_and_response_format(tmp_path: Path
         await proposer.aclose()
     assert len(fake.requests) == 2
     assert fake.requests[0].body["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.anyio
+async def test_a_200_carrying_an_upstream_503_is_retried_like_the_503() -> None:
+    replies = [
+        httpx.Response(200, json={"error": {"message": "upstream overloaded", "code": 503}}),
+        httpx.Response(200, json={"choices": [{"message": {"content": GOOD}, "finish_reason": "stop"}]}),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return replies.pop(0)
+
+    proposer = _proposer("http://fake.invalid/v1", transport=httpx.MockTransport(handle))
+    result = await proposer.propose(_request())
+    await proposer.aclose()
+    assert result.texts == ("Answer briefly and check the sum.",) and len(seen) == 2
+
+
+@pytest.mark.anyio
+async def test_a_redirect_names_where_it_leads() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(307, headers={"Location": "https://models.example/v1/chat/completions"})
+
+    proposer = _proposer("http://fake.invalid/v1", transport=httpx.MockTransport(handle))
+    with pytest.raises(ProposerError) as raised:
+        await proposer.propose(_request())
+    await proposer.aclose()
+    message = raised.value.message
+    assert "HTTP 307: a redirect to https://models.example/v1/chat/completions" in message, message
+    assert "set [proposer] base_url" in message

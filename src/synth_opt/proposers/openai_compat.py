@@ -220,6 +220,9 @@ class OpenAICompatibleProposer:
                     self.response_format = following  # kept: the server will refuse the better one again
                 continue
             preview = " ".join(response.text.split())[:300]
+            if response.is_redirect:
+                where = response.headers.get("location") or "no Location header"
+                preview = f"a redirect to {where}; set [proposer] base_url to the address it leads to"
             raise ProposerError(
                 f"{SOURCE}: POST {self.url} answered HTTP {response.status_code}: {preview}",
                 url=self.url,
@@ -257,9 +260,11 @@ class OpenAICompatibleProposer:
                     why = f"{type(exc).__name__}: {exc}"
                     status = None
                 else:
-                    if response.status_code not in RETRY_STATUSES:
-                        return response
                     status = response.status_code
+                    if response.is_success:
+                        status = _error_in_body(response)  # some gateways answer 200 with an upstream error
+                    if status not in RETRY_STATUSES:
+                        return response
                     why = f"HTTP {status}: {' '.join(response.text.split())[:200]}"
                     retry_after = retry_after_seconds(response)
             if deadline.cancelled_caught:
@@ -342,6 +347,22 @@ class OpenAICompatibleProposer:
 def _names_format(response: httpx.Response) -> bool:
     text = response.text.lower()
     return any(word in text for word in _FORMAT_WORDS)
+
+
+def _error_in_body(response: httpx.Response) -> int:
+    """The status of an upstream error a 2xx reply carries instead of a completion (``{"error": {"code": 503}}``,
+    no ``choices`` or ``output``); the reply's own status otherwise."""
+    if len(response.content) > 65536 or not response.content.lstrip().startswith(b"{"):
+        return response.status_code
+    try:
+        data = json.loads(response.content)
+    except (ValueError, RecursionError):
+        return response.status_code
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict) or "choices" in data or "output" in data:
+        return response.status_code
+    code = error.get("code", error.get("status"))
+    return code if isinstance(code, int) and not isinstance(code, bool) else response.status_code
 
 
 def _chat_text(data: dict[str, Any]) -> tuple[str | None, bool]:
