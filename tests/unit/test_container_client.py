@@ -123,6 +123,16 @@ async def test_400_is_not_retried() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_redirect_is_not_followed_and_says_to_set_the_url_it_leads_to() -> None:
+    async with handler_client(replying({}, status=307)) as client:
+        with pytest.raises(ContainerContractError) as caught:
+            await client.rollout(request())
+        assert client.stats.requests == 1
+    assert "HTTP 307" in caught.value.message
+    assert "a redirect, which is not followed; set [container] url" in caught.value.message
+
+
+@pytest.mark.anyio
 async def test_exhausted_retries_name_url_route_and_status() -> None:
     container = fake()
     container.fail_first("POST /rollout", 10, status=503)

@@ -560,6 +560,8 @@ def _hint_for_status(status: int) -> str:
         return "the container does not serve this route; check [container] url and the container's routes"
     if status == 429:
         return "the container is rate limiting; lower [gepa.pipeline.workers] rollout or retry later"
+    if 300 <= status < 400:
+        return "a redirect, which is not followed; set [container] url to the address it leads to"
     if is_transport_status(status):
         return _TRANSPORT_HINT
     return "the container rejected the request; check that it speaks the synth-containers contract (SPEC §4)"
