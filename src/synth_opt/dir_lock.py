@@ -67,6 +67,21 @@ class RunDirLock:
         self._fds = tuple(fds)
         self._made_lock_file = made
 
+    def still_held(self) -> bool:
+        """Whether the run directory and its lock file are still the ones locked (not removed, or replaced by
+        another run's, under this run); True when nothing is locked."""
+        if not self._fds:
+            return True
+        for fd, path in zip(self._fds, (self.run_dir, self.run_dir / LOCK_FILE), strict=True):
+            try:
+                now = os.stat(path)
+            except OSError:
+                return False
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                return False
+        return True
+
     def release(self) -> None:
         for fd in self._fds:
             os.close(fd)  # closing the only descriptor releases its flock

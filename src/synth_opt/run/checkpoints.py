@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from synth_opt.actors.records import READABLE_CHECKPOINT_VERSIONS
-from synth_opt.errors import RunFailedError
+from synth_opt.errors import RunFailedError, RunStateError
 from synth_opt.events import EventBus
 from synth_opt.events.types import CheckpointWritten
 
@@ -29,6 +29,7 @@ __all__ = [
     "CheckpointWriter",
     "emit_checkpoint",
     "read_checkpoint_file",
+    "replaced_run_dir",
     "write_durably",
 ]
 
@@ -45,6 +46,8 @@ class CheckpointWriter:
         self.digest = digest
         self._pending: Callable[[], dict[str, Any] | None] | None = None
         self._last_at = 0.0
+        # whether the run directory is still the one the run locked (else nothing more is written into it)
+        self.owned: Callable[[], bool] = lambda: True
 
     def offer(self, take: Callable[[], dict[str, Any] | None], *, now: bool = False) -> None:
         """The supervisor offers a checkpoint after every commit; one is taken and persisted at most every
@@ -69,9 +72,20 @@ class CheckpointWriter:
             return
         if self.digest is not None:
             snapshot = {**snapshot, "digest": self.digest}
+        if not self.owned():
+            raise replaced_run_dir(self.path.parent)
         self.bus.sync()  # the feed up to the checkpoint's sequence number is on disk before the checkpoint is
         write_durably(self.path, json.dumps(snapshot, ensure_ascii=False, allow_nan=False))
         emit_checkpoint(self.bus, snapshot)
+
+
+def replaced_run_dir(run_dir: Path) -> RunStateError:
+    """The error of a run whose directory was removed, or replaced by another run's, while it went on."""
+    return RunStateError(
+        f"run directory {run_dir} was removed or replaced while the run was going (another run may own it now); "
+        "nothing more of this run is written there. Re-run the config to start it again",
+        run_dir=str(run_dir),
+    )
 
 
 def write_durably(path: Path, text: str) -> None:

@@ -54,7 +54,7 @@ from synth_opt.result import GepaResult
 from synth_opt.run.artifacts import RunArtifacts, write_json
 from synth_opt.run.callbacks import CallbackRelay, checked_callback
 from synth_opt.run.cancel import CancelHandle
-from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint
+from synth_opt.run.checkpoints import CHECKPOINT_FILE, CheckpointWriter, emit_checkpoint, replaced_run_dir
 from synth_opt.run.container import bearer_token, open_container
 from synth_opt.run.container import with_python as with_python  # it was defined here
 from synth_opt.run.dataset import resolve_dataset
@@ -200,6 +200,7 @@ class GepaRun:
                         self.config, self.observer, self.seams, self.cancel_handle, prepared, self.callbacks
                     )
                     execution.preflighted = preflighted
+                    execution.checkpoints.owned = lock.still_held
                     return await execution.run()
         except OSError as error:  # a run file the OS refuses (a folder in its place, a read-only folder)
             failure = file_failure(error)
@@ -456,6 +457,8 @@ class _Execution:
                             self.checkpoints.drop()
                         raise
                     self.checkpoints.flush()  # stored before the result says completed
+                    if not self.checkpoints.owned():
+                        raise replaced_run_dir(self.run_dir)
                     result = self._write_result(outcome, status="completed")
                 finally:
                     self.bus.close_subscribers()
@@ -479,7 +482,8 @@ class _Execution:
                 async with anyio.create_task_group() as closing:
                     closing.start_soon(anyio.to_thread.run_sync, self.relay.close)
                     closing.start_soon(anyio.to_thread.run_sync, self.tracking.close)
-            unfinished = None if self.cancel.abandoned else await self._finalize_workspace(quiet=True)
+            mine = not self.cancel.abandoned and self.checkpoints.owned()
+            unfinished = await self._finalize_workspace(quiet=True) if mine else None
         if self.bus.write_error is not None or unfinished is not None:
             # the result was written, but not everything behind it was stored: the manifest must not say completed
             failure = self._storage_failure(unfinished)
@@ -547,8 +551,8 @@ class _Execution:
         cancelled = isinstance(error, KeyboardInterrupt | anyio.get_cancelled_exc_class() | RunCancelledError)
         status = "cancelled" if cancelled else "failed"
         reason = error.one_line() if isinstance(error, SynthOptimizerError) else f"{type(error).__name__}: {error}"
-        if self.cancel.abandoned:
-            return error  # another owner has the run now: record nothing here
+        if self.cancel.abandoned or not self.checkpoints.owned():
+            return error  # another owner has the run now (or its directory is gone): record nothing here
         try:
             if self.supervisor is not None and self.supervisor.state.pool:
                 self.supervisor.release_reservations()
