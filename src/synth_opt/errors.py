@@ -59,6 +59,7 @@ __all__ = [
     "UsageError",
     "collapse_exception_group",
     "file_failure",
+    "unwritable",
 ]
 
 
@@ -218,6 +219,15 @@ def file_failure(error: BaseException) -> RunFailedError | None:
         f"{names}: {error.strerror or error} ({type(error).__name__}); fix it (its permissions, free space, or "
         "what is in its place) and run the same command again: a run resumes from its last checkpoint",
         path=str(error.filename),
+    )
+
+
+def unwritable(path: object, error: OSError) -> RunFailedError:
+    """A run file that could not be written (a full disk, a read-only folder): named, with what to do."""
+    return RunFailedError(
+        f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the same "
+        "config: it resumes from its last checkpoint",
+        path=str(path),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from synth_opt.actors import SearchOutcome
 from synth_opt.cache import CacheStore
 from synth_opt.config import GepaConfig
-from synth_opt.errors import RunFailedError
+from synth_opt.errors import unwritable
 from synth_opt.events import Event, EventBus, utc_now
 from synth_opt.events.normalize import read_feed, write_normalized_feed
 from synth_opt.events.types import (
@@ -285,8 +285,4 @@ def write_json(path: Path, data: Any) -> None:
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise RunFailedError(
-            f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the "
-            "same config: it resumes from its last checkpoint",
-            path=str(path),
-        ) from None
+        raise unwritable(path, error) from None

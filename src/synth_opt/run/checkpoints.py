@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from synth_opt.actors.records import READABLE_CHECKPOINT_VERSIONS
-from synth_opt.errors import RunFailedError, RunStateError
+from synth_opt.errors import RunStateError, unwritable
 from synth_opt.events import EventBus
 from synth_opt.events.types import CheckpointWritten
 
@@ -105,11 +105,7 @@ def write_durably(path: Path, text: str) -> None:
             os.close(directory)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise RunFailedError(
-            f"could not write {path}: {error.strerror or error}; free space (or fix permissions) and re-run the "
-            "same config to resume from the last checkpoint",
-            path=str(path),
-        ) from None
+        raise unwritable(path, error) from None
 
 
 def read_checkpoint_file(path: Path) -> dict[str, Any] | None:
