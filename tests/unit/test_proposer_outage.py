@@ -1,6 +1,6 @@
 """A proposer that serves nothing is waited out for ``proposer.outage_timeout_seconds`` counted from the start of
 the first call that failed, its own duration included (a call that spends minutes in retries before it gives up
-is part of the outage), on an injected clock."""
+is part of the outage), and never past the run's time limit (``gepa.max_time_seconds``), on an injected clock."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from synth_opt.proposers.base import ProposerResult
 from synth_opt.proposers.reflection import ReflectionRequest, ReflectiveRecord
 
 CALL_SECONDS = 50.0  # each failing call takes this long (its retries and their waits)
+REQUEST = ReflectionRequest(
+    candidate_id="cand-0",
+    candidate={"p": "x"},
+    target_module="p",
+    records=(ReflectiveRecord(task_id="t1", task={}, output=None, reward=0.0, feedback=None),),
+)
 
 
 class SlowlyDown:
@@ -44,15 +50,34 @@ async def test_the_outage_is_counted_from_the_start_of_the_first_failed_call(tmp
     proposer = SlowlyDown(now)
     bus = EventBus(tmp_path / "events.jsonl")
     handle = propose_handler(proposer, bus=bus, outage_timeout_seconds=120, clock=lambda: now[0], sleep=sleep)
-    request = ReflectionRequest(
-        candidate_id="cand-0",
-        candidate={"p": "x"},
-        target_module="p",
-        records=(ReflectiveRecord(task_id="t1", task={}, output=None, reward=0.0, feedback=None),),
-    )
-    done = await handle(ProposeJob(0, request))
+    done = await handle(ProposeJob(0, REQUEST))
     bus.close()
     # calls end at 50, 101 (after a 1 s pause) and 153 (after 2 s): 153 s since the first call began, past 120
     assert proposer.calls == 3
     assert isinstance(done.error, ProposerError)
     assert "served nothing for 153 s" in done.error.message, done.error.message
+
+
+@pytest.mark.anyio
+async def test_an_outage_is_not_waited_out_past_the_run_s_time_limit(tmp_path: Path) -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    proposer = SlowlyDown(now)
+    bus = EventBus(tmp_path / "events.jsonl")
+    handle = propose_handler(
+        proposer,
+        bus=bus,
+        outage_timeout_seconds=600,
+        clock=lambda: now[0],
+        sleep=sleep,
+        time_left=lambda: 70.0 - now[0],  # max_time_seconds = 70, counted from 0
+    )
+    done = await handle(ProposeJob(0, REQUEST))
+    bus.close()
+    # calls end at 50 and 101 (after a 1 s pause, cut to what was left): past 70, it fails, long before 600 s
+    assert proposer.calls == 2
+    assert isinstance(done.error, ProposerError)
+    assert "gepa.max_time_seconds passed while the proposer (test) served nothing" in done.error.message

@@ -50,7 +50,11 @@ def propose_handler(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     calls_dir: Path | None = None,
+    time_left: Callable[[], float | None] = lambda: None,
 ) -> Callable[[ProposeJob], Awaitable[ProposeDone]]:
+    """``time_left``: the seconds left of the run's time limit (None without one); an outage is not waited out
+    past it."""
+
     async def handle(job: ProposeJob) -> ProposeDone:
         request = job.request
         stem = f"p{job.proposal_index:05d}" + ("" if job.attempt == 1 else f".{job.attempt}")
@@ -73,7 +77,7 @@ def propose_handler(
             lane="propose",
         )
         try:
-            result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep)
+            result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep, time_left)
         except ProposerError as exc:
             usage = exc.usage if isinstance(exc, ProposerReplyError) and isinstance(exc.usage, Usage) else None
             bus.emit(
@@ -122,8 +126,10 @@ async def _served(
     outage_timeout_seconds: float,
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
+    time_left: Callable[[], float | None],
 ) -> ProposerResult:
-    """The call's result once something was served: an outage is waited out (or fails the run)."""
+    """The call's result once something was served: an outage is waited out (or fails the run), never past the
+    run's time limit."""
     first_failure: float | None = None
     attempt = 0
     while True:
@@ -134,6 +140,19 @@ async def _served(
             now = clock()
             first_failure = started if first_failure is None else first_failure  # the failed call's time counts
             waited = now - first_failure
+            left = time_left()
+            if left is not None and left <= 0:
+                bus.emit(
+                    ProposerOutage("failed", job.proposal_index, error=exc.message),
+                    f"proposer served nothing for {waited:.0f} s and the time limit passed: failing the run",
+                    lane="propose",
+                )
+                raise ProposerError(
+                    f"gepa.max_time_seconds passed while the proposer ({proposer.backend}) served nothing (for "
+                    f"{waited:.0f} s); last error: {exc.message}. What the run committed is kept: check that its "
+                    "server is up, then re-run the same config to resume",
+                    backend=proposer.backend,
+                ) from None
             if waited >= outage_timeout_seconds:
                 bus.emit(
                     ProposerOutage("failed", job.proposal_index, error=exc.message),
@@ -148,6 +167,8 @@ async def _served(
                 ) from None
             delay = OUTAGE_PROBE_DELAYS_SECONDS[min(attempt, len(OUTAGE_PROBE_DELAYS_SECONDS) - 1)]
             delay = min(delay, max(0.0, first_failure + outage_timeout_seconds - now))
+            if left is not None:
+                delay = min(delay, max(0.0, left))
             bus.emit(
                 ProposerOutage("waiting", job.proposal_index, attempt=attempt + 1, error=exc.message),
                 f"proposal {job.proposal_index}: proposer unavailable ({exc.message}); trying again in {delay:g} s",

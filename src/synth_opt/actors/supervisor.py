@@ -185,6 +185,11 @@ class Supervisor:
     def _elapsed(self) -> float:
         return self._clock() - self._started
 
+    def time_left(self) -> float | None:
+        """Seconds left of ``gepa.max_time_seconds`` (None without a time limit)."""
+        limit = self.ledger.limits.time_seconds
+        return None if limit is None else limit - self._elapsed()
+
     # -- dispatch -------------------------------------------------------------------------------------------
 
     def _dispatch(

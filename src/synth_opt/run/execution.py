@@ -635,6 +635,7 @@ class _Execution:
                     bus=self.bus,
                     outage_timeout_seconds=config.proposer.outage_timeout_seconds,
                     calls_dir=self.run_dir / "proposer_calls",
+                    time_left=supervisor.time_left,
                 ),
                 stats=self.view.stats,
             )
