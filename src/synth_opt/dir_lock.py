@@ -68,19 +68,17 @@ class RunDirLock:
         self._made_lock_file = made
 
     def still_held(self) -> bool:
-        """Whether the run directory and its lock file are still the ones locked (not removed, or replaced by
-        another run's, under this run); True when nothing is locked."""
+        """Whether the run directory is still the one locked (not removed, or replaced by another run's, under this
+        run); True when nothing is locked. A deleted ``run.lock`` alone does not count: the directory's own lock
+        still holds."""
         if not self._fds:
             return True
-        for fd, path in zip(self._fds, (self.run_dir, self.run_dir / LOCK_FILE), strict=True):
-            try:
-                now = os.stat(path)
-            except OSError:
-                return False
-            held = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-                return False
-        return True
+        try:
+            now = os.stat(self.run_dir)
+        except OSError:
+            return False
+        held = os.fstat(self._fds[0])  # the descriptor of the directory itself
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         for fd in self._fds:
