@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from synth_opt.container.launch import process_group_alive
@@ -120,10 +121,15 @@ def test_a_worker_that_loses_its_lease_mid_run_stops_writes_nothing_more_and_its
                 if "proposal.planned" in (feed.read_text() if feed.exists() else ""):
                     break
                 await anyio.sleep(0.05)
-        # a recovery that sees the lease as expired (its clock is an hour ahead), then another worker's claim
-        with open_queue(db, clock=lambda: time.time() + 3600) as thief:
-            assert thief.recover().requeued == (request["request_id"],)
-            assert thief.claim("thief") is not None
+        # a recovery that sees the lease as expired (its clock is an hour ahead), then another worker's claim, on a
+        # thread of its own as another process would be: run on the event loop it would block the loser's queue
+        # connection in the middle of a transaction and wait out busy_timeout on it ("database is locked")
+        def thief() -> None:
+            with open_queue(db, clock=lambda: time.time() + 3600) as queue:
+                assert queue.recover().requeued == (request["request_id"],)
+                assert queue.claim("thief") is not None
+
+        await anyio.to_thread.run_sync(thief)
 
     async def work() -> None:
         try:
