@@ -141,28 +141,25 @@ async def _served(
             first_failure = started if first_failure is None else first_failure  # the failed call's time counts
             waited = now - first_failure
             left = time_left()
-            if left is not None and left <= 0:
-                bus.emit(
-                    ProposerOutage("failed", job.proposal_index, error=exc.message),
-                    f"proposer served nothing for {waited:.0f} s and the time limit passed: failing the run",
-                    lane="propose",
-                )
-                raise ProposerError(
+            timed_out = left is not None and left <= 0
+            if timed_out or waited >= outage_timeout_seconds:
+                said = (
                     f"gepa.max_time_seconds passed while the proposer ({proposer.backend}) served nothing (for "
-                    f"{waited:.0f} s); last error: {exc.message}. What the run committed is kept: check that its "
-                    "server is up, then re-run the same config to resume",
-                    backend=proposer.backend,
-                ) from None
-            if waited >= outage_timeout_seconds:
+                    f"{waited:.0f} s)"
+                    if timed_out
+                    else f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
+                    f"(proposer.outage_timeout_seconds = {outage_timeout_seconds:g})"
+                )
                 bus.emit(
                     ProposerOutage("failed", job.proposal_index, error=exc.message),
-                    f"proposer served nothing for {waited:.0f} s: failing the run",
+                    f"proposer served nothing for {waited:.0f} s"
+                    + (" and the time limit passed" if timed_out else "")
+                    + ": failing the run",
                     lane="propose",
                 )
                 raise ProposerError(
-                    f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
-                    f"(proposer.outage_timeout_seconds = {outage_timeout_seconds:g}); last error: {exc.message}. "
-                    "Check that its server is up and reachable, then re-run the same config to resume",
+                    f"{said}; last error: {exc.message}. Check that its server is up and reachable, then re-run the "
+                    "same config to resume (what the run committed is kept)",
                     backend=proposer.backend,
                 ) from None
             delay = OUTAGE_PROBE_DELAYS_SECONDS[min(attempt, len(OUTAGE_PROBE_DELAYS_SECONDS) - 1)]

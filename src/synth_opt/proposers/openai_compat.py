@@ -352,10 +352,11 @@ def _names_format(response: httpx.Response) -> bool:
 def _error_in_body(response: httpx.Response) -> int:
     """The status of an upstream error a 2xx reply carries instead of a completion (``{"error": {"code": 503}}``,
     no ``choices`` or ``output``); the reply's own status otherwise."""
-    if len(response.content) > 65536 or not response.content.lstrip().startswith(b"{"):
-        return response.status_code
+    content = response.content
+    if len(content) > 65536 or b'"error"' not in content or not content.lstrip().startswith(b"{"):
+        return response.status_code  # (a completion is not parsed twice)
     try:
-        data = json.loads(response.content)
+        data = json.loads(content)
     except (ValueError, RecursionError):
         return response.status_code
     error = data.get("error") if isinstance(data, dict) else None
