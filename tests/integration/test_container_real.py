@@ -21,6 +21,7 @@ from synth_opt.container.launch import (
     process_group_alive,
     stop_process_group,
 )
+from synth_opt.container.plain_http import PlainHttpTransport
 from synth_opt.container.wire import RolloutRequest
 from synth_opt.errors import ContainerContractError
 
@@ -121,6 +122,28 @@ async def test_concurrent_rollouts_spread_over_the_connection_pools() -> None:
     assert isinstance(transport, ShardedTransport)
     assert transport.in_flight == [0, 0, 0]
     assert min(transport.requests) >= 4  # the twelve held-open rollouts used every pool
+
+
+@pytest.mark.anyio
+async def test_plain_http_rollouts_keep_their_connections_from_round_to_round() -> None:
+    """The transport an ``http://`` container gets: twelve rollouts held open at once take twelve connections,
+    and the next twelve go over the same ones."""
+    transport = container_transport(12, scheme="http")
+    assert isinstance(transport, PlainHttpTransport)
+    async with launch() as container, ContainerClient(container.url, transport=transport) as client:
+        rows = await client.tasks("train", ["t0", "t1", "t2", "t3"])
+        rewards: dict[str, float] = {}
+
+        async def run(index: int) -> None:
+            request = rollout_request(f"roll-{index}", rows[index % 4], "sync", delay_seconds=0.2)
+            rewards[request.rollout_id] = (await client.rollout(request)).reward
+
+        for first in (0, 12):
+            async with anyio.create_task_group() as group:
+                for index in range(first, first + 12):
+                    group.start_soon(run, index)
+    assert rewards == {f"roll-{index}": 1.0 for index in range(24)}
+    assert transport.connections_opened <= 13  # twelve, and the one the task list took if it was not reused
 
 
 @pytest.mark.anyio

@@ -14,6 +14,7 @@ from synth_opt.container.connections import (
     container_transport,
     environment_proxy,
 )
+from synth_opt.container.plain_http import PlainHttpTransport
 
 
 class Gate:
@@ -88,6 +89,8 @@ def test_pools_are_sized_for_the_concurrency() -> None:
         assert len(transport.in_flight) == shards
     with pytest.raises(ValueError, match="shards must be at least 1"):
         ShardedTransport(0, Gate().make)
+    plain = container_transport(SHARD_CONNECTIONS + 1, scheme="http")  # as many connections as those pools hold
+    assert isinstance(plain, PlainHttpTransport) and plain.max_connections == 2 * SHARD_CONNECTIONS
 
 
 def clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ import anyio
 import httpx
 
 from synth_opt.container.circuit import ContainerOutageError, Emit, OutageCircuit
-from synth_opt.container.connections import container_transport, environment_proxy
+from synth_opt.container.connections import ContainerHttpClient, container_transport, environment_proxy
 from synth_opt.container.replies import (
     FAILURE_STATUSES,
     PENDING_STATUSES,
@@ -157,7 +157,7 @@ class ContainerClient:
         sent_headers = {"accept": "application/json", **dict(headers or {})}
         if bearer_token:
             sent_headers["authorization"] = f"Bearer {bearer_token}"
-        self._http = httpx.AsyncClient(
+        self._http = ContainerHttpClient(
             base_url=self._base_url,
             headers=sent_headers,
             timeout=httpx.Timeout(request_timeout_seconds),
@@ -519,7 +519,7 @@ def _display_url(base_url: str) -> str:
 
 
 def _default_transport(url: str, concurrency: int) -> httpx.AsyncBaseTransport | None:
-    return None if environment_proxy(url) else container_transport(concurrency)
+    return None if environment_proxy(url) else container_transport(concurrency, scheme=httpx.URL(url).scheme)
 
 
 def _describe_transport_error(exc: httpx.RequestError) -> str:

@@ -1,4 +1,5 @@
-"""Connection pools for one container: several small httpcore pools instead of one large one.
+"""Connection pools for one container: for ``http://``, :class:`~synth_opt.container.plain_http.PlainHttpTransport`;
+for ``https://``, several small httpcore pools instead of one large one.
 
 httpcore's pool (1.0) walks every connection for every queued request each time a request starts or ends (and
 checks each connection's socket), so its cost per request grows with the square of the requests in flight: with 16
@@ -14,12 +15,45 @@ from __future__ import annotations
 import math
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 
-__all__ = ["SHARD_CONNECTIONS", "ShardedTransport", "container_transport", "environment_proxy"]
+from synth_opt.container.plain_http import PlainHttpTransport
+
+__all__ = ["SHARD_CONNECTIONS", "ContainerHttpClient", "ShardedTransport", "container_transport", "environment_proxy"]
 
 SHARD_CONNECTIONS = 4  # connections per pool
+
+
+_CookieTypes = httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]  # what httpx takes as cookies
+
+
+class _CookiesWhenSet(httpx.Cookies):
+    """A cookie jar that reads a reply only when it sets a cookie."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class ContainerHttpClient(httpx.AsyncClient):
+    """httpx's client, but a reply goes to ``http.cookiejar`` only when it sets a cookie: httpx hands it every
+    reply, about a tenth of the CPU a small request costs. Cookies a container (or a gateway in front of it) sets
+    are still kept and sent back."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._jar = _CookiesWhenSet(super().cookies)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: _CookieTypes) -> None:
+        self._jar = _CookiesWhenSet(cookies)
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
@@ -82,11 +116,17 @@ class _Released(httpx.AsyncByteStream):
                 release()
 
 
-def container_transport(concurrency: int) -> httpx.AsyncBaseTransport:
-    """The transport for ``concurrency`` requests at once: pools of :data:`SHARD_CONNECTIONS` connections, sharing
-    one TLS context (loading the certificate store takes about 20 ms)."""
-    per_shard = httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS)
+def container_transport(concurrency: int, *, scheme: str = "https") -> httpx.AsyncBaseTransport:
+    """The transport for ``concurrency`` requests at once to a container reached by ``scheme``: for ``http``, a
+    :class:`~synth_opt.container.plain_http.PlainHttpTransport` of as many connections as the pools below would
+    hold; otherwise pools of :data:`SHARD_CONNECTIONS` connections sharing one TLS context (loading the certificate
+    store takes about 20 ms)."""
     shards = max(1, math.ceil(concurrency / SHARD_CONNECTIONS))
+    if scheme == "http":
+        return PlainHttpTransport(
+            max_connections=shards * SHARD_CONNECTIONS, fallback=lambda: container_transport(concurrency)
+        )
+    per_shard = httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS)
     tls = httpx.create_ssl_context()
     return ShardedTransport(shards, lambda: httpx.AsyncHTTPTransport(verify=tls, limits=per_shard))
 

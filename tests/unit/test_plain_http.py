@@ -1,0 +1,323 @@
+"""The plain-HTTP container transport against scripted servers on loopback sockets: keep-alive, the three ways a
+body ends, interim replies, a server that closes or lies, limits, timeouts and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+import pytest
+
+from synth_opt.container.plain_http import MAX_HEAD_BYTES, PlainHttpTransport
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Server"], Awaitable[None]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Server:
+    port: int = 0
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # (head, body)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def read_request(reader: asyncio.StreamReader, server: Server) -> bool:
+    """One request (head and body) into ``server.requests``; False at the end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return False
+    lines = head.lower().split(b"\r\n")
+    length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length:")), 0)
+    if any(line.startswith(b"transfer-encoding:") and b"chunked" in line for line in lines):
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            body += chunk[:-2]
+    else:
+        body = await reader.readexactly(length)
+    server.requests.append((head, body))
+    return True
+
+
+def reply(body: bytes = b"{}", *, status: str = "200 OK", headers: str = "") -> bytes:
+    return f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n{headers}\r\n".encode() + body
+
+
+@asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[Server]:
+    server = Server()
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.connections += 1
+        server.open_now += 1
+        server.most_open = max(server.most_open, server.open_now)
+        try:
+            await handler(reader, writer, server)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            server.open_now -= 1
+            writer.close()
+
+    listening = await asyncio.start_server(connected, "127.0.0.1", 0)
+    server.port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield server
+
+
+@asynccontextmanager
+async def client(
+    server: Server, *, max_connections: int = 4, seconds: float = 5.0
+) -> AsyncIterator[tuple[httpx.AsyncClient, PlainHttpTransport]]:
+    transport = PlainHttpTransport(max_connections=max_connections, fallback=httpx.AsyncHTTPTransport)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{server.port}", transport=transport, timeout=seconds
+    ) as http:
+        yield http, transport
+
+
+async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+    while await read_request(reader, server):
+        writer.write(reply(b'{"n": %d}' % len(server.requests)))
+        await writer.drain()
+
+
+async def test_one_connection_carries_request_after_request() -> None:
+    async with serving(keep_answering) as server, client(server) as (http, transport):
+        for n in range(1, 21):
+            response = await http.post("/rollout", json={"n": n})
+            assert response.status_code == 200 and response.json() == {"n": n}
+    assert server.connections == 1 and transport.connections_opened == 1
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /rollout HTTP/1.1\r\n") and b"\r\nhost: 127.0.0.1:" in head.lower()
+    assert body == b'{"n":1}'
+
+
+async def test_a_chunked_reply_with_trailers_is_read_whole_and_the_connection_kept() -> None:
+    async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b'4;ext=1\r\n{"a"\r\n3\r\n: 1\r\n1\r\n}\r\n0\r\nx-trailer: t\r\n\r\n')
+            await writer.drain()
+
+    async with serving(chunked) as server, client(server) as (http, transport):
+        for _ in range(3):
+            assert (await http.get("/health")).json() == {"a": 1}
+    assert transport.connections_opened == 1
+
+
+async def test_a_reply_ended_by_closing_is_read_to_the_end_and_its_connection_not_kept() -> None:
+    async def close_ends_it(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        await read_request(reader, server)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n" + b"x" * 200_000)
+        await writer.drain()
+
+    async with serving(close_ends_it) as server, client(server) as (http, transport):
+        for _ in range(2):
+            assert (await http.get("/big")).content == b"x" * 200_000
+    assert server.connections == 2 and transport.connections_opened == 2
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> None:
+    async def one_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        await read_request(reader, server)
+        writer.write(reply())  # keep-alive by default, but the server closes it once the reply is out
+        await writer.drain()
+
+    async with serving(one_each) as server, client(server) as (http, transport):
+        for _ in range(3):
+            assert (await http.get("/health")).status_code == 200
+            await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+    assert transport.connections_opened == 3
+
+
+async def test_a_connection_with_stray_bytes_while_idle_is_not_used_again() -> None:
+    async def extra(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(reply() + b"garbage")
+            await writer.drain()
+
+    async with serving(extra) as server, client(server) as (http, transport):
+        for _ in range(2):
+            assert (await http.get("/health")).status_code == 200
+            await asyncio.sleep(0.05)
+    assert transport.connections_opened == 2
+
+
+@pytest.mark.parametrize(
+    ("sent", "error", "words"),
+    [
+        (b"", httpx.RemoteProtocolError, "without sending a reply"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}", httpx.RemoteProtocolError, "8 bytes before the end"),
+        (b"SMTP ready\r\n\r\n", httpx.RemoteProtocolError, "not an HTTP/1.1 status line"),
+        (b"HTTP/1.1 200 OK\r\n folded\r\n\r\n", httpx.RemoteProtocolError, "malformed reply header line"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\n{}", httpx.RemoteProtocolError, "unusable Content-Length"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", httpx.RemoteProtocolError, "chunk size"),
+        (b"HTTP/1.1 200 OK\r\nx: " + b"a" * (MAX_HEAD_BYTES + 10), httpx.RemoteProtocolError, "over 65536 bytes"),
+    ],
+)
+async def test_a_reply_that_breaks_off_or_is_not_http_is_a_protocol_error(
+    sent: bytes, error: type[Exception], words: str
+) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        await read_request(reader, server)
+        writer.write(sent)
+        await writer.drain()
+
+    async with serving(broken) as server, client(server) as (http, _):
+        with pytest.raises(error, match=words):
+            await http.get("/health")
+
+
+async def test_a_refused_connection_is_a_connect_error_with_the_os_reason_as_its_cause() -> None:
+    async with serving(keep_answering) as server:
+        port = server.port
+    async with client(Server(port=port)) as (http, _):
+        with pytest.raises(httpx.ConnectError) as caught:
+            await http.get("/health")
+    cause = caught.value.__cause__
+    assert isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+    assert not str(caught.value).startswith("[Errno")
+
+
+async def test_a_reset_connection_is_a_read_error() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        await read_request(reader, server)
+        writer.transport.abort()  # RST when data is unread; a plain close otherwise: both end the reply
+
+    async with serving(reset) as server, client(server) as (http, _):
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            await http.post("/rollout", json={"x": "y" * 100})
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout_and_frees_its_connection() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            if len(server.requests) > 1:
+                writer.write(reply())
+                await writer.drain()
+
+    async with serving(silent) as server, client(server, max_connections=1, seconds=0.2) as (http, transport):
+        with pytest.raises(httpx.ReadTimeout, match=r"no reply bytes within 0\.2 s"):
+            await http.get("/health")
+        assert (await http.get("/health")).status_code == 200  # the one slot is free again, on a new connection
+    assert transport.connections_opened == 2
+
+
+async def test_interim_replies_are_skipped() -> None:
+    async def continues(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + reply(b'{"ok": true}'))
+            await writer.drain()
+
+    async with serving(continues) as server, client(server) as (http, transport):
+        assert (await http.post("/rollout", json={})).json() == {"ok": True}
+        assert (await http.post("/rollout", json={})).json() == {"ok": True}
+    assert transport.connections_opened == 1
+
+
+async def test_no_more_than_max_connections_are_open_at_once() -> None:
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            await server.gate.wait()
+            writer.write(reply())
+            await writer.drain()
+
+    async with serving(held) as server, client(server, max_connections=2) as (http, _):
+        statuses: list[int] = []
+
+        async def one() -> None:
+            statuses.append((await http.get("/slow")).status_code)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+            await asyncio.sleep(0.1)
+            assert server.open_now == 2  # three requests wait for a connection
+            server.gate.set()
+    assert statuses == [200] * 5 and server.most_open == 2
+
+
+async def test_a_body_left_unread_closes_its_connection() -> None:
+    async def head_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the body follows once the client has given up on it
+            writer.write(b"{}")
+            await writer.drain()
+
+    async with serving(head_first) as server, client(server) as (http, transport):
+        async with http.stream("GET", "/big") as response:
+            assert response.status_code == 200  # closed without reading the body
+        assert (await http.get("/health")).status_code == 200
+    assert transport.connections_opened == 2
+
+
+async def test_a_cancelled_request_frees_its_slot_and_drops_its_connection() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            if len(server.requests) == 1:
+                await asyncio.sleep(0.5)
+            writer.write(reply())
+            await writer.drain()
+
+    async with serving(slow) as server, client(server, max_connections=1) as (http, transport):
+        with anyio.move_on_after(0.1) as scope:
+            await http.get("/slow")
+        assert scope.cancelled_caught
+        assert (await http.get("/health")).status_code == 200
+    assert transport.connections_opened == 2
+
+
+async def test_a_streamed_request_body_goes_chunked_and_a_compressed_reply_is_decoded() -> None:
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(reply(gzip.compress(b'{"z": 1}'), headers="content-encoding: gzip\r\n"))
+            await writer.drain()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    async with serving(gzipped) as server, client(server) as (http, _):
+        response = await http.post("/rollout", content=parts())
+        assert response.json() == {"z": 1}
+    head, body = server.requests[0]
+    assert b"transfer-encoding: chunked" in head.lower() and body == b"abcd"
+
+
+async def test_https_goes_to_the_fallback_transport() -> None:
+    seen: list[str] = []
+
+    def fallback() -> httpx.AsyncBaseTransport:
+        return httpx.MockTransport(lambda request: (seen.append(str(request.url)), httpx.Response(204))[1])
+
+    transport = PlainHttpTransport(max_connections=1, fallback=fallback)
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert (await http.get("https://example.invalid/health")).status_code == 204
+    assert seen == ["https://example.invalid/health"] and transport.connections_opened == 0
+
+
+def test_max_connections_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        PlainHttpTransport(max_connections=0, fallback=httpx.AsyncHTTPTransport)
