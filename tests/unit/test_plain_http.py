@@ -309,8 +309,12 @@ async def test_a_streamed_request_body_goes_chunked_and_a_compressed_reply_is_de
 async def test_https_goes_to_the_fallback_transport() -> None:
     seen: list[str] = []
 
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(204)
+
     def fallback() -> httpx.AsyncBaseTransport:
-        return httpx.MockTransport(lambda request: (seen.append(str(request.url)), httpx.Response(204))[1])
+        return httpx.MockTransport(answer)
 
     transport = PlainHttpTransport(max_connections=1, fallback=fallback)
     async with httpx.AsyncClient(transport=transport) as http:
