@@ -121,6 +121,7 @@ def test_a_worker_that_loses_its_lease_mid_run_stops_writes_nothing_more_and_its
                 if "proposal.planned" in (feed.read_text() if feed.exists() else ""):
                     break
                 await anyio.sleep(0.05)
+
         # a recovery that sees the lease as expired (its clock is an hour ahead), then another worker's claim, on a
         # thread of its own as another process would be: run on the event loop it would block the loser's queue
         # connection in the middle of a transaction and wait out busy_timeout on it ("database is locked")
