@@ -5,11 +5,16 @@ in-process proposer with a fixed latency (``GepaRun(proposer=...)``). Rollouts/s
 ÷ wall time of ``execute()``. Every configuration runs in this one process, one after the other, so the ratios
 are side by side.
 
-``--one-pool`` also runs every ``async_pipelined`` configuration with the container client on a single httpx
-connection pool (``GepaRun(container_transport=httpx.AsyncHTTPTransport())``) instead of its default small pools
-(``synth_opt.container.connections``), right after the default one.
+``--transports`` names the container client's transports to run every ``async_pipelined`` configuration with, one
+right after the other: ``plain`` (the default for an ``http://`` container:
+``synth_opt.container.plain_http.PlainHttpTransport``), ``pools`` (httpcore in small pools of 4 connections, what an
+``https://`` container gets: ``container_transport(n, scheme="https")``) and ``one-pool`` (a single httpx pool,
+``httpx.AsyncHTTPTransport()``). Each row also shows the optimizer process's CPU time per rollout served
+(``time.process_time``: the client's own cost, whatever the container's).
 
     .venv/bin/python benchmarks/pipeline_throughput.py --latency-ms 50 --proposer-ms 0 --train-budget 400
+    .venv/bin/python benchmarks/pipeline_throughput.py --latency-ms 5 --proposer-ms 0 --train-budget 2000 \
+        --transports plain pools one-pool
 
 ``--replicas 1 2 4`` measures ``[container] urls`` instead: ``async_pipelined`` with ``--replica-workers`` (16)
 rollout workers against 1, 2 and 4 standing replicas of the word container at ``--latency-ms`` each, every replica
@@ -27,6 +32,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -35,10 +41,17 @@ import httpx
 
 from _common import LatencyProposer, served, standing_container, write_config
 from synth_opt import GepaRun, load_config
+from synth_opt.container.connections import container_transport
+
+TRANSPORTS: dict[str, Callable[[int], httpx.AsyncBaseTransport | None]] = {
+    "plain": lambda workers: None,  # the client's own choice for an http:// container
+    "pools": lambda workers: container_transport(workers, scheme="https"),
+    "one-pool": lambda workers: httpx.AsyncHTTPTransport(),
+}
 
 
 async def main(args: argparse.Namespace) -> None:
-    pools = ("small pools", "one pool") if args.one_pool else ("small pools",)
+    pools = tuple(args.transports)
     configs = [("sync_serial", 1, 1, pools[0])] + [
         ("async_pipelined", w, args.in_flight, pool) for w in (1, 2, 4, 8, 16) for pool in pools
     ]
@@ -47,8 +60,8 @@ async def main(args: argparse.Namespace) -> None:
         f"train budget {args.train_budget}, {args.in_flight} candidates in flight (async)"
     )
     print(
-        f"{'mode':<16} {'workers':>7} {'in flight':>9} {'connections':<12} {'served':>7} {'seconds':>8} "
-        f"{'rollouts/s':>11} {'x sync':>7}"
+        f"{'mode':<16} {'workers':>7} {'in flight':>9} {'transport':<10} {'served':>7} {'seconds':>8} "
+        f"{'rollouts/s':>11} {'x sync':>7} {'cpu ms/rollout':>14}"
     )
     baseline = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,17 +77,18 @@ async def main(args: argparse.Namespace) -> None:
                     train_budget=args.train_budget,
                 )
                 before = await served(url)
-                started = time.perf_counter()
-                transport = httpx.AsyncHTTPTransport() if pool == "one pool" else None
+                transport = TRANSPORTS[pool](workers)
                 proposer = LatencyProposer(args.proposer_ms / 1000)
+                started, cpu = time.perf_counter(), time.process_time()
                 await GepaRun(load_config(path), proposer=proposer, container_transport=transport).execute_async()
-                seconds = time.perf_counter() - started
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
                 count = await served(url) - before
                 rate = count / seconds
                 baseline = baseline or rate
                 print(
-                    f"{mode:<16} {workers:>7} {in_flight:>9} {pool:<12} {count:>7} {seconds:>8.2f} {rate:>11.1f} "
-                    f"{rate / baseline:>7.2f}"
+                    f"{mode:<16} {workers:>7} {in_flight:>9} {pool:<10} {count:>7} {seconds:>8.2f} {rate:>11.1f} "
+                    f"{rate / baseline:>7.2f} {cpu / count * 1000:>14.2f}",
+                    flush=True,
                 )
 
 
@@ -143,7 +157,13 @@ if __name__ == "__main__":
     parser.add_argument("--proposer-ms", type=float, default=0.0)
     parser.add_argument("--train-budget", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=8)
-    parser.add_argument("--one-pool", action="store_true", help="also run async configs on one httpx pool")
+    parser.add_argument(
+        "--transports",
+        nargs="+",
+        choices=list(TRANSPORTS),
+        default=["plain"],
+        help="the container client's transports to run every async config with (plain: the http:// default)",
+    )
     parser.add_argument("--replicas", type=int, nargs="+", help="measure [container] urls with these replica counts")
     parser.add_argument("--replica-workers", type=int, default=16, help="rollout workers of the replica rows")
     parser.add_argument("--replica-concurrency", type=int, default=2, help="rollouts each replica serves at once")
