@@ -92,7 +92,8 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(_Connection, *origin)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"no connection to {origin[0]}:{origin[1]} within {limit:g} s") from None
+            message = f"no connection to {origin[0]}:{origin[1]} within {limit:g} s"
+            raise httpx.ConnectTimeout(message, request=request) from None
         except OSError as exc:
             raise httpx.ConnectError(_text(exc), request=request) from exc
         self.connections_opened += 1
