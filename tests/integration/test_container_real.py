@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from synth_opt.container.client import ContainerClient, RetryPolicy
@@ -104,9 +105,8 @@ async def test_every_client_method_against_a_real_container() -> None:
     assert_group_gone(pid)
 
 
-@pytest.mark.anyio
-async def test_concurrent_rollouts_spread_over_the_connection_pools() -> None:
-    transport = container_transport(12)
+async def rollouts_held_open(transport: httpx.AsyncBaseTransport, rounds: int) -> dict[str, float]:
+    """``rounds`` rounds of twelve rollouts held open at once (0.2 s each) through ``transport``: their rewards."""
     async with launch() as container, ContainerClient(container.url, transport=transport) as client:
         rows = await client.tasks("train", ["t0", "t1", "t2", "t3"])
         rewards: dict[str, float] = {}
@@ -115,10 +115,18 @@ async def test_concurrent_rollouts_spread_over_the_connection_pools() -> None:
             request = rollout_request(f"roll-{index}", rows[index % 4], "sync", delay_seconds=0.2)
             rewards[request.rollout_id] = (await client.rollout(request)).reward
 
-        async with anyio.create_task_group() as group:
-            for index in range(12):
-                group.start_soon(run, index)
-    assert rewards == {f"roll-{index}": 1.0 for index in range(12)}
+        for first in range(0, 12 * rounds, 12):
+            async with anyio.create_task_group() as group:
+                for index in range(first, first + 12):
+                    group.start_soon(run, index)
+    return rewards
+
+
+@pytest.mark.anyio
+async def test_concurrent_rollouts_spread_over_the_connection_pools() -> None:
+    """What an ``https://`` container gets (here over http): small httpcore pools, every one used."""
+    transport = container_transport(12)
+    assert await rollouts_held_open(transport, 1) == {f"roll-{index}": 1.0 for index in range(12)}
     assert isinstance(transport, ShardedTransport)
     assert transport.in_flight == [0, 0, 0]
     assert min(transport.requests) >= 4  # the twelve held-open rollouts used every pool
@@ -130,19 +138,7 @@ async def test_plain_http_rollouts_keep_their_connections_from_round_to_round() 
     and the next twelve go over the same ones."""
     transport = container_transport(12, scheme="http")
     assert isinstance(transport, PlainHttpTransport)
-    async with launch() as container, ContainerClient(container.url, transport=transport) as client:
-        rows = await client.tasks("train", ["t0", "t1", "t2", "t3"])
-        rewards: dict[str, float] = {}
-
-        async def run(index: int) -> None:
-            request = rollout_request(f"roll-{index}", rows[index % 4], "sync", delay_seconds=0.2)
-            rewards[request.rollout_id] = (await client.rollout(request)).reward
-
-        for first in (0, 12):
-            async with anyio.create_task_group() as group:
-                for index in range(first, first + 12):
-                    group.start_soon(run, index)
-    assert rewards == {f"roll-{index}": 1.0 for index in range(24)}
+    assert await rollouts_held_open(transport, 2) == {f"roll-{index}": 1.0 for index in range(24)}
     assert transport.connections_opened <= 13  # twelve, and the one the task list took if it was not reused
 
 
