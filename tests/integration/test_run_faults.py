@@ -102,6 +102,30 @@ async def test_a_proposer_that_never_answers_fails_within_the_stall_and_outage_t
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.anyio
+async def test_a_proposer_killed_mid_turn_is_an_outage_and_the_run_ends_where_an_undisturbed_one_does(
+    tmp_path: Path,
+) -> None:
+    """The first app-server dies mid-turn (SIGKILL); the call is made again on a fresh one, nothing is decided
+    from the death, and the run's decisions are those of a run whose proposer never died."""
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "calm").mkdir()
+    killed = await GepaRun(load_config(config(tmp_path / "killed", proposer_mode="die-mid-turn-once"))).execute_async()
+    calm = await GepaRun(load_config(config(tmp_path / "calm"))).execute_async()
+    outages = [e.fields for e in read_feed(Path(killed.event_feed_path)) if e.type == "proposer.outage"]
+    assert [o["state"] for o in outages] == ["waiting", "closed"]
+    assert "was killed by signal 9" in outages[0]["error"]
+    assert killed.proposals_failed == 0 and killed.stop_reason == calm.stop_reason
+    assert killed.best_candidate == calm.best_candidate and killed.rollouts_used == calm.rollouts_used
+    assert normalized(killed.normalized_event_feed_path) == normalized(calm.normalized_event_feed_path)
+
+
+def normalized(path: str | None) -> list[str]:
+    """A normalized feed without the config line (it names the proposer's mode)."""
+    assert path is not None
+    return [line for line in Path(path).read_text().splitlines() if '"run.config"' not in line]
+
+
 def test_ctrl_c_exits_130_and_stops_the_container(tmp_path: Path) -> None:
     path = config(tmp_path)
     path.write_text(path.read_text().replace("max_train_rollouts = 200", "max_train_rollouts = 1000000"))

@@ -128,6 +128,22 @@ async def test_exit_right_after_initialize_fails_fast_naming_the_exit(tmp_path: 
 
 
 @pytest.mark.anyio
+async def test_a_server_killed_mid_turn_is_an_outage_naming_the_signal(tmp_path: Path) -> None:
+    """It started the turn, so its configuration works: its death served nothing, and the call may be made again
+    (the next one launches a fresh server)."""
+    proposer = _proposer(tmp_path, "die-mid-turn-once", stall=30.0, timeout=60.0)
+    started = time.monotonic()
+    with pytest.raises(ProposerUnavailableError) as caught:
+        await proposer.propose(_request())
+    assert time.monotonic() - started < 10.0
+    assert "was killed by signal 9 while we waited for turn/completed" in caught.value.message
+    assert "killed mid-turn" in caught.value.message
+    result = await proposer.propose(_request())
+    await proposer.aclose()
+    assert len(result.texts) == 1
+
+
+@pytest.mark.anyio
 async def test_silent_server_hits_the_stall_timeout(tmp_path: Path) -> None:
     # the stall limit also covers the fake server's start-up, which takes over a second on a loaded machine
     proposer = _proposer(tmp_path, "never-answer", stall=3.0, timeout=60.0)

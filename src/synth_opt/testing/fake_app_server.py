@@ -15,7 +15,9 @@ server misbehaves:
 - ``server-request``: asks the client to approve a command first and completes the turn once answered;
 - ``turn-failed``: the turn ends with ``status: "failed"`` and an error;
 - ``trickle``: after ``turn/start``, sends a delta every 0.2 s and never completes;
-- ``negative-usage``: a normal turn whose token usage reports a negative output count.
+- ``negative-usage``: a normal turn whose token usage reports a negative output count;
+- ``die-mid-turn``: starts the turn, then kills itself (SIGKILL, as the kernel's OOM killer would);
+- ``die-mid-turn-once``: like ``die-mid-turn`` for the first server of its ``CODEX_HOME``, ``ok`` after that.
 
 Every message received is appended to ``$CODEX_HOME/fake_app_server.jsonl`` (after a first line with the pid),
 so tests can check what the client sent.
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -46,6 +49,8 @@ MODES = (
     "turn-failed",
     "trickle",
     "negative-usage",
+    "die-mid-turn",
+    "die-mid-turn-once",
 )
 LOG_NAME = "fake_app_server.jsonl"
 _BLOCK = re.compile(r"```json synth-opt-reflection\n(.*?)\n```", re.DOTALL)
@@ -142,6 +147,10 @@ class _FakeServer:
             self.silent = True
             return
         self._notify("turn/started", {"threadId": self.thread_id, "turn": turn})
+        if self.mode == "die-mid-turn" or (self.mode == "die-mid-turn-once" and self._first_death()):
+            sys.stderr.write("fake app-server: killed mid-turn\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.mode == "trickle":
             self.silent = True
             threading.Thread(target=self._trickle, daemon=True).start()
@@ -162,6 +171,16 @@ class _FakeServer:
             )
         else:
             self._finish_turn()
+
+    def _first_death(self) -> bool:
+        """Whether no earlier server of this ``CODEX_HOME`` died mid-turn (``die-mid-turn-once``)."""
+        if self.log_path is None:
+            return False
+        mark = self.log_path.with_name("died_mid_turn")
+        if mark.exists():
+            return False
+        mark.touch()
+        return True
 
     def _finish_turn(self) -> None:
         if self.mode == "turn-failed":
