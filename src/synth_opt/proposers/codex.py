@@ -421,8 +421,8 @@ class _Session:
         tail = self._stderr.lines()
         shown = "\n".join(tail) if tail else "(empty)"
         said = f"codex app-server {how} while we waited for {self.phase}; last stderr lines:\n{shown}"
-        if self._turn_start_id is not None:
-            # it started the turn, so its configuration works: a server that dies mid-turn served nothing, like one
+        if self.turn.turn_id is not None:
+            # it accepted the turn, so its configuration works: a server that dies mid-turn served nothing, like one
             # that stalls (an outage: the call is made again, within proposer.outage_timeout_seconds)
             return ProposerUnavailableError(said, exit_code=code, stderr_tail=tail)
         return ProposerError(said, exit_code=code, stderr_tail=tail)  # a configuration error: fail fast
