@@ -50,6 +50,11 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
         self._fallback: httpx.AsyncBaseTransport | None = None
         self._closed = False
 
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting for a request that are still fit to carry one."""
+        return sum(connection.idle_and_open for idle in self._idle.values() for connection in idle)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != "http" or not _on_asyncio():
             if self._fallback is None:
