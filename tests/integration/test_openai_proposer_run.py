@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from synth_opt import GepaRun, load_config
+from synth_opt.events.normalize import read_feed
 from synth_opt.proposers.reflection import REFLECTION_BLOCK_TAG
 from synth_opt.testing import FakeOpenAI, serve_fake_openai
+from synth_opt.testing.fake_openai import Responder
 
 from .test_pipeline_fake import new_fake
 
@@ -121,3 +123,38 @@ async def test_half_an_emoji_in_the_model_s_reply_is_kept_as_a_replacement_chara
     assert result.status == "completed" and result.accepted > 0
     assert "\ufffd" in result.best_candidate["instruction"]
     assert "\ufffd" in Path(result.candidate_registry_path).read_text(encoding="utf-8")
+
+
+def talkative(prompt: str) -> str:
+    """:func:`learn`'s reply, then 3,000 words of explanation: a server that ignores ``max_tokens``."""
+    return learn(prompt) + "\n" + " ".join(["because"] * 3000)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("responder", [learn, talkative])
+async def test_a_call_that_counts_more_than_its_reservation_is_charged_it_and_warned_of_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, responder: Responder
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key-not-a-secret")
+    limits = """max_train_rollouts = 60
+max_total_tokens = 10000000
+proposer_estimated_tokens = 200
+rollout_estimated_tokens = 1"""
+    with serve_fake_openai(FakeOpenAI(responder)) as url:
+        path = config(tmp_path, url, wire_api="chat", limits=limits)
+        path.write_text(
+            path.read_text().replace(
+                'config = { wire_api = "chat" }',
+                'config = { wire_api = "chat", max_tokens = 50 }\nmax_prompt_tokens = 2000',
+            )
+        )
+        result = await GepaRun(load_config(path), container_transport=new_fake().transport()).execute_async()
+    warnings = [e for e in read_feed(Path(result.event_feed_path)) if e.type == "config.warning"]
+    beyond = [e.message for e in warnings if e.fields["key"] == "gepa.max_total_tokens"]
+    assert result.status == "completed" and result.proposals >= 2
+    if responder is learn:
+        assert beyond == []  # every call within the 2,050 tokens reserved for it
+        return
+    assert len(beyond) == 1, beyond  # once a run, however many calls
+    assert re.search(r"proposal 0 counted 3\d{3} tokens where 2050 were reserved", beyond[0]), beyond[0]
+    assert result.usage["proposer"]["completion_tokens"] >= 3000 * result.proposals  # charged what it reported

@@ -84,7 +84,7 @@ from synth_opt.actors.supervisor_events import (
 )
 from synth_opt.errors import BudgetExceededError, ProposerReplyError
 from synth_opt.events import EventBus, Stage
-from synth_opt.events.types import RolloutReused, SearchStopped
+from synth_opt.events.types import ConfigWarning, RolloutReused, SearchStopped
 from synth_opt.gepa import (
     Amount,
     BudgetLedger,
@@ -140,6 +140,7 @@ class Supervisor:
         self._resumed = False
         self._heldout_progress: dict[str, Any] | None = None  # from the checkpoint a resume starts at
         self._last_proposer_failure: str | None = None
+        self._warned_beyond_reservation = False
         self._tg: TaskGroup | None = None
         self._rollout_out: MemoryObjectSendStream[RolloutJob] | None = None
         self._propose_out: MemoryObjectSendStream[ProposeJob] | None = None
@@ -651,6 +652,31 @@ class Supervisor:
             return Rebase(target.candidate_id, "conflict", child.payload, child.candidate_id)
         return Rebase(target.candidate_id, "rebased", payload, candidate_id(payload))
 
+    def _warn_beyond_reservation(self, slot: Slot) -> None:
+        """Once a run, under a token or cost limit: a proposer call that counted more than its proposal reserved
+        for it. It is charged what it reports, so such excesses can take the run past the limit."""
+        limits = self.ledger.limits
+        if self._warned_beyond_reservation or slot.proposal is None:
+            return
+        calls = 1 if slot.first_usage is None else 2
+        reserved = self.ledger.estimate(proposer_calls=calls)
+        used = actual_amount(self.ledger, proposer=slot.proposal, proposer_calls=calls)
+        if limits.total_tokens is not None and used.tokens > reserved.tokens:
+            key, over = "gepa.max_total_tokens", f"{used.tokens} tokens where {reserved.tokens} were reserved"
+        elif limits.cost_usd is not None and used.cost_usd > reserved.cost_usd:
+            key, over = "gepa.max_cost_usd", f"${used.cost_usd:.6f} where ${reserved.cost_usd:.6f} was reserved"
+        else:
+            return
+        self._warned_beyond_reservation = True
+        self.bus.emit(
+            ConfigWarning(key),
+            f"{key}: the proposer call of proposal {slot.plan.index} counted {over}; a call is charged what its "
+            "server reports, so calls like it can take the run past the limit. Raise gepa.proposer_estimated_tokens "
+            "(and _cost_usd), or for openai_compatible set max_tokens in [proposer] config and leave room in "
+            "max_prompt_tokens for a tokenizer that counts more than 4 characters a token",
+            lane="supervisor",
+        )
+
     def _commit(self, slot: Slot) -> None:
         plan, decision, chosen = slot.plan, slot.decision, slot.chosen
         assert decision is not None
@@ -666,6 +692,7 @@ class Supervisor:
                 proposer_calls=1 if slot.first_usage is None else 2,
             ),
         )
+        self._warn_beyond_reservation(slot)
         for batch in (slot.parent_batch, *child_batches, slot.pareto_batch) if self._reuse else ():
             self.evaluations.add(batch, visible_from=plan.index + 1)  # reusable by proposals planned next
         chosen_id = plan.parent_id if chosen is None else chosen.candidate_id
