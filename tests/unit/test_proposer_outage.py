@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synth_opt.actors.messages import ProposeJob
+from synth_opt.actors.messages import ProposeDone, ProposeJob
 from synth_opt.actors.proposer import propose_handler
 from synth_opt.errors import ProposerError, ProposerUnavailableError
 from synth_opt.events import EventBus
@@ -40,27 +40,12 @@ class SlowlyDown:
         return None
 
 
-@pytest.mark.anyio
-async def test_the_outage_is_counted_from_the_start_of_the_first_failed_call(tmp_path: Path) -> None:
-    now = [1000.0]
-
-    async def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    proposer = SlowlyDown(now)
-    bus = EventBus(tmp_path / "events.jsonl")
-    handle = propose_handler(proposer, bus=bus, outage_timeout_seconds=120, clock=lambda: now[0], sleep=sleep)
-    done = await handle(ProposeJob(0, REQUEST))
-    bus.close()
-    # calls end at 50, 101 (after a 1 s pause) and 153 (after 2 s): 153 s since the first call began, past 120
-    assert proposer.calls == 3
-    assert isinstance(done.error, ProposerError)
-    assert "served nothing for 153 s" in done.error.message, done.error.message
-
-
-@pytest.mark.anyio
-async def test_an_outage_is_not_waited_out_past_the_run_s_time_limit(tmp_path: Path) -> None:
-    now = [0.0]
+async def served_down(
+    tmp_path: Path, start: float, *, outage_timeout_seconds: float, time_left: float | None = None
+) -> tuple[SlowlyDown, ProposeDone]:
+    """One proposer call against :class:`SlowlyDown` on a clock that starts at ``start`` and that every pause
+    advances; ``time_left``: the run's time limit, counted from 0."""
+    now = [start]
 
     async def sleep(seconds: float) -> None:
         now[0] += seconds
@@ -70,13 +55,28 @@ async def test_an_outage_is_not_waited_out_past_the_run_s_time_limit(tmp_path: P
     handle = propose_handler(
         proposer,
         bus=bus,
-        outage_timeout_seconds=600,
+        outage_timeout_seconds=outage_timeout_seconds,
         clock=lambda: now[0],
         sleep=sleep,
-        time_left=lambda: 70.0 - now[0],  # max_time_seconds = 70, counted from 0
+        time_left=(lambda: None) if time_left is None else (lambda: time_left - now[0]),
     )
     done = await handle(ProposeJob(0, REQUEST))
     bus.close()
+    return proposer, done
+
+
+@pytest.mark.anyio
+async def test_the_outage_is_counted_from_the_start_of_the_first_failed_call(tmp_path: Path) -> None:
+    proposer, done = await served_down(tmp_path, 1000.0, outage_timeout_seconds=120)
+    # calls end at 50, 101 (after a 1 s pause) and 153 (after 2 s): 153 s since the first call began, past 120
+    assert proposer.calls == 3
+    assert isinstance(done.error, ProposerError)
+    assert "served nothing for 153 s" in done.error.message, done.error.message
+
+
+@pytest.mark.anyio
+async def test_an_outage_is_not_waited_out_past_the_run_s_time_limit(tmp_path: Path) -> None:
+    proposer, done = await served_down(tmp_path, 0.0, outage_timeout_seconds=600, time_left=70.0)
     # calls end at 50 and 101 (after a 1 s pause, cut to what was left): past 70, it fails, long before 600 s
     assert proposer.calls == 2
     assert isinstance(done.error, ProposerError)

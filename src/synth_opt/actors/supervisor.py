@@ -658,6 +658,8 @@ class Supervisor:
         limits = self.ledger.limits
         if self._warned_beyond_reservation or slot.proposal is None:
             return
+        if limits.total_tokens is None and limits.cost_usd is None:
+            return  # nothing to pass: not worth the sums
         calls = 1 if slot.first_usage is None else 2
         reserved = self.ledger.estimate(proposer_calls=calls)
         used = actual_amount(self.ledger, proposer=slot.proposal, proposer_calls=calls)

@@ -175,7 +175,7 @@ def _parse_head(head: bytes, request: httpx.Request) -> tuple[bytes, int, bytes,
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        if not colon or not name or name != name.strip():  # (a folded line starts with whitespace)
             raise httpx.RemoteProtocolError(f"malformed reply header line: {line[:80]!r}", request=request)
         headers.append((name, value.strip()))
     return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else b"", headers
