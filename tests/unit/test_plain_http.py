@@ -1,20 +1,25 @@
 """The plain-HTTP container transport against scripted servers on loopback sockets: keep-alive, the three ways a
-body ends, interim replies, a server that closes or lies, limits, timeouts and cancellation."""
+body ends, interim replies, a server that closes or lies, limits, timeouts and cancellation; and the container
+client's own path over it (the request bytes httpx would write, cookies, compression, limits, retries)."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import gzip
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
+from synth_opt.container.client import ContainerClient, RetryPolicy
 from synth_opt.container.plain_http import MAX_HEAD_BYTES, PlainHttpTransport
+from synth_opt.errors import ContainerContractError, ContainerTransportError
 
 pytestmark = pytest.mark.anyio
 
@@ -336,3 +341,141 @@ async def test_https_goes_to_the_fallback_transport() -> None:
 def test_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_connections must be at least 1"):
         PlainHttpTransport(max_connections=0, fallback=httpx.AsyncHTTPTransport)
+
+
+# ------------------------------------------------------------------- the container client's own path over it
+# A ContainerClient on this transport writes its requests and reads its replies without httpx's objects, until a
+# container sets a cookie (then httpx's client, which sends cookies back).
+
+CHECKED = b'{"status": "ok", "checks": []}'
+
+
+@asynccontextmanager
+async def container_client(
+    server: Server, *, max_connections: int = 4, **kwargs: Any
+) -> AsyncIterator[tuple[ContainerClient, PlainHttpTransport]]:
+    transport = PlainHttpTransport(max_connections=max_connections, fallback=httpx.AsyncHTTPTransport)
+    kwargs.setdefault("retry", RetryPolicy(max_attempts=2, base_delay_seconds=0.0))
+    url = f"http://127.0.0.1:{server.port}/api?code=k9"
+    async with ContainerClient(url, transport=transport, **kwargs) as container:
+        yield container, transport
+
+
+def answering(body: bytes, headers: str = "") -> Handler:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            writer.write(reply(body, headers=headers))
+            await writer.drain()
+
+    return answer
+
+
+async def test_the_client_writes_what_httpx_writes_and_keeps_one_connection(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")  # httpx's client logs each request it sends
+    sent: dict[str, list[tuple[bytes, bytes]]] = {}
+    logged: dict[str, int] = {}
+    for path in ("plain", "httpx"):
+        caplog.clear()
+        async with serving(answering(CHECKED)) as server:
+            async with container_client(server, headers={"X-Team": "opt"}, bearer_token="tok") as (client, transport):
+                if path == "httpx":
+                    client._http.cookies.set("pinned", "1")  # as if the container had set one
+                for _ in range(3):
+                    assert await client.health() == {"status": "ok", "checks": []}
+                assert await client.check({"type": "offline", "note": "é", "x": 1.5}) is not None
+            assert transport.connections_opened == 1 and server.connections == 1
+            logged[path] = sum(record.name == "httpx" for record in caplog.records)
+            port = str(server.port).encode()
+            sent[path] = [(head.replace(port, b"PORT"), body) for head, body in server.requests]
+
+    def without_cookie(head: bytes) -> list[bytes]:
+        return [line for line in head.split(b"\r\n") if not line.lower().startswith(b"cookie:")]
+
+    assert logged == {"plain": 0, "httpx": 4}
+    plain, through_httpx = sent["plain"], sent["httpx"]
+    assert [without_cookie(head) for head, _ in plain] == [without_cookie(head) for head, _ in through_httpx]
+    assert [body for _, body in plain] == [body for _, body in through_httpx]
+    assert plain[0][0].startswith(b"GET /api/health?code=k9 HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\n")
+    assert b"\r\nauthorization: Bearer tok\r\n" in plain[0][0] and b"\r\nX-Team: opt\r\n" in plain[0][0]
+    assert plain[-1][1] == '{"policy":{"type":"offline","note":"é","x":1.5}}'.encode()
+    assert b"cookie" not in plain[0][0].lower() and b"cookie: pinned=1" in through_httpx[0][0].lower()
+
+
+async def test_a_cookie_a_container_sets_is_sent_back() -> None:
+    async with serving(answering(CHECKED, "set-cookie: lane=7; Path=/\r\n")) as server:
+        async with container_client(server) as (client, _):
+            await client.health()
+            await client.health()
+    assert b"cookie" not in server.requests[0][0].lower()
+    assert b"\r\ncookie: lane=7\r\n" in server.requests[1][0].lower()
+
+
+async def test_a_compressed_reply_is_decoded_and_its_decoded_size_held_to_the_limit() -> None:
+    packed = gzip.compress(b'{"status": "ok", "pad": "' + b"x" * 5000 + b'"}')
+    async with serving(answering(packed, "content-encoding: gzip\r\n")) as server:
+        async with container_client(server) as (client, _):
+            assert (await client.health())["pad"] == "x" * 5000
+        async with container_client(server, max_reply_bytes=1000) as (client, _):
+            with pytest.raises(ContainerContractError, match=r"more than 1000 bytes, over container\.max_reply_bytes"):
+                await client.health()
+    assert len(packed) < 1000
+
+
+async def test_a_body_declared_over_the_limit_is_not_read_and_its_connection_dropped() -> None:
+    big = b'{"pad": "' + b"x" * 5000 + b'"}'
+    async with serving(answering(big)) as server, container_client(server, max_reply_bytes=1000) as (client, tr):
+        for _ in range(2):
+            with pytest.raises(ContainerContractError, match=f"a body of {len(big)} bytes, over container.max_reply"):
+                await client.health()
+        assert tr.connections_opened == 2 and tr.idle_connections == 0
+
+
+async def test_a_silent_container_costs_the_request_timeout_per_attempt_and_frees_the_connection() -> None:
+    async def silent_at_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            if len(server.requests) > 2:
+                writer.write(reply(CHECKED))
+                await writer.drain()
+
+    async with serving(silent_at_first) as server:
+        async with container_client(server, max_connections=1, request_timeout_seconds=0.2) as (client, transport):
+            with pytest.raises(ContainerTransportError) as caught:
+                await client.health()
+            assert await client.health() == {"status": "ok", "checks": []}
+    assert "no complete reply within the request timeout of 0.2 s (after 2 attempts)" in caught.value.message
+    assert transport.connections_opened == 3 and client.stats.retries == 1
+
+
+async def test_a_cancelled_call_frees_its_connection_slot() -> None:
+    async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            if len(server.requests) == 1:
+                await asyncio.sleep(0.5)
+            writer.write(reply(CHECKED))
+            await writer.drain()
+
+    async with serving(slow_first) as server, container_client(server, max_connections=1) as (client, transport):
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.health)
+            await until(lambda: len(server.requests) == 1, "the request at the server")
+            group.cancel_scope.cancel()
+        with anyio.fail_after(5):
+            assert await client.health() == {"status": "ok", "checks": []}
+    assert transport.connections_opened == 2
+
+
+async def test_a_reply_broken_off_is_retried_and_a_reply_that_is_not_http_is_a_transport_failure() -> None:
+    async def breaks_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        while await read_request(reader, server):
+            if len(server.requests) == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{")
+                await writer.drain()
+                return
+            writer.write(reply(CHECKED) if len(server.requests) == 2 else b"SMTP ready\r\n\r\n")
+            await writer.drain()
+
+    async with serving(breaks_once) as server, container_client(server) as (client, _):
+        assert await client.health() == {"status": "ok", "checks": []}
+        assert client.stats.retries == 1
+        with pytest.raises(ContainerTransportError, match=r"RemoteProtocolError .*not an HTTP/1\.1 status line"):
+            await client.health()

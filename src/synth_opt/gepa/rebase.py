@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from synth_opt.gepa.candidates import CandidateRecord
 
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")  # whitespace runs, words, single punctuation marks
+_WORD = re.compile(r"\w+|[^\w\s]")  # the tokens of _TOKEN that are not whitespace
 
 # A proposal that replaces or deletes more than this share of its parent's words rewrote the text: it is scored as
 # proposed (merging a rewrite with another candidate's edits would interleave two texts)
@@ -105,7 +107,7 @@ class _Cluster:
         return out
 
 
-def _clusters(theirs: list[_Hunk], ours: list[_Hunk]) -> list[_Cluster]:
+def _clusters(theirs: Sequence[_Hunk], ours: Sequence[_Hunk]) -> list[_Cluster]:
     tagged = sorted([(h, 0) for h in theirs] + [(h, 1) for h in ours], key=lambda t: (t[0].start, t[0].end, t[1]))
     clusters: list[_Cluster] = []
     for hunk, side in tagged:
@@ -155,7 +157,10 @@ def _merge_region(base: str, ours: str, theirs: str) -> str | None:
 
 
 def _merge(
-    base: Sequence[str], theirs: list[_Hunk], ours: list[_Hunk], resolve: Callable[[_Cluster], Sequence[str] | None]
+    base: Sequence[str],
+    theirs: Sequence[_Hunk],
+    ours: Sequence[_Hunk],
+    resolve: Callable[[_Cluster], Sequence[str] | None],
 ) -> list[str] | None:
     """``base`` with both sides' edits; where both touch one region, ``resolve`` decides (None: a conflict)."""
     out: list[str] = []
@@ -174,11 +179,13 @@ def _merge(
     return out
 
 
+@lru_cache(maxsize=256)
 def _words(text: str) -> int:
-    return sum(not token.isspace() for token in _TOKEN.findall(text))
+    """The words and punctuation marks of ``text`` (a base is measured once for every proposal compared with it)."""
+    return len(_WORD.findall(text))
 
 
-def _rewritten_words(base_lines: Sequence[str], edits: list[_Hunk]) -> int:
+def _rewritten_words(base_lines: Sequence[str], edits: Sequence[_Hunk]) -> int:
     """How many of the base's words the line edits replace or delete (a long region counts whole)."""
     changed = 0
     for hunk in edits:
@@ -198,8 +205,7 @@ def merge_text(base: str, ours: str, theirs: str) -> str | None:
         return theirs
     if theirs == base:
         return ours
-    base_lines = base.splitlines(keepends=True)
-    edits = _line_hunks(base_lines, ours.splitlines(keepends=True))
+    base_lines, edits = _line_edits(base, ours)
     if _rewritten_words(base_lines, edits) > REWRITE_SHARE * _words(base):
         return None  # a rewrite, not an edit: there is nothing local to carry over
 
@@ -209,8 +215,16 @@ def merge_text(base: str, ours: str, theirs: str) -> str | None:
         merged = _merge_region(region, ours_region, "".join(cluster.apply(base_lines, cluster.theirs)))
         return None if merged is None else [merged]
 
-    lines = _merge(base_lines, _line_hunks(base_lines, theirs.splitlines(keepends=True)), edits, resolve)
+    lines = _merge(base_lines, _line_edits(base, theirs)[1], edits, resolve)
     return None if lines is None else "".join(lines)
+
+
+@lru_cache(maxsize=256)
+def _line_edits(base: str, other: str) -> tuple[tuple[str, ...], tuple[_Hunk, ...]]:
+    """``base``'s lines and ``other``'s line edits of them. Kept for a while: with proposals in flight, each edit
+    is merged with several others."""
+    base_lines = tuple(base.splitlines(keepends=True))
+    return base_lines, tuple(_line_hunks(base_lines, other.splitlines(keepends=True)))
 
 
 def rebase_payload(
