@@ -14,7 +14,7 @@ rollout) and with the same 200 ms proposer rule on both sides (``_common.Latency
    actually used and its best valset score;
 2. synth_opt ``sync_serial``;
 3. synth_opt ``async_pipelined`` for each ``--configs`` entry ``PxN`` (P propose workers, N candidates in flight;
-   ``--rollout-workers`` rollout workers, 8 by default, the config default).
+   ``--rollout-workers`` rollout workers, 16 by default, the config default).
 
 Every synth_opt run gets exactly the train rollouts gepa used on that seed (``vs_gepa.py --synth-budget gepa``:
 gepa checks its budget only when an iteration starts and overshoots it). Every other synth_opt setting is the
@@ -401,7 +401,7 @@ def parse_args() -> argparse.Namespace:
         default=[pipeline_spec(text) for text in ("2x2", "3x3", "4x4", "4x6", "4x8")],
         help="async_pipelined configurations PxN: P propose workers, N candidates in flight",
     )
-    parser.add_argument("--rollout-workers", type=int, default=8, help="rollout workers of every async config")
+    parser.add_argument("--rollout-workers", type=int, default=16, help="rollout workers of every async config")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="container latency per rollout")
     parser.add_argument("--proposer-ms", type=float, default=200.0, help="proposer latency per call, both sides")
     args = parser.parse_args()

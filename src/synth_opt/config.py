@@ -281,10 +281,11 @@ class ProposerSection(_Section):
 
 # async_pipelined's defaults: four proposer calls at once and four candidates in flight (benchmarks/README.md,
 # pipeline_defaults.py: about 0.35x the wall time of gepa with 16 threads; more in flight makes proposals staler and
-# cost more search quality)
+# cost more search quality), 16 rollouts at once (each pareto scoring waits for the one before it under rebase, and
+# with 8 workers its rows went out in four waves; the worker count never changes a decision)
 class WorkersSection(_Section):
     propose: Workers = 4
-    rollout: Workers = 8
+    rollout: Workers = 16
     evaluate: Workers = 1
 
 

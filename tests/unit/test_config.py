@@ -94,7 +94,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert g.pipeline.mode == "sync_serial" and g.pipeline.staleness_policy == "rebase"
     assert g.reuse_evaluations is True
     assert g.pipeline.delta_max == 2 and g.pipeline.max_in_flight_candidates == 4
-    assert g.pipeline.workers.model_dump() == {"propose": 4, "rollout": 8, "evaluate": 1}
+    assert g.pipeline.workers.model_dump() == {"propose": 4, "rollout": 16, "evaluate": 1}
     assert cfg.cache.mode == "readwrite"
     assert cfg.cache_path() == cfg.output_dir / "cache.sqlite"
     assert cfg.source_path == (tmp_path / "gepa.toml").resolve()
