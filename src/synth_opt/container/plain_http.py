@@ -76,12 +76,7 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
             if self._fallback is None:
                 self._fallback = self._make_fallback()
             return await self._fallback.handle_async_request(request)
-        if self._closed:
-            raise RuntimeError("the transport is closed")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        await self._slots.acquire()
-        slots = self._slots
+        slots = await self._turn()
         origin = (request.url.host, request.url.port or 80)
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
@@ -113,12 +108,7 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
         ``origin``; the reply read whole, unless its body passes ``max_body`` bytes (then the rest is not read and
         the connection is dropped). ``phase_seconds`` bounds connecting, sending and each wait for reply bytes; the
         errors are :meth:`handle_async_request`'s (with no request attached). Only for ``http`` on asyncio."""
-        if self._closed:
-            raise RuntimeError("the transport is closed")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        await self._slots.acquire()
-        slots = self._slots
+        slots = await self._turn()
         connection: _Connection | None = None
         reusable = False
         try:
@@ -143,6 +133,16 @@ class PlainHttpTransport(httpx.AsyncBaseTransport):
                 slots.release()
             else:
                 self._release(origin, connection, reusable, slots)
+
+    async def _turn(self) -> asyncio.Semaphore:
+        """Wait for a request's turn (at most ``max_connections`` at once); the semaphore to release after it."""
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_connections)
+        slots = self._slots
+        await slots.acquire()
+        return slots
 
     def _idle_connection(self, origin: tuple[str, int]) -> _Connection | None:
         idle = self._idle.get(origin)
