@@ -83,17 +83,23 @@ def fake() -> FakeContainer:
 
 class FlakyProposer:
     """Adds the first missing answer word, except every third request (by content, so in any order): a reply cut
-    short. Each call, failed or not, costs CALL_USAGE. ``unavailable`` first calls are outages."""
+    short. Each call, failed or not, costs CALL_USAGE. ``unavailable`` first calls are outages, and every call after
+    the first ``down_after``."""
 
     backend = "test"
 
-    def __init__(self, *, fail_every: int = 3, always_fail: bool = False, unavailable: int = 0) -> None:
+    def __init__(
+        self, *, fail_every: int = 3, always_fail: bool = False, unavailable: int = 0, down_after: int | None = None
+    ) -> None:
         self.fail_every, self.always_fail, self.unavailable = fail_every, always_fail, unavailable
+        self.down_after = down_after
         self.calls = 0
         self.billed = Usage(cost_usd=0.0)
 
     async def propose(self, request: ReflectionRequest) -> ProposerResult:
         self.calls += 1
+        if self.down_after is not None and self.calls > self.down_after:
+            raise ProposerUnavailableError("connection refused (injected, for good)")
         if self.unavailable > 0:
             self.unavailable -= 1
             raise ProposerUnavailableError("connection refused (injected)")
@@ -220,6 +226,28 @@ async def test_a_proposer_that_stays_unavailable_fails_the_run_after_the_outage_
     feed = read_feed(run.run_dir / "events.jsonl")
     decided = [e for e in feed if isinstance(e.data, AcceptanceDecided | ProposalFailed)]
     assert decided == []  # nothing was decided from the outage
+
+
+@pytest.mark.anyio
+async def test_the_time_limit_passing_in_an_outage_stops_the_search_and_keeps_the_run(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "a", cache="off", extra="outage_timeout_seconds = 600")
+    limit = "max_time_seconds = 3\nproposer_estimated_seconds = 0.01\nrollout_estimated_seconds = 0.001\n"
+    path.write_text(path.read_text().replace("[gepa]\n", "[gepa]\n" + limit))
+    proposer = FlakyProposer(fail_every=10**9, down_after=3)  # three proposals, then nothing served, for good
+    result = await GepaRun(load_config(path), container_transport=fake().transport(), proposer=proposer).execute_async()
+    assert result.status == "completed" and result.stop_reason == "max_time_seconds"
+    decided = events(result, AcceptanceDecided)
+    reasons = [decision.reason for decision in decided]
+    assert len(reasons) >= 4 and "time_limit" in reasons  # the three served proposals, then those given up
+    assert all(reason == "time_limit" for reason in reasons[reasons.index("time_limit") :])
+    assert not any(decision.accepted for decision in decided if decision.reason == "time_limit")
+    assert sum(decision.accepted for decision in decided) >= 1  # what was served before the outage is kept
+    assert result.best_train_score is not None and result.seed_train_score is not None
+    assert result.best_train_score > result.seed_train_score
+    states = [outage.state for outage in events(result, ProposerOutage)]
+    assert "time_limit" in states and "failed" not in states
+    assert result.best_heldout_score is not None  # the run went on to its heldout evaluation
+    assert events(result, ProposalFailed) == [] and result.proposals_failed == 0  # an outage is no failed proposal
 
 
 def one_in_three(learn: Any) -> Any:

@@ -31,6 +31,9 @@ def decide_proposal(slot: Slot, state: GepaState, settings: SupervisorSettings, 
     first_unseen = max(0, plan.index - settings.max_in_flight + 1)
     slot.staleness = sum(added.get(j, False) for j in range(first_unseen, plan.index))
     added[plan.index] = False
+    if slot.time_limit:  # the run's time ran out while the proposer served nothing: no proposal was made
+        slot.decision = Decision(False, "time_limit", parent_sum, parent_sum)
+        return slot.decision
     if slot.failure is not None:  # the proposer's reply was unusable: nothing to adopt, the parent stays
         slot.decision = Decision(False, "proposal_failed", parent_sum, parent_sum)
         return slot.decision

@@ -91,6 +91,7 @@ class ProposeDone:
     proposal_index: int
     result: ProposerResult | None
     error: SynthOptimizerError | None
+    time_limit: bool = False  # the run's time limit passed while the proposer served nothing: no proposal made
 
 
 SupervisorMessage = BatchDone | ProposeDone

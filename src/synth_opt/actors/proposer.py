@@ -9,7 +9,9 @@ A proposer call ends in one of three ways:
   retries, no message in time): an outage, never an outcome. The call waits and is made again, with a growing
   pause (the probe), until it is served; if nothing is served within ``proposer.outage_timeout_seconds`` of the
   first failure, the run fails with a ProposerError. Nothing is committed from an outage, so the run makes the
-  decisions of an uninterrupted one.
+  decisions of an uninterrupted one. If the run's time limit (``gepa.max_time_seconds``) passes first, the call
+  is given up (``time_limit``): the supervisor decides the proposal ``time_limit``, nothing adopted, and stops the
+  search there, as the time limit stops it anywhere else.
 
 What the proposer saw and said is kept whatever the cache mode: with ``calls_dir`` set, each call's rendered
 prompt and raw reply are written to ``p<index>.prompt.md`` and ``p<index>.reply.txt`` there (the run directory's
@@ -78,6 +80,8 @@ def propose_handler(
         )
         try:
             result = await _served(proposer, job, bus, outage_timeout_seconds, clock, sleep, time_left)
+        except _TimeLimitPassed:
+            return ProposeDone(job.proposal_index, None, None, time_limit=True)
         except ProposerError as exc:
             usage = exc.usage if isinstance(exc, ProposerReplyError) and isinstance(exc.usage, Usage) else None
             bus.emit(
@@ -119,6 +123,10 @@ def propose_handler(
     return handle
 
 
+class _TimeLimitPassed(Exception):
+    """The run's time limit passed during an outage: the call is given up."""
+
+
 async def _served(
     proposer: Proposer,
     job: ProposeJob,
@@ -129,7 +137,7 @@ async def _served(
     time_left: Callable[[], float | None],
 ) -> ProposerResult:
     """The call's result once something was served: an outage is waited out (or fails the run), never past the
-    run's time limit."""
+    run's time limit (:class:`_TimeLimitPassed`: the call is given up)."""
     first_failure: float | None = None
     attempt = 0
     while True:
@@ -141,25 +149,25 @@ async def _served(
             first_failure = started if first_failure is None else first_failure  # the failed call's time counts
             waited = now - first_failure
             left = time_left()
-            timed_out = left is not None and left <= 0
-            if timed_out or waited >= outage_timeout_seconds:
-                said = (
-                    f"gepa.max_time_seconds passed while the proposer ({proposer.backend}) served nothing (for "
-                    f"{waited:.0f} s)"
-                    if timed_out
-                    else f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
-                    f"(proposer.outage_timeout_seconds = {outage_timeout_seconds:g})"
+            if left is not None and left <= 0:
+                bus.emit(
+                    ProposerOutage("time_limit", job.proposal_index, error=exc.message),
+                    f"proposal {job.proposal_index}: gepa.max_time_seconds passed while the proposer "
+                    f"({proposer.backend}) served nothing (for {waited:.0f} s): given up, the search stops",
+                    lane="propose",
                 )
+                raise _TimeLimitPassed from None
+            if waited >= outage_timeout_seconds:
                 bus.emit(
                     ProposerOutage("failed", job.proposal_index, error=exc.message),
-                    f"proposer served nothing for {waited:.0f} s"
-                    + (" and the time limit passed" if timed_out else "")
-                    + ": failing the run",
+                    f"proposer served nothing for {waited:.0f} s: failing the run",
                     lane="propose",
                 )
                 raise ProposerError(
-                    f"{said}; last error: {exc.message}. Check that its server is up and reachable, then re-run the "
-                    "same config to resume (what the run committed is kept)",
+                    f"the proposer ({proposer.backend}) served nothing for {waited:.0f} s "
+                    f"(proposer.outage_timeout_seconds = {outage_timeout_seconds:g}); last error: {exc.message}. "
+                    "Check that its server is up and reachable, then re-run the same config to resume (what the "
+                    "run committed is kept)",
                     backend=proposer.backend,
                 ) from None
             delay = OUTAGE_PROBE_DELAYS_SECONDS[min(attempt, len(OUTAGE_PROBE_DELAYS_SECONDS) - 1)]

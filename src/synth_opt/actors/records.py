@@ -119,6 +119,7 @@ class Slot:
     held: bool = False  # (rebase) the accepted child's pareto scoring waits until it is next to commit
     rebase: Rebase | None = None
     failure: str | None = None  # the proposer served an unusable reply: a failed proposal (why, and its start)
+    time_limit: bool = False  # the run's time limit passed while the proposer served nothing: no proposal made
     commits_at_plan: int = 0  # proposals committed when this one was planned: the evaluations it may reuse
     duplicates: int = 0  # texts not rolled out: already in the pool, rejected for this parent, or made in flight
     waiting: ProposerResult | None = None  # (concurrent_edits) the reply, until the edits in flight before it are known
@@ -134,7 +135,7 @@ class Slot:
 
     @property
     def ready_to_decide(self) -> bool:
-        proposed = self.proposal is not None or self.plan.merge is not None or self.perfect
+        proposed = self.proposal is not None or self.plan.merge is not None or self.perfect or self.time_limit
         return proposed and all(child.batch is not None for child in self.children)
 
     @property

@@ -381,6 +381,12 @@ class Supervisor:
 
     async def _on_proposal(self, done: ProposeDone) -> None:
         slot = self._slots[done.proposal_index]
+        if done.time_limit:  # given up in an outage once the time limit passed: decided in order, nothing adopted
+            slot.time_limit = True
+            self._stop("max_time_seconds", "the time limit passed while the proposer served nothing")
+            await self._edits_known(slot.plan.index, ())
+            self._advance()
+            return
         if isinstance(done.error, ProposerReplyError):  # served, but unusable: a failed proposal, decided in order
             usage = done.error.usage if isinstance(done.error.usage, Usage) else Usage()
             self.counters.proposer_usage += usage

@@ -777,7 +777,8 @@ class ProposerFailed(EventPayload):
 @_register
 @dataclass(frozen=True, slots=True)
 class ProposerOutage(EventPayload):
-    """The proposer served nothing (``state`` ``"waiting"``, then ``"failed"``) or served again (``"closed"``)."""
+    """The proposer served nothing (``state`` ``"waiting"``, then ``"failed"``, or ``"time_limit"`` when the run's
+    time limit passed first: the call is given up) or served again (``"closed"``)."""
 
     TYPE: ClassVar[str] = "proposer.outage"
     state: str
