@@ -383,6 +383,8 @@ class Supervisor:
         slot = self._slots[done.proposal_index]
         if done.time_limit:  # given up in an outage once the time limit passed: decided in order, nothing adopted
             slot.time_limit = True
+            if slot.first_usage is not None:  # asked again: the first call was served, and is charged
+                slot.proposal = ProposerResult(texts=(), usage=slot.first_usage, raw_text="")
             self._stop("max_time_seconds", "the time limit passed while the proposer served nothing")
             await self._edits_known(slot.plan.index, ())
             self._advance()
