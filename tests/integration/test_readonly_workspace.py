@@ -1,6 +1,7 @@
 """`synth-opt workspace status` and the run browser on a run directory this user cannot write (a completed run
 copied read-only): the status is read and reported, and the run shown, creating nothing there; when SQLite truly
-must write beside the database (a write-ahead log to fold in), the error says so and what to do. The reader is a
+must write beside the database (a write-ahead log to fold in), and for a repair (which rewrites tables), the error
+names the files and says what to do. The reader is a
 real process of a user without write permission (``nobody`` through ``setpriv`` when the tests run as root, who
 ignores file modes)."""
 
@@ -106,4 +107,17 @@ def test_the_run_browser_reads_a_read_only_completed_run(root: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     status, candidates = done.stdout.split()
     assert status == "completed" and int(candidates) >= 1
+    assert sorted(path.name for path in run_dir.iterdir()) == before  # nothing made beside it
+
+
+def test_repairing_a_read_only_workspace_names_the_file_and_what_to_do(root: Path) -> None:
+    run_dir = finish_a_run(root)
+    _read_only(run_dir)
+    before = sorted(path.name for path in run_dir.iterdir())
+
+    db = run_dir / "workspace.sqlite"
+    done = _as_reader("workspace", "repair", "--db", str(db))
+    assert done.returncode == 2, done.stdout[-2000:]
+    assert f"error[config_error]: cannot repair {db}: {db} and {run_dir} not writable by this user" in done.stderr
+    assert "copy the run directory somewhere writable and repair the copy's workspace.sqlite" in done.stderr
     assert sorted(path.name for path in run_dir.iterdir()) == before  # nothing made beside it

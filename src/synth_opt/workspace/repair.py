@@ -16,6 +16,7 @@ in a run directory it first takes the run's lock, so a live run's database is ne
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,13 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     path = Path(db_path)
     if not path.is_file():
         raise ConfigError(f"workspace database {path} does not exist; pass --db runs/<run_id>/workspace.sqlite")
+    unwritable = [str(where) for where in (path, path.parent) if not os.access(where, os.W_OK)]
+    if unwritable:
+        raise ConfigError(
+            f"cannot repair {path}: {' and '.join(unwritable)} not writable by this user (a repair rewrites the "
+            "workspace's derived tables, and SQLite writes its journal beside the database); make them writable, "
+            "or copy the run directory somewhere writable and repair the copy's workspace.sqlite"
+        )
     moved_aside: dict[str, Any] | None = None
     lock: RunDirLock | None = None
     problem = database_problem(path)
