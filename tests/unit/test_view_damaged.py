@@ -80,6 +80,39 @@ def a_candidate(client: TestClient[Any], directory: str) -> str:
 # -- 1: links leading out of the runs folder ----------------------------------------------------------------------
 
 
+def test_browsing_a_finished_run_leaves_nothing_beside_its_workspace(runs: Path, client: TestClient[Any]) -> None:
+    run_dir = runs / RUN_ID
+    for side in ("-wal", "-shm"):  # a finished run's workspace, closed by its writer
+        (run_dir / f"workspace.sqlite{side}").unlink(missing_ok=True)
+    before = sorted(path.name for path in run_dir.iterdir())
+    for page in ("/", f"/runs/{RUN_ID}"):
+        assert client.get(page).status_code == 200
+    assert sorted(path.name for path in run_dir.iterdir()) == before  # no -wal or -shm left behind
+    before_bytes = (run_dir / "workspace.sqlite").read_bytes()
+    assert client.get(f"/runs/{RUN_ID}").status_code == 200
+    assert (run_dir / "workspace.sqlite").read_bytes() == before_bytes  # and nothing written
+
+
+def test_a_write_ahead_log_left_by_a_writer_is_read_and_left_as_it_is(runs: Path, client: TestClient[Any]) -> None:
+    crashed = copy_run(runs, "crashed")
+    writer = sqlite3.connect(runs / RUN_ID / "workspace.sqlite")
+    try:
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("UPDATE runs SET error = 'kept in the log'")
+        writer.commit()
+        for name in ("workspace.sqlite", "workspace.sqlite-wal"):  # as a writer killed mid-run leaves them
+            shutil.copyfile(runs / RUN_ID / name, crashed / name)
+    finally:
+        writer.close()
+    (crashed / "workspace.sqlite-shm").unlink(missing_ok=True)
+    log, database = (crashed / "workspace.sqlite-wal").read_bytes(), (crashed / "workspace.sqlite").read_bytes()
+    assert log
+    assert client.get("/runs/crashed").status_code == 200
+    # read, not folded into the database: the log and the database are as the writer left them
+    assert (crashed / "workspace.sqlite-wal").read_bytes() == log
+    assert (crashed / "workspace.sqlite").read_bytes() == database
+
+
 def test_files_linked_from_outside_the_runs_folder_are_neither_served_nor_read(
     runs: Path, tmp_path: Path, client: TestClient[Any]
 ) -> None:

@@ -9,6 +9,7 @@ file that cannot be read or holds a value of the wrong type is a :class:`Damaged
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -391,9 +392,19 @@ def _read_only(run_dir: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _reading(found: Path) -> sqlite3.Connection:
-    """A read-only connection; in a folder this process cannot write (a read-only mount, an archive), where SQLite
-    cannot make the ``-shm`` a WAL database reads through, the file read as ``immutable`` when no write-ahead log
-    lies beside it (then the file holds the whole database, and nothing is made beside it)."""
+    """A connection that only reads. With no write-ahead log beside the file (a finished run's workspace) and a
+    folder this process may write, a read-write connection held to queries (``query_only``): SQLite makes a
+    ``-wal`` and ``-shm`` to read a WAL database and, as the last connection to close, removes them, where a
+    read-only one would leave them behind in the run directory. Otherwise a read-only connection; in a folder this
+    process cannot write (a read-only mount, an archive), where SQLite cannot make the ``-shm`` a WAL database reads
+    through, the file read as ``immutable`` when no write-ahead log lies beside it (then the file holds the whole
+    database, and nothing is made beside it)."""
+    if not found.with_name(found.name + "-wal").exists() and all(
+        os.access(where, os.W_OK) for where in (found, found.parent)
+    ):
+        db = sqlite3.connect(f"{found.as_uri()}?mode=rw", uri=True, timeout=5)
+        db.execute("PRAGMA query_only = ON")
+        return db
     db = sqlite3.connect(f"{found.as_uri()}?mode=ro", uri=True, timeout=5)
     try:
         db.execute("SELECT count(*) FROM sqlite_master").fetchall()
