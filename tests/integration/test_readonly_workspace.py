@@ -118,6 +118,6 @@ def test_repairing_a_read_only_workspace_names_the_file_and_what_to_do(root: Pat
     db = run_dir / "workspace.sqlite"
     done = _as_reader("workspace", "repair", "--db", str(db))
     assert done.returncode == 2, done.stdout[-2000:]
-    assert f"error[config_error]: cannot repair {db}: {db} and {run_dir} not writable by this user" in done.stderr
+    assert f"error[config_error]: cannot repair {db}: {db} and {run_dir} are not writable by this user" in done.stderr
     assert "copy the run directory somewhere writable and repair the copy's workspace.sqlite" in done.stderr
     assert sorted(path.name for path in run_dir.iterdir()) == before  # nothing made beside it

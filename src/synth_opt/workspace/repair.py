@@ -46,7 +46,8 @@ def repair_workspace(db_path: str | Path) -> dict[str, Any]:
     unwritable = [str(where) for where in (path, path.parent) if not os.access(where, os.W_OK)]
     if unwritable:
         raise ConfigError(
-            f"cannot repair {path}: {' and '.join(unwritable)} not writable by this user (a repair rewrites the "
+            f"cannot repair {path}: {' and '.join(unwritable)} {'is' if len(unwritable) == 1 else 'are'} not "
+            "writable by this user (a repair rewrites the "
             "workspace's derived tables, and SQLite writes its journal beside the database); make them writable, "
             "or copy the run directory somewhere writable and repair the copy's workspace.sqlite"
         )
