@@ -18,6 +18,7 @@ from synth_opt.events.compare import compare_feeds
 from synth_opt.events.normalize import read_feed
 from synth_opt.events.types import (
     AcceptanceDecided,
+    BudgetUpdated,
     ProposalFailed,
     ProposerFailed,
     ProposerOutage,
@@ -248,6 +249,23 @@ async def test_the_time_limit_passing_in_an_outage_stops_the_search_and_keeps_th
     assert "time_limit" in states and "failed" not in states
     assert result.best_heldout_score is not None  # the run went on to its heldout evaluation
     assert events(result, ProposalFailed) == [] and result.proposals_failed == 0  # an outage is no failed proposal
+
+
+@pytest.mark.anyio
+async def test_a_proposal_asked_again_and_cut_by_the_time_limit_is_charged_its_first_call(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "a", cache="off", extra="outage_timeout_seconds = 600")
+    limit = "max_time_seconds = 3\nproposer_estimated_seconds = 0.01\nrollout_estimated_seconds = 0.001\n"
+    path.write_text(path.read_text().replace("[gepa]\n", "[gepa]\n" + limit))
+    # proposal 4 repeats an edit in flight and is asked again: its second call, the sixth, is never served
+    proposer = FlakyProposer(fail_every=10**9, down_after=5)
+    result = await GepaRun(load_config(path), container_transport=fake().transport(), proposer=proposer).execute_async()
+    asked_again = [event.proposal_index for event in events(result, ReflectionRequested) if event.attempt == 2]
+    assert asked_again, "no proposal was asked again: the test no longer covers the case"
+    decided = {decision.proposal_index: decision.reason for decision in events(result, AcceptanceDecided)}
+    assert all(decided[index] == "time_limit" for index in asked_again)
+    used = events(result, BudgetUpdated)[-1].used
+    assert used["cost_usd"] == pytest.approx(proposer.billed.cost_usd)  # every served call charged, the first too
+    assert result.usage["proposer"]["cost_usd"] == pytest.approx(proposer.billed.cost_usd)
 
 
 def one_in_three(learn: Any) -> Any:
