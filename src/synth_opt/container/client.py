@@ -474,16 +474,20 @@ class ContainerClient:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_reply_bytes:
                 return response.status_code, _TooLarge(int(declared))
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self._max_reply_bytes:
-                    return response.status_code, _TooLarge(None)
-                chunks.append(chunk)
-            return response.status_code, b"".join(chunks)
+            return response.status_code, await self._decoded_body(response)
         finally:
             await response.aclose()
+
+    async def _decoded_body(self, response: httpx.Response) -> bytes | _TooLarge:
+        """The body as httpx decodes it (content codings undone), or :class:`_TooLarge` once it passes the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_reply_bytes:
+                return _TooLarge(None)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _exchange_plain(
         self, plain: PlainHttpTransport, method: str, url: httpx.URL, body: Any
@@ -515,15 +519,8 @@ class ContainerClient:
             self._http.cookies.extract_cookies(httpx.Response(reply.status, headers=reply.headers, request=request))
         if b"content-encoding" not in names:
             return reply.status, reply.body
-        response = httpx.Response(reply.status, headers=reply.headers, stream=httpx.ByteStream(reply.body))
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self._max_reply_bytes:
-                return reply.status, _TooLarge(None)
-            chunks.append(chunk)
-        return reply.status, b"".join(chunks)
+        compressed = httpx.Response(reply.status, headers=reply.headers, stream=httpx.ByteStream(reply.body))
+        return reply.status, await self._decoded_body(compressed)
 
     def _url(self, route: str) -> httpx.URL:
         """The absolute URL of ``route``, parsed once per fixed route (parsing dominates a small request)."""
